@@ -1,0 +1,255 @@
+"""The TOML config: profiles, tiers, prices, priorities, frameworks, secrets and key bindings.
+
+No file at all is valid: it means the `local` profile with the defaults below. Unknown keys are
+errors that name the file, the table, the key and the closest known key. The file may hold secrets,
+so it is written 0600 in a 0700 folder. Secret values are wrapped in `Secret` so that they are
+masked wherever a config or profile is printed.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError, NotFound
+from .paths import Paths, get_paths, write_private
+
+MASK = "****"
+
+
+class Secret(str):
+    """A string whose repr and str-in-containers are masked; `.reveal()` gives the value."""
+
+    def __repr__(self) -> str:  # pragma: no cover - trivial
+        return f"Secret({MASK!r})"
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+    def masked(self) -> str:
+        return MASK if self else ""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Budget(_Strict):
+    daily_usd: float | None = Field(default=None, ge=0)
+    monthly_usd: float | None = Field(default=None, ge=0)
+
+
+class S3Settings(_Strict):
+    endpoint_url: str | None = None
+    region: str | None = None
+    addressing_style: Literal["path", "virtual", "auto"] | None = None
+    aws_profile: str | None = None
+    access_key_id: Secret | None = None
+    secret_access_key: Secret | None = None
+    verify_tls: bool = True
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    connect_timeout: float = Field(default=10, gt=0)
+    read_timeout: float = Field(default=60, gt=0)
+    multipart_threshold_mb: int = Field(default=16, ge=5)
+    multipart_chunksize_mb: int = Field(default=16, ge=5)
+    max_concurrency: int = Field(default=16, ge=1, le=256)
+
+    @field_validator("access_key_id", "secret_access_key", mode="before")
+    @classmethod
+    def _wrap_secret(cls, v: Any) -> Any:
+        return Secret(v) if isinstance(v, str) else v
+
+    @property
+    def effective_addressing_style(self) -> str:
+        if self.addressing_style:
+            return self.addressing_style
+        return "path" if self.endpoint_url else "auto"
+
+
+class KubernetesSettings(_Strict):
+    context: str | None = None
+    kubeconfig: str | None = None
+    namespace: str = "default"
+    queue: str = "default"
+    s3_secret: str | None = None
+    uploader_image: str = "rclone/rclone:1.68"
+    gpu_product_label: str = "nvidia.com/gpu.product"
+    ttl_seconds_after_finished: int = Field(default=3600, ge=0)
+    termination_grace_seconds: int = Field(default=120, ge=1)
+    startup_allowance_seconds: int = Field(default=900, ge=0)
+    service_account: str | None = None
+
+
+class Profile(_Strict):
+    name: str = "local"
+    scheduler: Literal["local", "kubernetes", "fake"] = "local"
+    store: Literal["local", "s3"] = "local"
+    tier: str = "unlimited"
+    cpu_slots: int = Field(default=1, ge=1, le=256)
+    read_only: bool = False
+    queue_policy: Literal["fifo", "best-effort"] = "fifo"
+    max_model_mb: int = Field(default=500, ge=1)
+    budget: Budget = Budget()
+    s3: S3Settings = S3Settings()
+    kubernetes: KubernetesSettings = KubernetesSettings()
+
+
+class FrameworkVersion(_Strict):
+    python: str | None = None
+    image: str | None = None
+
+
+class Billing(_Strict):
+    minimum_seconds: int = Field(default=60, ge=0)
+
+
+class Cache(_Strict):
+    max_gb: float = Field(default=20, gt=0)
+
+
+DEFAULT_TIERS = {"free": 1, "standard": 8, "unlimited": 0}  # 0 = the whole inventory
+DEFAULT_PRIORITIES = {"high": 1000, "normal": 0, "low": -100}
+
+
+class Config(_Strict):
+    default_profile: str = "local"
+    profiles: dict[str, Profile] = {}
+    tiers: dict[str, int] = {}
+    prices: dict[str, float] = {}
+    priorities: dict[str, int] = {}
+    frameworks: dict[str, dict[str, FrameworkVersion]] = {}
+    secrets: dict[str, Secret] = {}
+    keys: dict[str, str] = {}
+    billing: Billing = Billing()
+    cache: Cache = Cache()
+    source: str | None = Field(default=None, exclude=True)
+
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _wrap_secrets(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: Secret(s) if isinstance(s, str) else s for k, s in v.items()}
+        return v
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers_nonnegative(cls, v: dict[str, int]) -> dict[str, int]:
+        for name, gpus in v.items():
+            if gpus < 0:
+                raise ValueError(f"tier {name!r} must allow 0 (= whole inventory) or more GPUs")
+        return v
+
+    # -- derived views -------------------------------------------------------------------------
+    def all_tiers(self) -> dict[str, int]:
+        return {**DEFAULT_TIERS, **self.tiers}
+
+    def all_priorities(self) -> dict[str, int]:
+        return {**DEFAULT_PRIORITIES, **self.priorities}
+
+    def profile(self, name: str | None = None) -> Profile:
+        """The named profile, else `DLAAS_PROFILE`, else `default_profile`."""
+        name = name or os.environ.get("DLAAS_PROFILE") or self.default_profile
+        if name in self.profiles:
+            return self.profiles[name].model_copy(update={"name": name})
+        if name == "local":
+            return Profile(name="local")
+        known = sorted({"local", *self.profiles})
+        hint = _did_you_mean(name, known)
+        raise NotFound(f"no profile {name!r}{hint}; known profiles: {', '.join(known)}")
+
+    def tier_gpus(self, profile: Profile) -> int:
+        """GPUs (or cpu slots) a profile may hold at once; 0 means the whole inventory."""
+        tiers = self.all_tiers()
+        if profile.tier not in tiers:
+            hint = _did_you_mean(profile.tier, list(tiers))
+            raise ConfigError(f"{self.source or 'config'}: unknown tier {profile.tier!r}{hint}")
+        return tiers[profile.tier]
+
+
+def _did_you_mean(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f", did you mean {close[0]!r}?" if close else ""
+
+
+def _table_name(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc]
+    return "[" + ".".join(parts) + "]" if parts else "the top level"
+
+
+def _model_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that owns the table at `loc`, to list its known keys."""
+    model: Any = Config
+    i = 0
+    while i < len(loc):
+        field = model.model_fields.get(str(loc[i]))
+        if field is None:
+            return None
+        ann = field.annotation
+        if ann in (Profile, Budget, S3Settings, KubernetesSettings, Billing, Cache):
+            model = ann
+            i += 1
+        elif str(loc[i]) == "profiles":
+            model = Profile
+            i += 2
+        elif str(loc[i]) == "frameworks":
+            model = FrameworkVersion
+            i += 3
+        else:
+            return None
+    return model
+
+
+def _format_errors(source: str, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        if e["type"] == "extra_forbidden":
+            key, table = loc[-1], loc[:-1]
+            owner = _model_for(table)
+            known = list(owner.model_fields) if owner else []
+            known = [k for k in known if k != "source"]
+            lines.append(
+                f"{source}: unknown key {key!r} in {_table_name(table)}{_did_you_mean(str(key), known)}"
+            )
+        else:
+            key, table = (loc[-1], loc[:-1]) if loc else ("", ())
+            msg = e["msg"]
+            got = e.get("input")
+            got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"{source}: {_table_name(table)} {key}: {msg}{got_s}")
+    return "\n".join(lines)
+
+
+def parse_config(text: str, source: str = "config.toml") -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(source, exc)) from None
+    return cfg.model_copy(update={"source": source})
+
+
+def load_config(paths: Paths | None = None) -> Config:
+    """Read the config file; no file means every default."""
+    paths = paths or get_paths()
+    path = paths.config_file
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return Config(source=str(path))
+    return parse_config(text, str(path))
+
+
+def save_config_text(text: str, paths: Paths | None = None) -> Path:
+    """Validate, then write the config atomically with 0600 permissions."""
+    paths = paths or get_paths()
+    parse_config(text, str(paths.config_file))
+    write_private(paths.config_file, text)
+    return paths.config_file

@@ -1,0 +1,110 @@
+"""The one door the UI and CLI use into the backend.
+
+`open_backend()` reads the config, picks the profile, and builds the engine (scheduler) and the object
+store it names, lazily: asking for `--help`, validating a manifest or listing local buckets never
+imports boto3, kubernetes or pynvml. Everything the presentation layer needs is re-exported here, so
+`dlaas_tui` imports `backend.facade` and nothing else from the backend.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import Config, Profile, Secret, load_config  # noqa: F401
+from .errors import (  # noqa: F401
+    BadInput,
+    ConfigError,
+    DlaasError,
+    EngineError,
+    NotFound,
+    ReadOnly,
+    StoreError,
+)
+from .paths import Paths, get_paths, resource_dir  # noqa: F401
+from .runs import (  # noqa: F401
+    ACTIVE_STATES,
+    TERMINAL_STATES,
+    ChangeSet,
+    Device,
+    Engine,
+    ErrorCode,
+    Inventory,
+    MetricPoint,
+    Run,
+    RunEvent,
+    RunState,
+    SubmitRequest,
+    iso,
+    utcnow,
+)
+from .store.base import (  # noqa: F401
+    BucketInfo,
+    ListPage,
+    ObjectInfo,
+    ObjectStore,
+    Transfer,
+    TransferCancelled,
+    split_location,
+    validate_bucket_name,
+    validate_key,
+)
+
+ENGINES = {
+    "local": "backend.engines.local.engine:LocalEngine",
+    "kubernetes": "backend.engines.kubernetes.engine:KubernetesEngine",
+    "fake": "backend.engines.fake.engine:FakeEngine",
+}
+STORES = {
+    "local": "backend.store.local:LocalStore",
+    "s3": "backend.store.s3:S3Store",
+}
+
+
+def _load(target: str) -> Any:
+    import importlib
+
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@dataclass
+class Backend:
+    config: Config
+    profile: Profile
+    paths: Paths
+    _engine: Engine | None = field(default=None, repr=False)
+    _store: ObjectStore | None = field(default=None, repr=False)
+
+    @property
+    def store(self) -> ObjectStore:
+        if self._store is None:
+            self._store = _load(STORES[self.profile.store]).from_backend(self)
+        return self._store
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = _load(ENGINES[self.profile.scheduler]).from_backend(self)
+        return self._engine
+
+    @property
+    def read_only(self) -> bool:
+        return self.profile.read_only
+
+    def require_writable(self, what: str) -> None:
+        if self.profile.read_only:
+            raise ReadOnly(f"profile {self.profile.name!r} is read-only: {what} is not allowed")
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+
+
+def open_backend(profile: str | None = None, *, read_only: bool | None = None) -> Backend:
+    """The backend for a profile (`--profile`, else `DLAAS_PROFILE`, else the config's default)."""
+    paths = get_paths()
+    config = load_config(paths)
+    prof = config.profile(profile)
+    if read_only:
+        prof = prof.model_copy(update={"read_only": True})
+    return Backend(config=config, profile=prof, paths=paths)

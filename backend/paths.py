@@ -1,0 +1,88 @@
+"""Where dlaas-tui keeps its files.
+
+`DLAAS_HOME=DIR` puts config, state and the local object store under DIR (every test uses one);
+otherwise the platform's user config and data dirs are used. Folders that hold secrets or state are
+created 0700, files 0600.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+APP_NAME = "dlaas-tui"
+
+
+@dataclass(frozen=True)
+class Paths:
+    config_dir: Path
+    state_dir: Path
+    store_dir: Path
+    cache_dir: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / "config.toml"
+
+    @property
+    def db_file(self) -> Path:
+        return self.state_dir / "state.db"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Per-run working folders of the local engine (model, data view, results, logs)."""
+        return self.state_dir / "runs"
+
+    @property
+    def ui_state_file(self) -> Path:
+        """UI choices that are not config (the theme, command history)."""
+        return self.state_dir / "ui.json"
+
+
+def get_paths() -> Paths:
+    home = os.environ.get("DLAAS_HOME")
+    if home:
+        root = Path(home).expanduser().resolve()
+        return Paths(root, root / "state", root / "store", root / "cache")
+    import platformdirs
+
+    return Paths(
+        Path(platformdirs.user_config_dir(APP_NAME)),
+        Path(platformdirs.user_data_dir(APP_NAME)),
+        Path(platformdirs.user_data_dir(APP_NAME)) / "store",
+        Path(platformdirs.user_cache_dir(APP_NAME)),
+    )
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` (and parents) readable by the user alone."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+def write_private(path: Path, data: str | bytes) -> None:
+    """Atomically write a file that only the user can read (0600)."""
+    private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    fd = os.open(tmp, flags, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def resource_dir(name: str) -> Path:
+    """A folder shipped with the app (`themes`, `samples`), in a checkout or an installed wheel."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("dlaas_tui")  # locates the package without importing the UI
+    assert spec is not None and spec.submodule_search_locations
+    return Path(list(spec.submodule_search_locations)[0]) / name

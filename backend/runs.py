@@ -1,0 +1,300 @@
+"""Runs as plain typed data, and the Engine protocol every scheduler implements.
+
+The same state names are used on every engine (FfDL's lifecycle):
+
+    QUEUED -> PENDING -> DOWNLOADING -> PROCESSING -> STORING -> COMPLETED | FAILED | HALTED
+
+PENDING means the run has received its devices (billing starts); billing ends when STORING ends.
+A preempted run goes back to QUEUED and a new billed interval starts when it is admitted again.
+"""
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+
+class RunState(enum.StrEnum):
+    QUEUED = "QUEUED"
+    PENDING = "PENDING"
+    DOWNLOADING = "DOWNLOADING"
+    PROCESSING = "PROCESSING"
+    STORING = "STORING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    HALTED = "HALTED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+    @property
+    def billed(self) -> bool:
+        """True while the run holds devices and is charged for them."""
+        return self in BILLED_STATES
+
+
+TERMINAL_STATES = frozenset({RunState.COMPLETED, RunState.FAILED, RunState.HALTED})
+BILLED_STATES = frozenset(
+    {RunState.PENDING, RunState.DOWNLOADING, RunState.PROCESSING, RunState.STORING}
+)
+ACTIVE_STATES = frozenset(set(RunState) - TERMINAL_STATES)
+
+# The transitions an engine may record. Anything may fail or be halted; a billed run may be
+# preempted back to QUEUED; a run cut off in STORING may be stored again.
+ALLOWED_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
+    RunState.QUEUED: frozenset({RunState.PENDING, RunState.FAILED, RunState.HALTED}),
+    RunState.PENDING: frozenset({RunState.DOWNLOADING, RunState.QUEUED, RunState.FAILED, RunState.HALTED}),
+    RunState.DOWNLOADING: frozenset({RunState.PROCESSING, RunState.QUEUED, RunState.FAILED, RunState.HALTED}),
+    RunState.PROCESSING: frozenset({RunState.STORING, RunState.QUEUED, RunState.FAILED, RunState.HALTED}),
+    RunState.STORING: frozenset({RunState.COMPLETED, RunState.FAILED, RunState.HALTED}),
+    RunState.COMPLETED: frozenset(),
+    RunState.FAILED: frozenset(),
+    RunState.HALTED: frozenset(),
+}
+
+
+class ErrorCode(enum.StrEnum):
+    BAD_MANIFEST = "C101"
+    BAD_MODEL_ARCHIVE = "C102"
+    BAD_CREDENTIALS = "C103"
+    NEVER_FITS = "C104"
+    COMMAND_FAILED = "C201"
+    OUT_OF_MEMORY = "C202"
+    MAX_DURATION = "C203"
+    EARLY_STOP = "C204"
+    LOAD_FAILED = "S301"
+    STORE_FAILED = "S303"
+    RUN_LOST = "S401"
+
+
+ERROR_DESCRIPTIONS: dict[ErrorCode, str] = {
+    ErrorCode.BAD_MANIFEST: "the manifest is invalid",
+    ErrorCode.BAD_MODEL_ARCHIVE: "the model archive is unsafe or too big",
+    ErrorCode.BAD_CREDENTIALS: "the object-store credentials were refused",
+    ErrorCode.NEVER_FITS: "the request can never fit this tier or machine",
+    ErrorCode.COMMAND_FAILED: "the training command exited non-zero",
+    ErrorCode.OUT_OF_MEMORY: "the training command ran out of memory",
+    ErrorCode.MAX_DURATION: "the run exceeded its max_duration",
+    ErrorCode.EARLY_STOP: "halted by the sweep's early-stopping rule",
+    ErrorCode.LOAD_FAILED: "loading the model or data failed",
+    ErrorCode.STORE_FAILED: "storing results failed (a local copy is kept)",
+    ErrorCode.RUN_LOST: "the run's process vanished",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(ts: datetime | None) -> str | None:
+    if ts is None:
+        return None
+    return ts.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """One transition (or an informational note) in a run's ledger."""
+
+    run_id: str
+    at: datetime
+    state: RunState | None  # None for a note that changes no state (progress, reasons to wait)
+    message: str = ""
+    error_code: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "at": iso(self.at),
+            "state": self.state.value if self.state else None,
+            "message": self.message,
+            "error_code": self.error_code,
+        }
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    name: str
+    value: float
+    step: float | None = None
+    at: datetime | None = None
+    learner: int = 0
+
+
+@dataclass
+class Run:
+    """A run as every engine reports it. `to_json` is the CLI's and API's contract (DESIGN.md)."""
+
+    id: str
+    name: str
+    state: RunState
+    submitted_at: datetime
+    experiment: str | None = None
+    queue_position: int | None = None
+    queue_position_approximate: bool = False
+    eta: datetime | None = None
+    gpus: int = 0
+    gpu_type: str | None = None
+    assigned: list[str] = field(default_factory=list)
+    admitted_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    cost_micro_usd: int | None = 0  # None = unpriced; integer micro-dollars, never floats
+    error_code: str | None = None
+    message: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    primary_metric: str | None = None
+    # Beyond the JSON contract: what the UI and engines also need.
+    learners: int = 1
+    priority: str = "normal"
+    params: dict[str, Any] = field(default_factory=dict)
+    results_bucket: str | None = None
+    node: str | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def cost_usd(self) -> float | None:
+        return None if self.cost_micro_usd is None else self.cost_micro_usd / 1_000_000
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "experiment": self.experiment,
+            "state": self.state.value,
+            "queue_position": self.queue_position,
+            "queue_position_approximate": self.queue_position_approximate,
+            "eta": iso(self.eta),
+            "gpus": self.gpus,
+            "gpu_type": self.gpu_type,
+            "assigned": list(self.assigned),
+            "submitted_at": iso(self.submitted_at),
+            "admitted_at": iso(self.admitted_at),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "cost_usd": self.cost_usd,
+            "error_code": self.error_code,
+            "message": self.message,
+            "metrics": dict(self.metrics),
+            "primary_metric": self.primary_metric,
+            "learners": self.learners,
+            "priority": self.priority,
+            "params": dict(self.params),
+        }
+
+
+@dataclass(frozen=True)
+class Device:
+    """One schedulable device: a GPU (or MIG slice) from NVML, or a `cpu:N` stand-in slot."""
+
+    index: int
+    uuid: str
+    name: str
+    gpu_type: str | None  # canonical type (H100, A100, ...), "cpu" for a stand-in slot
+    memory_total: int | None = None  # bytes; None = not supported
+    memory_used: int | None = None
+    utilization: int | None = None  # percent; None = not supported
+    temperature: int | None = None
+    power_watts: float | None = None
+    processes: tuple[int, ...] = ()  # pids using the device
+    held_by: str | None = None  # run id of the run holding it
+    busy_foreign: bool = False  # used by a process this agent did not start
+    is_mig: bool = False
+    parent_uuid: str | None = None
+
+    @property
+    def is_cpu_slot(self) -> bool:
+        return self.gpu_type == "cpu"
+
+    @property
+    def label(self) -> str:
+        return self.uuid if self.is_cpu_slot else f"{self.uuid} {self.name}"
+
+
+@dataclass(frozen=True)
+class Inventory:
+    devices: tuple[Device, ...]
+    nvml_available: bool
+    message: str = ""  # said plainly in the TUI and JSON when NVML is absent or found no GPU
+    node: str | None = None
+    tier_gpus: int = 0  # what the profile's tier allows at once; 0 = everything
+
+    @property
+    def gpu_count(self) -> int:
+        return len(self.devices)
+
+    @property
+    def in_use(self) -> int:
+        return sum(1 for d in self.devices if d.held_by)
+
+
+@dataclass(frozen=True)
+class ChangeSet:
+    """What changed since a cursor: how the UI refreshes 10,000 runs without re-reading them all."""
+
+    runs: list[Run]
+    deleted: list[str]
+    cursor: int
+    full: bool = False  # True when the cursor was too old: `runs` is everything
+
+
+@dataclass
+class SubmitRequest:
+    manifests: Sequence[Path]
+    model: Path | None = None  # a folder or a zip; default: the manifest's `model/` or its folder
+    name: str | None = None
+    experiment: str | None = None
+    dry_run: bool = False
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A scheduler: the local agent, a Kubernetes cluster, or the in-memory fake.
+
+    Calls are synchronous but cheap; anything slow happens in the engine's own agent or cluster.
+    `changes` and `logs(follow=True)` are the streaming parts, shaped for both a local process and a
+    remote watch. Errors are `backend.errors` types naming the run id.
+    """
+
+    name: str
+
+    def submit(self, request: SubmitRequest) -> list[Run]: ...
+
+    def list_runs(
+        self,
+        *,
+        states: Sequence[RunState] | None = None,
+        experiment: str | None = None,
+        limit: int | None = None,
+    ) -> list[Run]: ...
+
+    def get_run(self, run_id: str) -> Run: ...
+
+    def changes(self, cursor: int | None = None) -> ChangeSet: ...
+
+    def events(self, run_id: str) -> list[RunEvent]: ...
+
+    def metrics(self, run_id: str) -> list[MetricPoint]: ...
+
+    def manifest_text(self, run_id: str) -> str: ...
+
+    def logs(
+        self,
+        run_id: str,
+        *,
+        learner: int = 0,
+        tail: int | None = None,
+        follow: bool = False,
+    ) -> Iterator[str]: ...
+
+    def halt(self, run_id: str) -> Run: ...
+
+    def delete(self, run_id: str) -> None: ...
+
+    def inventory(self) -> Inventory: ...
+
+    def close(self) -> None: ...

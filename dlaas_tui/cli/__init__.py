@@ -1,0 +1,75 @@
+"""The command line: the scriptable twin of the TUI.
+
+Each command group lives in its own module with a `register(subparsers)` function. Modules import
+nothing heavy at import time, so `dlaas-tui --help` stays fast; handlers import the backend when they
+run. Exit codes: 0 ok, 1 failure, 2 bad input (124 for `wait` timing out).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .. import __version__
+
+# Order here is the order in `--help`.
+COMMAND_MODULES = (
+    "runs_cmd",
+    "manifest_cmd",
+    "store_cmd",
+    "gpus_cmd",
+    "experiments_cmd",
+    "agent_cmd",
+    "cluster_cmd",
+)
+
+DESCRIPTION = """\
+Deep-learning training as a service, from the terminal.
+
+With no command, opens the TUI. Every screen has a command here for scripts.
+"""
+
+EPILOG = """\
+environment:
+  DLAAS_HOME=DIR     keep config, state and the local object store under DIR
+  DLAAS_PROFILE=P    the profile to use (same as --profile)
+
+exit codes: 0 ok, 1 failure, 2 bad input
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dlaas-tui",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"dlaas-tui {__version__}")
+    parser.add_argument("--profile", "-p", metavar="P", help="profile from the config (default: local)")
+    parser.add_argument(
+        "--read-only", action="store_true", help="refuse halt, delete, submit, upload and object delete"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"{__name__}.{name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .context import Context, run_handler
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    ctx = Context(profile=args.profile, read_only=args.read_only)
+    func = getattr(args, "func", None)
+    if func is None:
+        from .tui_cmd import launch_tui
+
+        return run_handler(launch_tui, args, ctx)
+    return run_handler(func, args, ctx)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

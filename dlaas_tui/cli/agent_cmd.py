@@ -1,0 +1,8 @@
+"""CLI commands: agent (not yet implemented)."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add this group's commands to the parser."""

@@ -1,0 +1,52 @@
+"""What every CLI handler gets: the backend (opened on first use) and the error-to-exit-code rule."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from backend.facade import Backend
+
+
+@dataclass
+class Context:
+    profile: str | None = None
+    read_only: bool = False
+    _backend: Any = field(default=None, repr=False)
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            from backend.facade import open_backend
+
+            self._backend = open_backend(self.profile, read_only=self.read_only)
+        return self._backend
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+
+
+Handler = Callable[[argparse.Namespace, Context], int | None]
+
+
+def run_handler(func: Handler, args: argparse.Namespace, ctx: Context) -> int:
+    """Run a handler; a user-facing error becomes one line on stderr and an exit code."""
+    from backend.errors import DlaasError
+
+    try:
+        rc = func(args, ctx)
+        return 0 if rc is None else int(rc)
+    except DlaasError as exc:
+        print(f"dlaas-tui: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("dlaas-tui: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    finally:
+        ctx.close()

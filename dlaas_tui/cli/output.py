@@ -1,0 +1,104 @@
+"""Printing for the CLI: JSON, text tables that fit 80 columns, and transfer progress bars."""
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from backend.facade import Transfer
+
+
+def print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def safe_text(text: str) -> str:
+    """Make control characters visible so data never drives the terminal."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in "\t" or (code >= 32 and code != 127 and not 0x80 <= code < 0xA0):
+            out.append(ch)
+        else:
+            out.append(f"\\x{code:02x}")
+    return "".join(out)
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: int = 80) -> str:
+    """Left-aligned columns; the widest columns are cut with '…' until the table fits `width`."""
+    cells = [[safe_text("" if c is None else str(c)) for c in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, c in enumerate(row):
+            widths[i] = max(widths[i], len(c))
+    gap = 2
+    while sum(widths) + gap * (len(widths) - 1) > width:
+        i = max(range(len(widths)), key=lambda j: widths[j])
+        if widths[i] <= max(4, len(headers[i])):
+            break
+        widths[i] -= 1
+
+    def fit(text: str, w: int) -> str:
+        return text if len(text) <= w else text[: max(0, w - 1)] + "…"
+
+    lines = ["  ".join(fit(h, w).ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    for row in cells:
+        lines.append("  ".join(fit(c, w).ljust(w) for c, w in zip(row, widths)).rstrip())
+    return "\n".join(lines)
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: int = 80) -> None:
+    print(format_table(headers, rows, width))
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+@contextmanager
+def transfer_progress(description: str, *, enabled: bool | None = None) -> Iterator[Transfer]:
+    """A Transfer wired to a rich progress bar on stderr (plain, no bar, when not a terminal)."""
+    from backend.facade import Transfer
+
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        yield Transfer()
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
+    task = progress.add_task(safe_text(description), total=None)
+
+    def update(t: Transfer) -> None:
+        progress.update(task, total=t.total or None, completed=t.done)
+
+    with progress:
+        yield Transfer(on_update=update)
