@@ -128,6 +128,11 @@ class PriceTable:
 Interval = tuple[datetime, datetime]
 
 
+def billable_devices(gpus: int) -> int:
+    """Devices a run pays for: its GPUs, or one cpu slot for a run that asked for none."""
+    return max(1, gpus)
+
+
 def billed_intervals(events: Iterable[RunEvent], now: datetime) -> list[Interval]:
     """The spans the run held devices: from entering PENDING (or any billed state) until it leaves
     the billed states (STORING -> COMPLETED, back to QUEUED, FAILED, HALTED). An open span ends `now`.
@@ -247,6 +252,7 @@ __all__ = [
     "CostBreakdown",
     "PriceTable",
     "RunState",
+    "billable_devices",
     "billed_intervals",
     "canonical_gpu_type",
     "format_usd",

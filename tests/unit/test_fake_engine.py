@@ -258,3 +258,13 @@ def test_from_backend_uses_profile_and_prices(monkeypatch, dlaas_home):
     assert isinstance(engine, FakeEngine)
     assert engine.tier_gpus == 1 and engine.device_count == 3
     assert engine.prices.rate("H100") == 1_000_000
+
+
+def test_backend_cost_breakdown_through_the_facade(monkeypatch, dlaas_home):
+    from backend.facade import open_backend
+
+    (dlaas_home / "config.toml").write_text('[profiles.fake]\nscheduler = "fake"\n')
+    backend = open_backend("fake")
+    run = backend.engine.submit_manifest(manifest())
+    lines = backend.cost_breakdown(run.id).lines()
+    assert "H100" in lines[-1]

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 from ...runs import ERROR_DESCRIPTIONS, ErrorCode, MetricPoint, Run, RunEvent, RunState, iso
 
 if TYPE_CHECKING:
-    from .engine import FakeEngine, _Rec
+    from .engine import FakeEngine
+    from .lifecycle import _Rec
 
 S = RunState
 _LIFECYCLE = (S.PENDING, S.DOWNLOADING, S.PROCESSING, S.STORING)
@@ -49,7 +50,7 @@ def seed_runs(
     instead, and the queue is admitted as usual at the end. `experiment_size` > 0 groups
     consecutive runs into experiments of that size with swept `lr` parameters.
     """
-    from .engine import _Rec, synthetic_metrics
+    from .lifecycle import _Rec, synthetic_metrics
 
     rng = random.Random(seed)
     mix = list((states or dict(_MIX)).items())
