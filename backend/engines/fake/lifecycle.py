@@ -10,11 +10,11 @@ import bisect
 import heapq
 import math
 import zlib
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ...errors import EngineError
+from ...metrics import parse_metrics_line, primary_metric
 from ...runs import (
     ALLOWED_TRANSITIONS,
     ErrorCode,
@@ -189,13 +189,16 @@ class Lifecycle:
     def _emit_step(self, rec: _Rec, at: datetime) -> None:
         loss, acc = synthetic_metrics(rec.run.id, rec.step, rec.steps)
         stamp = iso(at)
-        self._log(rec, f"{stamp} epoch={rec.step} loss={loss:.6f} accuracy={acc:.6f}", learner=0)
+        line = f"{stamp} epoch={rec.step} loss={loss:.6f} accuracy={acc:.6f}"
+        self._log(rec, line, learner=0)
         for learner in range(1, rec.run.learners):
             self._log(rec, f"{stamp} rank={learner} epoch={rec.step} waiting for all-reduce", learner=learner)
-        for name, value in (("loss", loss), ("accuracy", acc)):
-            rec.metric_points.append(MetricPoint(name, value, float(rec.step), at))
-            rec.run.metrics[name] = value
-        rec.run.primary_metric = _primary(rec.run.metrics, rec.sweep_metric)
+        # The metrics come from the log line, as a real engine's do, through the same parser.
+        parsed = parse_metrics_line(line)
+        if parsed is not None:
+            rec.metric_points.extend(parsed.points())
+            rec.run.metrics.update(parsed.values)
+            rec.run.primary_metric = primary_metric(list(rec.run.metrics), rec.sweep_metric)
         self._touch(rec)
 
     # -- the queue ------------------------------------------------------------------------------
@@ -264,18 +267,6 @@ def synthetic_metrics(run_id: str, step: int, steps: int) -> tuple[float, float]
     loss = base * math.exp(-2.5 * frac) + 0.05 + noise
     accuracy = min(0.999, max(0.0, 1.0 - loss / (base + 0.1)))
     return round(loss, 6), round(accuracy, 6)
-
-
-def _primary(metrics: Mapping[str, float], sweep_metric: str | None) -> str | None:
-    try:
-        from ...metrics import primary_metric
-    except ImportError:  # pragma: no cover - before the metrics module exists
-        primary_metric = None
-    if primary_metric is not None:
-        return primary_metric(list(metrics), sweep_metric)
-    if sweep_metric:
-        return sweep_metric
-    return "loss" if "loss" in metrics else next(iter(metrics), None)
 
 
 def _describe(code: ErrorCode) -> str:
