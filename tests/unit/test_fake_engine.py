@@ -34,7 +34,9 @@ def clock() -> FakeClock:
 def test_queue_positions_follow_admission_under_a_one_gpu_tier(clock):
     engine = FakeEngine(clock, devices=4, tier_gpus=1)
     runs = [engine.submit_manifest(manifest(f"r{i}")) for i in range(4)]
-    assert runs[0].state == S.PENDING and runs[0].queue_position is None
+    assert runs[0].state == S.QUEUED and runs[0].queue_position == 1  # as recorded at submit
+    assert engine.get_run(runs[0].id).state == S.PENDING
+    assert engine.get_run(runs[0].id).queue_position is None
     assert [engine.get_run(r.id).queue_position for r in runs[1:]] == [1, 2, 3]
     admitted = []
     for _ in range(400):

@@ -233,8 +233,10 @@ class FakeEngine(Controls, Lifecycle):
             self._log(rec, f"[dlaas] {run_id} submitted: {need} device(s), priority {manifest.priority}")
             self._enqueue(rec)
             self._touch(rec)
+            # As a real engine's submit: the run is recorded QUEUED; admission follows (here at once).
+            queued = self._snapshot(rec)
             self._admit(now)
-            return self._snapshot(rec)
+            return queued
 
     def list_runs(
         self,
