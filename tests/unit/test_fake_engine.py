@@ -270,3 +270,26 @@ def test_backend_cost_breakdown_through_the_facade(monkeypatch, dlaas_home):
     run = backend.engine.submit_manifest(manifest())
     lines = backend.cost_breakdown(run.id).lines()
     assert "H100" in lines[-1]
+
+
+def test_sweep_gives_one_run_per_trial(tmp_path, clock):
+    pytest.importorskip("backend.manifest.sweep")
+    import yaml
+
+    doc = manifest("sweepy", sweep={
+        "method": "grid",
+        "parameters": {"lr": {"values": [0.1, 0.01]}, "layers": {"values": [1, 2]}},
+        "metric": {"name": "accuracy", "goal": "maximize"},
+    })
+    doc["framework"]["command"] = "python train.py --lr ${lr}"
+    path = tmp_path / "sweep.yml"
+    path.write_text(yaml.safe_dump(doc))
+    engine = FakeEngine(clock, devices=4)
+    runs = engine.submit(SubmitRequest(manifests=[path]))
+    assert [r.name for r in runs] == ["sweepy-0", "sweepy-1", "sweepy-2", "sweepy-3"]
+    assert len({r.experiment for r in runs}) == 1 and runs[0].experiment.startswith("sweepy-")
+    assert runs[0].params == {"lr": 0.1, "layers": 1} and runs[3].params == {"lr": 0.01, "layers": 2}
+    clock.advance(100)
+    done = engine.get_run(runs[0].id)
+    assert done.primary_metric == "accuracy" and done.metric_goal == "maximize"
+    assert any("--lr 0.1" in line for line in engine.logs(runs[0].id))

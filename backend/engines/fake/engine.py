@@ -50,7 +50,7 @@ from .lifecycle import (  # noqa: F401
     synthetic_metrics,
 )
 from .controls import Controls
-from .manifests import load_manifest_any
+from .manifests import expand_sweep, load_manifest_any
 
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 _DELETED_KEPT = 10_000
@@ -147,16 +147,29 @@ class FakeEngine(Controls, Lifecycle):
 
     # -- Engine protocol --------------------------------------------------------------------------
     def submit(self, request: SubmitRequest) -> list[Run]:
-        loaded = [load_manifest_any(Path(p)) for p in request.manifests]  # all or nothing
-        runs = []
-        for manifest, text in loaded:
-            runs.append(
-                self.submit_manifest(
-                    manifest, text=text, name=request.name, experiment=request.experiment,
-                    dry_run=request.dry_run,
+        """Every manifest (a sweep gives one run per trial), all checked before any is queued."""
+        planned = []
+        for path in request.manifests:
+            manifest, text = load_manifest_any(Path(path))
+            self._check_fits(manifest.name, manifest.total_gpus)
+            trials = expand_sweep(manifest)
+            if trials is None:
+                planned.append((manifest, text, request.name, request.experiment, {}, None))
+                continue
+            base = request.name or manifest.name
+            experiment = request.experiment or f"{manifest.name}-{self._new_id()[-6:]}"
+            metric = manifest.sweep.metric if manifest.sweep else None
+            for trial in trials:
+                planned.append(
+                    (trial.manifest, text, f"{base}-{trial.index}", experiment, trial.params, metric)
                 )
+        return [
+            self.submit_manifest(
+                m, text=text, name=name, experiment=exp, params=params, sweep_metric=metric,
+                dry_run=request.dry_run,
             )
-        return runs
+            for m, text, name, exp, params, metric in planned
+        ]
 
     def submit_manifest(
         self,
@@ -168,6 +181,7 @@ class FakeEngine(Controls, Lifecycle):
         params: Mapping[str, Any] | None = None,
         duration: float | None = None,
         failure: PlantedFailure | None = None,
+        sweep_metric: Any = None,
         dry_run: bool = False,
     ) -> Run:
         """Submit one manifest (a `Manifest`, or a dict in its shape); returns the QUEUED run."""
@@ -195,7 +209,8 @@ class FakeEngine(Controls, Lifecycle):
             now = self.clock.now()
             order = next(self._submitted)
             run_id = self._new_id()
-            sweep_metric = manifest.sweep.metric if manifest.sweep and manifest.sweep.metric else None
+            if sweep_metric is None and manifest.sweep and manifest.sweep.metric:
+                sweep_metric = manifest.sweep.metric
             gpu_type = "cpu" if (self.cpu_only or need == 0) else (
                 canonical_gpu_type(manifest.gpu_type) or manifest.gpu_type or self.gpu_type
             )
