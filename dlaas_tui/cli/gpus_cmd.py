@@ -66,6 +66,8 @@ def _holder(d: Device) -> str:
     if d.held_by:
         return d.held_by
     if d.busy_foreign:
+        if not d.processes:
+            return "in use (another agent)"
         pids = ",".join(str(p) for p in d.processes[:2]) + ("…" if len(d.processes) > 2 else "")
         return f"in use (pid {pids})"
     return "free"

@@ -108,3 +108,14 @@ def test_cli_with_the_fake_profile(cli, dlaas_home):
     assert [d["gpu_type"] for d in data["devices"]] == ["A100", "A100"] and data["tier_gpus"] == 1
     none = cli("--profile", "fake", "gpus", env={"DLAAS_FAKE_GPUS": "0"})
     assert none.returncode == 0 and "cpu slot" in none.stdout.splitlines()[0]
+
+
+def test_device_locked_by_another_agent(capsys):
+    from backend.facade import Device, Inventory
+
+    class Locked:
+        def inventory(self):
+            return Inventory((Device(0, "GPU-x", "NVIDIA L4", "L4", busy_foreign=True),), True)
+
+    out = run_gpus(Locked(), capsys)
+    assert "in use (another agent)" in out and "N/A" in out
