@@ -12,6 +12,7 @@ from typing import Any
 
 from .config import Config, Profile, Secret, load_config  # noqa: F401
 from .cost import CostBreakdown, PriceTable, canonical_gpu_type, format_usd  # noqa: F401
+from .metrics import ParsedMetrics, parse_metrics_line, primary_metric  # noqa: F401
 from .errors import (  # noqa: F401
     BadInput,
     ConfigError,
