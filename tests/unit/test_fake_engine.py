@@ -255,7 +255,7 @@ def test_from_backend_uses_profile_and_prices(monkeypatch, dlaas_home):
     (dlaas_home / "config.toml").write_text(
         '[profiles.fake]\nscheduler = "fake"\ntier = "free"\n[prices]\nH100 = 1.0\n'
     )
-    monkeypatch.setenv("DLAAS_FAKE_GPUS", "3xH100")
+    monkeypatch.setenv("DLAAS_FAKE_DEVICES", "3xH100")
     engine = open_backend("fake").engine
     assert isinstance(engine, FakeEngine)
     assert engine.tier_gpus == 1 and engine.device_count == 3

@@ -99,14 +99,14 @@ def test_json_fields(capsys):
 
 def test_cli_with_the_fake_profile(cli, dlaas_home):
     (dlaas_home / "config.toml").write_text('[profiles.fake]\nscheduler = "fake"\ntier = "free"\n')
-    env = {"DLAAS_FAKE_GPUS": "2xA100"}
+    env = {"DLAAS_FAKE_DEVICES": "2xA100"}
     out = cli("--profile", "fake", "gpus", env=env)
     assert out.returncode == 0, out.stderr
     assert "A100-SXM4-80GB" in out.stdout and "tier allows 1 at a time" in out.stdout
     as_json = cli("--profile", "fake", "gpus", "--json", env=env)
     data = json.loads(as_json.stdout)
     assert [d["gpu_type"] for d in data["devices"]] == ["A100", "A100"] and data["tier_gpus"] == 1
-    none = cli("--profile", "fake", "gpus", env={"DLAAS_FAKE_GPUS": "0"})
+    none = cli("--profile", "fake", "gpus", env={"DLAAS_FAKE_DEVICES": "0"})
     assert none.returncode == 0 and "cpu slot" in none.stdout.splitlines()[0]
 
 

@@ -119,17 +119,17 @@ class FakeEngine(Controls, Lifecycle):
     @classmethod
     def from_backend(cls, backend: Any) -> FakeEngine:
         """A fake on real time for the `fake` scheduler: the profile's tier, the config's prices
-        and priorities. `DLAAS_FAKE_GPUS` (e.g. `4xH100`, `0` for cpu slots) and `DLAAS_FAKE_SEED`
+        and priorities. `DLAAS_FAKE_DEVICES` (e.g. `4xH100`, `0` for cpu slots) and `DLAAS_FAKE_SEED`
         (a number of runs to start with) shape it for demos and CLI tests."""
         import os
 
         config, profile = backend.config, backend.profile
-        spec = os.environ.get("DLAAS_FAKE_GPUS", "2xH100").lower()
+        spec = os.environ.get("DLAAS_FAKE_DEVICES", "2xH100").lower()
         count_s, _, kind = spec.partition("x")
         try:
             count = int(count_s)
         except ValueError:
-            raise BadInput(f"DLAAS_FAKE_GPUS={spec!r}: expected COUNTxTYPE, e.g. 4xH100") from None
+            raise BadInput(f"DLAAS_FAKE_DEVICES={spec!r}: expected COUNTxTYPE, e.g. 4xH100") from None
         gpu_type = kind.upper() if count and kind else "cpu"
         engine = cls(
             WallClock(),
