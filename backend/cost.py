@@ -172,6 +172,11 @@ class CostBreakdown:
     open: bool  # still ticking (the last interval ends "now")
 
     @property
+    def rate(self) -> int | None:
+        """Micro-dollars per device-hour (None: unpriced)."""
+        return self.rate_micro_per_hour
+
+    @property
     def unpriced(self) -> bool:
         return self.total_micro is None
 
