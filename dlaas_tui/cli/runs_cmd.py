@@ -199,11 +199,15 @@ def cmd_rerun(args, ctx) -> int:
 def cmd_results(args, ctx) -> int:
     from backend.facade import NotFound
 
-    run = ctx.backend.engine.get_run(args.run)
+    engine = ctx.backend.engine
+    run = engine.get_run(args.run)
     if not run.results_bucket:
         raise NotFound(f"{run.id}: no results bucket recorded")
     args.dest.mkdir(parents=True, exist_ok=True)
-    n = ctx.backend.store.get_prefix(run.results_bucket, f"{run.id}/", args.dest)
+    if hasattr(engine, "download_results"):
+        n = engine.download_results(run.id, args.dest)
+    else:
+        n = ctx.backend.store.get_prefix(run.results_bucket, f"{run.id}/", args.dest)
     print(f"{n} file(s) from {run.results_bucket}/{run.id}/ to {args.dest}")
     return 0
 

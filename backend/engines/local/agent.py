@@ -314,8 +314,8 @@ def agent_pid(state_dir: Path) -> int | None:
         os.close(fd)
 
 
-def ensure_agent(paths, timeout: float = 10.0) -> int:
-    """Start the agent for this DLAAS_HOME unless one runs; returns its pid."""
+def ensure_agent(paths, timeout: float = 10.0, *, wait: bool = True) -> int:
+    """Start the agent for this DLAAS_HOME unless one runs; returns its pid (0 if not waited for)."""
     pid = agent_pid(paths.state_dir)
     if pid and pid > 0:
         return pid
@@ -331,6 +331,8 @@ def ensure_agent(paths, timeout: float = 10.0) -> int:
         else dict(os.environ),
         cwd=str(Path(__file__).resolve().parents[3]), check=False, timeout=timeout,
     )
+    if not wait:
+        return 0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pid = agent_pid(paths.state_dir)

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ...errors import EngineError, NotFound
+from ...errors import NotFound
 from ...runs import (
     BILLED_STATES,
     ChangeSet,
@@ -76,6 +76,8 @@ class LocalEngine:
     def conn(self):
         if self._conn is None:
             self._conn = db.connect(self.paths.db_file)
+            # Any use of the engine brings the agent back (after a reboot or a kill -9).
+            ensure_agent(self.paths, wait=False)
         return self._conn
 
     def close(self) -> None:
@@ -222,6 +224,14 @@ class LocalEngine:
             return None
         return p if p is not None and p.exists() else None
 
+    def download_results(self, run_id: str, dest: Path) -> int:
+        """Copy `<results-bucket>/<run-id>/` into `dest`; returns the number of files."""
+        run = self.get_run(run_id)
+        if not run.results_bucket:
+            raise NotFound(f"{run_id}: no results bucket recorded")
+        store = deps.open_store(self.backend)
+        return store.get_prefix(run.results_bucket, f"{run.id}/", Path(dest))
+
     # -- changing ---------------------------------------------------------------------------------
     def halt(self, run_id: str) -> Run:
         self.backend.require_writable("halt")
@@ -298,9 +308,3 @@ def _read_log(engine: LocalEngine, run_id: str, path: Path, tail: int | None,
             return
         time.sleep(0.25)
 
-
-def run_or_error(engine: LocalEngine, run_id: str) -> Run:
-    try:
-        return engine.get_run(run_id)
-    except NotFound:
-        raise EngineError(f"no run {run_id!r}") from None

@@ -112,5 +112,15 @@ def stop_group(learners: list[Learner], grace: float = 10.0) -> None:
         except (ProcessLookupError, PermissionError):
             pass
     end = time.monotonic() + 5
-    while time.monotonic() < end and any(lr.alive() for lr in learners):
+    while time.monotonic() < end and any(lr.alive() or group_exists(lr.pid) for lr in learners):
         time.sleep(0.05)
+
+
+def group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
