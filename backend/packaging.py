@@ -1,6 +1,6 @@
 """Model code archives: zip a model folder for submission, unzip one safely into a run's MODEL_DIR.
 
-Zipping honours the folder's `.gitignore` (gitwildmatch rules via pathspec) and always skips `.git`,
+Zipping honours the folder's `.gitignore` (git's own rules, via pathspec's GitIgnoreSpec) and always skips `.git`,
 `__pycache__` and `.venv`, so a submission carries source, not environments. Both directions refuse
 what could hurt: an archive over the size cap, or an entry whose path would land outside the target
 (absolute, `..`, a symlink) - each with C102 and the offending name.
@@ -32,7 +32,7 @@ def _ignore_spec(root: Path):
     gitignore = root / ".gitignore"
     if gitignore.is_file():
         lines = gitignore.read_text(errors="replace").splitlines()
-    return pathspec.PathSpec.from_lines("gitwildmatch", lines)
+    return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
 def model_files(root: Path) -> list[tuple[Path, str]]:

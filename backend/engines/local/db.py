@@ -58,7 +58,8 @@ CREATE TABLE IF NOT EXISTS runs (
     procs TEXT NOT NULL DEFAULT '[]',
     cost_micro INTEGER,
     priced INTEGER NOT NULL DEFAULT 1,
-    outcome TEXT NOT NULL DEFAULT '{}'
+    outcome TEXT NOT NULL DEFAULT '{}',
+    metric_goal TEXT NOT NULL DEFAULT 'minimize'
 );
 CREATE INDEX IF NOT EXISTS runs_queue ON runs (state, prio DESC, submitted_at, id, gpus, learners,
     profile, gpu_type);
@@ -98,7 +99,7 @@ CREATE TABLE IF NOT EXISTS control (
 RUN_COLUMNS = (
     "id seq name experiment profile state priority prio submitted_at admitted_at started_at "
     "finished_at gpus learners gpu_type assigned labels error_code message metrics primary_metric "
-    "params results_bucket spec manifest_text procs cost_micro priced outcome"
+    "params results_bucket spec manifest_text procs cost_micro priced outcome metric_goal"
 ).split()
 JSON_COLUMNS = frozenset({"assigned", "labels", "metrics", "params", "spec", "procs", "outcome"})
 

@@ -31,7 +31,7 @@ from .scheduler import QUEUE_SQL
 LIST_COLUMNS = (
     "id, name, experiment, profile, state, priority, submitted_at, admitted_at, started_at, "
     "finished_at, gpus, learners, gpu_type, labels, error_code, message, metrics, primary_metric, "
-    "params, results_bucket, cost_micro, priced, seq"
+    "params, results_bucket, cost_micro, priced, seq, metric_goal"
 )
 
 
@@ -57,6 +57,7 @@ def row_to_run(row, *, cost: int | None = 0, position: int | None = None,
         message=row["message"] or "", metrics=js("metrics", {}), primary_metric=row["primary_metric"],
         learners=row["learners"], priority=row["priority"], params=js("params", {}),
         results_bucket=row["results_bucket"],
+        metric_goal=row["metric_goal"] if "metric_goal" in row.keys() else "minimize",
     )
 
 

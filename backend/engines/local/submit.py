@@ -172,6 +172,7 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
                     "gpus": m.gpus, "learners": m.learners,
                     "gpu_type": deps.canonical_gpu_type(m.gpu_type) if m.gpu_type else None,
                     "params": params, "results_bucket": results, "spec": spec, "manifest_text": text,
+                    "metric_goal": m.sweep.metric.goal if m.sweep and m.sweep.metric else "minimize",
                 })
                 if store is not None:
                     store.put_file(zpath, results, spec["model_key"])
@@ -211,7 +212,7 @@ def rerun(engine, run_id: str) -> list[Run]:
                            f"cannot be read ({exc})") from None
         store.put_file(z, bucket, spec["model_key"])
     row = {k: old[k] for k in ("name", "experiment", "profile", "priority", "prio", "gpus", "learners",
-                               "gpu_type", "params", "results_bucket", "manifest_text")}
+                               "gpu_type", "params", "results_bucket", "manifest_text", "metric_goal")}
     row.update(id=rid, state=RunState.QUEUED.value, submitted_at=time.time(), spec=spec)
     with db.write(engine.conn):
         db.insert_run(engine.conn, row, db.next_seq(engine.conn))
