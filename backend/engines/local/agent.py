@@ -23,7 +23,7 @@ from typing import Any
 
 from ...runs import ErrorCode, RunState
 from . import db, deps
-from .scheduler import QUEUE_SQL, FreeDevice, plan
+from .scheduler import FreeDevice, plan, queue_cursor
 
 log = logging.getLogger("dlaas.agent")
 TICK = 0.5
@@ -195,26 +195,12 @@ class Agent:
         held = self._held()
         free = [FreeDevice(d.uuid, d.gpu_type) for d in devices
                 if d.uuid not in held and not d.busy_foreign]
-        tiers = self.config.all_tiers()
-        room: dict[str, int | None] = {}
-        usage: dict[str, int] = {}
-        for prof, used in self.conn.execute(
-            "SELECT profile, SUM(gpus * learners) FROM runs WHERE state IN "
-            "('PENDING','DOWNLOADING','PROCESSING','STORING') GROUP BY profile"
-        ):
-            usage[prof] = used or 0
-        profiles = {r[0] for r in self.conn.execute("SELECT DISTINCT profile FROM runs WHERE state='QUEUED'")}
-        for prof in profiles:
-            try:
-                limit = tiers.get(self.backend_for(prof).profile.tier, 0)
-            except Exception:
-                limit = 0
-            room[prof] = None if not limit else max(0, limit - usage.get(prof, 0))
         nvml_gpus = any(not d.is_cpu_slot for d in devices)
         best_effort = self.backend.profile.queue_policy == "best-effort"
         admitted = 0
         for _attempt in range(3):
-            cur = self.conn.execute(QUEUE_SQL)
+            room = _Room(self)
+            cur = queue_cursor(self.conn, best_effort=best_effort, free=len(free))
             todo = plan(cur, free, room, best_effort=best_effort, match_type=nvml_gpus)
             cur.close()
             retry = False
@@ -246,16 +232,20 @@ class Agent:
                 self._start_worker(adm.run_id, fds)
             if not retry:
                 break
-            room = {p: (None if r is None else r) for p, r in room.items()}
-            # recompute room after admissions made this pass
-            for prof in list(room):
-                if room[prof] is not None:
-                    used = self.conn.execute(
-                        "SELECT COALESCE(SUM(gpus * learners), 0) FROM runs WHERE profile = ? AND state IN "
-                        "('PENDING','DOWNLOADING','PROCESSING','STORING')", (prof,)).fetchone()[0]
-                    lim = tiers.get(self.backend_for(prof).profile.tier, 0)
-                    room[prof] = max(0, lim - used)
         return admitted
+
+    def tier_room(self, profile: str) -> int | None:
+        """Devices `profile` may still take under its tier; None = no limit."""
+        try:
+            limit = self.config.all_tiers().get(self.backend_for(profile).profile.tier, 0)
+        except Exception:  # a profile since removed from the config: no tier to enforce
+            limit = 0
+        if not limit:
+            return None
+        used = self.conn.execute(
+            "SELECT COALESCE(SUM(gpus * learners), 0) FROM runs WHERE profile = ? AND state IN "
+            "('PENDING','DOWNLOADING','PROCESSING','STORING')", (profile,)).fetchone()[0]
+        return max(0, limit - used)
 
     @staticmethod
     def _label(devices: list, uuid: str) -> str:
@@ -281,6 +271,18 @@ class Agent:
                         pass
             else:
                 time.sleep(TICK)
+
+
+class _Room(dict):
+    """Tier room per profile, looked up only for profiles the pass actually meets."""
+
+    def __init__(self, agent: Agent) -> None:
+        super().__init__()
+        self.agent = agent
+
+    def __missing__(self, profile: str) -> int | None:
+        value = self[profile] = self.agent.tier_room(profile)
+        return value
 
 
 def wake(state_dir: Path) -> None:

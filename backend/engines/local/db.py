@@ -65,6 +65,7 @@ CREATE INDEX IF NOT EXISTS runs_queue ON runs (state, prio DESC, submitted_at, i
     profile, gpu_type);
 CREATE INDEX IF NOT EXISTS runs_by_seq ON runs (seq);
 CREATE INDEX IF NOT EXISTS runs_by_state ON runs (state);
+CREATE INDEX IF NOT EXISTS runs_by_submitted ON runs (submitted_at, id);
 CREATE TABLE IF NOT EXISTS run_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id TEXT NOT NULL,

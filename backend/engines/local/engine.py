@@ -35,8 +35,11 @@ LIST_COLUMNS = (
 )
 
 
+_UTC = timezone.utc
+
+
 def _dt(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc)
+    return None if ts is None else datetime.fromtimestamp(ts, _UTC)
 
 
 def row_to_run(row, *, cost: int | None = 0, position: int | None = None,
@@ -44,7 +47,7 @@ def row_to_run(row, *, cost: int | None = 0, position: int | None = None,
     def js(key: str, empty):
         v = row[key]
         if isinstance(v, str):
-            return json.loads(v) if v else empty
+            return json.loads(v) if len(v) > 2 else empty
         return v if v is not None else empty
 
     return Run(

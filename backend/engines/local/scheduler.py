@@ -7,18 +7,26 @@ lazily from an index in that order, so with free devices gone it stops after one
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-# Matches the covering index `runs_queue` (see ensure_queue_index) so SQLite never sorts.
+# Read through the covering index `runs_queue` (db.SCHEMA), so SQLite never sorts.
 QUEUE_SQL = (
     "SELECT id, gpus * learners, profile, gpu_type FROM runs WHERE state = 'QUEUED' "
     "ORDER BY prio DESC, submitted_at, id"
 )
-QUEUE_INDEX = (
-    "CREATE INDEX IF NOT EXISTS runs_queue ON runs (state, prio DESC, submitted_at, id, gpus, "
-    "learners, profile, gpu_type)"
+# Best-effort may skip runs: those needing more devices than are free are skipped inside SQLite's
+# index scan instead of one by one in Python.
+FITTING_SQL = (
+    "SELECT id, gpus * learners, profile, gpu_type FROM runs WHERE state = 'QUEUED' "
+    "AND gpus * learners <= ? ORDER BY prio DESC, submitted_at, id"
 )
+
+
+def queue_cursor(conn, *, best_effort: bool, free: int):
+    if best_effort:
+        return conn.execute(FITTING_SQL, (free,))
+    return conn.execute(QUEUE_SQL)
 
 
 @dataclass(frozen=True)
@@ -36,7 +44,7 @@ class Admission:
 def plan(
     queue: Iterable[tuple[str, int, str, str | None]],
     free: list[FreeDevice],
-    room: dict[str, int | None],
+    room: Mapping[str, int | None],
     *,
     best_effort: bool = False,
     match_type: bool = False,
@@ -44,14 +52,17 @@ def plan(
     """Admissions for one pass.
 
     queue: (run id, devices needed, profile, wanted gpu type) in queue order.
-    free: devices nobody holds. room: devices each profile may still take (None = no tier limit).
+    free: devices nobody holds. room: devices each profile may still take (None = no tier limit);
+    a mapping that may compute missing profiles on demand.
     match_type: only hand a run devices of its `gpu_type` (real GPUs; cpu slots stand in for any).
     """
     free = list(free)
-    room = dict(room)
+    spent: dict[str, int] = {}
     out: list[Admission] = []
     for run_id, need, profile, want in queue:
-        limit = room.get(profile)
+        limit = room[profile]
+        if limit is not None:
+            limit -= spent.get(profile, 0)
         if need == 0:
             out.append(Admission(run_id, ()))
             continue
@@ -63,8 +74,7 @@ def plan(
             chosen = pool[:need]
             taken = {d.uuid for d in chosen}
             free = [d for d in free if d.uuid not in taken]
-            if limit is not None:
-                room[profile] = limit - need
+            spent[profile] = spent.get(profile, 0) + need
             out.append(Admission(run_id, tuple(d.uuid for d in chosen)))
             continue
         if not best_effort:
