@@ -395,6 +395,9 @@ def _lint(manifest: Manifest, marks: _Marks) -> list[Problem]:
 
     if manifest.gpu_type and manifest.gpus == 0:
         warn(("gpu_type",), f"gpu_type {manifest.gpu_type!r} has no effect with gpus: 0")
+    if re.search(r"\n\s*-", manifest.framework.command.strip()):
+        warn(("framework", "command"), "a line of the command starts with '-': sh runs each line as its "
+             "own command (indent a folded `>` block evenly, or end lines with \\)", key=None)
     store = manifest.data_store
     if store.type == "local" and store.connection is not None:
         warn(("data_stores", 0, "connection"), "a local data store ignores `connection`")
