@@ -153,8 +153,11 @@ def _yaml_problem(exc: yaml.YAMLError, text: str, source: str) -> Problem:
         before = text[:position]
         line = before.count("\n") + 1
         col = position - (before.rfind("\n") + 1) + 1
-        return Problem(source, line, col, "", f"YAML syntax error: {getattr(exc, 'reason', exc)} "
-                       f"(character {ord(getattr(exc, 'character', '?')[:1] or '?'):#x})")
+        char = getattr(exc, "character", None)
+        code = ord(char) if isinstance(char, str) and len(char) == 1 else char
+        shown = f" #x{code:04x}" if isinstance(code, int) else ""
+        return Problem(source, line, col, "", f"YAML syntax error: character{shown} is not allowed "
+                       f"({getattr(exc, 'reason', 'bad character')})")
     return Problem(source, 1, 1, "", f"YAML syntax error: {exc}")
 
 
