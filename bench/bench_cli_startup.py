@@ -2,7 +2,8 @@
 
 Target (issue 2): each <= 0.3 s wall, best of N. The anchor `python -c pass` is measured in the same
 run so a loaded machine shows as a slow anchor rather than a slow app. Also lists any heavy module
-(boto3, kubernetes, torch, textual) those paths import, which must be none.
+(boto3, kubernetes, torch, textual) those paths import, which must be none. Last, the time to
+expand a 10,000-run sweep (target well under 1 s).
 
     python bench/bench_cli_startup.py [--runs N]
 """
@@ -75,7 +76,30 @@ def measure(runs: int, env: dict[str, str]) -> int:
         print(f"{label:<42} {took:6.3f} s  target <= {TARGET_S:.3f} s  anchor {anchor:.3f} s  "
               f"(+{took - anchor:.3f} s)  heavy imports: {', '.join(heavy) or 'none'}  {verdict}")
     print(f"best of {runs} runs each; command: {' '.join(cli)}")
+    expand_s = sweep_expansion(runs)
+    print(f"{'sweep expand, 100 x 100 grid (in process)':<42} {expand_s:6.3f} s  target <= 1.000 s "
+          f"(10,000 trials)  {'ok' if expand_s <= 1.0 else 'OVER TARGET'}")
     return 0
+
+
+def sweep_expansion(runs: int) -> float:
+    """Issue 7 submits 10,000-run sweeps; expanding them must stay a small part of that."""
+    sys.path.insert(0, str(REPO))
+    from backend.manifest import parse_manifest
+    from backend.manifest.sweep import expand
+
+    values = ", ".join(str(i) for i in range(100))
+    text = (REPO / "samples" / "pytorch-sweep" / "manifest.yml").read_text()
+    text = text.replace("[0.003, 0.01, 0.03]", f"[{values}]").replace("[16, 32, 64, 128]", f"[{values}]")
+    manifest = parse_manifest(text.replace("max_runs: 12", "max_runs: 10000"), "bench.yml").manifest
+    assert manifest is not None
+    best = float("inf")
+    for _ in range(max(1, runs // 2)):
+        started = time.perf_counter()
+        trials = expand(manifest)
+        best = min(best, time.perf_counter() - started)
+    assert len(trials) == 10_000
+    return best
 
 
 if __name__ == "__main__":

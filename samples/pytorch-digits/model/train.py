@@ -75,7 +75,8 @@ def main(argv: list[str]) -> int:
     if world > 1:
         torch.set_num_threads(1)  # the learners share the machine's cores
     torch.manual_seed(params["seed"])
-    if torch.cuda.is_available():
+    # GPU_COUNT=0 is a run that asked for no GPUs: it must not take one that happens to be visible.
+    if torch.cuda.is_available() and os.environ.get("GPU_COUNT", "1") != "0":
         device = torch.device("cuda", rank % torch.cuda.device_count())
         torch.cuda.set_device(device)
     else:
