@@ -50,6 +50,41 @@ from .store.base import (  # noqa: F401
     validate_key,
 )
 
+# Manifests: pydantic and yaml only; schema, conversion and sweeps load on first use (below).
+from .manifest import (  # noqa: E402,F401
+    Manifest,
+    ManifestError,
+    ManifestResult,
+    Problem,
+    check_manifest,
+    load_manifest,
+    parse_manifest,
+)
+
+
+def manifest_schema() -> dict[str, Any]:
+    """JSON Schema of the manifest (for yaml-language-server)."""
+    from .manifest.schema import manifest_schema as build
+
+    return build()
+
+
+def convert_manifest(manifest: Manifest, to: str) -> Any:
+    """`to` is `wml` or `ffdl`; returns a Converted (`.data`, `.to_yaml()`, `.notes`), secrets masked."""
+    from .manifest.convert import CONVERTERS
+
+    if to not in CONVERTERS:
+        raise BadInput(f"unknown manifest dialect {to!r}; known: {', '.join(CONVERTERS)}")
+    return CONVERTERS[to](manifest)
+
+
+def expand_sweep(manifest: Manifest) -> list[Any]:
+    """One Trial per run of the manifest's sweep (one Trial when there is no sweep)."""
+    from .manifest.sweep import expand
+
+    return expand(manifest)
+
+
 ENGINES = {
     "local": "backend.engines.local.engine:LocalEngine",
     "kubernetes": "backend.engines.kubernetes.engine:KubernetesEngine",
