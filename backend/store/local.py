@@ -4,10 +4,11 @@ Semantics follow S3 where a file system allows it:
 - Keys are `/`-separated; each segment is a folder or file name. A key ending in `/` names a prefix
   (a folder). A file system cannot hold both an object `a` and objects under `a/`, nor empty or `.`
   segments (`a//b`, `a/./b`): such keys are refused with BadInput naming the key.
-- Listing reads ONE folder (os.scandir), sorts its names the way S3 sorts keys (by UTF-8 bytes, a
+- Listing reads ONE folder (os.scandir), orders its names the way S3 orders keys (by UTF-8 bytes, a
   sub-folder `a` counting as `a/`) and returns one page; the continuation token encodes the last key
   returned. Only the entries of the returned page are stat'ed, so a page of a 100,000-entry folder
-  costs one scandir, one sort and `page_size` stats.
+  costs one scandir, one partial sort and `page_size` stats; the next pages of a big, unchanged
+  folder reuse the sorted scan (see `_scan`).
 - Writes go to a temp file in the bucket's hidden `.dlaas-tmp/` folder (same file system, never
   listed) and are moved into place with os.replace: a reader sees the old object or the new one,
   never half of one. A cancelled transfer removes its temp file and leaves no object.
@@ -21,12 +22,15 @@ Semantics follow S3 where a file system allows it:
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import heapq
 import os
 import shutil
 import stat as stat_mod
 import tempfile
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +54,8 @@ if TYPE_CHECKING:
 TMP_DIR = ".dlaas-tmp"
 ETAG_MD5_LIMIT = 8 << 20
 _TOKEN_PREFIX = "lk1."
+CACHE_MIN_ENTRIES = 2000
+STABLE_NS = 2_000_000_000
 
 
 def _sort_key(key: str) -> bytes:
@@ -89,6 +95,8 @@ class LocalStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._cache_lock = threading.Lock()
+        self._cache: tuple[tuple, list] | None = None
 
     @classmethod
     def from_backend(cls, backend: Backend) -> LocalStore:
@@ -238,6 +246,37 @@ class LocalStore:
                     continue
                 yield (folder_key + name + "/" if is_dir else folder_key + name), is_dir, entry
 
+    def _scan(
+        self, folder: Path, folder_key: str, name_part: str, base: str, keep: bool
+    ) -> tuple[list, bool]:
+        """(sort key, key, is_folder, path) rows of one folder, and whether they are sorted.
+
+        Paging through a big folder would rescan it for every page, so the sorted rows of the last
+        big folder are kept (from the second page on: a first page needs no full sort) while its
+        mtime stays the same. Only folders left unchanged for
+        STABLE_NS before the scan are kept: a change after the scan then always gets a newer
+        mtime, even on file systems whose timestamps are coarse.
+        """
+        try:
+            st = os.stat(folder)
+        except (FileNotFoundError, NotADirectoryError):
+            return [], True
+        ident = (os.fspath(folder), folder_key, name_part, st.st_ino, st.st_mtime_ns)
+        with self._cache_lock:
+            if self._cache is not None and self._cache[0] == ident:
+                return self._cache[1], True
+        started = time.time_ns()
+        rows = [
+            (_sort_key(key), key, is_dir, entry.path)
+            for key, is_dir, entry in self._entries(folder, folder_key, name_part, base, not folder_key)
+        ]
+        if not keep or len(rows) < CACHE_MIN_ENTRIES or started - st.st_mtime_ns < STABLE_NS:
+            return rows, False
+        rows.sort()
+        with self._cache_lock:
+            self._cache = (ident, rows)
+        return rows, True
+
     def list(
         self,
         bucket: str,
@@ -257,21 +296,21 @@ class LocalStore:
             after = _sort_key(start_after)
         if token:
             after = max(after, _sort_key(_decode_token(token, prefix)))
-        candidates = (
-            (sk, key, is_dir, entry)
-            for key, is_dir, entry in self._entries(folder, folder_key, name_part, base, not folder_key)
-            if (sk := _sort_key(key)) > after
-        )
-        # One more than a page tells whether another page follows without a second scan.
-        chosen = heapq.nsmallest(page_size + 1, candidates, key=lambda c: c[0])
+        rows, is_sorted = self._scan(folder, folder_key, name_part, base, keep=bool(after))
+        if is_sorted:
+            start = bisect.bisect_right(rows, after, key=lambda r: r[0])
+            chosen = rows[start : start + page_size + 1]
+        else:
+            # One more than a page tells whether another page follows without a second scan.
+            chosen = heapq.nsmallest(page_size + 1, (r for r in rows if r[0] > after))
         more = len(chosen) > page_size
         items: list[ObjectInfo] = []
-        for _, key, is_dir, entry in chosen[:page_size]:
+        for _, key, is_dir, path in chosen[:page_size]:
             if is_dir:
                 items.append(ObjectInfo(key=key, is_prefix=True))
                 continue
             try:
-                items.append(_info_from_stat(key, entry.stat()))
+                items.append(_info_from_stat(key, os.stat(path)))
             except FileNotFoundError:  # deleted between scan and stat
                 continue
         next_token = _encode_token(chosen[page_size - 1][1]) if more else None

@@ -277,3 +277,20 @@ def test_put_folder_refuses_a_missing_bucket_before_writing(store, tmp_path):
         store.put_folder(tmp_path / "src", "nobucket", "p/")
     with pytest.raises(BadInput, match="not a folder"):
         store.put_folder(tmp_path / "src" / "f", "bkt", "p/")
+
+
+def test_cached_scan_of_a_stable_folder_never_hides_a_change(store, tmp_path, monkeypatch):
+    monkeypatch.setattr(local_mod, "CACHE_MIN_ENTRIES", 1)
+    for i in range(6):
+        store.put_bytes("bkt", f"big/k{i}", b"x")
+    folder = tmp_path / "root" / "bkt" / "big"
+    os.utime(folder, ns=(0, 10**9))  # unchanged for decades: its scan may be kept
+    first = store.list("bkt", "big/", page_size=2)
+    assert store._cache is None  # a first page needs no full sort
+    store.list("bkt", "big/", page_size=2, token=first.next_token)
+    assert store._cache is not None
+    assert keys(store.list("bkt", "big/", page_size=2, token=first.next_token)) == ["big/k2", "big/k3"]
+    store.put_bytes("bkt", "big/k25", b"x")
+    store.delete("bkt", ["big/k3"])
+    page = store.list("bkt", "big/", page_size=3, token=first.next_token)
+    assert keys(page) == ["big/k2", "big/k25", "big/k4"]
