@@ -38,6 +38,7 @@ from .runs import (  # noqa: F401
     iso,
     utcnow,
 )
+from .samples_seed import ensure_sample_data  # noqa: F401
 from .store.base import (  # noqa: F401
     BucketInfo,
     ListPage,
