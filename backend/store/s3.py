@@ -287,6 +287,8 @@ class S3Store:
         return self.stat(bucket, key)
 
     def get_file(self, bucket: str, key: str, dest: Path, *, transfer: Transfer | None = None) -> Path:
+        if key.endswith("/"):
+            raise BadInput(f"s3://{bucket}/{key} is a folder, not an object: get it as a folder")
         info = self.stat(bucket, key)  # also turns "that key is a folder" into a clear error
         dest = Path(dest)
         if dest.is_dir():

@@ -60,16 +60,13 @@ def _subscriber(transfer: Transfer | None, size: int | None, etag: str | None, d
 
 
 def transfer_config(settings: Any, *, concurrency: int | None = None) -> Any:
-    from boto3.s3.transfer import TransferConfig
+    from s3transfer.manager import TransferConfig
 
     mib = 1024 * 1024
     return TransferConfig(
         multipart_threshold=settings.multipart_threshold_mb * mib,
         multipart_chunksize=settings.multipart_chunksize_mb * mib,
-        max_concurrency=concurrency or settings.max_concurrency,
-        # Folder transfers queue thousands of small tasks; a deep queue keeps workers busy.
-        max_submission_queue_size=max(1000, 4 * settings.max_concurrency),
-        use_threads=True,
+        max_request_concurrency=concurrency or settings.max_concurrency,
     )
 
 
@@ -80,15 +77,15 @@ def run_uploads(
     from s3transfer.manager import TransferManager
 
     done: queue.SimpleQueue = queue.SimpleQueue()
-    with _Manager(TransferManager(client, config)) as mgr:
+    with TransferManager(client, config) as manager:
         submitted = 0
         for job in jobs:
             if transfer is not None and transfer.cancelled:
                 break
             sub = _subscriber(transfer, job.size, None, done, job.key)
-            mgr.manager.upload(str(job.src), bucket, job.key, subscribers=[sub])
+            manager.upload(str(job.src), bucket, job.key, subscribers=[sub])
             submitted += 1
-        _wait(mgr, submitted, done, transfer, Where(endpoint, "upload", bucket))
+        _wait(submitted, done, transfer, Where(endpoint, "upload", bucket))
 
 
 def run_downloads(
@@ -98,45 +95,29 @@ def run_downloads(
     from s3transfer.manager import TransferManager
 
     done: queue.SimpleQueue = queue.SimpleQueue()
-    with _Manager(TransferManager(client, config)) as mgr:
+    with TransferManager(client, config) as manager:
         submitted = 0
         for job in jobs:
             if transfer is not None and transfer.cancelled:
                 break
             job.dest.parent.mkdir(parents=True, exist_ok=True)
             sub = _subscriber(transfer, job.size, job.etag, done, job.key)
-            mgr.manager.download(bucket, job.key, str(job.dest), subscribers=[sub])
+            manager.download(bucket, job.key, str(job.dest), subscribers=[sub])
             submitted += 1
-        _wait(mgr, submitted, done, transfer, Where(endpoint, "download", bucket))
-
-
-class _Manager:
-    """Shuts the manager down on every exit path; cancelling it when we leave on an error."""
-
-    def __init__(self, manager: Any) -> None:
-        self.manager = manager
-        self.failed = False
-
-    def __enter__(self) -> _Manager:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        cancel = exc_type is not None or self.failed
-        self.manager.shutdown(cancel=cancel, cancel_msg="cancelled")
+        _wait(submitted, done, transfer, Where(endpoint, "download", bucket))
 
 
 def _wait(
-    mgr: _Manager, count: int, done: queue.SimpleQueue, transfer: Transfer | None, where: Where
+    count: int, done: queue.SimpleQueue, transfer: Transfer | None, where: Where
 ) -> None:
     """Collect `count` finished futures, watching for a cancel; the first failure cancels the rest.
 
-    On any way out but success, the manager's shutdown (in `_Manager.__exit__`) waits for the
-    cancelled futures, so their cleanup (abort multipart, delete temp files) has run when we raise.
+    Raising out of the TransferManager's `with` block makes it cancel every future and wait for
+    them, so their cleanup (abort multipart, delete temp files) has run when the caller sees it.
     """
     finished = 0
     while finished < count:
         if transfer is not None and transfer.cancelled:
-            mgr.failed = True
             raise TransferCancelled(f"{where.op} s3://{where.bucket}: transfer cancelled")
         try:
             key, fut = done.get(timeout=_POLL_S)
@@ -146,7 +127,6 @@ def _wait(
         try:
             fut.result()
         except BaseException as exc:  # noqa: BLE001 - translated below
-            mgr.failed = True
             if transfer is not None and transfer.cancelled:
                 raise TransferCancelled(f"{where.op} s3://{where.bucket}: transfer cancelled") from None
             raise translate(exc, Where(where.endpoint, where.op, where.bucket, key)) from None
