@@ -339,14 +339,14 @@ class LogView(ScrollView, can_focus=True):
         self.follow = False
 
     # ------------------------------------------------------------ search
-    def set_search(self, query: str) -> None:
-        """Highlight every match of `query` (regex or text) and jump to the next one."""
+    def set_search(self, query: str, *, jump: bool = True) -> None:
+        """Highlight every match of `query` (regex or text); `jump` moves to the next one."""
         self._search = compile_search(query)
         self.current_match = None
         self._cache.clear()
         self._frame = None
         self.refresh()
-        if self._search is not None:
+        if self._search is not None and jump:
             self.action_next_match()
         self._post_status()
 

@@ -44,3 +44,8 @@ def visible(text: str) -> str:
 def data_text(text: str, style: str | Style = "") -> Text:
     """A rich Text of data: literal, single-line-safe, never interpreted as markup."""
     return Text(visible(text), style=style, no_wrap=False, end="")
+
+
+def visible_lines(text: str) -> str:
+    """Like `visible()` but keeps line breaks, for multi-line documents (a manifest)."""
+    return "\n".join(visible(line) for line in text.replace("\r\n", "\n").split("\n"))
