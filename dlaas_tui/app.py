@@ -59,13 +59,22 @@ class DlaasApp(App[None]):
     ) -> None:
         super().__init__()
         self.backend = backend
-        self.clock = clock or utcnow
+        self._fixed_clock = clock
         self.poll_interval = poll_interval
         self.watch_files = watch_files
         self.ui_state = UiState(backend.paths.ui_state_file)
         self.startup_errors: list[str] = []
+        self.header_stats = None  # the runs feed's latest header figures, for other screens
         self._own_themes: list[str] = []
         self._load_themes()
+
+    def clock(self) -> datetime:
+        """Now, as the engine sees it: a fake engine's driven clock keeps ages and costs in step."""
+        if self._fixed_clock is not None:
+            return self._fixed_clock()
+        engine_clock = getattr(getattr(self.backend, "_engine", None), "clock", None)
+        now = getattr(engine_clock, "now", None)
+        return now() if callable(now) else utcnow()
 
     # ------------------------------------------------------------ start
     def _load_themes(self) -> None:

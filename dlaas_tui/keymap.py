@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from textual.actions import parse as parse_action
 from textual.app import App
 from textual.screen import Screen
 
@@ -49,15 +50,20 @@ def describe(screen: Screen) -> list[KeyHelp]:
         owner = type(node).__name__
         for key, binding_list in bindings.key_to_bindings.items():
             for binding in binding_list:
-                if not binding.description or binding.system:
+                # Only our own bindings carry ids; Textual's built-ins (scrolling, copy) do not.
+                if not binding.description or binding.system or not binding.id:
                     continue
-                ident = binding.id or binding.action
+                ident = binding.id
                 if (ident, owner) in seen:
                     seen[(ident, owner)] = KeyHelp(
                         f"{seen[(ident, owner)].keys}, {format_key(key)}", binding.description, ident, owner
                     )
                     continue
-                enabled = node.check_action(binding.action, binding.parameters) if hasattr(node, "check_action") else True
+                try:
+                    _target, action, params = parse_action(binding.action)
+                    enabled = node.check_action(action, params)
+                except Exception:
+                    enabled = True
                 if enabled is False:
                     continue
                 seen[(ident, owner)] = KeyHelp(format_key(key), binding.description, ident, owner)

@@ -16,7 +16,7 @@ class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; background: $background 60%; }
     HelpScreen > VerticalScroll {
-        width: auto; min-width: 50; max-width: 100; height: auto; max-height: 90%;
+        width: 76; max-width: 95%; height: auto; max-height: 90%;
         border: round $primary; background: $surface; padding: 0 1;
     }
     """
@@ -28,9 +28,9 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         table = Table(box=None, show_header=True, header_style="bold", pad_edge=False, expand=False)
-        table.add_column("KEY", style="bold", no_wrap=True)
-        table.add_column("ACTION")
-        table.add_column("ID (for [keys])", style="dim", no_wrap=True)
+        table.add_column(Text("KEY"), style="bold", no_wrap=True, min_width=10)
+        table.add_column(Text("ACTION"), no_wrap=True, min_width=14)
+        table.add_column(Text("ID (config [keys])"), style="dim", no_wrap=True)
         for item in describe(self._target):
             table.add_row(Text(item.keys), Text(item.description), Text(item.binding_id))
         with VerticalScroll() as scroll:

@@ -146,6 +146,7 @@ class RunsScreen(Screen):
             table.apply(changes.runs, changes.deleted, full=changes.full)
         table.tick()
         self._loaded = True
+        self.app.header_stats = stats
         self.query_one(StatusHeader).update_stats(stats)
 
     # ------------------------------------------------------------ keys

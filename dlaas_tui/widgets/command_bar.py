@@ -143,7 +143,7 @@ class CommandScreen(ModalScreen[str | None]):
     """`:` from any screen: the bar over whatever is showing; dismisses with the command or None."""
 
     DEFAULT_CSS = """
-    CommandScreen { background: transparent; align: left bottom; }
+    CommandScreen { background: $background 0%; align: left bottom; }
     CommandScreen CommandBar { dock: bottom; }
     """
 

@@ -39,6 +39,12 @@ class StatusHeader(Widget):
         self.stats = HeaderStats()
         self.where = ""
 
+    def on_mount(self) -> None:
+        # A screen opened later starts with the latest figures the runs feed worked out.
+        stats = getattr(self.app, "header_stats", None)
+        if isinstance(stats, HeaderStats):
+            self.stats = stats
+
     def update_stats(self, stats: HeaderStats) -> None:
         if stats != self.stats:
             self.stats = stats
@@ -56,7 +62,7 @@ class StatusHeader(Widget):
         text = Text(no_wrap=True, overflow="ellipsis", end="")
         text.append(self.title_text, style=f"bold {theme.primary}")
         if self.where:
-            text.append(f" {visible(self.where)}", style="bold")
+            text.append(f"  {visible(self.where)}", style="bold")
 
         def field(name: str, value: str, style: str = "bold") -> None:
             text.append(*sep)

@@ -55,9 +55,9 @@ class LogView(ScrollView, can_focus=True):
     BINDINGS = [
         Binding("s", "toggle_follow", "Follow", id="log.follow"),
         Binding("w", "toggle_wrap", "Wrap", id="log.wrap"),
-        Binding("t", "toggle_timestamps", "Timestamps", id="log.timestamps"),
-        Binding("n", "next_match", "Next match", id="log.next_match"),
-        Binding("N", "previous_match", "Prev match", id="log.previous_match"),
+        Binding("t", "toggle_timestamps", "Timestamps", show=False, id="log.timestamps"),
+        Binding("n", "next_match", "Next match", show=False, id="log.next_match"),
+        Binding("N", "previous_match", "Previous match", show=False, id="log.previous_match"),
         Binding("j,down", "line_down", "Down", show=False, id="log.down"),
         Binding("k,up", "line_up", "Up", show=False, id="log.up"),
         Binding("g,home", "top", "Top", show=False, id="log.top"),

@@ -150,7 +150,7 @@ def fit(text: str, width: int, right: bool = False) -> str:
 
 class RunTable(ScrollView, can_focus=True):
     DEFAULT_CSS = """
-    RunTable { background: $surface; }
+    RunTable { background: $surface; overflow-x: hidden; }
     RunTable > .run-table--header { background: $panel; color: $foreground; text-style: bold; }
     RunTable > .run-table--cursor { background: $primary 40%; }
     RunTable:focus > .run-table--cursor { background: $primary; color: $text; }
