@@ -21,7 +21,7 @@ from .errors import (  # noqa: F401
     ReadOnly,
     StoreError,
 )
-from .paths import Paths, get_paths, resource_dir  # noqa: F401
+from .paths import Paths, get_paths, private_dir, resource_dir, write_private  # noqa: F401
 from .runs import (  # noqa: F401
     ACTIVE_STATES,
     TERMINAL_STATES,
@@ -38,6 +38,7 @@ from .runs import (  # noqa: F401
     iso,
     utcnow,
 )
+from .experiments import spend  # noqa: F401
 from .samples_seed import ensure_sample_data  # noqa: F401
 from .store.base import (  # noqa: F401
     BucketInfo,
