@@ -108,3 +108,25 @@ def open_backend(profile: str | None = None, *, read_only: bool | None = None) -
     if read_only:
         prof = prof.model_copy(update={"read_only": True})
     return Backend(config=config, profile=prof, paths=paths)
+
+
+# -- Manifest validation, sweep expansion and prices for the UI, imported on first use ---------------
+def parse_manifest(text: str, source: str = "<manifest>") -> Any:
+    """Parse and validate manifest text: a result with `errors`, `warnings` (line, col, message)."""
+    from .manifest import parse_manifest as parse
+
+    return parse(text, source)
+
+
+def expand_sweep(manifest: Any) -> list[Any]:
+    """The runs a manifest's sweep expands to (one entry per run)."""
+    from .manifest.sweep import expand
+
+    return list(expand(manifest))
+
+
+def price_per_gpu_hour(config: Config, gpu_type: str | None) -> float | None:
+    """USD per GPU-hour for a GPU type under this config; None = unpriced."""
+    from .cost import PriceTable
+
+    return PriceTable.from_config(config).per_hour(gpu_type)
