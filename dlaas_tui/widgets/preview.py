@@ -133,15 +133,19 @@ class Preview(VerticalScroll):
     def compose(self) -> ComposeResult:
         yield Static("", id="preview-body", markup=False)
 
+    shown: RenderableType | None = None  # what the pane shows now (tests and the screen read it)
+
     def on_mount(self) -> None:
         self.border_title = "preview"
 
     def show_message(self, message: str, title: str = "preview") -> None:
         self.border_title = safe_text(title)
-        self.query_one("#preview-body", Static).update(Text(message, style="dim"))
+        self.shown = Text(message, style="dim")
+        self.query_one("#preview-body", Static).update(self.shown)
         self.scroll_home(animate=False)
 
     def show_object(self, name: str, data: bytes, size: int | None) -> None:
         self.border_title = safe_text(name)
-        self.query_one("#preview-body", Static).update(render_head(name, data, size))
+        self.shown = render_head(name, data, size)
+        self.query_one("#preview-body", Static).update(self.shown)
         self.scroll_home(animate=False)

@@ -259,3 +259,25 @@ class HarnessApp(App[None]):
     @property
     def top(self) -> Screen:
         return self.screen
+
+
+async def settle(pilot, rounds: int = 3) -> None:
+    """Let workers finish and their messages be handled."""
+    for _ in range(rounds):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+def demo_store(kind: str = "local") -> MemoryStore:
+    """The data the bucket tests and snapshots browse."""
+    import json
+
+    s = MemoryStore(kind)
+    s.add("datasets", "digits/train.csv", "pixel0,pixel1,label\n0,3,7\n12,0,1\n5,5,4\n", 1)
+    s.add("datasets", "digits/meta.json", json.dumps({"rows": 1797, "classes": 10}, indent=2), 2)
+    s.add("datasets", "digits/config.yaml", "lr: 0.01\nepochs: 5\n", 3)
+    s.add("datasets", "models/net.pt", bytes(range(256)) * 4, 4)
+    s.add("datasets", "README.md", "# Digits\n\n8x8 images of handwritten digits.\n", 5)
+    s.add("results", "training-a1b2c3d4/run.json", "{}", 6)
+    s.buckets.setdefault("empty-bucket", {})
+    return s
