@@ -36,18 +36,18 @@ def bar(fraction: float | None, width: int) -> Text:
     return Text("█" * filled, style=colour) + Text("░" * (width - filled), style="dim")
 
 
-def util_cell(util: int | None) -> Text:
+def util_cell(util: int | None, width: int = 6) -> Text:
     if util is None:
         return Text(NA, style="dim")
-    return bar(util / 100, 7) + Text(f"{util:>4}%")
+    return bar(util / 100, width) + Text(f"{util:>4}%")
 
 
-def mem_cell(used: int | None, total: int | None) -> Text:
+def mem_cell(used: int | None, total: int | None, width: int = 4) -> Text:
     if used is None or not total:
         if total:
             return Text(f"{NA}/{_gib(total)}", style="dim")
         return Text(NA, style="dim")
-    return bar(used / total, 4) + Text(f" {_gib(used, unit=False)}/{_gib(total)}")
+    return bar(used / total, width) + Text(f" {_gib(used, unit=False)}/{_gib(total)}")
 
 
 def _gib(n: int, unit: bool = True) -> str:
@@ -65,7 +65,7 @@ class GpusScreen(Screen):
     #nvml-banner { height: auto; padding: 0 1; background: $warning 30%; color: $text;
                    border-left: thick $warning; display: none; }
     #nvml-banner.-shown { display: block; }
-    #devices { height: 1fr; }
+    #devices { height: auto; max-height: 70%; }
     #device-detail { height: auto; max-height: 9; padding: 0 1; border-top: solid $panel-lighten-2; }
     """
     BINDINGS = [
@@ -85,18 +85,26 @@ class GpusScreen(Screen):
         yield Footer()
 
     # Fixed widths that fit 80 columns; the device name takes what is left.
-    COLUMNS = [("#", "idx", 2), ("UTIL", "util", 12), ("MEMORY", "mem", 16), ("TEMP", "temp", 4),
-               ("POWER", "power", 5), ("RUN", "run", 19)]
+    COLUMNS = [("#", "idx", 2), ("UTIL", "util", 11), ("MEMORY", "mem", 15), ("TEMP", "temp", 4),
+               ("POWER", "power", 5), ("RUN", "run", 17)]
+
+    NAME_MAX = 28
+    _extra = 0  # spare columns on a wide terminal, given to the bars
 
     def _name_width(self) -> int:
         width = self.query_one(DataTable).size.width or self.app.size.width
         fixed = sum(w for _, _, w in self.COLUMNS) + 2 * (len(self.COLUMNS) + 1) + 1
-        return max(10, width - fixed)
+        return max(10, min(self.NAME_MAX, width - fixed))
 
     def _add_columns(self) -> None:
         table = self.query_one(DataTable)
-        for i, (label, key, width) in enumerate(self.COLUMNS):
-            table.add_column(label, key=key, width=width)
+        width = table.size.width or self.app.size.width
+        fixed = sum(w for _, _, w in self.COLUMNS) + 2 * (len(self.COLUMNS) + 1) + 1
+        self._extra = min(16, max(0, width - fixed - self.NAME_MAX) // 2)
+        for i, (label, key, col_width) in enumerate(self.COLUMNS):
+            if key in ("util", "mem"):
+                col_width += self._extra
+            table.add_column(label, key=key, width=col_width)
             if i == 0:
                 table.add_column("NAME", key="name", width=self._name_width())
 
@@ -108,7 +116,10 @@ class GpusScreen(Screen):
 
     def on_resize(self) -> None:
         table = self.query_one(DataTable)
-        if table.columns and table.columns["name"].width != self._name_width():
+        width = table.size.width or self.app.size.width
+        fixed = sum(w for _, _, w in self.COLUMNS) + 2 * (len(self.COLUMNS) + 1) + 1
+        extra = min(16, max(0, width - fixed - self.NAME_MAX) // 2)
+        if table.columns and (table.columns["name"].width != self._name_width() or extra != self._extra):
             table.clear(columns=True)
             self._add_columns()
             if self.inventory is not None:
@@ -169,8 +180,8 @@ class GpusScreen(Screen):
             table.add_row(
                 Text(str(d.index)),
                 name,
-                util_cell(d.utilization),
-                mem_cell(d.memory_used, d.memory_total),
+                util_cell(d.utilization, 6 + self._extra),
+                mem_cell(d.memory_used, d.memory_total, 4 + self._extra),
                 _na(d.temperature, "{}C"),
                 _na(None if d.power_watts is None else round(d.power_watts), "{}W"),
                 run,
@@ -179,8 +190,6 @@ class GpusScreen(Screen):
         if devices:
             table.move_cursor(row=min(row, len(devices) - 1), animate=False, scroll=False)
             table.scroll_y = scroll
-        else:
-            table.add_row(*[Text("")] * (len(self.COLUMNS)), Text("no devices", style="dim"))
         self._show_detail()
 
     def on_data_table_row_highlighted(self, event) -> None:
@@ -190,7 +199,10 @@ class GpusScreen(Screen):
         detail = self.query_one("#device-detail", Static)
         inv = self.inventory
         table = self.query_one(DataTable)
-        if inv is None or not inv.devices or not 0 <= table.cursor_row < len(inv.devices):
+        if inv is not None and not inv.devices:
+            detail.update(Text("no devices found", style="dim"))
+            return
+        if inv is None or not 0 <= table.cursor_row < len(inv.devices):
             detail.update("")
             return
         d = inv.devices[table.cursor_row]

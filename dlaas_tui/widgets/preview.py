@@ -92,7 +92,9 @@ def csv_table(text: str, delimiter: str) -> Table:
     return table
 
 
-def render_head(name: str, data: bytes, size: int | None) -> RenderableType:
+def render_head(
+    name: str, data: bytes, size: int | None, background: str | None = None
+) -> RenderableType:
     """What the pane shows for an object whose first bytes are `data` (of `size` in all)."""
     ext = _extension(name)
     truncated = size is not None and size > len(data)
@@ -113,7 +115,7 @@ def render_head(name: str, data: bytes, size: int | None) -> RenderableType:
         visible_text(text),
         lexer,
         theme="ansi_dark",
-        background_color="default",
+        background_color=background,
         line_numbers=False,
         word_wrap=False,
         code_width=400,
@@ -146,6 +148,8 @@ class Preview(VerticalScroll):
 
     def show_object(self, name: str, data: bytes, size: int | None) -> None:
         self.border_title = safe_text(name)
-        self.shown = render_head(name, data, size)
+        # The pane's own colour behind the code, so highlighting fits every theme.
+        background = self.background_colors[1].hex
+        self.shown = render_head(name, data, size, background)
         self.query_one("#preview-body", Static).update(self.shown)
         self.scroll_home(animate=False)

@@ -281,3 +281,10 @@ def demo_store(kind: str = "local") -> MemoryStore:
     s.add("results", "training-a1b2c3d4/run.json", "{}", 6)
     s.buckets.setdefault("empty-bucket", {})
     return s
+
+
+def screen_text(app) -> str:
+    """Everything the screen shows now, as plain text lines."""
+    return "\n".join(
+        "".join(seg.text for seg in strip) for strip in app.screen._compositor.render_strips()
+    )
