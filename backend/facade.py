@@ -186,3 +186,25 @@ def agent_status(paths: Paths | None = None) -> int | None:
 
     pid = agent_pid((paths or get_paths()).state_dir)
     return pid if pid and pid > 0 else None
+
+
+# -- Manifest validation, sweep expansion and prices for the UI, imported on first use ---------------
+def parse_manifest(text: str, source: str = "<manifest>") -> Any:
+    """Parse and validate manifest text: a result with `errors`, `warnings` (line, col, message)."""
+    from .manifest import parse_manifest as parse
+
+    return parse(text, source)
+
+
+def expand_sweep(manifest: Any) -> list[Any]:
+    """The runs a manifest's sweep expands to (one entry per run)."""
+    from .manifest.sweep import expand
+
+    return list(expand(manifest))
+
+
+def price_per_gpu_hour(config: Config, gpu_type: str | None) -> float | None:
+    """USD per GPU-hour for a GPU type under this config; None = unpriced."""
+    from .cost import PriceTable
+
+    return PriceTable.from_config(config).per_hour(gpu_type)
