@@ -58,36 +58,58 @@ signal_child() {
 }
 
 on_term() {
+    interrupted=true
     : >"$flags/terminated"
     signal_child TERM
 }
 trap on_term TERM INT
 
+# The watchdog polls once a second rather than sleeping the whole span, so it never outlives the
+# command by more than a second and holds no output open.
 watchdog=""
 if [ "$DLAAS_MAX_SECONDS" -gt 0 ] 2>/dev/null; then
     (
-        trap 'kill "$nap" 2>/dev/null; exit 0' TERM
-        sleep "$DLAAS_MAX_SECONDS" &
-        nap=$!
-        wait "$nap"
+        n=0
+        while [ "$n" -lt "$DLAAS_MAX_SECONDS" ]; do
+            sleep 1
+            kill -0 "$child" 2>/dev/null || exit 0
+            n=$((n + 1))
+        done
         : >"$flags/timed_out"
         signal_child TERM
-        sleep "$DLAAS_KILL_AFTER" &
-        nap=$!
-        wait "$nap"
+        n=0
+        while [ "$n" -lt "$DLAAS_KILL_AFTER" ]; do
+            sleep 1
+            kill -0 "$child" 2>/dev/null || exit 0
+            n=$((n + 1))
+        done
         signal_child KILL
-    ) &
+    ) >/dev/null 2>&1 &
     watchdog=$!
 fi
 
-# `wait` returns early when a trapped signal arrives; keep waiting until the command has really ended.
+# `wait` returns early (>128) when a trapped signal arrives; wait again for the command's own status.
+rc=""
 while :; do
+    interrupted=false
     wait "$child"
-    rc=$?
-    kill -0 "$child" 2>/dev/null || break
+    status=$?
+    if [ "$interrupted" = false ]; then
+        # 127: the status was already collected by an interrupted wait
+        if [ "$status" -ne 127 ] || [ -z "$rc" ]; then rc=$status; fi
+        break
+    fi
+    rc=$status
 done
 trap - TERM INT
 [ -n "$watchdog" ] && kill "$watchdog" 2>/dev/null
+# A process the command left behind may hold the pipe open; storing must not wait for it.
+i=0
+while kill -0 "$tee_pid" 2>/dev/null && [ "$i" -lt 20 ]; do
+    sleep 0.1 2>/dev/null || sleep 1
+    i=$((i + 1))
+done
+kill "$tee_pid" 2>/dev/null
 wait "$tee_pid" 2>/dev/null
 rm -f "$pipe"
 
