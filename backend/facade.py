@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import Config, Profile, Secret, load_config  # noqa: F401
+from .cost import CostBreakdown, PriceTable, canonical_gpu_type, format_usd  # noqa: F401
 from .errors import (  # noqa: F401
     BadInput,
     ConfigError,
@@ -37,6 +38,7 @@ from .runs import (  # noqa: F401
     iso,
     utcnow,
 )
+from .samples_seed import ensure_sample_data  # noqa: F401
 from .store.base import (  # noqa: F401
     BucketInfo,
     ListPage,
@@ -48,6 +50,41 @@ from .store.base import (  # noqa: F401
     validate_bucket_name,
     validate_key,
 )
+
+# Manifests: pydantic and yaml only; schema, conversion and sweeps load on first use (below).
+from .manifest import (  # noqa: E402,F401
+    Manifest,
+    ManifestError,
+    ManifestResult,
+    Problem,
+    check_manifest,
+    load_manifest,
+    parse_manifest,
+)
+
+
+def manifest_schema() -> dict[str, Any]:
+    """JSON Schema of the manifest (for yaml-language-server)."""
+    from .manifest.schema import manifest_schema as build
+
+    return build()
+
+
+def convert_manifest(manifest: Manifest, to: str) -> Any:
+    """`to` is `wml` or `ffdl`; returns a Converted (`.data`, `.to_yaml()`, `.notes`), secrets masked."""
+    from .manifest.convert import CONVERTERS
+
+    if to not in CONVERTERS:
+        raise BadInput(f"unknown manifest dialect {to!r}; known: {', '.join(CONVERTERS)}")
+    return CONVERTERS[to](manifest)
+
+
+def expand_sweep(manifest: Manifest) -> list[Any]:
+    """One Trial per run of the manifest's sweep (one Trial when there is no sweep)."""
+    from .manifest.sweep import expand
+
+    return expand(manifest)
+
 
 ENGINES = {
     "local": "backend.engines.local.engine:LocalEngine",
@@ -94,6 +131,23 @@ class Backend:
     def require_writable(self, what: str) -> None:
         if self.profile.read_only:
             raise ReadOnly(f"profile {self.profile.name!r} is read-only: {what} is not allowed")
+
+    def cost_breakdown(self, run_id: str) -> CostBreakdown:
+        """A run's billed intervals x devices x price, for the Cost tab (any engine)."""
+        own = getattr(self.engine, "cost", None)
+        if callable(own):
+            return own(run_id)
+        from .cost import billable_devices, run_cost
+
+        run = self.engine.get_run(run_id)
+        return run_cost(
+            self.engine.events(run_id),
+            run.gpu_type,
+            billable_devices(run.gpus),
+            PriceTable.from_config(self.config),
+            utcnow(),
+            self.config.billing.minimum_seconds,
+        )
 
     def close(self) -> None:
         if self._engine is not None:
