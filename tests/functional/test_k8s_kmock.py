@@ -7,12 +7,14 @@ controller and the kubelet with the condition sequences Kueue documents:
 """
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from backend.engines.kubernetes import kueue, logs, render
 from backend.engines.kubernetes.client import KubeApi, KubeForbidden
 from backend.engines.kubernetes.engine import KubernetesEngine
-from backend.engines.kubernetes.ledger import billed_intervals
+from backend.cost import billed_intervals
 from backend.engines.kubernetes.watch import Reflector
 from backend.errors import EngineError, NotFound
 from backend.runs import RunState
@@ -113,7 +115,7 @@ def test_full_lifecycle_states_times_gpus_and_cost(sim, engine):
     assert run.state == RunState.COMPLETED and run.error_code is None
     assert _states(engine, run_id) == [RunState.QUEUED, RunState.PENDING, RunState.DOWNLOADING,
                                        RunState.PROCESSING, RunState.STORING, RunState.COMPLETED]
-    spans = billed_intervals(engine.events(run_id))
+    spans = billed_intervals(engine.events(run_id), T0 + timedelta(hours=1))
     assert [(a.isoformat(), b.isoformat()) for a, b in spans] == [(ts(100).replace("Z", "+00:00"),
                                                                     ts(405).replace("Z", "+00:00"))]
     # 305 s on 2 H100 at 6.88/h
@@ -163,7 +165,7 @@ def test_eviction_goes_back_to_queued_and_opens_a_new_interval(sim, engine):
     sim.learner_running("p2", 220, "dlaas: gpus: none", "step 1 again")
     engine.sync_once()
     assert engine.get_run(run_id).state == RunState.PROCESSING
-    spans = billed_intervals(engine.events(run_id))
+    spans = billed_intervals(engine.events(run_id), T0 + timedelta(hours=1))
     assert len(spans) == 1 and spans[0][1].isoformat().startswith("2026-11-27T10:01:40")  # closed at eviction
     states = _states(engine, run_id)
     assert states.count(RunState.QUEUED) == 2 and states.count(RunState.PENDING) == 2

@@ -34,7 +34,7 @@ def s3(tmp_path_factory):
 
 def _job_env(s3, tmp: Path, command: str, max_seconds: int = 0) -> dict[str, str]:
     manifest = fx.manifest(framework={"name": "pytorch", "version": "2.5", "command": command},
-                           max_duration_seconds=max_seconds or None, max_duration=None)
+                           max_duration=f"{max_seconds}s" if max_seconds else None)
     cfg = fx.config()
     prof = fx.profile().model_copy(update={"s3": fx.profile().s3.model_copy(update={
         "endpoint_url": s3.endpoint, "access_key_id": s3.access_key, "secret_access_key": s3.secret_key})})

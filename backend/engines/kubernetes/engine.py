@@ -29,7 +29,7 @@ from backend.runs import (
 
 from . import kueue, logs, render
 from .client import KubeApi, KubeError, KubeNotFound, jobs_path, path_for, pods_path, workloads_path
-from .ledger import Ledger, MemoryLedger, last_state, run_cost_micro
+from .ledger import Ledger, MemoryLedger, last_state
 from .runview import assigned_label, canonical_gpu, inventory_from_nodes, run_from_job
 from .states import STORING_MARKER, Observation, gpu_line, observe
 from .watch import Reflector
@@ -69,6 +69,7 @@ class KubernetesEngine:
         self.queue = profile.kubernetes.queue
         self.workload_version = "v1beta2"
         self._manifests: dict[str, str] = {}
+        self._prices: Any = None
         self._uids: dict[str, str] = {}
         self._lock = threading.RLock()
 
@@ -255,14 +256,21 @@ class KubernetesEngine:
             run.queue_position = None
         if obs.state != RunState.QUEUED:
             run.queue_position = None
-        run.cost_micro_usd = run_cost_micro(
-            self.ledger.events(run.id), run.gpus, run.gpu_type, self.config.prices,
-            minimum_seconds=self.config.billing.minimum_seconds, now=None if obs.state.terminal else now)
+        run.cost_micro_usd = self._cost(run, now)
         run.updated_at = now
         self.ledger.put_run(run)
         if obs.state.terminal:
             self._write_run_json(run)
         return out
+
+    def _cost(self, run: Run, now: Any) -> int | None:
+        from backend.cost import PriceTable, billable_devices, run_cost
+
+        if self._prices is None:
+            self._prices = PriceTable.from_config(self.config)
+        cost = run_cost(self.ledger.events(run.id), run.gpu_type, billable_devices(run.gpus), self._prices, now,
+                        self.config.billing.minimum_seconds)
+        return cost.total_micro
 
     def _storing_marker(self, run_id: str, pods: list[dict[str, Any]]) -> bool:
         for pod in pods:

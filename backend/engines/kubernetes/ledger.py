@@ -4,18 +4,14 @@ Kubernetes keeps only the latest conditions and deletes finished Jobs, so the hi
 local agent keeps a ledger of its own (SQLite); `Ledger` is the small protocol it implements for this
 engine, and `MemoryLedger` is the in-process one (tests, and a CLI without an agent).
 
-Also here, until backend/cost.py lands in main: billed intervals and cost from a run's events
-(DESIGN.md: per second over PENDING..end of STORING intervals, a minimum per run, integer micro-dollars).
+Cost comes from backend.cost over the ledger's events.
 """
 from __future__ import annotations
 
 import threading
-from datetime import datetime
 from typing import Protocol
 
-from backend.runs import BILLED_STATES, Run, RunEvent, RunState
-
-DEFAULT_PRICES = {"K80": 0.90, "T4": 0.53, "V100": 3.06, "A100": 4.10, "H100": 6.88, "cpu": 0.05}
+from backend.runs import Run, RunEvent, RunState
 
 
 class Ledger(Protocol):
@@ -84,36 +80,3 @@ def last_state(events: list[RunEvent]) -> RunState | None:
         if ev.state is not None:
             return ev.state
     return None
-
-
-def billed_intervals(events: list[RunEvent], now: datetime | None = None) -> list[tuple[datetime, datetime]]:
-    """Spans spent in billed states; an open span ends at `now` (or is dropped without one)."""
-    spans: list[tuple[datetime, datetime]] = []
-    start: datetime | None = None
-    for ev in events:
-        if ev.state is None:
-            continue
-        if ev.state in BILLED_STATES:
-            if start is None:
-                start = ev.at
-        elif start is not None:
-            spans.append((start, ev.at))
-            start = None
-    if start is not None and now is not None:
-        spans.append((start, now))
-    return spans
-
-
-def run_cost_micro(events: list[RunEvent], gpus: int, gpu_type: str | None, prices: dict[str, float],
-                   *, minimum_seconds: int = 60, now: datetime | None = None) -> int | None:
-    """Integer micro-dollars, or None when the GPU type has no price (shown as "unpriced", never $0)."""
-    spans = billed_intervals(events, now)
-    if not spans:
-        return 0
-    table = {**DEFAULT_PRICES, **prices}
-    kind = gpu_type if gpus else "cpu"
-    price = table.get(kind or "", table.get("default"))
-    if price is None:
-        return None
-    seconds = max(sum((b - a).total_seconds() for a, b in spans), minimum_seconds)
-    return int(round(seconds * max(gpus, 1) * price * 1_000_000 / 3600))

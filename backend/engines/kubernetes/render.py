@@ -67,37 +67,16 @@ GPU_PRODUCT_LABELS: dict[str, tuple[str, ...]] = {
     "B200": ("NVIDIA-B200",),
 }
 
-_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(MB|MiB|GB|GiB|TB|TiB|Mb|Gb)\s*$")
-_MEMORY_SUFFIX = {"MB": "M", "Mb": "M", "MiB": "Mi", "GB": "G", "Gb": "G", "GiB": "Gi", "TB": "T", "TiB": "Ti"}
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
-_DURATION_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
 def memory_quantity(memory: str) -> str:
-    """A manifest memory size as a Kubernetes quantity: MB -> M, MiB -> Mi (DESIGN.md's mapping)."""
-    m = _MEMORY_RE.match(memory)
-    if not m:
-        raise BadInput(f"memory {memory!r}: expected a number and one of MB, MiB, GB, GiB, TB, TiB")
-    number, unit = m.groups()
-    suffix = _MEMORY_SUFFIX[unit]
-    if "." in number:
-        # Kubernetes accepts decimals only where they stay exact; step down a unit to keep it whole.
-        smaller = {"T": ("G", 1000), "G": ("M", 1000), "M": ("k", 1000), "Ti": ("Gi", 1024), "Gi": ("Mi", 1024), "Mi": ("Ki", 1024)}
-        value = float(number)
-        while value != int(value) and suffix in smaller:
-            suffix, factor = smaller[suffix]
-            value *= factor
-        return f"{int(round(value))}{suffix}"
-    return f"{int(number)}{suffix}"
+    """A manifest memory size as a Kubernetes quantity (DESIGN.md's mapping: MB -> M, MiB -> Mi)."""
+    from backend.manifest.units import memory_to_kubernetes
 
-
-def duration_seconds(text: str | None) -> int | None:
-    if not text:
-        return None
-    m = _DURATION_RE.match(str(text))
-    if not m:
-        raise BadInput(f"max_duration {text!r}: expected a number with s, m, h or d (e.g. 90m)")
-    return int(float(m.group(1)) * _DURATION_UNIT[m.group(2)])
+    try:
+        return memory_to_kubernetes(memory)
+    except ValueError as exc:
+        raise BadInput(f"memory: {exc}") from None
 
 
 def label_value(text: str | None) -> str | None:
@@ -194,8 +173,15 @@ def _labels(manifest: Manifest, spec: RunSpec) -> dict[str, str]:
     return {k: v for k, v in labels.items() if v}
 
 
+def _secret_of(value: Any) -> str | None:
+    """The config secret an env entry names (`{secret: NAME}`), or None for a plain value."""
+    if isinstance(value, dict):
+        return value.get("secret")
+    return getattr(value, "secret", None)
+
+
 def _env_secret_names(manifest: Manifest) -> list[str]:
-    return sorted({v["secret"] for v in manifest.env.values() if isinstance(v, dict) and "secret" in v})
+    return sorted({name for v in manifest.env.values() if (name := _secret_of(v))})
 
 
 def _needs_run_secret(manifest: Manifest, target: S3Target) -> bool:
@@ -257,7 +243,7 @@ def _loader_script(manifest: Manifest, spec: RunSpec) -> str:
 
 def _learner_env(manifest: Manifest, spec: RunSpec, target: S3Target, run_secret: str, config: Config) -> list[dict[str, Any]]:
     ds = manifest.data_store
-    max_seconds = manifest.max_duration_seconds or duration_seconds(manifest.max_duration) or 0
+    max_seconds = manifest.max_duration_seconds or 0
     env: list[dict[str, Any]] = [
         {"name": "DATA_DIR", "value": f"{WORK}/data"},
         {"name": "MODEL_DIR", "value": f"{WORK}/model"},
@@ -288,10 +274,12 @@ def _learner_env(manifest: Manifest, spec: RunSpec, target: S3Target, run_secret
     if spec.params:
         env.append({"name": "DLAAS_PARAMS_JSON", "value": json.dumps(spec.params, sort_keys=True)})
         for name, value in sorted(spec.params.items()):
-            env.append({"name": "HP_" + re.sub(r"[^A-Z0-9_]", "_", name.upper()), "value": str(value)})
+            hp = "HP_" + re.sub(r"[^A-Z0-9_]", "_", name.upper())
+            if hp not in manifest.env:  # a sweep trial's manifest already carries its HP_ entries
+                env.append({"name": hp, "value": str(value)})
     for name, value in manifest.env.items():
-        if isinstance(value, dict):
-            secret = value.get("secret", "")
+        secret = _secret_of(value)
+        if secret is not None:
             if secret not in config.secrets:
                 raise BadInput(f"env {name}: secret {secret!r} is not in the config's [secrets]")
             env.append(_key_env(name, run_secret, f"env-{secret}"))
@@ -320,7 +308,7 @@ def render_job(manifest: Manifest, spec: RunSpec, profile: Profile, config: Conf
     if manifest.priority not in config.all_priorities():
         known = ", ".join(sorted(config.all_priorities()))
         raise BadInput(f"priority {manifest.priority!r} is not in [priorities] (known: {known})")
-    max_seconds = manifest.max_duration_seconds or duration_seconds(manifest.max_duration)
+    max_seconds = manifest.max_duration_seconds
     image = framework_image(manifest, config)
     mem = memory_quantity(manifest.memory)
     resources_: dict[str, Any] = {"requests": {"cpu": cpu_quantity(manifest.cpus), "memory": mem}, "limits": {"memory": mem}}

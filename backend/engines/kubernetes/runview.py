@@ -1,7 +1,6 @@
 """Runs and devices as the UI sees them, built from cluster objects (pure functions)."""
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from backend.runs import Device, Inventory, Run, RunState, utcnow
@@ -13,18 +12,12 @@ GPU = "nvidia.com/gpu"
 
 
 def canonical_gpu(name: str | None) -> str | None:
-    """A node label or NVML name as a canonical GPU type (H100, A100, ...); unknown names pass through.
+    """A node label or NVML name as a canonical GPU type (H100, A100, ...); unknown names pass through."""
+    from backend.cost import canonical_gpu_type
 
-    A stand-in for backend.cost.canonical_gpu_type until that lands in main; it reads the same
-    label table the rendering uses.
-    """
     if not name:
         return None
-    tokens = [t.removeprefix("TESLA") for t in re.split(r"[^A-Z0-9]+", name.upper()) if t]
-    for kind in render.GPU_PRODUCT_LABELS:
-        if kind in tokens:
-            return kind
-    return name
+    return canonical_gpu_type(name) or name
 
 
 def assigned_label(node: str, gpus: int, gpu_type: str | None) -> str:
