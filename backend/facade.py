@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import Config, Profile, Secret, load_config  # noqa: F401
+from .cost import CostBreakdown, PriceTable, canonical_gpu_type, format_usd  # noqa: F401
 from .errors import (  # noqa: F401
     BadInput,
     ConfigError,
@@ -37,6 +38,7 @@ from .runs import (  # noqa: F401
     iso,
     utcnow,
 )
+from .samples_seed import ensure_sample_data  # noqa: F401
 from .store.base import (  # noqa: F401
     BucketInfo,
     ListPage,
@@ -129,6 +131,23 @@ class Backend:
     def require_writable(self, what: str) -> None:
         if self.profile.read_only:
             raise ReadOnly(f"profile {self.profile.name!r} is read-only: {what} is not allowed")
+
+    def cost_breakdown(self, run_id: str) -> CostBreakdown:
+        """A run's billed intervals x devices x price, for the Cost tab (any engine)."""
+        own = getattr(self.engine, "cost", None)
+        if callable(own):
+            return own(run_id)
+        from .cost import billable_devices, run_cost
+
+        run = self.engine.get_run(run_id)
+        return run_cost(
+            self.engine.events(run_id),
+            run.gpu_type,
+            billable_devices(run.gpus),
+            PriceTable.from_config(self.config),
+            utcnow(),
+            self.config.billing.minimum_seconds,
+        )
 
     def close(self) -> None:
         if self._engine is not None:

@@ -87,7 +87,7 @@ def transfer_progress(description: str, *, enabled: bool | None = None) -> Itera
     )
 
     progress = Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # keys are data, not markup
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
