@@ -78,7 +78,8 @@ def test_unsupported_fields_show_na_and_mig_slices(capsys):
 def test_no_nvml_says_so_plainly(capsys):
     engine = _NvmlEngine(nvml=FakeNVML({"error": "library_not_found"}), cpu_slots=2)
     out = run_gpus(engine, capsys)
-    assert out.splitlines()[0].startswith("NVML unavailable (no NVIDIA driver library")
+    assert out.splitlines()[0].startswith("NVML unavailable (no NVIDIA driver library)")
+    assert all(len(line) <= 80 for line in out.splitlines())
     assert "cpu:0" not in out.splitlines()[0] and "cpu slot 1" in out
     data = json.loads(run_gpus(engine, capsys, as_json=True))
     assert data["nvml_available"] is False and "cpu slot" in data["message"]
