@@ -40,10 +40,15 @@ class LocalHarness(EngineHarness):
         self.engine = open_backend().engine
 
     def close(self) -> None:
+        from backend.engines.local.agent import ensure_agent
+        from backend.paths import get_paths
         from tests.e2e.local_helpers import stop_everything
 
         try:
             self.engine.close()
+            # A submit may have started an agent that has not taken its lock yet; wait for it to
+            # be findable, so that stopping it by pid cannot miss it.
+            ensure_agent(get_paths())
             stop_everything(self.home)
         finally:
             for key, value in self._saved.items():
