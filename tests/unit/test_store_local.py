@@ -9,6 +9,7 @@ import pytest
 
 from backend.errors import BadInput, NotFound, StoreError
 from backend.store import local as local_mod
+from backend.store import local_listing
 from backend.store.base import Transfer
 from backend.store.files import CHUNK, safe_dest_path
 from backend.store.local import TMP_DIR, LocalStore
@@ -280,15 +281,15 @@ def test_put_folder_refuses_a_missing_bucket_before_writing(store, tmp_path):
 
 
 def test_cached_scan_of_a_stable_folder_never_hides_a_change(store, tmp_path, monkeypatch):
-    monkeypatch.setattr(local_mod, "CACHE_MIN_ENTRIES", 1)
+    monkeypatch.setattr(local_listing, "CACHE_MIN_ENTRIES", 1)
     for i in range(6):
         store.put_bytes("bkt", f"big/k{i}", b"x")
     folder = tmp_path / "root" / "bkt" / "big"
     os.utime(folder, ns=(0, 10**9))  # unchanged for decades: its scan may be kept
     first = store.list("bkt", "big/", page_size=2)
-    assert store._cache is None  # a first page needs no full sort
+    assert not store._scans.holding  # a first page needs no full sort
     store.list("bkt", "big/", page_size=2, token=first.next_token)
-    assert store._cache is not None
+    assert store._scans.holding
     assert keys(store.list("bkt", "big/", page_size=2, token=first.next_token)) == ["big/k2", "big/k3"]
     store.put_bytes("bkt", "big/k25", b"x")
     store.delete("bkt", ["big/k3"])
