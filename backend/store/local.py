@@ -250,15 +250,12 @@ class LocalStore:
                 raise NotFound(f"prefix {key!r} not found in bucket {bucket!r}")
             return ObjectInfo(key=key, is_prefix=True)
         path, st = self._object_file(bucket, key)
+        md5 = None
         if st.st_size <= ETAG_MD5_LIMIT:
             md5 = hashlib.md5(usedforsecurity=False)
             with open(path, "rb") as fh:
                 md5.update(fh.read())
-            etag = md5.hexdigest()
-        else:
-            ident = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}".encode()
-            etag = "sm-" + hashlib.sha1(ident, usedforsecurity=False).hexdigest()
-        return info_from_stat(key, st, etag)
+        return info_from_stat(key, st, _etag(st, md5))
 
     def read_range(self, bucket: str, key: str, offset: int = 0, length: int | None = None) -> bytes:
         """Bytes [offset, offset+length); a negative offset reads the last -offset bytes."""
@@ -359,7 +356,7 @@ class LocalStore:
         if transfer is not None:
             transfer.file_done()
         st = target.stat()
-        return info_from_stat(key, st, md5.hexdigest() if st.st_size <= ETAG_MD5_LIMIT else None)
+        return info_from_stat(key, st, _etag(st, md5))
 
     def put_bytes(self, bucket: str, key: str, data: bytes) -> ObjectInfo:
         import io
@@ -443,6 +440,14 @@ class LocalStore:
         if key:
             self._segments(bucket, key)
         return f"local://{bucket}/{key}"
+
+
+def _etag(st: os.stat_result, md5) -> str:
+    """The MD5 of a small object (S3's single-part ETag); a size/mtime/inode digest of a big one."""
+    if st.st_size <= ETAG_MD5_LIMIT and md5 is not None:
+        return md5.hexdigest()
+    ident = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}".encode()
+    return "sm-" + hashlib.sha1(ident, usedforsecurity=False).hexdigest()
 
 
 def _prune_empty(folder: Path, base: Path) -> None:

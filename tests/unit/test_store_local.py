@@ -295,3 +295,9 @@ def test_cached_scan_of_a_stable_folder_never_hides_a_change(store, tmp_path, mo
     store.delete("bkt", ["big/k3"])
     page = store.list("bkt", "big/", page_size=3, token=first.next_token)
     assert keys(page) == ["big/k2", "big/k25", "big/k4"]
+
+
+def test_put_and_stat_agree_on_the_etag(store, monkeypatch):
+    assert store.put_bytes("bkt", "s", b"abc").etag == store.stat("bkt", "s").etag
+    monkeypatch.setattr(local_mod, "ETAG_MD5_LIMIT", 1)
+    assert store.put_bytes("bkt", "b", b"abc").etag == store.stat("bkt", "b").etag
