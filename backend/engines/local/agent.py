@@ -1,0 +1,434 @@
+"""The agent: one detached process per DLAAS_HOME that admits QUEUED runs and runs them.
+
+Started on demand (`ensure_agent`) by any command or the TUI: it double-forks into its own session
+with no controlling terminal, so it outlives the TUI and a dropped SSH connection; its output goes to
+`agent.log` in the state dir. An exclusive flock on `agent.lock` makes a second agent exit at once.
+It wakes on a datagram to `agent.sock` (sent after a submit or a halt) and otherwise checks every
+half second. On start it recovers: runs caught mid-flight carry on from their ledger state.
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ...runs import ErrorCode, RunState
+from . import db, deps
+from .scheduler import FreeDevice, plan, queue_cursor
+
+log = logging.getLogger("dlaas.agent")
+TICK = 0.5
+INVENTORY_TTL = 5.0
+
+
+def lock_path(state_dir: Path) -> Path:
+    return state_dir / "agent.lock"
+
+
+def pid_path(state_dir: Path) -> Path:
+    return state_dir / "agent.pid"
+
+
+def sock_path(state_dir: Path) -> Path:
+    return state_dir / "agent.sock"
+
+
+class Agent:
+    def __init__(self, backend) -> None:
+        self.backend = backend
+        self.paths = backend.paths
+        self.config = backend.config
+        self.conn = db.connect(self.paths.db_file)
+        self.workers: dict[str, Any] = {}
+        self.locks: dict[str, list[int]] = {}
+        self._lock = threading.Lock()
+        self._backends: dict[str, Any] = {backend.profile.name: backend}
+        self._stores: dict[str, Any] = {}
+        self._inventory: tuple[float, list] = (0.0, [])
+        self.halt_grace = float(os.environ.get("DLAAS_HALT_GRACE", "10"))
+        self.stopping = threading.Event()
+
+    # -- helpers the workers use ------------------------------------------------------------------
+    def backend_for(self, profile: str):
+        if profile not in self._backends:
+            from ...facade import open_backend
+
+            self._backends[profile] = open_backend(profile)
+        return self._backends[profile]
+
+    def store_for(self, profile: str):
+        with self._lock:
+            if profile not in self._stores:
+                self._stores[profile] = deps.open_store(self.backend_for(profile))
+            return self._stores[profile]
+
+    def resolve_env(self, env: dict[str, Any]) -> dict[str, str]:
+        out = {}
+        for name, value in env.items():
+            if isinstance(value, dict):
+                secret = self.config.secrets.get(value.get("secret", ""))
+                out[name] = secret.reveal() if secret is not None else ""
+            else:
+                out[name] = str(value)
+        return out
+
+    def lock_fds(self, run_id: str) -> list[int]:
+        with self._lock:
+            return list(self.locks.get(run_id, []))
+
+    def release(self, run_id: str) -> None:
+        with self._lock:
+            self.workers.pop(run_id, None)
+            fds = self.locks.pop(run_id, [])
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.wake_self()
+
+    def cost_micro(self, row: dict, events: list[tuple[float, str | None]], now: float) -> int | None:
+        units = max(1, row["gpus"] * row["learners"]) if row["gpus"] else row["learners"]
+        gtype = row.get("gpu_type") or "cpu"
+        return deps.run_cost_micro(events, units, gtype, self.config, now)
+
+    def run_document(self, conn, run_id: str, outcome: dict) -> dict:
+        from .engine import row_to_run
+
+        row = db.get_row(conn, run_id)
+        evs = db.events(conn, run_id)
+        now = time.time()
+        cost = self.cost_micro(row, [(e["at"], e["state"]) for e in evs], now)
+        run = row_to_run(row, cost=cost)
+        doc = run.to_json()
+        doc["outcome"] = outcome
+        doc["events"] = [
+            {"at": e["at"], "state": e["state"], "message": e["message"], "error_code": e["error_code"]}
+            for e in evs
+        ]
+        doc["cost_micro_usd"] = cost
+        return doc
+
+    def wake_self(self) -> None:
+        wake(self.paths.state_dir)
+
+    # -- devices ----------------------------------------------------------------------------------
+    def devices(self) -> list:
+        at, devs = self._inventory
+        if time.monotonic() - at > INVENTORY_TTL or not devs:
+            devs, _, _ = deps.discover_devices(self.backend.profile.cpu_slots)
+            self._inventory = (time.monotonic(), devs)
+        return devs
+
+    def _held(self) -> dict[str, str]:
+        held = {}
+        for rid, assigned in self.conn.execute(
+            "SELECT id, assigned FROM runs WHERE state IN ('PENDING','DOWNLOADING','PROCESSING','STORING')"
+        ):
+            import json
+
+            for uuid in json.loads(assigned):
+                held[uuid] = rid
+        return held
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def recover(self) -> None:
+        rows = self.conn.execute(
+            "SELECT id, state, assigned FROM runs WHERE state IN "
+            "('PENDING','DOWNLOADING','PROCESSING','STORING') ORDER BY submitted_at"
+        ).fetchall()
+        import json
+
+        for rid, state, assigned in rows:
+            fds = []
+            for uuid in json.loads(assigned):
+                fd = deps.try_lock_device(uuid, self.paths.state_dir)
+                if fd is not None:
+                    fds.append(fd)
+                elif state == RunState.PENDING.value:
+                    # Someone took the device while no agent held it: wait in the queue again.
+                    for f in fds:
+                        os.close(f)
+                    fds = None
+                    break
+                # else: the run's own processes hold the lock they inherited.
+            if fds is None:
+                db.transition(self.conn, rid, RunState.QUEUED, message="devices lost during agent restart",
+                              assigned=[], labels=[])
+                continue
+            db.note(self.conn, rid, f"agent restarted; resuming from {state}")
+            self._start_worker(rid, fds)
+
+    def _start_worker(self, rid: str, fds: list[int]) -> None:
+        from .executor import RunWorker
+
+        worker = RunWorker(self, rid)
+        with self._lock:
+            self.locks[rid] = fds
+            self.workers[rid] = worker
+        worker.start()
+
+    def handle_control(self) -> None:
+        for rid, action in db.take_control(self.conn):
+            if action != "halt":
+                continue
+            with self._lock:
+                worker = self.workers.get(rid)
+            if worker is not None:
+                worker.halt_requested.set()
+            else:
+                db.transition(self.conn, rid, RunState.HALTED, message="halted while queued",
+                              finished_at=time.time(), expect=frozenset({RunState.QUEUED}))
+
+    def admit(self) -> int:
+        """One admission pass; returns how many runs were admitted."""
+        devices = self.devices()
+        held = self._held()
+        free = [FreeDevice(d.uuid, d.gpu_type) for d in devices
+                if d.uuid not in held and not d.busy_foreign]
+        nvml_gpus = any(not d.is_cpu_slot for d in devices)
+        best_effort = self.backend.profile.queue_policy == "best-effort"
+        admitted = 0
+        for _attempt in range(3):
+            room = _Room(self)
+            cur = queue_cursor(self.conn, best_effort=best_effort, free=len(free))
+            todo = plan(cur, free, room, best_effort=best_effort, match_type=nvml_gpus)
+            cur.close()
+            retry = False
+            for adm in todo:
+                fds, lost = [], None
+                for uuid in adm.devices:
+                    fd = deps.try_lock_device(uuid, self.paths.state_dir)
+                    if fd is None:
+                        lost = uuid
+                        break
+                    fds.append(fd)
+                if lost is not None:
+                    for fd in fds:
+                        os.close(fd)
+                    free = [f for f in free if f.uuid != lost]  # another user's agent holds it
+                    retry = True
+                    break
+                labels = [self._label(devices, u) for u in adm.devices]
+                gtype = next((d.gpu_type for d in devices if d.uuid in adm.devices), None)
+                ok = db.transition(self.conn, adm.run_id, RunState.PENDING, message="devices assigned",
+                                   admitted_at=time.time(), assigned=list(adm.devices), labels=labels,
+                                   gpu_type=gtype or "cpu", expect=frozenset({RunState.QUEUED}))
+                if not ok:
+                    for fd in fds:
+                        os.close(fd)
+                    continue
+                free = [f for f in free if f.uuid not in adm.devices]
+                admitted += 1
+                self._start_worker(adm.run_id, fds)
+            if not retry:
+                break
+        return admitted
+
+    def tier_room(self, profile: str) -> int | None:
+        """Devices `profile` may still take under its tier; None = no limit."""
+        try:
+            limit = self.config.all_tiers().get(self.backend_for(profile).profile.tier, 0)
+        except Exception:  # a profile since removed from the config: no tier to enforce
+            limit = 0
+        if not limit:
+            return None
+        used = self.conn.execute(
+            "SELECT COALESCE(SUM(gpus * learners), 0) FROM runs WHERE profile = ? AND state IN "
+            "('PENDING','DOWNLOADING','PROCESSING','STORING')", (profile,)).fetchone()[0]
+        return max(0, limit - used)
+
+    @staticmethod
+    def _label(devices: list, uuid: str) -> str:
+        for d in devices:
+            if d.uuid == uuid:
+                return d.label
+        return uuid
+
+    def loop(self, sock: socket.socket | None) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.handle_control()
+                self.admit()
+            except Exception:
+                log.exception("agent pass failed")
+            if sock is not None:
+                ready, _, _ = select.select([sock], [], [], TICK)
+                if ready:
+                    try:
+                        while True:
+                            sock.recv(64, socket.MSG_DONTWAIT)
+                    except (BlockingIOError, OSError):
+                        pass
+            else:
+                time.sleep(TICK)
+
+
+class _Room(dict):
+    """Tier room per profile, looked up only for profiles the pass actually meets."""
+
+    def __init__(self, agent: Agent) -> None:
+        super().__init__()
+        self.agent = agent
+
+    def __missing__(self, profile: str) -> int | None:
+        value = self[profile] = self.agent.tier_room(profile)
+        return value
+
+
+def wake(state_dir: Path) -> None:
+    """Nudge the agent to look at the queue and control requests now."""
+    path = sock_path(state_dir)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.setblocking(False)
+            s.sendto(b"w", str(path))
+    except OSError:
+        pass
+
+
+def agent_pid(state_dir: Path) -> int | None:
+    """The running agent's pid, or None: the lock, not the pid file, says whether one runs."""
+    lp = lock_path(state_dir)
+    if not lp.exists():
+        return None
+    fd = os.open(lp, os.O_RDWR)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                return int(pid_path(state_dir).read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                return -1
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def ensure_agent(paths, timeout: float = 10.0, *, wait: bool = True) -> int:
+    """Start the agent for this DLAAS_HOME unless one runs; returns its pid (0 if not waited for)."""
+    pid = agent_pid(paths.state_dir)
+    if pid and pid > 0:
+        return pid
+    import subprocess
+
+    from ...paths import private_dir
+
+    private_dir(paths.state_dir)
+    subprocess.run(
+        [sys.executable, "-m", "backend.engines.local.agent", "--detach"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "DLAAS_HOME": os.environ.get("DLAAS_HOME", "")} if os.environ.get("DLAAS_HOME")
+        else dict(os.environ),
+        cwd=str(Path(__file__).resolve().parents[3]), check=False, timeout=timeout,
+    )
+    if not wait:
+        return 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid = agent_pid(paths.state_dir)
+        if pid and pid > 0:
+            return pid
+        time.sleep(0.02)
+    from ...errors import EngineError
+
+    raise EngineError(f"the agent did not start; see {paths.state_dir / 'agent.log'}")
+
+
+def stop_agent(paths, timeout: float = 10.0) -> int | None:
+    pid = agent_pid(paths.state_dir)
+    if not pid or pid < 0:
+        return None
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and agent_pid(paths.state_dir):
+        time.sleep(0.05)
+    return pid
+
+
+def _detach(log_file: Path) -> None:
+    """Double fork: own session, no controlling terminal, not a child of whoever started us."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.close(null)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dlaas-agent")
+    parser.add_argument("--detach", action="store_true")
+    args = parser.parse_args(argv)
+    from ...facade import open_backend
+    from ...paths import get_paths, private_dir
+
+    paths = get_paths()
+    private_dir(paths.state_dir)
+    here = str(Path(__file__).resolve().parents[3])
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    if args.detach:
+        _detach(paths.state_dir / "agent.log")
+    lock_fd = os.open(lock_path(paths.state_dir), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return 0  # another agent already serves this DLAAS_HOME
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        stream=sys.stderr)
+    from ...paths import write_private
+
+    write_private(pid_path(paths.state_dir), f"{os.getpid()}\n")
+    sp = sock_path(paths.state_dir)
+    sock: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sp.unlink(missing_ok=True)
+        sock.bind(str(sp))
+        os.chmod(sp, 0o600)
+    except OSError:  # a path too long for a unix socket: fall back to polling
+        sock.close()
+        sock = None
+    backend = open_backend()
+    agent = Agent(backend)
+
+    def on_term(signum, frame):
+        agent.stopping.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    log.info("agent %d serving %s", os.getpid(), paths.state_dir)
+    agent.recover()
+    try:
+        agent.loop(sock)
+    finally:
+        log.info("agent %d stopping", os.getpid())
+        pid_path(paths.state_dir).unlink(missing_ok=True)
+        if sock is not None:
+            sp.unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
