@@ -258,13 +258,12 @@ class LocalStore:
         return info_from_stat(key, st, _etag(st, md5))
 
     def read_range(self, bucket: str, key: str, offset: int = 0, length: int | None = None) -> bytes:
-        """Bytes [offset, offset+length); a negative offset reads the last -offset bytes."""
-        if length is not None and length < 0:
-            raise BadInput(f"length must not be negative, not {length}")
-        path, st = self._object_file(bucket, key)
-        start = max(0, st.st_size + offset) if offset < 0 else offset
+        """Bytes [offset, offset+length); past the end there is nothing (b"")."""
+        if offset < 0 or (length is not None and length < 0):
+            raise BadInput(f"invalid range offset={offset} length={length} for {key!r}")
+        path, _ = self._object_file(bucket, key)
         with open(path, "rb") as fh:
-            fh.seek(start)
+            fh.seek(offset)
             return fh.read() if length is None else fh.read(length)
 
     def get_file(self, bucket: str, key: str, dest: Path, *, transfer: Transfer | None = None) -> Path:

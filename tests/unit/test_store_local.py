@@ -301,3 +301,10 @@ def test_put_and_stat_agree_on_the_etag(store, monkeypatch):
     assert store.put_bytes("bkt", "s", b"abc").etag == store.stat("bkt", "s").etag
     monkeypatch.setattr(local_mod, "ETAG_MD5_LIMIT", 1)
     assert store.put_bytes("bkt", "b", b"abc").etag == store.stat("bkt", "b").etag
+
+
+def test_iter_objects_yields_s3_key_order(store):
+    keys = ["top", "d/one", "d/two/deep", "d-sibling", "e/x", "d0"]
+    for key in keys:
+        store.put_bytes("bkt", key, b"x")
+    assert [o.key for o in store.iter_objects("bkt")] == sorted(keys, key=lambda k: k.encode())
