@@ -155,13 +155,14 @@ class LocalStore:
         return Path(target)
 
     def local_path(self, bucket: str, key_or_prefix: str = "") -> Path:
-        """The folder or file behind a bucket/prefix, safely resolved, for read-only views (DATA_DIR)."""
+        """The folder or file behind a bucket/prefix, safely resolved, for read-only views (DATA_DIR).
+
+        The bucket must exist; the path itself may not (yet): callers check, as they know whether
+        a missing prefix is an error (training data) or not (a log not written yet).
+        """
         if not key_or_prefix:
             return Path(os.path.realpath(self._bucket_dir(bucket)))
-        path = self._path(bucket, key_or_prefix)
-        if not path.exists():
-            raise NotFound(f"{key_or_prefix!r} not found in bucket {bucket!r}")
-        return path
+        return self._path(bucket, key_or_prefix)
 
     def _not_found(self, bucket: str, key: str, path: Path) -> NotFound:
         if path.is_dir():

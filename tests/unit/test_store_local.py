@@ -244,8 +244,9 @@ def test_local_path_and_url(store, tmp_path):
     assert store.local_path("bkt") == bdir
     assert store.local_path("bkt", "data/") == bdir / "data"
     assert store.local_path("bkt", "data/train.npz") == bdir / "data" / "train.npz"
-    with pytest.raises(NotFound, match="nothing/"):
-        store.local_path("bkt", "nothing/")
+    assert store.local_path("bkt", "nothing/") == bdir / "nothing"  # callers check existence
+    with pytest.raises(NotFound, match="nobucket"):
+        store.local_path("nobucket", "data/")
     with pytest.raises(BadInput):
         store.local_path("bkt", "../x")
     assert store.url("bkt", "data/train.npz") == (bdir / "data" / "train.npz").as_uri()
