@@ -70,7 +70,7 @@ def _os_errors(func):
         try:
             return func(args, ctx)
         except OSError as exc:
-            where = f": {exc.filename}" if exc.filename else ""
+            where = f": {show(str(exc.filename))}" if exc.filename else ""
             raise StoreError(f"store {args.store_command}: {exc.strerror or exc}{where}") from None
 
     return run
