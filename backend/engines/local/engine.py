@@ -168,7 +168,7 @@ class LocalEngine:
     def changes(self, cursor: int | None = None) -> ChangeSet:
         with db.write(self.conn):  # one snapshot: rows and the cursor agree
             seq = db.current_seq(self.conn)
-            if cursor is None or cursor < 0:
+            if cursor is None or cursor < 0 or cursor > seq:  # a cursor we never gave out: resync
                 rows = self.conn.execute(f"SELECT {LIST_COLUMNS} FROM runs").fetchall()
                 deleted: list[str] = []
                 full = True
