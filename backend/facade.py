@@ -21,7 +21,7 @@ from .errors import (  # noqa: F401
     ReadOnly,
     StoreError,
 )
-from .paths import Paths, get_paths, resource_dir  # noqa: F401
+from .paths import Paths, get_paths, private_dir, resource_dir, write_private  # noqa: F401
 from .runs import (  # noqa: F401
     ACTIVE_STATES,
     TERMINAL_STATES,
@@ -38,6 +38,7 @@ from .runs import (  # noqa: F401
     iso,
     utcnow,
 )
+from .experiments import spend  # noqa: F401
 from .samples_seed import ensure_sample_data  # noqa: F401
 from .store.base import (  # noqa: F401
     BucketInfo,
@@ -185,3 +186,25 @@ def agent_status(paths: Paths | None = None) -> int | None:
 
     pid = agent_pid((paths or get_paths()).state_dir)
     return pid if pid and pid > 0 else None
+
+
+# -- Manifest validation, sweep expansion and prices for the UI, imported on first use ---------------
+def parse_manifest(text: str, source: str = "<manifest>") -> Any:
+    """Parse and validate manifest text: a result with `errors`, `warnings` (line, col, message)."""
+    from .manifest import parse_manifest as parse
+
+    return parse(text, source)
+
+
+def expand_sweep(manifest: Any) -> list[Any]:
+    """The runs a manifest's sweep expands to (one entry per run)."""
+    from .manifest.sweep import expand
+
+    return list(expand(manifest))
+
+
+def price_per_gpu_hour(config: Config, gpu_type: str | None) -> float | None:
+    """USD per GPU-hour for a GPU type under this config; None = unpriced."""
+    from .cost import PriceTable
+
+    return PriceTable.from_config(config).per_hour(gpu_type)
