@@ -137,3 +137,15 @@ def test_halt_a_queued_run_and_show_text(home, tmp_path, cli):
     table = cli("runs").stdout
     assert all(len(line) <= 80 for line in table.splitlines())
     assert table.count("HALTED") == 3
+
+
+def test_config_edits_apply_to_the_running_agent(home, tmp_path, cli):
+    (home / "config.toml").write_text('[profiles.local]\ncpu_slots = 2\ntier = "free"\n')
+    first = submit_json(cli, str(manifest(tmp_path, "a", command="sleep 20")))[0]["id"]
+    second = submit_json(cli, str(manifest(tmp_path, "b", command="sleep 20")))[0]["id"]
+    wait_for(lambda: json.loads(cli("show", first, "--json").stdout)["state"] == "PROCESSING", 30, 0.2)
+    assert json.loads(cli("show", second, "--json").stdout)["queue_position"] == 1
+    time.sleep(0.05)  # a new mtime even on coarse clocks
+    (home / "config.toml").write_text('[profiles.local]\ncpu_slots = 2\ntier = "unlimited"\n')
+    wait_for(lambda: json.loads(cli("show", second, "--json").stdout)["state"] == "PROCESSING", 30, 0.2)
+    assert cli("halt", first, second).returncode == 0

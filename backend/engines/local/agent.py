@@ -261,9 +261,37 @@ class Agent:
                 return d.label
         return uuid
 
+    def _config_stamp(self) -> float | None:
+        try:
+            return self.paths.config_file.stat().st_mtime
+        except OSError:
+            return None
+
+    def reload_config_if_changed(self) -> None:
+        """Tiers, prices, priorities and slots edited while the agent runs apply from the next pass."""
+        stamp = self._config_stamp()
+        if stamp == self._stamp:
+            return
+        from ...facade import open_backend
+
+        try:
+            backend = open_backend(self.backend.profile.name)
+        except Exception as exc:  # a broken edit: keep the last good config, say why
+            log.warning("config not reloaded: %s", exc)
+        else:
+            with self._lock:
+                self.backend, self.config = backend, backend.config
+                self._backends = {backend.profile.name: backend}
+                self._stores = {}
+            self._inventory = (0.0, [])
+            log.info("config reloaded")
+        self._stamp = stamp
+
     def loop(self, sock: socket.socket | None) -> None:
+        self._stamp = self._config_stamp()
         while not self.stopping.is_set():
             try:
+                self.reload_config_if_changed()
                 self.handle_control()
                 self.admit()
             except Exception:
@@ -368,12 +396,23 @@ def stop_agent(paths, timeout: float = 10.0) -> int | None:
     return pid
 
 
-def _detach(log_file: Path) -> None:
-    """Double fork: own session, no controlling terminal, not a child of whoever started us."""
-    if os.fork() > 0:
+def _detach(log_file: Path, pid_file: Path) -> None:
+    """Double fork: own session, no controlling terminal, not a child of whoever started us.
+
+    The caller already holds the agent lock; fork keeps it held throughout. The first process waits
+    for the middle one, which writes the final pid before exiting, so whoever launched the agent
+    finds the lock held and the pid file true the moment the launcher returns.
+    """
+    from ...paths import write_private
+
+    middle = os.fork()
+    if middle > 0:
+        os.waitpid(middle, 0)
         os._exit(0)
     os.setsid()
-    if os.fork() > 0:
+    final = os.fork()
+    if final > 0:
+        write_private(pid_file, f"{final}\n")
         os._exit(0)
     fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     null = os.open(os.devnull, os.O_RDONLY)
@@ -396,18 +435,19 @@ def main(argv: list[str] | None = None) -> int:
     here = str(Path(__file__).resolve().parents[3])
     if here not in sys.path:
         sys.path.insert(0, here)
-    if args.detach:
-        _detach(paths.state_dir / "agent.log")
     lock_fd = os.open(lock_path(paths.state_dir), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return 0  # another agent already serves this DLAAS_HOME
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                        stream=sys.stderr)
     from ...paths import write_private
 
-    write_private(pid_path(paths.state_dir), f"{os.getpid()}\n")
+    if args.detach:
+        _detach(paths.state_dir / "agent.log", pid_path(paths.state_dir))
+    else:
+        write_private(pid_path(paths.state_dir), f"{os.getpid()}\n")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        stream=sys.stderr)
     sp = sock_path(paths.state_dir)
     sock: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
