@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from backend.engines.local import db
-from backend.runs import RunState
 
 from .local_helpers import agent_pid, manifest, runs_json, seed_home, stop_everything, wait_for
 

@@ -24,7 +24,7 @@ from ...runs import (
     SubmitRequest,
 )
 from . import db, deps
-from .agent import ensure_agent, wake
+from .control import ensure_agent, wake
 from .scheduler import QUEUE_SQL
 
 LIST_COLUMNS = (
