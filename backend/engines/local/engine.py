@@ -166,7 +166,7 @@ class LocalEngine:
         return self._build([row])[0]
 
     def changes(self, cursor: int | None = None) -> ChangeSet:
-        with db.write(self.conn):  # one snapshot: rows and the cursor agree
+        with db.snapshot(self.conn):  # rows and the cursor from one view of the database
             seq = db.current_seq(self.conn)
             if cursor is None or cursor < 0 or cursor > seq:  # a cursor we never gave out: resync
                 rows = self.conn.execute(f"SELECT {LIST_COLUMNS} FROM runs").fetchall()
