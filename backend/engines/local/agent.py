@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ...runs import RunState
+from ...runs import RunState, iso, utcnow
 from . import db, deps
 from .control import lock_path, pid_path, sock_path, wake
 from .scheduler import FreeDevice, plan, queue_cursor
@@ -96,7 +96,9 @@ class Agent:
         cost = self.cost_micro(row, [(e["at"], e["state"]) for e in evs], now)
         run = row_to_run(row, cost=cost)
         doc = run.to_json()
-        doc["outcome"] = outcome
+        # Written while STORING: the document states the outcome it is being stored for.
+        doc.update(state=outcome.get("state", doc["state"]), error_code=outcome.get("code"),
+                   message=outcome.get("message", ""), finished_at=iso(utcnow()))
         doc["events"] = [
             {"at": e["at"], "state": e["state"], "message": e["message"], "error_code": e["error_code"]}
             for e in evs
