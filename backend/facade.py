@@ -188,21 +188,7 @@ def agent_status(paths: Paths | None = None) -> int | None:
     return pid if pid and pid > 0 else None
 
 
-# -- Manifest validation, sweep expansion and prices for the UI, imported on first use ---------------
-def parse_manifest(text: str, source: str = "<manifest>") -> Any:
-    """Parse and validate manifest text: a result with `errors`, `warnings` (line, col, message)."""
-    from .manifest import parse_manifest as parse
-
-    return parse(text, source)
-
-
-def expand_sweep(manifest: Any) -> list[Any]:
-    """The runs a manifest's sweep expands to (one entry per run)."""
-    from .manifest.sweep import expand
-
-    return list(expand(manifest))
-
-
+# -- Prices for the UI, imported on first use (manifest parsing and sweeps are re-exported above) ----
 def price_per_gpu_hour(config: Config, gpu_type: str | None) -> float | None:
     """USD per GPU-hour for a GPU type under this config; None = unpriced."""
     from .cost import PriceTable
