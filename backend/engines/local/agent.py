@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import json
 import logging
 import os
 import select
@@ -54,11 +55,13 @@ class Agent:
             self._backends[profile] = open_backend(profile)
         return self._backends[profile]
 
-    def store_for(self, profile: str):
+    def store_for(self, profile: str, connection: dict | None = None):
+        """The store a run reads and writes: its profile's, or its manifest's own connection."""
+        key = (profile, json.dumps(connection, sort_keys=True) if connection else "")
         with self._lock:
-            if profile not in self._stores:
-                self._stores[profile] = deps.open_store(self.backend_for(profile))
-            return self._stores[profile]
+            if key not in self._stores:
+                self._stores[key] = deps.open_store(self.backend_for(profile), connection)
+            return self._stores[key]
 
     def resolve_env(self, env: dict[str, Any]) -> dict[str, str]:
         out = {}
@@ -115,8 +118,6 @@ class Agent:
         at, devs = self._inventory
         if time.monotonic() - at > INVENTORY_TTL or not devs:
             pgids: set[int] = set()
-            import json
-
             for (procs,) in self.conn.execute(
                 "SELECT procs FROM runs WHERE state IN ('PENDING','DOWNLOADING','PROCESSING','STORING')"
             ):
@@ -132,7 +133,6 @@ class Agent:
         for rid, assigned in self.conn.execute(
             "SELECT id, assigned FROM runs WHERE state IN ('PENDING','DOWNLOADING','PROCESSING','STORING')"
         ):
-            import json
 
             for uuid in json.loads(assigned):
                 held[uuid] = rid
@@ -144,7 +144,6 @@ class Agent:
             "SELECT id, state, assigned FROM runs WHERE state IN "
             "('PENDING','DOWNLOADING','PROCESSING','STORING') ORDER BY submitted_at"
         ).fetchall()
-        import json
 
         for rid, state, assigned in rows:
             fds: list | None = []

@@ -242,7 +242,8 @@ class LocalEngine:
         run = self.get_run(run_id)
         if not run.results_bucket:
             raise NotFound(f"{run_id}: no results bucket recorded")
-        store = deps.open_store(self.backend)
+        spec = db.get_row(self.conn, run_id)["spec"]
+        store = deps.open_store(self.backend, spec.get("connection"))
         return store.get_prefix(run.results_bucket, f"{run.id}/", Path(dest))
 
     # -- changing ---------------------------------------------------------------------------------

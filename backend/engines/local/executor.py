@@ -140,7 +140,7 @@ class RunWorker(threading.Thread):
                       finished_at=now, cost_micro=cost, priced=0 if cost is None else 1)
 
     def _download(self) -> None:
-        store = self.agent.store_for(self.row["profile"])
+        store = self.agent.store_for(self.row["profile"], self.spec.get("connection"))
         self.wd.mkdir(parents=True, exist_ok=True)
         bucket = self.row["results_bucket"]
         zip_path = self.wd / "model.zip"
@@ -317,7 +317,7 @@ class RunWorker(threading.Thread):
 
     # -- storing --------------------------------------------------------------------------------
     def _store(self, outcome: dict[str, Any]) -> None:
-        store = self.agent.store_for(self.row["profile"])
+        store = self.agent.store_for(self.row["profile"], self.spec.get("connection"))
         bucket = self.row["results_bucket"]
         rid = self.run_id
         if self.result_dir.is_dir() and any(self.result_dir.iterdir()):
