@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import re
-import shlex
 import threading
 import time
 from pathlib import Path
@@ -141,7 +140,7 @@ class RunWorker(threading.Thread):
                       finished_at=now, cost_micro=cost, priced=0 if cost is None else 1)
 
     def _download(self) -> None:
-        store = self.agent.store_for(self.row["profile"])
+        store = self.agent.store_for(self.row["profile"], self.spec.get("connection"))
         self.wd.mkdir(parents=True, exist_ok=True)
         bucket = self.row["results_bucket"]
         zip_path = self.wd / "model.zip"
@@ -172,17 +171,16 @@ class RunWorker(threading.Thread):
             self._fetch_remote_data(store, data, link)
         for d in ("results", "state", "checkpoints"):
             (self.wd / d).mkdir(parents=True, exist_ok=True)
-        (self.wd / "state" / "config.json").write_text(json.dumps(self.row["params"], indent=2))
+        (self.wd / "state" / "config.json").write_text(
+            self.spec.get("config_json") or json.dumps(self.row["params"], indent=2))
 
     def _fetch_remote_data(self, store, data: dict, dest: Path) -> None:
-        try:
-            from ...datacache import DataCache  # type: ignore[import-not-found]
-        except ImportError:
-            store.get_prefix(data["bucket"], data.get("prefix") or "", dest)
-            return
-        cache = DataCache.from_backend(self.agent.backend_for(self.row["profile"]))
-        fetched = Path(cache.fetch(store, data["bucket"], data.get("prefix") or ""))
-        dest.symlink_to(fetched, target_is_directory=True)
+        """Data on S3: through the machine's shared cache, so a sweep downloads it once."""
+        from ...datacache import DataCache
+
+        cache_cfg = self.agent.config.cache
+        cache = DataCache(self.agent.paths.cache_dir / "data", int(cache_cfg.max_gb * 2**30))
+        cache.fetch(store, data["bucket"], data.get("prefix") or "", dest)
 
     def _env(self, learner: int, devices: list[str], port: int) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DLAAS_")}
@@ -202,8 +200,6 @@ class RunWorker(threading.Thread):
         if n > 1:
             env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(n),
                        RANK=str(learner - 1))
-        for name, value in self.row["params"].items():
-            env["HP_" + re.sub(r"[^A-Z0-9_]", "_", name.upper())] = str(value)
         env.update(self.agent.resolve_env(self.spec.get("env", {})))
         return env
 
@@ -321,7 +317,7 @@ class RunWorker(threading.Thread):
 
     # -- storing --------------------------------------------------------------------------------
     def _store(self, outcome: dict[str, Any]) -> None:
-        store = self.agent.store_for(self.row["profile"])
+        store = self.agent.store_for(self.row["profile"], self.spec.get("connection"))
         bucket = self.row["results_bucket"]
         rid = self.run_id
         if self.result_dir.is_dir() and any(self.result_dir.iterdir()):
@@ -346,11 +342,3 @@ class RunWorker(threading.Thread):
         rj.write_text(json.dumps(doc, indent=2, default=str))
         store.put_file(rj, bucket, f"{rid}/run.json")
 
-
-def substitute(command: str, params: dict[str, Any]) -> str:
-    """`${NAME}` -> the shell-quoted value, for declared parameter names only."""
-    def repl(m: re.Match) -> str:
-        name = m.group(1)
-        return shlex.quote(str(params[name])) if name in params else m.group(0)
-
-    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", repl, command)
