@@ -250,13 +250,13 @@ def test_cli_agent_start_status_stop(home, cli):
 @pytest.mark.slow
 def test_two_homes_on_one_fake_two_gpu_box_never_share_a_gpu(tmp_path, cli):
     gpus = tmp_path / "gpus.json"
-    gpus.write_text(json.dumps([
-        {"uuid": "GPU-aaaa-0001", "name": "NVIDIA H100 80GB HBM3"},
-        {"uuid": "GPU-bbbb-0002", "name": "NVIDIA H100 80GB HBM3"},
-    ]))
+    gpus.write_text(json.dumps({"gpus": [
+        {"uuid": "GPU-aaaa-0001", "name": "NVIDIA H100 80GB HBM3", "memory_total": 85899345920},
+        {"uuid": "GPU-bbbb-0002", "name": "NVIDIA H100 80GB HBM3", "memory_total": 85899345920},
+    ]}))
     locks = tmp_path / "locks"
     homes = [tmp_path / "alice", tmp_path / "bob"]
-    env_of = {h: {"DLAAS_HOME": str(h), "DLAAS_FAKE_GPUS": str(gpus), "DLAAS_GPU_LOCK_DIR": str(locks)}
+    env_of = {h: {"DLAAS_HOME": str(h), "DLAAS_FAKE_NVML": str(gpus), "DLAAS_GPU_LOCK_DIR": str(locks)}
               for h in homes}
     try:
         ids: dict[Path, list[str]] = {}

@@ -83,23 +83,20 @@ class Agent:
 
     def lock_fds(self, run_id: str) -> list[int]:
         with self._lock:
-            return list(self.locks.get(run_id, []))
+            return [lk.fd for lk in self.locks.get(run_id, []) if lk.fd is not None]
 
     def release(self, run_id: str) -> None:
         with self._lock:
             self.workers.pop(run_id, None)
-            fds = self.locks.pop(run_id, [])
-        for fd in fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+            locks = self.locks.pop(run_id, [])
+        for lk in locks:
+            lk.release()
+        self._inventory = (0.0, [])  # the devices' users changed: read them again
         self.wake_self()
 
     def cost_micro(self, row: dict, events: list[tuple[float, str | None]], now: float) -> int | None:
-        units = max(1, row["gpus"] * row["learners"]) if row["gpus"] else row["learners"]
-        gtype = row.get("gpu_type") or "cpu"
-        return deps.run_cost_micro(events, units, gtype, self.config, now)
+        return deps.run_cost_micro(events, row["gpus"] * row["learners"], row.get("gpu_type") or "cpu",
+                                   self.config, now)
 
     def run_document(self, conn, run_id: str, outcome: dict) -> dict:
         from .engine import row_to_run
@@ -123,9 +120,19 @@ class Agent:
 
     # -- devices ----------------------------------------------------------------------------------
     def devices(self) -> list:
+        """The inventory, read again every few seconds (NVML calls are not free)."""
         at, devs = self._inventory
         if time.monotonic() - at > INVENTORY_TTL or not devs:
-            devs, _, _ = deps.discover_devices(self.backend.profile.cpu_slots)
+            pgids: set[int] = set()
+            import json
+
+            for (procs,) in self.conn.execute(
+                "SELECT procs FROM runs WHERE state IN ('PENDING','DOWNLOADING','PROCESSING','STORING')"
+            ):
+                pgids.update(p["pid"] for p in json.loads(procs))
+            inv = deps.read_inventory(self.backend.profile.cpu_slots,
+                                      our_pids=deps.pids_in_groups(pgids) if pgids else frozenset())
+            devs = list(inv.devices)
             self._inventory = (time.monotonic(), devs)
         return devs
 
@@ -149,15 +156,15 @@ class Agent:
         import json
 
         for rid, state, assigned in rows:
-            fds = []
+            fds: list | None = []
             for uuid in json.loads(assigned):
-                fd = deps.try_lock_device(uuid, self.paths.state_dir)
-                if fd is not None:
-                    fds.append(fd)
+                lk = deps.try_lock_device(uuid, self.paths.state_dir, owner=rid)
+                if lk is not None:
+                    fds.append(lk)
                 elif state == RunState.PENDING.value:
                     # Someone took the device while no agent held it: wait in the queue again.
                     for f in fds:
-                        os.close(f)
+                        f.release()
                     fds = None
                     break
                 # else: the run's own processes hold the lock they inherited.
@@ -168,7 +175,7 @@ class Agent:
             db.note(self.conn, rid, f"agent restarted; resuming from {state}")
             self._start_worker(rid, fds)
 
-    def _start_worker(self, rid: str, fds: list[int]) -> None:
+    def _start_worker(self, rid: str, fds: list) -> None:
         from .executor import RunWorker
 
         worker = RunWorker(self, rid)
@@ -207,14 +214,14 @@ class Agent:
             for adm in todo:
                 fds, lost = [], None
                 for uuid in adm.devices:
-                    fd = deps.try_lock_device(uuid, self.paths.state_dir)
-                    if fd is None:
+                    lk = deps.try_lock_device(uuid, self.paths.state_dir, owner=adm.run_id)
+                    if lk is None:
                         lost = uuid
                         break
-                    fds.append(fd)
+                    fds.append(lk)
                 if lost is not None:
-                    for fd in fds:
-                        os.close(fd)
+                    for lk in fds:
+                        lk.release()
                     free = [f for f in free if f.uuid != lost]  # another user's agent holds it
                     retry = True
                     break
@@ -224,8 +231,8 @@ class Agent:
                                    admitted_at=time.time(), assigned=list(adm.devices), labels=labels,
                                    gpu_type=gtype or "cpu", expect=frozenset({RunState.QUEUED}))
                 if not ok:
-                    for fd in fds:
-                        os.close(fd)
+                    for lk in fds:
+                        lk.release()
                     continue
                 free = [f for f in free if f.uuid not in adm.devices]
                 admitted += 1
@@ -326,11 +333,12 @@ def ensure_agent(paths, timeout: float = 10.0, *, wait: bool = True) -> int:
     from ...paths import private_dir
 
     private_dir(paths.state_dir)
+    env = dict(os.environ)
+    if paths.state_dir == paths.config_dir / "state":  # a DLAAS_HOME layout: name it explicitly
+        env["DLAAS_HOME"] = str(paths.config_dir)
     subprocess.run(
         [sys.executable, "-m", "backend.engines.local.agent", "--detach"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "DLAAS_HOME": os.environ.get("DLAAS_HOME", "")} if os.environ.get("DLAAS_HOME")
-        else dict(os.environ),
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
         cwd=str(Path(__file__).resolve().parents[3]), check=False, timeout=timeout,
     )
     if not wait:

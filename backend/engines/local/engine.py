@@ -7,7 +7,6 @@ and a wake-up datagram on the agent's socket. Anything that needs the agent star
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
@@ -104,7 +103,6 @@ class LocalEngine:
         runs = prepare_and_record(self, request)
         if not request.dry_run and runs:
             self._nudge()
-            return [self.get_run(r.id) for r in runs]
         return runs
 
     def rerun(self, run_id: str) -> list[Run]:
@@ -112,7 +110,7 @@ class LocalEngine:
 
         runs = rerun(self, run_id)
         self._nudge()
-        return [self.get_run(r.id) for r in runs]
+        return runs
 
     # -- reading ----------------------------------------------------------------------------------
     def _positions(self) -> dict[str, int]:
@@ -170,7 +168,7 @@ class LocalEngine:
     def changes(self, cursor: int | None = None) -> ChangeSet:
         with db.write(self.conn):  # one snapshot: rows and the cursor agree
             seq = db.current_seq(self.conn)
-            if cursor is None or cursor < 0:
+            if cursor is None or cursor < 0 or cursor > seq:  # a cursor we never gave out: resync
                 rows = self.conn.execute(f"SELECT {LIST_COLUMNS} FROM runs").fetchall()
                 deleted: list[str] = []
                 full = True
@@ -257,18 +255,18 @@ class LocalEngine:
         db.delete_run(self.conn, run_id)
 
     def inventory(self) -> Inventory:
-        devices, nvml_ok, message = deps.discover_devices(self.backend.profile.cpu_slots)
-        held = {}
-        for rid, assigned in self.conn.execute(
-            "SELECT id, assigned FROM runs WHERE state IN ('PENDING','DOWNLOADING','PROCESSING','STORING')"
+        held: dict[str, str] = {}
+        pgids: set[int] = set()
+        for rid, assigned, procs in self.conn.execute(
+            "SELECT id, assigned, procs FROM runs WHERE state IN "
+            "('PENDING','DOWNLOADING','PROCESSING','STORING')"
         ):
             for uuid in json.loads(assigned):
                 held[uuid] = rid
-        from dataclasses import replace
-
-        devs = tuple(replace(d, held_by=held.get(d.uuid)) for d in devices)
-        return Inventory(devices=devs, nvml_available=nvml_ok, message=message, node=os.uname().nodename,
-                         tier_gpus=self.backend.config.tier_gpus(self.backend.profile))
+            pgids.update(p["pid"] for p in json.loads(procs))
+        return deps.read_inventory(
+            self.backend.profile.cpu_slots, holders=held, our_pids=deps.pids_in_groups(pgids),
+            tier_gpus=self.backend.config.tier_gpus(self.backend.profile))
 
 
 def _cost(config, row, events, now) -> int | None:

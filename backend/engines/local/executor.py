@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import re
-import shlex
 import threading
 import time
 from pathlib import Path
@@ -172,7 +171,8 @@ class RunWorker(threading.Thread):
             self._fetch_remote_data(store, data, link)
         for d in ("results", "state", "checkpoints"):
             (self.wd / d).mkdir(parents=True, exist_ok=True)
-        (self.wd / "state" / "config.json").write_text(json.dumps(self.row["params"], indent=2))
+        (self.wd / "state" / "config.json").write_text(
+            self.spec.get("config_json") or json.dumps(self.row["params"], indent=2))
 
     def _fetch_remote_data(self, store, data: dict, dest: Path) -> None:
         try:
@@ -202,8 +202,6 @@ class RunWorker(threading.Thread):
         if n > 1:
             env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(n),
                        RANK=str(learner - 1))
-        for name, value in self.row["params"].items():
-            env["HP_" + re.sub(r"[^A-Z0-9_]", "_", name.upper())] = str(value)
         env.update(self.agent.resolve_env(self.spec.get("env", {})))
         return env
 
@@ -346,11 +344,3 @@ class RunWorker(threading.Thread):
         rj.write_text(json.dumps(doc, indent=2, default=str))
         store.put_file(rj, bucket, f"{rid}/run.json")
 
-
-def substitute(command: str, params: dict[str, Any]) -> str:
-    """`${NAME}` -> the shell-quoted value, for declared parameter names only."""
-    def repl(m: re.Match) -> str:
-        name = m.group(1)
-        return shlex.quote(str(params[name])) if name in params else m.group(0)
-
-    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", repl, command)

@@ -21,7 +21,6 @@ from ...errors import BadInput, NotFound
 from ...packaging import check_zip, zip_model
 from ...runs import ErrorCode, Run, RunState, SubmitRequest
 from . import db, deps
-from .executor import substitute
 
 ID_ALPHABET = string.ascii_lowercase + string.digits
 DEFAULT_ENV_FRAMEWORKS = ("pytorch", "python")
@@ -80,8 +79,8 @@ def check_fits(engine, manifest) -> None:
 
 def _check_secrets(config, manifest) -> None:
     for name, value in manifest.env.items():
-        if isinstance(value, dict):
-            ref = value.get("secret")
+        if not isinstance(value, str):
+            ref = getattr(value, "secret", None)
             if not ref or ref not in config.secrets:
                 known = ", ".join(sorted(config.secrets)) or "none"
                 raise BadInput(f"{manifest.name}: env {name} names secret {ref!r}, which is not in "
@@ -110,6 +109,14 @@ def _ensure_bucket(store, bucket: str) -> None:
         store.make_bucket(bucket)
         return
     raise NotFound(f"results bucket {bucket!r} does not exist on {store.describe()}")
+
+
+def _seed_samples(store, bucket: str) -> None:
+    """The bundled samples read `dlaas-samples`: put their data there on first use."""
+    from ...samples_seed import SAMPLES_BUCKET, ensure_sample_data
+
+    if bucket == SAMPLES_BUCKET and getattr(store, "kind", "") == "local":
+        ensure_sample_data(store)
 
 
 def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
@@ -147,14 +154,18 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
             data = m.data_store.training_data
             if store is not None:
                 _ensure_bucket(store, results)
+                _seed_samples(store, data.container)
             experiment = request.experiment or (m.name if m.sweep is not None else None)
-            for i, params in enumerate(trials):
+            for i, trial in enumerate(trials):
+                params = dict(trial.params)
+                tm = trial.manifest
                 rid = new_run_id()
                 spec = {
-                    "command": substitute(m.framework.command, params),
+                    "command": tm.framework.command,
                     "framework": m.framework.name, "framework_version": m.framework.version,
-                    "python": python, "env": {k2: (v if isinstance(v, str) else dict(v))
-                                              for k2, v in m.env.items()},
+                    "python": python, "env": {k2: (v if isinstance(v, str) else {"secret": v.secret})
+                                              for k2, v in tm.env.items()},
+                    "config_json": trial.config_json,
                     "data": {"type": m.data_store.type, "bucket": data.container, "prefix": data.prefix},
                     "max_duration_s": m.max_duration_seconds,
                     "sweep_metric": m.sweep.metric.name if m.sweep and m.sweep.metric else None,
@@ -185,15 +196,11 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
         seq = db.next_seq(conn)
         for row in rows:
             db.insert_run(conn, row, seq)
-    return [row_to_run(dict(r, admitted_at=None, started_at=None, finished_at=None, labels="[]",
-                            error_code=None, message="", metrics="{}", primary_metric=None), cost=0)
-            for r in rows]
+    return [engine.get_run(r["id"]) for r in rows]  # as recorded: QUEUED, with its position
 
 
 def rerun(engine, run_id: str) -> list[Run]:
     """The same manifest text, parameters and code again, as a new run."""
-    from .engine import row_to_run
-
     engine.backend.require_writable("rerun")
     old = db.get_row(engine.conn, run_id)
     rid = new_run_id()
@@ -216,6 +223,4 @@ def rerun(engine, run_id: str) -> list[Run]:
     row.update(id=rid, state=RunState.QUEUED.value, submitted_at=time.time(), spec=spec)
     with db.write(engine.conn):
         db.insert_run(engine.conn, row, db.next_seq(engine.conn))
-    return [row_to_run(dict(row, admitted_at=None, started_at=None, finished_at=None, labels="[]",
-                            error_code=None, message="", metrics="{}", primary_metric=None,
-                            params=row["params"]), cost=0)]
+    return [engine.get_run(rid)]
