@@ -40,7 +40,6 @@ SCHEMA = (
 BILLED_SQL = "('PENDING','DOWNLOADING','PROCESSING','STORING')"
 MAX_FAILED_CODE = "C205"  # runs never started because their experiment reached max_failed
 EARLY_STOP_EVERY = 1.0  # seconds between early-stop checks
-POLICY_TTL = 2.0  # seconds a read of the experiments table is trusted
 
 
 @dataclass(frozen=True)
@@ -216,20 +215,23 @@ class SweepGovernor:
         self.conn = conn
         self.halt_run = halt_run  # (run id, error code, message) -> None, for a run that holds devices
         self._policies: dict[str, SweepPolicy] = {}
-        self._read_at = 0.0
+        self._rows: list = []
         self._checked_at = 0.0
         self._stopped: set[str] = set()
         self._series: dict[tuple[str, str], list[tuple[float, float]]] = {}  # finished runs only
 
     def policies(self) -> dict[str, SweepPolicy]:
-        now = time.monotonic()
-        if now - self._read_at > POLICY_TTL:
-            self._policies = read_policies(self.conn)
-            self._read_at = now
+        """Read on every pass (a submit may have just added one): a small table, parsed only when
+        its text changed."""
+        try:
+            rows = self.conn.execute("SELECT id, policy FROM experiments").fetchall()
+        except Exception:  # no submit has created the table yet
+            return {}
+        if rows != self._rows:
+            self._rows = rows
+            self._policies = {e: p for e, p in ((e, SweepPolicy.from_json(t)) for e, t in rows)
+                              if not p.empty}
         return self._policies
-
-    def refresh(self) -> None:
-        self._read_at = 0.0
 
     def room(self) -> dict[str, int]:
         """Runs each experiment with a `parallel` cap may still start now."""
