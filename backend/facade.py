@@ -39,7 +39,7 @@ from .runs import (  # noqa: F401
     iso,
     utcnow,
 )
-from .experiments import spend  # noqa: F401
+from .experiments import BudgetStatus, CostEstimate, format_eta, spend  # noqa: F401
 from .samples_seed import ensure_sample_data  # noqa: F401
 from .store.base import (  # noqa: F401
     BucketInfo,
@@ -79,6 +79,39 @@ def convert_manifest(manifest: Manifest, to: str) -> Any:
     if to not in CONVERTERS:
         raise BadInput(f"unknown manifest dialect {to!r}; known: {', '.join(CONVERTERS)}")
     return CONVERTERS[to](manifest)
+
+
+def estimate_submission(backend: Backend, paths: list[Any]) -> tuple[list[tuple[str, CostEstimate]], BudgetStatus | None]:
+    """Each manifest's cost estimate and the profile's budget status (None: no budget set)."""
+    from .budget import estimate_paths
+
+    return estimate_paths(backend, paths)
+
+
+def estimate_manifest(backend: Backend, manifest: Manifest) -> CostEstimate:
+    """What submitting this (parsed) manifest is expected to cost, on this backend's engine."""
+    from .budget import estimate_manifest as estimate
+
+    return estimate(backend, manifest, engine=backend.engine)
+
+
+def budget_status(backend: Backend, runs: list[Run] | None = None) -> BudgetStatus | None:
+    """Spend against the profile's budget (from `runs` when given); None when no budget is set."""
+    budget = backend.profile.budget
+    if budget.daily_usd is None and budget.monthly_usd is None:
+        return None
+    if runs is None:
+        from .budget import budget_status as status
+
+        return status(backend)
+    today, month = spend(runs, utcnow())
+    return BudgetStatus(budget.daily_usd, budget.monthly_usd, today, month)
+
+
+def describe_budget(status: BudgetStatus | None, estimate_usd: float | None = None) -> str:
+    from .budget import describe_budget as describe
+
+    return describe(status, estimate_usd)
 
 
 def expand_sweep(manifest: Manifest) -> list[Any]:
@@ -169,21 +202,21 @@ def open_backend(profile: str | None = None, *, read_only: bool | None = None) -
 # -- the agent (one per DLAAS_HOME; imported lazily so `--help` stays light) ----------------------
 def agent_start(paths: Paths | None = None) -> int:
     """Start the agent unless one runs; returns its pid."""
-    from .engines.local.agent import ensure_agent
+    from .engines.local.control import ensure_agent
 
     return ensure_agent(paths or get_paths())
 
 
 def agent_stop(paths: Paths | None = None) -> int | None:
     """Stop the agent (its runs go on and are adopted by the next one); returns the pid stopped."""
-    from .engines.local.agent import stop_agent
+    from .engines.local.control import stop_agent
 
     return stop_agent(paths or get_paths())
 
 
 def agent_status(paths: Paths | None = None) -> int | None:
     """The running agent's pid, or None."""
-    from .engines.local.agent import agent_pid
+    from .engines.local.control import agent_pid
 
     pid = agent_pid((paths or get_paths()).state_dir)
     return pid if pid and pid > 0 else None

@@ -34,6 +34,7 @@ import yaml
 
 HARNESSES: dict[str, str] = {
     "fake": "tests.contract.engines:FakeHarness",
+    "local": "tests.contract.local_harness:LocalHarness",
 }
 
 TRAIN_PY = textwrap.dedent(

@@ -1,13 +1,15 @@
-"""A contract harness for the local engine: a real agent under the test's DLAAS_HOME, on a fake
-GPU box (the local engine's `DLAAS_FAKE_GPUS` device list) with its own GPU lock folder.
+"""The contract suite's harness for the local engine: a real agent under a throwaway DLAAS_HOME.
 
-To run the Engine contract against the local engine, register it in tests/contract/engines.py:
-    "local": "tests.contract.local_harness:LocalHarness",
+`devices` become cpu slots (priced at the cpu rate) or, with `priced=False`, fake NVML L4 GPUs
+(no default price). The tier is a config `[tiers]` entry. `close()` stops the agent and every run
+process group it started, by pid.
 """
 from __future__ import annotations
 
 import json
 import os
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,43 +18,62 @@ from tests.contract.engines import EngineHarness
 
 class LocalHarness(EngineHarness):
     name = "local"
+    poll_interval = 0.05
 
     def __init__(self, workdir: Path, **kwargs: Any) -> None:
         super().__init__(workdir, **kwargs)
-        self.home = Path(os.environ["DLAAS_HOME"])
-        self._saved = {k: os.environ.get(k) for k in ("DLAAS_FAKE_GPUS", "DLAAS_GPU_LOCK_DIR")}
-        # An L4 has no default price: that is how `priced=False` gets an unpriced run.
-        gpu = "NVIDIA H100 80GB HBM3" if self.priced else "NVIDIA L4"
-        spec = workdir / "gpus.json"
-        spec.write_text(json.dumps([
-            {"uuid": f"GPU-{workdir.name}-{i}", "name": gpu, "memory_total": 80 * 2**30}
-            for i in range(self.devices)
-        ]))
-        os.environ["DLAAS_FAKE_GPUS"] = str(spec)
-        # Never the shared /tmp lock folder: other people's tests run on this machine too.
-        os.environ["DLAAS_GPU_LOCK_DIR"] = str(workdir / "locks")
-        (self.home / "store" / "contract-data").mkdir(parents=True, exist_ok=True)
-        (self.home / "config.toml").write_text(
-            f'[profiles.local]\ntier = "contract"\n[tiers]\ncontract = {self.tier_gpus}\n'
-        )
-        from backend.facade import open_backend
+        from backend.config import parse_config
+        from backend.facade import Backend
+        from backend.paths import Paths
 
-        self.engine = open_backend().engine
+        home = workdir / "home"
+        self.home = home
+        (home / "store" / "contract-data").mkdir(parents=True, exist_ok=True)
+        tier = "contract" if self.tier_gpus else "unlimited"
+        text = f'[profiles.local]\ntier = "{tier}"\ncpu_slots = {self.devices}\n'
+        if self.tier_gpus:
+            text += f"\n[tiers]\ncontract = {self.tier_gpus}\n"
+        (home / "config.toml").write_text(text)
+        os.chmod(home / "config.toml", 0o600)
+        self._env_saved: dict[str, str | None] = {}
+        if not self.priced:
+            spec = workdir / "nvml.json"
+            spec.write_text(json.dumps({"gpus": [
+                {"name": "NVIDIA L4", "uuid": f"GPU-contract-l4-{i}", "memory_total": 24 * 2**30}
+                for i in range(self.devices)]}))
+            self._setenv("DLAAS_FAKE_NVML", str(spec))
+            self._setenv("DLAAS_GPU_LOCK_DIR", str(workdir / "locks"))
+        self._setenv("DLAAS_HALT_GRACE", "2")
+        config = parse_config((home / "config.toml").read_text(), str(home / "config.toml"))
+        paths = Paths(home, home / "state", home / "store", home / "cache")
+        self.backend = Backend(config=config, profile=config.profile("local"), paths=paths)
+        self.engine = self.backend.engine
+
+    def _setenv(self, key: str, value: str) -> None:
+        self._env_saved.setdefault(key, os.environ.get(key))
+        os.environ[key] = value
 
     def close(self) -> None:
-        from backend.engines.local.agent import ensure_agent
-        from backend.paths import get_paths
-        from tests.e2e.local_helpers import stop_everything
+        from backend.engines.local.control import agent_pid
 
-        try:
-            self.engine.close()
-            # A submit may have started an agent that has not taken its lock yet; wait for it to
-            # be findable, so that stopping it by pid cannot miss it.
-            ensure_agent(get_paths())
-            stop_everything(self.home)
-        finally:
-            for key, value in self._saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        self.engine.close()
+        state = self.home / "state"
+        pid = agent_pid(state)
+        if pid and pid > 0:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for f in state.glob("runs/*/state/learner-*.pid"):
+            try:
+                os.killpg(int(f.read_text().strip()), signal.SIGKILL)
+            except (ValueError, OSError):
+                pass
+        deadline = time.monotonic() + 5
+        while pid and pid > 0 and time.monotonic() < deadline and agent_pid(state):
+            time.sleep(0.05)
+        for key, value in self._env_saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ...errors import EngineError, NotFound
+from ...errors import BadInput, EngineError, NotFound
 from ...paths import private_dir
 from ...runs import ALLOWED_TRANSITIONS, RunState
 
@@ -149,6 +149,16 @@ def write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+@contextmanager
+def snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A read transaction: one consistent view (WAL), taking no lock that would block the agent."""
+    conn.execute("BEGIN DEFERRED")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
 
 
 def next_seq(conn: sqlite3.Connection) -> int:
@@ -286,7 +296,7 @@ def delete_run(conn: sqlite3.Connection, run_id: str) -> None:
         if row is None:
             raise NotFound(f"no run {run_id!r}")
         if not RunState(row[0]).terminal:
-            raise EngineError(f"{run_id}: run is {row[0]}; halt it before deleting it")
+            raise BadInput(f"{run_id}: run is {row[0]}; halt it before deleting it")
         conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
         conn.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
         conn.execute(

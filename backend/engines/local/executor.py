@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import re
-import shlex
 import threading
 import time
 from pathlib import Path
@@ -48,6 +47,7 @@ class RunWorker(threading.Thread):
         self.agent = agent
         self.run_id = run_id
         self.halt_requested = threading.Event()
+        self.stop_reason: tuple[str, str] | None = None  # (error code, message) when a policy halts it
         self.learners: list[Learner] = []
         self.conn = db.connect(agent.paths.db_file)
         self.wd = agent.paths.runs_dir / run_id
@@ -141,7 +141,7 @@ class RunWorker(threading.Thread):
                       finished_at=now, cost_micro=cost, priced=0 if cost is None else 1)
 
     def _download(self) -> None:
-        store = self.agent.store_for(self.row["profile"])
+        store = self.agent.store_for(self.row["profile"], self.spec.get("connection"))
         self.wd.mkdir(parents=True, exist_ok=True)
         bucket = self.row["results_bucket"]
         zip_path = self.wd / "model.zip"
@@ -172,17 +172,16 @@ class RunWorker(threading.Thread):
             self._fetch_remote_data(store, data, link)
         for d in ("results", "state", "checkpoints"):
             (self.wd / d).mkdir(parents=True, exist_ok=True)
-        (self.wd / "state" / "config.json").write_text(json.dumps(self.row["params"], indent=2))
+        (self.wd / "state" / "config.json").write_text(
+            self.spec.get("config_json") or json.dumps(self.row["params"], indent=2))
 
     def _fetch_remote_data(self, store, data: dict, dest: Path) -> None:
-        try:
-            from ...datacache import DataCache  # type: ignore[import-not-found]
-        except ImportError:
-            store.get_prefix(data["bucket"], data.get("prefix") or "", dest)
-            return
-        cache = DataCache.from_backend(self.agent.backend_for(self.row["profile"]))
-        fetched = Path(cache.fetch(store, data["bucket"], data.get("prefix") or ""))
-        dest.symlink_to(fetched, target_is_directory=True)
+        """Data on S3: through the machine's shared cache, so a sweep downloads it once."""
+        from ...datacache import DataCache
+
+        cache_cfg = self.agent.config.cache
+        cache = DataCache(self.agent.paths.cache_dir / "data", int(cache_cfg.max_gb * 2**30))
+        cache.fetch(store, data["bucket"], data.get("prefix") or "", dest)
 
     def _env(self, learner: int, devices: list[str], port: int) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DLAAS_")}
@@ -202,8 +201,6 @@ class RunWorker(threading.Thread):
         if n > 1:
             env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(n),
                        RANK=str(learner - 1))
-        for name, value in self.row["params"].items():
-            env["HP_" + re.sub(r"[^A-Z0-9_]", "_", name.upper())] = str(value)
         env.update(self.agent.resolve_env(self.spec.get("env", {})))
         return env
 
@@ -243,7 +240,8 @@ class RunWorker(threading.Thread):
                 next_metrics = now + 0.5
             if self.halt_requested.is_set():
                 stop_group(self.learners, self.agent.halt_grace)
-                return {"state": RunState.HALTED.value, "code": None, "message": "halted by request"}
+                code, message = self.stop_reason or (None, "halted by request")
+                return {"state": RunState.HALTED.value, "code": code, "message": message}
             if limit and time.time() - started > limit:
                 stop_group(self.learners, self.agent.halt_grace)
                 return self._failure(ErrorCode.MAX_DURATION.value,
@@ -321,7 +319,7 @@ class RunWorker(threading.Thread):
 
     # -- storing --------------------------------------------------------------------------------
     def _store(self, outcome: dict[str, Any]) -> None:
-        store = self.agent.store_for(self.row["profile"])
+        store = self.agent.store_for(self.row["profile"], self.spec.get("connection"))
         bucket = self.row["results_bucket"]
         rid = self.run_id
         if self.result_dir.is_dir() and any(self.result_dir.iterdir()):
@@ -346,11 +344,3 @@ class RunWorker(threading.Thread):
         rj.write_text(json.dumps(doc, indent=2, default=str))
         store.put_file(rj, bucket, f"{rid}/run.json")
 
-
-def substitute(command: str, params: dict[str, Any]) -> str:
-    """`${NAME}` -> the shell-quoted value, for declared parameter names only."""
-    def repl(m: re.Match) -> str:
-        name = m.group(1)
-        return shlex.quote(str(params[name])) if name in params else m.group(0)
-
-    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", repl, command)

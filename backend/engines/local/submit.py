@@ -21,7 +21,6 @@ from ...errors import BadInput, NotFound
 from ...packaging import check_zip, zip_model
 from ...runs import ErrorCode, Run, RunState, SubmitRequest
 from . import db, deps
-from .executor import substitute
 
 ID_ALPHABET = string.ascii_lowercase + string.digits
 DEFAULT_ENV_FRAMEWORKS = ("pytorch", "python")
@@ -80,8 +79,8 @@ def check_fits(engine, manifest) -> None:
 
 def _check_secrets(config, manifest) -> None:
     for name, value in manifest.env.items():
-        if isinstance(value, dict):
-            ref = value.get("secret")
+        if not isinstance(value, str):
+            ref = getattr(value, "secret", None)
             if not ref or ref not in config.secrets:
                 known = ", ".join(sorted(config.secrets)) or "none"
                 raise BadInput(f"{manifest.name}: env {name} names secret {ref!r}, which is not in "
@@ -112,6 +111,14 @@ def _ensure_bucket(store, bucket: str) -> None:
     raise NotFound(f"results bucket {bucket!r} does not exist on {store.describe()}")
 
 
+def _seed_samples(store, bucket: str) -> None:
+    """The bundled samples read `dlaas-samples`: put their data there on first use."""
+    from ...samples_seed import SAMPLES_BUCKET, ensure_sample_data
+
+    if bucket == SAMPLES_BUCKET and getattr(store, "kind", "") == "local":
+        ensure_sample_data(store)
+
+
 def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
     from .engine import row_to_run
 
@@ -134,8 +141,15 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
         _check_secrets(config, m)
         trials = deps.expand_sweep(m)
         prepared.append((Path(path), m, Path(path).read_text(), python, trials))
+    from . import sweeps
 
-    store = None if request.dry_run else deps.open_store(backend)
+    if not request.dry_run:  # refused over budget before anything is written
+        from ...budget import check_budget
+
+        check_budget(backend, [(m, len(trials)) for _p, m, _t, _py, trials in prepared], engine=engine)
+    experiments, policies = sweeps.assign_experiments(
+        None if request.dry_run else engine.conn, request.experiment, [p[1] for p in prepared])
+
     rows: list[dict[str, Any]] = []
     now = time.time()
     with tempfile.TemporaryDirectory(prefix="dlaas-submit-") as tmp:
@@ -145,22 +159,29 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
             _package(src, zpath, max_bytes)
             results = m.data_store.training_results.container
             data = m.data_store.training_data
+            connection = deps.connection_of(m)
+            store = None if request.dry_run else deps.open_store(backend, connection)
             if store is not None:
                 _ensure_bucket(store, results)
-            experiment = request.experiment or (m.name if m.sweep is not None else None)
-            for i, params in enumerate(trials):
+                _seed_samples(store, data.container)
+            experiment = experiments[k]
+            for i, trial in enumerate(trials):
+                params = dict(trial.params)
+                tm = trial.manifest
                 rid = new_run_id()
                 spec = {
-                    "command": substitute(m.framework.command, params),
+                    "command": tm.framework.command,
                     "framework": m.framework.name, "framework_version": m.framework.version,
-                    "python": python, "env": {k2: (v if isinstance(v, str) else dict(v))
-                                              for k2, v in m.env.items()},
+                    "python": python, "env": {k2: (v if isinstance(v, str) else {"secret": v.secret})
+                                              for k2, v in tm.env.items()},
+                    "config_json": trial.config_json, "connection": connection,
                     "data": {"type": m.data_store.type, "bucket": data.container, "prefix": data.prefix},
                     "max_duration_s": m.max_duration_seconds,
                     "sweep_metric": m.sweep.metric.name if m.sweep and m.sweep.metric else None,
                     "model_key": f"{rid}/_submitted_code/model.zip",
                     "max_model_bytes": max_bytes,
                     "manifest_path": str(path.resolve()), "model_source": str(src.resolve()),
+                    "manifest_name": m.name,
                 }
                 name = request.name or m.name
                 if len(trials) > 1:
@@ -185,23 +206,21 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
         seq = db.next_seq(conn)
         for row in rows:
             db.insert_run(conn, row, seq)
-    return [row_to_run(dict(r, admitted_at=None, started_at=None, finished_at=None, labels="[]",
-                            error_code=None, message="", metrics="{}", primary_metric=None), cost=0)
-            for r in rows]
+        sweeps.record_policies(conn, policies, now)
+    return sweeps.recorded_runs(engine, [r["id"] for r in rows])  # as recorded: QUEUED, positions
 
 
 def rerun(engine, run_id: str) -> list[Run]:
     """The same manifest text, parameters and code again, as a new run."""
-    from .engine import row_to_run
-
     engine.backend.require_writable("rerun")
     old = db.get_row(engine.conn, run_id)
     rid = new_run_id()
     spec = dict(old["spec"], model_key=f"{rid}/_submitted_code/model.zip")
-    store = deps.open_store(engine.backend.__class__(
-        config=engine.backend.config, profile=engine.backend.config.profile(old["profile"]),
-        paths=engine.backend.paths)) if old["profile"] != engine.backend.profile.name \
-        else deps.open_store(engine.backend)
+    backend = engine.backend
+    if old["profile"] != backend.profile.name:
+        backend = backend.__class__(config=backend.config, profile=backend.config.profile(old["profile"]),
+                                    paths=backend.paths)
+    store = deps.open_store(backend, old["spec"].get("connection"))
     bucket = old["results_bucket"]
     with tempfile.TemporaryDirectory(prefix="dlaas-rerun-") as tmp:
         z = Path(tmp) / "model.zip"
@@ -216,6 +235,4 @@ def rerun(engine, run_id: str) -> list[Run]:
     row.update(id=rid, state=RunState.QUEUED.value, submitted_at=time.time(), spec=spec)
     with db.write(engine.conn):
         db.insert_run(engine.conn, row, db.next_seq(engine.conn))
-    return [row_to_run(dict(row, admitted_at=None, started_at=None, finished_at=None, labels="[]",
-                            error_code=None, message="", metrics="{}", primary_metric=None,
-                            params=row["params"]), cost=0)]
+    return [engine.get_run(rid)]
