@@ -12,6 +12,7 @@ from typing import Any
 
 from .config import Config, Profile, Secret, load_config  # noqa: F401
 from .cost import CostBreakdown, PriceTable, canonical_gpu_type, format_usd  # noqa: F401
+from .metrics import ParsedMetrics, parse_metrics_line, primary_metric  # noqa: F401
 from .errors import (  # noqa: F401
     BadInput,
     ConfigError,
@@ -38,7 +39,7 @@ from .runs import (  # noqa: F401
     iso,
     utcnow,
 )
-from .experiments import spend  # noqa: F401
+from .experiments import BudgetStatus, CostEstimate, format_eta, spend  # noqa: F401
 from .samples_seed import ensure_sample_data  # noqa: F401
 from .store.base import (  # noqa: F401
     BucketInfo,
@@ -78,6 +79,39 @@ def convert_manifest(manifest: Manifest, to: str) -> Any:
     if to not in CONVERTERS:
         raise BadInput(f"unknown manifest dialect {to!r}; known: {', '.join(CONVERTERS)}")
     return CONVERTERS[to](manifest)
+
+
+def estimate_submission(backend: Backend, paths: list[Any]) -> tuple[list[tuple[str, CostEstimate]], BudgetStatus | None]:
+    """Each manifest's cost estimate and the profile's budget status (None: no budget set)."""
+    from .budget import estimate_paths
+
+    return estimate_paths(backend, paths)
+
+
+def estimate_manifest(backend: Backend, manifest: Manifest) -> CostEstimate:
+    """What submitting this (parsed) manifest is expected to cost, on this backend's engine."""
+    from .budget import estimate_manifest as estimate
+
+    return estimate(backend, manifest, engine=backend.engine)
+
+
+def budget_status(backend: Backend, runs: list[Run] | None = None) -> BudgetStatus | None:
+    """Spend against the profile's budget (from `runs` when given); None when no budget is set."""
+    budget = backend.profile.budget
+    if budget.daily_usd is None and budget.monthly_usd is None:
+        return None
+    if runs is None:
+        from .budget import budget_status as status
+
+        return status(backend)
+    today, month = spend(runs, utcnow())
+    return BudgetStatus(budget.daily_usd, budget.monthly_usd, today, month)
+
+
+def describe_budget(status: BudgetStatus | None, estimate_usd: float | None = None) -> str:
+    from .budget import describe_budget as describe
+
+    return describe(status, estimate_usd)
 
 
 def expand_sweep(manifest: Manifest) -> list[Any]:

@@ -87,7 +87,23 @@ def cmd_submit(args, ctx) -> int:
             print(f"valid: would submit {len(runs)} run(s)", file=sys.stderr)
         for r in runs:
             print(r.id if not args.dry_run else f"{r.name}  gpus={r.gpus}  params={r.params}")
+    if args.dry_run:
+        _print_estimate(ctx.backend, args.manifests, sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def _print_estimate(backend, manifests, out) -> None:
+    """The cost estimate and the budget it would be checked against (a submit over it is refused)."""
+    from backend.facade import describe_budget, estimate_submission
+
+    estimates, status = estimate_submission(backend, manifests)
+    for name, est in estimates:
+        print(f"estimate {name}: {est.describe()}", file=out)
+    totals = [e.total_usd for _, e in estimates]
+    known = None if any(t is None for t in totals) else sum(totals)
+    if len(estimates) > 1 and known is not None:
+        print(f"estimate total: ${known:,.2f}", file=out)
+    print(describe_budget(status, known), file=out)
 
 
 def cmd_runs(args, ctx) -> int:
@@ -109,8 +125,10 @@ def cmd_runs(args, ctx) -> int:
     if args.json:
         print_json([r.to_json() for r in runs])
         return 0
-    rows = [(r.id, r.name, r.state.value, r.queue_position or "", r.gpus, _money(r), _metric(r))
-            for r in runs]
+    from backend.facade import format_eta
+
+    rows = [(r.id, r.name, r.state.value, f"{r.queue_position} {format_eta(r.eta)}".strip()
+             if r.queue_position else "", r.gpus, _money(r), _metric(r)) for r in runs]
     print_table(["ID", "NAME", "STATE", "Q", "GPUS", "COST", "METRIC"], rows)
     return 0
 

@@ -46,6 +46,9 @@ class Agent:
         self._inventory: tuple[float, list] = (0.0, [])
         self.halt_grace = float(os.environ.get("DLAAS_HALT_GRACE", "10"))
         self.stopping = threading.Event()
+        from .sweeps import SweepGovernor
+
+        self.sweeps = SweepGovernor(self.conn, self.halt_for_policy)
 
     # -- helpers the workers use ------------------------------------------------------------------
     def backend_for(self, profile: str):
@@ -108,6 +111,14 @@ class Agent:
         ]
         doc["cost_micro_usd"] = cost
         return doc
+
+    def halt_for_policy(self, run_id: str, code: str, message: str) -> None:
+        """Halt a running run for its sweep's sake (early stop): it ends HALTED with `code`."""
+        with self._lock:
+            worker = self.workers.get(run_id)
+        if worker is not None:
+            worker.stop_reason = (code, message)
+            worker.halt_requested.set()
 
     def wake_self(self) -> None:
         wake(self.paths.state_dir)
@@ -200,7 +211,7 @@ class Agent:
         admitted = 0
         for _attempt in range(3):
             room = _Room(self)
-            cur = queue_cursor(self.conn, best_effort=best_effort, free=len(free))
+            cur = self.sweeps.queue(best_effort=best_effort, free=len(free))  # parallel caps
             todo = plan(cur, free, room, best_effort=best_effort, match_type=nvml_gpus)
             cur.close()
             retry = False
@@ -286,6 +297,7 @@ class Agent:
             try:
                 self.reload_config_if_changed()
                 self.handle_control()
+                self.sweeps.tick()
                 self.admit()
             except Exception:
                 log.exception("agent pass failed")

@@ -26,6 +26,7 @@ from ...runs import (
 from . import db, deps
 from .control import ensure_agent, wake
 from .scheduler import QUEUE_SQL
+from .sweeps import engine_etas
 
 LIST_COLUMNS = (
     "id, name, experiment, profile, state, priority, submitted_at, admitted_at, started_at, "
@@ -147,6 +148,7 @@ class LocalEngine:
         best_effort = self.backend.profile.queue_policy == "best-effort"
         positions = self._positions() if any(r["state"] == "QUEUED" for r in rows) else {}
         costs = self._costs(rows)
+        etas = engine_etas(self) if positions else {}
         out = []
         for r in rows:
             if r["id"] in costs:
@@ -155,7 +157,9 @@ class LocalEngine:
                 cost = 0
             else:
                 cost = r["cost_micro"] if r["priced"] else None
-            out.append(row_to_run(r, cost=cost, position=positions.get(r["id"]), approximate=best_effort))
+            run = row_to_run(r, cost=cost, position=positions.get(r["id"]), approximate=best_effort)
+            run.eta = etas.get(run.id)
+            out.append(run)
         return out
 
     def list_runs(self, *, states: Sequence[RunState] | None = None, experiment: str | None = None,

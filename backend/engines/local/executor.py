@@ -47,6 +47,7 @@ class RunWorker(threading.Thread):
         self.agent = agent
         self.run_id = run_id
         self.halt_requested = threading.Event()
+        self.stop_reason: tuple[str, str] | None = None  # (error code, message) when a policy halts it
         self.learners: list[Learner] = []
         self.conn = db.connect(agent.paths.db_file)
         self.wd = agent.paths.runs_dir / run_id
@@ -242,7 +243,8 @@ class RunWorker(threading.Thread):
                 next_metrics = now + 0.5
             if self.halt_requested.is_set():
                 stop_group(self.learners, self.agent.halt_grace)
-                return {"state": RunState.HALTED.value, "code": None, "message": "halted by request"}
+                code, message = self.stop_reason or (None, "halted by request")
+                return {"state": RunState.HALTED.value, "code": code, "message": message}
             if limit and time.time() - started > limit:
                 stop_group(self.learners, self.agent.halt_grace)
                 return self._failure(ErrorCode.MAX_DURATION.value,

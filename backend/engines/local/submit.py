@@ -141,6 +141,14 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
         _check_secrets(config, m)
         trials = deps.expand_sweep(m)
         prepared.append((Path(path), m, Path(path).read_text(), python, trials))
+    from . import sweeps
+
+    if not request.dry_run:  # refused over budget before anything is written
+        from ...budget import check_budget
+
+        check_budget(backend, [(m, len(trials)) for _p, m, _t, _py, trials in prepared], engine=engine)
+    experiments, policies = sweeps.assign_experiments(
+        None if request.dry_run else engine.conn, request.experiment, [p[1] for p in prepared])
 
     rows: list[dict[str, Any]] = []
     now = time.time()
@@ -156,7 +164,7 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
             if store is not None:
                 _ensure_bucket(store, results)
                 _seed_samples(store, data.container)
-            experiment = request.experiment or (m.name if m.sweep is not None else None)
+            experiment = experiments[k]
             for i, trial in enumerate(trials):
                 params = dict(trial.params)
                 tm = trial.manifest
@@ -173,6 +181,7 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
                     "model_key": f"{rid}/_submitted_code/model.zip",
                     "max_model_bytes": max_bytes,
                     "manifest_path": str(path.resolve()), "model_source": str(src.resolve()),
+                    "manifest_name": m.name,
                 }
                 name = request.name or m.name
                 if len(trials) > 1:
@@ -197,7 +206,8 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
         seq = db.next_seq(conn)
         for row in rows:
             db.insert_run(conn, row, seq)
-    return [engine.get_run(r["id"]) for r in rows]  # as recorded: QUEUED, with its position
+        sweeps.record_policies(conn, policies, now)
+    return sweeps.recorded_runs(engine, [r["id"] for r in rows])  # as recorded: QUEUED, positions
 
 
 def rerun(engine, run_id: str) -> list[Run]:
