@@ -80,6 +80,8 @@ def test_sweep_expands_into_runs_with_params(home, tmp_path, cli):
                         "metric": {"name": "accuracy", "goal": "maximize"}})
     dry = cli("submit", str(m), "--dry-run", "--json")
     assert dry.returncode == 0 and len(json.loads(dry.stdout)) == 2
+    docs = list(__import__("yaml").safe_load_all(cli("submit", str(m), "--dry-run", "-o", "yaml").stdout))
+    assert [d["framework"]["command"] for d in docs] == ["EPOCHS=1 python train.py", "EPOCHS=2 python train.py"]
     assert runs_json(cli) == []
     runs = submit_json(cli, str(m), "--experiment", "exp-a")
     assert sorted(r["params"]["epochs"] for r in runs) == [1, 2]
