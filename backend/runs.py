@@ -148,6 +148,7 @@ class Run:
     message: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
     primary_metric: str | None = None
+    metric_goal: str = "minimize"  # the sweep's goal for primary_metric: minimize | maximize
     # Beyond the JSON contract: what the UI and engines also need.
     learners: int = 1
     priority: str = "normal"
@@ -181,6 +182,7 @@ class Run:
             "message": self.message,
             "metrics": dict(self.metrics),
             "primary_metric": self.primary_metric,
+            "metric_goal": self.metric_goal,
             "learners": self.learners,
             "priority": self.priority,
             "params": dict(self.params),

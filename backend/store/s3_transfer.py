@@ -242,6 +242,8 @@ def _wait(
     Raising out of the TransferManager's `with` block makes it cancel every future and wait for
     them, so their cleanup (abort multipart, delete temp files) has run when the caller sees it.
     """
+    if transfer is not None and transfer.cancelled:  # cancelled before anything was submitted
+        raise TransferCancelled(f"{where.op} s3://{where.bucket}: transfer cancelled")
     finished = 0
     while finished < count:
         if transfer is not None and transfer.cancelled:
@@ -259,3 +261,5 @@ def _wait(
             raise translate(exc, Where(where.endpoint, where.op, where.bucket, key)) from None
         if transfer is not None:
             transfer.file_done()
+    if transfer is not None and transfer.cancelled:  # the cancel came as the last bytes went
+        raise TransferCancelled(f"{where.op} s3://{where.bucket}: transfer cancelled")
