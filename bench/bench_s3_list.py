@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
 
         t0 = time.perf_counter()
         fresh = make_store(server)
+        fresh.client  # noqa: B018 - build the client (session, service model) on its own clock
+        t_client = time.perf_counter() - t0
+        t0 = time.perf_counter()
         page = fresh.list(BUCKET, PREFIX)
         t_cold = time.perf_counter() - t0
         assert len(page.items) == min(1000, args.objects) and (page.next_token is not None) == (args.objects > 1000)
@@ -82,13 +85,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"S3 listing, weed mini on 127.0.0.1: prefix of {args.objects} objects "
               f"(created in {t_create:.1f} s, {args.objects / t_create:.0f} objects/s)")
         print(f"{'figure':<44} {'seconds':>8} {'target':>8}")
-        print(f"{'first page, fresh store (client incl.)':<44} {t_cold:>8.3f} {'<=' + str(TARGET_S):>8} "
+        print(f"{'build the S3 client (once per process)':<44} {t_client:>8.3f}")
+        print(f"{'first page, first request of a new client':<44} {t_cold:>8.3f} {'<=' + str(TARGET_S):>8} "
               f"{'ok' if t_cold <= TARGET_S else 'MISS'}")
         print(f"{'first page, warm (median of 5)':<44} {w:>8.3f} {'<=' + str(TARGET_S):>8} "
               f"{'ok' if w <= TARGET_S else 'MISS'}")
         print(f"{'anchor: stock boto3 list_objects_v2 (median)':<44} {statistics.median(bare):>8.3f}")
         print(f"{'start_after jump to the middle (50 keys)':<44} {t_jump:>8.3f}")
-        return 0 if w <= TARGET_S else 1
+        return 0 if max(w, t_cold) <= TARGET_S else 1
     finally:
         if server is not None:
             stop_server(server)
