@@ -180,6 +180,7 @@ def test_one_level_pagination_and_start_after(store, bucket):
     assert [i.key for i in store.list(bucket).items] == ["other/", "p/"]
 
 
+@pytest.mark.slow
 def test_delete_1500_keys_in_batches(store, bucket):
     keys = [f"many/{i:05d}" for i in range(1500)]
     _fill(store, bucket, keys)
@@ -311,9 +312,10 @@ def test_cancelled_folder_transfers_stop_and_leave_no_temp_files(s3_server, buck
         store.put_folder(src, bucket, "up", transfer=Transfer(on_update=stop_after_20))
     uploaded = [o.key for o in store.iter_objects(bucket, "up/")]
     assert 20 <= len(uploaded) < 300
+    assert store.put_folder(src, bucket, "all") == 300
     dest = tmp_path / "dest"
     with pytest.raises(TransferCancelled):
-        store.get_prefix(bucket, "up/", dest, transfer=Transfer(on_update=stop_after_20))
+        store.get_prefix(bucket, "all/", dest, transfer=Transfer(on_update=stop_after_20))
     left = [p.name for p in dest.rglob("*") if p.is_file()]
-    assert 1 <= len(left) < len(uploaded)
+    assert 20 <= len(left) < 300
     assert not [n for n in left if n.endswith(".part") or not n.startswith("f")]
