@@ -40,15 +40,15 @@ class SubmitPlan:
         """Worst case: every run uses all of max_duration. None when it cannot be said."""
         if self.max_duration_s is None or self.runs is None:
             return None
-        if self.gpus_each == 0:
-            return 0.0
-        if self.price_per_gpu_hour is None:
-            return None
-        return self.runs * self.gpus_each * self.price_per_gpu_hour * self.max_duration_s / 3600
+        from backend.facade import estimate_cost
+
+        # A CPU-only run holds one CPU slot, priced as "cpu".
+        devices = max(1, self.gpus_each)
+        return estimate_cost(self.runs, devices, self.price_per_gpu_hour, self.max_duration_s).total_usd
 
 
 def _price(backend: Any, gpu_type: str | None) -> float | None:
-    from backend import facade
+    import backend.facade as facade
 
     try:
         return facade.price_per_gpu_hour(backend.config, gpu_type)
@@ -59,7 +59,7 @@ def _price(backend: Any, gpu_type: str | None) -> float | None:
 
 
 def plan_submission(backend: Any, manifest: Any) -> SubmitPlan:
-    from backend import facade
+    import backend.facade as facade
 
     sweep = getattr(manifest, "sweep", None)
     runs: int | None = 1
@@ -76,7 +76,7 @@ def plan_submission(backend: Any, manifest: Any) -> SubmitPlan:
         gpu_type=gpu_type,
         learners=manifest.learners,
         max_duration_s=manifest.max_duration_seconds,
-        price_per_gpu_hour=_price(backend, gpu_type) if manifest.gpus else None,
+        price_per_gpu_hour=_price(backend, gpu_type if manifest.gpus else "cpu"),
         sweep_method=sweep.method if sweep is not None else None,
     )
 
@@ -108,12 +108,13 @@ def plan_table(plan: SubmitPlan) -> Table:
         table.add_row("max duration", Text(_duration(plan.max_duration_s) + " each"))
         cost = plan.estimated_cost
         if cost is None:
-            table.add_row("estimated cost", Text("unpriced GPU type", style="yellow"))
+            table.add_row("estimated cost", Text("unpriced: no price for this GPU type", style="yellow"))
         else:
+            unit = "GPU" if plan.gpus_each else "CPU slot"
             rate = (
-                f" ({plan.runs} × {plan.gpus_each} GPU × ${plan.price_per_gpu_hour:.2f}/h × "
+                f" ({plan.runs} × {max(1, plan.gpus_each)} {unit} × ${plan.price_per_gpu_hour:.2f}/h × "
                 f"{plan.max_duration_s / 3600:.2f} h)"
-                if plan.gpus_each and plan.price_per_gpu_hour is not None
+                if plan.price_per_gpu_hour is not None
                 else ""
             )
             table.add_row("estimated cost", Text(f"at most ${cost:,.2f}", style="bold") + Text(rate, style="dim"))

@@ -12,7 +12,7 @@ from dlaas_tui.screens.editor import EditorScreen
 from dlaas_tui.widgets.prompts import ConfirmPrompt, InputPrompt
 from dlaas_tui.widgets.transfer_bar import TransferBar
 
-from .screens_harness import HarnessApp, MemoryStore, demo_store, make_backend, settle
+from .screens_harness import HarnessApp, MemoryStore, demo_store, make_backend, screen_text, settle
 
 
 def app_for(store: MemoryStore, **kw) -> HarnessApp:
@@ -171,15 +171,17 @@ async def test_upload_file_with_progress_then_listed(tmp_path: Path):
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         await open_path(pilot, "datasets", "models/")
-        store.gate.clear()
+        store.pause_after = 3  # 3 chunks of 4 KiB move, then the transfer waits
         await pilot.press("u")
         await pilot.pause()
         assert isinstance(app.screen, InputPrompt)
         app.screen.query_one("Input").value = str(src)
         await pilot.press("enter")
-        await pilot.pause(0.2)
+        await pilot.pause(0.4)
         bar = app.screen.query_one(TransferBar)
         assert bar.active
+        assert "12.0 KiB/39.1 KiB" in screen_text(app)
+        assert app.screen.query_one("#transfer-progress").percentage == pytest.approx(12288 / 40000)
         store.gate.set()
         await settle(pilot)
         assert not bar.active

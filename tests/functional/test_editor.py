@@ -135,6 +135,7 @@ async def test_save_is_atomic_and_clears_the_changed_mark(tmp_path: Path):
         await pilot.pause()
         assert not app.screen.dirty
         await pilot.press("end", "s")
+        await pilot.pause()
         assert app.screen.dirty and "●" in screen_text(app)
         await pilot.press("ctrl+s")
         await pilot.pause()
