@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import Config, Profile, Secret, load_config  # noqa: F401
+from .cost import CostBreakdown, PriceTable, canonical_gpu_type, format_usd  # noqa: F401
+from .metrics import ParsedMetrics, parse_metrics_line, primary_metric  # noqa: F401
 from .errors import (  # noqa: F401
     BadInput,
     ConfigError,
@@ -20,7 +22,7 @@ from .errors import (  # noqa: F401
     ReadOnly,
     StoreError,
 )
-from .paths import Paths, get_paths, resource_dir  # noqa: F401
+from .paths import Paths, get_paths, private_dir, resource_dir, write_private  # noqa: F401
 from .runs import (  # noqa: F401
     ACTIVE_STATES,
     TERMINAL_STATES,
@@ -37,6 +39,8 @@ from .runs import (  # noqa: F401
     iso,
     utcnow,
 )
+from .experiments import BudgetStatus, CostEstimate, format_eta, spend  # noqa: F401
+from .samples_seed import ensure_sample_data  # noqa: F401
 from .store.base import (  # noqa: F401
     BucketInfo,
     ListPage,
@@ -48,6 +52,74 @@ from .store.base import (  # noqa: F401
     validate_bucket_name,
     validate_key,
 )
+
+# Manifests: pydantic and yaml only; schema, conversion and sweeps load on first use (below).
+from .manifest import (  # noqa: E402,F401
+    Manifest,
+    ManifestError,
+    ManifestResult,
+    Problem,
+    check_manifest,
+    load_manifest,
+    parse_manifest,
+)
+
+
+def manifest_schema() -> dict[str, Any]:
+    """JSON Schema of the manifest (for yaml-language-server)."""
+    from .manifest.schema import manifest_schema as build
+
+    return build()
+
+
+def convert_manifest(manifest: Manifest, to: str) -> Any:
+    """`to` is `wml` or `ffdl`; returns a Converted (`.data`, `.to_yaml()`, `.notes`), secrets masked."""
+    from .manifest.convert import CONVERTERS
+
+    if to not in CONVERTERS:
+        raise BadInput(f"unknown manifest dialect {to!r}; known: {', '.join(CONVERTERS)}")
+    return CONVERTERS[to](manifest)
+
+
+def estimate_submission(backend: Backend, paths: list[Any]) -> tuple[list[tuple[str, CostEstimate]], BudgetStatus | None]:
+    """Each manifest's cost estimate and the profile's budget status (None: no budget set)."""
+    from .budget import estimate_paths
+
+    return estimate_paths(backend, paths)
+
+
+def estimate_manifest(backend: Backend, manifest: Manifest) -> CostEstimate:
+    """What submitting this (parsed) manifest is expected to cost, on this backend's engine."""
+    from .budget import estimate_manifest as estimate
+
+    return estimate(backend, manifest, engine=backend.engine)
+
+
+def budget_status(backend: Backend, runs: list[Run] | None = None) -> BudgetStatus | None:
+    """Spend against the profile's budget (from `runs` when given); None when no budget is set."""
+    budget = backend.profile.budget
+    if budget.daily_usd is None and budget.monthly_usd is None:
+        return None
+    if runs is None:
+        from .budget import budget_status as status
+
+        return status(backend)
+    today, month = spend(runs, utcnow())
+    return BudgetStatus(budget.daily_usd, budget.monthly_usd, today, month)
+
+
+def describe_budget(status: BudgetStatus | None, estimate_usd: float | None = None) -> str:
+    from .budget import describe_budget as describe
+
+    return describe(status, estimate_usd)
+
+
+def expand_sweep(manifest: Manifest) -> list[Any]:
+    """One Trial per run of the manifest's sweep (one Trial when there is no sweep)."""
+    from .manifest.sweep import expand
+
+    return expand(manifest)
+
 
 ENGINES = {
     "local": "backend.engines.local.engine:LocalEngine",
@@ -95,6 +167,23 @@ class Backend:
         if self.profile.read_only:
             raise ReadOnly(f"profile {self.profile.name!r} is read-only: {what} is not allowed")
 
+    def cost_breakdown(self, run_id: str) -> CostBreakdown:
+        """A run's billed intervals x devices x price, for the Cost tab (any engine)."""
+        own = getattr(self.engine, "cost", None)
+        if callable(own):
+            return own(run_id)
+        from .cost import billable_devices, run_cost
+
+        run = self.engine.get_run(run_id)
+        return run_cost(
+            self.engine.events(run_id),
+            run.gpu_type,
+            billable_devices(run.gpus),
+            PriceTable.from_config(self.config),
+            utcnow(),
+            self.config.billing.minimum_seconds,
+        )
+
     def close(self) -> None:
         if self._engine is not None:
             self._engine.close()
@@ -110,21 +199,30 @@ def open_backend(profile: str | None = None, *, read_only: bool | None = None) -
     return Backend(config=config, profile=prof, paths=paths)
 
 
-# -- Manifest validation, sweep expansion and prices for the UI, imported on first use ---------------
-def parse_manifest(text: str, source: str = "<manifest>") -> Any:
-    """Parse and validate manifest text: a result with `errors`, `warnings` (line, col, message)."""
-    from .manifest import parse_manifest as parse
+# -- the agent (one per DLAAS_HOME; imported lazily so `--help` stays light) ----------------------
+def agent_start(paths: Paths | None = None) -> int:
+    """Start the agent unless one runs; returns its pid."""
+    from .engines.local.control import ensure_agent
 
-    return parse(text, source)
-
-
-def expand_sweep(manifest: Any) -> list[Any]:
-    """The runs a manifest's sweep expands to (one entry per run)."""
-    from .manifest.sweep import expand
-
-    return list(expand(manifest))
+    return ensure_agent(paths or get_paths())
 
 
+def agent_stop(paths: Paths | None = None) -> int | None:
+    """Stop the agent (its runs go on and are adopted by the next one); returns the pid stopped."""
+    from .engines.local.control import stop_agent
+
+    return stop_agent(paths or get_paths())
+
+
+def agent_status(paths: Paths | None = None) -> int | None:
+    """The running agent's pid, or None."""
+    from .engines.local.control import agent_pid
+
+    pid = agent_pid((paths or get_paths()).state_dir)
+    return pid if pid and pid > 0 else None
+
+
+# -- Prices for the UI, imported on first use (manifest parsing and sweeps are re-exported above) ----
 def price_per_gpu_hour(config: Config, gpu_type: str | None) -> float | None:
     """USD per GPU-hour for a GPU type under this config; None = unpriced."""
     from .cost import PriceTable
