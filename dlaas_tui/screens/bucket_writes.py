@@ -10,9 +10,10 @@ from pathlib import Path
 from textual import work
 from textual.message import Message
 
-from ..cli.output import safe_text
+from ..widgets.safe_text import visible
 from ..widgets.object_list import Entry
-from ..widgets.prompts import ConfirmPrompt, InputPrompt
+from ..widgets.prompts import InputPrompt
+from .confirm import ConfirmScreen
 from ..widgets.transfer_bar import TransferBar, TransferProgress, watch_transfer
 
 
@@ -76,14 +77,14 @@ class BucketWrites:
                 self._start_upload(Path(path).expanduser())
 
         self.app.push_screen(
-            InputPrompt(f"Upload a file or folder into {safe_text(target)}", paths=True,
+            InputPrompt(f"Upload a file or folder into {visible(target)}", paths=True,
                         hint="tab completes · enter uploads · esc cancels"),
             chosen,
         )
 
     def _start_upload(self, src: Path) -> None:
         if not src.exists():
-            self.notify(f"no such file or folder: {safe_text(str(src))}", severity="error", markup=False)
+            self.notify(f"no such file or folder: {visible(str(src))}", severity="error", markup=False)
             return
         from backend.facade import Transfer
 
@@ -126,7 +127,7 @@ class BucketWrites:
                 self._start_download(entry, Path(dest).expanduser())
 
         self.app.push_screen(
-            InputPrompt(f"Download {safe_text(entry.name)} to", value=default, paths=True,
+            InputPrompt(f"Download {visible(entry.name)} to", value=default, paths=True,
                         hint="tab completes · enter downloads · esc cancels"),
             chosen,
         )
@@ -168,7 +169,7 @@ class BucketWrites:
     def on_transfer_ended(self, message: TransferEnded) -> None:
         self._transfer = None
         self.query_one(TransferBar).stop()
-        self.notify(safe_text(message.message), severity=message.severity, markup=False)
+        self.notify(visible(message.message), severity=message.severity, markup=False)
         self.action_refresh()
 
     def action_delete(self) -> None:
@@ -179,17 +180,17 @@ class BucketWrites:
             return
         bucket = self.bucket
         if entry.kind == "bucket":
-            question = f"Delete the empty bucket {safe_text(entry.name)}?"
+            question = f"Delete the empty bucket {visible(entry.name)}?"
         elif entry.kind == "prefix":
-            question = f"Delete EVERY object under {safe_text(self.store.uri(bucket, entry.key))}?"
+            question = f"Delete EVERY object under {visible(self.store.uri(bucket, entry.key))}?"
         else:
-            question = f"Delete {safe_text(self.store.uri(bucket, entry.key))}?"
+            question = f"Delete {visible(self.store.uri(bucket, entry.key))}?"
 
         def answered(yes: bool | None) -> None:
             if yes:
                 self._delete(entry, bucket)
 
-        self.app.push_screen(ConfirmPrompt(question, "Delete", danger=True), answered)
+        self.app.push_screen(ConfirmScreen(question, confirm_label="Delete", danger=True), answered)
 
     @work(thread=True, group="write")
     def _delete(self, entry: Entry, bucket: str | None) -> None:
@@ -233,5 +234,5 @@ class BucketWrites:
         self.post_message(StoreChanged(f"created bucket {name}"))
 
     def on_store_changed(self, message: StoreChanged) -> None:
-        self.notify(safe_text(message.message), markup=False)
+        self.notify(visible(message.message), markup=False)
         self.action_refresh()

@@ -15,7 +15,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 
-from ..cli.output import safe_text
+from ..widgets.safe_text import visible
 from ..widgets import osc52
 from ..widgets.object_list import Entry, ObjectList
 from ..widgets.preview import HEAD_BYTES, Preview
@@ -193,13 +193,13 @@ class BucketsScreen(BucketWrites, Screen):
         from rich.text import Text
 
         crumbs = Text()
-        crumbs.append(safe_text(self.store_label()), style="bold")
+        crumbs.append(visible(self.store_label()), style="bold")
         if self.bucket is not None:
             crumbs.append(" › ", style="dim")
-            crumbs.append(safe_text(self.bucket), style="bold")
+            crumbs.append(visible(self.bucket), style="bold")
             for part in [p for p in self.prefix.split("/") if p]:
                 crumbs.append(" › ", style="dim")
-                crumbs.append(safe_text(part))
+                crumbs.append(visible(part))
         if self.backend.read_only:
             crumbs.append("  read-only", style="bold yellow")
         self.query_one("#crumbs", Static).update(crumbs)
@@ -219,7 +219,7 @@ class BucketsScreen(BucketWrites, Screen):
         else:
             what = "buckets" if self.bucket is None else "entries"
             text = f"{objects.loaded} {what}{more}" if objects.loaded else f"no {what}"
-        self._set_status(safe_text(text))
+        self._set_status(visible(text))
 
     def _set_status(self, text: str) -> None:
         self.query_one("#status", Static).update(text)
@@ -368,7 +368,7 @@ class BucketsScreen(BucketWrites, Screen):
 
     def _copy(self, text: str, what: str = "URI") -> None:
         if osc52.copy(self.app, text):
-            self.notify(f"copied {what}: {safe_text(text)}", markup=False)
+            self.notify(f"copied {what}: {visible(text)}", markup=False)
         else:
             self.notify(f"{what} too long for the terminal clipboard", severity="warning", markup=False)
 

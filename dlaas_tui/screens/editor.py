@@ -19,9 +19,9 @@ from textual.timer import Timer
 from textual.widgets import Footer, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
-from ..cli.output import safe_text
+from ..widgets.safe_text import visible
 from ..widgets.manifest_area import ManifestArea
-from ..widgets.prompts import ConfirmPrompt, InputPrompt
+from ..widgets.prompts import InputPrompt
 from .manifest_text import (  # noqa: F401  (re-exported: the buckets screen and tests use them)
     BLANK_MANIFEST,
     Problem,
@@ -32,6 +32,7 @@ from .manifest_text import (  # noqa: F401  (re-exported: the buckets screen and
     starter_manifest,
     validate_text,
 )
+from .confirm import ConfirmScreen
 from .submit_confirm import SubmitConfirm, SubmitPlan, plan_submission
 
 DEBOUNCE_S = 0.3
@@ -186,7 +187,7 @@ class EditorScreen(Screen):
         for i, p in enumerate(validation.problems):
             style = "red" if p.severity == "error" else "yellow"
             label = Text(f"{p.line}:{p.col}".ljust(7) if p.line else "-".ljust(7), style=f"bold {style}")
-            label.append(Text(safe_text(p.message)))
+            label.append(Text(visible(p.message)))
             problems.add_option(Option(label, id=str(i)))
         problems.display = bool(validation.problems)
         self._render_title()
@@ -202,13 +203,11 @@ class EditorScreen(Screen):
         elif errors:
             status.append(f"✗ {errors} error{'s' * (errors != 1)}", style="bold red")
         else:
-            status.append("✓ valid" if self.validation.complete else "✓ YAML ok", style="bold green")
+            status.append("✓ valid", style="bold green")
         if warnings and not checking:
             status.append(f"  {warnings} warning{'s' * (warnings != 1)}", style="yellow")
-        if not self.validation.complete and not checking:
-            status.append("  (YAML only: full validation unavailable)", style="dim")
         # A long path gives way (from its start) so the state is always visible.
-        name = safe_text(self._display_path()) if self.path else "unsaved manifest"
+        name = visible(self._display_path()) if self.path else "unsaved manifest"
         room = max(8, (self.size.width or 80) - 2 - status.cell_len - 3)
         if len(name) > room:
             name = "…" + name[-(room - 1):]
@@ -274,12 +273,12 @@ class EditorScreen(Screen):
         try:
             atomic_write(self.path, self.area.text)
         except OSError as exc:
-            self.notify(f"could not save {safe_text(str(self.path))}: {exc.strerror or exc}",
+            self.notify(f"could not save {visible(str(self.path))}: {exc.strerror or exc}",
                         severity="error", markup=False)
             return
         self.dirty = False
         self._render_title()
-        self.notify(f"saved {safe_text(str(self.path))}", markup=False)
+        self.notify(f"saved {visible(str(self.path))}", markup=False)
         if then is not None:
             then()
 
@@ -308,7 +307,7 @@ class EditorScreen(Screen):
 
     def on_submit_planned(self, message: SubmitPlanned) -> None:
         if message.error:
-            self.notify(safe_text(message.error), title="submit", severity="error", markup=False)
+            self.notify(visible(message.error), title="submit", severity="error", markup=False)
             return
         self._show_validation(message.validation)
         errors = message.validation.errors
@@ -351,7 +350,7 @@ class EditorScreen(Screen):
 
     def on_submitted(self, message: Submitted) -> None:
         if message.error:
-            self.notify(safe_text(message.error), title="submit failed", severity="error", markup=False)
+            self.notify(visible(message.error), title="submit failed", severity="error", markup=False)
             return
         ids = message.run_ids
         shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
@@ -366,6 +365,8 @@ class EditorScreen(Screen):
         if len(self.app.screen_stack) <= 1:
             return
         if self.dirty:
-            self.app.push_screen(ConfirmPrompt("Discard the unsaved changes?", "Discard", danger=True), answered)
+            self.app.push_screen(
+                ConfirmScreen("Discard the unsaved changes?", confirm_label="Discard", danger=True), answered
+            )
         else:
             self.app.pop_screen()

@@ -119,7 +119,6 @@ class Problem:
 class Validation:
     problems: list[Problem] = field(default_factory=list)
     manifest: Any = None
-    complete: bool = True  # False when only YAML syntax could be checked
 
     @property
     def errors(self) -> list[Problem]:
@@ -128,8 +127,10 @@ class Validation:
 
 def _problem(item: Any, severity: str) -> Problem:
     line = getattr(item, "line", 0) or 0
-    col = getattr(item, "col", None) or getattr(item, "column", 0) or 0
-    return Problem(int(line), int(col), str(getattr(item, "message", item)), severity)
+    col = getattr(item, "col", 0) or 0
+    where = getattr(item, "field", "")
+    message = str(getattr(item, "message", item))
+    return Problem(int(line), int(col), f"{where}: {message}" if where else message, severity)
 
 
 def validate_text(text: str, source: str) -> Validation:
@@ -137,27 +138,11 @@ def validate_text(text: str, source: str) -> Validation:
 
     try:
         result = facade.parse_manifest(text, source)
-    except ImportError:
-        return _yaml_only(text)
     except facade.DlaasError as exc:
         return Validation([Problem(0, 0, str(exc))])
     problems = [_problem(e, "error") for e in getattr(result, "errors", [])]
     problems += [_problem(w, "warning") for w in getattr(result, "warnings", [])]
     return Validation(problems, getattr(result, "manifest", None))
-
-
-def _yaml_only(text: str) -> Validation:
-    import yaml
-
-    try:
-        yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        return Validation([Problem(line, col, exc.problem or str(exc))], complete=False)
-    except yaml.YAMLError as exc:
-        return Validation([Problem(0, 0, str(exc))], complete=False)
-    return Validation(complete=False)
 
 
 def atomic_write(path: Path, text: str) -> None:

@@ -13,7 +13,8 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Label, ProgressBar
 
-from ..cli.output import human_bytes, safe_text
+from ..cli.output import human_bytes
+from .safe_text import visible
 
 if TYPE_CHECKING:
     from backend.facade import Transfer
@@ -67,7 +68,7 @@ class TransferBar(Horizontal):
     _poll = None
 
     def start(self, description: str, transfer: Transfer | None = None) -> None:
-        self.query_one("#transfer-what", Label).update(safe_text(description))
+        self.query_one("#transfer-what", Label).update(visible(description))
         self.query_one(ProgressBar).update(total=None, progress=0)
         self.query_one("#transfer-bytes", Label).update("")
         self.add_class("-active")

@@ -221,6 +221,9 @@ class MiniEngine:
     def inventory(self) -> Inventory:
         return self.inventory_value
 
+    def list_runs(self, *, states=None, experiment=None, limit=None) -> list[Run]:
+        return []
+
     def close(self) -> None:
         pass
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.console import Console
 
 from dlaas_tui.widgets import osc52
-from dlaas_tui.widgets.preview import decode_head, hex_dump, render_head, visible_text
+from dlaas_tui.widgets.preview import decode_head, hex_dump, render_head
 from dlaas_tui.widgets.prompts import PathSuggester
 
 
@@ -38,9 +38,8 @@ def test_osc52_refuses_what_terminals_would_drop():
 
 
 def test_text_head_keeps_lines_and_shows_control_characters():
-    assert visible_text("a\r\nb\x1b[31mc\x07\n") == "a\nb\\x1b[31mc\\x07\n"
-    out = rendered(render_head("notes.txt", b"[bold]not markup[/bold]\n\x1b]0;title\x07\n", 40))
-    assert "[bold]not markup[/bold]" in out and "\\x1b]0;title\\x07" in out
+    out = rendered(render_head("notes.txt", b"[bold]not markup[/bold]\r\n\x1b]0;title\x07\n", 40))
+    assert "[bold]not markup[/bold]\n" in out and "\u241b]0;title\u2407" in out
 
 
 def test_utf8_cut_by_the_range_is_still_text_and_binary_is_hex():
@@ -59,7 +58,7 @@ def test_truncated_text_drops_the_cut_line_and_says_how_much():
 
 def test_csv_head_is_a_table_of_literal_cells():
     out = rendered(render_head("t.csv", b"a,b\n[red]x[/red],\x1b[2J\n", 20))
-    assert "[red]x[/red]" in out and "\\x1b[2J" in out
+    assert "[red]x[/red]" in out and "\u241b[2J" in out
 
 
 async def test_path_completion_from_disk(tmp_path: Path):
