@@ -34,6 +34,7 @@ import yaml
 
 HARNESSES: dict[str, str] = {
     "fake": "tests.contract.engines:FakeHarness",
+    "kubernetes": "tests.fixtures.k8s_harness:KubernetesHarness",
 }
 
 TRAIN_PY = textwrap.dedent(

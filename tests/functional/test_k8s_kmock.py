@@ -104,7 +104,7 @@ def test_full_lifecycle_states_times_gpus_and_cost(sim, engine):
     assert run.admitted_at == T0.replace(second=0) + (T0 - T0).__class__(seconds=100)
     assert run.started_at.isoformat().startswith("2026-11-27T10:02:10")
 
-    sim.logs["p1"].append("dlaas: storing results")
+    sim.append_log("p1", "dlaas: storing results", 390)
     engine.sync_once()
     assert engine.get_run(run_id).state == RunState.STORING
 
@@ -247,6 +247,7 @@ def test_log_follow_moves_to_the_next_pod_after_a_restart(sim, engine):
     sim.add_pod(run_id, "p2", 40)
     sim.schedule("p2", "n2", 41)
     sim.learner_running("p2", 50, "dlaas: gpus: none", "second pod line")
+    sim.learner_ended("p2", 60, 0, {"exit_code": 0})
     lines = list(logs.follow(engine.api, NS, run_id, finished=lambda: True, poll=0.01))
     assert lines == ["dlaas: gpus: none", "first pod line", "dlaas: gpus: none", "second pod line"]
     tail = list(logs.follow(engine.api, NS, run_id, tail=1, finished=lambda: True, poll=0.01))
