@@ -293,3 +293,45 @@ def test_runs_found_on_the_cluster_are_caught_up(sim, engine):
     run = fresh.get_run(run_id)
     assert run.name == "mnist CNN (v2)" and run.experiment == "exp-1" and run.gpus == 2
     assert run.state == RunState.QUEUED and run.priority == "high"
+
+
+def test_watch_loop_follows_changes_and_relists_after_410(sim, engine):
+    import threading
+    import time
+
+    run_id = "training-aaaaaab1"
+    engine.submit_run(fx.manifest(), run_id=run_id)
+    sim.add_workload(run_id)
+    stop = threading.Event()
+    loop = threading.Thread(target=engine.watch_loop, args=(stop,), kwargs={"timeout_seconds": 1, "positions_every": 0.2},
+                            daemon=True)
+    loop.start()
+
+    def until(pred, what):
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if pred(engine.get_run(run_id)):
+                return
+            time.sleep(0.05)
+        pytest.fail(f"{what}: run is {engine.get_run(run_id).state}")
+
+    try:
+        until(lambda r: r.queue_position == 1, "initial list")
+        sim.admit(run_id, 60)
+        sim.add_pod(run_id, "p1", 61)
+        sim.schedule("p1", "n1", 70)
+        sim.loader_running("p1", 71)
+        sim.watch_scripts["workloads"].append([{"type": "MODIFIED", "object": sim.workloads[run_id]}])
+        sim.watch_scripts["jobs"].append([{"type": "MODIFIED", "object": sim.jobs[run_id]}])
+        sim.watch_scripts["pods"].append([{"type": "ADDED", "object": sim.pods["p1"]}])
+        until(lambda r: r.state == RunState.DOWNLOADING, "watch events")
+        # the pod watch is cut with 410 Gone; the change made meanwhile arrives through the relist
+        sim.learner_running("p1", 90, "dlaas: gpus: none")
+        sim.watch_scripts["pods"].append([{"type": "ERROR", "object": {"kind": "Status", "code": 410}}])
+        until(lambda r: r.state == RunState.PROCESSING, "relist after 410")
+    finally:
+        stop.set()
+        loop.join(10)
+    assert not loop.is_alive()
+    watches = [q for m, p, q in sim.requests if q.get("watch") == "true"]
+    assert watches and all(q.get("allowWatchBookmarks") == "true" for q in watches)
