@@ -30,6 +30,8 @@ class SubmitPlan:
     max_duration_s: int | None
     price_per_gpu_hour: float | None
     sweep_method: str | None = None
+    estimate_text: str | None = None  # the backend's estimate (max_duration, else earlier runs' mean)
+    budget_text: str | None = None  # what is left of the budget, and whether this would be refused
 
     @property
     def total_gpus(self) -> int | None:
@@ -78,7 +80,21 @@ def plan_submission(backend: Any, manifest: Any) -> SubmitPlan:
         max_duration_s=manifest.max_duration_seconds,
         price_per_gpu_hour=_price(backend, gpu_type) if manifest.gpus else None,
         sweep_method=sweep.method if sweep is not None else None,
+        **_estimate(backend, manifest),
     )
+
+
+def _estimate(backend: Any, manifest: Any) -> dict[str, str | None]:
+    """The same estimate and budget check `submit` applies (history when there is no max_duration)."""
+    from backend import facade
+
+    try:
+        est = facade.estimate_manifest(backend, manifest)
+        status = facade.budget_status(backend)
+        return {"estimate_text": est.describe(),
+                "budget_text": facade.describe_budget(status, est.total_usd) if status else None}
+    except Exception:  # an engine that cannot answer now: the plan still shows max_duration's figure
+        return {}
 
 
 def _duration(seconds: int) -> str:
@@ -117,6 +133,11 @@ def plan_table(plan: SubmitPlan) -> Table:
                 else ""
             )
             table.add_row("estimated cost", Text(f"at most ${cost:,.2f}", style="bold") + Text(rate, style="dim"))
+    if plan.estimate_text:
+        table.add_row("estimate", Text(safe_text(plan.estimate_text)))
+    if plan.budget_text:
+        refused = "REFUSED" in plan.budget_text
+        table.add_row("budget", Text(safe_text(plan.budget_text), style="bold red" if refused else ""))
     return table
 
 

@@ -139,3 +139,30 @@ async def test_read_only_cannot_halt_and_empty_says_how_to_start():
         await pilot.press("H")
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmScreen)
+
+
+def test_submit_confirmation_shows_the_estimate_and_a_budget_refusal(tmp_path):
+    from rich.console import Console
+
+    from backend.config import Budget, Config, Profile
+    from backend.facade import Backend, get_paths, load_manifest
+
+    from dlaas_tui.screens.submit_confirm import plan_submission, plan_table
+
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "name: dear\ngpus: 0\nmax_duration: 30m\n"
+        "data_stores:\n  - {id: d, type: local, training_data: {container: a}, training_results: {container: b}}\n"
+        "framework: {name: python, command: 'echo ${i}'}\n"
+        "sweep: {parameters: {i: {values: [1, 2, 3]}}}\n")
+    engine = SweepEngine()
+    engine.runs = []
+    backend = Backend(config=Config(prices={"cpu": 2.0}),
+                      profile=Profile(name="t", scheduler="fake", budget=Budget(daily_usd=1.0)),
+                      paths=get_paths(), _engine=engine)
+    plan = plan_submission(backend, load_manifest(path))
+    assert "3 run(s)" in plan.estimate_text and "$3.00" in plan.estimate_text
+    console = Console(width=200, record=True)
+    console.print(plan_table(plan))
+    text = console.export_text()
+    assert "estimate" in text and "REFUSED" in text and "over the daily budget" in text
