@@ -12,6 +12,7 @@ from typing import Any
 
 from .config import Config, Profile, Secret, load_config  # noqa: F401
 from .cost import CostBreakdown, PriceTable, canonical_gpu_type, format_usd  # noqa: F401
+from .metrics import ParsedMetrics, parse_metrics_line, primary_metric  # noqa: F401
 from .errors import (  # noqa: F401
     BadInput,
     ConfigError,
@@ -211,21 +212,21 @@ def open_backend(profile: str | None = None, *, read_only: bool | None = None) -
 # -- the agent (one per DLAAS_HOME; imported lazily so `--help` stays light) ----------------------
 def agent_start(paths: Paths | None = None) -> int:
     """Start the agent unless one runs; returns its pid."""
-    from .engines.local.agent import ensure_agent
+    from .engines.local.control import ensure_agent
 
     return ensure_agent(paths or get_paths())
 
 
 def agent_stop(paths: Paths | None = None) -> int | None:
     """Stop the agent (its runs go on and are adopted by the next one); returns the pid stopped."""
-    from .engines.local.agent import stop_agent
+    from .engines.local.control import stop_agent
 
     return stop_agent(paths or get_paths())
 
 
 def agent_status(paths: Paths | None = None) -> int | None:
     """The running agent's pid, or None."""
-    from .engines.local.agent import agent_pid
+    from .engines.local.control import agent_pid
 
     pid = agent_pid((paths or get_paths()).state_dir)
     return pid if pid and pid > 0 else None

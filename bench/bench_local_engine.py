@@ -113,7 +113,7 @@ def bench_admission(tmp: Path) -> None:
 
 
 def bench_submit_latency(tmp: Path, env: dict) -> None:
-    from backend.engines.local.agent import ensure_agent
+    from backend.engines.local.control import ensure_agent
     from backend.paths import get_paths
 
     home = Path(env["DLAAS_HOME"])
@@ -188,7 +188,7 @@ def main() -> int:
             bench_submit_latency(tmp, env)
             bench_runs_json(tmp, env)
         finally:
-            from backend.engines.local.agent import agent_pid
+            from backend.engines.local.control import agent_pid
 
             pid = agent_pid(home / "state")
             if pid and pid > 0:

@@ -163,7 +163,12 @@ def cmd_show(args, ctx) -> int:
 def cmd_logs(args, ctx) -> int:
     from .output import safe_text
 
-    for line in ctx.backend.engine.logs(args.run, learner=args.learner, tail=args.tail, follow=args.follow):
+    from backend.facade import BadInput
+
+    if args.learner < 1:
+        raise BadInput("--learner counts from 1 (learner-1 is the first)")
+    lines = ctx.backend.engine.logs(args.run, learner=args.learner - 1, tail=args.tail, follow=args.follow)
+    for line in lines:
         sys.stdout.write(safe_text(line) + "\n")
         if args.follow:
             sys.stdout.flush()

@@ -7,6 +7,7 @@ Logs always end up in a file the LogView tails: the engine's own log file when i
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -223,39 +224,57 @@ class RunDetailScreen(Screen):
                 plot.update(Text(f"{visible(name)}: last {ys[-1]:.4g}"))
 
     # ------------------------------------------------------------ logs
-    @work(thread=True, exclusive=True, group="detail-logs", exit_on_error=False)
     def _stream_logs(self) -> None:
-        worker = get_current_worker()
-        backend = self.app.backend
+        # A followed log blocks inside the engine until it has a line, which a Textual worker
+        # cannot be cancelled out of; a daemon thread that checks a stop flag never holds up exit.
+        self._log_stop = threading.Event()
+        thread = threading.Thread(target=self._pump_logs, args=(self.app.backend, self._log_stop),
+                                  name=f"logs-{self.run_id}", daemon=True)
+        thread.start()
+
+    def on_unmount(self) -> None:
+        stop = getattr(self, "_log_stop", None)
+        if stop is not None:
+            stop.set()
+
+    def _from_thread(self, stop: threading.Event, callback, *args) -> None:
+        if stop.is_set():
+            return
+        try:
+            self.app.call_from_thread(callback, *args)
+        except RuntimeError:  # the app has gone
+            stop.set()
+
+    def _pump_logs(self, backend, stop: threading.Event) -> None:
+        view = self.query_one(LogView)
         try:
             engine = backend.engine
             log_path = getattr(engine, "log_path", None)
             path = log_path(self.run_id, learner=self.learner) if callable(log_path) else None
             if path is not None and Path(path).is_file():
-                self.app.call_from_thread(self.query_one(LogView).open, Path(path))
+                self._from_thread(stop, view.open, Path(path))
                 return
             run = engine.get_run(self.run_id)
             cache = private_dir(backend.paths.cache_dir / "logs")
             target = cache / f"{self.run_id}-learner-{self.learner}.log"
-            self._copy_lines(engine.logs(self.run_id, learner=self.learner, tail=TAIL_FIRST,
-                                         follow=not run.state.terminal), target, worker, open_view=True)
-            if run.state.terminal and not worker.is_cancelled:
+            lines = engine.logs(self.run_id, learner=self.learner, tail=TAIL_FIRST, follow=not run.state.terminal)
+            self._copy_lines(lines, target, stop, open_view=view.open)
+            if run.state.terminal and not stop.is_set():
                 # Now the whole log, so scroll-back reaches the first line; shown when complete.
                 full = cache / f"{self.run_id}-learner-{self.learner}.full.log"
-                if self._copy_lines(engine.logs(self.run_id, learner=self.learner), full, worker):
-                    self.app.call_from_thread(self._swap_log, full)
+                if self._copy_lines(engine.logs(self.run_id, learner=self.learner), full, stop):
+                    self._from_thread(stop, self._swap_log, full)
         except Exception as exc:
-            if not worker.is_cancelled:
-                self.app.call_from_thread(self.app.report_error, f"Logs of {self.run_id}: {describe_error(exc)}")
+            self._from_thread(stop, self.app.report_error, f"Logs of {self.run_id}: {describe_error(exc)}")
 
-    def _copy_lines(self, lines, target: Path, worker, *, open_view: bool = False) -> bool:
+    def _copy_lines(self, lines, target: Path, stop: threading.Event, *, open_view=None) -> bool:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as fh:
-            if open_view:
-                self.app.call_from_thread(self.query_one(LogView).open, target)
+            if open_view is not None:
+                self._from_thread(stop, open_view, target)
             flushed = time.monotonic()
             for line in lines:
-                if worker.is_cancelled:
+                if stop.is_set():
                     return False
                 fh.write(line if line.endswith("\n") else line + "\n")
                 if time.monotonic() - flushed > 0.05:

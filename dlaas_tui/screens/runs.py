@@ -36,6 +36,16 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def halt_then_delete(engine, run_id: str, wait_s: float = 15.0) -> None:
+    """Engines delete only finished runs; the user confirmed deleting a running one, so halt it."""
+    if not engine.get_run(run_id).state.terminal:
+        engine.halt(run_id)
+        deadline = time.monotonic() + wait_s
+        while not engine.get_run(run_id).state.terminal and time.monotonic() < deadline:
+            time.sleep(0.2)  # a real process takes a moment to stop
+    engine.delete(run_id)
+
+
 class RunsScreen(Screen):
     app: DlaasApp
 
@@ -236,7 +246,7 @@ class RunsScreen(Screen):
 
     @work(thread=True, group="runs-actions", exit_on_error=False)
     def _delete(self, run_id: str) -> None:
-        self._engine_call(f"Deleting {run_id}", lambda e: e.delete(run_id), f"Deleted {run_id}", "delete")
+        self._engine_call(f"Deleting {run_id}", lambda e: halt_then_delete(e, run_id), f"Deleted {run_id}", "delete")
 
     def _engine_call(self, doing: str, call, done: str, what: str) -> None:
         backend = self.app.backend

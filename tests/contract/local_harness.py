@@ -54,7 +54,7 @@ class LocalHarness(EngineHarness):
         os.environ[key] = value
 
     def close(self) -> None:
-        from backend.engines.local.agent import agent_pid
+        from backend.engines.local.control import agent_pid
 
         self.engine.close()
         state = self.home / "state"

@@ -40,7 +40,7 @@ def manifest(tmp: Path, name: str = "tiny", *, command: str | None = None, env: 
 
 
 def agent_pid(home: Path) -> int | None:
-    from backend.engines.local.agent import agent_pid as pid_of
+    from backend.engines.local.control import agent_pid as pid_of
 
     pid = pid_of(home / "state")
     return pid if pid and pid > 0 else None

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from backend.engines.local import db
-from backend.runs import RunState
 
 from .local_helpers import agent_pid, manifest, runs_json, seed_home, stop_everything, wait_for
 
@@ -31,6 +30,7 @@ def submit_json(cli, *args) -> list[dict]:
     return json.loads(res.stdout)
 
 
+@pytest.mark.slow
 def test_logs_follow_ends_with_the_run_and_wait_exit_codes(home, tmp_path, cli):
     run = submit_json(cli, str(manifest(tmp_path, env={"SLEEP": "0.3", "EPOCHS": "4"})))[0]
     follow = subprocess.run([sys.executable, "-m", "dlaas_tui", "logs", run["id"], "-f"],
@@ -59,6 +59,7 @@ def test_delete_keeps_results_and_refuses_live_runs(home, tmp_path, cli):
     assert cli("show", done).returncode == 1
 
 
+@pytest.mark.slow
 def test_rerun_runs_the_same_code_again(home, tmp_path, cli):
     first = submit_json(cli, str(manifest(tmp_path)))[0]["id"]
     assert cli("wait", first).returncode == 0
@@ -71,6 +72,7 @@ def test_rerun_runs_the_same_code_again(home, tmp_path, cli):
     assert json.loads(cli("show", again, "--json").stdout)["metrics"]["loss"] == 0.125
 
 
+@pytest.mark.slow
 def test_sweep_expands_into_runs_with_params(home, tmp_path, cli):
     m = manifest(tmp_path, "sweep", command="EPOCHS=${epochs} python train.py",
                  sweep={"method": "grid", "parameters": {"epochs": {"values": [1, 2]}},
@@ -102,6 +104,7 @@ def test_two_learners_get_rank_env_and_own_logs(home, tmp_path, cli):
     assert "learner=2" in cli("logs", run["id"], "--learner", "2").stdout
 
 
+@pytest.mark.slow
 def test_a_run_cut_off_in_storing_finishes_storing(home, tmp_path, cli):
     from backend.facade import open_backend
 
@@ -124,6 +127,7 @@ def test_a_run_cut_off_in_storing_finishes_storing(home, tmp_path, cli):
     assert "loss=0.125" in (out / "learner-1" / "training-log.txt").read_text()
 
 
+@pytest.mark.slow
 def test_halt_a_queued_run_and_show_text(home, tmp_path, cli):
     blockers = [submit_json(cli, str(manifest(tmp_path, f"b{i}", command="sleep 20")))[0]["id"]
                 for i in range(2)]
@@ -137,3 +141,16 @@ def test_halt_a_queued_run_and_show_text(home, tmp_path, cli):
     table = cli("runs").stdout
     assert all(len(line) <= 80 for line in table.splitlines())
     assert table.count("HALTED") == 3
+
+
+@pytest.mark.slow
+def test_config_edits_apply_to_the_running_agent(home, tmp_path, cli):
+    (home / "config.toml").write_text('[profiles.local]\ncpu_slots = 2\ntier = "free"\n')
+    first = submit_json(cli, str(manifest(tmp_path, "a", command="sleep 20")))[0]["id"]
+    second = submit_json(cli, str(manifest(tmp_path, "b", command="sleep 20")))[0]["id"]
+    wait_for(lambda: json.loads(cli("show", first, "--json").stdout)["state"] == "PROCESSING", 30, 0.2)
+    assert json.loads(cli("show", second, "--json").stdout)["queue_position"] == 1
+    time.sleep(0.05)  # a new mtime even on coarse clocks
+    (home / "config.toml").write_text('[profiles.local]\ncpu_slots = 2\ntier = "unlimited"\n')
+    wait_for(lambda: json.loads(cli("show", second, "--json").stdout)["state"] == "PROCESSING", 30, 0.2)
+    assert cli("halt", first, second).returncode == 0

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -54,6 +53,7 @@ def wait_state(run_id: str, *states: str, timeout: float = 30):
     return wait_for(lambda: (r := get(run_id)).state.value in states and r, timeout)
 
 
+@pytest.mark.slow
 def test_submit_runs_to_completion_with_results_logs_metrics_and_cost(home, tmp_path, cli):
     m = manifest(tmp_path)
     res = cli("submit", str(m), "--json")
@@ -129,6 +129,7 @@ def test_priorities_reorder_the_queue(dlaas_home, tmp_path):
         stop_everything(dlaas_home)
 
 
+@pytest.mark.slow
 def test_halt_in_processing_stops_the_group_and_stores_the_log(home, tmp_path, cli):
     m = manifest(tmp_path, command="echo started; sleep 60 & sleep 60; echo never")
     rid = submit(m)
@@ -231,6 +232,7 @@ def test_two_agents_started_at_once_one_runs(home):
             p.wait()
 
 
+@pytest.mark.slow
 def test_cli_agent_start_status_stop(home, cli):
     res = cli("agent", "status")
     assert res.returncode == 1 and "not running" in res.stdout

@@ -19,7 +19,7 @@ import random
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,7 @@ class FakeEngine(Controls, Lifecycle):
         self._submitted = itertools.count()
         self._planted: list[PlantedFailure] = []
         self._closed = False
+        self._eta_cache: tuple[tuple[int, datetime], dict[str, datetime]] | None = None
         subscribe = getattr(self.clock, "subscribe", None)
         if subscribe:
             subscribe(self._on_clock)
@@ -118,17 +119,17 @@ class FakeEngine(Controls, Lifecycle):
     @classmethod
     def from_backend(cls, backend: Any) -> FakeEngine:
         """A fake on real time for the `fake` scheduler: the profile's tier, the config's prices
-        and priorities. `DLAAS_FAKE_GPUS` (e.g. `4xH100`, `0` for cpu slots) and `DLAAS_FAKE_SEED`
+        and priorities. `DLAAS_FAKE_DEVICES` (e.g. `4xH100`, `0` for cpu slots) and `DLAAS_FAKE_SEED`
         (a number of runs to start with) shape it for demos and CLI tests."""
         import os
 
         config, profile = backend.config, backend.profile
-        spec = os.environ.get("DLAAS_FAKE_GPUS", "2xH100").lower()
+        spec = os.environ.get("DLAAS_FAKE_DEVICES", "2xH100").lower()
         count_s, _, kind = spec.partition("x")
         try:
             count = int(count_s)
         except ValueError:
-            raise BadInput(f"DLAAS_FAKE_GPUS={spec!r}: expected COUNTxTYPE, e.g. 4xH100") from None
+            raise BadInput(f"DLAAS_FAKE_DEVICES={spec!r}: expected COUNTxTYPE, e.g. 4xH100") from None
         gpu_type = kind.upper() if count and kind else "cpu"
         engine = cls(
             WallClock(),
@@ -304,7 +305,7 @@ class FakeEngine(Controls, Lifecycle):
     def metrics(self, run_id: str) -> list[MetricPoint]:
         with self._lock:
             self._tick()
-            return list(self._rec(run_id).metric_points)
+            return list(self._points(self._rec(run_id)))
 
     def manifest_text(self, run_id: str) -> str:
         with self._lock:
@@ -402,7 +403,7 @@ class FakeEngine(Controls, Lifecycle):
 
     def _new_id(self) -> str:
         while True:
-            run_id = "training-" + "".join(self._rng.choice(_ID_ALPHABET) for _ in range(8))
+            run_id = "training-" + "".join(self._rng.choices(_ID_ALPHABET, k=8))
             if run_id not in self._runs:
                 return run_id
 
@@ -424,7 +425,28 @@ class FakeEngine(Controls, Lifecycle):
         run.metrics = dict(rec.run.metrics)
         run.params = dict(rec.run.params)
         run.cost_micro_usd = self._cost_micro(rec)
+        if run.state == S.QUEUED:
+            run.eta = self._etas().get(run.id)
         return run
+
+    def _etas(self) -> dict[str, datetime]:
+        """Expected admission times of the queue, recomputed only when something changed."""
+        now = self.clock.now()
+        if self._eta_cache is not None and self._eta_cache[0] == (self._seq, now):
+            return self._eta_cache[1]
+        from ...experiments import queue_etas
+
+        running = []
+        for rec in self._runs.values():
+            if rec.run.state.billed and rec.run.admitted_at is not None:
+                end = rec.run.admitted_at + timedelta(seconds=sum(rec.durations.values()))
+                running.append((rec.need, end))
+        queued = [(rid, self._runs[rid].need, sum(self._runs[rid].durations.values())) for rid in self._queue]
+        usable = self.device_count - len(self._foreign)
+        capacity = min(self.tier_gpus, usable) if self.tier_gpus else usable
+        etas = queue_etas(running, queued, capacity, now)
+        self._eta_cache = ((self._seq, now), etas)
+        return etas
 
     def _cost_micro(self, rec: _Rec) -> int | None:
         # Cost moves with time only while billed; otherwise it changes only with a new event.

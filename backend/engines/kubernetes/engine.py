@@ -13,10 +13,11 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from backend.errors import EngineError, NotFound
+from backend.errors import BadInput, EngineError, NotFound
 from backend.runs import (
     TERMINAL_STATES,
     ChangeSet,
+    ErrorCode,
     Inventory,
     MetricPoint,
     Run,
@@ -125,26 +126,50 @@ class KubernetesEngine:
         self._manifests[run_id] = manifest_text
         run = run_from_job(created if created.get("spec") else job, self.config)
         run.submitted_at = now
-        self.ledger.put_run(run)
         self.ledger.record(RunEvent(run_id, now, RunState.QUEUED, "submitted"))
-        return run
+        self.ledger.put_run(run)
+        try:
+            self._refresh_positions()
+        except KubeError:
+            pass  # positions come with the next sync; the run is created either way
+        return self.get_run(run_id)
 
     def submit(self, request: SubmitRequest) -> list[Run]:
-        try:
-            from backend.manifest import load_manifest  # type: ignore[attr-defined]
-        except ImportError:
-            raise EngineError("manifest loading is not available in this build") from None
-        runs = []
+        """Every run of every manifest (a sweep gives one run per trial); Kueue queues them.
+
+        Inside the agent, sweeps are released `parallel` at a time through `submit_run` instead.
+        """
+        from backend.manifest import load_manifest
+        from backend.manifest.sweep import expand
+
+        planned = []
         for path in request.manifests:
             manifest = load_manifest(path)
-            if manifest.sweep is not None:
-                raise EngineError(f"{path}: sweeps on a kubernetes profile are released by the agent")
-            zipped = _zip_model(request.model or path.parent)
             if request.name:
                 manifest = manifest.model_copy(update={"name": request.name})
-            runs.append(self.submit_run(manifest, model_zip=zipped, experiment=request.experiment,
-                                        manifest_text=path.read_text()))
+            self.check_fits(manifest)
+            for trial in expand(manifest):
+                render.render_job(trial.manifest, render.RunSpec("training-00000000"), self.profile, self.config)
+                planned.append((path, trial))
+        if request.dry_run:
+            return [run_from_job(render.render_job(t.manifest, render.RunSpec(new_run_id(), self.user or "unknown",
+                                                                              request.experiment, t.params),
+                                                   self.profile, self.config), self.config) for _, t in planned]
+        runs, zips = [], {}
+        for path, trial in planned:
+            source = request.model or _default_model(path)
+            if source not in zips:
+                zips[source] = _zip_model(source)
+            runs.append(self.submit_run(trial.manifest, model_zip=zips[source], experiment=request.experiment,
+                                        params=trial.params, manifest_text=path.read_text()))
         return runs
+
+    def check_fits(self, manifest: Manifest) -> None:
+        """C104: a run larger than the profile's tier can never be admitted; refuse it at submit."""
+        tier = self.config.tier_gpus(self.profile)
+        if tier and manifest.total_gpus > tier:
+            raise BadInput(f"{manifest.name}: asks for {manifest.total_gpus} GPUs, the {self.profile.tier!r} tier "
+                           f"allows {tier} at once; it could never run", code=ErrorCode.NEVER_FITS.value)
 
     # -- observing -----------------------------------------------------------------------------------
     def _list(self, path: str, selector: str | None = None) -> list[dict[str, Any]]:
@@ -214,6 +239,7 @@ class KubernetesEngine:
         return self._transition(run, obs)
 
     def _transition(self, run: Run, obs: Observation) -> list[RunEvent]:
+        before = self.ledger.get_run(run.id)
         events = self.ledger.events(run.id)
         prev = last_state(events) or RunState.QUEUED
         last_at = events[-1].at if events else run.submitted_at
@@ -257,8 +283,12 @@ class KubernetesEngine:
         if obs.state != RunState.QUEUED:
             run.queue_position = None
         run.cost_micro_usd = self._cost(run, now)
-        run.updated_at = now
-        self.ledger.put_run(run)
+        if obs.state.terminal and obs.state != RunState.HALTED:
+            self._final_metrics(run)
+        # Only real changes reach the ledger, so `changes(cursor)` stays quiet for quiet runs.
+        if out or before is None or before.to_json() != run.to_json() or before.node != run.node:
+            run.updated_at = now
+            self.ledger.put_run(run)
         if obs.state.terminal:
             self._write_run_json(run)
         return out
@@ -271,6 +301,16 @@ class KubernetesEngine:
         cost = run_cost(self.ledger.events(run.id), run.gpu_type, billable_devices(run.gpus), self._prices, now,
                         self.config.billing.minimum_seconds)
         return cost.total_micro
+
+    def _final_metrics(self, run: Run) -> None:
+        from backend.metrics import last_values, primary_metric
+
+        try:
+            points = [p for p in self.metrics(run.id) if p.learner == 0]
+        except (KubeError, NotFound):
+            return
+        run.metrics = last_values(points)
+        run.primary_metric = primary_metric(list(run.metrics))
 
     def _storing_marker(self, run_id: str, pods: list[dict[str, Any]]) -> bool:
         for pod in pods:
@@ -387,15 +427,28 @@ class KubernetesEngine:
 
     def changes(self, cursor: int | None = None) -> ChangeSet:
         now = getattr(self.ledger, "cursor", 0)
-        return ChangeSet(runs=self.list_runs(), deleted=[], cursor=now, full=True)
+        since = getattr(self.ledger, "changes_since", None)
+        if cursor is None or since is None or cursor > now or cursor < 0:
+            return ChangeSet(runs=self.list_runs(), deleted=[], cursor=now, full=True)
+        runs, deleted = since(cursor)
+        return ChangeSet(runs=runs, deleted=deleted, cursor=now)
 
     def events(self, run_id: str) -> list[RunEvent]:
         self.get_run(run_id)
         return self.ledger.events(run_id)
 
     def metrics(self, run_id: str) -> list[MetricPoint]:
-        self.get_run(run_id)
-        return []
+        from backend.metrics import points_from_lines
+
+        run = self.get_run(run_id)
+        points: list[MetricPoint] = []
+        for learner in range(run.learners):
+            try:
+                lines = list(self.logs(run_id, learner=learner))
+            except (KubeError, NotFound):
+                continue
+            points += points_from_lines((ln for ln in lines if not ln.startswith("dlaas: ")), learner)
+        return points
 
     def manifest_text(self, run_id: str) -> str:
         self.get_run(run_id)
@@ -449,10 +502,13 @@ class KubernetesEngine:
         return self.get_run(run_id)
 
     def delete(self, run_id: str) -> None:
+        """Forget a finished run (its results stay in the bucket); an active run must be halted first."""
         run = self.get_run(run_id)
         if not run.state.terminal:
-            self.halt(run_id)
+            raise BadInput(f"{run_id} is {run.state.value}: halt it first")
+        self._delete_job(run_id)  # a finished Job not yet collected by its TTL
         self.ledger.forget(run_id)
+        self._manifests.pop(run_id, None)
 
     def inventory(self) -> Inventory:
         try:
@@ -470,6 +526,12 @@ def new_run_id() -> str:
 
     alphabet = string.ascii_lowercase + string.digits
     return "training-" + "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+def _default_model(manifest_path: Any) -> Any:
+    """DESIGN.md: the manifest's `model/` folder, else the manifest's own folder."""
+    folder = manifest_path.parent / "model"
+    return folder if folder.is_dir() else manifest_path.parent
 
 
 def _zip_model(source: Any) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import json
 import logging
 import os
 import select
@@ -21,25 +22,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ...runs import ErrorCode, RunState
+from ...runs import RunState, iso, utcnow
 from . import db, deps
-from .scheduler import FreeDevice, plan
+from .control import lock_path, pid_path, sock_path, wake
+from .scheduler import FreeDevice, plan, queue_cursor
 
 log = logging.getLogger("dlaas.agent")
 TICK = 0.5
 INVENTORY_TTL = 5.0
-
-
-def lock_path(state_dir: Path) -> Path:
-    return state_dir / "agent.lock"
-
-
-def pid_path(state_dir: Path) -> Path:
-    return state_dir / "agent.pid"
-
-
-def sock_path(state_dir: Path) -> Path:
-    return state_dir / "agent.sock"
 
 
 class Agent:
@@ -68,11 +58,13 @@ class Agent:
             self._backends[profile] = open_backend(profile)
         return self._backends[profile]
 
-    def store_for(self, profile: str):
+    def store_for(self, profile: str, connection: dict | None = None):
+        """The store a run reads and writes: its profile's, or its manifest's own connection."""
+        key = (profile, json.dumps(connection, sort_keys=True) if connection else "")
         with self._lock:
-            if profile not in self._stores:
-                self._stores[profile] = deps.open_store(self.backend_for(profile))
-            return self._stores[profile]
+            if key not in self._stores:
+                self._stores[key] = deps.open_store(self.backend_for(profile), connection)
+            return self._stores[key]
 
     def resolve_env(self, env: dict[str, Any]) -> dict[str, str]:
         out = {}
@@ -110,7 +102,9 @@ class Agent:
         cost = self.cost_micro(row, [(e["at"], e["state"]) for e in evs], now)
         run = row_to_run(row, cost=cost)
         doc = run.to_json()
-        doc["outcome"] = outcome
+        # Written while STORING: the document states the outcome it is being stored for.
+        doc.update(state=outcome.get("state", doc["state"]), error_code=outcome.get("code"),
+                   message=outcome.get("message", ""), finished_at=iso(utcnow()))
         doc["events"] = [
             {"at": e["at"], "state": e["state"], "message": e["message"], "error_code": e["error_code"]}
             for e in evs
@@ -135,8 +129,6 @@ class Agent:
         at, devs = self._inventory
         if time.monotonic() - at > INVENTORY_TTL or not devs:
             pgids: set[int] = set()
-            import json
-
             for (procs,) in self.conn.execute(
                 "SELECT procs FROM runs WHERE state IN ('PENDING','DOWNLOADING','PROCESSING','STORING')"
             ):
@@ -152,7 +144,6 @@ class Agent:
         for rid, assigned in self.conn.execute(
             "SELECT id, assigned FROM runs WHERE state IN ('PENDING','DOWNLOADING','PROCESSING','STORING')"
         ):
-            import json
 
             for uuid in json.loads(assigned):
                 held[uuid] = rid
@@ -164,7 +155,6 @@ class Agent:
             "SELECT id, state, assigned FROM runs WHERE state IN "
             "('PENDING','DOWNLOADING','PROCESSING','STORING') ORDER BY submitted_at"
         ).fetchall()
-        import json
 
         for rid, state, assigned in rows:
             fds: list | None = []
@@ -272,9 +262,37 @@ class Agent:
                 return d.label
         return uuid
 
+    def _config_stamp(self) -> float | None:
+        try:
+            return self.paths.config_file.stat().st_mtime
+        except OSError:
+            return None
+
+    def reload_config_if_changed(self) -> None:
+        """Tiers, prices, priorities and slots edited while the agent runs apply from the next pass."""
+        stamp = self._config_stamp()
+        if stamp == self._stamp:
+            return
+        from ...facade import open_backend
+
+        try:
+            backend = open_backend(self.backend.profile.name)
+        except Exception as exc:  # a broken edit: keep the last good config, say why
+            log.warning("config not reloaded: %s", exc)
+        else:
+            with self._lock:
+                self.backend, self.config = backend, backend.config
+                self._backends = {backend.profile.name: backend}
+                self._stores = {}
+            self._inventory = (0.0, [])
+            log.info("config reloaded")
+        self._stamp = stamp
+
     def loop(self, sock: socket.socket | None) -> None:
+        self._stamp = self._config_stamp()
         while not self.stopping.is_set():
             try:
+                self.reload_config_if_changed()
                 self.handle_control()
                 self.sweeps.tick()
                 self.admit()
@@ -304,88 +322,23 @@ class _Room(dict):
         return value
 
 
-def wake(state_dir: Path) -> None:
-    """Nudge the agent to look at the queue and control requests now."""
-    path = sock_path(state_dir)
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.setblocking(False)
-            s.sendto(b"w", str(path))
-    except OSError:
-        pass
+def _detach(log_file: Path, pid_file: Path) -> None:
+    """Double fork: own session, no controlling terminal, not a child of whoever started us.
 
+    The caller already holds the agent lock; fork keeps it held throughout. The first process waits
+    for the middle one, which writes the final pid before exiting, so whoever launched the agent
+    finds the lock held and the pid file true the moment the launcher returns.
+    """
+    from ...paths import write_private
 
-def agent_pid(state_dir: Path) -> int | None:
-    """The running agent's pid, or None: the lock, not the pid file, says whether one runs."""
-    lp = lock_path(state_dir)
-    if not lp.exists():
-        return None
-    fd = os.open(lp, os.O_RDWR)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            try:
-                return int(pid_path(state_dir).read_text().split()[0])
-            except (OSError, ValueError, IndexError):
-                return -1
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
-
-
-def ensure_agent(paths, timeout: float = 10.0, *, wait: bool = True) -> int:
-    """Start the agent for this DLAAS_HOME unless one runs; returns its pid (0 if not waited for)."""
-    pid = agent_pid(paths.state_dir)
-    if pid and pid > 0:
-        return pid
-    import subprocess
-
-    from ...paths import private_dir
-
-    private_dir(paths.state_dir)
-    env = dict(os.environ)
-    if paths.state_dir == paths.config_dir / "state":  # a DLAAS_HOME layout: name it explicitly
-        env["DLAAS_HOME"] = str(paths.config_dir)
-    subprocess.run(
-        [sys.executable, "-m", "backend.engines.local.agent", "--detach"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-        cwd=str(Path(__file__).resolve().parents[3]), check=False, timeout=timeout,
-    )
-    if not wait:
-        return 0
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pid = agent_pid(paths.state_dir)
-        if pid and pid > 0:
-            return pid
-        time.sleep(0.02)
-    from ...errors import EngineError
-
-    raise EngineError(f"the agent did not start; see {paths.state_dir / 'agent.log'}")
-
-
-def stop_agent(paths, timeout: float = 10.0) -> int | None:
-    pid = agent_pid(paths.state_dir)
-    if not pid or pid < 0:
-        return None
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and agent_pid(paths.state_dir):
-        time.sleep(0.05)
-    return pid
-
-
-def _detach(log_file: Path) -> None:
-    """Double fork: own session, no controlling terminal, not a child of whoever started us."""
-    if os.fork() > 0:
+    middle = os.fork()
+    if middle > 0:
+        os.waitpid(middle, 0)
         os._exit(0)
     os.setsid()
-    if os.fork() > 0:
+    final = os.fork()
+    if final > 0:
+        write_private(pid_file, f"{final}\n")
         os._exit(0)
     fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     null = os.open(os.devnull, os.O_RDONLY)
@@ -408,18 +361,19 @@ def main(argv: list[str] | None = None) -> int:
     here = str(Path(__file__).resolve().parents[3])
     if here not in sys.path:
         sys.path.insert(0, here)
-    if args.detach:
-        _detach(paths.state_dir / "agent.log")
     lock_fd = os.open(lock_path(paths.state_dir), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return 0  # another agent already serves this DLAAS_HOME
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                        stream=sys.stderr)
     from ...paths import write_private
 
-    write_private(pid_path(paths.state_dir), f"{os.getpid()}\n")
+    if args.detach:
+        _detach(paths.state_dir / "agent.log", pid_path(paths.state_dir))
+    else:
+        write_private(pid_path(paths.state_dir), f"{os.getpid()}\n")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        stream=sys.stderr)
     sp = sock_path(paths.state_dir)
     sock: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:

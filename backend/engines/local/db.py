@@ -151,6 +151,16 @@ def write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
+@contextmanager
+def snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A read transaction: one consistent view (WAL), taking no lock that would block the agent."""
+    conn.execute("BEGIN DEFERRED")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
+
+
 def next_seq(conn: sqlite3.Connection) -> int:
     return conn.execute("UPDATE counter SET v = v + 1 WHERE k = 'seq' RETURNING v").fetchone()[0]
 

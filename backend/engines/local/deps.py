@@ -161,8 +161,29 @@ def pids_in_groups(pgids: set[int]) -> set[int]:
 # Object store
 
 
-def open_store(backend):
-    return backend.store
+def open_store(backend, connection: dict | None = None):
+    """The profile's store, or (FfDL's way) the S3 endpoint and keys a manifest's `connection` names."""
+    if not connection:
+        return backend.store
+    from ...config import S3Settings
+    from ...store.s3 import S3Store
+
+    settings = S3Settings(
+        endpoint_url=connection.get("auth_url") or backend.profile.s3.endpoint_url,
+        region=connection.get("region") or backend.profile.s3.region,
+        access_key_id=connection.get("user_name"), secret_access_key=connection.get("password"),
+    )
+    return S3Store(settings, profile_name=f"{backend.profile.name} (manifest connection)")
+
+
+def connection_of(manifest) -> dict | None:
+    """A manifest's `connection` as plain data for the run's spec (kept in the 0600 state db)."""
+    conn = manifest.data_store.connection
+    if conn is None:
+        return None
+    reveal = lambda v: v.reveal() if hasattr(v, "reveal") else v  # noqa: E731
+    return {"auth_url": conn.auth_url, "user_name": reveal(conn.user_name),
+            "password": reveal(conn.password), "region": conn.region}
 
 
 def local_path(store, bucket: str, prefix: str = "") -> Path | None:

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ...errors import NotFound
+from ...errors import BadInput, NotFound
 from ...runs import (
     BILLED_STATES,
     ChangeSet,
@@ -24,7 +24,7 @@ from ...runs import (
     SubmitRequest,
 )
 from . import db, deps
-from .agent import ensure_agent, wake
+from .control import ensure_agent, wake
 from .scheduler import QUEUE_SQL
 from .sweeps import engine_etas
 
@@ -170,7 +170,7 @@ class LocalEngine:
         return self._build([row])[0]
 
     def changes(self, cursor: int | None = None) -> ChangeSet:
-        with db.write(self.conn):  # one snapshot: rows and the cursor agree
+        with db.snapshot(self.conn):  # rows and the cursor from one view of the database
             seq = db.current_seq(self.conn)
             if cursor is None or cursor < 0 or cursor > seq:  # a cursor we never gave out: resync
                 rows = self.conn.execute(f"SELECT {LIST_COLUMNS} FROM runs").fetchall()
@@ -199,7 +199,7 @@ class LocalEngine:
         self.get_run(run_id)
         rows = self.conn.execute(
             "SELECT name, value, step, at, learner FROM metrics WHERE run_id = ? ORDER BY rowid", (run_id,))
-        return [MetricPoint(n, v, s, _dt(a), lr) for n, v, s, a, lr in rows]
+        return [MetricPoint(n, v, s, _dt(a), lr - 1) for n, v, s, a, lr in rows]  # 0-based learners
 
     def manifest_text(self, run_id: str) -> str:
         row = self.conn.execute("SELECT manifest_text FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -208,18 +208,29 @@ class LocalEngine:
         return row[0]
 
     def _log_path(self, run_id: str, learner: int) -> Path:
-        n = max(1, learner)
-        return self.paths.runs_dir / run_id / "logs" / f"learner-{n}" / "training-log.txt"
+        """learner is 0-based as in the Engine protocol; folders are learner-1.. as FfDL's."""
+        return self.paths.runs_dir / run_id / "logs" / f"learner-{learner + 1}" / "training-log.txt"
+
+    def _check_learner(self, run: Run, learner: int) -> None:
+        if not 0 <= learner < run.learners:
+            raise BadInput(f"run {run.id} has {run.learners} learner(s); no learner {learner}")
+
+    def log_path(self, run_id: str, *, learner: int = 0) -> Path | None:
+        """The log file itself (the TUI tails it): the run's own while it lives, else the stored one."""
+        run = self.get_run(run_id)
+        self._check_learner(run, learner)
+        path = self._log_path(run_id, learner)
+        if path.exists():
+            return path
+        return self._stored_log(run, learner + 1) if run.results_bucket else None
 
     def logs(self, run_id: str, *, learner: int = 0, tail: int | None = None,
              follow: bool = False) -> Iterator[str]:
         run = self.get_run(run_id)
-        n = max(1, learner)
-        if n > run.learners:
-            raise NotFound(f"{run_id}: no learner {n} (the run has {run.learners})")
-        path = self._log_path(run_id, n)
+        self._check_learner(run, learner)
+        path = self._log_path(run_id, learner)
         if not path.exists() and run.state.terminal and run.results_bucket:
-            path = self._stored_log(run, n) or path
+            path = self._stored_log(run, learner + 1) or path
         return _read_log(self, run_id, path, tail, follow)
 
     def _stored_log(self, run: Run, n: int) -> Path | None:
@@ -235,7 +246,8 @@ class LocalEngine:
         run = self.get_run(run_id)
         if not run.results_bucket:
             raise NotFound(f"{run_id}: no results bucket recorded")
-        store = deps.open_store(self.backend)
+        spec = db.get_row(self.conn, run_id)["spec"]
+        store = deps.open_store(self.backend, spec.get("connection"))
         return store.get_prefix(run.results_bucket, f"{run.id}/", Path(dest))
 
     # -- changing ---------------------------------------------------------------------------------

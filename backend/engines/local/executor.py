@@ -141,7 +141,7 @@ class RunWorker(threading.Thread):
                       finished_at=now, cost_micro=cost, priced=0 if cost is None else 1)
 
     def _download(self) -> None:
-        store = self.agent.store_for(self.row["profile"])
+        store = self.agent.store_for(self.row["profile"], self.spec.get("connection"))
         self.wd.mkdir(parents=True, exist_ok=True)
         bucket = self.row["results_bucket"]
         zip_path = self.wd / "model.zip"
@@ -179,14 +179,12 @@ class RunWorker(threading.Thread):
             self.spec.get("config_json") or json.dumps(self.row["params"], indent=2))
 
     def _fetch_remote_data(self, store, data: dict, dest: Path) -> None:
-        try:
-            from ...datacache import DataCache  # type: ignore[import-not-found]
-        except ImportError:
-            store.get_prefix(data["bucket"], data.get("prefix") or "", dest)
-            return
-        cache = DataCache.from_backend(self.agent.backend_for(self.row["profile"]))
-        fetched = Path(cache.fetch(store, data["bucket"], data.get("prefix") or ""))
-        dest.symlink_to(fetched, target_is_directory=True)
+        """Data on S3: through the machine's shared cache, so a sweep downloads it once."""
+        from ...datacache import DataCache
+
+        cache_cfg = self.agent.config.cache
+        cache = DataCache(self.agent.paths.cache_dir / "data", int(cache_cfg.max_gb * 2**30))
+        cache.fetch(store, data["bucket"], data.get("prefix") or "", dest)
 
     def _env(self, learner: int, devices: list[str], port: int) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DLAAS_")}
@@ -324,7 +322,7 @@ class RunWorker(threading.Thread):
 
     # -- storing --------------------------------------------------------------------------------
     def _store(self, outcome: dict[str, Any]) -> None:
-        store = self.agent.store_for(self.row["profile"])
+        store = self.agent.store_for(self.row["profile"], self.spec.get("connection"))
         bucket = self.row["results_bucket"]
         rid = self.run_id
         if self.result_dir.is_dir() and any(self.result_dir.iterdir()):

@@ -156,7 +156,6 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
     experiments, policies = sweeps.assign_experiments(
         None if request.dry_run else engine.conn, request.experiment, [p[1] for p in prepared])
 
-    store = None if request.dry_run else deps.open_store(backend)
     rows: list[dict[str, Any]] = []
     now = time.time()
     with tempfile.TemporaryDirectory(prefix="dlaas-submit-") as tmp:
@@ -166,6 +165,8 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
             _package(src, zpath, max_bytes)
             results = m.data_store.training_results.container
             data = m.data_store.training_data
+            connection = deps.connection_of(m)
+            store = None if request.dry_run else deps.open_store(backend, connection)
             if store is not None:
                 _ensure_bucket(store, results)
                 _seed_samples(store, data.container)
@@ -182,7 +183,7 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
                     "framework": m.framework.name, "framework_version": m.framework.version,
                     "python": python, "env": {k2: (v if isinstance(v, str) else {"secret": v.secret})
                                               for k2, v in tm.env.items()},
-                    "config_json": trial.config_json,
+                    "config_json": trial.config_json, "connection": connection,
                     "data": {"type": m.data_store.type, "bucket": data.container, "prefix": data.prefix},
                     "max_duration_s": max_duration_s,
                     "sweep_metric": m.sweep.metric.name if m.sweep and m.sweep.metric else None,
@@ -225,10 +226,11 @@ def rerun(engine, run_id: str) -> list[Run]:
     old = db.get_row(engine.conn, run_id)
     rid = new_run_id()
     spec = dict(old["spec"], model_key=f"{rid}/_submitted_code/model.zip")
-    store = deps.open_store(engine.backend.__class__(
-        config=engine.backend.config, profile=engine.backend.config.profile(old["profile"]),
-        paths=engine.backend.paths)) if old["profile"] != engine.backend.profile.name \
-        else deps.open_store(engine.backend)
+    backend = engine.backend
+    if old["profile"] != backend.profile.name:
+        backend = backend.__class__(config=backend.config, profile=backend.config.profile(old["profile"]),
+                                    paths=backend.paths)
+    store = deps.open_store(backend, old["spec"].get("connection"))
     bucket = old["results_bucket"]
     with tempfile.TemporaryDirectory(prefix="dlaas-rerun-") as tmp:
         z = Path(tmp) / "model.zip"
