@@ -39,7 +39,17 @@ from .runs import (  # noqa: F401
     iso,
     utcnow,
 )
-from .experiments import BudgetStatus, CostEstimate, format_eta, spend  # noqa: F401
+from .experiments import (  # noqa: F401
+    BudgetStatus,
+    CostEstimate,
+    Leaderboard,
+    experiment_summaries,
+    format_eta,
+    format_params,
+    halt_candidates,
+    leaderboard,
+    spend,
+)
 from .samples_seed import ensure_sample_data  # noqa: F401
 from .store.base import (  # noqa: F401
     BucketInfo,
