@@ -35,8 +35,6 @@ import yaml
 HARNESSES: dict[str, str] = {
     "fake": "tests.contract.engines:FakeHarness",
     "local": "tests.contract.local_harness:LocalHarness",
-
-
     "kubernetes": "tests.fixtures.k8s_harness:KubernetesHarness",
 }
 
