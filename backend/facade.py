@@ -39,7 +39,17 @@ from .runs import (  # noqa: F401
     iso,
     utcnow,
 )
-from .experiments import BudgetStatus, CostEstimate, format_eta, spend  # noqa: F401
+from .experiments import (  # noqa: F401
+    BudgetStatus,
+    CostEstimate,
+    Leaderboard,
+    experiment_summaries,
+    format_eta,
+    format_params,
+    halt_candidates,
+    leaderboard,
+    spend,
+)
 from .samples_seed import ensure_sample_data  # noqa: F401
 from .store.base import (  # noqa: F401
     BucketInfo,
@@ -228,3 +238,12 @@ def price_per_gpu_hour(config: Config, gpu_type: str | None) -> float | None:
     from .cost import PriceTable
 
     return PriceTable.from_config(config).per_hour(gpu_type)
+
+
+def estimate_cost(
+    runs: int, devices_per_run: int, rate_usd_per_hour: float | None, max_duration_s: float | None
+) -> Any:
+    """runs × devices × price × duration as a CostEstimate (backend.experiments' rule)."""
+    from .experiments import estimate_cost as estimate
+
+    return estimate(runs, devices_per_run, rate_usd_per_hour, max_duration_s)

@@ -206,6 +206,8 @@ def _run(
     the ~1 ms the request itself costs; for a folder of 16 KiB files that is most of the time."""
     from s3transfer.manager import TransferManager
 
+    if transfer is not None:
+        transfer.check()  # cancelled before it started: move nothing
     threshold = config.multipart_threshold
     large = [j for j in jobs if j.size is None or j.size >= threshold]
     small = [j for j in jobs if j.size is not None and j.size < threshold]
@@ -228,6 +230,8 @@ def _run(
                 submit_large(manager, job, _subscriber(transfer, job.size, getattr(job, "etag", None), done, job.key))
                 count += 1
             for job in small:
+                if transfer is not None and transfer.cancelled:
+                    break
                 fut = pool.submit(guarded, job, stop)
                 fut.add_done_callback(lambda f, key=job.key: done.put((key, f)))
                 count += 1

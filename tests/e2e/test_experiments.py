@@ -84,7 +84,7 @@ def test_grid_sweep_of_the_sample_completes_with_a_correct_leaderboard(home, tmp
     shutil.copytree(src / "model", folder / "model")
     doc = yaml.safe_load((src / "manifest.yml").read_text())
     doc["framework"]["command"] = doc["framework"]["command"].replace("--epochs 15", "--epochs 2")
-    (folder / "manifest.yml").write_text(yaml.safe_dump(doc))
+    (folder / "manifest.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
     runs = submit_json(cli, str(folder / "manifest.yml"))
     assert len(runs) == 12 and {r["experiment"] for r in runs} == {"pytorch-sweep"}
     grid = {(lr, h) for lr in (0.003, 0.01, 0.03) for h in (16, 32, 64, 128)}

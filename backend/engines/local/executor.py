@@ -156,6 +156,9 @@ class RunWorker(threading.Thread):
             import shutil
 
             shutil.rmtree(self.model_dir)
+        own_key = f"{self.run_id}/_submitted_code/model.zip"
+        if self.spec["model_key"] != own_key:  # a sweep stores its code once: each run that starts gets its copy
+            store.put_file(src, bucket, own_key)
         safe_unzip(src, self.model_dir, max_bytes=self.spec.get("max_model_bytes", 500 * 2**20) * 20)
         data = self.spec["data"]
         link = self.wd / "data"
