@@ -33,8 +33,10 @@ LAZY_SCREENS = {
     "buckets": ("dlaas_tui.screens.buckets", "BucketsScreen", "Browse buckets and objects"),
     "gpus": ("dlaas_tui.screens.gpus", "GpusScreen", "GPUs, utilization and the runs holding them"),
     "new": ("dlaas_tui.screens.editor", "EditorScreen", "Write a manifest and submit it"),
+    "experiments": ("dlaas_tui.screens.experiments", "ExperimentsScreen",
+                    "Sweeps and grouped runs: leaderboards and metric curves"),
 }
-COMMANDS = ("runs", "buckets", "gpus", "new", "profile", "theme", "help", "quit")
+COMMANDS = ("runs", "buckets", "gpus", "new", "experiments", "profile", "theme", "help", "quit")
 
 
 class DlaasApp(App[None]):

@@ -17,7 +17,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import get_current_worker
 
-from backend.facade import ChangeSet, DlaasError, Inventory, Run, RunState, spend
+from backend.facade import BudgetStatus, ChangeSet, DlaasError, Inventory, Run, RunState, spend
 
 from ..widgets.command_bar import CommandBar
 from ..widgets.header import HeaderStats, StatusHeader
@@ -134,8 +134,9 @@ class RunsScreen(Screen):
         runs = list(runs)
         queued = sum(1 for r in runs if r.state is RunState.QUEUED)
         running = sum(1 for r in runs if r.state.billed)
-        today, _month = spend(runs, self.app.clock())
+        today, month = spend(runs, self.app.clock())
         profile = backend.profile
+        budget = BudgetStatus(profile.budget.daily_usd, profile.budget.monthly_usd, today, month)
         total = None
         if inventory is not None:
             total = inventory.gpu_count
@@ -152,6 +153,7 @@ class RunsScreen(Screen):
             spend_today_usd=today,
             read_only=backend.read_only,
             budget_daily_usd=profile.budget.daily_usd,
+            budget_warning=budget.warning,
         )
 
     def _apply(self, changes: ChangeSet, stats: HeaderStats) -> None:

@@ -29,6 +29,7 @@ class HeaderStats:
     spend_today_usd: float | None = None
     read_only: bool = False
     budget_daily_usd: float | None = None
+    budget_warning: str | None = None  # said at 80 % of the daily or monthly budget
 
 
 class StatusHeader(Widget):
@@ -93,6 +94,8 @@ class StatusHeader(Widget):
             over = s.budget_daily_usd is not None and s.spend_today_usd >= s.budget_daily_usd
             budget = f" of ${s.budget_daily_usd:,.2f}" if s.budget_daily_usd is not None else ""
             field("today", f"${s.spend_today_usd:,.2f}{budget}", f"bold {theme.error}" if over else "bold")
+        if s.budget_warning:
+            field("", f"⚠ {visible(s.budget_warning)}", f"bold {theme.warning}")
         if s.read_only:
             field("", "RO" if compact else "READ-ONLY", f"bold {theme.error}")
         return text

@@ -23,7 +23,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from backend.facade import Run, RunState
+from backend.facade import Run, RunState, format_eta
 
 from .safe_text import visible
 
@@ -65,10 +65,14 @@ def format_gpus(run: Run) -> str:
     return f"{run.gpus}×{run.gpu_type}" if run.gpu_type else str(run.gpus)
 
 
-def format_queue(run: Run) -> str:
+def format_queue(run: Run, now: datetime | None = None) -> str:
+    """`#3`, and with `now` the estimated start: `#3 ~12m` (the tilde marks an estimate)."""
     if run.queue_position is None:
         return ""
-    return f"{'~' if run.queue_position_approximate else ''}#{run.queue_position}"
+    position = f"{'~' if run.queue_position_approximate else ''}#{run.queue_position}"
+    if now is None or run.eta is None:
+        return position
+    return f"{position} {format_eta(run.eta, now)}"
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("name", "NAME", 24, 10, 0, flex=True),
     Column("experiment", "EXPERIMENT", 16, 10, 7, flex=True),
     Column("state", "STATE", 11, 11, 0),
-    Column("queue", "QUEUE", 6, 5, 3),
+    Column("queue", "QUEUE", 10, 5, 3),
     Column("gpus", "GPUS", 8, 6, 4),
     Column("assigned", "ASSIGNED", 22, 10, 8, flex=True),
     Column("age", "AGE", 7, 7, 5),
@@ -383,7 +387,7 @@ class RunTable(ScrollView, can_focus=True):
             "name": visible(run.name),
             "experiment": visible(run.experiment or ""),
             "state": run.state.value,
-            "queue": format_queue(run),
+            "queue": format_queue(run, self._now),
             "gpus": format_gpus(run),
             "assigned": visible(", ".join(run.assigned) or (run.node or "")),
             "age": human_duration(run_duration(run, self._now)),

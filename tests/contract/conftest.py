@@ -32,3 +32,5 @@ try:  # the session-scoped real S3 server fixture, when it exists
     from tests.fixtures.s3server import s3_server  # noqa: F401
 except ImportError:  # pragma: no cover - until the S3 store lands
     pass
+
+from tests.contract.engines import engine_factory, engine_harness  # noqa: E402,F401

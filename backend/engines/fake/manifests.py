@@ -62,3 +62,16 @@ def _validate(data: dict[str, Any], source: str) -> Manifest:
             f"{'.'.join(str(p) for p in e['loc']) or 'manifest'}: {e['msg']}" for e in exc.errors()
         )
         raise BadInput(f"{source}: {problems}", code=ErrorCode.BAD_MANIFEST.value) from None
+
+
+def expand_sweep(manifest: Manifest) -> list[Any] | None:
+    """The sweep's trials (each with `.index`, `.params`, `.manifest`) through the manifest
+    package's expansion, or None for a manifest without a sweep. Before that expansion exists a
+    sweep is submitted as one run."""
+    if manifest.sweep is None:
+        return None
+    try:
+        from ...manifest import sweep as sweeps  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return sweeps.expand(manifest)

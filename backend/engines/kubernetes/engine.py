@@ -1,0 +1,581 @@
+"""KubernetesEngine: runs as Kueue-queued Jobs, observed into a ledger.
+
+The engine is built to run inside the per-user agent (DESIGN.md): the agent calls `submit_run` for
+each run it releases (sweeps are held back there, `parallel` at a time), then keeps `watch_loop` (or
+`sync_once` on a timer) going; every transition lands in the `Ledger` it passes in, and `run.json`
+is written to the results bucket when a run ends. Outside an agent (the CLI, tests) it uses an
+in-memory ledger and `sync_once` brings it up to date from the cluster on demand.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from backend.errors import BadInput, EngineError, NotFound
+from backend.runs import (
+    TERMINAL_STATES,
+    ChangeSet,
+    ErrorCode,
+    Inventory,
+    MetricPoint,
+    Run,
+    RunEvent,
+    RunState,
+    SubmitRequest,
+    iso,
+    utcnow,
+)
+
+from . import kueue, logs, render
+from .client import KubeApi, KubeError, KubeNotFound, jobs_path, path_for, pods_path, workloads_path
+from .ledger import Ledger, MemoryLedger, last_state
+from .runview import assigned_label, canonical_gpu, inventory_from_nodes, run_from_job
+from .states import STORING_MARKER, Observation, gpu_line, observe, parse_time
+from .watch import Reflector
+
+if TYPE_CHECKING:
+    from backend.config import Config, Profile
+    from backend.manifest.model import Manifest
+
+_FORWARD = [RunState.QUEUED, RunState.PENDING, RunState.DOWNLOADING, RunState.PROCESSING, RunState.STORING]
+
+
+def _ours(obj: dict[str, Any]) -> bool:
+    return render.LABEL_RUN in ((obj.get("metadata") or {}).get("labels") or {})
+
+
+def _owner_job(workload: dict[str, Any]) -> str | None:
+    return kueue.owner_job(workload)
+
+
+def _pod_run(pod: dict[str, Any]) -> str | None:
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    return labels.get(render.LABEL_RUN) or labels.get(render.JOB_NAME_LABEL)
+
+
+class KubernetesEngine:
+    name = "kubernetes"
+
+    def __init__(self, api: KubeApi | None, profile: Profile, config: Config, *, ledger: Ledger | None = None,
+                 store: Any = None, user: str | None = None) -> None:
+        self._api = api
+        self.profile = profile
+        self.config = config
+        self.ledger: Ledger = ledger or MemoryLedger()
+        self._store = store
+        self.user = user
+        self.ns = profile.kubernetes.namespace
+        self.queue = profile.kubernetes.queue
+        self.workload_version = "v1beta2"
+        self._manifests: dict[str, str] = {}
+        self._prices: Any = None
+        self._submitting: set[str] = set()
+        self._registered: dict[str, datetime] = {}  # when a run entered the ledger (its Job existed by then)
+        self._uids: dict[str, str] = {}
+        self._lock = threading.RLock()
+
+    @classmethod
+    def from_backend(cls, backend: Any) -> KubernetesEngine:
+        engine = cls(None, backend.profile, backend.config)
+        engine._backend = backend
+        return engine
+
+    # -- plumbing ------------------------------------------------------------------------------------
+    @property
+    def api(self) -> KubeApi:
+        if self._api is None:
+            k8s = self.profile.kubernetes
+            self._api = KubeApi.from_kubeconfig(k8s.kubeconfig, k8s.context)
+        return self._api
+
+    @property
+    def store(self) -> Any:
+        if self._store is None and getattr(self, "_backend", None) is not None:
+            self._store = self._backend.store
+        return self._store
+
+    def close(self) -> None:
+        if self._api is not None:
+            self._api.close()
+
+    # -- submitting ----------------------------------------------------------------------------------
+    def submit_run(self, manifest: Manifest, *, run_id: str | None = None, model_zip: bytes | None = None,
+                   experiment: str | None = None, params: dict[str, Any] | None = None,
+                   manifest_text: str = "") -> Run:
+        """Create one run: model.zip to the results bucket, the Job, then the objects it owns."""
+        run_id = run_id or new_run_id()
+        now = utcnow()
+        spec = render.RunSpec(run_id, self.user or render._current_user(), experiment, dict(params or {}), iso(now))
+        job = render.render_job(manifest, spec, self.profile, self.config)
+        if model_zip is not None:
+            if self.store is None:
+                raise EngineError(f"{run_id}: no object store to hold the model archive")
+            bucket = manifest.data_store.training_results.container
+            self.store.put_bytes(bucket, f"{run_id}/_submitted_code/model.zip", model_zip)
+        self._submitting.add(run_id)  # a sync meanwhile must not adopt it as "found on the cluster"
+        try:
+            return self._create(manifest, spec, job, run_id, now, manifest_text)
+        finally:
+            self._submitting.discard(run_id)
+
+    def _create(self, manifest: Manifest, spec: render.RunSpec, job: dict[str, Any], run_id: str, now: datetime,
+                manifest_text: str) -> Run:
+        created = self.api.request("POST", jobs_path(self.ns), body=job)
+        uid = (created.get("metadata") or {}).get("uid")
+        if not uid:
+            raise EngineError(f"{run_id}: the API server returned the Job without a uid")
+        try:
+            for obj in render.render_owned(manifest, spec, self.profile, self.config, job_uid=uid, reveal_secrets=True):
+                self.api.request("POST", path_for(obj), body=obj)
+        except KubeError:
+            self._delete_job(run_id)
+            raise
+        self._uids[run_id] = uid
+        self._manifests[run_id] = manifest_text
+        run = run_from_job(created if created.get("spec") else job, self.config)
+        run.submitted_at = now
+        with self._lock:  # the sync loop writes runs too; one writer at a time keeps copies fresh
+            self._registered[run_id] = utcnow()
+            self.ledger.record(RunEvent(run_id, now, RunState.QUEUED, "submitted"))
+            self.ledger.put_run(run)
+            try:
+                self._refresh_positions()
+            except KubeError:
+                pass  # positions come with the next sync; the run is created either way
+        return self.get_run(run_id)
+
+    def submit(self, request: SubmitRequest) -> list[Run]:
+        """Every run of every manifest (a sweep gives one run per trial); Kueue queues them.
+
+        Inside the agent, sweeps are released `parallel` at a time through `submit_run` instead.
+        """
+        from backend.manifest import load_manifest
+        from backend.manifest.sweep import expand
+
+        planned = []
+        for path in request.manifests:
+            manifest = load_manifest(path)
+            if request.name:
+                manifest = manifest.model_copy(update={"name": request.name})
+            self.check_fits(manifest)
+            for trial in expand(manifest):
+                render.render_job(trial.manifest, render.RunSpec("training-00000000"), self.profile, self.config)
+                planned.append((path, trial))
+        if request.dry_run:
+            return [run_from_job(render.render_job(t.manifest, render.RunSpec(new_run_id(), self.user or "unknown",
+                                                                              request.experiment, t.params),
+                                                   self.profile, self.config), self.config) for _, t in planned]
+        runs, zips = [], {}
+        for path, trial in planned:
+            source = request.model or _default_model(path)
+            if source not in zips:
+                zips[source] = _zip_model(source)
+            runs.append(self.submit_run(trial.manifest, model_zip=zips[source], experiment=request.experiment,
+                                        params=trial.params, manifest_text=path.read_text()))
+        return runs
+
+    def check_fits(self, manifest: Manifest) -> None:
+        """C104: a run larger than the profile's tier can never be admitted; refuse it at submit."""
+        tier = self.config.tier_gpus(self.profile)
+        if tier and manifest.total_gpus > tier:
+            raise BadInput(f"{manifest.name}: asks for {manifest.total_gpus} GPUs, the {self.profile.tier!r} tier "
+                           f"allows {tier} at once; it could never run", code=ErrorCode.NEVER_FITS.value)
+
+    # -- observing -----------------------------------------------------------------------------------
+    def _list(self, path: str, selector: str | None = None) -> list[dict[str, Any]]:
+        return self.api.request("GET", path, query={"labelSelector": selector}).get("items") or []
+
+    def _workloads(self) -> list[dict[str, Any]]:
+        for version in (self.workload_version, "v1beta1"):
+            try:
+                items = self._list(workloads_path(self.ns, version))
+                self.workload_version = version
+                return items
+            except KubeNotFound:
+                continue
+        return []
+
+    def sync_once(self) -> list[RunEvent]:
+        """Read Jobs, Workloads and Pods once and record what changed; returns the new events."""
+        listed_at = utcnow()
+        jobs = [j for j in self._list(jobs_path(self.ns), render.LABEL_RUN) if _ours(j)]
+        workloads = self._workloads()
+        pods = [p for p in self._list(pods_path(self.ns), render.LABEL_RUN) if _ours(p)]
+        return self.apply(jobs, workloads, pods, listed_at=listed_at)
+
+    def apply(self, jobs: list[dict[str, Any]], workloads: list[dict[str, Any]], pods: list[dict[str, Any]],
+              *, listed_at: datetime | None = None) -> list[RunEvent]:
+        """Observe every run from these objects. A run missing from `jobs` counts as lost only if it
+        was submitted before `listed_at` (a run created during the listing is simply not in it)."""
+        by_job_wl = {name: w for w in workloads if (name := _owner_job(w))}
+        pods_by_run: dict[str, list[dict[str, Any]]] = {}
+        for pod in pods:
+            if run_id := _pod_run(pod):
+                pods_by_run.setdefault(run_id, []).append(pod)
+        new: list[RunEvent] = []
+        seen = set()
+        with self._lock:
+            for job in jobs:
+                run_id = job["metadata"]["name"]
+                seen.add(run_id)
+                if run_id in self._submitting:
+                    continue
+                if uid := job["metadata"].get("uid"):
+                    self._uids[run_id] = uid
+                new += self._observe_run(job, by_job_wl.get(run_id), pods_by_run.get(run_id, []))
+            for run in self.ledger.runs():
+                known_since = self._registered.get(run.id, run.submitted_at)
+                if run.id not in seen and not run.state.terminal and listed_at and known_since < listed_at:
+                    new += self._transition(run, Observation(
+                        RunState.FAILED, message="the Job vanished from the cluster", error_code="S401"))
+            self._refresh_positions()
+        return new
+
+    def _observe_run(self, job: dict[str, Any], workload: dict[str, Any] | None, pods: list[dict[str, Any]]
+                     ) -> list[RunEvent]:
+        run_id = job["metadata"]["name"]
+        run = self.ledger.get_run(run_id)
+        if run is None:  # submitted elsewhere, or before this agent started: catch up from the cluster
+            run = run_from_job(job, self.config)
+            self.ledger.put_run(run)
+            self.ledger.record(RunEvent(run_id, run.submitted_at, RunState.QUEUED, "found on the cluster"))
+        if run.state.terminal:
+            return []
+        obs = observe(job, workload, pods)
+        if obs.state == RunState.PROCESSING:
+            storing_at = self._storing_marker(run_id, pods)
+            if storing_at is not None:
+                obs = observe(job, workload, pods, storing=True)
+                obs.at = storing_at
+        if obs.state in (RunState.PROCESSING, RunState.STORING) and not any(a.startswith("GPU-") for a in run.assigned):
+            run.assigned = self._devices(run, pods) or run.assigned
+        if obs.node and obs.node != run.node:
+            run.node = obs.node
+            gpu_type, count = self._node_gpu(obs.node)
+            run.gpu_type = gpu_type or run.gpu_type
+            if not any(a.startswith("GPU-") for a in run.assigned):
+                run.assigned = [assigned_label(obs.node, run.gpus, run.gpu_type)]
+        return self._transition(run, obs)
+
+    def _transition(self, run: Run, obs: Observation) -> list[RunEvent]:
+        before = self.ledger.get_run(run.id)
+        events = self.ledger.events(run.id)
+        prev = last_state(events) or RunState.QUEUED
+        last_at = events[-1].at if events else run.submitted_at
+        now = utcnow()
+        steps: list[RunState] = []
+        if obs.state != prev:
+            if obs.state in _FORWARD and prev in _FORWARD:
+                lo, hi = _FORWARD.index(prev), _FORWARD.index(obs.state)
+                steps = _FORWARD[lo + 1: hi + 1] if hi > lo else [RunState.QUEUED, *_FORWARD[1: hi + 1]]
+            elif obs.state in (RunState.COMPLETED, RunState.FAILED) and prev in _FORWARD:
+                # the states a late look skipped, so that billing starts when the pod got its node
+                later = _FORWARD[_FORWARD.index(prev) + 1:]
+                if obs.state == RunState.FAILED:
+                    later = [s for s in later if s in obs.timeline]
+                steps = [*later, obs.state]
+            else:
+                steps = [obs.state]
+        out: list[RunEvent] = []
+        for state in steps:
+            at = obs.at if state == obs.state and obs.at else obs.timeline.get(state) or obs.at or now
+            at = max(at, last_at)  # the ledger's order is the run's order
+            last_at = at
+            final = state == obs.state
+            ev = RunEvent(run.id, at, state, obs.message if final else "", obs.error_code if final else None)
+            self.ledger.record(ev)
+            out.append(ev)
+            if state == RunState.PENDING and (run.admitted_at is None or obs.evicted is False):
+                run.admitted_at = run.admitted_at or at
+            if state == RunState.PROCESSING:
+                run.started_at = run.started_at or at
+        if not steps and obs.message and obs.message != run.message:
+            note = RunEvent(run.id, now, None, obs.message)
+            self.ledger.record(note)
+            out.append(note)
+        run.state = obs.state
+        run.message = obs.message
+        run.error_code = obs.error_code
+        if obs.state.terminal:
+            run.finished_at = run.finished_at or (out[-1].at if out else now)
+            run.queue_position = None
+        if obs.state != RunState.QUEUED:
+            run.queue_position = None
+        run.cost_micro_usd = self._cost(run, now)
+        if obs.state.terminal and obs.state != RunState.HALTED:
+            self._final_metrics(run)
+        # Only real changes reach the ledger, so `changes(cursor)` stays quiet for quiet runs.
+        if out or before is None or before.to_json() != run.to_json() or before.node != run.node:
+            run.updated_at = now
+            self.ledger.put_run(run)
+        if obs.state.terminal:
+            self._write_run_json(run)
+        return out
+
+    def _cost(self, run: Run, now: Any) -> int | None:
+        from backend.cost import PriceTable, billable_devices, run_cost
+
+        if self._prices is None:
+            self._prices = PriceTable.from_config(self.config)
+        cost = run_cost(self.ledger.events(run.id), run.gpu_type, billable_devices(run.gpus), self._prices, now,
+                        self.config.billing.minimum_seconds)
+        return cost.total_micro
+
+    def _final_metrics(self, run: Run) -> None:
+        from backend.metrics import last_values, primary_metric
+
+        try:
+            points = [p for p in self.metrics(run.id) if p.learner == 0]
+        except (KubeError, NotFound):
+            return
+        run.metrics = last_values(points)
+        run.primary_metric = primary_metric(list(run.metrics))
+
+    def _storing_marker(self, run_id: str, pods: list[dict[str, Any]]) -> datetime | None:
+        """When the wrapper printed its storing marker (the kubelet's timestamp), if it has."""
+        for pod in pods:
+            try:
+                tail = logs.read_log(self.api, self.ns, pod["metadata"]["name"], tail=3, timestamps=True)
+            except KubeError:
+                continue
+            for line in tail:
+                stamp, _, text = line.partition(" ")
+                if text.startswith(STORING_MARKER):
+                    return parse_time(stamp) or utcnow()
+        return None
+
+    def _devices(self, run: Run, pods: list[dict[str, Any]]) -> list[str]:
+        found: list[str] = []
+        for pod in pods:
+            try:
+                head = logs.read_log(self.api, self.ns, pod["metadata"]["name"], limit_bytes=4096)
+            except KubeError:
+                continue
+            node = (pod.get("spec") or {}).get("nodeName")
+            found += [f"{node}/{d}" if node and len(pods) > 1 else d for d in gpu_line("\n".join(head))]
+        return found
+
+    def _node_gpu(self, node: str) -> tuple[str | None, int]:
+        try:
+            obj = self.api.request("GET", f"/api/v1/nodes/{node}")
+        except KubeError:
+            return None, 0
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        product = labels.get(self.profile.kubernetes.gpu_product_label)
+        return canonical_gpu(product), int(labels.get("nvidia.com/gpu.count", "0") or 0)
+
+    def _refresh_positions(self) -> None:
+        queued = [r for r in self.ledger.runs() if r.state == RunState.QUEUED]
+        if not queued:
+            return
+        uid_to_name = {uid: name for name, uid in self._uids.items()}
+        positions = kueue.queue_positions(self.api, self.ns, self.queue, uid_to_name)
+        for run in queued:
+            pos, approximate = positions.by_job.get(run.id), positions.approximate
+            if pos is None:
+                # Not in Kueue's pending list: its Workload is not there yet, or it is admitted and
+                # waits for a node. Either way nothing known is behind it.
+                pos, approximate = positions.total + 1, True
+            if pos != run.queue_position or approximate != run.queue_position_approximate:
+                run.queue_position = pos
+                run.queue_position_approximate = approximate
+                self.ledger.put_run(run)
+
+    def _write_run_json(self, run: Run) -> None:
+        if not run.results_bucket or self.store is None or not self.ledger.mark(run.id, "run.json"):
+            return
+        doc = {**run.to_json(), "events": [e.to_json() for e in self.ledger.events(run.id)]}
+        try:
+            self.store.put_bytes(run.results_bucket, f"{run.id}/run.json", json.dumps(doc, indent=2).encode())
+        except Exception as exc:  # the run is over either way; the ledger still has everything
+            self.ledger.record(RunEvent(run.id, utcnow(), None, f"could not write run.json: {exc}"))
+
+    def watch_loop(self, stop: threading.Event, *, timeout_seconds: int = 60, positions_every: float = 10) -> None:
+        """List, then watch Jobs, Workloads and Pods until `stop`; each change re-observes its run."""
+        dirty: set[str] = set()
+        cond = threading.Condition()
+
+        def mark(run_id: str | None) -> None:
+            if run_id:
+                with cond:
+                    dirty.add(run_id)
+                    cond.notify()
+
+        reflectors = {
+            "jobs": Reflector(self.api, jobs_path(self.ns), label_selector=render.LABEL_RUN, keep=_ours,
+                              on_event=lambda k, o: mark(o["metadata"].get("name"))),
+            "workloads": Reflector(self.api, workloads_path(self.ns, self.workload_version),
+                                   on_event=lambda k, o: mark(_owner_job(o))),
+            "pods": Reflector(self.api, pods_path(self.ns), label_selector=render.LABEL_RUN, keep=_ours,
+                              on_event=lambda k, o: mark(_pod_run(o))),
+        }
+        listed_at = utcnow()
+        for r in reflectors.values():
+            r.list()
+        self.apply(*(list(r.objects.values()) for r in reflectors.values()), listed_at=listed_at)
+
+        def pump(r: Reflector) -> None:
+            while not stop.is_set():
+                try:
+                    r.watch_once(timeout_seconds)
+                except KubeError:
+                    stop.wait(2)
+
+        threads = [threading.Thread(target=pump, args=(r,), daemon=True, name=f"watch-{n}")
+                   for n, r in reflectors.items()]
+        for t in threads:
+            t.start()
+        # Each wake-up (a change, or the positions timer) re-applies the caches: observing a run is
+        # cheap, and queue positions move when other people's runs move.
+        while not stop.is_set():
+            with cond:
+                if not dirty:
+                    cond.wait(timeout=positions_every)
+                dirty.clear()
+            self.apply(*(list(r.objects.values()) for r in reflectors.values()))
+        for t in threads:
+            t.join(timeout=0.1)
+
+    # -- the Engine protocol -------------------------------------------------------------------------
+    def list_runs(self, *, states: Sequence[RunState] | None = None, experiment: str | None = None,
+                  limit: int | None = None) -> list[Run]:
+        runs = sorted(self.ledger.runs(), key=lambda r: r.submitted_at, reverse=True)
+        if states:
+            runs = [r for r in runs if r.state in states]
+        if experiment:
+            runs = [r for r in runs if r.experiment == experiment]
+        return runs[:limit] if limit else runs
+
+    def get_run(self, run_id: str) -> Run:
+        run = self.ledger.get_run(run_id)
+        if run is None:
+            raise NotFound(f"{run_id}: no such run")
+        return run
+
+    def changes(self, cursor: int | None = None) -> ChangeSet:
+        now = getattr(self.ledger, "cursor", 0)
+        since = getattr(self.ledger, "changes_since", None)
+        if cursor is None or since is None or cursor > now or cursor < 0:
+            return ChangeSet(runs=self.list_runs(), deleted=[], cursor=now, full=True)
+        runs, deleted = since(cursor)
+        return ChangeSet(runs=runs, deleted=deleted, cursor=now)
+
+    def events(self, run_id: str) -> list[RunEvent]:
+        self.get_run(run_id)
+        return self.ledger.events(run_id)
+
+    def metrics(self, run_id: str) -> list[MetricPoint]:
+        from backend.metrics import points_from_lines
+
+        run = self.get_run(run_id)
+        points: list[MetricPoint] = []
+        for learner in range(run.learners):
+            try:
+                lines = list(self.logs(run_id, learner=learner))
+            except (KubeError, NotFound):
+                continue
+            points += points_from_lines((ln for ln in lines if not ln.startswith("dlaas: ")), learner)
+        return points
+
+    def manifest_text(self, run_id: str) -> str:
+        self.get_run(run_id)
+        if run_id not in self._manifests:
+            raise NotFound(f"{run_id}: its manifest was not submitted from here")
+        return self._manifests[run_id]
+
+    def logs(self, run_id: str, *, learner: int = 0, tail: int | None = None, follow: bool = False
+             ) -> Iterator[str]:
+        run = self.get_run(run_id)
+        if not run.state.terminal or self._job_exists(run_id):
+            if follow:
+                return logs.follow(self.api, self.ns, run_id, learner=learner, tail=tail,
+                                   finished=lambda: self.get_run(run_id).state.terminal)
+            lines: list[str] = []
+            for pod in logs.learner_pods(self.api, self.ns, run_id, learner):
+                lines += logs.pod_lines(self.api, self.ns, pod, tail=None, timestamps=False)
+            return iter(lines[-tail:] if tail else lines)
+        return self._stored_log(run, learner, tail)
+
+    def _stored_log(self, run: Run, learner: int, tail: int | None) -> Iterator[str]:
+        if self.store is None or not run.results_bucket:
+            raise NotFound(f"{run.id}: the Job is gone and no results bucket holds its log")
+        data = self.store.read_range(run.results_bucket, f"{run.id}/learner-{learner}/training-log.txt")
+        lines = data.decode("utf-8", "replace").splitlines()
+        return iter(lines[-tail:] if tail else lines)
+
+    def _job_exists(self, run_id: str) -> bool:
+        try:
+            self.api.request("GET", jobs_path(self.ns, run_id))
+            return True
+        except KubeNotFound:
+            return False
+
+    def _delete_job(self, run_id: str) -> bool:
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Foreground"}
+        try:
+            self.api.request("DELETE", jobs_path(self.ns, run_id), body=body)
+            return True
+        except KubeNotFound:
+            return False
+
+    def halt(self, run_id: str) -> Run:
+        """Delete the Job (foreground: pods get their grace period to store logs) and record HALTED."""
+        run = self.get_run(run_id)
+        if run.state.terminal:
+            return run
+        self._delete_job(run_id)
+        with self._lock:
+            self._transition(run, Observation(RunState.HALTED, message="halted by the user"))
+        return self.get_run(run_id)
+
+    def delete(self, run_id: str) -> None:
+        """Forget a finished run (its results stay in the bucket); an active run must be halted first."""
+        run = self.get_run(run_id)
+        if not run.state.terminal:
+            raise BadInput(f"{run_id} is {run.state.value}: halt it first")
+        self._delete_job(run_id)  # a finished Job not yet collected by its TTL
+        self.ledger.forget(run_id)
+        self._manifests.pop(run_id, None)
+
+    def inventory(self) -> Inventory:
+        try:
+            nodes = self.api.request("GET", "/api/v1/nodes").get("items") or []
+        except KubeError as exc:
+            return Inventory(devices=(), nvml_available=False, message=f"cannot list the cluster's nodes: {exc}")
+        held = {r.node: r.id for r in self.ledger.runs() if r.state.billed and r.node}
+        return inventory_from_nodes(nodes, self.profile.kubernetes.gpu_product_label, held,
+                                    self.config.tier_gpus(self.profile))
+
+
+def new_run_id() -> str:
+    import secrets
+    import string
+
+    alphabet = string.ascii_lowercase + string.digits
+    return "training-" + "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+def _default_model(manifest_path: Any) -> Any:
+    """DESIGN.md: the manifest's `model/` folder, else the manifest's own folder."""
+    folder = manifest_path.parent / "model"
+    return folder if folder.is_dir() else manifest_path.parent
+
+
+def _zip_model(source: Any) -> bytes:
+    """The model folder as a zip (minimal stand-in until backend/packaging.py lands in main)."""
+    import io
+    import zipfile
+    from pathlib import Path
+
+    src = Path(source)
+    if src.is_file() and src.suffix == ".zip":
+        return src.read_bytes()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(src.rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                zf.write(path, path.relative_to(src).as_posix())
+    return buf.getvalue()

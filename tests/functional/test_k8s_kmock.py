@@ -1,0 +1,337 @@
+"""The Kubernetes engine over HTTP against kmock on a thread, the test playing Kueue, the Job
+controller and the kubelet with the condition sequences Kueue documents:
+
+  QuotaReserved=False(Pending) -> QuotaReserved=True, Admitted=True (Job unsuspended)
+  -> pod PodScheduled -> init container -> learner -> Job Complete/Failed, Workload Finished=True
+  eviction: Evicted=True(Preempted), QuotaReserved=False, Admitted=False, Job suspended again.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from backend.engines.kubernetes import kueue, logs, render
+from backend.engines.kubernetes.client import KubeApi, KubeForbidden
+from backend.engines.kubernetes.engine import KubernetesEngine
+from backend.cost import billed_intervals
+from backend.engines.kubernetes.watch import Reflector
+from backend.errors import EngineError, NotFound
+from backend.runs import RunState
+from tests.fixtures import k8s_objects as fx
+from tests.fixtures.kube_sim import NS, T0, KubeSim, ts
+
+pytest.importorskip("kmock")
+
+
+class FakeStore:
+    """Holds what the engine writes to the results bucket (the S3 store is tested on its own)."""
+
+    def __init__(self):
+        self.objects = {}
+
+    def put_bytes(self, bucket, key, data):
+        self.objects[(bucket, key)] = data
+
+    def read_range(self, bucket, key, offset=0, length=None):
+        try:
+            return self.objects[(bucket, key)]
+        except KeyError:
+            raise NotFound(f"{bucket}/{key}") from None
+
+
+@pytest.fixture
+def sim():
+    s = KubeSim().start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def engine(sim):
+    prof = fx.profile().model_copy(update={"kubernetes": fx.profile().kubernetes.model_copy(update={"namespace": NS})})
+    eng = KubernetesEngine(KubeApi.for_host(sim.url), prof, fx.config(), store=FakeStore(), user="ada")
+    yield eng
+    eng.close()
+
+
+def _states(engine, run_id):
+    return [e.state for e in engine.events(run_id) if e.state]
+
+
+def test_create_job_then_owned_objects_with_the_jobs_uid(sim, engine):
+    run = engine.submit_run(fx.manifest(), run_id="training-aaaaaaa1", model_zip=b"PK-zip")
+    assert run.state == RunState.QUEUED and run.gpus == 2 and run.gpu_type == "H100"
+    job = sim.jobs["training-aaaaaaa1"]
+    assert job["spec"]["suspend"] is True
+    secret, = sim.owned
+    assert secret["kind"] == "Secret"
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
+    assert secret["stringData"]["AWS_SECRET_ACCESS_KEY"] == "s3cr3t-value-never-in-a-job"
+    assert engine.store.objects[("mnist-results", "training-aaaaaaa1/_submitted_code/model.zip")] == b"PK-zip"
+    methods = [(m, p.rsplit("/", 1)[-1]) for m, p, _ in sim.requests]
+    assert methods[:2] == [("POST", "jobs"), ("POST", "secrets")]  # the Job first: its uid owns the rest
+
+
+def test_full_lifecycle_states_times_gpus_and_cost(sim, engine):
+    run_id = "training-aaaaaaa2"
+    engine.submit_run(fx.manifest(), run_id=run_id)
+    sim.add_node("gpu-node-7", "NVIDIA-H100-80GB-HBM3", 8)
+    sim.add_workload(run_id)
+    engine.sync_once()
+    run = engine.get_run(run_id)
+    assert run.state == RunState.QUEUED and "insufficient unused quota" in run.message
+    assert run.queue_position == 1 and run.queue_position_approximate is False
+
+    sim.admit(run_id, at=60)
+    sim.add_pod(run_id, "p1", created=61)
+    engine.sync_once()
+    run = engine.get_run(run_id)
+    assert run.state == RunState.QUEUED and "Insufficient nvidia.com/gpu" in run.message  # admitted, no node yet
+
+    sim.schedule("p1", "gpu-node-7", at=100)
+    sim.loader_running("p1", at=101)
+    engine.sync_once()
+    assert engine.get_run(run_id).state == RunState.DOWNLOADING
+
+    sim.learner_running("p1", 130, "dlaas: gpus: 0,GPU-aaaa,NVIDIA H100 80GB HBM3;1,GPU-bbbb,NVIDIA H100 80GB HBM3",
+                        "epoch 1 loss=0.5")
+    engine.sync_once()
+    run = engine.get_run(run_id)
+    assert run.state == RunState.PROCESSING
+    assert run.assigned == ["GPU-aaaa NVIDIA H100 80GB HBM3", "GPU-bbbb NVIDIA H100 80GB HBM3"]
+    assert run.node == "gpu-node-7" and run.gpu_type == "H100"
+    assert run.admitted_at == T0.replace(second=0) + (T0 - T0).__class__(seconds=100)
+    assert run.started_at.isoformat().startswith("2026-11-27T10:02:10")
+
+    sim.append_log("p1", "dlaas: storing results", 390)
+    engine.sync_once()
+    assert engine.get_run(run_id).state == RunState.STORING
+
+    sim.learner_ended("p1", 400, 0, {"exit_code": 0, "stored": True})
+    sim.finish_job(run_id, 405, ok=True)
+    engine.sync_once()
+    run = engine.get_run(run_id)
+    assert run.state == RunState.COMPLETED and run.error_code is None
+    assert _states(engine, run_id) == [RunState.QUEUED, RunState.PENDING, RunState.DOWNLOADING,
+                                       RunState.PROCESSING, RunState.STORING, RunState.COMPLETED]
+    spans = billed_intervals(engine.events(run_id), T0 + timedelta(hours=1))
+    assert [(a.isoformat(), b.isoformat()) for a, b in spans] == [(ts(100).replace("Z", "+00:00"),
+                                                                    ts(405).replace("Z", "+00:00"))]
+    # 305 s on 2 H100 at 6.88/h
+    assert run.cost_micro_usd == round(305 * 2 * 6.88 * 1_000_000 / 3600)
+    stored = engine.store.objects[("mnist-results", f"{run_id}/run.json")]
+    assert b'"COMPLETED"' in stored and b'"events"' in stored
+
+
+def test_a_late_watcher_fills_in_skipped_states_from_pod_times(sim, engine):
+    run_id = "training-aaaaaaa3"
+    engine.submit_run(fx.manifest(), run_id=run_id)
+    sim.add_workload(run_id)
+    sim.admit(run_id, 50)
+    sim.add_pod(run_id, "p1", 51)
+    sim.schedule("p1", "n1", 70)
+    sim.learner_running("p1", 90, "dlaas: gpus: none")
+    sim.learner_ended("p1", 200, 3, {"exit_code": 3, "timed_out": False, "oom": False, "stored": True})
+    sim.finish_job(run_id, 201, ok=False, reason="BackoffLimitExceeded")
+    engine.sync_once()  # first look: everything already happened
+    run = engine.get_run(run_id)
+    assert run.state == RunState.FAILED and run.error_code == "C201" and "exited with 3" in run.message
+    evs = [e for e in engine.events(run_id) if e.state]
+    assert [e.state for e in evs][:2] == [RunState.QUEUED, RunState.PENDING]
+    assert evs[1].at.isoformat().startswith("2026-11-27T10:01:10")  # PodScheduled's own time
+
+
+def test_eviction_goes_back_to_queued_and_opens_a_new_interval(sim, engine):
+    run_id = "training-aaaaaaa4"
+    engine.submit_run(fx.manifest(), run_id=run_id)
+    sim.add_workload(run_id)
+    sim.admit(run_id, 10)
+    sim.add_pod(run_id, "p1", 11)
+    sim.schedule("p1", "n1", 20)
+    sim.learner_running("p1", 30, "dlaas: gpus: none", "step 1")
+    engine.sync_once()
+    assert engine.get_run(run_id).state == RunState.PROCESSING
+
+    sim.evict(run_id, 100)
+    engine.sync_once()
+    run = engine.get_run(run_id)
+    assert run.state == RunState.QUEUED and "Preempted" in run.message
+
+    sim.pods.pop("p1")
+    sim.admit(run_id, 200)
+    sim.add_pod(run_id, "p2", 201)
+    sim.schedule("p2", "n2", 210)
+    sim.learner_running("p2", 220, "dlaas: gpus: none", "step 1 again")
+    engine.sync_once()
+    assert engine.get_run(run_id).state == RunState.PROCESSING
+    spans = billed_intervals(engine.events(run_id), T0 + timedelta(hours=1))
+    # the first span closed at the eviction; the second opened when the new pod got its node
+    assert [(a.isoformat()[11:19], b.isoformat()[11:19]) for a, b in spans] == [("10:00:20", "10:01:40"),
+                                                                                 ("10:03:30", "11:00:00")]
+    states = _states(engine, run_id)
+    assert states.count(RunState.QUEUED) == 2 and states.count(RunState.PENDING) == 2
+
+
+def test_list_then_watch_with_bookmark_and_410_relist(sim):
+    api = KubeApi.for_host(sim.url)
+    sim.jobs["old"] = {"metadata": {"name": "old", "namespace": NS, "labels": {render.LABEL_RUN: "old"}}}
+    seen = []
+    r = Reflector(api, f"/apis/batch/v1/namespaces/{NS}/jobs", label_selector=render.LABEL_RUN,
+                  keep=lambda o: render.LABEL_RUN in o["metadata"].get("labels", {}),
+                  on_event=lambda kind, obj: seen.append((kind, obj["metadata"]["name"])))
+    r.list()
+    first_rv = r.resource_version
+    new = {"metadata": {"name": "new", "namespace": NS, "resourceVersion": "500", "labels": {render.LABEL_RUN: "new"}}}
+    foreign = {"metadata": {"name": "foreign", "namespace": NS, "resourceVersion": "501", "labels": {}}}
+    sim.watch_scripts["jobs"].extend([
+        [{"type": "ADDED", "object": new}, {"type": "ADDED", "object": foreign},
+         {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "777"}}}],
+        [{"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired",
+                                      "message": "too old resource version: 777 (900)"}}],
+    ])
+    r.watch_once(timeout_seconds=5)
+    assert r.resource_version == "777" and r.stats.bookmarks == 1
+    watch_query = [q for m, p, q in sim.requests if q.get("watch") == "true"][0]
+    assert watch_query["resourceVersion"] == first_rv and watch_query["allowWatchBookmarks"] == "true"
+    # the cluster moved on while the watch was cut: "old" deleted, "new" changed
+    sim.jobs.pop("old")
+    sim.jobs["new"] = dict(new, spec={"suspend": False})
+    r.watch_once(timeout_seconds=5)
+    assert r.stats.gone == 1 and r.stats.lists == 2
+    assert seen == [("ADDED", "old"), ("ADDED", "new"), ("MODIFIED", "new"), ("DELETED", "old")]
+    assert set(r.objects) == {f"{NS}/new"}
+
+
+def test_forbidden_gives_a_clear_message(sim, engine):
+    sim.workloads_forbidden = True
+    sim.visibility["v1beta2"] = "forbidden"
+    with pytest.raises(KubeForbidden) as err:
+        KubeApi.for_host(sim.url).request("GET", f"/apis/kueue.x-k8s.io/v1beta2/namespaces/{NS}/workloads")
+    text = str(err.value)
+    assert "forbidden (403)" in text and "cluster setup" in text and "Traceback" not in text
+    assert isinstance(err.value, EngineError)  # the CLI turns it into one line and exit 1
+
+
+def test_visibility_positions_v1beta2_then_v1beta1_then_approximation(sim, engine):
+    api = engine.api
+    for i, (rid, prio) in enumerate([("training-bbbbbbb1", 0), ("training-bbbbbbb2", 1000), ("training-bbbbbbb3", 0)]):
+        engine.submit_run(fx.manifest(), run_id=rid)
+        sim.add_workload(rid, priority=prio, created=10 + i, uid_in_label=(rid == "training-bbbbbbb3"))
+    uids = {sim.jobs[r]["metadata"]["uid"]: r for r in sim.jobs}
+    pos = kueue.queue_positions(api, NS, "team-a-queue", uids)
+    assert pos.source == "visibility/v1beta2" and not pos.approximate
+    assert pos.by_job == {"training-bbbbbbb2": 1, "training-bbbbbbb1": 2, "training-bbbbbbb3": 3}
+
+    sim.visibility = {"v1beta2": "missing", "v1beta1": "serve"}
+    assert kueue.queue_positions(api, NS, "team-a-queue", uids).source == "visibility/v1beta1"
+
+    sim.visibility = {"v1beta2": "forbidden", "v1beta1": "missing"}
+    approx = kueue.queue_positions(api, NS, "team-a-queue", uids)
+    assert approx.approximate and approx.source == "workloads/v1beta2"
+    assert approx.by_job["training-bbbbbbb2"] == 1 and approx.by_job["training-bbbbbbb3"] == 3
+
+    engine.sync_once()
+    run = engine.get_run("training-bbbbbbb3")
+    assert run.queue_position == 3 and run.queue_position_approximate is True
+    assert run.to_json()["queue_position_approximate"] is True
+
+
+def test_log_follow_moves_to_the_next_pod_after_a_restart(sim, engine):
+    run_id = "training-aaaaaaa5"
+    engine.submit_run(fx.manifest(), run_id=run_id)
+    sim.add_pod(run_id, "p1", 10)
+    sim.schedule("p1", "n1", 11)
+    sim.learner_running("p1", 20, "dlaas: gpus: none", "first pod line")
+    sim.learner_ended("p1", 30, 143, {"exit_code": 143})
+    sim.add_pod(run_id, "p2", 40)
+    sim.schedule("p2", "n2", 41)
+    sim.learner_running("p2", 50, "dlaas: gpus: none", "second pod line")
+    sim.learner_ended("p2", 60, 0, {"exit_code": 0})
+    lines = list(logs.follow(engine.api, NS, run_id, finished=lambda: True, poll=0.01))
+    assert lines == ["dlaas: gpus: none", "first pod line", "dlaas: gpus: none", "second pod line"]
+    tail = list(logs.follow(engine.api, NS, run_id, tail=1, finished=lambda: True, poll=0.01))
+    assert tail == ["second pod line"]
+    follows = [q for m, p, q in sim.requests if q.get("follow") == "true"]
+    assert all(q["container"] == "learner" for q in follows)
+
+
+def test_halt_deletes_foreground_and_records_halted(sim, engine):
+    run_id = "training-aaaaaaa6"
+    engine.submit_run(fx.manifest(), run_id=run_id)
+    run = engine.halt(run_id)
+    assert run.state == RunState.HALTED
+    assert sim.deleted == [(run_id, "Foreground")]
+    assert engine.halt(run_id).state == RunState.HALTED  # halting twice is harmless
+    with pytest.raises(NotFound, match="training-zzzzzzzz"):
+        engine.halt("training-zzzzzzzz")
+
+
+def test_finished_run_logs_come_from_the_results_bucket(sim, engine):
+    run_id = "training-aaaaaaa7"
+    engine.submit_run(fx.manifest(), run_id=run_id)
+    engine.halt(run_id)
+    engine.store.put_bytes("mnist-results", f"{run_id}/learner-0/training-log.txt", b"a\nb\nc\n")
+    assert list(engine.logs(run_id, tail=2)) == ["b", "c"]
+
+
+def test_a_job_that_vanished_is_reported_lost(sim, engine):
+    run_id = "training-aaaaaaa8"
+    engine.submit_run(fx.manifest(), run_id=run_id)
+    sim.jobs.clear()
+    engine.sync_once()
+    run = engine.get_run(run_id)
+    assert run.state == RunState.FAILED and run.error_code == "S401"
+
+
+def test_runs_found_on_the_cluster_are_caught_up(sim, engine):
+    run_id = "training-aaaaaaa9"
+    engine.submit_run(fx.manifest(), run_id=run_id, experiment="exp-1")
+    fresh = KubernetesEngine(engine.api, engine.profile, engine.config)  # a restarted agent, empty ledger
+    sim.add_workload(run_id)
+    fresh.sync_once()
+    run = fresh.get_run(run_id)
+    assert run.name == "mnist CNN (v2)" and run.experiment == "exp-1" and run.gpus == 2
+    assert run.state == RunState.QUEUED and run.priority == "high"
+
+
+def test_watch_loop_follows_changes_and_relists_after_410(sim, engine):
+    import threading
+    import time
+
+    run_id = "training-aaaaaab1"
+    engine.submit_run(fx.manifest(), run_id=run_id)
+    sim.add_workload(run_id)
+    stop = threading.Event()
+    loop = threading.Thread(target=engine.watch_loop, args=(stop,), kwargs={"timeout_seconds": 1, "positions_every": 0.2},
+                            daemon=True)
+    loop.start()
+
+    def until(pred, what):
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if pred(engine.get_run(run_id)):
+                return
+            time.sleep(0.05)
+        pytest.fail(f"{what}: run is {engine.get_run(run_id).state}")
+
+    try:
+        until(lambda r: r.queue_position == 1, "initial list")
+        sim.admit(run_id, 60)
+        sim.add_pod(run_id, "p1", 61)
+        sim.schedule("p1", "n1", 70)
+        sim.loader_running("p1", 71)
+        sim.watch_scripts["workloads"].append([{"type": "MODIFIED", "object": sim.workloads[run_id]}])
+        sim.watch_scripts["jobs"].append([{"type": "MODIFIED", "object": sim.jobs[run_id]}])
+        sim.watch_scripts["pods"].append([{"type": "ADDED", "object": sim.pods["p1"]}])
+        until(lambda r: r.state == RunState.DOWNLOADING, "watch events")
+        # the pod watch is cut with 410 Gone; the change made meanwhile arrives through the relist
+        sim.learner_running("p1", 90, "dlaas: gpus: none")
+        sim.watch_scripts["pods"].append([{"type": "ERROR", "object": {"kind": "Status", "code": 410}}])
+        until(lambda r: r.state == RunState.PROCESSING, "relist after 410")
+    finally:
+        stop.set()
+        loop.join(10)
+    assert not loop.is_alive()
+    watches = [q for m, p, q in sim.requests if q.get("watch") == "true"]
+    assert watches and all(q.get("allowWatchBookmarks") == "true" for q in watches)

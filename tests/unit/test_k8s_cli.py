@@ -1,0 +1,59 @@
+"""`dlaas-tui cluster setup` and the dry-run rendering the submit command prints for kubernetes profiles."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.fixtures import k8s_objects as fx
+
+
+def _write_config(home, text):
+    (home / "config.toml").write_text(text)
+
+
+def test_cluster_setup_prints_yaml_for_kubectl(cli, dlaas_home):
+    _write_config(dlaas_home, fx.CONFIG_TOML + "\n[priorities]\nurgent = 5000\n")
+    out = cli("--profile", "lab", "cluster", "setup", "--tier", "standard", "--gpu-product", "NVIDIA-H100-80GB-HBM3")
+    assert out.returncode == 0, out.stderr
+    docs = list(yaml.safe_load_all(out.stdout))
+    kinds = [d["kind"] for d in docs]
+    assert kinds[:4] == ["Namespace", "ResourceFlavor", "ClusterQueue", "LocalQueue"]
+    cq = docs[2]
+    gpu = next(r for r in cq["spec"]["resourceGroups"][0]["flavors"][0]["resources"] if r["name"] == "nvidia.com/gpu")
+    assert gpu["nominalQuota"] == 8  # the standard tier
+    assert docs[3]["metadata"] == {"name": "team-a-queue", "namespace": "team-a"}
+    assert {d["metadata"]["name"] for d in docs if d["kind"] == "WorkloadPriorityClass"} == {"urgent", "high", "normal", "low"}
+    assert docs[1]["spec"]["nodeLabels"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+
+
+def test_cluster_setup_gpus_flag_and_bad_tier(cli, dlaas_home):
+    _write_config(dlaas_home, fx.CONFIG_TOML)
+    out = cli("cluster", "setup", "--gpus", "3")
+    assert out.returncode == 0
+    assert "nominalQuota: 3" in out.stdout
+    bad = cli("cluster", "setup", "--tier", "platinum")
+    assert bad.returncode == 2 and "platinum" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_cluster_setup_does_not_import_the_kubernetes_client(dlaas_home):
+    _write_config(dlaas_home, fx.CONFIG_TOML)
+    code = ("import sys; from dlaas_tui.cli import main; rc = main(['cluster', 'setup', '--gpus', '1']); "
+            "assert 'kubernetes' not in sys.modules, 'kubernetes imported'; sys.exit(rc)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+
+
+def test_dry_run_yaml_for_the_submit_command():
+    from backend.engines.kubernetes.render import dry_run_yaml
+
+    text = dry_run_yaml(fx.manifest(learners=2), "training-dryrun01", fx.profile(), fx.config(), user="ada",
+                        experiment="exp 1", params={"lr": 0.1})
+    docs = list(yaml.safe_load_all(text))
+    assert [d["kind"] for d in docs] == ["Job", "Secret", "Service"]
+    assert "s3cr3t" not in text
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    for d in docs:
+        kubernetes_validate.validate(d, "1.33.0", strict=True)

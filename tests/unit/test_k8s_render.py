@@ -1,0 +1,193 @@
+"""Rendering a run and the cluster setup: strict schema checks for Kubernetes 1.29-1.37 and Kueue's CRDs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from backend.engines.kubernetes import render, setup
+from backend.errors import BadInput
+from tests.fixtures import k8s_objects as fx
+
+kubernetes_validate = pytest.importorskip("kubernetes_validate")
+
+
+def _validate_all(objs):
+    for obj in objs:
+        for version in fx.K8S_VERSIONS:
+            kubernetes_validate.validate(obj, version, strict=True)
+
+
+def _env(container):
+    return {e["name"]: e for e in container["env"]}
+
+
+def test_single_learner_job_is_valid_and_queued_suspended():
+    objs = render.render_submission(fx.manifest(), "training-ab12cd34", fx.profile(), fx.config(), user="ada")
+    _validate_all(objs)
+    job, secret = objs
+    assert [o["kind"] for o in objs] == ["Job", "Secret"]
+    meta, spec = job["metadata"], job["spec"]
+    assert meta["labels"][render.QUEUE_LABEL] == "team-a-queue"
+    assert meta["labels"][render.PRIORITY_LABEL] == "high"
+    assert meta["labels"][render.LABEL_RUN] == "training-ab12cd34"
+    assert meta["labels"][render.LABEL_MANIFEST] == "mnist-CNN-v2"  # label-safe form
+    assert meta["annotations"][render.ANN_NAME] == "mnist CNN (v2)"  # the exact name kept aside
+    assert spec["suspend"] is True and spec["backoffLimit"] == 0
+    assert spec["ttlSecondsAfterFinished"] == 3600
+    assert spec["activeDeadlineSeconds"] == 5400 + 900 + 120
+    assert "completionMode" not in spec
+
+
+def test_pod_shape_resources_and_security():
+    job = render.render_submission(fx.manifest(), "training-ab12cd34", fx.profile(), fx.config())[0]
+    pod = job["spec"]["template"]["spec"]
+    learner, = pod["containers"]
+    loader, = pod["initContainers"]
+    assert learner["image"] == "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"
+    assert loader["image"] == "rclone/rclone:1.68"
+    assert learner["resources"]["requests"] == {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "2"}
+    assert learner["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    expr, = terms[0]["matchExpressions"]
+    assert expr["key"] == "nvidia.com/gpu.product" and "NVIDIA-H100-80GB-HBM3" in expr["values"]
+    for c in (learner, loader):
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False and sc["runAsNonRoot"] is True
+        assert sc["readOnlyRootFilesystem"] is True and sc["capabilities"]["drop"] == ["ALL"]
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert pod["restartPolicy"] == "Never" and pod["terminationGracePeriodSeconds"] == 120
+    # the learner's entrypoint is the sh wrapper itself
+    assert learner["command"][:2] == ["/bin/sh", "-c"] and "storing results" in learner["command"][2]
+    assert "copyto" in loader["command"][2] and "_submitted_code/model.zip" in loader["command"][2]
+
+
+def test_env_follows_design_and_secrets_are_references_only():
+    objs = render.render_submission(
+        fx.manifest(), "training-ab12cd34", fx.profile(), fx.config(), params={"lr": 0.01, "batch-size": 64},
+        reveal_secrets=True,
+    )
+    job, secret = objs
+    env = _env(job["spec"]["template"]["spec"]["containers"][0])
+    for name in ("DATA_DIR", "RESULT_DIR", "MODEL_DIR", "LOG_DIR", "JOB_STATE_DIR", "CHECKPOINT_DIR",
+                 "TRAINING_ID", "LEARNER_ID", "NUM_LEARNERS", "GPU_COUNT"):
+        assert name in env, name
+    assert env["TRAINING_ID"]["value"] == "training-ab12cd34"
+    assert env["MODE"]["value"] == "fast"
+    assert env["WANDB_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "training-ab12cd34-secrets", "key": "env-wandb"}
+    assert env["HP_LR"]["value"] == "0.01" and env["HP_BATCH_SIZE"]["value"] == "64"
+    assert json.loads(env["DLAAS_PARAMS_JSON"]["value"]) == {"batch-size": 64, "lr": 0.01}
+    assert "secretKeyRef" in env["RCLONE_CONFIG_DLAAS_SECRET_ACCESS_KEY"]["valueFrom"]
+    job_text = json.dumps(job)
+    for value in ("s3cr3t-value-never-in-a-job", "AKIDEXAMPLE", "wandb-token-value"):
+        assert value not in job_text
+    assert secret["stringData"]["AWS_SECRET_ACCESS_KEY"] == "s3cr3t-value-never-in-a-job"
+    assert secret["stringData"]["env-wandb"] == "wandb-token-value"
+    owner, = secret["metadata"]["ownerReferences"]
+    assert owner["kind"] == "Job" and owner["name"] == "training-ab12cd34"
+
+
+def test_profile_secret_is_used_when_named():
+    m = fx.manifest(env={})
+    objs = render.render_submission(m, "training-ab12cd34", fx.profile("shared"), fx.config())
+    assert [o["kind"] for o in objs] == ["Job"]  # no per-run Secret needed
+    env = _env(objs[0]["spec"]["template"]["spec"]["containers"][0])
+    assert env["RCLONE_CONFIG_DLAAS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "team-a-s3"
+    _validate_all(objs)
+
+
+def test_multi_learner_is_indexed_with_headless_service():
+    objs = render.render_submission(fx.manifest(learners=4), "training-ab12cd34", fx.profile(), fx.config(),
+                                    job_uid="6f1c2b3a-0000-4000-8000-000000000001")
+    _validate_all(objs)
+    job = objs[0]
+    svc = next(o for o in objs if o["kind"] == "Service")
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == 4
+    pod = job["spec"]["template"]["spec"]
+    assert pod["subdomain"] == svc["metadata"]["name"]
+    assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["publishNotReadyAddresses"] is True
+    env = _env(pod["containers"][0])
+    assert env["MASTER_ADDR"]["value"] == "training-ab12cd34-0.training-ab12cd34"
+    assert env["WORLD_SIZE"]["value"] == "4" and "fieldRef" in env["RANK"]["valueFrom"]
+    assert svc["metadata"]["ownerReferences"][0]["uid"] == "6f1c2b3a-0000-4000-8000-000000000001"
+
+
+def test_cpu_only_run_and_no_max_duration():
+    m = fx.manifest(gpus=0, gpu_type=None, cpus=0.5, memory="1.5GB", max_duration=None, env={})
+    job, = render.render_submission(m, "training-00000000", fx.profile("shared"), fx.config())
+    _validate_all([job])
+    pod = job["spec"]["template"]["spec"]
+    assert "affinity" not in pod and "tolerations" not in pod
+    assert pod["containers"][0]["resources"]["requests"] == {"cpu": "500m", "memory": "1500000000"}
+    assert "activeDeadlineSeconds" not in job["spec"]
+
+
+@pytest.mark.parametrize("memory,expected", [
+    ("512MB", "512M"), ("512MiB", "512Mi"), ("4GiB", "4Gi"), ("2Gb", "2G"), ("1.5GiB", "1610612736"), ("1TB", "1T"),
+])
+def test_memory_units_map_to_quantities(memory, expected):
+    assert render.memory_quantity(memory) == expected
+
+
+@pytest.mark.parametrize("bad", ["4 gigs", "4", "4KB"])
+def test_bad_memory_is_an_error(bad):
+    with pytest.raises(BadInput, match="memory"):
+        render.memory_quantity(bad)
+
+
+def test_label_values_are_safe():
+    assert render.label_value("a/b c") == "a-b-c"
+    assert render.label_value("--x--") == "x"
+    assert len(render.label_value("x" * 100)) == 63
+    assert render.label_value("!!!") is None
+
+
+def test_unmapped_framework_and_unknown_priority_are_refused():
+    with pytest.raises(BadInput, match="framework 'tensorflow'"):
+        render.render_submission(fx.manifest(framework={"name": "tensorflow", "command": "x"}),
+                                 "training-ab12cd34", fx.profile(), fx.config())
+    with pytest.raises(BadInput, match="priority 'urgent'"):
+        render.render_submission(fx.manifest(priority="urgent"), "training-ab12cd34", fx.profile(), fx.config())
+    with pytest.raises(BadInput, match="run id"):
+        render.render_submission(fx.manifest(), "Training_1", fx.profile(), fx.config())
+
+
+def test_dry_run_yaml_masks_secrets_and_parses_back():
+    text = render.dry_run_yaml(fx.manifest(), "training-ab12cd34", fx.profile(), fx.config(), user="ada")
+    assert "s3cr3t-value-never-in-a-job" not in text and "wandb-token-value" not in text
+    docs = list(yaml.safe_load_all(text))
+    assert [d["kind"] for d in docs] == ["Job", "Secret"]
+    assert set(docs[1]["stringData"].values()) == {render.MASKED}
+    _validate_all(docs)
+
+
+def test_cluster_setup_objects_are_valid():
+    objs = setup.cluster_objects(namespace="team-a", queue="team-a-queue", gpus=8, gpu_product="NVIDIA-H100-80GB-HBM3",
+                                 priorities={"high": 1000, "normal": 0, "low": -100})
+    kinds = [o["kind"] for o in objs]
+    assert kinds.count("WorkloadPriorityClass") == 3
+    cq = next(o for o in objs if o["kind"] == "ClusterQueue")
+    gpu = [r for r in cq["spec"]["resourceGroups"][0]["flavors"][0]["resources"] if r["name"] == "nvidia.com/gpu"]
+    assert gpu[0]["nominalQuota"] == 8
+    role = next(o for o in objs if o["kind"] == "Role")
+    vis = [r for r in role["rules"] if r["apiGroups"] == ["visibility.kueue.x-k8s.io"]]
+    assert vis[0]["resources"] == ["localqueues/pendingworkloads"] and set(vis[0]["verbs"]) == {"get", "list"}
+    _validate_all([o for o in objs if not o["apiVersion"].startswith("kueue.x-k8s.io")])
+
+
+def test_kueue_objects_match_the_crds():
+    if not fx.KUEUE_CRDS.is_dir():
+        pytest.skip(f"Kueue CRDs not found at {fx.KUEUE_CRDS} (the shared data folder is absent)")
+    pytest.importorskip("jsonschema")
+    objs = setup.cluster_objects(namespace="team-a", queue="q", gpus=1, gpu_product=None, priorities={"normal": 0})
+    kueue = [o for o in objs if o["apiVersion"].startswith("kueue.x-k8s.io")]
+    assert {o["kind"] for o in kueue} == {"ResourceFlavor", "ClusterQueue", "LocalQueue", "WorkloadPriorityClass"}
+    for obj in kueue:
+        fx.validate_kueue(obj)
+    import jsonschema
+
+    broken = dict(kueue[2], spec={"clusterQueue": "x", "bogus": 1})  # the strict check does refuse strays
+    with pytest.raises(jsonschema.ValidationError):
+        fx.validate_kueue(broken)
