@@ -172,6 +172,11 @@ class CostBreakdown:
     open: bool  # still ticking (the last interval ends "now")
 
     @property
+    def rate(self) -> int | None:
+        """Micro-dollars per device-hour (None: unpriced)."""
+        return self.rate_micro_per_hour
+
+    @property
     def unpriced(self) -> bool:
         return self.total_micro is None
 
@@ -215,12 +220,25 @@ class CostBreakdown:
 def run_cost(
     events: Iterable[RunEvent],
     gpu_type: str | None,
-    device_count: int,
-    prices: PriceTable,
-    now: datetime,
+    device_count: int | None = None,
+    prices: PriceTable | None = None,
+    now: datetime | None = None,
     minimum_seconds: int = 60,
+    *,
+    gpus: int | None = None,
 ) -> CostBreakdown:
-    """What a run costs from its ledger, per second, with the per-run minimum once billed."""
+    """What a run costs from its ledger, per second, with the per-run minimum once billed.
+
+    `gpus=` is accepted as another name for `device_count`; `prices` defaults to the default table.
+    """
+    if device_count is None:
+        device_count = gpus if gpus is not None else 1
+    if prices is None:
+        prices = PriceTable.defaults()
+    if now is None:
+        from .runs import utcnow
+
+        now = utcnow()
     events = list(events)
     intervals = billed_intervals(events, now)
     last_state = next((e.state for e in reversed(events) if e.state is not None), None)

@@ -10,7 +10,7 @@ import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .errors import BadInput
@@ -223,6 +223,10 @@ class BudgetStatus:
         total = estimate.total_usd
         if total is None:
             return
+        self.check_total(total, estimate.describe())
+
+    def check_total(self, total: float, detail: str = "") -> None:
+        """As `check`, for the sum of several estimates (`detail` says how it was reached)."""
         for label, limit, spent in (
             ("daily", self.daily_limit, self.spent_today),
             ("monthly", self.monthly_limit, self.spent_month),
@@ -234,6 +238,7 @@ class BudgetStatus:
                 raise BadInput(
                     f"over the {label} budget: this submission is estimated at ${total:,.2f} "
                     f"but only ${left:,.2f} of ${limit:,.2f} is left (spent ${spent:,.2f})"
+                    + (f" [{detail}]" if detail else "")
                 )
 
 
@@ -279,6 +284,21 @@ def queue_etas(
     return etas
 
 
+def format_eta(eta: datetime | None, now: datetime | None = None) -> str:
+    """`~12m`: the tilde says it is an estimate."""
+    if eta is None:
+        return ""
+    now = now or datetime.now(timezone.utc)
+    s = max(0, int((eta - now).total_seconds()))
+    if s < 60:
+        return "~now" if s < 5 else f"~{s}s"
+    if s < 3600:
+        return f"~{s // 60}m"
+    if s < 86400:
+        return f"~{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"~{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
 def experiment_summaries(runs: Iterable[Run]) -> list[dict[str, Any]]:
     """One line per experiment: counts by state, best value of the primary metric, cost."""
     groups: dict[str, list[Run]] = {}
@@ -287,7 +307,7 @@ def experiment_summaries(runs: Iterable[Run]) -> list[dict[str, Any]]:
             groups.setdefault(r.experiment, []).append(r)
     out = []
     for name, members in groups.items():
-        board = leaderboard(name, members)
+        board = leaderboard(name, members, goal=members[0].metric_goal)
         best = board.best
         out.append(
             {
@@ -324,6 +344,7 @@ __all__ = [
     "best_so_far",
     "estimate_cost",
     "experiment_summaries",
+    "format_eta",
     "format_params",
     "halt_candidates",
     "leaderboard",

@@ -12,6 +12,7 @@ from typing import Any
 
 from .config import Config, Profile, Secret, load_config  # noqa: F401
 from .cost import CostBreakdown, PriceTable, canonical_gpu_type, format_usd  # noqa: F401
+from .metrics import ParsedMetrics, parse_metrics_line, primary_metric  # noqa: F401
 from .errors import (  # noqa: F401
     BadInput,
     ConfigError,
@@ -21,7 +22,7 @@ from .errors import (  # noqa: F401
     ReadOnly,
     StoreError,
 )
-from .paths import Paths, get_paths, resource_dir  # noqa: F401
+from .paths import Paths, get_paths, private_dir, resource_dir, write_private  # noqa: F401
 from .runs import (  # noqa: F401
     ACTIVE_STATES,
     TERMINAL_STATES,
@@ -37,6 +38,17 @@ from .runs import (  # noqa: F401
     SubmitRequest,
     iso,
     utcnow,
+)
+from .experiments import (  # noqa: F401
+    BudgetStatus,
+    CostEstimate,
+    Leaderboard,
+    experiment_summaries,
+    format_eta,
+    format_params,
+    halt_candidates,
+    leaderboard,
+    spend,
 )
 from .samples_seed import ensure_sample_data  # noqa: F401
 from .store.base import (  # noqa: F401
@@ -77,6 +89,39 @@ def convert_manifest(manifest: Manifest, to: str) -> Any:
     if to not in CONVERTERS:
         raise BadInput(f"unknown manifest dialect {to!r}; known: {', '.join(CONVERTERS)}")
     return CONVERTERS[to](manifest)
+
+
+def estimate_submission(backend: Backend, paths: list[Any]) -> tuple[list[tuple[str, CostEstimate]], BudgetStatus | None]:
+    """Each manifest's cost estimate and the profile's budget status (None: no budget set)."""
+    from .budget import estimate_paths
+
+    return estimate_paths(backend, paths)
+
+
+def estimate_manifest(backend: Backend, manifest: Manifest) -> CostEstimate:
+    """What submitting this (parsed) manifest is expected to cost, on this backend's engine."""
+    from .budget import estimate_manifest as estimate
+
+    return estimate(backend, manifest, engine=backend.engine)
+
+
+def budget_status(backend: Backend, runs: list[Run] | None = None) -> BudgetStatus | None:
+    """Spend against the profile's budget (from `runs` when given); None when no budget is set."""
+    budget = backend.profile.budget
+    if budget.daily_usd is None and budget.monthly_usd is None:
+        return None
+    if runs is None:
+        from .budget import budget_status as status
+
+        return status(backend)
+    today, month = spend(runs, utcnow())
+    return BudgetStatus(budget.daily_usd, budget.monthly_usd, today, month)
+
+
+def describe_budget(status: BudgetStatus | None, estimate_usd: float | None = None) -> str:
+    from .budget import describe_budget as describe
+
+    return describe(status, estimate_usd)
 
 
 def expand_sweep(manifest: Manifest) -> list[Any]:
@@ -162,3 +207,43 @@ def open_backend(profile: str | None = None, *, read_only: bool | None = None) -
     if read_only:
         prof = prof.model_copy(update={"read_only": True})
     return Backend(config=config, profile=prof, paths=paths)
+
+
+# -- the agent (one per DLAAS_HOME; imported lazily so `--help` stays light) ----------------------
+def agent_start(paths: Paths | None = None) -> int:
+    """Start the agent unless one runs; returns its pid."""
+    from .engines.local.control import ensure_agent
+
+    return ensure_agent(paths or get_paths())
+
+
+def agent_stop(paths: Paths | None = None) -> int | None:
+    """Stop the agent (its runs go on and are adopted by the next one); returns the pid stopped."""
+    from .engines.local.control import stop_agent
+
+    return stop_agent(paths or get_paths())
+
+
+def agent_status(paths: Paths | None = None) -> int | None:
+    """The running agent's pid, or None."""
+    from .engines.local.control import agent_pid
+
+    pid = agent_pid((paths or get_paths()).state_dir)
+    return pid if pid and pid > 0 else None
+
+
+# -- Prices for the UI, imported on first use (manifest parsing and sweeps are re-exported above) ----
+def price_per_gpu_hour(config: Config, gpu_type: str | None) -> float | None:
+    """USD per GPU-hour for a GPU type under this config; None = unpriced."""
+    from .cost import PriceTable
+
+    return PriceTable.from_config(config).per_hour(gpu_type)
+
+
+def estimate_cost(
+    runs: int, devices_per_run: int, rate_usd_per_hour: float | None, max_duration_s: float | None
+) -> Any:
+    """runs × devices × price × duration as a CostEstimate (backend.experiments' rule)."""
+    from .experiments import estimate_cost as estimate
+
+    return estimate(runs, devices_per_run, rate_usd_per_hour, max_duration_s)

@@ -18,12 +18,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backend.store.base import Transfer  # noqa: E402
-from backend.store import local as local_mod  # noqa: E402
+from backend.store import local_listing  # noqa: E402
 from backend.store.local import LocalStore  # noqa: E402
 
 N_OBJECTS = 100_000
 N_FOLDERS = 100
-PAGE_TARGET_S = 0.5
+PAGE_TARGET = "<= 3x anchor"  # ~0.1 s on an idle 2-core machine; relative, as load varies
 N_FILES, FILE_SIZE = 2000, 16 * 1024
 
 
@@ -37,7 +37,7 @@ def best_of(n: int, fn) -> float:
 
 
 def row(what: str, seconds: float, target: str, anchor: str) -> None:
-    print(f"{what:<44} {seconds * 1000:9.1f} ms   target {target:<10} anchor {anchor}")
+    print(f"{what:<44} {seconds * 1000:9.1f} ms   target {target:<14} anchor {anchor}")
 
 
 def bench_listing(root: Path) -> None:
@@ -52,21 +52,21 @@ def bench_listing(root: Path) -> None:
         (folder / f"dir-{i:03d}").mkdir()
         (folder / f"dir-{i:03d}" / "f").write_bytes(b"y")
     total = N_OBJECTS + N_FOLDERS
-    time.sleep(local_mod.STABLE_NS / 1e9 + 0.1)  # a data folder at rest, as users' datasets are
+    time.sleep(local_listing.STABLE_NS / 1e9 + 0.1)  # a data folder at rest, as users' datasets are
 
     anchor = best_of(3, lambda: sorted(os.listdir(folder)))
     anchor_txt = f"sorted(os.listdir) {anchor * 1000:.1f} ms"
     def first_page_cold():
-        store._cache = None  # what a fresh process pays
+        store._scans.clear()  # what a fresh process pays
         page = store.list("big", "huge/", page_size=1000)
         assert len(page.items) == 1000 and page.next_token
 
     t_first = best_of(3, first_page_cold)
-    row(f"first page of {total:,} entries (cold)", t_first, f"<= {PAGE_TARGET_S}s", anchor_txt)
+    row(f"first page of {total:,} entries (cold)", t_first, PAGE_TARGET, anchor_txt)
     last_after = "huge/obj-099500.bin"
     store.list("big", "huge/", page_size=1000, start_after=last_after)
     t_last = best_of(3, lambda: store.list("big", "huge/", page_size=1000, start_after=last_after))
-    row("a late page (start_after, scan kept)", t_last, f"<= {PAGE_TARGET_S}s", anchor_txt)
+    row("a late page (start_after, scan kept)", t_last, PAGE_TARGET, anchor_txt)
 
     def walk_all() -> int:
         n, token = 0, None
@@ -80,11 +80,11 @@ def bench_listing(root: Path) -> None:
     t0 = time.perf_counter()
     assert walk_all() == total
     t_all = time.perf_counter() - t0
-    row(f"all {total // 1000 + 1} pages, one by one", t_all, "<= 3s", anchor_txt)
+    row(f"all {total // 1000 + 1} pages, one by one", t_all, "<= 10x anchor", anchor_txt)
     # A folder that just changed is rescanned for every page: the worst case.
     (folder / "touch").write_bytes(b"z")
     t_changed = best_of(3, lambda: store.list("big", "huge/", page_size=1000, start_after=last_after))
-    row("a late page of a folder changed just now", t_changed, f"<= {PAGE_TARGET_S}s", anchor_txt)
+    row("a late page of a folder changed just now", t_changed, PAGE_TARGET, anchor_txt)
 
 
 def bench_transfers(root: Path) -> None:

@@ -11,12 +11,19 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from ..config import Secret
+from ..config import MASK, Secret
 from .units import memory_to_kubernetes, parse_duration, parse_memory
 
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PARAM_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _CONTAINER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+_SECRET_NAME_RE = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL", re.I)
+
+
+def looks_secret(name: str) -> bool:
+    return bool(_SECRET_NAME_RE.search(name))
+
+
 # Set for every run by the engine; a manifest `env` entry of the same name would be overwritten.
 SYSTEM_ENV = frozenset(
     "DATA_DIR RESULT_DIR MODEL_DIR LOG_DIR JOB_STATE_DIR CHECKPOINT_DIR TRAINING_ID LEARNER_ID "
@@ -319,6 +326,11 @@ class Manifest(_Model):
         return out
 
     def masked_dict(self) -> dict[str, Any]:
-        """The manifest as plain data with every secret shown as `****` (what any output shows)."""
-        return self.model_dump(mode="json", exclude_none=True)
+        """The manifest as plain data with every secret shown as `****` (what any output shows):
+        connection keys, and plain env values whose names say they are secrets."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        for name, value in data.get("env", {}).items():
+            if isinstance(value, str) and looks_secret(name):
+                data["env"][name] = MASK
+        return data
 

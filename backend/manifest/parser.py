@@ -15,8 +15,8 @@ import yaml
 from pydantic import ValidationError
 
 from .messages import describe, unknown_keys, validation_problems
-from .model import SYSTEM_ENV, Manifest
-from .problems import ManifestError, ManifestResult, Marks, Path_, Problem, format_path  # noqa: F401
+from .model import SYSTEM_ENV, Manifest, looks_secret
+from .problems import ManifestError, ManifestResult, Marks, Path_, Problem, TooLarge, format_path  # noqa: F401
 
 MAX_MANIFEST_BYTES = 1024 * 1024
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -48,12 +48,12 @@ def _compose(text: str, source: str) -> tuple[Any, Marks]:
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
+        if node is None:
+            return None, marks
+        marks.walk(node)  # first: it refuses alias bombs and cycles before anything expands them
+        return loader.construct_document(node), marks
     finally:
         loader.dispose()
-    if node is not None:
-        marks.walk(node)
-    return data, marks
 
 
 # Fields whose YAML scalar may be read as a number but mean text (`version: 1.10` is not 1.1).
@@ -98,7 +98,10 @@ def _lint(manifest: Manifest, marks: Marks) -> list[Problem]:
     store = manifest.data_store
     if store.type == "local" and store.connection is not None:
         warn(("data_stores", 0, "connection"), "a local data store ignores `connection`")
-    for name in manifest.env:
+    for name, value in manifest.env.items():
+        if isinstance(value, str) and value and looks_secret(name):
+            warn(("env", name), f"{name} looks like a secret: keep it out of the manifest with "
+                 f"{{secret: NAME}} and the config's [secrets] (it is shown as ****)")
         if name in SYSTEM_ENV:
             warn(("env", name), f"{name} is set by the system for every run; this value is replaced")
     sweep = manifest.sweep
@@ -126,6 +129,9 @@ def parse_manifest(text: str, source: str = "<manifest>") -> ManifestResult:
         data, marks = _compose(text, source)
     except yaml.YAMLError as exc:
         result.errors.append(_yaml_problem(exc, text, source))
+        return result
+    except TooLarge as exc:
+        result.errors.append(Problem(source, 1, 1, "", str(exc)))
         return result
     result.errors += marks.errors
     if not isinstance(data, dict):

@@ -14,6 +14,11 @@ from ..errors import BadInput
 from .model import Manifest
 
 Path_ = tuple[str | int, ...]
+MAX_NODES = 20_000
+
+
+class TooLarge(ValueError):
+    """The document is too big or cyclic to be a manifest."""
 
 
 
@@ -78,10 +83,17 @@ class Marks:
         self.keys: dict[Path_, yaml.Mark] = {}
         self.nodes: dict[Path_, yaml.Node] = {}
         self.errors: list[Problem] = []
+        self.visits = 0
 
-    def walk(self, node: yaml.Node, path: Path_ = (), depth: int = 0) -> None:
-        if depth > 64:  # aliases can build cycles; no manifest is this deep
-            return
+    def walk(self, node: yaml.Node, path: Path_ = (), active: frozenset[int] = frozenset()) -> None:
+        # Aliases share nodes: a few lines can expand to billions of paths, or refer to themselves.
+        self.visits += 1
+        if self.visits > MAX_NODES:
+            raise TooLarge(f"the YAML expands to more than {MAX_NODES} values (through aliases)")
+        if id(node) in active:
+            raise TooLarge("an alias refers to itself")
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            active = active | {id(node)}
         self.nodes[path] = node
         self.values[path] = node.start_mark
         if isinstance(node, yaml.MappingNode):
@@ -100,10 +112,10 @@ class Marks:
                     )
                 seen[key] = key_node
                 self.keys[(*path, key)] = key_node.start_mark
-                self.walk(value_node, (*path, key), depth + 1)
+                self.walk(value_node, (*path, key), active)
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
-                self.walk(item, (*path, i), depth + 1)
+                self.walk(item, (*path, i), active)
 
     def _problem(self, mark: yaml.Mark, path: Path_, message: str, severity: str = "error") -> Problem:
         return Problem(self.source, mark.line + 1, mark.column + 1, format_path(path), message, severity)

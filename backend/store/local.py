@@ -8,7 +8,7 @@ Semantics follow S3 where a file system allows it:
   sub-folder `a` counting as `a/`) and returns one page; the continuation token encodes the last key
   returned. Only the entries of the returned page are stat'ed, so a page of a 100,000-entry folder
   costs one scandir, one partial sort and `page_size` stats; the next pages of a big, unchanged
-  folder reuse the sorted scan (see `_scan`).
+  folder reuse the sorted scan (local_listing.ScanCache).
 - Writes go to a temp file in the bucket's hidden `.dlaas-tmp/` folder (same file system, never
   listed) and are moved into place with os.replace: a reader sees the old object or the new one,
   never half of one. A cancelled transfer removes its temp file and leaves no object.
@@ -21,7 +21,6 @@ Semantics follow S3 where a file system allows it:
 """
 from __future__ import annotations
 
-import base64
 import bisect
 import hashlib
 import heapq
@@ -29,8 +28,6 @@ import os
 import shutil
 import stat as stat_mod
 import tempfile
-import threading
-import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,45 +44,20 @@ from .base import (
     validate_key,
 )
 from .files import copy_stream, folder_files, safe_dest_path, within
+from .local_listing import (
+    TMP_DIR,
+    ScanCache,
+    decode_token,
+    encode_token,
+    info_from_stat,
+    sort_key,
+    walk,
+)
 
 if TYPE_CHECKING:
     from ..facade import Backend
 
-TMP_DIR = ".dlaas-tmp"
 ETAG_MD5_LIMIT = 8 << 20
-_TOKEN_PREFIX = "lk1."
-CACHE_MIN_ENTRIES = 2000
-STABLE_NS = 2_000_000_000
-
-
-def _sort_key(key: str) -> bytes:
-    # surrogateescape keeps names that are not valid UTF-8 (possible on Linux) sortable as bytes
-    return key.encode("utf-8", "surrogateescape")
-
-
-def _encode_token(key: str) -> str:
-    return _TOKEN_PREFIX + base64.urlsafe_b64encode(_sort_key(key)).decode("ascii")
-
-
-def _decode_token(token: str, prefix: str) -> str:
-    try:
-        if not token.startswith(_TOKEN_PREFIX):
-            raise ValueError
-        key = base64.urlsafe_b64decode(token[len(_TOKEN_PREFIX) :]).decode("utf-8", "surrogateescape")
-    except ValueError:
-        raise BadInput(f"invalid continuation token {token[:40]!r}") from None
-    if not key.startswith(prefix):
-        raise BadInput(f"continuation token does not belong to prefix {prefix!r}")
-    return key
-
-
-def _info_from_stat(key: str, st: os.stat_result, etag: str | None = None) -> ObjectInfo:
-    return ObjectInfo(
-        key=key,
-        size=st.st_size,
-        modified=datetime.fromtimestamp(st.st_mtime, tz=UTC),
-        etag=etag,
-    )
 
 
 class LocalStore:
@@ -95,8 +67,7 @@ class LocalStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self._cache_lock = threading.Lock()
-        self._cache: tuple[tuple, list] | None = None
+        self._scans = ScanCache()
 
     @classmethod
     def from_backend(cls, backend: Backend) -> LocalStore:
@@ -133,7 +104,7 @@ class LocalStore:
                 continue
             st = entry.stat()
             out.append(BucketInfo(entry.name, datetime.fromtimestamp(st.st_mtime, tz=UTC)))
-        return sorted(out, key=lambda b: _sort_key(b.name))
+        return sorted(out, key=lambda b: sort_key(b.name))
 
     def bucket_exists(self, bucket: str) -> bool:
         return self._bucket_dir(bucket, must_exist=False).is_dir()
@@ -184,13 +155,14 @@ class LocalStore:
         return Path(target)
 
     def local_path(self, bucket: str, key_or_prefix: str = "") -> Path:
-        """The folder or file behind a bucket/prefix, safely resolved, for read-only views (DATA_DIR)."""
+        """The folder or file behind a bucket/prefix, safely resolved, for read-only views (DATA_DIR).
+
+        The bucket must exist; the path itself may not (yet): callers check, as they know whether
+        a missing prefix is an error (training data) or not (a log not written yet).
+        """
         if not key_or_prefix:
             return Path(os.path.realpath(self._bucket_dir(bucket)))
-        path = self._path(bucket, key_or_prefix)
-        if not path.exists():
-            raise NotFound(f"{key_or_prefix!r} not found in bucket {bucket!r}")
-        return path
+        return self._path(bucket, key_or_prefix)
 
     def _not_found(self, bucket: str, key: str, path: Path) -> NotFound:
         if path.is_dir():
@@ -225,58 +197,6 @@ class LocalStore:
             folder = Path(base)
         return folder, folder_key, name_part, base
 
-    def _entries(self, folder: Path, folder_key: str, name_part: str, base: str, top: bool):
-        """(key, is_folder, entry) for the visible entries of one folder whose names match."""
-        try:
-            it = os.scandir(folder)
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        with it:
-            for entry in it:
-                name = entry.name
-                if top and name == TMP_DIR or not name.startswith(name_part):
-                    continue
-                try:
-                    if entry.is_symlink() and not within(os.path.realpath(entry.path), base):
-                        continue
-                    is_dir = entry.is_dir()
-                    if not is_dir and not entry.is_file():
-                        continue
-                except OSError:
-                    continue
-                yield (folder_key + name + "/" if is_dir else folder_key + name), is_dir, entry
-
-    def _scan(
-        self, folder: Path, folder_key: str, name_part: str, base: str, keep: bool
-    ) -> tuple[list, bool]:
-        """(sort key, key, is_folder, path) rows of one folder, and whether they are sorted.
-
-        Paging through a big folder would rescan it for every page, so the sorted rows of the last
-        big folder are kept (from the second page on: a first page needs no full sort) while its
-        mtime stays the same. Only folders left unchanged for
-        STABLE_NS before the scan are kept: a change after the scan then always gets a newer
-        mtime, even on file systems whose timestamps are coarse.
-        """
-        try:
-            st = os.stat(folder)
-        except (FileNotFoundError, NotADirectoryError):
-            return [], True
-        ident = (os.fspath(folder), folder_key, name_part, st.st_ino, st.st_mtime_ns)
-        with self._cache_lock:
-            if self._cache is not None and self._cache[0] == ident:
-                return self._cache[1], True
-        started = time.time_ns()
-        rows = [
-            (_sort_key(key), key, is_dir, entry.path)
-            for key, is_dir, entry in self._entries(folder, folder_key, name_part, base, not folder_key)
-        ]
-        if not keep or len(rows) < CACHE_MIN_ENTRIES or started - st.st_mtime_ns < STABLE_NS:
-            return rows, False
-        rows.sort()
-        with self._cache_lock:
-            self._cache = (ident, rows)
-        return rows, True
-
     def list(
         self,
         bucket: str,
@@ -293,10 +213,10 @@ class LocalStore:
         folder, folder_key, name_part, base = self._level(bucket, prefix)
         after = b""
         if start_after:
-            after = _sort_key(start_after)
+            after = sort_key(start_after)
         if token:
-            after = max(after, _sort_key(_decode_token(token, prefix)))
-        rows, is_sorted = self._scan(folder, folder_key, name_part, base, keep=bool(after))
+            after = max(after, sort_key(decode_token(token, prefix)))
+        rows, is_sorted = self._scans.scan(folder, folder_key, name_part, base, keep=bool(after))
         if is_sorted:
             start = bisect.bisect_right(rows, after, key=lambda r: r[0])
             chosen = rows[start : start + page_size + 1]
@@ -310,36 +230,17 @@ class LocalStore:
                 items.append(ObjectInfo(key=key, is_prefix=True))
                 continue
             try:
-                items.append(_info_from_stat(key, os.stat(path)))
+                items.append(info_from_stat(key, os.stat(path)))
             except FileNotFoundError:  # deleted between scan and stat
                 continue
-        next_token = _encode_token(chosen[page_size - 1][1]) if more else None
+        next_token = encode_token(chosen[page_size - 1][1]) if more else None
         return ListPage(bucket=bucket, prefix=prefix, items=items, next_token=next_token)
 
     def iter_objects(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
         if prefix:
             validate_key(prefix)
         folder, folder_key, name_part, base = self._level(bucket, prefix)
-        seen = {os.path.realpath(folder)}
-        yield from self._walk(folder, folder_key, name_part, base, seen)
-
-    def _walk(self, folder: Path, folder_key: str, name_part: str, base: str, seen: set[str]):
-        # Sorting each folder with sub-folders keyed `name/` yields keys in global S3 order.
-        entries = sorted(
-            self._entries(folder, folder_key, name_part, base, not folder_key),
-            key=lambda e: _sort_key(e[0]),
-        )
-        for key, is_dir, entry in entries:
-            if is_dir:
-                real = os.path.realpath(entry.path)
-                if real in seen:  # a symlink loop inside the bucket
-                    continue
-                yield from self._walk(Path(entry.path), key, "", base, seen | {real})
-            else:
-                try:
-                    yield _info_from_stat(key, entry.stat())
-                except FileNotFoundError:
-                    continue
+        yield from walk(folder, folder_key, name_part, base, frozenset({os.path.realpath(folder)}))
 
     # ----- reading -------------------------------------------------------------------------------
 
@@ -350,24 +251,20 @@ class LocalStore:
                 raise NotFound(f"prefix {key!r} not found in bucket {bucket!r}")
             return ObjectInfo(key=key, is_prefix=True)
         path, st = self._object_file(bucket, key)
+        md5 = None
         if st.st_size <= ETAG_MD5_LIMIT:
             md5 = hashlib.md5(usedforsecurity=False)
             with open(path, "rb") as fh:
                 md5.update(fh.read())
-            etag = md5.hexdigest()
-        else:
-            ident = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}".encode()
-            etag = "sm-" + hashlib.sha1(ident, usedforsecurity=False).hexdigest()
-        return _info_from_stat(key, st, etag)
+        return info_from_stat(key, st, _etag(st, md5))
 
     def read_range(self, bucket: str, key: str, offset: int = 0, length: int | None = None) -> bytes:
-        """Bytes [offset, offset+length); a negative offset reads the last -offset bytes."""
-        if length is not None and length < 0:
-            raise BadInput(f"length must not be negative, not {length}")
-        path, st = self._object_file(bucket, key)
-        start = max(0, st.st_size + offset) if offset < 0 else offset
+        """Bytes [offset, offset+length); past the end there is nothing (b"")."""
+        if offset < 0 or (length is not None and length < 0):
+            raise BadInput(f"invalid range offset={offset} length={length} for {key!r}")
+        path, _ = self._object_file(bucket, key)
         with open(path, "rb") as fh:
-            fh.seek(start)
+            fh.seek(offset)
             return fh.read() if length is None else fh.read(length)
 
     def get_file(self, bucket: str, key: str, dest: Path, *, transfer: Transfer | None = None) -> Path:
@@ -459,7 +356,7 @@ class LocalStore:
         if transfer is not None:
             transfer.file_done()
         st = target.stat()
-        return _info_from_stat(key, st, md5.hexdigest() if st.st_size <= ETAG_MD5_LIMIT else None)
+        return info_from_stat(key, st, _etag(st, md5))
 
     def put_bytes(self, bucket: str, key: str, data: bytes) -> ObjectInfo:
         import io
@@ -543,6 +440,14 @@ class LocalStore:
         if key:
             self._segments(bucket, key)
         return f"local://{bucket}/{key}"
+
+
+def _etag(st: os.stat_result, md5) -> str:
+    """The MD5 of a small object (S3's single-part ETag); a size/mtime/inode digest of a big one."""
+    if st.st_size <= ETAG_MD5_LIMIT and md5 is not None:
+        return md5.hexdigest()
+    ident = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}".encode()
+    return "sm-" + hashlib.sha1(ident, usedforsecurity=False).hexdigest()
 
 
 def _prune_empty(folder: Path, base: Path) -> None:

@@ -13,13 +13,22 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..config import S3Settings
 from ..errors import BadInput, ConfigError, NotFound, StoreError
-from .base import BucketInfo, ListPage, ObjectInfo, Transfer, validate_bucket_name, validate_key
+from .base import (
+    BucketInfo,
+    ListPage,
+    ObjectInfo,
+    Transfer,
+    TransferCancelled,
+    validate_bucket_name,
+    validate_key,
+)
 from .s3_errors import clean, s3_errors
 from .s3_transfer import DownloadJob, UploadJob, run_downloads, run_uploads, transfer_config
 
@@ -35,6 +44,20 @@ def _public_endpoint(url: str | None, region: str | None) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, "", "")).rstrip("/") or url
+
+
+def _parse_timestamp(value: str) -> datetime:
+    """S3 timestamps: ISO 8601 in XML bodies, RFC 1123 in headers; anything else to botocore."""
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        pass
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        from botocore.utils import parse_timestamp
+
+        return parse_timestamp(value)
 
 
 def _etag(value: str | None) -> str | None:
@@ -90,8 +113,9 @@ class S3Store:
             retries={"mode": "standard", "total_max_attempts": s.max_attempts},
             connect_timeout=s.connect_timeout,
             read_timeout=s.read_timeout,
-            # Every transfer worker needs its own pooled connection, plus room for listings.
-            max_pool_connections=s.max_concurrency + 4,
+            # Large-file workers and small-file workers each need a pooled connection, plus
+            # room for listings; a full pool would drop connections and reconnect per request.
+            max_pool_connections=2 * s.max_concurrency + 4,
             s3={"addressing_style": s.effective_addressing_style},
             tcp_keepalive=True,
         )
@@ -101,6 +125,11 @@ class S3Store:
             kwargs["aws_secret_access_key"] = s.secret_access_key.reveal()
         with s3_errors(self.endpoint, "connect to"):
             session = boto3.session.Session(profile_name=s.aws_profile) if s.aws_profile else boto3.session.Session()
+            # A listing page carries 1000 timestamps; botocore's dateutil parsing of them costs
+            # more than the request itself. This session's parser uses the C ISO-8601 parser.
+            session._session.get_component("response_parser_factory").set_parser_defaults(
+                timestamp_parser=_parse_timestamp
+            )
             return session.client(
                 "s3", endpoint_url=s.endpoint_url, verify=s.verify_tls, config=config, **kwargs
             )
@@ -223,6 +252,7 @@ class S3Store:
         return err
 
     def stat(self, bucket: str, key: str) -> ObjectInfo:
+        validate_key(key)
         try:
             with self._errors("stat", bucket, key):
                 resp = self.client.head_object(Bucket=bucket, Key=key)
@@ -236,6 +266,7 @@ class S3Store:
         )
 
     def read_range(self, bucket: str, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        validate_key(key)
         if offset < 0 or (length is not None and length < 0):
             raise BadInput(f"invalid range offset={offset} length={length}")
         if length == 0:
@@ -281,12 +312,32 @@ class S3Store:
         if not src.is_file():
             raise BadInput(f"{src}: not a file" if src.exists() else f"{src}: no such file")
         size = src.stat().st_size
+        before = None
         if transfer is not None:
             transfer.add_total(size)
-        run_uploads(self.client, self._tconfig(), bucket, [UploadJob(src, key, size)], transfer, self.endpoint)
+            before = self._version(bucket, key)
+        try:
+            run_uploads(self.client, self._tconfig(), bucket, [UploadJob(src, key, size)], transfer, self.endpoint)
+        except TransferCancelled:
+            # A PUT already on the wire completes even when cancelled: if the key changed, it is
+            # ours, and a cancelled put must leave no object.
+            after = self._version(bucket, key)
+            if after is not None and after != before:
+                with self._errors("delete", bucket, key):
+                    self.client.delete_object(Bucket=bucket, Key=key)
+            raise
         return self.stat(bucket, key)
 
+    def _version(self, bucket: str, key: str) -> tuple[Any, Any] | None:
+        """(ETag, LastModified) of an object, None when there is none; one HEAD."""
+        try:
+            resp = self.client.head_object(Bucket=bucket, Key=key)
+        except Exception:  # noqa: BLE001 - absent (or unreadable): nothing of ours to remove
+            return None
+        return resp.get("ETag"), resp.get("LastModified")
+
     def get_file(self, bucket: str, key: str, dest: Path, *, transfer: Transfer | None = None) -> Path:
+        validate_key(key)
         if key.endswith("/"):
             raise BadInput(f"s3://{bucket}/{key} is a folder, not an object: get it as a folder")
         info = self.stat(bucket, key)  # also turns "that key is a folder" into a clear error
@@ -295,10 +346,16 @@ class S3Store:
             dest = dest / info.name
         if transfer is not None:
             transfer.add_total(info.size)
-        run_downloads(
-            self.client, self._tconfig(), bucket, [DownloadJob(key, dest, info.size, info.etag)],
-            transfer, self.endpoint,
-        )
+        existed = dest.exists()
+        try:
+            run_downloads(
+                self.client, self._tconfig(), bucket, [DownloadJob(key, dest, info.size, info.etag)],
+                transfer, self.endpoint,
+            )
+        except TransferCancelled:
+            if not existed:  # finished just as the cancel came: a cancelled get leaves no file
+                dest.unlink(missing_ok=True)
+            raise
         return dest
 
     def get_many(self, bucket: str, items: Iterable[tuple[ObjectInfo, Path]], *, transfer: Transfer | None = None) -> int:
@@ -347,6 +404,9 @@ class S3Store:
 
     # -- delete, urls ---------------------------------------------------------------------------
     def delete(self, bucket: str, keys: Iterable[str]) -> int:
+        keys = list(keys)
+        for key in keys:  # every key checked before the first request: a bad one deletes nothing
+            validate_key(key)
         deleted = 0
         errors: list[str] = []
         batch: list[str] = []
@@ -380,6 +440,7 @@ class S3Store:
     def url(self, bucket: str, key: str, *, expires_s: int = 3600) -> str:
         if not 1 <= expires_s <= 7 * 24 * 3600:
             raise BadInput(f"expiry must be between 1 second and 7 days, got {expires_s} s")
+        validate_key(key)
         with self._errors("sign a URL for", bucket, key):
             return self.client.generate_presigned_url(
                 "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_s
@@ -412,12 +473,6 @@ def plan_paths(objects: list[ObjectInfo], base: str, dest: Path, bucket: str) ->
                 f"refusing to download s3://{bucket}: the key {clean(obj.key)!r} would be written "
                 f"outside {dest}"
             ) from None
-        target = (root / rel).resolve()
-        if not target.is_relative_to(root) or target == root:
-            raise StoreError(
-                f"refusing to download s3://{bucket}: the key {clean(obj.key)!r} would be written "
-                f"outside {dest}"
-            )
         files.add(rel)
         plan.append((obj, root / rel))
     for rel in files:  # `a` and `a/b` cannot both be files on disk

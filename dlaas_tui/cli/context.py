@@ -48,5 +48,16 @@ def run_handler(func: Handler, args: argparse.Namespace, ctx: Context) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a bug, not a user error: one line, the traceback only on request
+        import os
+
+        if os.environ.get("DLAAS_DEBUG"):
+            raise
+        print(
+            f"dlaas-tui: internal error: {type(exc).__name__}: {exc} "
+            "(run again with DLAAS_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         ctx.close()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 from typing import TYPE_CHECKING, Any
 
 from .output import human_bytes, print_json, print_table, safe_text
@@ -66,6 +67,8 @@ def _holder(d: Device) -> str:
     if d.held_by:
         return d.held_by
     if d.busy_foreign:
+        if not d.processes:
+            return "in use (another agent)"
         pids = ",".join(str(p) for p in d.processes[:2]) + ("…" if len(d.processes) > 2 else "")
         return f"in use (pid {pids})"
     return "free"
@@ -109,7 +112,7 @@ def cmd_gpus(args: argparse.Namespace, ctx: Any) -> int:
         print_json(inventory_json(inv))
         return 0
     if inv.message:
-        print(safe_text(inv.message))
+        print(textwrap.fill(safe_text(inv.message), width=80))
     headers = ["#", "DEVICE", "TYPE", "UTIL", "MEMORY", "TEMP", "RUN"]
     print_table(headers, inventory_rows(inv))
     limit = f", tier allows {inv.tier_gpus} at a time" if inv.tier_gpus else ""

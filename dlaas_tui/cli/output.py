@@ -12,8 +12,27 @@ if TYPE_CHECKING:
 
 
 def print_json(obj: Any) -> None:
+    # Indented JSON goes through the pure-Python encoder; a long list (10,000 runs) is written one
+    # compact item per line instead, which is still valid, greppable JSON and ~10x faster.
+    if isinstance(obj, list) and len(obj) > 200:
+        write = sys.stdout.write
+        write("[\n")
+        last = len(obj) - 1
+        for i, item in enumerate(obj):
+            write(json.dumps(item, default=str))
+            write(",\n" if i < last else "\n")
+        write("]\n")
+        return
     json.dump(obj, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
+
+
+def print_json_encoded(items: Sequence[str]) -> None:
+    """A JSON list from items that are already encoded JSON values (one per line)."""
+    write = sys.stdout.write
+    write("[\n" if items else "[")
+    write(",\n".join(items))
+    write("\n]\n" if items else "]\n")
 
 
 def safe_text(text: str) -> str:

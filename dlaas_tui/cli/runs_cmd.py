@@ -1,8 +1,278 @@
-"""CLI commands: runs (not yet implemented)."""
+"""CLI commands: submit, runs, show, logs, halt, delete, rerun, results, wait."""
 from __future__ import annotations
 
 import argparse
+import sys
+import time
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this group's commands to the parser."""
+    p = sub.add_parser("submit", help="submit training manifests (one run each, or one per sweep trial)")
+    p.add_argument("manifests", nargs="+", metavar="MANIFEST", type=Path)
+    p.add_argument("--model", type=Path, metavar="DIR|ZIP",
+                   help="model code (default: the manifest's model/ folder, else its folder)")
+    p.add_argument("--name", metavar="N", help="run name (default: the manifest's name)")
+    p.add_argument("--experiment", metavar="NAME", help="group the runs under an experiment")
+    p.add_argument("--json", action="store_true", help="print the run objects as JSON")
+    p.add_argument("--dry-run", action="store_true", help="validate and show, record nothing")
+    p.add_argument("-o", "--output", choices=["yaml"],
+                   help="with --dry-run: print each run's manifest (sweep expanded) as YAML")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("runs", help="list runs, newest first")
+    p.add_argument("--state", action="append", metavar="S", help="only runs in state S (repeatable)")
+    p.add_argument("--limit", type=int, metavar="N")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("show", help="one run: state, queue, devices, cost, metrics, events")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("logs", help="a run's training log")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
+    p.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
+    p.add_argument("--learner", type=int, default=1, metavar="N", help="learner N's log (default 1)")
+    p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser("halt", help="stop runs (SIGTERM, 10 s, SIGKILL; logs are kept)")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--no-wait", action="store_true", help="return once the halt is requested")
+    p.set_defaults(func=cmd_halt)
+
+    p = sub.add_parser("delete", help="forget finished runs (their results stay in the bucket)")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("rerun", help="submit a run's manifest and code again")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_rerun)
+
+    p = sub.add_parser("results", help="download a run's results folder")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("dest", metavar="DEST", type=Path)
+    p.set_defaults(func=cmd_results)
+
+    p = sub.add_parser("wait", help="wait for runs to end (0 all COMPLETED, 1 some not, 124 timeout)")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--timeout", type=float, metavar="S")
+    p.set_defaults(func=cmd_wait)
+
+
+def _money(run) -> str:
+    return "unpriced" if run.cost_usd is None else f"${run.cost_usd:.4f}"
+
+
+def _metric(run) -> str:
+    name = run.primary_metric
+    if not name or name not in run.metrics:
+        return ""
+    return f"{name}={run.metrics[name]:.4g}"
+
+
+def _print_expanded_yaml(paths: list[Path]) -> None:
+    """Each run a submit would make, as the manifest it runs (secrets stay masked)."""
+    import yaml
+    from backend.facade import expand_sweep, parse_manifest
+
+    docs = []
+    for path in paths:
+        result = parse_manifest(path.read_text(), str(path))
+        for trial in expand_sweep(result.manifest):
+            doc = trial.manifest.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+            docs.append(doc)
+    sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False))
+
+
+def cmd_submit(args, ctx) -> int:
+    from backend.facade import BadInput, SubmitRequest
+
+    from .output import print_json
+
+    if args.output and not args.dry_run:
+        raise BadInput("-o yaml goes with --dry-run")
+    req = SubmitRequest(manifests=args.manifests, model=args.model, name=args.name,
+                        experiment=args.experiment, dry_run=args.dry_run)
+    runs = ctx.backend.engine.submit(req)
+    if args.output == "yaml":
+        _print_expanded_yaml(args.manifests)
+        return 0
+    if args.json:
+        print_json([r.to_json() for r in runs])
+    else:
+        if args.dry_run:
+            print(f"valid: would submit {len(runs)} run(s)", file=sys.stderr)
+        for r in runs:
+            print(r.id if not args.dry_run else f"{r.name}  gpus={r.gpus}  params={r.params}")
+    if args.dry_run:
+        _print_estimate(ctx.backend, args.manifests, sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def _print_estimate(backend, manifests, out) -> None:
+    """The cost estimate and the budget it would be checked against (a submit over it is refused)."""
+    from backend.facade import describe_budget, estimate_submission
+
+    estimates, status = estimate_submission(backend, manifests)
+    for name, est in estimates:
+        print(f"estimate {name}: {est.describe()}", file=out)
+    totals = [e.total_usd for _, e in estimates]
+    known = None if any(t is None for t in totals) else sum(totals)
+    if len(estimates) > 1 and known is not None:
+        print(f"estimate total: ${known:,.2f}", file=out)
+    print(describe_budget(status, known), file=out)
+
+
+def cmd_runs(args, ctx) -> int:
+    from backend.facade import BadInput, RunState
+
+    from .output import print_json, print_json_encoded, print_table
+
+    states = None
+    if args.state:
+        try:
+            states = [RunState(s.upper()) for s in args.state]
+        except ValueError:
+            raise BadInput(f"--state must be one of {', '.join(s.value for s in RunState)}") from None
+    engine = ctx.backend.engine
+    if args.json and hasattr(engine, "list_runs_json"):  # 10,000 runs: finished ones pre-encoded
+        print_json_encoded(engine.list_runs_json(states=states, limit=args.limit))
+        return 0
+    runs = engine.list_runs(states=states, limit=args.limit)
+    if args.json:
+        print_json([r.to_json() for r in runs])
+        return 0
+    from backend.facade import format_eta
+
+    rows = [(r.id, r.name, r.state.value, f"{r.queue_position} {format_eta(r.eta)}".strip()
+             if r.queue_position else "", r.gpus, _money(r), _metric(r)) for r in runs]
+    print_table(["ID", "NAME", "STATE", "Q", "GPUS", "COST", "METRIC"], rows)
+    return 0
+
+
+def cmd_show(args, ctx) -> int:
+    from .output import print_json, safe_text
+
+    engine = ctx.backend.engine
+    run = engine.get_run(args.run)
+    events = engine.events(args.run)
+    if args.json:
+        doc = run.to_json()
+        doc["events"] = [e.to_json() for e in events]
+        print_json(doc)
+        return 0
+    j = run.to_json()
+    for key in ("id", "name", "experiment", "state", "queue_position", "priority", "gpus", "gpu_type",
+                "submitted_at", "admitted_at", "started_at", "finished_at", "error_code"):
+        if j[key] not in (None, ""):
+            print(f"{key:15} {safe_text(str(j[key]))}")
+    print(f"{'assigned':15} {safe_text(', '.join(run.assigned)) or '-'}")
+    print(f"{'cost':15} {_money(run)}")
+    if run.message:
+        print(f"{'message':15} {safe_text(run.message)[:400]}")
+    if run.params:
+        print(f"{'params':15} {safe_text(str(run.params))}")
+    for name, value in run.metrics.items():
+        print(f"{'metric':15} {safe_text(name)} = {value:.6g}")
+    print("events:")
+    for e in events:
+        state = e.state.value if e.state else "-"
+        print(f"  {j and e.to_json()['at']}  {state:11} {safe_text(e.message)[:50]}")
+    return 0
+
+
+def cmd_logs(args, ctx) -> int:
+    from .output import safe_text
+
+    from backend.facade import BadInput
+
+    if args.learner < 1:
+        raise BadInput("--learner counts from 1 (learner-1 is the first)")
+    lines = ctx.backend.engine.logs(args.run, learner=args.learner - 1, tail=args.tail, follow=args.follow)
+    for line in lines:
+        sys.stdout.write(safe_text(line) + "\n")
+        if args.follow:
+            sys.stdout.flush()
+    return 0
+
+
+def cmd_halt(args, ctx) -> int:
+    engine = ctx.backend.engine
+    for rid in args.runs:
+        engine.halt(rid)
+    if args.no_wait:
+        for rid in args.runs:
+            print(f"{rid}: halt requested")
+        return 0
+    deadline = time.monotonic() + 30
+    pending = list(args.runs)
+    while pending and time.monotonic() < deadline:
+        pending = [rid for rid in pending if not engine.get_run(rid).state.terminal]
+        if pending:
+            time.sleep(0.2)
+    for rid in args.runs:
+        print(f"{rid}: {engine.get_run(rid).state.value}")
+    return 0 if not pending else 1
+
+
+def cmd_delete(args, ctx) -> int:
+    engine = ctx.backend.engine
+    for rid in args.runs:
+        engine.delete(rid)
+        print(f"{rid}: deleted (results kept)")
+    return 0
+
+
+def cmd_rerun(args, ctx) -> int:
+    from backend.facade import EngineError
+
+    from .output import print_json
+
+    engine = ctx.backend.engine
+    if not hasattr(engine, "rerun"):
+        raise EngineError(f"the {engine.name} engine cannot rerun runs")
+    runs = engine.rerun(args.run)
+    if args.json:
+        print_json([r.to_json() for r in runs])
+    else:
+        for r in runs:
+            print(r.id)
+    return 0
+
+
+def cmd_results(args, ctx) -> int:
+    from backend.facade import NotFound
+
+    engine = ctx.backend.engine
+    run = engine.get_run(args.run)
+    if not run.results_bucket:
+        raise NotFound(f"{run.id}: no results bucket recorded")
+    args.dest.mkdir(parents=True, exist_ok=True)
+    if hasattr(engine, "download_results"):
+        n = engine.download_results(run.id, args.dest)
+    else:
+        n = ctx.backend.store.get_prefix(run.results_bucket, f"{run.id}/", args.dest)
+    print(f"{n} file(s) from {run.results_bucket}/{run.id}/ to {args.dest}")
+    return 0
+
+
+def cmd_wait(args, ctx) -> int:
+    engine = ctx.backend.engine
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    for rid in args.runs:
+        engine.get_run(rid)  # unknown ids fail now, not after the wait
+    while True:
+        runs = [engine.get_run(rid) for rid in args.runs]
+        if all(r.state.terminal for r in runs):
+            for r in runs:
+                print(f"{r.id}: {r.state.value}" + (f" {r.error_code}" if r.error_code else ""))
+            return 0 if all(r.state.value == "COMPLETED" for r in runs) else 1
+        if deadline is not None and time.monotonic() >= deadline:
+            for r in runs:
+                print(f"{r.id}: {r.state.value}")
+            return 124
+        time.sleep(0.25)

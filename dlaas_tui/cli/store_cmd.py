@@ -70,7 +70,7 @@ def _os_errors(func):
         try:
             return func(args, ctx)
         except OSError as exc:
-            where = f": {exc.filename}" if exc.filename else ""
+            where = f": {show(str(exc.filename))}" if exc.filename else ""
             raise StoreError(f"store {args.store_command}: {exc.strerror or exc}{where}") from None
 
     return run
@@ -247,7 +247,7 @@ def cmd_put(args: argparse.Namespace, ctx: Context) -> int:
 
 @_os_errors
 def cmd_get(args: argparse.Namespace, ctx: Context) -> int:
-    from backend.facade import NotFound
+    from backend.facade import BadInput, NotFound
 
     from .output import human_bytes, transfer_progress
 
@@ -257,7 +257,7 @@ def cmd_get(args: argparse.Namespace, ctx: Context) -> int:
     if key and not key.endswith("/"):
         try:
             store.stat(bucket, key)
-        except NotFound:
+        except (NotFound, BadInput):  # stores report "that key is a folder" either way
             if not store.list(bucket, key + "/", page_size=1).items:
                 raise
         else:
@@ -294,7 +294,7 @@ def cmd_rm(args: argparse.Namespace, ctx: Context) -> int:
             raise BadInput(f"{show(loc)!r} is a bucket or prefix: add --recursive to delete what it holds")
         try:  # a missing object is an error worth seeing, not a silent no-op
             store.stat(bucket, key)
-        except NotFound:
+        except (NotFound, BadInput):  # stores report "that key is a folder" either way
             if store.list(bucket, key + "/", page_size=1).items:
                 raise BadInput(f"{show(loc)!r} is a prefix: add --recursive to delete what it holds") from None
             raise
@@ -306,14 +306,14 @@ def cmd_rm(args: argparse.Namespace, ctx: Context) -> int:
 
 def _keys_under(store, bucket: str, key: str) -> list[str]:
     """`key` itself if it is an object, and everything under `key/` (never `key2/...`)."""
-    from backend.facade import NotFound
+    from backend.facade import BadInput, NotFound
 
     keys = []
     if key and not key.endswith("/"):
         try:
             store.stat(bucket, key)
             keys.append(key)
-        except NotFound:
+        except (NotFound, BadInput):  # no object of that name, or it is a folder
             pass
         key += "/"
     keys.extend(o.key for o in store.iter_objects(bucket, key))

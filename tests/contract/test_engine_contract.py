@@ -148,19 +148,18 @@ def test_unknown_run_is_not_found_naming_it(engine_harness):
 
 def test_queue_positions_match_admission_order_under_a_one_device_tier(engine_factory, tmp_path):
     harness = engine_factory(devices=2, tier_gpus=1)
+    busy = harness.submit(tmp_path, kind="long", name="busy")
     runs = [harness.submit(tmp_path, kind="quick", name=f"q{i}") for i in range(3)]
-    harness.wait_for(runs[0].id, lambda r: r.state != S.QUEUED)
-    assert [harness.engine.get_run(r.id).queue_position for r in runs[1:]] == [1, 2]
-    positions_seen = {}
-    for r in runs:
-        done = harness.wait_for(r.id, terminal)
-        assert done.state == S.COMPLETED
-        positions_seen[r.id] = done.admitted_at
-    admitted = sorted(runs, key=lambda r: positions_seen[r.id])
-    assert [r.id for r in admitted] == [r.id for r in runs]
+    harness.wait_for(busy.id, state_is(S.PROCESSING))
+    assert [harness.engine.get_run(r.id).queue_position for r in runs] == [1, 2, 3]
+    assert all(harness.engine.get_run(r.id).state == S.QUEUED for r in runs)  # the tier is full
+    harness.engine.halt(busy.id)
+    done = [harness.wait_for(r.id, terminal) for r in runs]
+    assert [d.state for d in done] == [S.COMPLETED] * 3
+    admitted = sorted(done, key=lambda d: d.admitted_at)
+    assert [d.id for d in admitted] == [r.id for r in runs]
     # one device at a time: each run was admitted only after the one before it finished
-    finished = [harness.engine.get_run(r.id).finished_at for r in runs]
-    assert all(positions_seen[b.id] >= finished[i] for i, b in enumerate(runs[1:]))
+    assert all(b.admitted_at >= a.finished_at for a, b in zip(done, done[1:]))
 
 
 def test_priority_goes_first_in_the_queue(engine_factory, tmp_path):

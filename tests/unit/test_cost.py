@@ -182,3 +182,10 @@ def test_format_usd():
     assert format_usd(0) == "$0.0000"
     assert format_usd(1_234_567_890) == "$1,234.5679"
     assert format_usd(49) == "$0.0000" and format_usd(50) == "$0.0001"
+
+
+def test_run_cost_keyword_spellings():
+    events = ledger((0, S.PENDING), (120, S.COMPLETED))
+    by_gpus = run_cost(events=events, gpus=2, gpu_type="H100", prices=PriceTable.defaults(), now=at(200))
+    assert by_gpus.total_micro == run_cost(events, "H100", 2, PriceTable.defaults(), at(200)).total_micro
+    assert run_cost(events, "H100", now=at(200)).device_count == 1

@@ -255,7 +255,7 @@ def test_from_backend_uses_profile_and_prices(monkeypatch, dlaas_home):
     (dlaas_home / "config.toml").write_text(
         '[profiles.fake]\nscheduler = "fake"\ntier = "free"\n[prices]\nH100 = 1.0\n'
     )
-    monkeypatch.setenv("DLAAS_FAKE_GPUS", "3xH100")
+    monkeypatch.setenv("DLAAS_FAKE_DEVICES", "3xH100")
     engine = open_backend("fake").engine
     assert isinstance(engine, FakeEngine)
     assert engine.tier_gpus == 1 and engine.device_count == 3
@@ -293,3 +293,28 @@ def test_sweep_gives_one_run_per_trial(tmp_path, clock):
     done = engine.get_run(runs[0].id)
     assert done.primary_metric == "accuracy" and done.metric_goal == "maximize"
     assert any("--lr 0.1" in line for line in engine.logs(runs[0].id))
+
+
+def test_queued_runs_have_an_eta(clock):
+    engine = FakeEngine(clock, devices=1, durations={"PENDING": 1, "DOWNLOADING": 2, "PROCESSING": 30, "STORING": 2})
+    runs = [engine.submit_manifest(manifest(f"r{i}")) for i in range(3)]
+    first, second, third = (engine.get_run(r.id) for r in runs)
+    assert first.eta is None  # admitted already
+    assert (second.eta - clock.now()).total_seconds() == 35
+    assert (third.eta - clock.now()).total_seconds() == 70
+    clock.advance(35)
+    assert engine.get_run(runs[1].id).state == S.PENDING
+    assert engine.get_run(runs[2].id).eta == engine.get_run(runs[1].id).admitted_at + (third.eta - second.eta)
+
+
+def test_seeded_running_runs_go_on_with_consistent_metrics():
+    engine = FakeEngine(FakeClock(), devices=2)
+    engine.seed(40, states={S.PROCESSING: 1})
+    running = [r for r in engine.list_runs() if r.state == S.PROCESSING]
+    assert len(running) == 2
+    engine.clock.advance(60)
+    for run in running:
+        steps = [p.step for p in engine.metrics(run.id) if p.name == "loss"]
+        assert steps == list(range(1, 11))
+        assert engine.get_run(run.id).state == S.COMPLETED
+        assert engine.get_run(run.id).metrics["loss"] == engine.metrics(run.id)[-2].value

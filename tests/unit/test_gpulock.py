@@ -91,3 +91,25 @@ def test_a_killed_holder_frees_the_device(lock_dir):
     lock = try_acquire(UUID)
     assert lock is not None
     lock.release()
+
+
+def test_claim_is_all_or_none_and_skips_taken_devices(lock_dir):
+    from backend.engines.local.gpulock import claim_devices, locked_elsewhere
+
+    a, b, c = "GPU-a", "GPU-b", "GPU-c"
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, b], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == "held"
+        assert set(locked_elsewhere([a, b, c])) == {b}
+        assert locked_elsewhere([a, b, c])[b]["owner"] == "training-other01"
+        assert claim_devices([a, b, c], 3) is None  # only two can be had: none are kept
+        assert held_by(a) is None and held_by(c) is None
+        locks = claim_devices([a, b, c], 2, owner="training-mine0002")
+        assert [lock.uuid for lock in locks] == [a, c]
+        assert locked_elsewhere([a, c]) == {}  # our own locks are not someone else's
+        for lock in locks:
+            lock.release()
+    finally:
+        child.communicate("\n", timeout=60)

@@ -78,7 +78,8 @@ def test_unsupported_fields_show_na_and_mig_slices(capsys):
 def test_no_nvml_says_so_plainly(capsys):
     engine = _NvmlEngine(nvml=FakeNVML({"error": "library_not_found"}), cpu_slots=2)
     out = run_gpus(engine, capsys)
-    assert out.splitlines()[0].startswith("NVML unavailable (no NVIDIA driver library")
+    assert out.splitlines()[0].startswith("NVML unavailable (no NVIDIA driver library)")
+    assert all(len(line) <= 80 for line in out.splitlines())
     assert "cpu:0" not in out.splitlines()[0] and "cpu slot 1" in out
     data = json.loads(run_gpus(engine, capsys, as_json=True))
     assert data["nvml_available"] is False and "cpu slot" in data["message"]
@@ -99,12 +100,23 @@ def test_json_fields(capsys):
 
 def test_cli_with_the_fake_profile(cli, dlaas_home):
     (dlaas_home / "config.toml").write_text('[profiles.fake]\nscheduler = "fake"\ntier = "free"\n')
-    env = {"DLAAS_FAKE_GPUS": "2xA100"}
+    env = {"DLAAS_FAKE_DEVICES": "2xA100"}
     out = cli("--profile", "fake", "gpus", env=env)
     assert out.returncode == 0, out.stderr
     assert "A100-SXM4-80GB" in out.stdout and "tier allows 1 at a time" in out.stdout
     as_json = cli("--profile", "fake", "gpus", "--json", env=env)
     data = json.loads(as_json.stdout)
     assert [d["gpu_type"] for d in data["devices"]] == ["A100", "A100"] and data["tier_gpus"] == 1
-    none = cli("--profile", "fake", "gpus", env={"DLAAS_FAKE_GPUS": "0"})
+    none = cli("--profile", "fake", "gpus", env={"DLAAS_FAKE_DEVICES": "0"})
     assert none.returncode == 0 and "cpu slot" in none.stdout.splitlines()[0]
+
+
+def test_device_locked_by_another_agent(capsys):
+    from backend.facade import Device, Inventory
+
+    class Locked:
+        def inventory(self):
+            return Inventory((Device(0, "GPU-x", "NVIDIA L4", "L4", busy_foreign=True),), True)
+
+    out = run_gpus(Locked(), capsys)
+    assert "in use (another agent)" in out and "N/A" in out

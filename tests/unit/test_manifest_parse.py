@@ -292,3 +292,33 @@ def test_live_validation_never_raises_on_partial_text() -> None:
     for end in range(0, len(text), 7):
         result = parse_manifest(text[:end], "live.yml")
         assert result.ok == (result.manifest is not None)
+
+
+def test_alias_bomb_is_refused_before_it_expands() -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    result = parse_manifest("\n".join(lines) + "\n" + variant(append="evaluation_metrics: {bomb: *a8}\n"), "b.yml")
+    assert [str(p) for p in result.errors] == [
+        "b.yml:1:1: the YAML expands to more than 20000 values (through aliases)"]
+
+
+def test_self_referring_alias_is_refused() -> None:
+    result = parse_manifest(variant(append="evaluation_metrics: &m {again: *m}\n"), "c.yml")
+    assert [p.message for p in result.errors] == ["an alias refers to itself"]
+
+
+def test_plain_aliases_still_work() -> None:
+    text = variant({10: "      container: &bucket dlaas-samples", 13: "      container: *bucket"})
+    result = parse_manifest(text, "a.yml")
+    assert result.manifest is not None
+    assert result.manifest.data_store.training_results.container == "dlaas-samples"
+
+
+def test_secret_looking_env_values_warn_and_are_masked() -> None:
+    result = parse_manifest(variant(append="env:\n  WANDB_API_KEY: abc123\n  MODE: fast\n"), "e.yml")
+    assert result.manifest is not None
+    (warning,) = result.warnings
+    assert warning.line == 18 and "looks like a secret" in warning.message
+    shown = result.manifest.masked_dict()["env"]
+    assert shown == {"WANDB_API_KEY": "****", "MODE": "fast"}
+    assert result.manifest.env_values() == {"WANDB_API_KEY": "abc123", "MODE": "fast"}

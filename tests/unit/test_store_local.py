@@ -9,6 +9,7 @@ import pytest
 
 from backend.errors import BadInput, NotFound, StoreError
 from backend.store import local as local_mod
+from backend.store import local_listing
 from backend.store.base import Transfer
 from backend.store.files import CHUNK, safe_dest_path
 from backend.store.local import TMP_DIR, LocalStore
@@ -243,8 +244,9 @@ def test_local_path_and_url(store, tmp_path):
     assert store.local_path("bkt") == bdir
     assert store.local_path("bkt", "data/") == bdir / "data"
     assert store.local_path("bkt", "data/train.npz") == bdir / "data" / "train.npz"
-    with pytest.raises(NotFound, match="nothing/"):
-        store.local_path("bkt", "nothing/")
+    assert store.local_path("bkt", "nothing/") == bdir / "nothing"  # callers check existence
+    with pytest.raises(NotFound, match="nobucket"):
+        store.local_path("nobucket", "data/")
     with pytest.raises(BadInput):
         store.local_path("bkt", "../x")
     assert store.url("bkt", "data/train.npz") == (bdir / "data" / "train.npz").as_uri()
@@ -280,17 +282,30 @@ def test_put_folder_refuses_a_missing_bucket_before_writing(store, tmp_path):
 
 
 def test_cached_scan_of_a_stable_folder_never_hides_a_change(store, tmp_path, monkeypatch):
-    monkeypatch.setattr(local_mod, "CACHE_MIN_ENTRIES", 1)
+    monkeypatch.setattr(local_listing, "CACHE_MIN_ENTRIES", 1)
     for i in range(6):
         store.put_bytes("bkt", f"big/k{i}", b"x")
     folder = tmp_path / "root" / "bkt" / "big"
     os.utime(folder, ns=(0, 10**9))  # unchanged for decades: its scan may be kept
     first = store.list("bkt", "big/", page_size=2)
-    assert store._cache is None  # a first page needs no full sort
+    assert not store._scans.holding  # a first page needs no full sort
     store.list("bkt", "big/", page_size=2, token=first.next_token)
-    assert store._cache is not None
+    assert store._scans.holding
     assert keys(store.list("bkt", "big/", page_size=2, token=first.next_token)) == ["big/k2", "big/k3"]
     store.put_bytes("bkt", "big/k25", b"x")
     store.delete("bkt", ["big/k3"])
     page = store.list("bkt", "big/", page_size=3, token=first.next_token)
     assert keys(page) == ["big/k2", "big/k25", "big/k4"]
+
+
+def test_put_and_stat_agree_on_the_etag(store, monkeypatch):
+    assert store.put_bytes("bkt", "s", b"abc").etag == store.stat("bkt", "s").etag
+    monkeypatch.setattr(local_mod, "ETAG_MD5_LIMIT", 1)
+    assert store.put_bytes("bkt", "b", b"abc").etag == store.stat("bkt", "b").etag
+
+
+def test_iter_objects_yields_s3_key_order(store):
+    keys = ["top", "d/one", "d/two/deep", "d-sibling", "e/x", "d0"]
+    for key in keys:
+        store.put_bytes("bkt", key, b"x")
+    assert [o.key for o in store.iter_objects("bkt")] == sorted(keys, key=lambda k: k.encode())

@@ -13,7 +13,6 @@ e.g. C201, to fail with) and `fake_fail_state` (the state it fails in; default P
 from __future__ import annotations
 
 import bisect
-import copy
 import itertools
 import random
 import threading
@@ -23,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ...cost import CostBreakdown, PriceTable, billable_devices, canonical_gpu_type, run_cost
+from ...cost import PriceTable, canonical_gpu_type
 from ...errors import BadInput, NotFound
 from ...manifest.model import Manifest
 from ...runs import (
@@ -45,18 +44,17 @@ from .lifecycle import (  # noqa: F401
     S,
     Lifecycle,
     PlantedFailure,
-    _describe,
     _Rec,
-    synthetic_metrics,
 )
 from .controls import Controls
 from .manifests import expand_sweep, load_manifest_any
+from .reading import Reading
 
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 _DELETED_KEPT = 10_000
 
 
-class FakeEngine(Controls, Lifecycle):
+class FakeEngine(Controls, Reading, Lifecycle):
     name = "fake"
 
     def __init__(
@@ -110,6 +108,7 @@ class FakeEngine(Controls, Lifecycle):
         self._submitted = itertools.count()
         self._planted: list[PlantedFailure] = []
         self._closed = False
+        self._eta_cache: tuple[tuple[int, datetime], dict[str, datetime]] | None = None
         subscribe = getattr(self.clock, "subscribe", None)
         if subscribe:
             subscribe(self._on_clock)
@@ -118,17 +117,17 @@ class FakeEngine(Controls, Lifecycle):
     @classmethod
     def from_backend(cls, backend: Any) -> FakeEngine:
         """A fake on real time for the `fake` scheduler: the profile's tier, the config's prices
-        and priorities. `DLAAS_FAKE_GPUS` (e.g. `4xH100`, `0` for cpu slots) and `DLAAS_FAKE_SEED`
+        and priorities. `DLAAS_FAKE_DEVICES` (e.g. `4xH100`, `0` for cpu slots) and `DLAAS_FAKE_SEED`
         (a number of runs to start with) shape it for demos and CLI tests."""
         import os
 
         config, profile = backend.config, backend.profile
-        spec = os.environ.get("DLAAS_FAKE_GPUS", "2xH100").lower()
+        spec = os.environ.get("DLAAS_FAKE_DEVICES", "2xH100").lower()
         count_s, _, kind = spec.partition("x")
         try:
             count = int(count_s)
         except ValueError:
-            raise BadInput(f"DLAAS_FAKE_GPUS={spec!r}: expected COUNTxTYPE, e.g. 4xH100") from None
+            raise BadInput(f"DLAAS_FAKE_DEVICES={spec!r}: expected COUNTxTYPE, e.g. 4xH100") from None
         gpu_type = kind.upper() if count and kind else "cpu"
         engine = cls(
             WallClock(),
@@ -304,7 +303,7 @@ class FakeEngine(Controls, Lifecycle):
     def metrics(self, run_id: str) -> list[MetricPoint]:
         with self._lock:
             self._tick()
-            return list(self._rec(run_id).metric_points)
+            return list(self._points(self._rec(run_id)))
 
     def manifest_text(self, run_id: str) -> str:
         with self._lock:
@@ -402,7 +401,7 @@ class FakeEngine(Controls, Lifecycle):
 
     def _new_id(self) -> str:
         while True:
-            run_id = "training-" + "".join(self._rng.choice(_ID_ALPHABET) for _ in range(8))
+            run_id = "training-" + "".join(self._rng.choices(_ID_ALPHABET, k=8))
             if run_id not in self._runs:
                 return run_id
 
@@ -417,51 +416,3 @@ class FakeEngine(Controls, Lifecycle):
                 f"{name}: needs {need} device(s) but the tier allows {self.tier_gpus} at a time",
                 code=ErrorCode.NEVER_FITS.value,
             )
-    # -- reading ------------------------------------------------------------------------------
-    def _snapshot(self, rec: _Rec) -> Run:
-        run = copy.copy(rec.run)
-        run.assigned = list(rec.run.assigned)
-        run.metrics = dict(rec.run.metrics)
-        run.params = dict(rec.run.params)
-        run.cost_micro_usd = self._cost_micro(rec)
-        return run
-
-    def _cost_micro(self, rec: _Rec) -> int | None:
-        # Cost moves with time only while billed; otherwise it changes only with a new event.
-        if rec.run.state.billed or rec.cost_key != len(rec.events):
-            cost = run_cost(
-                rec.events, rec.run.gpu_type, billable_devices(rec.need), self.prices, self.clock.now(),
-                self.minimum_seconds,
-            )
-            rec.cost_micro, rec.cost_key = cost.total_micro, len(rec.events)
-        return rec.cost_micro
-
-    def cost(self, run_id: str) -> CostBreakdown:
-        """The cost breakdown (for the UI's Cost tab)."""
-        with self._lock:
-            self._tick()
-            rec = self._rec(run_id)
-            return run_cost(
-                rec.events, rec.run.gpu_type, billable_devices(rec.need), self.prices, self.clock.now(),
-                self.minimum_seconds,
-            )
-
-    def _follow(self, run_id: str, learner: int, index: int, follow: bool) -> Iterator[str]:
-        while True:
-            with self._lock:
-                self._tick()
-                rec = self._runs.get(run_id)
-                if rec is None:
-                    return
-                lines = self._lines(rec, learner)
-                new, index = lines[index:], len(lines)
-                done = rec.run.state.terminal or not follow or self._closed
-                if not new and not done and self.follow_step is None:
-                    self._cond.wait(timeout=0.05)
-            yield from new
-            if done:
-                return
-            if not new and self.follow_step is not None:
-                advance = getattr(self.clock, "advance", None)
-                if advance:
-                    advance(self.follow_step)

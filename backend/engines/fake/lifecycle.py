@@ -59,7 +59,7 @@ class _Rec:
     key: tuple
     failure: PlantedFailure | None = None
     events: list[RunEvent] = field(default_factory=list)
-    metric_points: list[MetricPoint] = field(default_factory=list)
+    metric_points: list[MetricPoint] | None = field(default_factory=list)  # None: seeded, made on read
     logs: list[list[str]] | None = None  # per learner; None: generated on first read (seeded runs)
     devices: list[int] = field(default_factory=list)
     gen: int = 0
@@ -120,6 +120,7 @@ class Lifecycle:
             self._fail(rec, at, fail.code if fail else ErrorCode.COMMAND_FAILED.value, fail.message if fail else "")
             return
         if kind == "step":
+            self._points(rec)  # a seeded run's earlier points first, so steps stay in order
             rec.step += 1
             self._emit_step(rec, at)
             if rec.step < rec.steps:
@@ -186,6 +187,13 @@ class Lifecycle:
             self._schedule(rec, at + timedelta(seconds=fail.after), "fail")
         self._touch(rec)
 
+    def _points(self, rec: _Rec) -> list[MetricPoint]:
+        if rec.metric_points is None:
+            from .seeding import seeded_points
+
+            rec.metric_points = seeded_points(rec)
+        return rec.metric_points
+
     def _emit_step(self, rec: _Rec, at: datetime) -> None:
         loss, acc = synthetic_metrics(rec.run.id, rec.step, rec.steps)
         stamp = iso(at)
@@ -196,7 +204,7 @@ class Lifecycle:
         # The metrics come from the log line, as a real engine's do, through the same parser.
         parsed = parse_metrics_line(line)
         if parsed is not None:
-            rec.metric_points.extend(parsed.points())
+            self._points(rec).extend(parsed.points())
             rec.run.metrics.update(parsed.values)
             rec.run.primary_metric = primary_metric(list(rec.run.metrics), rec.sweep_metric)
         self._touch(rec)

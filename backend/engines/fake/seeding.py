@@ -104,14 +104,10 @@ def seed_runs(
             if state == S.PROCESSING:
                 run.started_at = t
                 rec.step = rec.steps if final == S.COMPLETED else rng.randint(1, rec.steps - 1)
-                step_len = rec.durations[S.PROCESSING] / max(1, rec.steps)
-                for k in range(1, rec.step + 1):
-                    loss, acc = synthetic_metrics(run_id, k, rec.steps)
-                    at = t + timedelta(seconds=k * step_len)
-                    rec.metric_points.append(MetricPoint("loss", loss, float(k), at))
-                    rec.metric_points.append(MetricPoint("accuracy", acc, float(k), at))
-                    run.metrics = {"loss": loss, "accuracy": acc}
+                loss, acc = synthetic_metrics(run_id, rec.step, rec.steps)
+                run.metrics = {"loss": loss, "accuracy": acc}
                 run.primary_metric = "loss"
+                rec.metric_points = None  # made on first read: most seeded runs are never opened
             if state == last:
                 break
             t += timedelta(seconds=rec.durations[state] if not final else min(rec.durations[state], 20))
@@ -142,10 +138,32 @@ def seed_runs(
     return ids
 
 
+def seeded_points(rec: _Rec) -> list[MetricPoint]:
+    """The metric points of a seeded run's first `rec.step` steps, spread over its PROCESSING time."""
+    from .lifecycle import synthetic_metrics
+
+    events = [e for e in rec.events if e.state is not None]
+    start = next((i for i, e in enumerate(events) if e.state == S.PROCESSING), None)
+    if start is None or rec.step == 0:
+        return []
+    t = events[start].at
+    if start + 1 < len(events):
+        step_len = (events[start + 1].at - t) / rec.step
+    else:
+        step_len = timedelta(seconds=rec.durations[S.PROCESSING] / max(1, rec.steps))
+    points = []
+    for k in range(1, rec.step + 1):
+        loss, acc = synthetic_metrics(rec.run.id, k, rec.steps)
+        at = t + step_len * k
+        points.append(MetricPoint("loss", loss, float(k), at))
+        points.append(MetricPoint("accuracy", acc, float(k), at))
+    return points
+
+
 def seeded_logs(rec: _Rec) -> list[list[str]]:
     """Log lines for a seeded run, made from its ledger and metrics when first read."""
     lines: list[str] = []
-    points = iter(rec.metric_points)
+    points = iter(rec.metric_points if rec.metric_points is not None else seeded_points(rec))
     for event in rec.events:
         if event.state == S.PROCESSING:
             lines.append(f"[dlaas] running: {rec.command}")
@@ -160,4 +178,4 @@ def seeded_logs(rec: _Rec) -> list[list[str]]:
     return [lines] + [[] for _ in range(rec.run.learners - 1)]
 
 
-__all__: list[Any] = ["seed_runs", "seeded_logs"]
+__all__: list[Any] = ["seed_runs", "seeded_logs", "seeded_points"]

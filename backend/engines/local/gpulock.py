@@ -16,6 +16,7 @@ import os
 import re
 import stat
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,36 @@ def held_by(uuid: str, *, folder: Path | None = None) -> dict[str, Any] | None:
         return None
     finally:
         os.close(fd)
+
+
+def claim_devices(
+    uuids: Sequence[str], count: int, *, owner: str = "", folder: Path | None = None
+) -> list[GpuLock] | None:
+    """Lock `count` of the candidate devices, in order, all or none (a run never starts on part of
+    what it asked for). The caller passes only devices it considers free; a lock taken meanwhile
+    by another agent just moves on to the next candidate."""
+    taken: list[GpuLock] = []
+    for uuid in uuids:
+        if len(taken) == count:
+            break
+        lock = try_acquire(uuid, owner=owner, folder=folder)
+        if lock is not None:
+            taken.append(lock)
+    if len(taken) < count:
+        for lock in taken:
+            lock.release()
+        return None
+    return taken
+
+
+def locked_elsewhere(uuids: Iterable[str], *, folder: Path | None = None) -> dict[str, dict[str, Any]]:
+    """The devices whose lock another process holds (another user's agent), with who holds it."""
+    out = {}
+    for uuid in uuids:
+        info = held_by(uuid, folder=folder)
+        if info is not None and info.get("pid") != os.getpid():
+            out[uuid] = info
+    return out
 
 
 def _user() -> str:

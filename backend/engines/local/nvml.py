@@ -42,7 +42,7 @@ def load_nvml() -> Any:
 def _error_text(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
     return {
-        "NVML Shared Library Not Found": "no NVIDIA driver library (libnvidia-ml) on this machine",
+        "NVML Shared Library Not Found": "no NVIDIA driver library",
         "Driver Not Loaded": "the NVIDIA driver is not loaded",
     }.get(text, text)
 
@@ -182,5 +182,10 @@ def read_inventory(
 def _cpu_inventory(
     cpu_slots: int, holders: Mapping[str, str], why: str, node: str | None, tier_gpus: int
 ) -> Inventory:
-    message = f"{why}: {cpu_slots} cpu slot(s) stand in for GPUs; GPU runs execute on the CPU"
+    message = f"{why}: {cpu_slots} cpu slot(s) stand in for GPUs, runs execute on the CPU"
     return Inventory(cpu_slot_devices(cpu_slots, holders), False, message, node, tier_gpus)
+
+
+def inventory(cpu_slots: int = 1, **kwargs: Any) -> Inventory:
+    """`read_inventory` with the cpu slot count first (the local engine's call)."""
+    return read_inventory(cpu_slots=cpu_slots, **kwargs)

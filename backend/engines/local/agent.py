@@ -1,0 +1,411 @@
+"""The agent: one detached process per DLAAS_HOME that admits QUEUED runs and runs them.
+
+Started on demand (`ensure_agent`) by any command or the TUI: it double-forks into its own session
+with no controlling terminal, so it outlives the TUI and a dropped SSH connection; its output goes to
+`agent.log` in the state dir. An exclusive flock on `agent.lock` makes a second agent exit at once.
+It wakes on a datagram to `agent.sock` (sent after a submit or a halt) and otherwise checks every
+half second. On start it recovers: runs caught mid-flight carry on from their ledger state.
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ...runs import RunState, iso, utcnow
+from . import db, deps
+from .control import lock_path, pid_path, sock_path, wake
+from .scheduler import FreeDevice, plan, queue_cursor
+
+log = logging.getLogger("dlaas.agent")
+TICK = 0.5
+INVENTORY_TTL = 5.0
+
+
+class Agent:
+    def __init__(self, backend) -> None:
+        self.backend = backend
+        self.paths = backend.paths
+        self.config = backend.config
+        self.conn = db.connect(self.paths.db_file)
+        self.workers: dict[str, Any] = {}
+        self.locks: dict[str, list[int]] = {}
+        self._lock = threading.Lock()
+        self._backends: dict[str, Any] = {backend.profile.name: backend}
+        self._stores: dict[str, Any] = {}
+        self._inventory: tuple[float, list] = (0.0, [])
+        self.halt_grace = float(os.environ.get("DLAAS_HALT_GRACE", "10"))
+        self.stopping = threading.Event()
+        from .sweeps import SweepGovernor
+
+        self.sweeps = SweepGovernor(self.conn, self.halt_for_policy)
+
+    # -- helpers the workers use ------------------------------------------------------------------
+    def backend_for(self, profile: str):
+        if profile not in self._backends:
+            from ...facade import open_backend
+
+            self._backends[profile] = open_backend(profile)
+        return self._backends[profile]
+
+    def store_for(self, profile: str, connection: dict | None = None):
+        """The store a run reads and writes: its profile's, or its manifest's own connection."""
+        key = (profile, json.dumps(connection, sort_keys=True) if connection else "")
+        with self._lock:
+            if key not in self._stores:
+                self._stores[key] = deps.open_store(self.backend_for(profile), connection)
+            return self._stores[key]
+
+    def resolve_env(self, env: dict[str, Any]) -> dict[str, str]:
+        out = {}
+        for name, value in env.items():
+            if isinstance(value, dict):
+                secret = self.config.secrets.get(value.get("secret", ""))
+                out[name] = secret.reveal() if secret is not None else ""
+            else:
+                out[name] = str(value)
+        return out
+
+    def lock_fds(self, run_id: str) -> list[int]:
+        with self._lock:
+            return [lk.fd for lk in self.locks.get(run_id, []) if lk.fd is not None]
+
+    def release(self, run_id: str) -> None:
+        with self._lock:
+            self.workers.pop(run_id, None)
+            locks = self.locks.pop(run_id, [])
+        for lk in locks:
+            lk.release()
+        self._inventory = (0.0, [])  # the devices' users changed: read them again
+        self.wake_self()
+
+    def cost_micro(self, row: dict, events: list[tuple[float, str | None]], now: float) -> int | None:
+        return deps.run_cost_micro(events, row["gpus"] * row["learners"], row.get("gpu_type") or "cpu",
+                                   self.config, now)
+
+    def run_document(self, conn, run_id: str, outcome: dict) -> dict:
+        from .engine import row_to_run
+
+        row = db.get_row(conn, run_id)
+        evs = db.events(conn, run_id)
+        now = time.time()
+        cost = self.cost_micro(row, [(e["at"], e["state"]) for e in evs], now)
+        run = row_to_run(row, cost=cost)
+        doc = run.to_json()
+        # Written while STORING: the document states the outcome it is being stored for.
+        doc.update(state=outcome.get("state", doc["state"]), error_code=outcome.get("code"),
+                   message=outcome.get("message", ""), finished_at=iso(utcnow()))
+        doc["events"] = [
+            {"at": e["at"], "state": e["state"], "message": e["message"], "error_code": e["error_code"]}
+            for e in evs
+        ]
+        doc["cost_micro_usd"] = cost
+        return doc
+
+    def halt_for_policy(self, run_id: str, code: str, message: str) -> None:
+        """Halt a running run for its sweep's sake (early stop): it ends HALTED with `code`."""
+        with self._lock:
+            worker = self.workers.get(run_id)
+        if worker is not None:
+            worker.stop_reason = (code, message)
+            worker.halt_requested.set()
+
+    def wake_self(self) -> None:
+        wake(self.paths.state_dir)
+
+    # -- devices ----------------------------------------------------------------------------------
+    def devices(self) -> list:
+        """The inventory, read again every few seconds (NVML calls are not free)."""
+        at, devs = self._inventory
+        if time.monotonic() - at > INVENTORY_TTL or not devs:
+            pgids: set[int] = set()
+            for (procs,) in self.conn.execute(
+                "SELECT procs FROM runs WHERE state IN ('PENDING','DOWNLOADING','PROCESSING','STORING')"
+            ):
+                pgids.update(p["pid"] for p in json.loads(procs))
+            inv = deps.read_inventory(self.backend.profile.cpu_slots,
+                                      our_pids=deps.pids_in_groups(pgids) if pgids else frozenset())
+            devs = list(inv.devices)
+            self._inventory = (time.monotonic(), devs)
+        return devs
+
+    def _held(self) -> dict[str, str]:
+        held = {}
+        for rid, assigned in self.conn.execute(
+            "SELECT id, assigned FROM runs WHERE state IN ('PENDING','DOWNLOADING','PROCESSING','STORING')"
+        ):
+
+            for uuid in json.loads(assigned):
+                held[uuid] = rid
+        return held
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def recover(self) -> None:
+        rows = self.conn.execute(
+            "SELECT id, state, assigned FROM runs WHERE state IN "
+            "('PENDING','DOWNLOADING','PROCESSING','STORING') ORDER BY submitted_at"
+        ).fetchall()
+
+        for rid, state, assigned in rows:
+            fds: list | None = []
+            for uuid in json.loads(assigned):
+                lk = deps.try_lock_device(uuid, self.paths.state_dir, owner=rid)
+                if lk is not None:
+                    fds.append(lk)
+                elif state == RunState.PENDING.value:
+                    # Someone took the device while no agent held it: wait in the queue again.
+                    for f in fds:
+                        f.release()
+                    fds = None
+                    break
+                # else: the run's own processes hold the lock they inherited.
+            if fds is None:
+                db.transition(self.conn, rid, RunState.QUEUED, message="devices lost during agent restart",
+                              assigned=[], labels=[])
+                continue
+            db.note(self.conn, rid, f"agent restarted; resuming from {state}")
+            self._start_worker(rid, fds)
+
+    def _start_worker(self, rid: str, fds: list) -> None:
+        from .executor import RunWorker
+
+        worker = RunWorker(self, rid)
+        with self._lock:
+            self.locks[rid] = fds
+            self.workers[rid] = worker
+        worker.start()
+
+    def handle_control(self) -> None:
+        for rid, action in db.take_control(self.conn):
+            if action != "halt":
+                continue
+            with self._lock:
+                worker = self.workers.get(rid)
+            if worker is not None:
+                worker.halt_requested.set()
+            else:
+                if db.transition(self.conn, rid, RunState.HALTED, message="halted while queued",
+                                 finished_at=time.time(), expect=frozenset({RunState.QUEUED})):
+                    from .engine import seal_run
+
+                    seal_run(self.conn, rid)
+
+    def admit(self) -> int:
+        """One admission pass; returns how many runs were admitted."""
+        devices = self.devices()
+        held = self._held()
+        free = [FreeDevice(d.uuid, d.gpu_type) for d in devices
+                if d.uuid not in held and not d.busy_foreign]
+        nvml_gpus = any(not d.is_cpu_slot for d in devices)
+        best_effort = self.backend.profile.queue_policy == "best-effort"
+        admitted = 0
+        for _attempt in range(3):
+            room = _Room(self)
+            cur = self.sweeps.queue(best_effort=best_effort, free=len(free))  # parallel caps
+            todo = plan(cur, free, room, best_effort=best_effort, match_type=nvml_gpus)
+            cur.close()
+            retry = False
+            for adm in todo:
+                fds, lost = [], None
+                for uuid in adm.devices:
+                    lk = deps.try_lock_device(uuid, self.paths.state_dir, owner=adm.run_id)
+                    if lk is None:
+                        lost = uuid
+                        break
+                    fds.append(lk)
+                if lost is not None:
+                    for lk in fds:
+                        lk.release()
+                    free = [f for f in free if f.uuid != lost]  # another user's agent holds it
+                    retry = True
+                    break
+                labels = [self._label(devices, u) for u in adm.devices]
+                gtype = next((d.gpu_type for d in devices if d.uuid in adm.devices), None)
+                ok = db.transition(self.conn, adm.run_id, RunState.PENDING, message="devices assigned",
+                                   admitted_at=time.time(), assigned=list(adm.devices), labels=labels,
+                                   gpu_type=gtype or "cpu", expect=frozenset({RunState.QUEUED}))
+                if not ok:
+                    for lk in fds:
+                        lk.release()
+                    continue
+                free = [f for f in free if f.uuid not in adm.devices]
+                admitted += 1
+                self._start_worker(adm.run_id, fds)
+            if not retry:
+                break
+        return admitted
+
+    def tier_room(self, profile: str) -> int | None:
+        """Devices `profile` may still take under its tier; None = no limit."""
+        try:
+            limit = self.config.all_tiers().get(self.backend_for(profile).profile.tier, 0)
+        except Exception:  # a profile since removed from the config: no tier to enforce
+            limit = 0
+        if not limit:
+            return None
+        used = self.conn.execute(
+            "SELECT COALESCE(SUM(gpus * learners), 0) FROM runs WHERE profile = ? AND state IN "
+            "('PENDING','DOWNLOADING','PROCESSING','STORING')", (profile,)).fetchone()[0]
+        return max(0, limit - used)
+
+    @staticmethod
+    def _label(devices: list, uuid: str) -> str:
+        for d in devices:
+            if d.uuid == uuid:
+                return d.label
+        return uuid
+
+    def _config_stamp(self) -> float | None:
+        try:
+            return self.paths.config_file.stat().st_mtime
+        except OSError:
+            return None
+
+    def reload_config_if_changed(self) -> None:
+        """Tiers, prices, priorities and slots edited while the agent runs apply from the next pass."""
+        stamp = self._config_stamp()
+        if stamp == self._stamp:
+            return
+        from ...facade import open_backend
+
+        try:
+            backend = open_backend(self.backend.profile.name)
+        except Exception as exc:  # a broken edit: keep the last good config, say why
+            log.warning("config not reloaded: %s", exc)
+        else:
+            with self._lock:
+                self.backend, self.config = backend, backend.config
+                self._backends = {backend.profile.name: backend}
+                self._stores = {}
+            self._inventory = (0.0, [])
+            log.info("config reloaded")
+        self._stamp = stamp
+
+    def loop(self, sock: socket.socket | None) -> None:
+        self._stamp = self._config_stamp()
+        while not self.stopping.is_set():
+            try:
+                self.reload_config_if_changed()
+                self.handle_control()
+                self.sweeps.tick()
+                self.admit()
+            except Exception:
+                log.exception("agent pass failed")
+            if sock is not None:
+                ready, _, _ = select.select([sock], [], [], TICK)
+                if ready:
+                    try:
+                        while True:
+                            sock.recv(64, socket.MSG_DONTWAIT)
+                    except (BlockingIOError, OSError):
+                        pass
+            else:
+                time.sleep(TICK)
+
+
+class _Room(dict):
+    """Tier room per profile, looked up only for profiles the pass actually meets."""
+
+    def __init__(self, agent: Agent) -> None:
+        super().__init__()
+        self.agent = agent
+
+    def __missing__(self, profile: str) -> int | None:
+        value = self[profile] = self.agent.tier_room(profile)
+        return value
+
+
+def _detach(log_file: Path, pid_file: Path) -> None:
+    """Double fork: own session, no controlling terminal, not a child of whoever started us.
+
+    The caller already holds the agent lock; fork keeps it held throughout. The first process waits
+    for the middle one, which writes the final pid before exiting, so whoever launched the agent
+    finds the lock held and the pid file true the moment the launcher returns.
+    """
+    from ...paths import write_private
+
+    middle = os.fork()
+    if middle > 0:
+        os.waitpid(middle, 0)
+        os._exit(0)
+    os.setsid()
+    final = os.fork()
+    if final > 0:
+        write_private(pid_file, f"{final}\n")
+        os._exit(0)
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.close(null)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dlaas-agent")
+    parser.add_argument("--detach", action="store_true")
+    args = parser.parse_args(argv)
+    from ...facade import open_backend
+    from ...paths import get_paths, private_dir
+
+    paths = get_paths()
+    private_dir(paths.state_dir)
+    here = str(Path(__file__).resolve().parents[3])
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    lock_fd = os.open(lock_path(paths.state_dir), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return 0  # another agent already serves this DLAAS_HOME
+    from ...paths import write_private
+
+    if args.detach:
+        _detach(paths.state_dir / "agent.log", pid_path(paths.state_dir))
+    else:
+        write_private(pid_path(paths.state_dir), f"{os.getpid()}\n")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        stream=sys.stderr)
+    sp = sock_path(paths.state_dir)
+    sock: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sp.unlink(missing_ok=True)
+        sock.bind(str(sp))
+        os.chmod(sp, 0o600)
+    except OSError:  # a path too long for a unix socket: fall back to polling
+        sock.close()
+        sock = None
+    backend = open_backend()
+    agent = Agent(backend)
+
+    def on_term(signum, frame):
+        agent.stopping.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    log.info("agent %d serving %s", os.getpid(), paths.state_dir)
+    agent.recover()
+    try:
+        agent.loop(sock)
+    finally:
+        log.info("agent %d stopping", os.getpid())
+        pid_path(paths.state_dir).unlink(missing_ok=True)
+        if sock is not None:
+            sp.unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

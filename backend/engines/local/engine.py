@@ -1,0 +1,376 @@
+"""LocalEngine: the Engine protocol over the agent's SQLite state.
+
+The CLI and TUI read the database directly (WAL: they never block the agent) and reach the agent
+through two small channels: rows in the `control` table (halt requests survive an agent restart)
+and a wake-up datagram on the agent's socket. Anything that needs the agent starts it first.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ...errors import BadInput, NotFound
+from ...runs import (
+    BILLED_STATES,
+    ChangeSet,
+    Inventory,
+    MetricPoint,
+    Run,
+    RunEvent,
+    RunState,
+    SubmitRequest,
+)
+from . import db, deps
+from .control import ensure_agent, wake
+from .scheduler import QUEUE_SQL
+from .sweeps import engine_etas
+
+LIST_COLUMNS = (
+    "id, name, experiment, profile, state, priority, submitted_at, admitted_at, started_at, "
+    "finished_at, gpus, learners, gpu_type, labels, error_code, message, metrics, primary_metric, "
+    "params, results_bucket, cost_micro, priced, seq, metric_goal"
+)
+
+
+_UTC = timezone.utc
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, _UTC)
+
+
+def row_to_run(row, *, cost: int | None = 0, position: int | None = None,
+               approximate: bool = False) -> Run:
+    def js(key: str, empty):
+        v = row[key]
+        if isinstance(v, str):
+            return json.loads(v) if len(v) > 2 else empty
+        return v if v is not None else empty
+
+    return Run(
+        id=row["id"], name=row["name"], state=RunState(row["state"]),
+        submitted_at=_dt(row["submitted_at"]), experiment=row["experiment"],
+        queue_position=position, queue_position_approximate=approximate and position is not None,
+        gpus=row["gpus"] * row["learners"], gpu_type=row["gpu_type"], assigned=js("labels", []),
+        admitted_at=_dt(row["admitted_at"]), started_at=_dt(row["started_at"]),
+        finished_at=_dt(row["finished_at"]), cost_micro_usd=cost, error_code=row["error_code"],
+        message=row["message"] or "", metrics=js("metrics", {}), primary_metric=row["primary_metric"],
+        learners=row["learners"], priority=row["priority"], params=js("params", {}),
+        results_bucket=row["results_bucket"],
+        metric_goal=row["metric_goal"] if "metric_goal" in row.keys() else "minimize",
+    )
+
+
+# A finished run never changes, so its JSON is written once when it ends and `runs --json` copies
+# it out instead of rebuilding 10,000 Run objects. The shape (Run's fields) guards against a cached
+# document from an older program version.
+JSON_SHAPE = ",".join(Run.__dataclass_fields__)
+
+
+def seal_run(conn, run_id: str) -> None:
+    """Store a terminal run's final JSON document (called by whoever made it terminal)."""
+    row = conn.execute(f"SELECT {LIST_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None or not RunState(row["state"]).terminal:
+        return
+    run = row_to_run(row, cost=row["cost_micro"] if row["priced"] else None)
+    with db.write(conn):
+        conn.execute("UPDATE runs SET final_json = ?, json_shape = ? WHERE id = ?",
+                     (json.dumps(run.to_json()), JSON_SHAPE, run_id))
+
+
+class LocalEngine:
+    name = "local"
+
+    def __init__(self, backend) -> None:
+        self.backend = backend
+        self.paths = backend.paths
+        self._conn = None
+
+    @classmethod
+    def from_backend(cls, backend) -> LocalEngine:
+        return cls(backend)
+
+    @property
+    def conn(self):
+        if self._conn is None:
+            self._conn = db.connect(self.paths.db_file)
+            # Any use of the engine brings the agent back (after a reboot or a kill -9).
+            ensure_agent(self.paths, wait=False)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- the agent --------------------------------------------------------------------------------
+    def ensure_agent(self) -> int:
+        return ensure_agent(self.paths)
+
+    def _nudge(self) -> None:
+        ensure_agent(self.paths)
+        wake(self.paths.state_dir)
+
+    # -- submit -----------------------------------------------------------------------------------
+    def submit(self, request: SubmitRequest) -> list[Run]:
+        from .submit import prepare_and_record
+
+        runs = prepare_and_record(self, request)
+        if not request.dry_run and runs:
+            self._nudge()
+        return runs
+
+    def rerun(self, run_id: str) -> list[Run]:
+        from .submit import rerun
+
+        runs = rerun(self, run_id)
+        self._nudge()
+        return runs
+
+    # -- reading ----------------------------------------------------------------------------------
+    def _positions(self) -> dict[str, int]:
+        return {row[0]: i for i, row in enumerate(self.conn.execute(QUEUE_SQL), start=1)}
+
+    def _costs(self, rows) -> dict[str, int | None]:
+        """Live cost of billed runs (from the ledger); finished runs carry their final cost."""
+        live = [r for r in rows if r["state"] in {s.value for s in BILLED_STATES}]
+        out: dict[str, int | None] = {}
+        now = time.time()
+        for r in live:
+            evs = [(e["at"], e["state"]) for e in db.events(self.conn, r["id"])]
+            out[r["id"]] = _cost(self.backend.config, r, evs, now)
+        return out
+
+    def _build(self, rows) -> list[Run]:
+        best_effort = self.backend.profile.queue_policy == "best-effort"
+        positions = self._positions() if any(r["state"] == "QUEUED" for r in rows) else {}
+        costs = self._costs(rows)
+        etas = engine_etas(self) if positions else {}
+        out = []
+        for r in rows:
+            if r["id"] in costs:
+                cost = costs[r["id"]]
+            elif r["state"] == "QUEUED":
+                cost = 0
+            else:
+                cost = r["cost_micro"] if r["priced"] else None
+            run = row_to_run(r, cost=cost, position=positions.get(r["id"]), approximate=best_effort)
+            run.eta = etas.get(run.id)
+            out.append(run)
+        return out
+
+    def list_runs(self, *, states: Sequence[RunState] | None = None, experiment: str | None = None,
+                  limit: int | None = None) -> list[Run]:
+        sql = f"SELECT {LIST_COLUMNS} FROM runs"
+        where, args = [], []
+        if states:
+            where.append(f"state IN ({', '.join('?' for _ in states)})")
+            args += [RunState(s).value for s in states]
+        if experiment is not None:
+            where.append("experiment = ?")
+            args.append(experiment)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY submitted_at DESC, id DESC"
+        if limit:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        return self._build(self.conn.execute(sql, args).fetchall())
+
+    def list_runs_json(self, *, states: Sequence[RunState] | None = None, experiment: str | None = None,
+                       limit: int | None = None) -> list[str]:
+        """`list_runs` as encoded JSON objects, in the same order: finished runs from their sealed
+        document, the rest built live (queue positions, ticking cost)."""
+        where, args = [], []
+        if states:
+            where.append(f"state IN ({', '.join('?' for _ in states)})")
+            args += [RunState(s).value for s in states]
+        if experiment is not None:
+            where.append("experiment = ?")
+            args.append(experiment)
+        sql = "SELECT id, final_json, json_shape FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY submitted_at DESC, id DESC"
+        if limit:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        rows = self.conn.execute(sql, args).fetchall()
+        live_ids = [r[0] for r in rows if r[1] is None or r[2] != JSON_SHAPE]
+        live: dict[str, str] = {}
+        for start in range(0, len(live_ids), 500):
+            chunk = live_ids[start : start + 500]
+            got = self.conn.execute(
+                f"SELECT {LIST_COLUMNS} FROM runs WHERE id IN ({', '.join('?' for _ in chunk)})", chunk
+            ).fetchall()
+            for run in self._build(got):
+                live[run.id] = json.dumps(run.to_json())
+        return [live[r[0]] if r[0] in live else r[1] for r in rows]
+
+    def get_run(self, run_id: str) -> Run:
+        row = self.conn.execute(f"SELECT {LIST_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no run {run_id!r}")
+        return self._build([row])[0]
+
+    def changes(self, cursor: int | None = None) -> ChangeSet:
+        with db.snapshot(self.conn):  # rows and the cursor from one view of the database
+            seq = db.current_seq(self.conn)
+            if cursor is None or cursor < 0 or cursor > seq:  # a cursor we never gave out: resync
+                rows = self.conn.execute(f"SELECT {LIST_COLUMNS} FROM runs").fetchall()
+                deleted: list[str] = []
+                full = True
+            else:
+                rows = self.conn.execute(
+                    f"SELECT {LIST_COLUMNS} FROM runs WHERE seq > ?", (cursor,)).fetchall()
+                deleted = [r[0] for r in self.conn.execute(
+                    "SELECT run_id FROM deleted WHERE seq > ?", (cursor,))]
+                full = False
+        runs = self._build(rows)
+        # A queue position moves when a run ahead of it leaves the queue: report the queue too.
+        if not full and rows:
+            have = {r.id for r in runs}
+            queued = [r for r in self.list_runs(states=[RunState.QUEUED]) if r.id not in have]
+            runs += queued
+        return ChangeSet(runs=runs, deleted=deleted, cursor=seq, full=full)
+
+    def events(self, run_id: str) -> list[RunEvent]:
+        self.get_run(run_id)
+        return [RunEvent(r["run_id"], _dt(r["at"]), RunState(r["state"]) if r["state"] else None,
+                         r["message"], r["error_code"]) for r in db.events(self.conn, run_id)]
+
+    def metrics(self, run_id: str) -> list[MetricPoint]:
+        self.get_run(run_id)
+        rows = self.conn.execute(
+            "SELECT name, value, step, at, learner FROM metrics WHERE run_id = ? ORDER BY rowid", (run_id,))
+        return [MetricPoint(n, v, s, _dt(a), lr - 1) for n, v, s, a, lr in rows]  # 0-based learners
+
+    def manifest_text(self, run_id: str) -> str:
+        row = self.conn.execute("SELECT manifest_text FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no run {run_id!r}")
+        return row[0]
+
+    def _log_path(self, run_id: str, learner: int) -> Path:
+        """learner is 0-based as in the Engine protocol; folders are learner-1.. as FfDL's."""
+        return self.paths.runs_dir / run_id / "logs" / f"learner-{learner + 1}" / "training-log.txt"
+
+    def _check_learner(self, run: Run, learner: int) -> None:
+        if not 0 <= learner < run.learners:
+            raise BadInput(f"run {run.id} has {run.learners} learner(s); no learner {learner}")
+
+    def log_path(self, run_id: str, *, learner: int = 0) -> Path | None:
+        """The log file itself (the TUI tails it): the run's own while it lives, else the stored one."""
+        run = self.get_run(run_id)
+        self._check_learner(run, learner)
+        path = self._log_path(run_id, learner)
+        if path.exists():
+            return path
+        return self._stored_log(run, learner + 1) if run.results_bucket else None
+
+    def logs(self, run_id: str, *, learner: int = 0, tail: int | None = None,
+             follow: bool = False) -> Iterator[str]:
+        run = self.get_run(run_id)
+        self._check_learner(run, learner)
+        path = self._log_path(run_id, learner)
+        if not path.exists() and run.state.terminal and run.results_bucket:
+            path = self._stored_log(run, learner + 1) or path
+        return _read_log(self, run_id, path, tail, follow)
+
+    def _stored_log(self, run: Run, n: int) -> Path | None:
+        try:
+            store = deps.open_store(self.backend)
+            p = deps.local_path(store, run.results_bucket, f"{run.id}/learner-{n}/training-log.txt")
+        except Exception:
+            return None
+        return p if p is not None and p.exists() else None
+
+    def download_results(self, run_id: str, dest: Path) -> int:
+        """Copy `<results-bucket>/<run-id>/` into `dest`; returns the number of files."""
+        run = self.get_run(run_id)
+        if not run.results_bucket:
+            raise NotFound(f"{run_id}: no results bucket recorded")
+        spec = db.get_row(self.conn, run_id)["spec"]
+        store = deps.open_store(self.backend, spec.get("connection"))
+        return store.get_prefix(run.results_bucket, f"{run.id}/", Path(dest))
+
+    # -- changing ---------------------------------------------------------------------------------
+    def halt(self, run_id: str) -> Run:
+        self.backend.require_writable("halt")
+        run = self.get_run(run_id)
+        if run.state.terminal:
+            return run
+        if run.state == RunState.QUEUED and db.transition(
+            self.conn, run_id, RunState.HALTED, message="halted while queued", finished_at=time.time(),
+            expect=frozenset({RunState.QUEUED}),
+        ):
+            seal_run(self.conn, run_id)
+            wake(self.paths.state_dir)
+            return self.get_run(run_id)
+        db.request_control(self.conn, run_id, "halt")
+        self._nudge()
+        return self.get_run(run_id)
+
+    def delete(self, run_id: str) -> None:
+        self.backend.require_writable("delete")
+        db.delete_run(self.conn, run_id)
+
+    def inventory(self) -> Inventory:
+        held: dict[str, str] = {}
+        pgids: set[int] = set()
+        for rid, assigned, procs in self.conn.execute(
+            "SELECT id, assigned, procs FROM runs WHERE state IN "
+            "('PENDING','DOWNLOADING','PROCESSING','STORING')"
+        ):
+            for uuid in json.loads(assigned):
+                held[uuid] = rid
+            pgids.update(p["pid"] for p in json.loads(procs))
+        return deps.read_inventory(
+            self.backend.profile.cpu_slots, holders=held, our_pids=deps.pids_in_groups(pgids),
+            tier_gpus=self.backend.config.tier_gpus(self.backend.profile))
+
+
+def _cost(config, row, events, now) -> int | None:
+    units = row["gpus"] * row["learners"] if row["gpus"] else row["learners"]
+    return deps.run_cost_micro(events, units, row["gpu_type"] or "cpu", config, now)
+
+
+def _read_log(engine: LocalEngine, run_id: str, path: Path, tail: int | None,
+              follow: bool) -> Iterator[str]:
+    from collections import deque
+
+    pos = 0
+    if path.exists():
+        with open(path, "rb") as fh:
+            if tail is not None:
+                lines = deque(fh, maxlen=max(0, tail))
+            else:
+                lines = list(fh)
+            pos = fh.tell()
+        for raw in lines:
+            yield raw.decode("utf-8", "replace").rstrip("\n")
+    if not follow:
+        return
+    buf = b""
+    while True:
+        done = engine.get_run(run_id).state.terminal
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(pos)
+                data = fh.read()
+                pos = fh.tell()
+        except FileNotFoundError:
+            data = b""
+        buf += data
+        *complete, buf = buf.split(b"\n")
+        for raw in complete:
+            yield raw.decode("utf-8", "replace")
+        if done:
+            if buf:
+                yield buf.decode("utf-8", "replace")
+            return
+        time.sleep(0.25)
+

@@ -1,0 +1,352 @@
+"""One run's life inside the agent, on its own thread: PENDING -> DOWNLOADING -> PROCESSING -> STORING.
+
+Every step is written to the ledger before the next begins, and each step can be resumed from the
+ledger alone, which is how an agent restarted after `kill -9` carries on: a command whose wrapper
+left a pid file is never started again (it is adopted, or the run is lost with S401), and a run cut
+off in STORING stores again (the outcome it was storing for is kept in the row).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ...packaging import ArchiveError, safe_unzip
+from ...runs import ErrorCode, RunState
+from . import db, deps
+from .procs import Learner, launch, start_time, stop_group, was_started
+
+if TYPE_CHECKING:
+    from .agent import Agent
+
+log = logging.getLogger("dlaas.agent")
+OOM_PATTERNS = re.compile(rb"CUDA out of memory|OutOfMemoryError|torch\.OutOfMemoryError|Killed\s*$", re.M)
+TAIL_LINES = 5
+
+
+def tail_lines(path: Path, n: int) -> list[str]:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 16384))
+            data = fh.read()
+    except OSError:
+        return []
+    return [ln for ln in data.decode("utf-8", "replace").splitlines() if ln.strip()][-n:]
+
+
+class RunWorker(threading.Thread):
+    def __init__(self, agent: Agent, run_id: str) -> None:
+        super().__init__(name=f"run-{run_id}", daemon=True)
+        self.agent = agent
+        self.run_id = run_id
+        self.halt_requested = threading.Event()
+        self.stop_reason: tuple[str, str] | None = None  # (error code, message) when a policy halts it
+        self.learners: list[Learner] = []
+        self.conn = db.connect(agent.paths.db_file)
+        self.wd = agent.paths.runs_dir / run_id
+        self._offsets: dict[str, int] = {}
+        self._last: dict[str, float] = {}
+        self._seen: list[str] = []
+
+    # -- paths ----------------------------------------------------------------------------------
+    def learner_log_dir(self, i: int) -> Path:
+        return self.wd / "logs" / f"learner-{i}"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.wd / "model"
+
+    @property
+    def result_dir(self) -> Path:
+        return self.wd / "results"
+
+    # -- the thread -----------------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            self._run()
+        except Exception as exc:  # a bug must not leave the run hanging in a billed state
+            log.exception("run %s: unexpected error", self.run_id)
+            self._finish(RunState.FAILED, ErrorCode.LOAD_FAILED.value, f"internal error: {exc}")
+        finally:
+            self.agent.release(self.run_id)
+            self.conn.close()
+
+    def _run(self) -> None:
+        row = db.get_row(self.conn, self.run_id)
+        self.row = row
+        self.spec: dict[str, Any] = row["spec"]
+        state = RunState(row["state"])
+        if state == RunState.PENDING:
+            if self.halt_requested.is_set():
+                return self._finish(RunState.HALTED, None, "halted before it started")
+            if not self._move(RunState.DOWNLOADING, "fetching model and data"):
+                return
+            state = RunState.DOWNLOADING
+        if state == RunState.DOWNLOADING:
+            bases = [self.wd / "state" / f"learner-{i}" for i in range(1, row["learners"] + 1)]
+            if any(was_started(b) for b in bases):
+                # An earlier agent started the command and died before recording it: adopt.
+                self.learners = [self._learner_from_files(i, b) for i, b in enumerate(bases, 1)]
+                self._move(RunState.PROCESSING, "adopted after agent restart",
+                           started_at=time.time(), procs=[lr.to_json() for lr in self.learners])
+            else:
+                try:
+                    self._download()
+                except ArchiveError as exc:
+                    return self._finish(RunState.FAILED, ErrorCode.BAD_MODEL_ARCHIVE.value, exc.message)
+                except Exception as exc:
+                    return self._finish(RunState.FAILED, ErrorCode.LOAD_FAILED.value,
+                                        f"loading model or data failed: {exc}")
+                if self.halt_requested.is_set():
+                    return self._finish(RunState.HALTED, None, "halted before the command started")
+                self._launch()
+            state = RunState.PROCESSING
+        if state == RunState.PROCESSING:
+            if not self.learners:
+                self.learners = [Learner.from_json(p) for p in db.get_row(self.conn, self.run_id)["procs"]]
+                self._reset_metrics()
+            outcome = self._monitor()
+            if not self._move(RunState.STORING, "storing results", outcome=outcome):
+                return
+            state = RunState.STORING
+        if state == RunState.STORING:
+            outcome = db.get_row(self.conn, self.run_id)["outcome"] or {
+                "state": RunState.COMPLETED.value, "code": None, "message": ""}
+            self._collect_metrics()
+            try:
+                self._store(outcome)
+            except Exception as exc:
+                log.exception("run %s: storing failed", self.run_id)
+                outcome = {"state": RunState.FAILED.value, "code": ErrorCode.STORE_FAILED.value,
+                           "message": f"storing results failed ({exc}); a local copy is kept in {self.wd}"}
+            self._finish(RunState(outcome["state"]), outcome.get("code"), outcome.get("message", ""))
+
+    # -- steps ----------------------------------------------------------------------------------
+    def _move(self, state: RunState, message: str = "", **fields: Any) -> bool:
+        return db.transition(self.conn, self.run_id, state, message=message, **fields)
+
+    def _finish(self, state: RunState, code: str | None, message: str) -> None:
+        now = time.time()
+        ev = [(e["at"], e["state"]) for e in db.events(self.conn, self.run_id)] + [(now, state.value)]
+        cost = self.agent.cost_micro(self.row if hasattr(self, "row") else
+                                     db.get_row(self.conn, self.run_id), ev, now)
+        if db.transition(self.conn, self.run_id, state, message=message, error_code=code, at=now,
+                         finished_at=now, cost_micro=cost, priced=0 if cost is None else 1):
+            from .engine import seal_run
+
+            seal_run(self.conn, self.run_id)
+
+    def _download(self) -> None:
+        store = self.agent.store_for(self.row["profile"], self.spec.get("connection"))
+        self.wd.mkdir(parents=True, exist_ok=True)
+        bucket = self.row["results_bucket"]
+        zip_path = self.wd / "model.zip"
+        src = deps.local_path(store, bucket, self.spec["model_key"])
+        if src is None:
+            store.get_file(bucket, self.spec["model_key"], zip_path)
+            src = zip_path
+        if self.model_dir.exists():
+            import shutil
+
+            shutil.rmtree(self.model_dir)
+        own_key = f"{self.run_id}/_submitted_code/model.zip"
+        if self.spec["model_key"] != own_key:  # a sweep stores its code once: each run that starts gets its copy
+            store.put_file(src, bucket, own_key)
+        safe_unzip(src, self.model_dir, max_bytes=self.spec.get("max_model_bytes", 500 * 2**20) * 20)
+        data = self.spec["data"]
+        link = self.wd / "data"
+        if link.is_symlink() or link.exists():
+            if link.is_symlink():
+                link.unlink()
+            else:
+                import shutil
+
+                shutil.rmtree(link)
+        folder = deps.local_path(store, data["bucket"], data.get("prefix") or "")
+        if folder is not None:
+            if not folder.exists():
+                raise FileNotFoundError(f"training data {data['bucket']}/{data.get('prefix') or ''} not found")
+            link.symlink_to(folder, target_is_directory=True)
+        else:
+            self._fetch_remote_data(store, data, link)
+        for d in ("results", "state", "checkpoints"):
+            (self.wd / d).mkdir(parents=True, exist_ok=True)
+        (self.wd / "state" / "config.json").write_text(
+            self.spec.get("config_json") or json.dumps(self.row["params"], indent=2))
+
+    def _fetch_remote_data(self, store, data: dict, dest: Path) -> None:
+        """Data on S3: through the machine's shared cache, so a sweep downloads it once."""
+        from ...datacache import DataCache
+
+        cache_cfg = self.agent.config.cache
+        cache = DataCache(self.agent.paths.cache_dir / "data", int(cache_cfg.max_gb * 2**30))
+        cache.fetch(store, data["bucket"], data.get("prefix") or "", dest)
+
+    def _env(self, learner: int, devices: list[str], port: int) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DLAAS_")}
+        python = self.spec.get("python")
+        if python:
+            env["PATH"] = f"{Path(python).parent}{os.pathsep}{env.get('PATH', '')}"
+        n = self.row["learners"]
+        log_dir = self.learner_log_dir(learner)
+        env.update(
+            DATA_DIR=str(self.wd / "data"), RESULT_DIR=str(self.result_dir), MODEL_DIR=str(self.model_dir),
+            LOG_DIR=str(log_dir), JOB_STATE_DIR=str(self.wd / "state"),
+            CHECKPOINT_DIR=str(self.wd / "checkpoints"), TRAINING_ID=self.run_id,
+            LEARNER_ID=str(learner), NUM_LEARNERS=str(n), GPU_COUNT=str(self.row["gpus"]),
+            PYTHONUNBUFFERED="1",
+            CUDA_VISIBLE_DEVICES=",".join(d for d in devices if not d.startswith("cpu:")),
+        )
+        if n > 1:
+            env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(n),
+                       RANK=str(learner - 1))
+        env.update(self.agent.resolve_env(self.spec.get("env", {})))
+        return env
+
+    def _launch(self) -> None:
+        n = self.row["learners"]
+        per = self.row["gpus"]
+        devices = list(db.get_row(self.conn, self.run_id)["assigned"])
+        port = deps.free_port() if n > 1 else 0
+        fds = tuple(self.agent.lock_fds(self.run_id))
+        for i in range(1, n + 1):
+            mine = devices[(i - 1) * per : i * per]
+            self.learners.append(launch(
+                i, self.spec["command"], cwd=self.model_dir, env=self._env(i, mine, port),
+                log_file=self.learner_log_dir(i) / "training-log.txt",
+                state_base=self.wd / "state" / f"learner-{i}", pass_fds=fds,
+            ))
+        self._move(RunState.PROCESSING, "command started", started_at=time.time(),
+                   procs=[lr.to_json() for lr in self.learners])
+
+    def _learner_from_files(self, i: int, base: Path) -> Learner:
+        try:
+            pid = int(Path(f"{base}.pid").read_text().strip())
+        except (OSError, ValueError):
+            pid = 0
+        # Only trust a pid whose process started after the run was admitted (not a reused pid).
+        start = start_time(pid) if pid else None
+        return Learner(i, pid, start, base)
+
+    def _monitor(self) -> dict[str, Any]:
+        started = db.get_row(self.conn, self.run_id)["started_at"] or time.time()
+        limit = self.spec.get("max_duration_s")
+        next_metrics = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= next_metrics:
+                self._collect_metrics()
+                next_metrics = now + 0.5
+            if self.halt_requested.is_set():
+                stop_group(self.learners, self.agent.halt_grace)
+                code, message = self.stop_reason or (None, "halted by request")
+                return {"state": RunState.HALTED.value, "code": code, "message": message}
+            if limit and time.time() - started > limit:
+                stop_group(self.learners, self.agent.halt_grace)
+                return self._failure(ErrorCode.MAX_DURATION.value,
+                                     f"ran past max_duration ({limit} s) and was stopped")
+            alive = [lr.alive() for lr in self.learners]
+            done = [lr for lr, a in zip(self.learners, alive) if not a]
+            bad = [lr for lr in done if lr.exit_code() != 0]
+            if bad:
+                stop_group(self.learners, self.agent.halt_grace)
+                lr = bad[0]
+                code = lr.exit_code()
+                if code is None:
+                    return self._failure(ErrorCode.RUN_LOST.value,
+                                         f"learner {lr.index}'s process vanished", lr.index)
+                if code == 137 or self._oom_in_log(lr.index):
+                    return self._failure(ErrorCode.OUT_OF_MEMORY.value,
+                                         f"learner {lr.index} ran out of memory (exit {code})", lr.index)
+                return self._failure(ErrorCode.COMMAND_FAILED.value,
+                                     f"learner {lr.index} exited with {code}", lr.index)
+            if len(done) == len(self.learners):
+                return {"state": RunState.COMPLETED.value, "code": None, "message": ""}
+            self.halt_requested.wait(0.2)
+
+    def _failure(self, code: str, message: str, learner: int = 1) -> dict[str, Any]:
+        lines = tail_lines(self.learner_log_dir(learner) / "training-log.txt", TAIL_LINES)
+        if lines:
+            message += ": " + " | ".join(lines)
+        return {"state": RunState.FAILED.value, "code": code, "message": message}
+
+    def _oom_in_log(self, learner: int) -> bool:
+        lines = tail_lines(self.learner_log_dir(learner) / "training-log.txt", 50)
+        return bool(OOM_PATTERNS.search("\n".join(lines).encode()))
+
+    # -- metrics --------------------------------------------------------------------------------
+    def _reset_metrics(self) -> None:
+        """An adopted run's metrics are parsed again from the start of its files."""
+        with db.write(self.conn):
+            self.conn.execute("DELETE FROM metrics WHERE run_id = ?", (self.run_id,))
+
+    def _read_new(self, path: Path) -> list[str]:
+        key = str(path)
+        off = self._offsets.get(key, 0)
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(off)
+                data = fh.read(8 << 20)
+        except OSError:
+            return []
+        end = data.rfind(b"\n")
+        if end < 0:
+            return []
+        self._offsets[key] = off + end + 1
+        return data[: end + 1].decode("utf-8", "replace").splitlines()
+
+    def _collect_metrics(self) -> None:
+        points: list[tuple] = []
+        now = time.time()
+        sources = [(i, self.learner_log_dir(i) / "training-log.txt", deps.parse_metrics_line)
+                   for i in range(1, self.row["learners"] + 1)]
+        sources.append((1, self.result_dir / "metrics.jsonl", deps.parse_metrics_json))
+        for learner, path, parse in sources:
+            for line in self._read_new(path):
+                got = parse(line)
+                if got is None:
+                    continue
+                for name, value in got.values.items():
+                    points.append((learner, name, value, got.step, got.at or now))
+                    if name not in self._seen:
+                        self._seen.append(name)
+                    if learner == 1:
+                        self._last[name] = value
+        if points:
+            primary = deps.primary_metric(self._seen, self.spec.get("sweep_metric"))
+            db.add_metrics(self.conn, self.run_id, points, self._last, primary)
+
+    # -- storing --------------------------------------------------------------------------------
+    def _store(self, outcome: dict[str, Any]) -> None:
+        store = self.agent.store_for(self.row["profile"], self.spec.get("connection"))
+        bucket = self.row["results_bucket"]
+        rid = self.run_id
+        if self.result_dir.is_dir() and any(self.result_dir.iterdir()):
+            store.put_folder(self.result_dir, bucket, rid)
+        for i in range(1, self.row["learners"] + 1):
+            ldir = self.learner_log_dir(i)
+            ldir.mkdir(parents=True, exist_ok=True)
+            logf = ldir / "training-log.txt"
+            if not logf.exists():
+                logf.touch()
+            store.put_file(logf, bucket, f"{rid}/learner-{i}/training-log.txt")
+            mfile = ldir / "metrics.jsonl"
+            rows = self.conn.execute(
+                "SELECT name, value, step, at FROM metrics WHERE run_id = ? AND learner = ? ORDER BY rowid",
+                (rid, i)).fetchall()
+            with open(mfile, "w") as fh:
+                for name, value, step, at in rows:
+                    fh.write(json.dumps({"name": name, "value": value, "step": step, "at": at}) + "\n")
+            store.put_file(mfile, bucket, f"{rid}/learner-{i}/metrics.jsonl")
+        doc = self.agent.run_document(self.conn, rid, outcome)
+        rj = self.wd / "run.json"
+        rj.write_text(json.dumps(doc, indent=2, default=str))
+        store.put_file(rj, bucket, f"{rid}/run.json")
+

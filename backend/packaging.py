@@ -1,0 +1,149 @@
+"""Model code archives: zip a model folder for submission, unzip one safely into a run's MODEL_DIR.
+
+Zipping honours the folder's `.gitignore` (git's own rules, via pathspec's GitIgnoreSpec) and always skips `.git`,
+`__pycache__` and `.venv`, so a submission carries source, not environments. Both directions refuse
+what could hurt: an archive over the size cap, or an entry whose path would land outside the target
+(absolute, `..`, a symlink) - each with C102 and the offending name.
+"""
+from __future__ import annotations
+
+import os
+import stat
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from .errors import BadInput, DlaasError
+from .runs import ErrorCode
+
+ALWAYS_SKIPPED = frozenset({".git", "__pycache__", ".venv", ".mypy_cache", ".pytest_cache"})
+
+
+class ArchiveError(DlaasError):
+    """A model archive that is unsafe or too big (C102)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code=ErrorCode.BAD_MODEL_ARCHIVE.value)
+
+
+def _ignore_spec(root: Path):
+    import pathspec
+
+    lines: list[str] = []
+    gitignore = root / ".gitignore"
+    if gitignore.is_file():
+        lines = gitignore.read_text(errors="replace").splitlines()
+    return pathspec.GitIgnoreSpec.from_lines(lines)
+
+
+def model_files(root: Path) -> list[tuple[Path, str]]:
+    """(path, archive name) for each file a submission of `root` carries, in a stable order."""
+    spec = _ignore_spec(root)
+    out: list[tuple[Path, str]] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        rel_dir = Path(dirpath).relative_to(root)
+        keep = []
+        for d in sorted(dirnames):
+            rel = (rel_dir / d).as_posix()
+            if d in ALWAYS_SKIPPED or spec.match_file(rel + "/"):
+                continue
+            keep.append(d)
+        dirnames[:] = keep
+        for f in sorted(filenames):
+            path = Path(dirpath) / f
+            rel = (rel_dir / f).as_posix()
+            if spec.match_file(rel) or path.is_symlink() and not path.exists():
+                continue
+            if not path.is_file():
+                continue
+            out.append((path, rel))
+    return out
+
+
+def zip_model(src: Path, dest: Path, *, max_bytes: int) -> int:
+    """Zip folder `src` into `dest` (temp + rename); returns the archive size. C102 over `max_bytes`."""
+    src = Path(src)
+    if not src.is_dir():
+        raise BadInput(f"{src}: the model must be a folder or a .zip file")
+    files = model_files(src)
+    raw = sum(p.stat().st_size for p, _ in files)
+    if raw > max_bytes * 20:  # hopeless even at a generous compression ratio: fail before zipping
+        raise ArchiveError(f"{src}: model folder holds {raw} bytes, over the {max_bytes} byte cap")
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+            for path, name in files:
+                zf.write(path, name)
+                if tmp.stat().st_size > max_bytes:
+                    raise ArchiveError(f"{src}: model archive is over the {max_bytes} byte cap")
+        size = tmp.stat().st_size
+        if size > max_bytes:
+            raise ArchiveError(f"{src}: model archive is {size} bytes, over the {max_bytes} byte cap")
+        os.replace(tmp, dest)
+        return size
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def check_zip(path: Path, *, max_bytes: int) -> None:
+    """Refuse a given .zip that is too big, not a zip, or holds an unsafe entry (C102)."""
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ArchiveError(f"{path}: model archive is {size} bytes, over the {max_bytes} byte cap")
+    if not zipfile.is_zipfile(path):
+        raise ArchiveError(f"{path}: not a zip archive")
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            _safe_name(info)
+
+
+def _safe_name(info: zipfile.ZipInfo) -> PurePosixPath:
+    name = info.filename.replace("\\", "/")
+    pure = PurePosixPath(name)
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":") or ".." in pure.parts or "\x00" in name:
+        raise ArchiveError(f"model archive entry {info.filename!r} would land outside MODEL_DIR")
+    mode = (info.external_attr >> 16) & 0o170000
+    if mode == stat.S_IFLNK:
+        raise ArchiveError(f"model archive entry {info.filename!r} is a symbolic link")
+    return pure
+
+
+def safe_unzip(path: Path, target: Path, *, max_bytes: int | None = None) -> int:
+    """Extract `path` into `target`; any entry that would escape it fails the whole unzip (C102).
+
+    Every name is checked before anything is written, so a refused archive leaves nothing behind.
+    `max_bytes` caps the total uncompressed size (a zip bomb guard). Returns the number of files.
+    """
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    root = target.resolve()
+    try:
+        zf = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as exc:
+        raise ArchiveError(f"{path.name}: not a zip archive ({exc})") from None
+    with zf:
+        infos = zf.infolist()
+        total = 0
+        plan = []
+        for info in infos:
+            pure = _safe_name(info)
+            dest = (root / pure).resolve()
+            if dest != root and root not in dest.parents:
+                raise ArchiveError(f"model archive entry {info.filename!r} would land outside MODEL_DIR")
+            total += info.file_size
+            plan.append((info, dest))
+        if max_bytes is not None and total > max_bytes:
+            raise ArchiveError(f"model archive expands to {total} bytes, over the {max_bytes} cap")
+        count = 0
+        for info, dest in plan:
+            if info.is_dir():
+                dest.mkdir(parents=True, exist_ok=True)
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(dest, "wb") as out:
+                while chunk := src.read(1 << 20):
+                    out.write(chunk)
+            mode = (info.external_attr >> 16) & 0o777
+            if mode & 0o100:
+                os.chmod(dest, 0o755)
+            count += 1
+        return count

@@ -1,0 +1,70 @@
+"""Key bindings: every user-facing Binding has an id, and the config's `[keys]` table remaps them.
+
+    [keys]
+    "runs.halt" = "ctrl+k"
+    "log.follow" = "f"
+
+`describe()` lists the bindings a screen answers to (for `?`), read from the live binding chain,
+so help always shows the keys in force, remapped ones included.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.actions import parse as parse_action
+from textual.app import App
+from textual.screen import Screen
+
+
+@dataclass(frozen=True)
+class KeyHelp:
+    keys: str
+    description: str
+    binding_id: str
+    owner: str
+
+
+def format_key(key: str) -> str:
+    names = {
+        "question_mark": "?",
+        "colon": ":",
+        "slash": "/",
+        "escape": "esc",
+        "less_than_sign": "<",
+        "greater_than_sign": ">",
+        "space": "space",
+    }
+    return names.get(key, key)
+
+
+def apply_keymap(app: App, keys: dict[str, str]) -> None:
+    """Remap bindings by id; keys are comma-separated (`"ctrl+k,x"`)."""
+    if keys:
+        app.set_keymap({binding_id: value for binding_id, value in keys.items()})
+
+
+def describe(screen: Screen) -> list[KeyHelp]:
+    """Every binding `screen` answers to now, its focused widget's and the app's included."""
+    seen: dict[tuple[str, str], KeyHelp] = {}
+    for node, bindings in screen._modal_binding_chain:
+        owner = type(node).__name__
+        for key, binding_list in bindings.key_to_bindings.items():
+            for binding in binding_list:
+                # Only our own bindings carry ids; Textual's built-ins (scrolling, copy) do not.
+                if not binding.description or binding.system or not binding.id:
+                    continue
+                ident = binding.id
+                if (ident, owner) in seen:
+                    seen[(ident, owner)] = KeyHelp(
+                        f"{seen[(ident, owner)].keys}, {format_key(key)}", binding.description, ident, owner
+                    )
+                    continue
+                try:
+                    _target, action, params = parse_action(binding.action)
+                    enabled = node.check_action(action, params)
+                except Exception:
+                    enabled = True
+                if enabled is False:
+                    continue
+                seen[(ident, owner)] = KeyHelp(format_key(key), binding.description, ident, owner)
+    return list(seen.values())

@@ -1,0 +1,260 @@
+"""The home screen: the live runs table, fed once a second by `engine.changes(cursor)`.
+
+A thread worker asks the engine what changed, keeps its own copy of every run to work out the
+header (queued, running, spend today) off the UI thread, and hands the ChangeSet to the UI, which
+only merges and renders. Backend errors become notifications; the feed keeps trying.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer
+from textual.worker import get_current_worker
+
+from backend.facade import BudgetStatus, ChangeSet, DlaasError, Inventory, Run, RunState, spend
+
+from ..widgets.command_bar import CommandBar
+from ..widgets.header import HeaderStats, StatusHeader
+from ..widgets.run_table import RunTable
+from .confirm import ConfirmScreen
+
+if TYPE_CHECKING:
+    from backend.facade import Backend
+
+    from ..app import DlaasApp
+
+
+def describe_error(exc: BaseException) -> str:
+    if isinstance(exc, DlaasError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def halt_then_delete(engine, run_id: str, wait_s: float = 15.0) -> None:
+    """Engines delete only finished runs; the user confirmed deleting a running one, so halt it."""
+    if not engine.get_run(run_id).state.terminal:
+        engine.halt(run_id)
+        deadline = time.monotonic() + wait_s
+        while not engine.get_run(run_id).state.terminal and time.monotonic() < deadline:
+            time.sleep(0.2)  # a real process takes a moment to stop
+    engine.delete(run_id)
+
+
+class RunsScreen(Screen):
+    app: DlaasApp
+
+    BINDINGS = [
+        Binding("slash", "filter", "Filter", id="runs.filter"),
+        Binding("l", "logs", "Logs", id="runs.logs"),
+        Binding("n", "new", "New run", id="runs.new"),
+        Binding("ctrl+k", "halt", "Halt", id="runs.halt"),
+        Binding("ctrl+d", "delete", "Delete", id="runs.delete"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="runs.clear_filter"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._wake = threading.Event()
+        self._loaded = False
+
+    def compose(self) -> ComposeResult:
+        yield StatusHeader(id="header")
+        yield RunTable(clock=self.app.clock, id="runs")
+        yield CommandBar(id="filter-bar")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(RunTable).focus()
+        self.query_one(StatusHeader).set_where("runs")
+        self.restart_feed()
+
+    # ------------------------------------------------------------ the feed
+    def restart_feed(self) -> None:
+        """(Re)start reading runs from the app's current backend, e.g. after `:profile`."""
+        self._loaded = False
+        self.query_one(RunTable).apply([], full=True)
+        self._feed(self.app.backend, self.app.poll_interval)
+
+    def poke(self) -> None:
+        """Ask the feed for changes now rather than at the next tick."""
+        self._wake.set()
+
+    @work(thread=True, exclusive=True, group="runs-feed", exit_on_error=False)
+    def _feed(self, backend: Backend, interval: float) -> None:
+        worker = get_current_worker()
+        cursor: int | None = None
+        mirror: dict[str, Run] = {}
+        inventory: Inventory | None = None
+        inventory_at = 0.0
+        last_error = ""
+        while not worker.is_cancelled:
+            try:
+                engine = backend.engine
+                changes = engine.changes(cursor)
+                cursor = changes.cursor
+                if changes.full:
+                    mirror.clear()
+                for run in changes.runs:
+                    mirror[run.id] = run
+                for run_id in changes.deleted:
+                    mirror.pop(run_id, None)
+                if inventory is None or time.monotonic() - inventory_at > 5:
+                    inventory_at = time.monotonic()
+                    try:
+                        inventory = engine.inventory()
+                    except Exception:  # the table matters more than the GPU count
+                        inventory = None
+                stats = self._stats(backend, mirror.values(), inventory)
+                if worker.is_cancelled:
+                    return
+                self.app.call_from_thread(self._apply, changes, stats)
+                last_error = ""
+            except Exception as exc:  # never let the feed die: say what is wrong and keep trying
+                message = describe_error(exc)
+                if message != last_error and not worker.is_cancelled:
+                    last_error = message
+                    try:
+                        self.app.call_from_thread(self.app.report_error, message)
+                    except RuntimeError:
+                        return  # the app is closing
+            self._wake.wait(interval)
+            self._wake.clear()
+
+    def _stats(self, backend: Backend, runs, inventory: Inventory | None) -> HeaderStats:
+        runs = list(runs)
+        queued = sum(1 for r in runs if r.state is RunState.QUEUED)
+        running = sum(1 for r in runs if r.state.billed)
+        today, month = spend(runs, self.app.clock())
+        profile = backend.profile
+        budget = BudgetStatus(profile.budget.daily_usd, profile.budget.monthly_usd, today, month)
+        total = None
+        if inventory is not None:
+            total = inventory.gpu_count
+            if inventory.tier_gpus:
+                total = min(total, inventory.tier_gpus) if total else inventory.tier_gpus
+        return HeaderStats(
+            profile=profile.name,
+            engine=profile.scheduler if profile.store == "local" else f"{profile.scheduler}+{profile.store}",
+            tier=profile.tier,
+            gpus_in_use=inventory.in_use if inventory is not None else None,
+            gpus_total=total,
+            queued=queued,
+            running=running,
+            spend_today_usd=today,
+            read_only=backend.read_only,
+            budget_daily_usd=profile.budget.daily_usd,
+            budget_warning=budget.warning,
+        )
+
+    def _apply(self, changes: ChangeSet, stats: HeaderStats) -> None:
+        table = self.query_one(RunTable)
+        if changes.runs or changes.deleted or changes.full or not self._loaded:
+            table.apply(changes.runs, changes.deleted, full=changes.full)
+        table.tick()
+        self._loaded = True
+        self.app.header_stats = stats
+        self.query_one(StatusHeader).update_stats(stats)
+
+    # ------------------------------------------------------------ keys
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("halt", "delete", "new") and self.app.backend.read_only:
+            return False
+        return True
+
+    def action_filter(self) -> None:
+        table = self.query_one(RunTable)
+        self.query_one(CommandBar).open("/", table.filter_text)
+
+    def on_command_bar_typed(self, event: CommandBar.Typed) -> None:
+        if event.mode == "/":
+            self.query_one(RunTable).set_filter(event.value)
+
+    def on_command_bar_entered(self, event: CommandBar.Entered) -> None:
+        table = self.query_one(RunTable)
+        if not table.set_filter(event.value) and event.value:
+            self.notify("Not a valid regex: filtering on the text as typed", severity="warning", markup=False)
+        table.focus()
+        if event.value:
+            self.sub_title = f"/{event.value}"
+
+    def on_command_bar_cancelled(self, event: CommandBar.Cancelled) -> None:
+        table = self.query_one(RunTable)
+        table.set_filter("")
+        table.focus()
+
+    def action_clear_filter(self) -> None:
+        table = self.query_one(RunTable)
+        if table.filter_text:
+            table.set_filter("")
+
+    def _selected(self) -> Run | None:
+        run = self.query_one(RunTable).selected_run
+        if run is None:
+            self.notify("No run selected", severity="warning", markup=False)
+        return run
+
+    def on_run_table_selected(self, event: RunTable.Selected) -> None:
+        self.app.open_run(event.run.id, tab="events")
+
+    def action_logs(self) -> None:
+        run = self._selected()
+        if run is not None:
+            self.app.open_run(run.id, tab="logs")
+
+    def action_new(self) -> None:
+        self.app.action_new_run()
+
+    def action_halt(self) -> None:
+        run = self._selected()
+        if run is None or not self._writable("halt"):
+            return
+        if run.state.terminal:
+            self.notify(f"{run.id} has already finished ({run.state.value})", markup=False)
+            return
+        details = f"{run.name}\nstate {run.state.value}, {run.gpus} GPU(s). Its results so far are kept."
+        self.app.push_screen(
+            ConfirmScreen(f"Halt {run.id}?", details, confirm_label="Halt", danger=True),
+            callback=lambda ok: self._halt(run.id) if ok else None,
+        )
+
+    def action_delete(self) -> None:
+        run = self._selected()
+        if run is None or not self._writable("delete"):
+            return
+        active = "" if run.state.terminal else " It is still running and will be halted first."
+        details = f"{run.name}\nIts record and logs go; its results bucket is left as it is.{active}"
+        self.app.push_screen(
+            ConfirmScreen(f"Delete {run.id}?", details, confirm_label="Delete", danger=True),
+            callback=lambda ok: self._delete(run.id) if ok else None,
+        )
+
+    def _writable(self, what: str) -> bool:
+        if self.app.backend.read_only:
+            self.notify(f"Read-only: {what} is not allowed", severity="error", markup=False)
+            return False
+        return True
+
+    @work(thread=True, group="runs-actions", exit_on_error=False)
+    def _halt(self, run_id: str) -> None:
+        self._engine_call(f"Halting {run_id}", lambda e: e.halt(run_id), f"Halted {run_id}", "halt")
+
+    @work(thread=True, group="runs-actions", exit_on_error=False)
+    def _delete(self, run_id: str) -> None:
+        self._engine_call(f"Deleting {run_id}", lambda e: halt_then_delete(e, run_id), f"Deleted {run_id}", "delete")
+
+    def _engine_call(self, doing: str, call, done: str, what: str) -> None:
+        backend = self.app.backend
+        try:
+            backend.require_writable(what)
+            call(backend.engine)
+        except Exception as exc:
+            self.app.call_from_thread(self.app.report_error, f"{doing}: {describe_error(exc)}")
+            return
+        self.app.call_from_thread(self.notify, done, markup=False)
+        self.poke()

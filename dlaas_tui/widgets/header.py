@@ -1,0 +1,91 @@
+"""The one-line status header: where you are and what is in flight.
+
+    dlaas-tui │ profile local (local) │ tier unlimited │ GPUs 3/8 │ queued 14 │ today $12.34 │ RO
+
+Built from plain values as a rich Text (never markup), so a profile name cannot style the line.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.widget import Widget
+
+from .safe_text import visible
+
+
+@dataclass(frozen=True)
+class HeaderStats:
+    profile: str = ""
+    engine: str = ""
+    tier: str = ""
+    gpus_in_use: int | None = None
+    gpus_total: int | None = None
+    queued: int = 0
+    running: int = 0
+    spend_today_usd: float | None = None
+    read_only: bool = False
+    budget_daily_usd: float | None = None
+    budget_warning: str | None = None  # said at 80 % of the daily or monthly budget
+
+
+class StatusHeader(Widget):
+    DEFAULT_CSS = """
+    StatusHeader { dock: top; height: 1; background: $panel; color: $foreground; padding: 0 1; }
+    """
+
+    def __init__(self, title: str = "dlaas-tui", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.title_text = title
+        self.stats = HeaderStats()
+        self.where = ""
+
+    def on_mount(self) -> None:
+        # A screen opened later starts with the latest figures the runs feed worked out.
+        stats = getattr(self.app, "header_stats", None)
+        if isinstance(stats, HeaderStats):
+            self.stats = stats
+
+    def update_stats(self, stats: HeaderStats) -> None:
+        if stats != self.stats:
+            self.stats = stats
+            self.refresh()
+
+    def set_where(self, where: str) -> None:
+        self.where = where
+        self.refresh()
+
+    def render(self) -> Text:
+        s = self.stats
+        theme = self.app.current_theme
+        sep = (" │ ", "dim")
+        label = "dim"
+        text = Text(no_wrap=True, overflow="ellipsis", end="")
+        text.append(self.title_text, style=f"bold {theme.primary}")
+        if self.where:
+            text.append(f"  {visible(self.where)}", style="bold")
+
+        def field(name: str, value: str, style: str = "bold") -> None:
+            text.append(*sep)
+            if name:
+                text.append(f"{name} ", style=label)
+            text.append(value, style=style)
+
+        if s.profile:
+            engine = f" ({visible(s.engine)})" if s.engine and s.engine != s.profile else ""
+            field("profile", f"{visible(s.profile)}{engine}")
+        if s.tier:
+            field("tier", visible(s.tier))
+        if s.gpus_total is not None:
+            field("GPUs", f"{s.gpus_in_use or 0}/{s.gpus_total}")
+        field("running", str(s.running), f"bold {theme.accent}" if s.running else "bold")
+        field("queued", str(s.queued), f"bold {theme.warning}" if s.queued else "bold")
+        if s.spend_today_usd is not None:
+            over = s.budget_daily_usd is not None and s.spend_today_usd >= s.budget_daily_usd
+            budget = f" of ${s.budget_daily_usd:,.2f}" if s.budget_daily_usd is not None else ""
+            field("today", f"${s.spend_today_usd:,.2f}{budget}", f"bold {theme.error}" if over else "bold")
+        if s.budget_warning:
+            field("", f"⚠ {visible(s.budget_warning)}", f"bold {theme.warning}")
+        if s.read_only:
+            field("", "READ-ONLY", f"bold {theme.error}")
+        return text

@@ -1,0 +1,79 @@
+"""The contract suite's harness for the local engine: a real agent under a throwaway DLAAS_HOME.
+
+`devices` become cpu slots (priced at the cpu rate) or, with `priced=False`, fake NVML L4 GPUs
+(no default price). The tier is a config `[tiers]` entry. `close()` stops the agent and every run
+process group it started, by pid.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.contract.engines import EngineHarness
+
+
+class LocalHarness(EngineHarness):
+    name = "local"
+    poll_interval = 0.05
+
+    def __init__(self, workdir: Path, **kwargs: Any) -> None:
+        super().__init__(workdir, **kwargs)
+        from backend.config import parse_config
+        from backend.facade import Backend
+        from backend.paths import Paths
+
+        home = workdir / "home"
+        self.home = home
+        (home / "store" / "contract-data").mkdir(parents=True, exist_ok=True)
+        tier = "contract" if self.tier_gpus else "unlimited"
+        text = f'[profiles.local]\ntier = "{tier}"\ncpu_slots = {self.devices}\n'
+        if self.tier_gpus:
+            text += f"\n[tiers]\ncontract = {self.tier_gpus}\n"
+        (home / "config.toml").write_text(text)
+        os.chmod(home / "config.toml", 0o600)
+        self._env_saved: dict[str, str | None] = {}
+        if not self.priced:
+            spec = workdir / "nvml.json"
+            spec.write_text(json.dumps({"gpus": [
+                {"name": "NVIDIA L4", "uuid": f"GPU-contract-l4-{i}", "memory_total": 24 * 2**30}
+                for i in range(self.devices)]}))
+            self._setenv("DLAAS_FAKE_NVML", str(spec))
+            self._setenv("DLAAS_GPU_LOCK_DIR", str(workdir / "locks"))
+        self._setenv("DLAAS_HALT_GRACE", "2")
+        config = parse_config((home / "config.toml").read_text(), str(home / "config.toml"))
+        paths = Paths(home, home / "state", home / "store", home / "cache")
+        self.backend = Backend(config=config, profile=config.profile("local"), paths=paths)
+        self.engine = self.backend.engine
+
+    def _setenv(self, key: str, value: str) -> None:
+        self._env_saved.setdefault(key, os.environ.get(key))
+        os.environ[key] = value
+
+    def close(self) -> None:
+        from backend.engines.local.control import agent_pid
+
+        self.engine.close()
+        state = self.home / "state"
+        pid = agent_pid(state)
+        if pid and pid > 0:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for f in state.glob("runs/*/state/learner-*.pid"):
+            try:
+                os.killpg(int(f.read_text().strip()), signal.SIGKILL)
+            except (ValueError, OSError):
+                pass
+        deadline = time.monotonic() + 5
+        while pid and pid > 0 and time.monotonic() < deadline and agent_pid(state):
+            time.sleep(0.05)
+        for key, value in self._env_saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

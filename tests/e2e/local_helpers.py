@@ -1,0 +1,96 @@
+"""Helpers for tests that drive the real local agent: homes, manifests, and cleanup by pid."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import yaml
+
+TINY = Path(__file__).resolve().parent.parent / "fixtures" / "tiny"
+
+
+def seed_home(home: Path, config: str = "") -> None:
+    data = home / "store" / "tiny-data"
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "numbers.txt").write_text("1 2 3\n")
+    if config:
+        (home / "config.toml").write_text(config)
+        os.chmod(home / "config.toml", 0o600)
+
+
+def manifest(tmp: Path, name: str = "tiny", *, command: str | None = None, env: dict | None = None,
+             **fields) -> Path:
+    """A copy of the tiny sample's manifest with overrides, next to a link to its model folder."""
+    doc = yaml.safe_load((TINY / "manifest.yaml").read_text())
+    doc["name"] = name
+    if command is not None:
+        doc["framework"]["command"] = command
+    if env:
+        doc["env"] = env
+    doc.update(fields)
+    folder = tmp / f"m-{name}-{len(list(tmp.iterdir())) if tmp.exists() else 0}"
+    folder.mkdir(parents=True)
+    (folder / "model").symlink_to(TINY / "model", target_is_directory=True)
+    path = folder / "manifest.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def agent_pid(home: Path) -> int | None:
+    from backend.engines.local.control import agent_pid as pid_of
+
+    pid = pid_of(home / "state")
+    return pid if pid and pid > 0 else None
+
+
+def run_pids(home: Path) -> list[int]:
+    out = []
+    for f in (home / "state" / "runs").glob("*/state/learner-*.pid"):
+        try:
+            out.append(int(f.read_text().strip()))
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def stop_everything(home: Path) -> None:
+    """Kill the home's agent and every run process group it started (by pid, never by name)."""
+    pid = agent_pid(home)
+    if pid:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for rp in run_pids(home):
+        try:
+            os.killpg(rp, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + 5
+    while pid and time.monotonic() < deadline and agent_pid(home):
+        time.sleep(0.05)
+
+
+def wait_for(pred, timeout: float = 30, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def engine():
+    from backend.facade import open_backend
+
+    return open_backend().engine
+
+
+def runs_json(cli, *args) -> list[dict]:
+    res = cli("runs", "--json", *args)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)

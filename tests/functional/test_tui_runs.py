@@ -1,0 +1,354 @@
+"""Pilot tests: every key path of the runs screen, on a seeded fake engine."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from backend.facade import EngineError, RunState
+from dlaas_tui.screens.confirm import ConfirmScreen
+from dlaas_tui.screens.help import HelpScreen
+from dlaas_tui.screens.run_detail import RunDetailScreen
+from dlaas_tui.screens.runs import RunsScreen
+from dlaas_tui.widgets.command_bar import CommandScreen
+from dlaas_tui.widgets.header import StatusHeader
+from dlaas_tui.widgets.run_table import RunTable, layout
+
+from .tui_fixtures import SAMPLE_MANIFEST, make_app, wait_for, widget_text
+
+
+async def loaded(pilot) -> RunTable:
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.query_one(RunTable).row_count)
+    return app.screen.query_one(RunTable)
+
+
+def notes(app) -> list[str]:
+    return [str(n.message) for n in app._notifications]
+
+
+async def test_table_shows_every_run_and_header_counts():
+    app, _clock, engine = make_app(40)
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = await loaded(pilot)
+        assert table.row_count == 40
+        queued = sum(1 for r in engine.list_runs() if r.state is RunState.QUEUED)
+        await wait_for(pilot, lambda: app.screen.query_one(StatusHeader).stats.queued == queued)
+        header = app.screen.query_one(StatusHeader).render().plain
+        assert f"queued {queued}" in header and "profile fake" in header and "GPUs" in header
+        text = widget_text(table)
+        assert "ID" in text.splitlines()[0] and "STATE" in text.splitlines()[0]
+        first = engine.get_run(table._order[0])
+        assert first.id in text.splitlines()[1]
+
+
+async def test_cursor_keys_move_and_wrap_to_ends():
+    app, _clock, _engine = make_app(80)
+    async with app.run_test(size=(100, 24)) as pilot:
+        table = await loaded(pilot)
+        await pilot.press("j", "j", "down")
+        assert table.cursor == 3
+        await pilot.press("k", "up")
+        assert table.cursor == 1
+        await pilot.press("G")
+        assert table.cursor == 79
+        assert table.scroll_y > 0
+        await pilot.press("g")
+        assert table.cursor == 0 and table.scroll_y == 0
+        await pilot.press("pagedown")
+        assert table.cursor > 10
+
+
+@pytest.mark.slow
+async def test_filter_by_substring_and_regex_then_escape_clears():
+    app, _clock, engine = make_app(60)
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = await loaded(pilot)
+        await pilot.press("slash", *"queued")
+        queued = [r for r in engine.list_runs() if r.state is RunState.QUEUED]
+        assert table.row_count == len(queued) > 0
+        await pilot.press("enter")
+        assert table.has_focus and table.row_count == len(queued)
+        await pilot.press("slash", "ctrl+u", *"^training-[a-c]")
+        expected = [r for r in engine.list_runs() if r.id[len("training-")] in "abc"]
+        assert table.row_count == len(expected)
+        await pilot.press("escape")
+        assert table.row_count == 60
+        # A broken regex filters on the text as typed rather than failing.
+        await pilot.press("slash", *"seed-(", "enter")
+        assert table.row_count == 0
+        assert "No run matches" in widget_text(table)
+        await pilot.press("escape")
+        assert table.row_count == 60
+
+
+async def test_sort_cycles_columns_and_reverses():
+    app, _clock, _engine = make_app(30)
+    async with app.run_test(size=(160, 30)) as pilot:
+        table = await loaded(pilot)
+        assert table.sort_key == "age"
+        await pilot.press("s")
+        assert table.sort_key == "cost"
+        ids = list(table._order)
+        await pilot.press("S")
+        assert table._order != ids
+        assert "COST▲" in widget_text(table).splitlines()[0]
+        for _ in range(10):
+            await pilot.press("s")
+        assert table.sort_key in {c.key for c, _ in layout(160)}
+
+
+@pytest.mark.slow
+async def test_updates_keep_selection_and_scroll():
+    app, clock, engine = make_app(100, devices=8)
+    async with app.run_test(size=(120, 24)) as pilot:
+        table = await loaded(pilot)
+        await pilot.press(*["j"] * 40)
+        selected = table.selected_run.id
+        scroll = table.scroll_y
+        assert scroll > 0
+        for _ in range(5):
+            clock.advance(7)
+            app.screen.poke()
+            await pilot.pause(0.15)
+        assert table.selected_run.id == selected
+        assert table.scroll_y == scroll
+
+
+async def test_enter_opens_detail_and_escape_comes_back():
+    app, _clock, _engine = make_app(20)
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = await loaded(pilot)
+        run_id = table.selected_run.id
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen))
+        assert app.screen.run_id == run_id
+        assert app.screen.query_one("TabbedContent").active == "events"
+        await pilot.press("escape")
+        assert isinstance(app.screen, RunsScreen)
+        await pilot.press("l")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen))
+        assert app.screen.query_one("TabbedContent").active == "logs"
+
+
+async def test_halt_asks_first_and_halts_on_yes():
+    app, _clock, engine = make_app(0)
+    run = engine.submit_manifest(SAMPLE_MANIFEST)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await loaded(pilot)
+        await pilot.press("ctrl+k")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert isinstance(app.screen, RunsScreen)
+        assert not engine.get_run(run.id).state.terminal
+        await pilot.press("ctrl+k")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: engine.get_run(run.id).state is RunState.HALTED)
+        table = app.screen.query_one(RunTable)
+        await wait_for(pilot, lambda: table.selected_run.state is RunState.HALTED)
+
+
+async def test_delete_asks_first_and_removes_the_row():
+    app, _clock, engine = make_app(5)
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = await loaded(pilot)
+        victim = table.selected_run.id
+        await pilot.press("ctrl+d")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("escape")
+        assert table.row_count == 5
+        await pilot.press("ctrl+d", "y")
+        await wait_for(pilot, lambda: table.row_count == 4)
+        assert victim not in table._order
+        assert all(r.id != victim for r in engine.list_runs())
+
+
+async def test_read_only_hides_and_refuses_halt_delete_and_new():
+    app, _clock, engine = make_app(0, read_only=True)
+    run = engine.submit_manifest(SAMPLE_MANIFEST)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await loaded(pilot)
+        screen = app.screen
+        assert screen.check_action("halt", ()) is False
+        assert screen.check_action("delete", ()) is False
+        assert screen.check_action("new", ()) is False
+        await pilot.press("ctrl+k", "ctrl+d", "n")
+        assert app.screen is screen
+        assert not engine.get_run(run.id).state.terminal
+        header = app.screen.query_one(StatusHeader).render().plain
+        assert "READ-ONLY" in header
+        await pilot.press("question_mark")
+        help_ids = {item.binding_id for item in __import__("dlaas_tui.keymap").keymap.describe(screen)}
+        assert "runs.halt" not in help_ids and "runs.delete" not in help_ids
+
+
+async def test_new_and_lazy_screens_notify_when_missing(monkeypatch):
+    import dlaas_tui.app as app_module
+
+    monkeypatch.setitem(app_module.LAZY_SCREENS, "buckets", ("dlaas_tui.screens.no_such", "X", "d"))
+    monkeypatch.setitem(app_module.LAZY_SCREENS, "new", ("dlaas_tui.screens.no_such", "Y", "d"))
+    app, _clock, _engine = make_app(3)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await loaded(pilot)
+        await pilot.press("n")
+        await pilot.press("colon", *"buckets", "enter")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, RunsScreen)
+        text = " ".join(notes(app))
+        assert "new screen is not in this build" in text and "buckets screen is not in this build" in text
+
+
+async def test_command_bar_theme_completion_and_history(dlaas_home):
+    app, _clock, _engine = make_app(3)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await loaded(pilot)
+        await pilot.press("colon", *"the")
+        assert isinstance(app.screen, CommandScreen)
+        await pilot.pause(0.1)
+        await pilot.press("tab")  # completes the command name
+        bar = app.screen.query_one("CommandBar")
+        assert bar.value == "theme"
+        await pilot.press("space", "l")
+        await pilot.pause(0.1)
+        await pilot.press("tab", "enter")
+        assert app.theme == "light"
+        state = json.loads(app.backend.paths.ui_state_file.read_text())
+        assert state["theme"] == "light"
+        assert state["command_history"][-1] == "theme light"
+        await pilot.press("colon", "up")
+        assert app.screen.query_one("CommandBar").value == "theme light"
+        await pilot.press("escape")
+        assert isinstance(app.screen, RunsScreen)
+
+
+async def test_theme_is_restored_and_ctrl_t_cycles():
+    app, _clock, _engine = make_app(1)
+    app.ui_state.set_theme("high-contrast")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        assert app.theme == "high-contrast"
+        seen = set()
+        for _ in range(3):
+            await pilot.press("ctrl+t")
+            seen.add(app.theme)
+        assert {"dark", "light", "high-contrast"} <= seen
+
+
+@pytest.mark.slow
+async def test_unknown_command_and_bad_profile_are_notifications():
+    app, _clock, _engine = make_app(2)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await loaded(pilot)
+        await pilot.press("colon", *"thme dark", "enter")
+        await pilot.press("colon", *"profile nosuch", "enter")
+        await wait_for(pilot, lambda: any("nosuch" in n for n in notes(app)))
+        assert any("did you mean :theme" in n for n in notes(app))
+        assert isinstance(app.screen, RunsScreen) and app.is_running
+        assert app.backend.profile.name == "fake"
+
+
+@pytest.mark.slow
+async def test_profile_switch_reloads_the_table(dlaas_home):
+    (dlaas_home / "config.toml").write_text('[profiles.demo]\nscheduler = "fake"\n')
+    app, _clock, _engine = make_app(7)
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = await loaded(pilot)
+        assert table.row_count == 7
+        await pilot.press("colon", *"profile demo", "enter")
+        await wait_for(pilot, lambda: app.backend.profile.name == "demo")
+        await wait_for(pilot, lambda: app.screen.query_one(RunTable).row_count == 0)
+        header = app.screen.query_one(StatusHeader)
+        await wait_for(pilot, lambda: header.stats.profile == "demo")
+
+
+async def test_help_lists_every_key_of_the_screen_from_bindings():
+    app, _clock, _engine = make_app(2)
+    app_keys = {"q": "quit"}
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        from dlaas_tui.keymap import describe
+
+        ids = {item.binding_id for item in describe(app.screen_stack[-2])}
+        for wanted in ("runs.filter", "runs.logs", "runs.halt", "runs.delete", "runs.new", "table.sort",
+                       "table.select", "table.down", "app.quit", "app.command", "app.theme", "app.help"):
+            assert wanted in ids
+        await pilot.press("escape")
+        assert isinstance(app.screen, RunsScreen)
+        assert app_keys
+
+
+async def test_config_keys_remap_bindings(dlaas_home):
+    from backend.config import Config
+
+    app, _clock, engine = make_app(0, config=Config(keys={"runs.halt": "x"}))
+    run = engine.submit_manifest(SAMPLE_MANIFEST)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await loaded(pilot)
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: engine.get_run(run.id).state is RunState.HALTED)
+
+
+async def test_command_palette_opens():
+    from textual.command import CommandPalette
+
+    app, _clock, _engine = make_app(2)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await loaded(pilot)
+        await pilot.press("ctrl+p")
+        assert isinstance(app.screen, CommandPalette)
+        await pilot.press(*"light")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.theme == "light")
+
+
+class BrokenEngine:
+    """An engine whose every call fails, as a cluster that went away does."""
+
+    name = "broken"
+
+    def __getattr__(self, name):
+        def fail(*args, **kwargs):
+            raise EngineError("the cluster is unreachable: connection refused")
+
+        return fail
+
+
+async def test_backend_errors_are_notifications_not_crashes():
+    app, _clock, _engine = make_app(engine=BrokenEngine())
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: any("unreachable" in n for n in notes(app)))
+        await pilot.press("j", "enter", "l", "ctrl+k", "slash", "x", "escape")
+        assert app.is_running and isinstance(app.screen, RunsScreen)
+        # The same error repeating is reported once, not once a tick.
+        await pilot.pause(0.3)
+        assert sum("unreachable" in n for n in notes(app)) == 1
+
+
+async def test_markup_and_escapes_in_run_names_are_shown_literally():
+    app, _clock, engine = make_app(0)
+    name = "[bold red]boom[/] \x1b[31mred\x1b]8;;http://x\x07"
+    engine.submit_manifest(SAMPLE_MANIFEST, name=name)
+    async with app.run_test(size=(160, 30)) as pilot:
+        table = await loaded(pilot)
+        text = widget_text(table)
+        assert "[bold red]boom[/]" in text
+        assert "\x1b" not in text and "\x07" not in text
+        assert "[bold red]boom[/] ␛" in text
+        await pilot.press("slash", *"boom", "enter")
+        assert table.row_count == 1
+
+
+@pytest.mark.parametrize("width", [80, 120, 160])
+def test_columns_fit_the_width(width):
+    cols = layout(width)
+    assert sum(w for _, w in cols) + len(cols) - 1 <= width
+    keys = [c.key for c, _ in cols]
+    for essential in ("id", "name", "state", "cost"):
+        assert essential in keys
+    if width >= 160:
+        assert len(keys) == 10
