@@ -172,7 +172,7 @@ class KubernetesEngine:
         for path, trial in planned:
             source = request.model or _default_model(path)
             if source not in zips:
-                zips[source] = _zip_model(source)
+                zips[source] = _zip_model(source, self.profile.max_model_mb)
             runs.append(self.submit_run(trial.manifest, model_zip=zips[source], experiment=request.experiment,
                                         params=trial.params, manifest_text=path.read_text()))
         return runs
@@ -564,18 +564,19 @@ def _default_model(manifest_path: Any) -> Any:
     return folder if folder.is_dir() else manifest_path.parent
 
 
-def _zip_model(source: Any) -> bytes:
-    """The model folder as a zip (minimal stand-in until backend/packaging.py lands in main)."""
-    import io
-    import zipfile
+def _zip_model(source: Any, max_mb: int = 500) -> bytes:
+    """The model folder (or a given .zip, checked) as zip bytes, with the packaging rules (C102)."""
+    import tempfile
     from pathlib import Path
 
+    from backend.packaging import check_zip, zip_model
+
     src = Path(source)
+    cap = max_mb * 1024 * 1024
     if src.is_file() and src.suffix == ".zip":
+        check_zip(src, max_bytes=cap)
         return src.read_bytes()
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(src.rglob("*")):
-            if path.is_file() and not path.is_symlink():
-                zf.write(path, path.relative_to(src).as_posix())
-    return buf.getvalue()
+    with tempfile.TemporaryDirectory(prefix="dlaas-model-") as tmp:
+        dest = Path(tmp) / "model.zip"
+        zip_model(src, dest, max_bytes=cap)
+        return dest.read_bytes()

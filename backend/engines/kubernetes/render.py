@@ -494,6 +494,26 @@ def dry_run_yaml(
     return header + yaml.safe_dump_all(objs, sort_keys=False, default_flow_style=False, width=100)
 
 
+def submission_yaml(manifest_paths: list[Any], profile: Profile, config: Config, *, name: str | None = None,
+                    experiment: str | None = None, user: str | None = None) -> str:
+    """`submit --dry-run -o yaml` on a kubernetes profile: every run of every manifest (one per sweep
+    trial), each with a fresh run id, secrets masked. Needs no cluster."""
+    from backend.manifest import load_manifest
+    from backend.manifest.sweep import expand
+
+    from .engine import new_run_id
+
+    parts = []
+    for path in manifest_paths:
+        manifest = load_manifest(path)
+        if name:
+            manifest = manifest.model_copy(update={"name": name})
+        for trial in expand(manifest):
+            parts.append(dry_run_yaml(trial.manifest, new_run_id(), profile, config, user=user,
+                                      experiment=experiment, params=trial.params))
+    return "---\n".join(parts)
+
+
 def _current_user() -> str:
     import getpass
 
