@@ -81,7 +81,14 @@ class KubernetesEngine:
     def from_backend(cls, backend: Any) -> KubernetesEngine:
         engine = cls(None, backend.profile, backend.config)
         engine._backend = backend
+        # Without an agent's ledger, a CLI process learns the runs from the cluster on first read.
+        engine._catch_up = True
         return engine
+
+    def _ensure_synced(self) -> None:
+        if getattr(self, "_catch_up", False):
+            self._catch_up = False
+            self.sync_once()
 
     # -- plumbing ------------------------------------------------------------------------------------
     @property
@@ -442,6 +449,7 @@ class KubernetesEngine:
     # -- the Engine protocol -------------------------------------------------------------------------
     def list_runs(self, *, states: Sequence[RunState] | None = None, experiment: str | None = None,
                   limit: int | None = None) -> list[Run]:
+        self._ensure_synced()
         runs = sorted(self.ledger.runs(), key=lambda r: r.submitted_at, reverse=True)
         if states:
             runs = [r for r in runs if r.state in states]
@@ -450,6 +458,7 @@ class KubernetesEngine:
         return runs[:limit] if limit else runs
 
     def get_run(self, run_id: str) -> Run:
+        self._ensure_synced()
         run = self.ledger.get_run(run_id)
         if run is None:
             raise NotFound(f"{run_id}: no such run")
