@@ -99,3 +99,18 @@ def test_gpu_line():
     assert states.gpu_line("dlaas: gpus: 0,GPU-a,NVIDIA H100;1,GPU-b,NVIDIA H100\nrest") == ["GPU-a NVIDIA H100", "GPU-b NVIDIA H100"]
     assert states.gpu_line("dlaas: gpus: none") == []
     assert states.gpu_line("no wrapper line") == []
+
+
+def test_gpu_type_from_the_assigned_flavor():
+    from backend.engines.kubernetes.runview import flavor_gpu, run_from_job
+
+    wl = {"status": {"admission": {"clusterQueue": "cq", "podSetAssignments": [
+        {"name": "main", "flavors": {"cpu": "default", "nvidia.com/gpu": "gpu-nvidia-h100-80gb-hbm3"}, "count": 1}]}}}
+    assert flavor_gpu(wl) == "H100"
+    assert flavor_gpu({"status": {}}) is None and flavor_gpu(None) is None
+    from tests.fixtures import k8s_objects as fx
+    from backend.engines.kubernetes import render
+
+    job = render.render_submission(fx.manifest(learners=2), "training-ab12cd34", fx.profile(), fx.config())[0]
+    run = run_from_job(job)
+    assert (run.gpus, run.learners, run.gpu_type, run.priority, run.results_bucket) == (4, 2, "H100", "high", "mnist-results")

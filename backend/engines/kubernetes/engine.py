@@ -28,7 +28,7 @@ from backend.runs import (
 from . import kueue, logs, render
 from .client import KubeApi, KubeError, KubeNotFound, jobs_path, pods_path, workloads_path
 from .ledger import Ledger, MemoryLedger, last_state
-from .runview import assigned_label, canonical_gpu, inventory_from_nodes, run_from_job
+from .runview import assigned_label, canonical_gpu, flavor_gpu, inventory_from_nodes, run_from_job
 from .states import STORING_MARKER, Observation, gpu_line, observe, parse_time
 from .submission import Submitting, new_run_id  # noqa: F401
 from .watch import Reflector
@@ -176,8 +176,9 @@ class KubernetesEngine(Submitting):
             run.assigned = self._devices(run, unread) or run.assigned
         if obs.node and obs.node != run.node:
             run.node = obs.node
-            gpu_type, count = self._node_gpu(obs.node)
-            run.gpu_type = gpu_type or run.gpu_type
+            gpu_type, _ = self._node_gpu(obs.node)
+            # node labels say the product; where nodes cannot be read, the Kueue flavor often does
+            run.gpu_type = gpu_type or flavor_gpu(workload) or run.gpu_type
             if not any(a.startswith("GPU-") for a in run.assigned):
                 run.assigned = [assigned_label(obs.node, run.gpus, run.gpu_type)]
         return self._transition(run, obs)
