@@ -38,7 +38,7 @@ SCHEMA = (
     "policy TEXT NOT NULL DEFAULT '{}')"
 )
 BILLED_SQL = "('PENDING','DOWNLOADING','PROCESSING','STORING')"
-MAX_FAILED_CODE = "C205"  # runs never started because their experiment reached max_failed
+MAX_FAILED_CODE = ErrorCode.SWEEP_MAX_FAILED.value  # runs never started: their experiment reached max_failed
 EARLY_STOP_EVERY = 1.0  # seconds between early-stop checks
 
 
