@@ -227,6 +227,8 @@ def test_eta_order_matches_admission_order(home, tmp_path, cli):
     assert by_position[0]["name"] == "q2" and by_position[-1]["name"] == "q3"
     text = cli("runs")
     assert "~" in text.stdout  # the table marks ETAs as estimates
+    shown = cli("show", by_position[0]["id"])
+    assert "an estimate" in shown.stdout and by_position[0]["eta"][:16] in shown.stdout
     assert cli("halt", blocker["id"]).returncode == 0
     assert cli("wait", *[r["id"] for r in queued], "--timeout", "60").returncode == 0
     admitted = sorted(runs_json(cli), key=lambda r: r["admitted_at"])
