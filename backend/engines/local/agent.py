@@ -25,7 +25,7 @@ from typing import Any
 from ...runs import RunState, iso, utcnow
 from . import db, deps
 from .control import lock_path, pid_path, sock_path, wake
-from .scheduler import FreeDevice, plan, queue_cursor
+from .scheduler import FreeDevice, plan
 
 log = logging.getLogger("dlaas.agent")
 TICK = 0.5
