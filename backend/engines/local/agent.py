@@ -112,13 +112,15 @@ class Agent:
         doc["cost_micro_usd"] = cost
         return doc
 
-    def halt_for_policy(self, run_id: str, code: str, message: str) -> None:
+    def halt_for_policy(self, run_id: str, code: str, message: str) -> bool:
         """Halt a running run for its sweep's sake (early stop): it ends HALTED with `code`."""
         with self._lock:
             worker = self.workers.get(run_id)
-        if worker is not None:
-            worker.stop_reason = (code, message)
-            worker.halt_requested.set()
+        if worker is None:
+            return False
+        worker.stop_reason = (code, message)
+        worker.halt_requested.set()
+        return True
 
     def wake_self(self) -> None:
         wake(self.paths.state_dir)

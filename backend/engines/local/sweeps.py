@@ -209,7 +209,7 @@ class SweepGovernor:
 
     def __init__(self, conn, halt_run) -> None:
         self.conn = conn
-        self.halt_run = halt_run  # (run id, error code, message) -> None, for a run that holds devices
+        self.halt_run = halt_run  # (run id, error code, message) -> False when it could not be asked
         self._policies: dict[str, SweepPolicy] = {}
         self._rows: list = []
         self._checked_at = 0.0
@@ -301,9 +301,8 @@ class SweepGovernor:
             stop, why = median_stop(series[rid], earlier, goal=policy.goal,
                                     min_runs=policy.early_stop_min_runs or 3,
                                     start_step=policy.early_stop_start_step)
-            if stop:
-                self._stopped.add(rid)
-                self.halt_run(rid, ErrorCode.EARLY_STOP.value, why)
+            if stop and self.halt_run(rid, ErrorCode.EARLY_STOP.value, why) is not False:
+                self._stopped.add(rid)  # asked once; a run with no worker yet is asked again later
                 out.append(rid)
         return out
 
