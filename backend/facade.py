@@ -238,3 +238,12 @@ def price_per_gpu_hour(config: Config, gpu_type: str | None) -> float | None:
     from .cost import PriceTable
 
     return PriceTable.from_config(config).per_hour(gpu_type)
+
+
+def estimate_cost(
+    runs: int, devices_per_run: int, rate_usd_per_hour: float | None, max_duration_s: float | None
+) -> Any:
+    """runs × devices × price × duration as a CostEstimate (backend.experiments' rule)."""
+    from .experiments import estimate_cost as estimate
+
+    return estimate(runs, devices_per_run, rate_usd_per_hour, max_duration_s)

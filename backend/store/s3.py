@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -43,6 +44,20 @@ def _public_endpoint(url: str | None, region: str | None) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, "", "")).rstrip("/") or url
+
+
+def _parse_timestamp(value: str) -> datetime:
+    """S3 timestamps: ISO 8601 in XML bodies, RFC 1123 in headers; anything else to botocore."""
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        pass
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        from botocore.utils import parse_timestamp
+
+        return parse_timestamp(value)
 
 
 def _etag(value: str | None) -> str | None:
@@ -110,6 +125,11 @@ class S3Store:
             kwargs["aws_secret_access_key"] = s.secret_access_key.reveal()
         with s3_errors(self.endpoint, "connect to"):
             session = boto3.session.Session(profile_name=s.aws_profile) if s.aws_profile else boto3.session.Session()
+            # A listing page carries 1000 timestamps; botocore's dateutil parsing of them costs
+            # more than the request itself. This session's parser uses the C ISO-8601 parser.
+            session._session.get_component("response_parser_factory").set_parser_defaults(
+                timestamp_parser=_parse_timestamp
+            )
             return session.client(
                 "s3", endpoint_url=s.endpoint_url, verify=s.verify_tls, config=config, **kwargs
             )

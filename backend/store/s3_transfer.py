@@ -206,11 +206,20 @@ def _run(
     the ~1 ms the request itself costs; for a folder of 16 KiB files that is most of the time."""
     from s3transfer.manager import TransferManager
 
+    if transfer is not None:
+        transfer.check()  # cancelled before it started: move nothing
     threshold = config.multipart_threshold
     large = [j for j in jobs if j.size is None or j.size >= threshold]
     small = [j for j in jobs if j.size is not None and j.size < threshold]
     done: queue.SimpleQueue = queue.SimpleQueue()
     stop = threading.Event()
+
+    def guarded(job: Any, stop: threading.Event) -> None:
+        # A queued job may start before _wait sees a cancel: it checks the transfer itself.
+        if stop.is_set() or (transfer is not None and transfer.cancelled):
+            raise concurrent.futures.CancelledError()
+        do_small(job, stop)
+
     pool = concurrent.futures.ThreadPoolExecutor(config.max_request_concurrency, thread_name_prefix="s3-small")
     try:
         with TransferManager(client, config) as manager:
@@ -221,7 +230,9 @@ def _run(
                 submit_large(manager, job, _subscriber(transfer, job.size, getattr(job, "etag", None), done, job.key))
                 count += 1
             for job in small:
-                fut = pool.submit(do_small, job, stop)
+                if transfer is not None and transfer.cancelled:
+                    break
+                fut = pool.submit(guarded, job, stop)
                 fut.add_done_callback(lambda f, key=job.key: done.put((key, f)))
                 count += 1
             try:

@@ -6,8 +6,6 @@ is fetched when the cursor nears the end, so a bucket is never listed whole.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -17,12 +15,12 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 
-from ..cli.output import safe_text
+from ..widgets.safe_text import visible
 from ..widgets import osc52
 from ..widgets.object_list import Entry, ObjectList
 from ..widgets.preview import HEAD_BYTES, Preview
-from ..widgets.prompts import ConfirmPrompt, InputPrompt
-from ..widgets.transfer_bar import TransferBar, TransferProgress, watch_transfer
+from ..widgets.transfer_bar import TransferBar
+from .bucket_writes import BucketWrites, StoreFailed, _error_text
 
 PAGE_SIZE = 200
 WRITE_ACTIONS = {"upload", "delete", "new_bucket"}
@@ -40,35 +38,7 @@ class PreviewReady(Message):
         self.gen, self.entry, self.data = gen, entry, data
 
 
-class StoreFailed(Message):
-    def __init__(self, message: str, gen: int | None = None) -> None:
-        super().__init__()
-        self.message, self.gen = message, gen
-
-
-class StoreChanged(Message):
-    """A write finished: say so and reload the level."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__()
-        self.message = message
-
-
-class TransferEnded(Message):
-    def __init__(self, message: str, severity: str = "information") -> None:
-        super().__init__()
-        self.message, self.severity = message, severity
-
-
-def _error_text(exc: BaseException) -> str:
-    from backend.facade import DlaasError
-
-    if isinstance(exc, DlaasError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
-
-class BucketsScreen(Screen):
+class BucketsScreen(BucketWrites, Screen):
     DEFAULT_CSS = """
     BucketsScreen { layout: vertical; }
     #crumbs { height: 1; padding: 0 1; background: $panel; color: $text; }
@@ -223,13 +193,13 @@ class BucketsScreen(Screen):
         from rich.text import Text
 
         crumbs = Text()
-        crumbs.append(safe_text(self.store_label()), style="bold")
+        crumbs.append(visible(self.store_label()), style="bold")
         if self.bucket is not None:
             crumbs.append(" › ", style="dim")
-            crumbs.append(safe_text(self.bucket), style="bold")
+            crumbs.append(visible(self.bucket), style="bold")
             for part in [p for p in self.prefix.split("/") if p]:
                 crumbs.append(" › ", style="dim")
-                crumbs.append(safe_text(part))
+                crumbs.append(visible(part))
         if self.backend.read_only:
             crumbs.append("  read-only", style="bold yellow")
         self.query_one("#crumbs", Static).update(crumbs)
@@ -249,7 +219,7 @@ class BucketsScreen(Screen):
         else:
             what = "buckets" if self.bucket is None else "entries"
             text = f"{objects.loaded} {what}{more}" if objects.loaded else f"no {what}"
-        self._set_status(safe_text(text))
+        self._set_status(visible(text))
 
     def _set_status(self, text: str) -> None:
         self.query_one("#status", Static).update(text)
@@ -362,196 +332,6 @@ class BucketsScreen(Screen):
         if message.gen == self._gen and self.objects.selected == message.entry:
             self.query_one(Preview).show_object(message.entry.name, message.data, message.entry.size)
 
-    # -- writes --------------------------------------------------------------------------------
-    def _refuse_if_read_only(self, what: str) -> bool:
-        from backend.facade import ReadOnly
-
-        try:
-            self.backend.require_writable(what)
-        except ReadOnly as exc:
-            self.notify(str(exc), title="read-only", severity="warning", markup=False)
-            return True
-        return False
-
-    def _refuse_if_busy(self) -> bool:
-        if self._transfer is not None:
-            self.notify("a transfer is running: wait for it or press esc to cancel it", markup=False)
-            return True
-        return False
-
-    def action_upload(self) -> None:
-        if self._refuse_if_read_only("upload") or self._refuse_if_busy():
-            return
-        if self.bucket is None:
-            self.notify("open a bucket first: uploads go into the folder you are in", markup=False)
-            return
-        target = self.store.uri(self.bucket, self.prefix)
-
-        def chosen(path: str | None) -> None:
-            if path:
-                self._start_upload(Path(path).expanduser())
-
-        self.app.push_screen(
-            InputPrompt(f"Upload a file or folder into {safe_text(target)}", paths=True,
-                        hint="tab completes · enter uploads · esc cancels"),
-            chosen,
-        )
-
-    def _start_upload(self, src: Path) -> None:
-        if not src.exists():
-            self.notify(f"no such file or folder: {safe_text(str(src))}", severity="error", markup=False)
-            return
-        from backend.facade import Transfer
-
-        transfer = Transfer()
-        watch_transfer(transfer, self)
-        self._transfer = transfer
-        self.query_one(TransferBar).start(f"↑ {src.name}")
-        self._upload(transfer, src, self.bucket, self.prefix)
-
-    @work(thread=True, group="transfer")
-    def _upload(self, transfer, src: Path, bucket: str, prefix: str) -> None:
-        from backend.facade import TransferCancelled
-
-        try:
-            if src.is_dir():
-                count = self.store.put_folder(src, bucket, f"{prefix}{src.name}/", transfer=transfer)
-                msg = f"uploaded {count} files from {src.name}/"
-            else:
-                self.store.put_file(src, bucket, prefix + src.name, transfer=transfer)
-                msg = f"uploaded {src.name}"
-        except TransferCancelled:
-            self.post_message(TransferEnded("upload cancelled; nothing half-written was kept", "warning"))
-            return
-        except Exception as exc:
-            self.post_message(TransferEnded(_error_text(exc), "error"))
-            return
-        self.post_message(TransferEnded(msg))
-
-    def action_download(self) -> None:
-        if self._refuse_if_busy():
-            return
-        entry = self.objects.selected
-        if entry is None or entry.kind == "bucket":
-            self.notify("select an object or a folder to download", markup=False)
-            return
-        default = str(Path.cwd() / entry.name.rstrip("/"))
-
-        def chosen(dest: str | None) -> None:
-            if dest:
-                self._start_download(entry, Path(dest).expanduser())
-
-        self.app.push_screen(
-            InputPrompt(f"Download {safe_text(entry.name)} to", value=default, paths=True,
-                        hint="tab completes · enter downloads · esc cancels"),
-            chosen,
-        )
-
-    def _start_download(self, entry: Entry, dest: Path) -> None:
-        from backend.facade import Transfer
-
-        transfer = Transfer()
-        watch_transfer(transfer, self)
-        self._transfer = transfer
-        self.query_one(TransferBar).start(f"↓ {entry.name}")
-        self._download(transfer, entry, self.bucket, dest)
-
-    @work(thread=True, group="transfer")
-    def _download(self, transfer, entry: Entry, bucket: str, dest: Path) -> None:
-        from backend.facade import TransferCancelled
-
-        try:
-            if entry.kind == "prefix":
-                count = self.store.get_prefix(bucket, entry.key, dest, transfer=transfer)
-                msg = f"downloaded {count} files to {dest}"
-            else:
-                self.store.get_file(bucket, entry.key, dest, transfer=transfer)
-                msg = f"downloaded to {dest}"
-        except TransferCancelled:
-            self.post_message(TransferEnded("download cancelled; nothing half-written was kept", "warning"))
-            return
-        except Exception as exc:
-            self.post_message(TransferEnded(_error_text(exc), "error"))
-            return
-        self.post_message(TransferEnded(msg))
-
-    def on_transfer_progress(self, message: TransferProgress) -> None:
-        if self._transfer is not None:
-            self.query_one(TransferBar).show_progress(
-                message.done, message.total, message.files_done, message.files_total
-            )
-
-    def on_transfer_ended(self, message: TransferEnded) -> None:
-        self._transfer = None
-        self.query_one(TransferBar).stop()
-        self.notify(safe_text(message.message), severity=message.severity, markup=False)
-        self.action_refresh()
-
-    def action_delete(self) -> None:
-        if self._refuse_if_read_only("delete") or self._refuse_if_busy():
-            return
-        entry = self.objects.selected
-        if entry is None:
-            return
-        bucket = self.bucket
-        if entry.kind == "bucket":
-            question = f"Delete the empty bucket {safe_text(entry.name)}?"
-        elif entry.kind == "prefix":
-            question = f"Delete EVERY object under {safe_text(self.store.uri(bucket, entry.key))}?"
-        else:
-            question = f"Delete {safe_text(self.store.uri(bucket, entry.key))}?"
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self._delete(entry, bucket)
-
-        self.app.push_screen(ConfirmPrompt(question, "Delete", danger=True), answered)
-
-    @work(thread=True, group="write")
-    def _delete(self, entry: Entry, bucket: str | None) -> None:
-        try:
-            if entry.kind == "bucket":
-                self.store.remove_bucket(entry.name)
-                msg = f"deleted bucket {entry.name}"
-            elif entry.kind == "prefix":
-                keys = (o.key for o in self.store.iter_objects(bucket, entry.key))
-                msg = f"deleted {self.store.delete(bucket, keys)} objects under {entry.name}"
-            else:
-                self.store.delete(bucket, [entry.key])
-                msg = f"deleted {entry.name}"
-        except Exception as exc:
-            self.post_message(StoreFailed(_error_text(exc)))
-            return
-        self.post_message(StoreChanged(msg))
-
-    def action_new_bucket(self) -> None:
-        if self._refuse_if_read_only("creating a bucket"):
-            return
-
-        def chosen(name: str | None) -> None:
-            if name:
-                self._make_bucket(name)
-
-        self.app.push_screen(
-            InputPrompt("New bucket name", hint="3-63 lowercase letters, digits, '.' and '-'"),
-            chosen,
-        )
-
-    @work(thread=True, group="write")
-    def _make_bucket(self, name: str) -> None:
-        from backend.facade import validate_bucket_name
-
-        try:
-            self.store.make_bucket(validate_bucket_name(name))
-        except Exception as exc:
-            self.post_message(StoreFailed(_error_text(exc)))
-            return
-        self.post_message(StoreChanged(f"created bucket {name}"))
-
-    def on_store_changed(self, message: StoreChanged) -> None:
-        self.notify(safe_text(message.message), markup=False)
-        self.action_refresh()
-
     # -- clipboard and training data -----------------------------------------------------------
     def _selected_location(self) -> tuple[str, str] | None:
         entry = self.objects.selected
@@ -588,7 +368,7 @@ class BucketsScreen(Screen):
 
     def _copy(self, text: str, what: str = "URI") -> None:
         if osc52.copy(self.app, text):
-            self.notify(f"copied {what}: {safe_text(text)}", markup=False)
+            self.notify(f"copied {what}: {visible(text)}", markup=False)
         else:
             self.notify(f"{what} too long for the terminal clipboard", severity="warning", markup=False)
 

@@ -6,10 +6,6 @@ line:col and their lines are marked in the gutter. Submitting shows what will ru
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,160 +19,23 @@ from textual.timer import Timer
 from textual.widgets import Footer, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
-from ..cli.output import safe_text
+from ..widgets.safe_text import visible
 from ..widgets.manifest_area import ManifestArea
-from ..widgets.prompts import ConfirmPrompt, InputPrompt
+from ..widgets.prompts import InputPrompt
+from .manifest_text import (  # noqa: F401  (re-exported: the buckets screen and tests use them)
+    BLANK_MANIFEST,
+    Problem,
+    Validation,
+    atomic_write,
+    list_samples,
+    manifest_with_training_data,
+    starter_manifest,
+    validate_text,
+)
+from .confirm import ConfirmScreen
 from .submit_confirm import SubmitConfirm, SubmitPlan, plan_submission
 
 DEBOUNCE_S = 0.3
-
-BLANK_MANIFEST = """\
-name: my-training
-description: ""
-gpus: 1
-learners: 1
-memory: 4GiB
-max_duration: 1h
-data_stores:
-  - id: data
-    type: local
-    training_data:
-      container: training-data
-    training_results:
-      container: training-results
-framework:
-  name: pytorch
-  command: python train.py --data "$DATA_DIR" --out "$RESULT_DIR"
-"""
-
-
-# -- samples and templates -------------------------------------------------------------------
-def list_samples() -> list[Path]:
-    from backend.facade import resource_dir
-
-    root = resource_dir("samples")
-    try:
-        return sorted(root.glob("*/manifest.yml"))
-    except OSError:
-        return []
-
-
-def starter_manifest() -> str:
-    """The first sample (the plain digits one when shipped), else a blank manifest."""
-    samples = list_samples()
-    preferred = [p for p in samples if p.parent.name == "pytorch-digits"] or samples
-    for path in preferred:
-        try:
-            return path.read_text(encoding="utf-8")
-        except OSError:
-            continue
-    return BLANK_MANIFEST
-
-
-def manifest_with_training_data(text: str, bucket: str, prefix: str = "") -> str:
-    """`text` with data_stores[0].training_data set to bucket/prefix, the rest left as written."""
-    import yaml
-
-    lines = [f"container: {json.dumps(bucket)}"]
-    if prefix:
-        lines.append(f"prefix: {json.dumps(prefix)}")
-    try:
-        root = yaml.compose(text)
-        stores = _mapping_get(root, "data_stores")
-        store = stores.value[0] if stores is not None and stores.value else None
-        key, value = _mapping_item(store, "training_data")
-    except (yaml.YAMLError, AttributeError, IndexError, TypeError):
-        key = value = None
-    if key is not None:
-        indent = " " * max(value.start_mark.column, key.start_mark.column + 2)
-        span_end = value.start_mark.index + len(text[value.start_mark.index : value.end_mark.index].rstrip())
-        if value.start_mark.index == value.end_mark.index:  # `training_data:` with nothing after
-            span_end = key.end_mark.index + text[key.end_mark.index :].index(":") + 1
-        body = "".join(f"\n{indent}{line}" for line in lines)
-        return text[: key.end_mark.index] + ":" + body + text[span_end:]
-    # No data store to edit in place: rebuild it from the parsed manifest (comments are lost).
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError:
-        data = {}
-    if not isinstance(data, dict):
-        data = {}
-    stores = data.get("data_stores") if isinstance(data.get("data_stores"), list) else []
-    store = stores[0] if stores and isinstance(stores[0], dict) else {"id": "data", "type": "local"}
-    store["training_data"] = {"container": bucket, **({"prefix": prefix} if prefix else {})}
-    store.setdefault("training_results", {"container": "training-results"})
-    data["data_stores"] = [store, *stores[1:]]
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
-
-
-def _mapping_get(node: Any, name: str) -> Any:
-    _, value = _mapping_item(node, name)
-    return value
-
-
-def _mapping_item(node: Any, name: str) -> tuple[Any, Any]:
-    for key, value in getattr(node, "value", []) or []:
-        if getattr(key, "value", None) == name:
-            return key, value
-    return None, None
-
-
-# -- validation ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Problem:
-    line: int  # 1-based; 0 = not tied to a line
-    col: int
-    message: str
-    severity: str = "error"
-
-    def label(self) -> str:
-        where = f"{self.line}:{self.col}" if self.line else "-"
-        return f"{where} {self.severity}: {self.message}"
-
-
-@dataclass
-class Validation:
-    problems: list[Problem] = field(default_factory=list)
-    manifest: Any = None
-    complete: bool = True  # False when only YAML syntax could be checked
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "error"]
-
-
-def _problem(item: Any, severity: str) -> Problem:
-    line = getattr(item, "line", 0) or 0
-    col = getattr(item, "col", None) or getattr(item, "column", 0) or 0
-    return Problem(int(line), int(col), str(getattr(item, "message", item)), severity)
-
-
-def validate_text(text: str, source: str) -> Validation:
-    from backend import facade
-
-    try:
-        result = facade.parse_manifest(text, source)
-    except ImportError:
-        return _yaml_only(text)
-    except facade.DlaasError as exc:
-        return Validation([Problem(0, 0, str(exc))])
-    problems = [_problem(e, "error") for e in getattr(result, "errors", [])]
-    problems += [_problem(w, "warning") for w in getattr(result, "warnings", [])]
-    return Validation(problems, getattr(result, "manifest", None))
-
-
-def _yaml_only(text: str) -> Validation:
-    import yaml
-
-    try:
-        yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        return Validation([Problem(line, col, exc.problem or str(exc))], complete=False)
-    except yaml.YAMLError as exc:
-        return Validation([Problem(0, 0, str(exc))], complete=False)
-    return Validation(complete=False)
 
 
 # -- messages ----------------------------------------------------------------------------------
@@ -196,23 +55,6 @@ class Submitted(Message):
     def __init__(self, run_ids: list[str], error: str = "") -> None:
         super().__init__()
         self.run_ids, self.error = run_ids, error
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder and rename: a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class SamplePicker(ModalScreen[Path | None]):
@@ -345,30 +187,40 @@ class EditorScreen(Screen):
         for i, p in enumerate(validation.problems):
             style = "red" if p.severity == "error" else "yellow"
             label = Text(f"{p.line}:{p.col}".ljust(7) if p.line else "-".ljust(7), style=f"bold {style}")
-            label.append(Text(safe_text(p.message)))
+            label.append(Text(visible(p.message)))
             problems.add_option(Option(label, id=str(i)))
         problems.display = bool(validation.problems)
         self._render_title()
 
     def _render_title(self, checking: bool = False) -> None:
-        title = Text()
-        title.append(safe_text(str(self.path)) if self.path else "unsaved manifest", style="bold")
+        status = Text()
         if self.dirty:
-            title.append(" ●", style="yellow")
-        title.append("   ")
+            status.append("● ", style="yellow")
         errors = len(self.validation.errors)
         warnings = len(self.validation.problems) - errors
         if checking:
-            title.append("checking…", style="dim")
+            status.append("checking…", style="dim")
         elif errors:
-            title.append(f"✗ {errors} error{'s' * (errors != 1)}", style="bold red")
+            status.append(f"✗ {errors} error{'s' * (errors != 1)}", style="bold red")
         else:
-            title.append("✓ valid" if self.validation.complete else "✓ YAML ok", style="bold green")
+            status.append("✓ valid", style="bold green")
         if warnings and not checking:
-            title.append(f"  {warnings} warning{'s' * (warnings != 1)}", style="yellow")
-        if not self.validation.complete and not checking:
-            title.append("  (full validation unavailable)", style="dim")
+            status.append(f"  {warnings} warning{'s' * (warnings != 1)}", style="yellow")
+        # A long path gives way (from its start) so the state is always visible.
+        name = visible(self._display_path()) if self.path else "unsaved manifest"
+        room = max(8, (self.size.width or 80) - 2 - status.cell_len - 3)
+        if len(name) > room:
+            name = "…" + name[-(room - 1):]
+        title = Text(name, style="bold") + Text("   ") + status
         self.query_one("#editor-title", Static).update(title)
+
+    def _display_path(self) -> str:
+        home = str(Path.home())
+        text = str(self.path)
+        return "~" + text[len(home):] if text.startswith(home + "/") else text
+
+    def on_resize(self) -> None:
+        self._render_title()
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
@@ -421,12 +273,12 @@ class EditorScreen(Screen):
         try:
             atomic_write(self.path, self.area.text)
         except OSError as exc:
-            self.notify(f"could not save {safe_text(str(self.path))}: {exc.strerror or exc}",
+            self.notify(f"could not save {visible(str(self.path))}: {exc.strerror or exc}",
                         severity="error", markup=False)
             return
         self.dirty = False
         self._render_title()
-        self.notify(f"saved {safe_text(str(self.path))}", markup=False)
+        self.notify(f"saved {visible(str(self.path))}", markup=False)
         if then is not None:
             then()
 
@@ -455,7 +307,7 @@ class EditorScreen(Screen):
 
     def on_submit_planned(self, message: SubmitPlanned) -> None:
         if message.error:
-            self.notify(safe_text(message.error), title="submit", severity="error", markup=False)
+            self.notify(visible(message.error), title="submit", severity="error", markup=False)
             return
         self._show_validation(message.validation)
         errors = message.validation.errors
@@ -498,7 +350,7 @@ class EditorScreen(Screen):
 
     def on_submitted(self, message: Submitted) -> None:
         if message.error:
-            self.notify(safe_text(message.error), title="submit failed", severity="error", markup=False)
+            self.notify(visible(message.error), title="submit failed", severity="error", markup=False)
             return
         ids = message.run_ids
         shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
@@ -513,6 +365,8 @@ class EditorScreen(Screen):
         if len(self.app.screen_stack) <= 1:
             return
         if self.dirty:
-            self.app.push_screen(ConfirmPrompt("Discard the unsaved changes?", "Discard", danger=True), answered)
+            self.app.push_screen(
+                ConfirmScreen("Discard the unsaved changes?", confirm_label="Discard", danger=True), answered
+            )
         else:
             self.app.pop_screen()

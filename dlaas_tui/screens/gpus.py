@@ -14,7 +14,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from ..cli.output import safe_text
+from ..widgets.safe_text import visible
 
 REFRESH_S = 2.0
 NA = "N/A"
@@ -142,12 +142,12 @@ class GpusScreen(Screen):
 
     def on_inventory_loaded(self, message: InventoryLoaded) -> None:
         if message.error:
-            self.notify(safe_text(message.error), title="GPUs", severity="error", markup=False)
+            self.notify(visible(message.error), title="GPUs", severity="error", markup=False)
             return
         self.inventory = inv = message.inventory
         banner = self.query_one("#nvml-banner", Static)
         if not inv.nvml_available:
-            banner.update(safe_text(inv.message or "NVML is not available: no GPU details can be read here."))
+            banner.update(visible(inv.message or "NVML is not available: no GPU details can be read here."))
             banner.add_class("-shown")
         else:
             banner.remove_class("-shown")
@@ -156,7 +156,7 @@ class GpusScreen(Screen):
         header.append("GPUs", style="bold")
         if inv.node:
             header.append("  on ")
-            header.append(safe_text(inv.node))
+            header.append(visible(inv.node))
         header.append(f"   {inv.in_use}/{inv.gpu_count} in use")
         if inv.tier_gpus:
             header.append(f" · tier allows {inv.tier_gpus}")
@@ -171,10 +171,10 @@ class GpusScreen(Screen):
         row, scroll = table.cursor_row, table.scroll_y
         table.clear()
         for d in devices:
-            name = Text(safe_text(d.name.removeprefix("NVIDIA ")), no_wrap=True, overflow="ellipsis")
+            name = Text(visible(d.name.removeprefix("NVIDIA ")), no_wrap=True, overflow="ellipsis")
             if d.is_mig:
                 name.append(" MIG", style="dim")
-            run = Text(safe_text(d.held_by), style="bold") if d.held_by else (
+            run = Text(visible(d.held_by), style="bold") if d.held_by else (
                 Text("other process", style="yellow") if d.busy_foreign else Text("idle", style="dim")
             )
             table.add_row(
@@ -209,10 +209,10 @@ class GpusScreen(Screen):
         grid = Table.grid(padding=(0, 2))
         grid.add_column(style="bold", no_wrap=True)
         grid.add_column(overflow="fold")
-        grid.add_row("device", Text(safe_text(d.label)))
+        grid.add_row("device", Text(visible(d.label)))
         if d.is_mig and d.parent_uuid:
-            grid.add_row("MIG of", Text(safe_text(d.parent_uuid)))
-        grid.add_row("run", Text(safe_text(d.held_by)) if d.held_by else Text("none", style="dim"))
+            grid.add_row("MIG of", Text(visible(d.parent_uuid)))
+        grid.add_row("run", Text(visible(d.held_by)) if d.held_by else Text("none", style="dim"))
         pids = ", ".join(str(p) for p in d.processes[:12]) + (" …" if len(d.processes) > 12 else "")
         grid.add_row("processes", Text(pids or "none", style="" if pids else "dim"))
         if d.busy_foreign:

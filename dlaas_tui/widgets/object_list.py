@@ -14,7 +14,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
-from ..cli.output import human_bytes, safe_text
+from ..cli.output import human_bytes
+from .safe_text import visible
 
 NEAR_END_ROWS = 15
 
@@ -115,11 +116,11 @@ class ObjectList(DataTable):
 
     def _row(self, e: Entry) -> list[Text]:
         if e.kind == "bucket":
-            name = Text("▪ ", style="dim") + Text(safe_text(e.name), style="bold")
+            name = Text("▪ ", style="dim") + Text(visible(e.name), style="bold")
         elif e.kind == "prefix":
-            name = Text("▸ ", style="dim") + Text(safe_text(e.name), style="bold")
+            name = Text("▸ ", style="dim") + Text(visible(e.name), style="bold")
         else:
-            name = Text("  ") + Text(safe_text(e.name))
+            name = Text("  ") + Text(visible(e.name))
         name.truncate(self._name_width(), overflow="ellipsis")
         size = "" if e.kind != "object" else human_bytes(e.size)
         return [name, Text(size.rjust(9)), Text(_when(e.modified), style="dim")]

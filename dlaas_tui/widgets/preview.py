@@ -18,7 +18,8 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from ..cli.output import human_bytes, safe_text
+from ..cli.output import human_bytes
+from .safe_text import visible, visible_lines
 
 if TYPE_CHECKING:
     from textual.app import ComposeResult
@@ -40,11 +41,6 @@ _CSV = {"csv": ",", "tsv": "\t"}
 def _extension(name: str) -> str:
     base = name.rsplit("/", 1)[-1].lower()
     return base.rsplit(".", 1)[-1] if "." in base else base
-
-
-def visible_text(text: str) -> str:
-    """Text for display: line breaks kept, every other control character shown as `\\xNN`."""
-    return "\n".join(safe_text(line) for line in text.replace("\r\n", "\n").split("\n"))
 
 
 def decode_head(data: bytes) -> str | None:
@@ -86,9 +82,9 @@ def csv_table(text: str, delimiter: str) -> Table:
         return table
     header, body = rows[0], rows[1:]
     for cell in header[:CSV_COLUMNS]:
-        table.add_column(Text(safe_text(cell)), no_wrap=True, overflow="ellipsis", max_width=24)
+        table.add_column(Text(visible(cell)), no_wrap=True, overflow="ellipsis", max_width=24)
     for row in body:
-        table.add_row(*(Text(safe_text(c)) for c in row[:CSV_COLUMNS]))
+        table.add_row(*(Text(visible(c)) for c in row[:CSV_COLUMNS]))
     return table
 
 
@@ -112,7 +108,7 @@ def render_head(
         return Group(csv_table(text, _CSV[ext]), note)
     lexer = _LEXERS.get(ext, "text")
     syntax = Syntax(
-        visible_text(text),
+        visible_lines(text),
         lexer,
         theme="ansi_dark",
         background_color=background,
@@ -141,13 +137,13 @@ class Preview(VerticalScroll):
         self.border_title = "preview"
 
     def show_message(self, message: str, title: str = "preview") -> None:
-        self.border_title = safe_text(title)
+        self.border_title = visible(title)
         self.shown = Text(message, style="dim")
         self.query_one("#preview-body", Static).update(self.shown)
         self.scroll_home(animate=False)
 
     def show_object(self, name: str, data: bytes, size: int | None) -> None:
-        self.border_title = safe_text(name)
+        self.border_title = visible(name)
         # The pane's own colour behind the code, so highlighting fits every theme.
         background = self.background_colors[1].hex
         self.shown = render_head(name, data, size, background)

@@ -1,5 +1,4 @@
-"""Small modal prompts the bucket browser and the editor share: a line of input (with local path
-completion) and a yes/no question."""
+"""A one-line modal prompt with local path completion, for the bucket browser and the editor."""
 from __future__ import annotations
 
 import os
@@ -7,10 +6,10 @@ from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.suggester import Suggester
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Input, Label, Static
 
 _PROMPT_CSS = """
 #prompt-box {
@@ -20,8 +19,6 @@ _PROMPT_CSS = """
 #prompt-box Label { width: 100%; }
 #prompt-box Input { margin-top: 1; }
 #prompt-hint { color: $text-muted; margin-top: 1; }
-#prompt-buttons { height: auto; margin-top: 1; align-horizontal: right; }
-#prompt-buttons Button { margin-left: 2; }
 """
 
 
@@ -92,36 +89,3 @@ class InputPrompt(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
-
-
-class ConfirmPrompt(ModalScreen[bool]):
-    """A yes/no question; `y`/`enter` on Yes confirms, `n`/`esc` declines."""
-
-    DEFAULT_CSS = "ConfirmPrompt { align: center middle; }" + _PROMPT_CSS
-    BINDINGS = [
-        Binding("escape,n", "answer(False)", "No", id="confirm.no"),
-        Binding("y", "answer(True)", "Yes", id="confirm.yes"),
-    ]
-
-    def __init__(self, question: str, yes: str = "Yes", *, danger: bool = False) -> None:
-        super().__init__()
-        self.question = question
-        self.yes = yes
-        self.danger = danger
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="prompt-box"):
-            yield Label(self.question, markup=False)
-            with Horizontal(id="prompt-buttons"):
-                yield Button("Cancel", id="no")
-                yield Button(self.yes, id="yes", variant="error" if self.danger else "primary")
-
-    def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        self.dismiss(event.button.id == "yes")
-
-    def action_answer(self, yes: bool) -> None:
-        self.dismiss(yes)

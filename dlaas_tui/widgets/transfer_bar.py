@@ -13,7 +13,8 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Label, ProgressBar
 
-from ..cli.output import human_bytes, safe_text
+from ..cli.output import human_bytes
+from .safe_text import visible
 
 if TYPE_CHECKING:
     from backend.facade import Transfer
@@ -63,11 +64,23 @@ class TransferBar(Horizontal):
         yield Label("", id="transfer-bytes", markup=False)
         yield Label("esc cancel", id="transfer-hint", markup=False)
 
-    def start(self, description: str) -> None:
-        self.query_one("#transfer-what", Label).update(safe_text(description))
+    _transfer: Transfer | None = None
+    _poll = None
+
+    def start(self, description: str, transfer: Transfer | None = None) -> None:
+        self.query_one("#transfer-what", Label).update(visible(description))
         self.query_one(ProgressBar).update(total=None, progress=0)
         self.query_one("#transfer-bytes", Label).update("")
         self.add_class("-active")
+        self._transfer = transfer
+        if transfer is not None and self._poll is None:
+            # Throttled messages can leave the last chunk before a stall unshown: poll too.
+            self._poll = self.set_interval(0.25, self._poll_transfer)
+
+    def _poll_transfer(self) -> None:
+        t = self._transfer
+        if t is not None and t.total:
+            self.show_progress(t.done, t.total, t.files_done, t.files_total)
 
     def show_progress(self, done: int, total: int, files_done: int = 0, files_total: int = 0) -> None:
         bar = self.query_one(ProgressBar)
@@ -79,6 +92,10 @@ class TransferBar(Horizontal):
 
     def stop(self) -> None:
         self.remove_class("-active")
+        self._transfer = None
+        if self._poll is not None:
+            self._poll.stop()
+            self._poll = None
 
     @property
     def active(self) -> bool:

@@ -46,6 +46,7 @@ class MemoryStore:
         self.gate = threading.Event()  # transfers move a chunk only while this is set
         self.gate.set()
         self.chunk_moved = threading.Event()
+        self.pause_after: int | None = None  # close the gate after this many chunks have moved
 
     # -- building test data --------------------------------------------------------------------
     def add(self, bucket: str, key: str, data: bytes | str, minutes: int = 0) -> None:
@@ -127,15 +128,24 @@ class MemoryStore:
     def _move(self, data: bytes, transfer: Transfer | None) -> bytes:
         out = bytearray()
         for i in range(0, len(data), CHUNK):
+            waited = 0.0
             while not self.gate.wait(0.02):
+                waited += 0.02
                 if transfer is not None:
                     transfer.check()
+                if waited > 10:  # a failed test must not leave a worker waiting forever
+                    raise StoreError("test gate stayed closed")
             if transfer is not None:
                 transfer.check()
             out += data[i : i + CHUNK]
             if transfer is not None:
                 transfer.advance(len(data[i : i + CHUNK]))
             self.chunk_moved.set()
+            if self.pause_after is not None:
+                self.pause_after -= 1
+                if self.pause_after <= 0:
+                    self.pause_after = None
+                    self.gate.clear()
         return bytes(out)
 
     def put_file(self, src: Path, bucket, key, *, transfer=None) -> ObjectInfo:
@@ -210,6 +220,9 @@ class MiniEngine:
 
     def inventory(self) -> Inventory:
         return self.inventory_value
+
+    def list_runs(self, *, states=None, experiment=None, limit=None) -> list[Run]:
+        return []
 
     def close(self) -> None:
         pass

@@ -9,10 +9,11 @@ from rich.table import Table
 
 from dlaas_tui.screens.buckets import PAGE_SIZE, BucketsScreen
 from dlaas_tui.screens.editor import EditorScreen
-from dlaas_tui.widgets.prompts import ConfirmPrompt, InputPrompt
+from dlaas_tui.screens.confirm import ConfirmScreen
+from dlaas_tui.widgets.prompts import InputPrompt
 from dlaas_tui.widgets.transfer_bar import TransferBar
 
-from .screens_harness import HarnessApp, MemoryStore, demo_store, make_backend, settle
+from .screens_harness import HarnessApp, MemoryStore, demo_store, make_backend, screen_text, settle
 
 
 def app_for(store: MemoryStore, **kw) -> HarnessApp:
@@ -147,7 +148,7 @@ async def test_keys_with_markup_and_escapes_are_shown_literally():
         await pilot.pause(0.3)
         await settle(pilot)
         cell = app.screen.objects.get_row_at(row)[0]
-        assert "[bold red]boom[reverse]" in cell.plain and "\\x1b[31m" in cell.plain and "\\x9b" in cell.plain
+        assert "[bold red]boom[reverse]" in cell.plain and "\u241b[31m" in cell.plain and "\\x9b" in cell.plain
         assert "\x1b" not in cell.plain and "\x07" not in cell.plain
         assert not cell.spans or all(s.style == "bold" or s.style == "dim" for s in cell.spans)
         # What reaches the terminal holds the key visibly, never the raw escape bytes.
@@ -156,7 +157,7 @@ async def test_keys_with_markup_and_escapes_are_shown_literally():
         assert not any(ch in screen_text for ch in "\x1b\x07\x9b")
         svg = app.export_screenshot()
         assert "[bold red]boom[reverse]" in svg.replace("&#160;", " ")
-        assert "\\x1b[2J" in svg.replace("&#160;", " ")  # the preview shows the escape, visibly
+        assert "\u241b[2J" in screen_text  # the preview shows the escape, visibly
         await pilot.press("y")
         await settle(pilot)
         assert app.clipboard == f"local://datasets/{evil}"  # the clipboard gets the real key
@@ -171,15 +172,17 @@ async def test_upload_file_with_progress_then_listed(tmp_path: Path):
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         await open_path(pilot, "datasets", "models/")
-        store.gate.clear()
+        store.pause_after = 3  # 3 chunks of 4 KiB move, then the transfer waits
         await pilot.press("u")
         await pilot.pause()
         assert isinstance(app.screen, InputPrompt)
         app.screen.query_one("Input").value = str(src)
         await pilot.press("enter")
-        await pilot.pause(0.2)
+        await pilot.pause(0.4)
         bar = app.screen.query_one(TransferBar)
         assert bar.active
+        assert "12.0 KiB/39.1 KiB" in screen_text(app)
+        assert app.screen.query_one("#transfer-progress").percentage == pytest.approx(12288 / 40000)
         store.gate.set()
         await settle(pilot)
         assert not bar.active
@@ -279,7 +282,7 @@ async def test_delete_object_and_prefix_with_confirmation():
         app.screen.objects.move_cursor(row=names(app).index("README.md"))
         await pilot.press("x")
         await pilot.pause()
-        assert isinstance(app.screen, ConfirmPrompt)
+        assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")
         await settle(pilot)
         assert "README.md" in store.buckets["datasets"]

@@ -2,18 +2,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import yaml
 
-from backend import facade
 from backend.facade import EngineError
 
 from dlaas_tui.screens import editor as editor_module
 from dlaas_tui.screens.editor import EditorScreen, SamplePicker, manifest_with_training_data
 from dlaas_tui.screens.submit_confirm import SubmitConfirm, SubmitPlan, plan_table
-from dlaas_tui.widgets.prompts import ConfirmPrompt, InputPrompt
+from dlaas_tui.screens.confirm import ConfirmScreen
+from dlaas_tui.widgets.prompts import InputPrompt
 
 from .screens_harness import HarnessApp, MiniEngine, make_backend, screen_text, settle
 
@@ -34,32 +33,6 @@ framework:
   name: pytorch
   command: python train.py
 """
-
-
-def _parser_landed() -> bool:
-    try:
-        from backend.manifest import parse_manifest  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.fixture
-def parser(monkeypatch):
-    """The real manifest parser when it is in this tree, else a plain YAML + model check."""
-    if _parser_landed():
-        return facade.parse_manifest
-    from backend.manifest.model import Manifest
-
-    def parse(text: str, source: str):
-        data = yaml.safe_load(text)
-        manifest = Manifest.model_validate(data)
-        seconds = {"90m": 5400, "1h": 3600}.get(manifest.max_duration or "")
-        manifest = manifest.model_copy(update={"max_duration_seconds": seconds})
-        return SimpleNamespace(errors=[], warnings=[], manifest=manifest)
-
-    monkeypatch.setattr(facade, "parse_manifest", parse)
-    return parse
 
 
 def editor_app(engine=None, **kw):
@@ -135,6 +108,7 @@ async def test_save_is_atomic_and_clears_the_changed_mark(tmp_path: Path):
         await pilot.pause()
         assert not app.screen.dirty
         await pilot.press("end", "s")
+        await pilot.pause()
         assert app.screen.dirty and "●" in screen_text(app)
         await pilot.press("ctrl+s")
         await pilot.pause()
@@ -178,7 +152,7 @@ def test_shipped_samples_are_found_when_present():
         assert path.name == "manifest.yml" and path.is_file()
 
 
-async def test_submit_shows_the_plan_then_submits(tmp_path: Path, parser):
+async def test_submit_shows_the_plan_then_submits(tmp_path: Path):
     path = tmp_path / "digits.yml"
     path.write_text(GOOD)
     engine = MiniEngine()
@@ -203,7 +177,7 @@ async def test_submit_shows_the_plan_then_submits(tmp_path: Path, parser):
         assert any("training-test0001" in n for n in notes(app))
 
 
-async def test_submit_saves_changes_first(tmp_path: Path, parser):
+async def test_submit_saves_changes_first(tmp_path: Path):
     path = tmp_path / "digits.yml"
     path.write_text(GOOD)
     engine = MiniEngine()
@@ -220,7 +194,7 @@ async def test_submit_saves_changes_first(tmp_path: Path, parser):
         assert len(engine.submitted) == 1
 
 
-async def test_submit_error_is_a_notification(tmp_path: Path, parser):
+async def test_submit_error_is_a_notification(tmp_path: Path):
     path = tmp_path / "digits.yml"
     path.write_text(GOOD)
     engine = MiniEngine()
@@ -266,7 +240,7 @@ async def test_esc_asks_before_dropping_changes():
         await pilot.press("x")
         app.screen.action_back()
         await pilot.pause()
-        assert isinstance(app.screen, ConfirmPrompt)
+        assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")
         await pilot.pause()
         assert isinstance(app.screen, EditorScreen)
@@ -274,7 +248,7 @@ async def test_esc_asks_before_dropping_changes():
         await pilot.pause()
         await pilot.press("y")
         await pilot.pause()
-        assert not isinstance(app.screen, (EditorScreen, ConfirmPrompt))
+        assert not isinstance(app.screen, (EditorScreen, ConfirmScreen))
 
 
 # -- pure helpers -----------------------------------------------------------------------------
@@ -299,18 +273,35 @@ def test_training_data_added_when_missing():
     assert "training_results" in store
 
 
-def test_plan_cost_is_runs_times_gpus_times_price_times_hours():
-    plan = SubmitPlan("s", runs=12, gpus_each=2, gpu_type="H100", learners=1,
-                      max_duration_s=1800, price_per_gpu_hour=6.88, sweep_method="grid")
+def test_plan_shows_runs_gpus_cost_and_budget():
+    from backend.experiments import estimate_cost
+
+    estimate = estimate_cost(12, 2, 6.88, 1800)
+    plan = SubmitPlan("s", runs=12, gpus_each=2, gpu_type="H100", learners=1, max_duration_s=1800,
+                      estimate=estimate, budget="budget: $10.00 of $50.00 left today — would be REFUSED: …",
+                      sweep_method="grid")
     assert plan.estimated_cost == pytest.approx(12 * 2 * 6.88 * 0.5)
     assert plan.total_gpus == 24
-    unpriced = SubmitPlan("s", 1, 1, "X9", 1, 3600, None)
-    assert unpriced.estimated_cost is None
-    no_limit = SubmitPlan("s", 1, 1, "H100", 1, None, 6.88)
-    assert no_limit.estimated_cost is None
     from rich.console import Console
 
     console = Console(width=80, record=True)
     console.print(plan_table(plan))
     text = console.export_text()
-    assert "12 (grid sweep)" in text and "24" in text and "$82.56" in text
+    assert "12 (grid sweep)" in text and "24" in text and "at most $82.56" in text
+    assert "REFUSED" in text
+    unpriced = SubmitPlan("s", 1, 1, "X9", 1, 3600, estimate_cost(1, 1, None, 3600))
+    console.print(plan_table(unpriced))
+    assert "unknown: unpriced GPU type" in console.export_text()
+
+
+async def test_sweep_plan_counts_runs_from_the_expansion(tmp_path: Path):
+    path = tmp_path / "sweep.yml"
+    path.write_text(GOOD + "sweep:\n  method: grid\n  parameters:\n    lr: {values: [0.1, 0.01, 0.001]}\n"
+                    "    bs: {values: [16, 32]}\n")
+    app = editor_app(path=path, prices={"A100": 4.10})
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        assert isinstance(app.screen, SubmitConfirm)
+        assert (app.screen.plan.runs, app.screen.plan.total_gpus) == (6, 12)
+        assert "6 (grid sweep)" in screen_text(app) and "$73.80" in screen_text(app)

@@ -104,7 +104,7 @@ def test_full_lifecycle_states_times_gpus_and_cost(sim, engine):
     assert run.admitted_at == T0.replace(second=0) + (T0 - T0).__class__(seconds=100)
     assert run.started_at.isoformat().startswith("2026-11-27T10:02:10")
 
-    sim.logs["p1"].append("dlaas: storing results")
+    sim.append_log("p1", "dlaas: storing results", 390)
     engine.sync_once()
     assert engine.get_run(run_id).state == RunState.STORING
 
@@ -247,6 +247,7 @@ def test_log_follow_moves_to_the_next_pod_after_a_restart(sim, engine):
     sim.add_pod(run_id, "p2", 40)
     sim.schedule("p2", "n2", 41)
     sim.learner_running("p2", 50, "dlaas: gpus: none", "second pod line")
+    sim.learner_ended("p2", 60, 0, {"exit_code": 0})
     lines = list(logs.follow(engine.api, NS, run_id, finished=lambda: True, poll=0.01))
     assert lines == ["dlaas: gpus: none", "first pod line", "dlaas: gpus: none", "second pod line"]
     tail = list(logs.follow(engine.api, NS, run_id, tail=1, finished=lambda: True, poll=0.01))
@@ -292,3 +293,45 @@ def test_runs_found_on_the_cluster_are_caught_up(sim, engine):
     run = fresh.get_run(run_id)
     assert run.name == "mnist CNN (v2)" and run.experiment == "exp-1" and run.gpus == 2
     assert run.state == RunState.QUEUED and run.priority == "high"
+
+
+def test_watch_loop_follows_changes_and_relists_after_410(sim, engine):
+    import threading
+    import time
+
+    run_id = "training-aaaaaab1"
+    engine.submit_run(fx.manifest(), run_id=run_id)
+    sim.add_workload(run_id)
+    stop = threading.Event()
+    loop = threading.Thread(target=engine.watch_loop, args=(stop,), kwargs={"timeout_seconds": 1, "positions_every": 0.2},
+                            daemon=True)
+    loop.start()
+
+    def until(pred, what):
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if pred(engine.get_run(run_id)):
+                return
+            time.sleep(0.05)
+        pytest.fail(f"{what}: run is {engine.get_run(run_id).state}")
+
+    try:
+        until(lambda r: r.queue_position == 1, "initial list")
+        sim.admit(run_id, 60)
+        sim.add_pod(run_id, "p1", 61)
+        sim.schedule("p1", "n1", 70)
+        sim.loader_running("p1", 71)
+        sim.watch_scripts["workloads"].append([{"type": "MODIFIED", "object": sim.workloads[run_id]}])
+        sim.watch_scripts["jobs"].append([{"type": "MODIFIED", "object": sim.jobs[run_id]}])
+        sim.watch_scripts["pods"].append([{"type": "ADDED", "object": sim.pods["p1"]}])
+        until(lambda r: r.state == RunState.DOWNLOADING, "watch events")
+        # the pod watch is cut with 410 Gone; the change made meanwhile arrives through the relist
+        sim.learner_running("p1", 90, "dlaas: gpus: none")
+        sim.watch_scripts["pods"].append([{"type": "ERROR", "object": {"kind": "Status", "code": 410}}])
+        until(lambda r: r.state == RunState.PROCESSING, "relist after 410")
+    finally:
+        stop.set()
+        loop.join(10)
+    assert not loop.is_alive()
+    watches = [q for m, p, q in sim.requests if q.get("watch") == "true"]
+    assert watches and all(q.get("allowWatchBookmarks") == "true" for q in watches)

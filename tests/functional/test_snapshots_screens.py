@@ -5,6 +5,8 @@ and look at the report before committing.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from backend.facade import Inventory
@@ -20,8 +22,9 @@ SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((160, 50), id="160x50"
 MANIFEST = """\
 name: digits-sweep
 description: A small MLP on the digits data
-gpus: 1
+gpus: two
 gpu_type: H100
+memory: 4 gigs
 max_duration: 30m
 data_stores:
   - id: ds
@@ -38,7 +41,7 @@ framework:
 sweep:
   method: grid
   parameters:
-    lr: {values: [0.1, 0.01, 0.001]
+    lr: {values: [0.1, 0.01, 0.001]}
 """
 
 
@@ -84,3 +87,18 @@ def test_gpus_without_nvml_snapshot(snap_compare):
                                      "runs use 1 CPU slot.")
     app = HarnessApp(make_backend(engine=MiniEngine(inventory)), GpusScreen)
     assert snap_compare(app, terminal_size=(80, 24), run_before=settle)
+
+
+def test_submit_confirmation_snapshot(snap_compare, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the screen shows the path: keep it the same on every run
+    path = Path("sweep.yml")
+    path.write_text(MANIFEST.replace("gpus: two", "gpus: 1").replace("memory: 4 gigs", "memory: 4GiB"))
+    app = HarnessApp(make_backend(prices={"H100": 6.88}), lambda: EditorScreen(path=path))
+
+    async def confirm(pilot):
+        pilot.app.screen.area.cursor_blink = False
+        await pilot.press("ctrl+r")
+        await pilot.pause(0.3)
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=confirm)

@@ -180,6 +180,7 @@ def test_one_level_pagination_and_start_after(store, bucket):
     assert [i.key for i in store.list(bucket).items] == ["other/", "p/"]
 
 
+@pytest.mark.slow
 def test_delete_1500_keys_in_batches(store, bucket):
     keys = [f"many/{i:05d}" for i in range(1500)]
     _fill(store, bucket, keys)
@@ -295,3 +296,26 @@ def test_backend_builds_the_s3_store_from_a_profile(s3_server, dlaas_home, bucke
     assert backend.store.kind == "s3"
     assert bucket in [b.name for b in backend.store.list_buckets()]
     assert s3_server.secret_key not in repr(backend.profile)
+
+
+def test_cancelled_folder_transfers_stop_and_leave_no_temp_files(s3_server, bucket, tmp_path):
+    store = make_store(s3_server, max_concurrency=2)
+    src = tmp_path / "src"
+    for i in range(300):
+        _random_file(src / f"f{i:03d}.bin", 2000)
+
+    def stop_after_20(t: Transfer) -> None:
+        if t.files_done >= 20:
+            t.cancel()
+
+    with pytest.raises(TransferCancelled):
+        store.put_folder(src, bucket, "up", transfer=Transfer(on_update=stop_after_20))
+    uploaded = [o.key for o in store.iter_objects(bucket, "up/")]
+    assert 20 <= len(uploaded) < 300
+    assert store.put_folder(src, bucket, "all") == 300
+    dest = tmp_path / "dest"
+    with pytest.raises(TransferCancelled):
+        store.get_prefix(bucket, "all/", dest, transfer=Transfer(on_update=stop_after_20))
+    left = [p.name for p in dest.rglob("*") if p.is_file()]
+    assert 20 <= len(left) < 300
+    assert not [n for n in left if n.endswith(".part") or not n.startswith("f")]

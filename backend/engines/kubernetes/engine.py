@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from backend.errors import BadInput, EngineError, NotFound
@@ -32,7 +33,7 @@ from . import kueue, logs, render
 from .client import KubeApi, KubeError, KubeNotFound, jobs_path, path_for, pods_path, workloads_path
 from .ledger import Ledger, MemoryLedger, last_state
 from .runview import assigned_label, canonical_gpu, inventory_from_nodes, run_from_job
-from .states import STORING_MARKER, Observation, gpu_line, observe
+from .states import STORING_MARKER, Observation, gpu_line, observe, parse_time
 from .watch import Reflector
 
 if TYPE_CHECKING:
@@ -71,6 +72,8 @@ class KubernetesEngine:
         self.workload_version = "v1beta2"
         self._manifests: dict[str, str] = {}
         self._prices: Any = None
+        self._submitting: set[str] = set()
+        self._registered: dict[str, datetime] = {}  # when a run entered the ledger (its Job existed by then)
         self._uids: dict[str, str] = {}
         self._lock = threading.RLock()
 
@@ -112,6 +115,14 @@ class KubernetesEngine:
                 raise EngineError(f"{run_id}: no object store to hold the model archive")
             bucket = manifest.data_store.training_results.container
             self.store.put_bytes(bucket, f"{run_id}/_submitted_code/model.zip", model_zip)
+        self._submitting.add(run_id)  # a sync meanwhile must not adopt it as "found on the cluster"
+        try:
+            return self._create(manifest, spec, job, run_id, now, manifest_text)
+        finally:
+            self._submitting.discard(run_id)
+
+    def _create(self, manifest: Manifest, spec: render.RunSpec, job: dict[str, Any], run_id: str, now: datetime,
+                manifest_text: str) -> Run:
         created = self.api.request("POST", jobs_path(self.ns), body=job)
         uid = (created.get("metadata") or {}).get("uid")
         if not uid:
@@ -126,12 +137,14 @@ class KubernetesEngine:
         self._manifests[run_id] = manifest_text
         run = run_from_job(created if created.get("spec") else job, self.config)
         run.submitted_at = now
-        self.ledger.record(RunEvent(run_id, now, RunState.QUEUED, "submitted"))
-        self.ledger.put_run(run)
-        try:
-            self._refresh_positions()
-        except KubeError:
-            pass  # positions come with the next sync; the run is created either way
+        with self._lock:  # the sync loop writes runs too; one writer at a time keeps copies fresh
+            self._registered[run_id] = utcnow()
+            self.ledger.record(RunEvent(run_id, now, RunState.QUEUED, "submitted"))
+            self.ledger.put_run(run)
+            try:
+                self._refresh_positions()
+            except KubeError:
+                pass  # positions come with the next sync; the run is created either way
         return self.get_run(run_id)
 
     def submit(self, request: SubmitRequest) -> list[Run]:
@@ -193,13 +206,16 @@ class KubernetesEngine:
 
     def sync_once(self) -> list[RunEvent]:
         """Read Jobs, Workloads and Pods once and record what changed; returns the new events."""
+        listed_at = utcnow()
         jobs = [j for j in self._list(jobs_path(self.ns), render.LABEL_RUN) if _ours(j)]
         workloads = self._workloads()
         pods = [p for p in self._list(pods_path(self.ns), render.LABEL_RUN) if _ours(p)]
-        return self.apply(jobs, workloads, pods)
+        return self.apply(jobs, workloads, pods, listed_at=listed_at)
 
-    def apply(self, jobs: list[dict[str, Any]], workloads: list[dict[str, Any]], pods: list[dict[str, Any]]
-              ) -> list[RunEvent]:
+    def apply(self, jobs: list[dict[str, Any]], workloads: list[dict[str, Any]], pods: list[dict[str, Any]],
+              *, listed_at: datetime | None = None) -> list[RunEvent]:
+        """Observe every run from these objects. A run missing from `jobs` counts as lost only if it
+        was submitted before `listed_at` (a run created during the listing is simply not in it)."""
         by_job_wl = {name: w for w in workloads if (name := _owner_job(w))}
         pods_by_run: dict[str, list[dict[str, Any]]] = {}
         for pod in pods:
@@ -211,11 +227,14 @@ class KubernetesEngine:
             for job in jobs:
                 run_id = job["metadata"]["name"]
                 seen.add(run_id)
+                if run_id in self._submitting:
+                    continue
                 if uid := job["metadata"].get("uid"):
                     self._uids[run_id] = uid
                 new += self._observe_run(job, by_job_wl.get(run_id), pods_by_run.get(run_id, []))
             for run in self.ledger.runs():
-                if run.id not in seen and not run.state.terminal:
+                known_since = self._registered.get(run.id, run.submitted_at)
+                if run.id not in seen and not run.state.terminal and listed_at and known_since < listed_at:
                     new += self._transition(run, Observation(
                         RunState.FAILED, message="the Job vanished from the cluster", error_code="S401"))
             self._refresh_positions()
@@ -232,8 +251,11 @@ class KubernetesEngine:
         if run.state.terminal:
             return []
         obs = observe(job, workload, pods)
-        if obs.state == RunState.PROCESSING and self._storing_marker(run_id, pods):
-            obs = observe(job, workload, pods, storing=True)
+        if obs.state == RunState.PROCESSING:
+            storing_at = self._storing_marker(run_id, pods)
+            if storing_at is not None:
+                obs = observe(job, workload, pods, storing=True)
+                obs.at = storing_at
         if obs.state in (RunState.PROCESSING, RunState.STORING) and not any(a.startswith("GPU-") for a in run.assigned):
             run.assigned = self._devices(run, pods) or run.assigned
         if obs.node and obs.node != run.node:
@@ -318,15 +340,18 @@ class KubernetesEngine:
         run.metrics = last_values(points)
         run.primary_metric = primary_metric(list(run.metrics))
 
-    def _storing_marker(self, run_id: str, pods: list[dict[str, Any]]) -> bool:
+    def _storing_marker(self, run_id: str, pods: list[dict[str, Any]]) -> datetime | None:
+        """When the wrapper printed its storing marker (the kubelet's timestamp), if it has."""
         for pod in pods:
             try:
-                tail = logs.read_log(self.api, self.ns, pod["metadata"]["name"], tail=3)
+                tail = logs.read_log(self.api, self.ns, pod["metadata"]["name"], tail=3, timestamps=True)
             except KubeError:
                 continue
-            if any(STORING_MARKER in line for line in tail):
-                return True
-        return False
+            for line in tail:
+                stamp, _, text = line.partition(" ")
+                if text.startswith(STORING_MARKER):
+                    return parse_time(stamp) or utcnow()
+        return None
 
     def _devices(self, run: Run, pods: list[dict[str, Any]]) -> list[str]:
         found: list[str] = []
@@ -355,10 +380,14 @@ class KubernetesEngine:
         uid_to_name = {uid: name for name, uid in self._uids.items()}
         positions = kueue.queue_positions(self.api, self.ns, self.queue, uid_to_name)
         for run in queued:
-            pos = positions.by_job.get(run.id)
-            if pos != run.queue_position or positions.approximate != run.queue_position_approximate:
+            pos, approximate = positions.by_job.get(run.id), positions.approximate
+            if pos is None:
+                # Not in Kueue's pending list: its Workload is not there yet, or it is admitted and
+                # waits for a node. Either way nothing known is behind it.
+                pos, approximate = positions.total + 1, True
+            if pos != run.queue_position or approximate != run.queue_position_approximate:
                 run.queue_position = pos
-                run.queue_position_approximate = positions.approximate
+                run.queue_position_approximate = approximate
                 self.ledger.put_run(run)
 
     def _write_run_json(self, run: Run) -> None:
@@ -389,9 +418,10 @@ class KubernetesEngine:
             "pods": Reflector(self.api, pods_path(self.ns), label_selector=render.LABEL_RUN, keep=_ours,
                               on_event=lambda k, o: mark(_pod_run(o))),
         }
+        listed_at = utcnow()
         for r in reflectors.values():
             r.list()
-        self.apply(*(list(r.objects.values()) for r in reflectors.values()))
+        self.apply(*(list(r.objects.values()) for r in reflectors.values()), listed_at=listed_at)
 
         def pump(r: Reflector) -> None:
             while not stop.is_set():

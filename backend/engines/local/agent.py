@@ -196,8 +196,11 @@ class Agent:
             if worker is not None:
                 worker.halt_requested.set()
             else:
-                db.transition(self.conn, rid, RunState.HALTED, message="halted while queued",
-                              finished_at=time.time(), expect=frozenset({RunState.QUEUED}))
+                if db.transition(self.conn, rid, RunState.HALTED, message="halted while queued",
+                                 finished_at=time.time(), expect=frozenset({RunState.QUEUED})):
+                    from .engine import seal_run
+
+                    seal_run(self.conn, rid)
 
     def admit(self) -> int:
         """One admission pass; returns how many runs were admitted."""

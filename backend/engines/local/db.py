@@ -59,7 +59,9 @@ CREATE TABLE IF NOT EXISTS runs (
     cost_micro INTEGER,
     priced INTEGER NOT NULL DEFAULT 1,
     outcome TEXT NOT NULL DEFAULT '{}',
-    metric_goal TEXT NOT NULL DEFAULT 'minimize'
+    metric_goal TEXT NOT NULL DEFAULT 'minimize',
+    final_json TEXT,
+    json_shape TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_queue ON runs (state, prio DESC, submitted_at, id, gpus, learners,
     profile, gpu_type);

@@ -137,8 +137,11 @@ class RunWorker(threading.Thread):
         ev = [(e["at"], e["state"]) for e in db.events(self.conn, self.run_id)] + [(now, state.value)]
         cost = self.agent.cost_micro(self.row if hasattr(self, "row") else
                                      db.get_row(self.conn, self.run_id), ev, now)
-        db.transition(self.conn, self.run_id, state, message=message, error_code=code, at=now,
-                      finished_at=now, cost_micro=cost, priced=0 if cost is None else 1)
+        if db.transition(self.conn, self.run_id, state, message=message, error_code=code, at=now,
+                         finished_at=now, cost_micro=cost, priced=0 if cost is None else 1):
+            from .engine import seal_run
+
+            seal_run(self.conn, self.run_id)
 
     def _download(self) -> None:
         store = self.agent.store_for(self.row["profile"], self.spec.get("connection"))
