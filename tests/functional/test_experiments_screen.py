@@ -161,11 +161,12 @@ def test_submit_confirmation_shows_the_estimate_and_a_budget_refusal(tmp_path):
                       profile=Profile(name="t", scheduler="fake", budget=Budget(daily_usd=1.0)),
                       paths=get_paths(), _engine=engine)
     plan = plan_submission(backend, load_manifest(path))
-    assert "3 run(s)" in plan.estimate_text and "$3.00" in plan.estimate_text
+    assert plan.estimate.runs == 3 and plan.estimate.total_usd == 3.0
+    assert "REFUSED" in plan.budget
     console = Console(width=200, record=True)
     console.print(plan_table(plan))
     text = console.export_text()
-    assert "estimate" in text and "REFUSED" in text and "over the daily budget" in text
+    assert "$3.00" in text and "REFUSED" in text and "over the daily budget" in text
 
 
 async def test_colon_experiments_opens_the_screen_and_the_header_warns_at_80_percent():
