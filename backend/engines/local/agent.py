@@ -25,7 +25,7 @@ from typing import Any
 from ...runs import RunState, iso, utcnow
 from . import db, deps
 from .control import lock_path, pid_path, sock_path, wake
-from .scheduler import FreeDevice, plan, queue_cursor
+from .scheduler import FreeDevice, plan
 
 log = logging.getLogger("dlaas.agent")
 TICK = 0.5
@@ -113,13 +113,15 @@ class Agent:
         doc["cost_micro_usd"] = cost
         return doc
 
-    def halt_for_policy(self, run_id: str, code: str, message: str) -> None:
+    def halt_for_policy(self, run_id: str, code: str, message: str) -> bool:
         """Halt a running run for its sweep's sake (early stop): it ends HALTED with `code`."""
         with self._lock:
             worker = self.workers.get(run_id)
-        if worker is not None:
-            worker.stop_reason = (code, message)
-            worker.halt_requested.set()
+        if worker is None:
+            return False
+        worker.stop_reason = (code, message)
+        worker.halt_requested.set()
+        return True
 
     def wake_self(self) -> None:
         wake(self.paths.state_dir)

@@ -26,7 +26,7 @@ from ...runs import (
 from . import db, deps
 from .control import ensure_agent, wake
 from .scheduler import QUEUE_SQL
-from .sweeps import engine_etas
+from .eta import engine_etas
 
 LIST_COLUMNS = (
     "id, name, experiment, profile, state, priority, submitted_at, admitted_at, started_at, "
