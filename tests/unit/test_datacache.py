@@ -12,7 +12,7 @@ import pytest
 from backend.datacache import CacheEvent, DataCache
 from backend.errors import StoreError
 from backend.store.base import Transfer
-from tests.fixtures.s3server import S3Server, make_store, s3_server  # noqa: F401
+from tests.fixtures.s3server import S3Server, make_store
 
 pytestmark = pytest.mark.s3
 KiB = 1024

@@ -16,7 +16,7 @@ import pytest
 
 from backend.errors import BadInput, ConfigError, NotFound, StoreError
 from backend.store.base import ObjectInfo, Transfer, TransferCancelled
-from tests.fixtures.s3server import S3Server, make_store, s3_server  # noqa: F401
+from tests.fixtures.s3server import S3Server, make_store
 
 pytestmark = pytest.mark.s3
 MiB = 1024 * 1024
