@@ -11,6 +11,7 @@ AWS chain; they are never put in a message or a log line. Every call maps botoco
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +59,7 @@ class S3Store:
         self.profile_name = profile_name
         self.endpoint = public_endpoint(settings.endpoint_url, settings.region)
         self._client: Any = None
+        self._client_lock = threading.Lock()
         check_credentials(settings, profile_name)
 
     @classmethod
@@ -66,8 +68,11 @@ class S3Store:
 
     @property
     def client(self) -> Any:
+        """The store's one client, built on first use (TUI workers may race for it)."""
         if self._client is None:
-            self._client = make_client(self.settings, self.endpoint)
+            with self._client_lock:
+                if self._client is None:
+                    self._client = make_client(self.settings, self.endpoint)
         return self._client
 
     def describe(self) -> str:
