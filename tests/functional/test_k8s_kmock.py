@@ -64,13 +64,14 @@ def test_create_job_then_owned_objects_with_the_jobs_uid(sim, engine):
     assert run.state == RunState.QUEUED and run.gpus == 2 and run.gpu_type == "H100"
     job = sim.jobs["training-aaaaaaa1"]
     assert job["spec"]["suspend"] is True
-    secret, = sim.owned
-    assert secret["kind"] == "Secret"
+    wrapper, secret = sim.owned
+    assert (wrapper["kind"], secret["kind"]) == ("ConfigMap", "Secret")
+    assert wrapper["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
     assert secret["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
     assert secret["stringData"]["AWS_SECRET_ACCESS_KEY"] == "s3cr3t-value-never-in-a-job"
     assert engine.store.objects[("mnist-results", "training-aaaaaaa1/_submitted_code/model.zip")] == b"PK-zip"
     methods = [(m, p.rsplit("/", 1)[-1]) for m, p, _ in sim.requests]
-    assert methods[:2] == [("POST", "jobs"), ("POST", "secrets")]  # the Job first: its uid owns the rest
+    assert methods[:3] == [("POST", "jobs"), ("POST", "configmaps"), ("POST", "secrets")]  # the Job first: its uid owns the rest
 
 
 def test_full_lifecycle_states_times_gpus_and_cost(sim, engine):
