@@ -368,3 +368,17 @@ current-context: sim
     out = cli("--profile", "lab", "runs", "--json")
     assert out.returncode == 0, out.stderr
     assert [r["id"] for r in json.loads(out.stdout)] == ["training-cccccc01"]
+
+
+def test_logs_of_one_learner_of_an_indexed_job(sim, engine):
+    run_id = "training-aaaaaab2"
+    engine.submit_run(fx.manifest(learners=2), run_id=run_id)
+    for index in (0, 1):
+        pod = f"p{index}"
+        sim.add_pod(run_id, pod, 10, index=index)
+        sim.schedule(pod, f"n{index}", 11)
+        sim.learner_running(pod, 20, "dlaas: gpus: none", f"rank {index} says hello")
+        sim.learner_ended(pod, 30, 0, {"exit_code": 0})
+    assert list(engine.logs(run_id, learner=1)) == ["dlaas: gpus: none", "rank 1 says hello"]
+    assert list(engine.logs(run_id, learner=0, tail=1)) == ["rank 0 says hello"]
+    assert sim.owned[-1]["kind"] == "Service"  # the rendezvous Service, owned by the Job
