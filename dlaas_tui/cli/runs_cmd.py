@@ -170,6 +170,10 @@ def cmd_show(args, ctx) -> int:
                 "submitted_at", "admitted_at", "started_at", "finished_at", "error_code"):
         if j[key] not in (None, ""):
             print(f"{key:15} {safe_text(str(j[key]))}")
+    if run.eta is not None:
+        from backend.facade import format_eta, iso
+
+        print(f"{'eta':15} {iso(run.eta)} ({format_eta(run.eta)}, an estimate)")
     print(f"{'assigned':15} {safe_text(', '.join(run.assigned)) or '-'}")
     print(f"{'cost':15} {_money(run)}")
     if run.message:
@@ -181,7 +185,7 @@ def cmd_show(args, ctx) -> int:
     print("events:")
     for e in events:
         state = e.state.value if e.state else "-"
-        print(f"  {j and e.to_json()['at']}  {state:11} {safe_text(e.message)[:50]}")
+        print(f"  {e.to_json()['at'][:22]}  {state:11} {safe_text(e.message)[:40]}")
     return 0
 
 

@@ -161,8 +161,35 @@ def test_submit_confirmation_shows_the_estimate_and_a_budget_refusal(tmp_path):
                       profile=Profile(name="t", scheduler="fake", budget=Budget(daily_usd=1.0)),
                       paths=get_paths(), _engine=engine)
     plan = plan_submission(backend, load_manifest(path))
-    assert "3 run(s)" in plan.estimate_text and "$3.00" in plan.estimate_text
+    assert plan.estimate.runs == 3 and plan.estimate.total_usd == 3.0
+    assert "REFUSED" in plan.budget
     console = Console(width=200, record=True)
     console.print(plan_table(plan))
     text = console.export_text()
-    assert "estimate" in text and "REFUSED" in text and "over the daily budget" in text
+    assert "$3.00" in text and "REFUSED" in text and "over the daily budget" in text
+
+
+async def test_colon_experiments_opens_the_screen_and_the_header_warns_at_80_percent():
+    from backend.config import Budget
+
+    from dlaas_tui.widgets.header import StatusHeader
+
+    from .tui_fixtures import make_app, wait_for
+
+    app, _clock, engine = make_app(0)
+    engine.seed(24, experiment_size=6)
+    spent = sum((r.cost_micro_usd or 0) for r in engine.list_runs()) / 1e6
+    assert spent > 0
+    # A daily budget the seeded spend has used 90 % of (seeded runs are billed "today").
+    app.backend.profile = app.backend.profile.model_copy(update={"budget": Budget(daily_usd=spent / 0.9)})
+    async with app.run_test(size=(120, 36)) as pilot:
+        header = app.screen.query_one(StatusHeader)
+        await wait_for(pilot, lambda: header.stats.budget_warning is not None)
+        assert "budget 90% used" in str(header.render())
+        app.run_command("experiments")
+        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentsScreen)
+                       and app.screen.snapshot is not None)
+        names = [r[0] for r in rows(app, "#experiments")]
+        assert len(names) == 4 and all(n.startswith("sweep-") for n in names)
+        assert rows(app, "#leaderboard") and "LR" in [str(c.label) for c in
+                                                        app.screen.query_one("#leaderboard").columns.values()]

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from backend.engines.local import db, sweeps
+from backend.engines.local import db, eta, sweeps
 from backend.engines.local.scheduler import FreeDevice, plan
 from backend.engines.local.sweeps import SweepGovernor, SweepPolicy
 from backend.experiments import format_eta
@@ -142,16 +142,16 @@ def test_etas_follow_admission_order_with_priorities_and_caps(conn):
     add(conn, "q-normal", at=1, max_s=300)
     add(conn, "q-high", at=2, prio=1000, max_s=300)
     add(conn, "q-low", at=0, prio=-100, max_s=300)
-    etas = sweeps.queue_etas(conn, capacity=1, now=now)
+    etas = eta.queue_etas(conn, capacity=1, now=now)
     order = sorted(etas, key=lambda r: etas[r])
     assert order == ["q-high", "q-normal", "q-low"]
     assert etas["q-high"].timestamp() == pytest.approx(now + 500)
     assert etas["q-normal"].timestamp() == pytest.approx(now + 800)
     # A parallel cap delays an experiment's second run even with devices free.
-    assert sweeps.queue_etas(conn, capacity=4, now=now, caps={})["q-low"].timestamp() == now
+    assert eta.queue_etas(conn, capacity=4, now=now, caps={})["q-low"].timestamp() == now
     add(conn, "c1", experiment="cap", at=5, max_s=60)
     add(conn, "c2", experiment="cap", at=6, max_s=60)
-    etas = sweeps.queue_etas(conn, capacity=10, now=now, caps={"cap": 1})
+    etas = eta.queue_etas(conn, capacity=10, now=now, caps={"cap": 1})
     assert etas["c2"].timestamp() == pytest.approx(etas["c1"].timestamp() + 60)
 
 
@@ -160,12 +160,12 @@ def test_etas_use_history_and_stop_where_nothing_is_known(conn):
     add(conn, "old", state="COMPLETED", name="m", admitted_at=now - 1000, finished_at=now - 880)
     add(conn, "running", state="PROCESSING", name="m", admitted_at=now - 20, max_s=None)
     add(conn, "next", name="m", at=1, max_s=None)
-    etas = sweeps.queue_etas(conn, capacity=1, now=now)
+    etas = eta.queue_etas(conn, capacity=1, now=now)
     assert etas["next"].timestamp() == pytest.approx(now + 100)  # 120 s mean, 20 s gone
     add(conn, "mystery-running", state="PROCESSING", name="unknown", admitted_at=now, max_s=None)
     add(conn, "after", name="z", at=2, max_s=None)
     add(conn, "last", name="z", at=3, max_s=None)
-    etas = sweeps.queue_etas(conn, capacity=2, now=now)
+    etas = eta.queue_etas(conn, capacity=2, now=now)
     assert etas["next"].timestamp() == pytest.approx(now + 100)
     assert etas["after"].timestamp() == pytest.approx(now + 220)  # behind `next`'s expected end
     assert "last" not in etas  # it waits on runs whose ends nobody can estimate

@@ -74,15 +74,21 @@ class Submitting:
         from backend.manifest import load_manifest
         from backend.manifest.sweep import expand
 
-        planned = []
+        planned, sizes = [], []
         for path in request.manifests:
             manifest = load_manifest(path)
             if request.name:
                 manifest = manifest.model_copy(update={"name": request.name})
             self.check_fits(manifest)
-            for trial in expand(manifest):
+            trials = expand(manifest)
+            sizes.append((manifest, len(trials)))
+            for trial in trials:
                 render.render_job(trial.manifest, render.RunSpec("training-00000000"), self.profile, self.config)
                 planned.append((path, trial))
+        if not request.dry_run:  # over the profile's budget: refused with the figures, nothing created
+            from backend.budget import check_budget
+
+            check_budget(getattr(self, "_backend", None) or self, sizes, engine=self)
         if request.dry_run:
             return [run_from_job(render.render_job(t.manifest, render.RunSpec(new_run_id(), self.user or "unknown",
                                                                               request.experiment, t.params),

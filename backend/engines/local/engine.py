@@ -26,7 +26,7 @@ from ...runs import (
 from . import db, deps
 from .control import ensure_agent, wake
 from .scheduler import QUEUE_SQL
-from .sweeps import engine_etas
+from .eta import engine_etas
 
 LIST_COLUMNS = (
     "id, name, experiment, profile, state, priority, submitted_at, admitted_at, started_at, "
@@ -109,6 +109,17 @@ class LocalEngine:
     # -- the agent --------------------------------------------------------------------------------
     def ensure_agent(self) -> int:
         return ensure_agent(self.paths)
+
+    def settled(self, timeout: float = 10.0) -> bool:
+        """Wait until the agent's admission has seen every change recorded so far (tests, scripts
+        that need "queued or admitted" to be decided); False on timeout."""
+        target = db.current_seq(self.conn)
+        deadline = time.monotonic() + timeout
+        while db.passed(self.conn) < target:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     def _nudge(self) -> None:
         ensure_agent(self.paths)
