@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import dataclasses
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -20,7 +21,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-os.environ.setdefault("DLAAS_HOME", tempfile.mkdtemp(prefix="bench-tui-"))
+HOME = tempfile.mkdtemp(prefix="bench-tui-")
+os.environ.setdefault("DLAAS_HOME", HOME)
 
 from textual.app import App, ComposeResult  # noqa: E402
 from textual.widgets import DataTable  # noqa: E402
@@ -141,6 +143,7 @@ def main() -> int:
     print(f"tick, 5 % changed (median):   RunTable {tick * 1000:8.1f} ms   target <= {TICK_TARGET * 1000:.0f} ms"
           f"   anchor DataTable {dt_tick * 1000:8.1f} ms (update_cell x2 per run + frame)   {'OK' if ok_tick else 'MISSED'}")
     print(f"tick max over {len(ticks)} rounds: {max(ticks) * 1000:.1f} ms")
+    shutil.rmtree(HOME, ignore_errors=True)
     return 0
 
 

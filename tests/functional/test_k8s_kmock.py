@@ -64,13 +64,14 @@ def test_create_job_then_owned_objects_with_the_jobs_uid(sim, engine):
     assert run.state == RunState.QUEUED and run.gpus == 2 and run.gpu_type == "H100"
     job = sim.jobs["training-aaaaaaa1"]
     assert job["spec"]["suspend"] is True
-    secret, = sim.owned
-    assert secret["kind"] == "Secret"
+    wrapper, secret = sim.owned
+    assert (wrapper["kind"], secret["kind"]) == ("ConfigMap", "Secret")
+    assert wrapper["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
     assert secret["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
     assert secret["stringData"]["AWS_SECRET_ACCESS_KEY"] == "s3cr3t-value-never-in-a-job"
     assert engine.store.objects[("mnist-results", "training-aaaaaaa1/_submitted_code/model.zip")] == b"PK-zip"
     methods = [(m, p.rsplit("/", 1)[-1]) for m, p, _ in sim.requests]
-    assert methods[:2] == [("POST", "jobs"), ("POST", "secrets")]  # the Job first: its uid owns the rest
+    assert methods[:3] == [("POST", "jobs"), ("POST", "configmaps"), ("POST", "secrets")]  # the Job first: its uid owns the rest
 
 
 def test_full_lifecycle_states_times_gpus_and_cost(sim, engine):
@@ -367,3 +368,17 @@ current-context: sim
     out = cli("--profile", "lab", "runs", "--json")
     assert out.returncode == 0, out.stderr
     assert [r["id"] for r in json.loads(out.stdout)] == ["training-cccccc01"]
+
+
+def test_logs_of_one_learner_of_an_indexed_job(sim, engine):
+    run_id = "training-aaaaaab2"
+    engine.submit_run(fx.manifest(learners=2), run_id=run_id)
+    for index in (0, 1):
+        pod = f"p{index}"
+        sim.add_pod(run_id, pod, 10, index=index)
+        sim.schedule(pod, f"n{index}", 11)
+        sim.learner_running(pod, 20, "dlaas: gpus: none", f"rank {index} says hello")
+        sim.learner_ended(pod, 30, 0, {"exit_code": 0})
+    assert list(engine.logs(run_id, learner=1)) == ["dlaas: gpus: none", "rank 1 says hello"]
+    assert list(engine.logs(run_id, learner=0, tail=1)) == ["rank 0 says hello"]
+    assert sim.owned[-1]["kind"] == "Service"  # the rendezvous Service, owned by the Job

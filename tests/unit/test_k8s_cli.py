@@ -52,7 +52,7 @@ def test_dry_run_yaml_for_the_submit_command():
     text = dry_run_yaml(fx.manifest(learners=2), "training-dryrun01", fx.profile(), fx.config(), user="ada",
                         experiment="exp 1", params={"lr": 0.1})
     docs = list(yaml.safe_load_all(text))
-    assert [d["kind"] for d in docs] == ["Job", "Secret", "Service"]
+    assert [d["kind"] for d in docs] == ["Job", "ConfigMap", "Secret", "Service"]
     assert "s3cr3t" not in text
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
     for d in docs:

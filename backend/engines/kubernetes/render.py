@@ -5,11 +5,14 @@ LocalQueue and the manifest's WorkloadPriorityClass, and Kueue unsuspends it whe
 
 Creating a run is two steps, because Kubernetes garbage collection needs the owner's uid:
   1. create the Job (from `render_job`); the API server assigns its uid;
-  2. create the objects it owns (`render_owned(..., job_uid=uid)`): the per-run Secret (S3 keys when
-     the profile names no `s3_secret`, and the values of the manifest's `env` secrets) and, for
-     learners > 1, the headless Service. Deleting the Job deletes them.
-The pod may be admitted before step 2 ends; its containers then wait (CreateContainerConfigError)
-until the Secret exists, which the kubelet retries. No secret value is ever written into the Job.
+  2. create the objects it owns (`render_owned(..., job_uid=uid)`): the ConfigMap holding the
+     learner's wrapper script, the per-run Secret (S3 keys when the profile names no `s3_secret`,
+     and the values of the manifest's `env` secrets) and, for learners > 1, the headless Service.
+     Deleting the Job deletes them.
+The pod may be admitted before step 2 ends; it then waits (ContainerCreating, or
+CreateContainerConfigError for the Secret) until they exist, which the kubelet retries. No secret
+value is ever written into the Job. The wrapper lives in the ConfigMap rather than in the Job's
+command so that Jobs and Pods stay small: a sync lists every Job and Pod of the namespace.
 """
 from __future__ import annotations
 
@@ -65,6 +68,9 @@ ANN_SUBMITTED = "dlaas.io/submitted-at"
 
 UID_PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
 MASKED = "****"
+WRAPPER_DIR = "/dlaas"
+WRAPPER_FILE = "wrapper.sh"
+WRAPPER_PATH = f"{WRAPPER_DIR}/{WRAPPER_FILE}"
 RUN_ID_RE = re.compile(r"^training-[a-z0-9]{8}$")
 
 def label_value(text: str | None) -> str | None:
@@ -109,10 +115,11 @@ def render_job(manifest: Manifest, spec: RunSpec, profile: Profile, config: Conf
     learner = {
         "name": LEARNER,
         "image": image,
-        "command": ["/bin/sh", "-c", wrapper_script(), "dlaas-wrapper"],
+        "command": ["/bin/sh", WRAPPER_PATH],
         "env": _learner_env(manifest, spec, target, run_secret, config),
         "resources": resources_,
-        "volumeMounts": [*mounts, {"name": "dshm", "mountPath": "/dev/shm"}],
+        "volumeMounts": [*mounts, {"name": "dshm", "mountPath": "/dev/shm"},
+                         {"name": "wrapper", "mountPath": WRAPPER_DIR, "readOnly": True}],
         "securityContext": _security(),
         "terminationMessagePolicy": "File",
     }
@@ -143,6 +150,7 @@ def render_job(manifest: Manifest, spec: RunSpec, profile: Profile, config: Conf
             {"name": "work", "emptyDir": {}},
             {"name": "tmp", "emptyDir": {}},
             {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+            {"name": "wrapper", "configMap": {"name": wrapper_configmap_name(spec.run_id), "defaultMode": 0o555}},
         ],
         "automountServiceAccountToken": False,
     }
@@ -192,6 +200,10 @@ def render_job(manifest: Manifest, spec: RunSpec, profile: Profile, config: Conf
     }
 
 
+def wrapper_configmap_name(run_id: str) -> str:
+    return f"{run_id}-wrapper"
+
+
 def _owner(run_id: str, job_uid: str) -> list[dict[str, Any]]:
     return [{"apiVersion": "batch/v1", "kind": "Job", "name": run_id, "uid": job_uid, "blockOwnerDeletion": True}]
 
@@ -205,10 +217,17 @@ def render_owned(
     job_uid: str,
     reveal_secrets: bool = False,
 ) -> list[dict[str, Any]]:
-    """The objects the Job owns (per-run Secret, headless Service), created once its uid is known."""
+    """The objects the Job owns (wrapper ConfigMap, per-run Secret, headless Service), created once
+    its uid is known."""
     k8s = profile.kubernetes
     labels = _labels(manifest, spec)
-    out: list[dict[str, Any]] = []
+    out: list[dict[str, Any]] = [{
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": wrapper_configmap_name(spec.run_id), "namespace": k8s.namespace, "labels": labels,
+                     "ownerReferences": _owner(spec.run_id, job_uid)},
+        "data": {WRAPPER_FILE: wrapper_script()},
+    }]
     target = s3_target(manifest, profile)
     if _needs_run_secret(manifest, target):
         data: dict[str, str] = {}
