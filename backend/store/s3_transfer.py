@@ -23,6 +23,8 @@ from typing import Any
 from ..errors import BadInput, StoreError
 from .base import ObjectInfo, Transfer, TransferCancelled, validate_key
 from .s3_errors import Where, clean, translate
+from .s3_fastget import FastGetter
+from .s3_fastget import ShortBody as _ShortBody
 
 _POLL_S = 0.05
 SMALL_ATTEMPTS = 3  # a small GET whose body breaks mid-way is fetched again this often
@@ -106,13 +108,22 @@ def run_downloads(
     def submit(manager: Any, job: DownloadJob, sub: Any) -> None:
         manager.download(bucket, job.key, str(job.dest), subscribers=[sub])
 
+    fast = FastGetter.for_client(client)
+
     def small(job: DownloadJob, stop: threading.Event) -> None:
-        _get_small(client, bucket, job, transfer, stop)
+        _get_small(client, bucket, job, transfer, stop, fast)
 
-    _run(client, config, jobs, submit, small, transfer, Where(endpoint, "download", bucket))
+    try:
+        _run(client, config, jobs, submit, small, transfer, Where(endpoint, "download", bucket))
+    finally:
+        if fast is not None:
+            fast.close()
 
 
-def _get_small(client: Any, bucket: str, job: DownloadJob, transfer: Transfer | None, stop: threading.Event) -> None:
+def _get_small(
+    client: Any, bucket: str, job: DownloadJob, transfer: Transfer | None, stop: threading.Event,
+    fast: FastGetter | None = None,
+) -> None:
     """One GET into a temp file beside the target, then rename; a broken body is fetched again."""
     import botocore.exceptions as bx
 
@@ -126,7 +137,8 @@ def _get_small(client: Any, bucket: str, job: DownloadJob, transfer: Transfer | 
                 raise concurrent.futures.CancelledError()
             got = 0
             try:
-                chunks = (_fast_get(client, bucket, job) if attempt == 0 else None) or _slow_get(client, bucket, job)
+                chunks = ((fast.get(bucket, job.key, job.etag) if fast is not None and attempt == 0 else None)
+                          or _slow_get(client, bucket, job))
                 with open(tmp, "wb") as out:
                     for chunk in chunks:
                         out.write(chunk)
@@ -148,10 +160,6 @@ def _get_small(client: Any, bucket: str, job: DownloadJob, transfer: Transfer | 
         raise
 
 
-class _ShortBody(Exception):
-    """The connection ended before the object's size was read."""
-
-
 def _slow_get(client: Any, bucket: str, job: DownloadJob) -> Iterator[bytes]:
     kwargs: dict[str, Any] = {"Bucket": bucket, "Key": job.key}
     if job.etag:
@@ -159,43 +167,6 @@ def _slow_get(client: Any, bucket: str, job: DownloadJob) -> Iterator[bytes]:
     body = client.get_object(**kwargs)["Body"]
     with body:
         yield from body.iter_chunks(256 * 1024)
-
-
-def _fast_get(client: Any, bucket: str, job: DownloadJob) -> Iterator[bytes] | None:
-    """A presigned GET sent on the client's own HTTP session (same pool, TLS and proxy settings).
-
-    For a 16 KiB object, botocore's request pipeline costs twice the CPU of signing a URL and
-    sending it, and on two busy cores that is the whole difference for a folder of small files.
-    Only the happy path goes this way: any surprise (no session, an error status, an exception)
-    returns None and the caller uses get_object, which retries and maps errors as usual.
-    """
-    session = getattr(getattr(client, "_endpoint", None), "http_session", None)
-    if session is None:
-        return None
-    try:
-        from botocore.awsrequest import AWSRequest
-
-        url = client.generate_presigned_url(
-            "get_object", Params={"Bucket": bucket, "Key": job.key}, ExpiresIn=900
-        )
-        headers = {"If-Match": f'"{job.etag}"'} if job.etag else {}
-        resp = session.send(AWSRequest(method="GET", url=url, headers=headers, stream_output=True).prepare())
-    except Exception:  # noqa: BLE001 - the slow path reports the real error
-        return None
-    raw = resp.raw
-    if resp.status_code != 200:
-        raw.close()
-        return None
-
-    def chunks() -> Iterator[bytes]:
-        try:
-            yield from raw.stream(256 * 1024)
-        except Exception as exc:  # noqa: BLE001 - a broken body is retried by the caller
-            raise _ShortBody(f"{job.key}: {exc}") from None
-        finally:
-            raw.release_conn()
-
-    return chunks()
 
 
 def _run(
