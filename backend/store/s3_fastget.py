@@ -86,8 +86,15 @@ class FastGetter:
         if conn is not None:
             conn.close()
 
-    def get(self, bucket: str, key: str, etag: str | None) -> Iterator[bytes] | None:
-        """The body of a 200 answer as blocks, or None: the caller then takes the botocore path."""
+    def get(
+        self, bucket: str, key: str, etag: str | None, span: tuple[int, int] | None = None,
+        into: bytearray | None = None,
+    ) -> Iterator[Any] | None:
+        """The body as blocks, or None: the caller then takes the botocore path.
+
+        `span` (offset, length) asks for a range (a 206 answer); with `into`, blocks are views of
+        that buffer, each valid until the next one is asked for (no copy per block).
+        """
         if self.broken:
             return None
         try:
@@ -99,6 +106,8 @@ class FastGetter:
         parts = urlsplit(url)
         target = parts.path + ("?" + parts.query if parts.query else "")
         headers = {"If-Match": f'"{etag}"'} if etag else {}
+        if span is not None:
+            headers["Range"] = f"bytes={span[0]}-{span[0] + span[1] - 1}"
         for attempt in range(2):  # a kept-alive connection the server closed gets one fresh try
             conn = self._conn(parts.scheme, parts.netloc)
             try:
@@ -110,20 +119,24 @@ class FastGetter:
                     self.broken = True
                     return None
                 continue
-            if resp.status != 200:
+            if resp.status != (200 if span is None else 206):
                 self._drop(parts.scheme, parts.netloc)  # its body is not worth reading
                 return None
-            return self._body(resp, parts.scheme, parts.netloc)
+            return self._body(resp, parts.scheme, parts.netloc, into)
         return None
 
-    def _body(self, resp: http.client.HTTPResponse, scheme: str, netloc: str) -> Iterator[bytes]:
+    def _body(
+        self, resp: http.client.HTTPResponse, scheme: str, netloc: str, into: bytearray | None
+    ) -> Iterator[Any]:
         ok = False
         try:
-            while True:
-                block = resp.read(BLOCK)
-                if not block:
-                    break
-                yield block
+            if into is None:
+                while block := resp.read(BLOCK):
+                    yield block
+            else:
+                view = memoryview(into)
+                while n := resp.readinto(view):
+                    yield view[:n]
             ok = True
         except Exception as exc:  # noqa: BLE001 - a broken body is fetched again by the caller
             raise ShortBody(str(exc)) from None

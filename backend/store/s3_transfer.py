@@ -25,6 +25,7 @@ from .base import ObjectInfo, Transfer, TransferCancelled, validate_key
 from .s3_errors import Where, clean, translate
 from .s3_fastget import FastGetter
 from .s3_fastget import ShortBody as _ShortBody
+from .s3_ranged import RangedDownload
 
 _POLL_S = 0.05
 SMALL_ATTEMPTS = 3  # a small GET whose body breaks mid-way is fetched again this often
@@ -113,8 +114,12 @@ def run_downloads(
     def small(job: DownloadJob, stop: threading.Event) -> None:
         _get_small(client, bucket, job, transfer, stop, fast)
 
+    def ranged(job: DownloadJob, pool: Any, stop: threading.Event, report: Callable[[str, Any], None]) -> None:
+        part = config.multipart_chunksize
+        RangedDownload(client, fast, bucket, job, part, transfer, stop, report).start(pool)
+
     try:
-        _run(client, config, jobs, submit, small, transfer, Where(endpoint, "download", bucket))
+        _run(client, config, jobs, submit, small, transfer, Where(endpoint, "download", bucket), ranged)
     finally:
         if fast is not None:
             fast.close()
@@ -172,6 +177,7 @@ def _slow_get(client: Any, bucket: str, job: DownloadJob) -> Iterator[bytes]:
 def _run(
     client: Any, config: Any, jobs: Sequence[Any], submit_large: Callable[[Any, Any, Any], None],
     do_small: Callable[[Any, threading.Event], None], transfer: Transfer | None, where: Where,
+    ranged: Callable[[Any, Any, threading.Event, Callable[[str, Any], None]], None] | None = None,
 ) -> None:
     """Large files through one TransferManager (multipart, ranged GETs); small ones as single
     requests on one thread pool. s3transfer's machinery costs about 2 ms of CPU per file on top of
@@ -199,6 +205,10 @@ def _run(
             for job in large:
                 if transfer is not None and transfer.cancelled:
                     break
+                if ranged is not None and job.size is not None:
+                    ranged(job, pool, stop, lambda key, fut: done.put((key, fut)))
+                    count += 1
+                    continue
                 submit_large(manager, job, _subscriber(transfer, job.size, getattr(job, "etag", None), done, job.key))
                 count += 1
             for job in small:

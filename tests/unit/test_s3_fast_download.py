@@ -1,0 +1,102 @@
+"""Downloads that bypass botocore's request pipeline: small objects on kept-alive http.client
+connections, large ones as parallel ranged GETs into one preallocated temp file. Real S3 server."""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from backend.errors import StoreError
+from backend.store import s3_ranged
+from backend.store.base import ObjectInfo, Transfer, TransferCancelled
+from tests.fixtures.s3server import make_store
+
+pytestmark = pytest.mark.s3
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def store(s3_server):
+    st = make_store(s3_server, multipart_threshold_mb=5, multipart_chunksize_mb=5, max_concurrency=4)
+    st.make_bucket("fd-" + uuid.uuid4().hex[:10])
+    yield st
+    st.close()
+
+
+def _bucket(store) -> str:
+    return next(b.name for b in store.list_buckets() if b.name.startswith("fd-"))
+
+
+def _no_temp(folder: Path) -> bool:
+    return not [p for p in folder.rglob("*") if p.name.endswith(".part")]
+
+
+def test_large_object_in_several_ranged_parts(store, tmp_path, monkeypatch):
+    monkeypatch.setattr(s3_ranged, "MIN_PART", 0)  # 5 MiB parts: this object takes five
+    monkeypatch.setattr(s3_ranged, "BLOCK", 64 * 1024)
+    bucket = _bucket(store)
+    data = os.urandom(21 * MiB + 123)
+    store.put_bytes(bucket, "big.bin", data)
+    down = Transfer()
+    out = store.get_file(bucket, "big.bin", tmp_path / "back.bin", transfer=down)
+    assert out.read_bytes() == data
+    assert (down.done, down.total, down.files_done) == (len(data), len(data), 1)
+    assert _no_temp(tmp_path)
+
+
+def test_folder_of_small_and_large_objects(store, tmp_path, monkeypatch):
+    monkeypatch.setattr(s3_ranged, "MIN_PART", 0)
+    bucket = _bucket(store)
+    want = {f"d/s{i}.bin": os.urandom(1000 + i) for i in range(40)}
+    want["d/big/l.bin"] = os.urandom(12 * MiB)
+    for key, body in want.items():
+        store.put_bytes(bucket, key, body)
+    down = Transfer()
+    assert store.get_prefix(bucket, "d/", tmp_path / "out", transfer=down) == len(want)
+    for key, body in want.items():
+        assert (tmp_path / "out" / key[2:]).read_bytes() == body
+    assert down.done == down.total == sum(map(len, want.values()))
+    assert _no_temp(tmp_path)
+
+
+@pytest.mark.parametrize("size", [2000, 11 * MiB])
+def test_a_changed_object_fails_and_leaves_no_file(store, tmp_path, size, monkeypatch):
+    monkeypatch.setattr(s3_ranged, "MIN_PART", 0)
+    bucket = _bucket(store)
+    info = store.put_bytes(bucket, "obj.bin", os.urandom(size))
+    store.put_bytes(bucket, "obj.bin", os.urandom(size))  # same size, new ETag
+    stale = ObjectInfo("obj.bin", size, etag=info.etag)
+    with pytest.raises(StoreError, match="obj.bin"):
+        store.get_many(bucket, [(stale, tmp_path / "obj.bin")])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cancelled_large_get_stops_and_leaves_no_file(store, tmp_path, monkeypatch):
+    monkeypatch.setattr(s3_ranged, "MIN_PART", 0)
+    monkeypatch.setattr(s3_ranged, "BLOCK", 64 * 1024)
+    bucket = _bucket(store)
+    size = 30 * MiB
+    store.put_bytes(bucket, "big.bin", os.urandom(size))
+    (tmp_path / "out").mkdir()
+    transfer = Transfer(on_update=lambda t: t.cancel() if t.done > 0 else None)
+    with pytest.raises(TransferCancelled):
+        store.get_file(bucket, "big.bin", tmp_path / "out" / "big.bin", transfer=transfer)
+    assert list((tmp_path / "out").iterdir()) == []
+    assert transfer.done < size  # it stopped, rather than finishing and deleting
+
+
+def test_a_get_that_cannot_be_sent_is_a_named_error(store, tmp_path, monkeypatch):
+    bucket = _bucket(store)
+    store.put_bytes(bucket, "a.bin", b"abc")
+    objects = list(store.iter_objects(bucket))
+    store.client.meta.events.register("before-sign.s3.GetObject", _refuse)
+    monkeypatch.setattr(store.client, "generate_presigned_url", _refuse)
+    with pytest.raises(StoreError, match="a.bin"):
+        store.get_many(bucket, [(o, tmp_path / o.key) for o in objects])
+    assert list(tmp_path.iterdir()) == []
+
+
+def _refuse(*args, **kwargs):
+    raise ConnectionRefusedError("refused")
