@@ -1,12 +1,14 @@
-"""Moving bytes: all the files of one call as ONE batch (one transfer manager, one small-file pool).
+"""Moving bytes: all the files of one call as ONE batch (one thread pool, one transfer manager).
 
 A folder of 10,000 small files is where plain `upload_file` loses to rclone: each call builds its
-own manager and thread pool and does a HEAD per download. Here files at or over the multipart
-threshold go through one s3transfer TransferManager, and smaller ones as single requests on one
-thread pool, all on the store's shared client; downloads use the size and ETag the listing already
-gave, so no HEAD is sent and every GET carries If-Match. Progress increments arrive from worker threads and are summed into the
-caller's Transfer (which locks). Cancelling cancels every future; s3transfer's failure cleanup then
-aborts any multipart upload (so no object appears) and removes temp download files.
+own manager and thread pool and does a HEAD per download. Uploads at or over the multipart
+threshold go through one s3transfer TransferManager; downloads of that size are parallel ranged
+GETs (s3_ranged) on the same pool as the small files, which go as single requests (small GETs on
+kept-alive http.client connections, s3_fastget). Downloads use the size and ETag the listing
+already gave, so no HEAD is sent and every GET carries If-Match. Progress increments arrive from
+worker threads and are summed into the caller's Transfer (which locks). Cancelling cancels every
+future; s3transfer's failure cleanup then aborts any multipart upload (so no object appears), and
+every download removes its temp file.
 """
 from __future__ import annotations
 
@@ -179,7 +181,7 @@ def _run(
     do_small: Callable[[Any, threading.Event], None], transfer: Transfer | None, where: Where,
     ranged: Callable[[Any, Any, threading.Event, Callable[[str, Any], None]], None] | None = None,
 ) -> None:
-    """Large files through one TransferManager (multipart, ranged GETs); small ones as single
+    """Large files through `ranged` (downloads) or one TransferManager; small ones as single
     requests on one thread pool. s3transfer's machinery costs about 2 ms of CPU per file on top of
     the ~1 ms the request itself costs; for a folder of 16 KiB files that is most of the time."""
     from s3transfer.manager import TransferManager
