@@ -234,11 +234,20 @@ async def test_submit_refused_read_only(tmp_path: Path):
         assert engine.submitted == []
 
 
+async def test_esc_leaves_from_the_text_when_nothing_changed():
+    app = editor_app(text=GOOD)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert app.screen.area.has_focus
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, EditorScreen)
+
+
 async def test_esc_asks_before_dropping_changes():
     app = editor_app(text="name: a\n")
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("x")
-        app.screen.action_back()
+        await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")
