@@ -307,7 +307,7 @@ def experiment_summaries(runs: Iterable[Run]) -> list[dict[str, Any]]:
             groups.setdefault(r.experiment, []).append(r)
     out = []
     for name, members in groups.items():
-        board = leaderboard(name, members)
+        board = leaderboard(name, members, goal=members[0].metric_goal)
         best = board.best
         out.append(
             {

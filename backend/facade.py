@@ -39,7 +39,17 @@ from .runs import (  # noqa: F401
     iso,
     utcnow,
 )
-from .experiments import BudgetStatus, CostEstimate, format_eta, spend  # noqa: F401
+from .experiments import (  # noqa: F401
+    BudgetStatus,
+    CostEstimate,
+    Leaderboard,
+    experiment_summaries,
+    format_eta,
+    format_params,
+    halt_candidates,
+    leaderboard,
+    spend,
+)
 from .samples_seed import ensure_sample_data  # noqa: F401
 from .store.base import (  # noqa: F401
     BucketInfo,
@@ -112,6 +122,14 @@ def describe_budget(status: BudgetStatus | None, estimate_usd: float | None = No
     from .budget import describe_budget as describe
 
     return describe(status, estimate_usd)
+
+
+def kubernetes_dry_run_yaml(backend: Backend, manifests: list[Any], *, name: str | None = None,
+                            experiment: str | None = None) -> str:
+    """What `submit --dry-run -o yaml` prints for a kubernetes profile: every object of every run."""
+    from .engines.kubernetes.render import submission_yaml
+
+    return submission_yaml(list(manifests), backend.profile, backend.config, name=name, experiment=experiment)
 
 
 def expand_sweep(manifest: Manifest) -> list[Any]:

@@ -66,6 +66,7 @@ class ErrorCode(enum.StrEnum):
     OUT_OF_MEMORY = "C202"
     MAX_DURATION = "C203"
     EARLY_STOP = "C204"
+    SWEEP_MAX_FAILED = "C205"  # not started: its experiment reached the sweep's max_failed
     LOAD_FAILED = "S301"
     STORE_FAILED = "S303"
     RUN_LOST = "S401"
@@ -80,6 +81,7 @@ ERROR_DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.OUT_OF_MEMORY: "the training command ran out of memory",
     ErrorCode.MAX_DURATION: "the run exceeded its max_duration",
     ErrorCode.EARLY_STOP: "halted by the sweep's early-stopping rule",
+    ErrorCode.SWEEP_MAX_FAILED: "not started: the sweep reached its max_failed",
     ErrorCode.LOAD_FAILED: "loading the model or data failed",
     ErrorCode.STORE_FAILED: "storing results failed (a local copy is kept)",
     ErrorCode.RUN_LOST: "the run's process vanished",

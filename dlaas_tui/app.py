@@ -33,8 +33,10 @@ LAZY_SCREENS = {
     "buckets": ("dlaas_tui.screens.buckets", "BucketsScreen", "Browse buckets and objects"),
     "gpus": ("dlaas_tui.screens.gpus", "GpusScreen", "GPUs, utilization and the runs holding them"),
     "new": ("dlaas_tui.screens.editor", "EditorScreen", "Write a manifest and submit it"),
+    "experiments": ("dlaas_tui.screens.experiments", "ExperimentsScreen",
+                    "Sweeps and grouped runs: leaderboards and metric curves"),
 }
-COMMANDS = ("runs", "buckets", "gpus", "new", "profile", "theme", "help", "quit")
+COMMANDS = ("runs", "buckets", "gpus", "new", "experiments", "profile", "theme", "help", "quit")
 
 
 class DlaasApp(App[None]):
@@ -86,15 +88,15 @@ class DlaasApp(App[None]):
             self.register_theme(theme)
             self._own_themes.append(theme.name)
         self.startup_errors.extend(errors)
-
-    def on_mount(self) -> None:
-        from .screens.runs import RunsScreen
-
+        # Chosen before the first stylesheet pass, so start-up styles the app once, not twice.
         wanted = self.ui_state.theme
         if wanted in self.available_themes:
             self.theme = wanted
         elif DEFAULT_THEME in self.available_themes:
             self.theme = DEFAULT_THEME
+
+    def on_mount(self) -> None:
+        from .screens.runs import RunsScreen
 
         try:
             apply_keymap(self, dict(self.backend.config.keys))

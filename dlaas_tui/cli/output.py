@@ -27,6 +27,14 @@ def print_json(obj: Any) -> None:
     sys.stdout.write("\n")
 
 
+def print_json_encoded(items: Sequence[str]) -> None:
+    """A JSON list from items that are already encoded JSON values (one per line)."""
+    write = sys.stdout.write
+    write("[\n" if items else "[")
+    write(",\n".join(items))
+    write("\n]\n" if items else "]\n")
+
+
 def safe_text(text: str) -> str:
     """Make control characters visible so data never drives the terminal."""
     out = []

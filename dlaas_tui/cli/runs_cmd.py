@@ -16,6 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--experiment", metavar="NAME", help="group the runs under an experiment")
     p.add_argument("--json", action="store_true", help="print the run objects as JSON")
     p.add_argument("--dry-run", action="store_true", help="validate and show, record nothing")
+    p.add_argument("-o", "--output", choices=["yaml"],
+                   help="with --dry-run: print each run's manifest (sweep expanded) as YAML")
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("runs", help="list runs, newest first")
@@ -72,14 +74,33 @@ def _metric(run) -> str:
     return f"{name}={run.metrics[name]:.4g}"
 
 
+def _print_expanded_yaml(paths: list[Path]) -> None:
+    """Each run a submit would make, as the manifest it runs (secrets stay masked)."""
+    import yaml
+    from backend.facade import expand_sweep, parse_manifest
+
+    docs = []
+    for path in paths:
+        result = parse_manifest(path.read_text(), str(path))
+        for trial in expand_sweep(result.manifest):
+            doc = trial.manifest.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+            docs.append(doc)
+    sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False))
+
+
 def cmd_submit(args, ctx) -> int:
-    from backend.facade import SubmitRequest
+    from backend.facade import BadInput, SubmitRequest
 
     from .output import print_json
 
+    if args.output and not args.dry_run:
+        raise BadInput("-o yaml goes with --dry-run")
     req = SubmitRequest(manifests=args.manifests, model=args.model, name=args.name,
                         experiment=args.experiment, dry_run=args.dry_run)
     runs = ctx.backend.engine.submit(req)
+    if args.output == "yaml":
+        _print_expanded_yaml(args.manifests)
+        return 0
     if args.json:
         print_json([r.to_json() for r in runs])
     else:
@@ -109,7 +130,7 @@ def _print_estimate(backend, manifests, out) -> None:
 def cmd_runs(args, ctx) -> int:
     from backend.facade import BadInput, RunState
 
-    from .output import print_json, print_table
+    from .output import print_json, print_json_encoded, print_table
 
     states = None
     if args.state:
@@ -117,7 +138,11 @@ def cmd_runs(args, ctx) -> int:
             states = [RunState(s.upper()) for s in args.state]
         except ValueError:
             raise BadInput(f"--state must be one of {', '.join(s.value for s in RunState)}") from None
-    runs = ctx.backend.engine.list_runs(states=states, limit=args.limit)
+    engine = ctx.backend.engine
+    if args.json and hasattr(engine, "list_runs_json"):  # 10,000 runs: finished ones pre-encoded
+        print_json_encoded(engine.list_runs_json(states=states, limit=args.limit))
+        return 0
+    runs = engine.list_runs(states=states, limit=args.limit)
     if args.json:
         print_json([r.to_json() for r in runs])
         return 0
@@ -145,6 +170,10 @@ def cmd_show(args, ctx) -> int:
                 "submitted_at", "admitted_at", "started_at", "finished_at", "error_code"):
         if j[key] not in (None, ""):
             print(f"{key:15} {safe_text(str(j[key]))}")
+    if run.eta is not None:
+        from backend.facade import format_eta, iso
+
+        print(f"{'eta':15} {iso(run.eta)} ({format_eta(run.eta)}, an estimate)")
     print(f"{'assigned':15} {safe_text(', '.join(run.assigned)) or '-'}")
     print(f"{'cost':15} {_money(run)}")
     if run.message:
@@ -156,7 +185,7 @@ def cmd_show(args, ctx) -> int:
     print("events:")
     for e in events:
         state = e.state.value if e.state else "-"
-        print(f"  {j and e.to_json()['at']}  {state:11} {safe_text(e.message)[:50]}")
+        print(f"  {e.to_json()['at'][:22]}  {state:11} {safe_text(e.message)[:40]}")
     return 0
 
 

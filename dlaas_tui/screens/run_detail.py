@@ -28,6 +28,7 @@ from backend.facade import MetricPoint, Run, RunEvent, private_dir
 from ..widgets.command_bar import CommandBar
 from ..widgets.header import StatusHeader
 from ..widgets.log_view import LogView
+from ..widgets.run_table import format_cost
 from ..widgets.safe_text import data_text, visible, visible_lines
 from .cost_view import cost_table
 from .runs import describe_error
@@ -62,6 +63,7 @@ class RunDetailScreen(Screen):
         Binding("4", "tab('events')", "Events", show=False, id="detail.events"),
         Binding("5", "tab('cost')", "Cost", show=False, id="detail.cost"),
         Binding("slash", "search", "Search", id="detail.search"),
+        Binding("L", "next_learner", "Next learner", id="detail.learner"),
         Binding("ctrl+k", "halt", "Halt", id="detail.halt"),
     ]
 
@@ -72,47 +74,56 @@ class RunDetailScreen(Screen):
         self.learner = learner
         self.run: Run | None = None
         self._metric_plots: dict[str, object] = {}
+        # Held directly: TabbedContent mounts its panes after this screen's on_mount runs.
+        self.log_view = LogView(save_name=f"{run_id}-learner-{learner}.log", id="log")
+        self.events_table = DataTable(id="events-table", cursor_type="row", zebra_stripes=True)
+        self.events_table.add_columns("TIME", "STATE", "CODE", "MESSAGE")
+        self.summary = Static(Text(run_id), id="summary")
+        self.log_status = Static("", id="log-status")
+        self.search_bar = CommandBar(id="search-bar")
+        self.manifest_view = Static("Loading…", id="manifest-text")
+        self.cost_view = Static("Loading…", id="cost-text")
+        self.metrics_box = VerticalScroll(id="metrics-box")
+        self.metrics_empty = Static("No metrics reported yet.", classes="placeholder", id="metrics-empty")
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="header")
-        yield Static(Text(self.run_id), id="summary")
+        yield self.summary
         with TabbedContent(initial=self.initial_tab):
             with TabPane("Logs", id="logs"):
                 with Vertical(id="log-box"):
-                    yield LogView(save_name=f"{self.run_id}-learner-{self.learner}.log", id="log")
-                    yield Static("", id="log-status")
-                    yield CommandBar(id="search-bar")
+                    yield self.log_view
+                    yield self.log_status
+                    yield self.search_bar
             with TabPane("Metrics", id="metrics"):
-                with VerticalScroll(id="metrics-box"):
-                    yield Static("No metrics reported yet.", classes="placeholder", id="metrics-empty")
+                with self.metrics_box:
+                    yield self.metrics_empty
             with TabPane("Manifest", id="manifest"):
                 with VerticalScroll():
-                    yield Static("Loading…", id="manifest-text")
+                    yield self.manifest_view
             with TabPane("Events", id="events"):
-                yield DataTable(id="events-table", cursor_type="row", zebra_stripes=True)
+                yield self.events_table
             with TabPane("Cost", id="cost"):
                 with VerticalScroll():
-                    yield Static("Loading…", id="cost-text")
+                    yield self.cost_view
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one(StatusHeader).set_where(f"run {self.run_id}")
-        table = self.query_one("#events-table", DataTable)
-        table.add_columns("TIME", "STATE", "CODE", "MESSAGE")
-        self._focus_tab(self.initial_tab)
+        self.call_after_refresh(self._focus_tab, self.initial_tab)
         self._load()
         self._stream_logs()
 
     # ------------------------------------------------------------ tabs
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
-        self._focus_tab(tab)
+        self.call_after_refresh(self._focus_tab, tab)
 
     def _focus_tab(self, tab: str) -> None:
         if tab == "logs":
-            self.query_one(LogView).focus()
+            self.log_view.focus()
         elif tab == "events":
-            self.query_one("#events-table", DataTable).focus()
+            self.events_table.focus()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id:
@@ -156,14 +167,17 @@ class RunDetailScreen(Screen):
                 time.sleep(0.1)
 
     def _show(self, run: Run, events: list[RunEvent], metrics: list[MetricPoint], manifest, breakdown) -> None:
+        first = self.run is None
         self.run = run
-        self.query_one("#summary", Static).update(self._summary(run))
+        if first:
+            self.refresh_bindings()  # `L` shows only for runs with several learners
+        self.summary.update(self._summary(run))
         if manifest is not None:
             syntax = Syntax(visible_lines(manifest), "yaml", line_numbers=True,
                             theme="ansi_dark" if self.app.current_theme.dark else "ansi_light",
                             background_color="default")
-            self.query_one("#manifest-text", Static).update(syntax)
-        table = self.query_one("#events-table", DataTable)
+            self.manifest_view.update(syntax)
+        table = self.events_table
         if table.row_count != len(events):
             table.clear()
             for event in events:
@@ -173,7 +187,7 @@ class RunDetailScreen(Screen):
                     Text(event.error_code or ""),
                     data_text(event.message),
                 )
-        self.query_one("#cost-text", Static).update(breakdown)
+        self.cost_view.update(breakdown)
         self._show_metrics(metrics)
 
     def _summary(self, run: Run) -> Text:
@@ -187,7 +201,9 @@ class RunDetailScreen(Screen):
         text.append(f"  {gpus}", style="dim")
         if run.assigned:
             text.append(f"  on {visible(', '.join(run.assigned))}", style="dim")
-        cost = "unpriced" if run.cost_usd is None else f"${run.cost_usd:,.2f}"
+        if run.learners > 1:
+            text.append(f"  learner {self.learner + 1} of {run.learners} (L)", style="dim")
+        cost = format_cost(run)
         text.append(f"  cost {cost}")
         if run.error_code or run.message:
             text.append(f"\n{run.error_code or ''} {visible(run.message)}".rstrip(), style="bold red" if run.error_code else "")
@@ -201,8 +217,8 @@ class RunDetailScreen(Screen):
             xs, ys = series.setdefault(point.name, ([], []))
             xs.append(point.step if point.step is not None else float(len(xs)))
             ys.append(point.value)
-        box = self.query_one("#metrics-box", VerticalScroll)
-        self.query_one("#metrics-empty", Static).display = False
+        box = self.metrics_box
+        self.metrics_empty.display = False
         try:
             from textual_plotext import PlotextPlot
         except ImportError:  # pragma: no cover - a declared dependency
@@ -246,7 +262,7 @@ class RunDetailScreen(Screen):
             stop.set()
 
     def _pump_logs(self, backend, stop: threading.Event) -> None:
-        view = self.query_one(LogView)
+        view = self.log_view
         try:
             engine = backend.engine
             log_path = getattr(engine, "log_path", None)
@@ -269,41 +285,39 @@ class RunDetailScreen(Screen):
 
     def _copy_lines(self, lines, target: Path, stop: threading.Event, *, open_view=None) -> bool:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as fh:
+        # Line-buffered: a followed log waits inside the engine between lines, and what came
+        # before the wait must already be on screen.
+        with os.fdopen(fd, "w", encoding="utf-8", errors="replace", buffering=1) as fh:
             if open_view is not None:
                 self._from_thread(stop, open_view, target)
-            flushed = time.monotonic()
             for line in lines:
                 if stop.is_set():
                     return False
                 fh.write(line if line.endswith("\n") else line + "\n")
-                if time.monotonic() - flushed > 0.05:
-                    fh.flush()
-                    flushed = time.monotonic()
         return True
 
     def _swap_log(self, path: Path) -> None:
-        view = self.query_one(LogView)
+        view = self.log_view
         if view.follow:
             view.open(path)
 
     def on_log_view_status_changed(self, event: LogView.StatusChanged) -> None:
-        self.query_one("#log-status", Static).update(Text(event.status))
+        self.log_status.update(Text(event.status))
 
     def action_search(self) -> None:
-        self.action_tab("logs")
-        self.query_one("#search-bar", CommandBar).open("/")
+        self.query_one(TabbedContent).active = "logs"
+        self.search_bar.open("/")
 
     def on_command_bar_typed(self, event: CommandBar.Typed) -> None:
-        self.query_one(LogView).set_search(event.value, jump=False)
+        self.log_view.set_search(event.value, jump=False)
 
     def on_command_bar_entered(self, event: CommandBar.Entered) -> None:
-        view = self.query_one(LogView)
+        view = self.log_view
         view.set_search(event.value)
         view.focus()
 
     def on_command_bar_cancelled(self, event: CommandBar.Cancelled) -> None:
-        view = self.query_one(LogView)
+        view = self.log_view
         view.set_search("")
         view.focus()
 
@@ -323,7 +337,19 @@ class RunDetailScreen(Screen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "halt" and self.app.backend.read_only:
             return False
+        if action == "next_learner":
+            return self.run is not None and self.run.learners > 1
         return True
+
+    def action_next_learner(self) -> None:
+        if self.run is None or self.run.learners < 2:
+            return
+        self.learner = (self.learner + 1) % self.run.learners
+        self._log_stop.set()
+        self.log_view.save_name = f"{self.run_id}-learner-{self.learner}.log"
+        self._stream_logs()
+        self.summary.update(self._summary(self.run))
+        self.notify(f"Learner {self.learner + 1} of {self.run.learners}", timeout=2, markup=False)
 
     def action_halt(self) -> None:
         from .confirm import ConfirmScreen

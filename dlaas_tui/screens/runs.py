@@ -17,7 +17,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import get_current_worker
 
-from backend.facade import ChangeSet, DlaasError, Inventory, Run, RunState, spend
+from backend.facade import BudgetStatus, ChangeSet, DlaasError, Inventory, Run, RunState, spend
 
 from ..widgets.command_bar import CommandBar
 from ..widgets.header import HeaderStats, StatusHeader
@@ -123,15 +123,20 @@ class RunsScreen(Screen):
                         self.app.call_from_thread(self.app.report_error, message)
                     except RuntimeError:
                         return  # the app is closing
-            self._wake.wait(interval)
+            # Short waits, so a cancelled feed (screen gone, app closing) ends within 0.1 s.
+            deadline = time.monotonic() + interval
+            while not worker.is_cancelled and not self._wake.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
+                if time.monotonic() >= deadline:
+                    break
             self._wake.clear()
 
     def _stats(self, backend: Backend, runs, inventory: Inventory | None) -> HeaderStats:
         runs = list(runs)
         queued = sum(1 for r in runs if r.state is RunState.QUEUED)
         running = sum(1 for r in runs if r.state.billed)
-        today, _month = spend(runs, self.app.clock())
+        today, month = spend(runs, self.app.clock())
         profile = backend.profile
+        budget = BudgetStatus(profile.budget.daily_usd, profile.budget.monthly_usd, today, month)
         total = None
         if inventory is not None:
             total = inventory.gpu_count
@@ -148,6 +153,7 @@ class RunsScreen(Screen):
             spend_today_usd=today,
             read_only=backend.read_only,
             budget_daily_usd=profile.budget.daily_usd,
+            budget_warning=budget.warning,
         )
 
     def _apply(self, changes: ChangeSet, stats: HeaderStats) -> None:

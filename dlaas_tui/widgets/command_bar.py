@@ -92,6 +92,7 @@ class CommandBar(Input):
         self.add_class("-open")
         self.border_title = mode
         self.focus()
+        self.call_after_refresh(self.focus)  # once it is displayed
 
     def close(self) -> None:
         self.remove_class("-open")

@@ -145,9 +145,6 @@ class LogView(ScrollView, can_focus=True):
                 self.scroll_end(animate=False, immediate=True)
             elif result.added_top:
                 self.scroll_to(y=old_y + result.added_top, animate=False, immediate=True)
-            if result.added_bottom and not result.added_top:
-                # The last line shown may have been unfinished: let it be read again.
-                self._cache.pop(self.line_count - 1 - result.added_bottom - self._shift, None)
             self._frame = None
             self.refresh()
         self._post_status()
@@ -194,6 +191,8 @@ class LogView(ScrollView, can_focus=True):
         if match:
             ts_len = match.end()
         text = visible(text)
+        if n == self.log_file.line_count - 1 and self.log_file.has_partial:
+            return text, ts_len, cut  # still being written: read it again next time
         if len(self._cache) > 4096:
             self._cache.clear()
         self._cache[key] = (text, ts_len, cut)
@@ -371,12 +370,19 @@ class LogView(ScrollView, can_focus=True):
         if lf is None:
             return
         found = lf.search(pattern, start, backwards, snapshot)
-        self.app.call_from_thread(self._found, found, shift)
+        wrapped = False
+        if found is None:  # like vi: carry on from the other end
+            total = sum(block.lines for block, _ in snapshot)
+            found = lf.search(pattern, total if backwards else -1, backwards, snapshot)
+            wrapped = found is not None
+        self.app.call_from_thread(self._found, found, shift, wrapped)
 
-    def _found(self, line: int | None, shift: int) -> None:
+    def _found(self, line: int | None, shift: int, wrapped: bool = False) -> None:
         if line is None:
-            self.notify("No more matches", severity="warning", timeout=2, markup=False)
+            self.notify("No match", severity="warning", timeout=2, markup=False)
             return
+        if wrapped:
+            self.notify("Search wrapped around", timeout=1.5, markup=False)
         line += self._shift - shift  # scroll-back indexed while searching shifts every number
         self.current_match = line
         height = self.scrollable_content_region.height

@@ -7,6 +7,7 @@ not fit are dropped, least useful first, so 80 columns still shows what matters.
 """
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from backend.facade import Run, RunState
+from backend.facade import Run, RunState, format_eta
 
 from .safe_text import visible
 
@@ -49,14 +50,18 @@ def run_duration(run: Run, now: datetime) -> float:
 def format_cost(run: Run) -> str:
     if run.cost_micro_usd is None:
         return "unpriced"
-    return f"${run.cost_micro_usd / 1_000_000:,.2f}"
+    micro = run.cost_micro_usd
+    if 0 < micro < 10_000:  # under a cent: a minute of a CPU slot must not read as $0.00
+        return f"${micro / 1_000_000:.4f}"
+    return f"${micro / 1_000_000:,.2f}"
 
 
 def format_metric(run: Run) -> str:
     name = run.primary_metric
     if not name or name not in run.metrics:
         return ""
-    return f"{name} {run.metrics[name]:.4g}"
+    # The value first: when the column is narrow, the name is what gets cut.
+    return f"{run.metrics[name]:.4g} {name}"
 
 
 def format_gpus(run: Run) -> str:
@@ -65,10 +70,14 @@ def format_gpus(run: Run) -> str:
     return f"{run.gpus}×{run.gpu_type}" if run.gpu_type else str(run.gpus)
 
 
-def format_queue(run: Run) -> str:
+def format_queue(run: Run, now: datetime | None = None) -> str:
+    """`#3`, and with `now` the estimated start: `#3 ~12m` (the tilde marks an estimate)."""
     if run.queue_position is None:
         return ""
-    return f"{'~' if run.queue_position_approximate else ''}#{run.queue_position}"
+    position = f"{'~' if run.queue_position_approximate else ''}#{run.queue_position}"
+    if now is None or run.eta is None:
+        return position
+    return f"{position} {format_eta(run.eta, now)}"
 
 
 @dataclass(frozen=True)
@@ -87,7 +96,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("name", "NAME", 24, 10, 0, flex=True),
     Column("experiment", "EXPERIMENT", 16, 10, 7, flex=True),
     Column("state", "STATE", 11, 11, 0),
-    Column("queue", "QUEUE", 6, 5, 3),
+    Column("queue", "QUEUE", 10, 5, 3),
     Column("gpus", "GPUS", 8, 6, 4),
     Column("assigned", "ASSIGNED", 22, 10, 8, flex=True),
     Column("age", "AGE", 7, 7, 5),
@@ -112,6 +121,7 @@ SORT_KEYS: dict[str, Callable[[Run], object]] = {
 }
 
 
+@functools.lru_cache(maxsize=16)
 def layout(width: int) -> list[tuple[Column, int]]:
     """The columns that fit `width` and their widths (one space between columns)."""
     cols = list(COLUMNS)
@@ -234,8 +244,8 @@ class RunTable(ScrollView, can_focus=True):
         sort = SORT_KEYS[self.sort_key]
         for run in changed:
             self._runs[run.id] = run
-            self._sort_values[run.id] = sort(run)
-            self._haystack[run.id] = self._search_text(run)
+            self._sort_values[run.id] = (sort(run), run.id)  # ties break on id: no flicker
+            self._haystack.pop(run.id, None)  # rebuilt when a filter needs it
         for run_id in deleted:
             self._runs.pop(run_id, None)
             self._sort_values.pop(run_id, None)
@@ -265,10 +275,11 @@ class RunTable(ScrollView, can_focus=True):
         if self._filter is not None:
             search = self._filter.search
             hay = self._haystack
+            for i, run in self._runs.items():
+                if i not in hay:
+                    hay[i] = self._search_text(run)
             ids = [i for i in ids if search(hay[i])]
-        # Ties break on id so the order never flickers between ticks.
-        values = self._sort_values
-        self._order = sorted(ids, key=lambda i: (values[i], i), reverse=self.sort_reverse)
+        self._order = sorted(ids, key=self._sort_values.__getitem__, reverse=self.sort_reverse)
         if selected is not None and selected in self._runs:
             try:
                 self.cursor = self._order.index(selected)
@@ -307,7 +318,7 @@ class RunTable(ScrollView, can_focus=True):
     # ---------------------------------------------------------------- sorting
     def watch_sort_key(self, key: str) -> None:
         sort = SORT_KEYS[key]
-        self._sort_values = {i: sort(r) for i, r in self._runs.items()}
+        self._sort_values = {i: (sort(r), i) for i, r in self._runs.items()}
         self._rebuild_order()
 
     def watch_sort_reverse(self) -> None:
@@ -383,7 +394,7 @@ class RunTable(ScrollView, can_focus=True):
             "name": visible(run.name),
             "experiment": visible(run.experiment or ""),
             "state": run.state.value,
-            "queue": format_queue(run),
+            "queue": format_queue(run, self._now),
             "gpus": format_gpus(run),
             "assigned": visible(", ".join(run.assigned) or (run.node or "")),
             "age": human_duration(run_duration(run, self._now)),

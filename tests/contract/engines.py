@@ -35,6 +35,7 @@ import yaml
 HARNESSES: dict[str, str] = {
     "fake": "tests.contract.engines:FakeHarness",
     "local": "tests.contract.local_harness:LocalHarness",
+    "kubernetes": "tests.fixtures.k8s_harness:KubernetesHarness",
 }
 
 TRAIN_PY = textwrap.dedent(

@@ -84,7 +84,7 @@ def test_grid_sweep_of_the_sample_completes_with_a_correct_leaderboard(home, tmp
     shutil.copytree(src / "model", folder / "model")
     doc = yaml.safe_load((src / "manifest.yml").read_text())
     doc["framework"]["command"] = doc["framework"]["command"].replace("--epochs 15", "--epochs 2")
-    (folder / "manifest.yml").write_text(yaml.safe_dump(doc))
+    (folder / "manifest.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
     runs = submit_json(cli, str(folder / "manifest.yml"))
     assert len(runs) == 12 and {r["experiment"] for r in runs} == {"pytorch-sweep"}
     grid = {(lr, h) for lr in (0.003, 0.01, 0.03) for h in (16, 32, 64, 128)}
@@ -141,6 +141,7 @@ def test_random_sweep_is_reproducible_from_its_seed_and_each_submit_is_a_new_exp
     assert json.loads(config.read_text()) == run["params"]
 
 
+@pytest.mark.slow
 def test_early_stop_halts_a_planted_bad_run(home, tmp_path, cli):
     sweep = {"method": "grid", "parameters": {"kind": {"values": ["good1", "good2", "good3", "bad"]}},
              "metric": {"name": "loss", "goal": "minimize"}, "parallel": 1,
@@ -164,6 +165,7 @@ def test_early_stop_halts_a_planted_bad_run(home, tmp_path, cli):
     assert board["runs"][-1]["id"] == bad["id"]  # the worst loss ranks last
 
 
+@pytest.mark.slow
 def test_parallel_caps_and_max_failed_stops_launching(home, tmp_path, cli):
     capped = sweep_manifest(tmp_path, "cap", "sleep 0.6",
                             {"parameters": {"i": {"values": [1, 2, 3, 4, 5]}}, "parallel": 2})
@@ -187,6 +189,7 @@ def test_parallel_caps_and_max_failed_stops_launching(home, tmp_path, cli):
         assert states[i]["admitted_at"] is None and states[i]["cost_usd"] == 0
 
 
+@pytest.mark.slow
 def test_budget_refusal_with_the_figures_and_the_estimate_in_dry_run(home, tmp_path, cli):
     configure(home, "[profiles.local]\ncpu_slots = 2\nbudget = { daily_usd = 1.0 }\n"
                     "[prices]\ncpu = 2.0\n")
@@ -208,14 +211,14 @@ def test_budget_refusal_with_the_figures_and_the_estimate_in_dry_run(home, tmp_p
     assert len(submit_json(cli, str(cheap))) == 1
 
 
+@pytest.mark.slow
 def test_eta_order_matches_admission_order(home, tmp_path, cli):
     configure(home, "[profiles.local]\ncpu_slots = 1\n")
     blocker = submit_json(cli, str(manifest(tmp_path, "blocker", command="sleep 30", max_duration="10m")))[0]
     wait_for(lambda: json.loads(cli("show", blocker["id"], "--json").stdout)["state"] == "PROCESSING")
-    queued = []
-    for i, prio in enumerate(["normal", "normal", "high", "low", "normal"]):
-        queued += submit_json(cli, str(manifest(tmp_path, f"q{i}", command="sleep 0.2",
-                                                max_duration="10m", priority=prio)))
+    paths = [str(manifest(tmp_path, f"q{i}", command="sleep 0.2", max_duration="10m", priority=prio))
+             for i, prio in enumerate(["normal", "normal", "high", "low", "normal"])]
+    queued = submit_json(cli, *paths)
     table = {r["id"]: r for r in runs_json(cli, "--state", "QUEUED")}
     assert all(table[r["id"]]["eta"] for r in queued)
     by_eta = sorted(table.values(), key=lambda r: r["eta"])
@@ -224,6 +227,8 @@ def test_eta_order_matches_admission_order(home, tmp_path, cli):
     assert by_position[0]["name"] == "q2" and by_position[-1]["name"] == "q3"
     text = cli("runs")
     assert "~" in text.stdout  # the table marks ETAs as estimates
+    shown = cli("show", by_position[0]["id"])
+    assert "an estimate" in shown.stdout and by_position[0]["eta"][:16] in shown.stdout
     assert cli("halt", blocker["id"]).returncode == 0
     assert cli("wait", *[r["id"] for r in queued], "--timeout", "60").returncode == 0
     admitted = sorted(runs_json(cli), key=lambda r: r["admitted_at"])
@@ -231,6 +236,7 @@ def test_eta_order_matches_admission_order(home, tmp_path, cli):
     assert order == [r["id"] for r in by_eta]
 
 
+@pytest.mark.slow
 def test_two_manifests_grouped_in_one_experiment(home, tmp_path, cli):
     a = manifest(tmp_path, "alpha")
     b = sweep_manifest(tmp_path, "beta", "echo loss=0.${i}", {"parameters": {"i": {"values": [1, 2]}},

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from backend.engines.local import db
+from backend.runs import RunState
 
 from .local_helpers import agent_pid, manifest, runs_json, seed_home, stop_everything, wait_for
 
@@ -79,6 +80,8 @@ def test_sweep_expands_into_runs_with_params(home, tmp_path, cli):
                         "metric": {"name": "accuracy", "goal": "maximize"}})
     dry = cli("submit", str(m), "--dry-run", "--json")
     assert dry.returncode == 0 and len(json.loads(dry.stdout)) == 2
+    docs = list(__import__("yaml").safe_load_all(cli("submit", str(m), "--dry-run", "-o", "yaml").stdout))
+    assert [d["framework"]["command"] for d in docs] == ["EPOCHS=1 python train.py", "EPOCHS=2 python train.py"]
     assert runs_json(cli) == []
     runs = submit_json(cli, str(m), "--experiment", "exp-a")
     assert sorted(r["params"]["epochs"] for r in runs) == [1, 2]
@@ -154,3 +157,24 @@ def test_config_edits_apply_to_the_running_agent(home, tmp_path, cli):
     (home / "config.toml").write_text('[profiles.local]\ncpu_slots = 2\ntier = "unlimited"\n')
     wait_for(lambda: json.loads(cli("show", second, "--json").stdout)["state"] == "PROCESSING", 30, 0.2)
     assert cli("halt", first, second).returncode == 0
+
+
+@pytest.mark.slow
+def test_runs_json_fast_path_matches_the_run_objects(home, tmp_path, cli):
+    from backend.facade import open_backend
+
+    done = submit_json(cli, str(manifest(tmp_path, "done")))[0]["id"]
+    assert cli("wait", done).returncode == 0
+    blockers = [submit_json(cli, str(manifest(tmp_path, f"b{i}", command="sleep 20")))[0]["id"]
+                for i in range(2)]
+    queued = submit_json(cli, str(manifest(tmp_path, "q")))[0]["id"]
+    assert cli("halt", queued, *blockers).returncode == 0
+    fast = runs_json(cli)
+    engine = open_backend().engine
+    try:
+        assert fast == json.loads(json.dumps([r.to_json() for r in engine.list_runs()]))
+        assert [r["id"] for r in runs_json(cli, "--state", "HALTED", "--limit", "2")] == \
+            [r.id for r in engine.list_runs(states=[RunState.HALTED], limit=2)]
+    finally:
+        engine.close()
+    assert {r["state"] for r in fast} == {"COMPLETED", "HALTED"}

@@ -64,13 +64,14 @@ def test_create_job_then_owned_objects_with_the_jobs_uid(sim, engine):
     assert run.state == RunState.QUEUED and run.gpus == 2 and run.gpu_type == "H100"
     job = sim.jobs["training-aaaaaaa1"]
     assert job["spec"]["suspend"] is True
-    secret, = sim.owned
-    assert secret["kind"] == "Secret"
+    wrapper, secret = sim.owned
+    assert (wrapper["kind"], secret["kind"]) == ("ConfigMap", "Secret")
+    assert wrapper["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
     assert secret["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
     assert secret["stringData"]["AWS_SECRET_ACCESS_KEY"] == "s3cr3t-value-never-in-a-job"
     assert engine.store.objects[("mnist-results", "training-aaaaaaa1/_submitted_code/model.zip")] == b"PK-zip"
     methods = [(m, p.rsplit("/", 1)[-1]) for m, p, _ in sim.requests]
-    assert methods[:2] == [("POST", "jobs"), ("POST", "secrets")]  # the Job first: its uid owns the rest
+    assert methods[:3] == [("POST", "jobs"), ("POST", "configmaps"), ("POST", "secrets")]  # the Job first: its uid owns the rest
 
 
 def test_full_lifecycle_states_times_gpus_and_cost(sim, engine):
@@ -104,7 +105,7 @@ def test_full_lifecycle_states_times_gpus_and_cost(sim, engine):
     assert run.admitted_at == T0.replace(second=0) + (T0 - T0).__class__(seconds=100)
     assert run.started_at.isoformat().startswith("2026-11-27T10:02:10")
 
-    sim.logs["p1"].append("dlaas: storing results")
+    sim.append_log("p1", "dlaas: storing results", 390)
     engine.sync_once()
     assert engine.get_run(run_id).state == RunState.STORING
 
@@ -247,6 +248,7 @@ def test_log_follow_moves_to_the_next_pod_after_a_restart(sim, engine):
     sim.add_pod(run_id, "p2", 40)
     sim.schedule("p2", "n2", 41)
     sim.learner_running("p2", 50, "dlaas: gpus: none", "second pod line")
+    sim.learner_ended("p2", 60, 0, {"exit_code": 0})
     lines = list(logs.follow(engine.api, NS, run_id, finished=lambda: True, poll=0.01))
     assert lines == ["dlaas: gpus: none", "first pod line", "dlaas: gpus: none", "second pod line"]
     tail = list(logs.follow(engine.api, NS, run_id, tail=1, finished=lambda: True, poll=0.01))
@@ -292,3 +294,91 @@ def test_runs_found_on_the_cluster_are_caught_up(sim, engine):
     run = fresh.get_run(run_id)
     assert run.name == "mnist CNN (v2)" and run.experiment == "exp-1" and run.gpus == 2
     assert run.state == RunState.QUEUED and run.priority == "high"
+
+
+def test_watch_loop_follows_changes_and_relists_after_410(sim, engine):
+    import threading
+    import time
+
+    run_id = "training-aaaaaab1"
+    engine.submit_run(fx.manifest(), run_id=run_id)
+    sim.add_workload(run_id)
+    stop = threading.Event()
+    loop = threading.Thread(target=engine.watch_loop, args=(stop,), kwargs={"timeout_seconds": 1, "positions_every": 0.2},
+                            daemon=True)
+    loop.start()
+
+    def until(pred, what):
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if pred(engine.get_run(run_id)):
+                return
+            time.sleep(0.05)
+        pytest.fail(f"{what}: run is {engine.get_run(run_id).state}")
+
+    try:
+        until(lambda r: r.queue_position == 1, "initial list")
+        sim.admit(run_id, 60)
+        sim.add_pod(run_id, "p1", 61)
+        sim.schedule("p1", "n1", 70)
+        sim.loader_running("p1", 71)
+        sim.watch_scripts["workloads"].append([{"type": "MODIFIED", "object": sim.workloads[run_id]}])
+        sim.watch_scripts["jobs"].append([{"type": "MODIFIED", "object": sim.jobs[run_id]}])
+        sim.watch_scripts["pods"].append([{"type": "ADDED", "object": sim.pods["p1"]}])
+        until(lambda r: r.state == RunState.DOWNLOADING, "watch events")
+        # the pod watch is cut with 410 Gone; the change made meanwhile arrives through the relist
+        sim.learner_running("p1", 90, "dlaas: gpus: none")
+        sim.watch_scripts["pods"].append([{"type": "ERROR", "object": {"kind": "Status", "code": 410}}])
+        until(lambda r: r.state == RunState.PROCESSING, "relist after 410")
+    finally:
+        stop.set()
+        loop.join(10)
+    assert not loop.is_alive()
+    watches = [q for m, p, q in sim.requests if q.get("watch") == "true"]
+    assert watches and all(q.get("allowWatchBookmarks") == "true" for q in watches)
+
+
+def test_profile_with_kubeconfig_through_the_facade_and_cli(sim, dlaas_home, tmp_path, cli):
+    """open_backend -> KubernetesEngine.from_backend -> kubeconfig -> the API; and `runs --json`."""
+    import json
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: sim, cluster: {{server: "{sim.url}"}}}}]
+users: [{{name: ada, user: {{token: not-a-real-token}}}}]
+contexts: [{{name: sim, context: {{cluster: sim, user: ada}}}}]
+current-context: sim
+""")
+    (dlaas_home / "config.toml").write_text(fx.CONFIG_TOML.replace(
+        'kubernetes = { namespace = "team-a", queue = "team-a-queue" }',
+        f'kubernetes = {{ namespace = "{NS}", queue = "team-a-queue", kubeconfig = "{kubeconfig}", context = "sim" }}',
+        1))
+    from backend.facade import open_backend
+
+    backend = open_backend("lab")
+    engine = backend.engine
+    assert isinstance(engine, KubernetesEngine)
+    other = KubernetesEngine(KubeApi.for_host(sim.url), backend.profile, backend.config, store=FakeStore())
+    other.submit_run(fx.manifest(), run_id="training-cccccc01", experiment="exp")
+    sim.add_workload("training-cccccc01")
+    runs = engine.list_runs()  # a fresh process: the run is learned from the cluster
+    assert [r.id for r in runs] == ["training-cccccc01"] and runs[0].queue_position == 1
+    backend.close()
+    out = cli("--profile", "lab", "runs", "--json")
+    assert out.returncode == 0, out.stderr
+    assert [r["id"] for r in json.loads(out.stdout)] == ["training-cccccc01"]
+
+
+def test_logs_of_one_learner_of_an_indexed_job(sim, engine):
+    run_id = "training-aaaaaab2"
+    engine.submit_run(fx.manifest(learners=2), run_id=run_id)
+    for index in (0, 1):
+        pod = f"p{index}"
+        sim.add_pod(run_id, pod, 10, index=index)
+        sim.schedule(pod, f"n{index}", 11)
+        sim.learner_running(pod, 20, "dlaas: gpus: none", f"rank {index} says hello")
+        sim.learner_ended(pod, 30, 0, {"exit_code": 0})
+    assert list(engine.logs(run_id, learner=1)) == ["dlaas: gpus: none", "rank 1 says hello"]
+    assert list(engine.logs(run_id, learner=0, tail=1)) == ["rank 0 says hello"]
+    assert sim.owned[-1]["kind"] == "Service"  # the rendezvous Service, owned by the Job

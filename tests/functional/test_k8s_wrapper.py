@@ -38,7 +38,7 @@ def _job_env(s3, tmp: Path, command: str, max_seconds: int = 0) -> dict[str, str
     cfg = fx.config()
     prof = fx.profile().model_copy(update={"s3": fx.profile().s3.model_copy(update={
         "endpoint_url": s3.endpoint, "access_key_id": s3.access_key, "secret_access_key": s3.secret_key})})
-    job, secret = render.render_submission(manifest, RUN, prof, cfg, reveal_secrets=True)
+    job, _, secret = render.render_submission(manifest, RUN, prof, cfg, reveal_secrets=True)
     env: dict[str, str] = {}
     for item in job["spec"]["template"]["spec"]["containers"][0]["env"]:
         if "value" in item:

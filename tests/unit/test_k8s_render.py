@@ -26,8 +26,10 @@ def _env(container):
 def test_single_learner_job_is_valid_and_queued_suspended():
     objs = render.render_submission(fx.manifest(), "training-ab12cd34", fx.profile(), fx.config(), user="ada")
     _validate_all(objs)
-    job, secret = objs
-    assert [o["kind"] for o in objs] == ["Job", "Secret"]
+    job, wrapper, secret = objs
+    assert [o["kind"] for o in objs] == ["Job", "ConfigMap", "Secret"]
+    assert "storing results" in wrapper["data"]["wrapper.sh"]
+    assert "storing results" not in json.dumps(job)  # the Job stays small; the script lives beside it
     meta, spec = job["metadata"], job["spec"]
     assert meta["labels"][render.QUEUE_LABEL] == "team-a-queue"
     assert meta["labels"][render.PRIORITY_LABEL] == "high"
@@ -58,8 +60,10 @@ def test_pod_shape_resources_and_security():
         assert sc["readOnlyRootFilesystem"] is True and sc["capabilities"]["drop"] == ["ALL"]
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
     assert pod["restartPolicy"] == "Never" and pod["terminationGracePeriodSeconds"] == 120
-    # the learner's entrypoint is the sh wrapper itself
-    assert learner["command"][:2] == ["/bin/sh", "-c"] and "storing results" in learner["command"][2]
+    # the learner's entrypoint is the sh wrapper, mounted from the run's ConfigMap
+    assert learner["command"] == ["/bin/sh", "/dlaas/wrapper.sh"]
+    wrapper_vol = next(v for v in pod["volumes"] if v["name"] == "wrapper")
+    assert wrapper_vol["configMap"]["name"] == "training-ab12cd34-wrapper"
     assert "copyto" in loader["command"][2] and "_submitted_code/model.zip" in loader["command"][2]
 
 
@@ -68,7 +72,7 @@ def test_env_follows_design_and_secrets_are_references_only():
         fx.manifest(), "training-ab12cd34", fx.profile(), fx.config(), params={"lr": 0.01, "batch-size": 64},
         reveal_secrets=True,
     )
-    job, secret = objs
+    job, _, secret = objs
     env = _env(job["spec"]["template"]["spec"]["containers"][0])
     for name in ("DATA_DIR", "RESULT_DIR", "MODEL_DIR", "LOG_DIR", "JOB_STATE_DIR", "CHECKPOINT_DIR",
                  "TRAINING_ID", "LEARNER_ID", "NUM_LEARNERS", "GPU_COUNT"):
@@ -91,7 +95,7 @@ def test_env_follows_design_and_secrets_are_references_only():
 def test_profile_secret_is_used_when_named():
     m = fx.manifest(env={})
     objs = render.render_submission(m, "training-ab12cd34", fx.profile("shared"), fx.config())
-    assert [o["kind"] for o in objs] == ["Job"]  # no per-run Secret needed
+    assert [o["kind"] for o in objs] == ["Job", "ConfigMap"]  # no per-run Secret needed
     env = _env(objs[0]["spec"]["template"]["spec"]["containers"][0])
     assert env["RCLONE_CONFIG_DLAAS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "team-a-s3"
     _validate_all(objs)
@@ -116,8 +120,8 @@ def test_multi_learner_is_indexed_with_headless_service():
 
 def test_cpu_only_run_and_no_max_duration():
     m = fx.manifest(gpus=0, gpu_type=None, cpus=0.5, memory="1.5GB", max_duration=None, env={})
-    job, = render.render_submission(m, "training-00000000", fx.profile("shared"), fx.config())
-    _validate_all([job])
+    job, wrapper = render.render_submission(m, "training-00000000", fx.profile("shared"), fx.config())
+    _validate_all([job, wrapper])
     pod = job["spec"]["template"]["spec"]
     assert "affinity" not in pod and "tolerations" not in pod
     assert pod["containers"][0]["resources"]["requests"] == {"cpu": "500m", "memory": "1500000000"}
@@ -158,8 +162,8 @@ def test_dry_run_yaml_masks_secrets_and_parses_back():
     text = render.dry_run_yaml(fx.manifest(), "training-ab12cd34", fx.profile(), fx.config(), user="ada")
     assert "s3cr3t-value-never-in-a-job" not in text and "wandb-token-value" not in text
     docs = list(yaml.safe_load_all(text))
-    assert [d["kind"] for d in docs] == ["Job", "Secret"]
-    assert set(docs[1]["stringData"].values()) == {render.MASKED}
+    assert [d["kind"] for d in docs] == ["Job", "ConfigMap", "Secret"]
+    assert set(docs[2]["stringData"].values()) == {render.MASKED}
     _validate_all(docs)
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from backend.errors import BadInput, ConfigError, NotFound, StoreError
 from backend.store.base import ObjectInfo, Transfer, TransferCancelled
-from tests.fixtures.s3server import S3Server, make_store, s3_server  # noqa: F401
+from tests.fixtures.s3server import S3Server, make_store
 
 pytestmark = pytest.mark.s3
 MiB = 1024 * 1024
@@ -114,7 +114,9 @@ def test_unreachable_endpoint_is_named(s3_server):
         st.list("anything")
 
 
-def test_clock_skew_says_check_the_clock(store, bucket, monkeypatch):
+def test_clock_skew_says_check_the_clock(store, bucket, monkeypatch, s3_server):
+    if s3_server.kind != "weed":
+        pytest.skip("rclone answers a skewed clock with a plain AccessDenied")
     import botocore.auth
 
     real = botocore.auth.get_current_datetime
@@ -180,6 +182,7 @@ def test_one_level_pagination_and_start_after(store, bucket):
     assert [i.key for i in store.list(bucket).items] == ["other/", "p/"]
 
 
+@pytest.mark.slow
 def test_delete_1500_keys_in_batches(store, bucket):
     keys = [f"many/{i:05d}" for i in range(1500)]
     _fill(store, bucket, keys)
@@ -209,7 +212,8 @@ def test_multipart_upload_and_download_progress_sums_to_size(s3_server, tmp_path
     up = Transfer(on_update=lambda t: threads.add(threading.get_ident()))
     info = st.put_file(src, bucket, "big.bin", transfer=up)
     assert info.size == size
-    assert info.etag.endswith("-5")  # five parts: it really went multipart
+    if s3_server.kind == "weed":  # rclone's ETags do not show the part count
+        assert info.etag.endswith("-5")  # five parts: it really went multipart
     assert (up.done, up.total, up.files_done) == (size, size, 1)
     down = Transfer()
     out = st.get_file(bucket, "big.bin", tmp_path / "back.bin", transfer=down)
@@ -295,3 +299,60 @@ def test_backend_builds_the_s3_store_from_a_profile(s3_server, dlaas_home, bucke
     assert backend.store.kind == "s3"
     assert bucket in [b.name for b in backend.store.list_buckets()]
     assert s3_server.secret_key not in repr(backend.profile)
+
+
+def test_cancelled_folder_transfers_stop_and_leave_no_temp_files(s3_server, bucket, tmp_path):
+    store = make_store(s3_server, max_concurrency=2)
+    src = tmp_path / "src"
+    for i in range(300):
+        _random_file(src / f"f{i:03d}.bin", 2000)
+
+    def stop_after_20(t: Transfer) -> None:
+        if t.files_done >= 20:
+            t.cancel()
+
+    with pytest.raises(TransferCancelled):
+        store.put_folder(src, bucket, "up", transfer=Transfer(on_update=stop_after_20))
+    uploaded = [o.key for o in store.iter_objects(bucket, "up/")]
+    assert 20 <= len(uploaded) < 300
+    assert store.put_folder(src, bucket, "all") == 300
+    dest = tmp_path / "dest"
+    with pytest.raises(TransferCancelled):
+        store.get_prefix(bucket, "all/", dest, transfer=Transfer(on_update=stop_after_20))
+    left = [p.name for p in dest.rglob("*") if p.is_file()]
+    assert 20 <= len(left) < 300
+    assert not [n for n in left if n.endswith(".part") or not n.startswith("f")]
+
+
+def test_delete_reports_the_keys_it_could_not_delete(store, bucket):
+    from botocore.stub import Stubber
+
+    # weed deletes whatever the key may be; a per-key refusal (e.g. object lock) is stubbed.
+    with Stubber(store.client) as stub:
+        stub.add_response("delete_objects", {"Deleted": [{"Key": "a"}], "Errors": [
+            {"Key": "locked/\x1b[2Jb", "Code": "AccessDenied", "Message": "Access Denied"}]})
+        with pytest.raises(StoreError) as err:
+            store.delete(bucket, ["a", "locked/\x1b[2Jb"])
+    assert "deleted 1 objects" in str(err.value) and "1 could not be deleted" in str(err.value)
+    assert "locked/ [2Jb: AccessDenied Access Denied" in str(err.value)
+
+
+@pytest.mark.slow
+def test_cli_on_an_s3_profile_and_a_wrong_secret(s3_server, dlaas_home, cli, bucket, store):
+    store.put_bytes(bucket, "data/x.txt", b"hi")
+    base = (
+        '[profiles.cos]\nstore = "s3"\n[profiles.cos.s3]\n'
+        f'endpoint_url = "{s3_server.endpoint}"\naccess_key_id = "{s3_server.access_key}"\n'
+    )
+    (dlaas_home / "config.toml").write_text(
+        base + f'secret_access_key = "{s3_server.secret_key}"\n'
+    )
+    ok = cli("--profile", "cos", "store", "url", f"{bucket}/data/x.txt", "--expires", "1h")
+    assert ok.returncode == 0, ok.stderr
+    with urllib.request.urlopen(ok.stdout.strip(), timeout=10) as resp:
+        assert resp.read() == b"hi"
+    (dlaas_home / "config.toml").write_text(base + 'secret_access_key = "wrong-secret"\n')
+    bad = cli("--profile", "cos", "store", "ls", bucket)
+    assert bad.returncode == 1
+    assert bad.stderr.strip().endswith(f"access denied by {s3_server.endpoint}: check the access key and secret")
+    assert "Traceback" not in bad.stderr and "wrong-secret" not in bad.stderr + bad.stdout

@@ -5,4 +5,5 @@
     run = engine.submit_manifest({...}); clock.advance(60); engine.get_run(run.id).state
 """
 from .clock import FakeClock, WallClock  # noqa: F401
-from .engine import DEFAULT_DURATIONS, FakeEngine, PlantedFailure, synthetic_metrics  # noqa: F401
+from .engine import DEFAULT_DURATIONS, FakeEngine, PlantedFailure  # noqa: F401
+from .lifecycle import synthetic_metrics  # noqa: F401

@@ -183,4 +183,5 @@ def path_for(obj: dict[str, Any]) -> str:
         "Job": jobs_path(ns),
         "Secret": secrets_path(ns),
         "Service": services_path(ns),
+        "ConfigMap": f"/api/v1/namespaces/{ns}/configmaps",
     }[obj["kind"]]

@@ -99,7 +99,7 @@ def cluster_objects(
             {"apiGroups": ["batch"], "resources": ["jobs"],
              "verbs": ["get", "list", "watch", "create", "delete", "patch"]},
             {"apiGroups": [""], "resources": ["pods", "pods/log", "events"], "verbs": ["get", "list", "watch"]},
-            {"apiGroups": [""], "resources": ["secrets", "services"], "verbs": ["get", "create", "delete"]},
+            {"apiGroups": [""], "resources": ["secrets", "services", "configmaps"], "verbs": ["get", "create", "delete"]},
             {"apiGroups": ["kueue.x-k8s.io"], "resources": ["workloads", "localqueues"],
              "verbs": ["get", "list", "watch"]},
             {"apiGroups": ["visibility.kueue.x-k8s.io"], "resources": ["localqueues/pendingworkloads"],

@@ -25,7 +25,7 @@ from typing import Any
 from ...runs import RunState, iso, utcnow
 from . import db, deps
 from .control import lock_path, pid_path, sock_path, wake
-from .scheduler import FreeDevice, plan, queue_cursor
+from .scheduler import FreeDevice, plan
 
 log = logging.getLogger("dlaas.agent")
 TICK = 0.5
@@ -46,6 +46,7 @@ class Agent:
         self._inventory: tuple[float, list] = (0.0, [])
         self.halt_grace = float(os.environ.get("DLAAS_HALT_GRACE", "10"))
         self.stopping = threading.Event()
+        self._passed = -1  # the change sequence the last admission pass had seen
         from .sweeps import SweepGovernor
 
         self.sweeps = SweepGovernor(self.conn, self.halt_for_policy)
@@ -112,13 +113,15 @@ class Agent:
         doc["cost_micro_usd"] = cost
         return doc
 
-    def halt_for_policy(self, run_id: str, code: str, message: str) -> None:
+    def halt_for_policy(self, run_id: str, code: str, message: str) -> bool:
         """Halt a running run for its sweep's sake (early stop): it ends HALTED with `code`."""
         with self._lock:
             worker = self.workers.get(run_id)
-        if worker is not None:
-            worker.stop_reason = (code, message)
-            worker.halt_requested.set()
+        if worker is None:
+            return False
+        worker.stop_reason = (code, message)
+        worker.halt_requested.set()
+        return True
 
     def wake_self(self) -> None:
         wake(self.paths.state_dir)
@@ -194,11 +197,15 @@ class Agent:
             if worker is not None:
                 worker.halt_requested.set()
             else:
-                db.transition(self.conn, rid, RunState.HALTED, message="halted while queued",
-                              finished_at=time.time(), expect=frozenset({RunState.QUEUED}))
+                if db.transition(self.conn, rid, RunState.HALTED, message="halted while queued",
+                                 finished_at=time.time(), expect=frozenset({RunState.QUEUED})):
+                    from .engine import seal_run
+
+                    seal_run(self.conn, rid)
 
     def admit(self) -> int:
         """One admission pass; returns how many runs were admitted."""
+        seen = db.current_seq(self.conn)
         devices = self.devices()
         held = self._held()
         free = [FreeDevice(d.uuid, d.gpu_type) for d in devices
@@ -240,6 +247,9 @@ class Agent:
                 self._start_worker(adm.run_id, fds)
             if not retry:
                 break
+        if seen != self._passed:
+            db.mark_pass(self.conn, seen)
+            self._passed = seen
         return admitted
 
     def tier_room(self, profile: str) -> int | None:

@@ -59,7 +59,9 @@ CREATE TABLE IF NOT EXISTS runs (
     cost_micro INTEGER,
     priced INTEGER NOT NULL DEFAULT 1,
     outcome TEXT NOT NULL DEFAULT '{}',
-    metric_goal TEXT NOT NULL DEFAULT 'minimize'
+    metric_goal TEXT NOT NULL DEFAULT 'minimize',
+    final_json TEXT,
+    json_shape TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_queue ON runs (state, prio DESC, submitted_at, id, gpus, learners,
     profile, gpu_type);
@@ -167,6 +169,17 @@ def next_seq(conn: sqlite3.Connection) -> int:
 
 def current_seq(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT v FROM counter WHERE k = 'seq'").fetchone()[0]
+
+
+def mark_pass(conn: sqlite3.Connection, seq: int) -> None:
+    """Record that an admission pass has considered every change up to `seq` (for `settled`)."""
+    with write(conn):
+        conn.execute("INSERT OR REPLACE INTO counter (k, v) VALUES ('pass', ?)", (seq,))
+
+
+def passed(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT v FROM counter WHERE k = 'pass'").fetchone()
+    return -1 if row is None else row[0]
 
 
 def decode(row: sqlite3.Row) -> dict[str, Any]:

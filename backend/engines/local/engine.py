@@ -26,7 +26,7 @@ from ...runs import (
 from . import db, deps
 from .control import ensure_agent, wake
 from .scheduler import QUEUE_SQL
-from .sweeps import engine_etas
+from .eta import engine_etas
 
 LIST_COLUMNS = (
     "id, name, experiment, profile, state, priority, submitted_at, admitted_at, started_at, "
@@ -64,6 +64,23 @@ def row_to_run(row, *, cost: int | None = 0, position: int | None = None,
     )
 
 
+# A finished run never changes, so its JSON is written once when it ends and `runs --json` copies
+# it out instead of rebuilding 10,000 Run objects. The shape (Run's fields) guards against a cached
+# document from an older program version.
+JSON_SHAPE = ",".join(Run.__dataclass_fields__)
+
+
+def seal_run(conn, run_id: str) -> None:
+    """Store a terminal run's final JSON document (called by whoever made it terminal)."""
+    row = conn.execute(f"SELECT {LIST_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None or not RunState(row["state"]).terminal:
+        return
+    run = row_to_run(row, cost=row["cost_micro"] if row["priced"] else None)
+    with db.write(conn):
+        conn.execute("UPDATE runs SET final_json = ?, json_shape = ? WHERE id = ?",
+                     (json.dumps(run.to_json()), JSON_SHAPE, run_id))
+
+
 class LocalEngine:
     name = "local"
 
@@ -92,6 +109,17 @@ class LocalEngine:
     # -- the agent --------------------------------------------------------------------------------
     def ensure_agent(self) -> int:
         return ensure_agent(self.paths)
+
+    def settled(self, timeout: float = 10.0) -> bool:
+        """Wait until the agent's admission has seen every change recorded so far (tests, scripts
+        that need "queued or admitted" to be decided); False on timeout."""
+        target = db.current_seq(self.conn)
+        deadline = time.monotonic() + timeout
+        while db.passed(self.conn) < target:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     def _nudge(self) -> None:
         ensure_agent(self.paths)
@@ -162,6 +190,36 @@ class LocalEngine:
             sql += " LIMIT ?"
             args.append(int(limit))
         return self._build(self.conn.execute(sql, args).fetchall())
+
+    def list_runs_json(self, *, states: Sequence[RunState] | None = None, experiment: str | None = None,
+                       limit: int | None = None) -> list[str]:
+        """`list_runs` as encoded JSON objects, in the same order: finished runs from their sealed
+        document, the rest built live (queue positions, ticking cost)."""
+        where, args = [], []
+        if states:
+            where.append(f"state IN ({', '.join('?' for _ in states)})")
+            args += [RunState(s).value for s in states]
+        if experiment is not None:
+            where.append("experiment = ?")
+            args.append(experiment)
+        sql = "SELECT id, final_json, json_shape FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY submitted_at DESC, id DESC"
+        if limit:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        rows = self.conn.execute(sql, args).fetchall()
+        live_ids = [r[0] for r in rows if r[1] is None or r[2] != JSON_SHAPE]
+        live: dict[str, str] = {}
+        for start in range(0, len(live_ids), 500):
+            chunk = live_ids[start : start + 500]
+            got = self.conn.execute(
+                f"SELECT {LIST_COLUMNS} FROM runs WHERE id IN ({', '.join('?' for _ in chunk)})", chunk
+            ).fetchall()
+            for run in self._build(got):
+                live[run.id] = json.dumps(run.to_json())
+        return [live[r[0]] if r[0] in live else r[1] for r in rows]
 
     def get_run(self, run_id: str) -> Run:
         row = self.conn.execute(f"SELECT {LIST_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -260,6 +318,7 @@ class LocalEngine:
             self.conn, run_id, RunState.HALTED, message="halted while queued", finished_at=time.time(),
             expect=frozenset({RunState.QUEUED}),
         ):
+            seal_run(self.conn, run_id)
             wake(self.paths.state_dir)
             return self.get_run(run_id)
         db.request_control(self.conn, run_id, "halt")

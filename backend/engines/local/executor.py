@@ -137,8 +137,11 @@ class RunWorker(threading.Thread):
         ev = [(e["at"], e["state"]) for e in db.events(self.conn, self.run_id)] + [(now, state.value)]
         cost = self.agent.cost_micro(self.row if hasattr(self, "row") else
                                      db.get_row(self.conn, self.run_id), ev, now)
-        db.transition(self.conn, self.run_id, state, message=message, error_code=code, at=now,
-                      finished_at=now, cost_micro=cost, priced=0 if cost is None else 1)
+        if db.transition(self.conn, self.run_id, state, message=message, error_code=code, at=now,
+                         finished_at=now, cost_micro=cost, priced=0 if cost is None else 1):
+            from .engine import seal_run
+
+            seal_run(self.conn, self.run_id)
 
     def _download(self) -> None:
         store = self.agent.store_for(self.row["profile"], self.spec.get("connection"))
@@ -153,6 +156,9 @@ class RunWorker(threading.Thread):
             import shutil
 
             shutil.rmtree(self.model_dir)
+        own_key = f"{self.run_id}/_submitted_code/model.zip"
+        if self.spec["model_key"] != own_key:  # a sweep stores its code once: each run that starts gets its copy
+            store.put_file(src, bucket, own_key)
         safe_unzip(src, self.model_dir, max_bytes=self.spec.get("max_model_bytes", 500 * 2**20) * 20)
         data = self.spec["data"]
         link = self.wd / "data"

@@ -27,7 +27,13 @@ DEFAULT_ENV_FRAMEWORKS = ("pytorch", "python")
 
 
 def new_run_id() -> str:
-    return "training-" + "".join(secrets.choice(ID_ALPHABET) for _ in range(8))
+    # One draw of 36**8 rather than eight choices: the same uniform ids, 10,000 of them in ~10 ms.
+    n = secrets.randbelow(36 ** 8)
+    chars = []
+    for _ in range(8):
+        n, d = divmod(n, 36)
+        chars.append(ID_ALPHABET[d])
+    return "training-" + "".join(chars)
 
 
 def resolve_framework(config, framework) -> str:
@@ -165,6 +171,9 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
                 _ensure_bucket(store, results)
                 _seed_samples(store, data.container)
             experiment = experiments[k]
+            manifest_path, model_source = str(path.resolve()), str(src.resolve())
+            max_duration_s = m.max_duration_seconds
+            code_key = None  # one stored copy per manifest; each run copies it to its own key when it starts
             for i, trial in enumerate(trials):
                 params = dict(trial.params)
                 tm = trial.manifest
@@ -176,11 +185,11 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
                                               for k2, v in tm.env.items()},
                     "config_json": trial.config_json, "connection": connection,
                     "data": {"type": m.data_store.type, "bucket": data.container, "prefix": data.prefix},
-                    "max_duration_s": m.max_duration_seconds,
+                    "max_duration_s": max_duration_s,
                     "sweep_metric": m.sweep.metric.name if m.sweep and m.sweep.metric else None,
-                    "model_key": f"{rid}/_submitted_code/model.zip",
+                    "model_key": code_key or f"{rid}/_submitted_code/model.zip",
                     "max_model_bytes": max_bytes,
-                    "manifest_path": str(path.resolve()), "model_source": str(src.resolve()),
+                    "manifest_path": manifest_path, "model_source": model_source,
                     "manifest_name": m.name,
                 }
                 name = request.name or m.name
@@ -195,8 +204,9 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
                     "params": params, "results_bucket": results, "spec": spec, "manifest_text": text,
                     "metric_goal": m.sweep.metric.goal if m.sweep and m.sweep.metric else "minimize",
                 })
-                if store is not None:
+                if store is not None and code_key is None:
                     store.put_file(zpath, results, spec["model_key"])
+                code_key = spec["model_key"]
     if request.dry_run:
         return [row_to_run(dict(r, admitted_at=None, started_at=None, finished_at=None, labels="[]",
                                 error_code=None, message="", metrics="{}", primary_metric=None,

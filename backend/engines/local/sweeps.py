@@ -13,19 +13,15 @@ submit that creates it is recorded, so the agent never re-reads manifests:
   backend/experiments.py). A loser is halted like `halt` does (SIGTERM to its group, logs stored) but
   ends HALTED with error code C204 and "early stop: ..."; its billing ends when storing ends.
 
-ETAs: `queue_etas` simulates the queue in admission order from the billed runs' expected ends
-(admitted_at + max_duration, else the mean billed time of earlier COMPLETED runs of the same manifest
-name), honouring tiers and `parallel` caps. They are estimates and are labelled as such wherever shown.
+Queue ETAs, which honour the `parallel` caps recorded here, are in eta.py.
 """
 from __future__ import annotations
 
-import heapq
 import json
 import logging
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from ...experiments import median_stop
@@ -38,7 +34,7 @@ SCHEMA = (
     "policy TEXT NOT NULL DEFAULT '{}')"
 )
 BILLED_SQL = "('PENDING','DOWNLOADING','PROCESSING','STORING')"
-MAX_FAILED_CODE = "C205"  # runs never started because their experiment reached max_failed
+MAX_FAILED_CODE = ErrorCode.SWEEP_MAX_FAILED.value  # runs never started: their experiment reached max_failed
 EARLY_STOP_EVERY = 1.0  # seconds between early-stop checks
 
 
@@ -213,7 +209,7 @@ class SweepGovernor:
 
     def __init__(self, conn, halt_run) -> None:
         self.conn = conn
-        self.halt_run = halt_run  # (run id, error code, message) -> None, for a run that holds devices
+        self.halt_run = halt_run  # (run id, error code, message) -> False when it could not be asked
         self._policies: dict[str, SweepPolicy] = {}
         self._rows: list = []
         self._checked_at = 0.0
@@ -305,9 +301,8 @@ class SweepGovernor:
             stop, why = median_stop(series[rid], earlier, goal=policy.goal,
                                     min_runs=policy.early_stop_min_runs or 3,
                                     start_step=policy.early_stop_start_step)
-            if stop:
-                self._stopped.add(rid)
-                self.halt_run(rid, ErrorCode.EARLY_STOP.value, why)
+            if stop and self.halt_run(rid, ErrorCode.EARLY_STOP.value, why) is not False:
+                self._stopped.add(rid)  # asked once; a run with no worker yet is asked again later
                 out.append(rid)
         return out
 
@@ -350,86 +345,3 @@ def halt_queued(conn, experiment: str, code: str, message: str) -> int:
             "INSERT INTO run_events (run_id, at, state, message, error_code) VALUES (?, ?, 'HALTED', ?, ?)",
             [(rid, now, message, code) for rid in ids])
     return len(ids)
-
-
-# -- queue ETAs ------------------------------------------------------------------------------------
-_FAR = 100 * 365 * 86400.0  # "no expected end known": ETAs behind it are not given
-
-
-def expected_seconds(conn) -> dict[str, float]:
-    """Mean billed seconds of COMPLETED runs per manifest name."""
-    rows = conn.execute(
-        "SELECT COALESCE(json_extract(spec, '$.manifest_name'), name), AVG(finished_at - admitted_at), "
-        "COUNT(*) FROM runs WHERE state = 'COMPLETED' AND admitted_at IS NOT NULL GROUP BY 1").fetchall()
-    return {name: avg for name, avg, _n in rows if avg is not None}
-
-
-def queue_etas(conn, capacity: int, now: float | None = None,
-               caps: dict[str, int] | None = None) -> dict[str, datetime]:
-    """Estimated start of each QUEUED run; runs whose start cannot be estimated are left out.
-
-    capacity: devices this profile may hold at once (tier, else the machine's devices).
-    caps: `parallel` per experiment (default: from the experiments table).
-    """
-    now = time.time() if now is None else now
-    history = expected_seconds(conn)
-    caps = {e: p.parallel for e, p in read_policies(conn).items() if p.parallel} if caps is None else caps
-
-    def seconds(max_s, manifest_name) -> float:
-        if max_s:
-            return float(max_s)
-        return history.get(manifest_name, _FAR)
-
-    ends: list[tuple[float, int, str | None]] = []
-    active: dict[str, int] = {}
-    for need, admitted, max_s, mname, exp in conn.execute(
-        "SELECT gpus * learners, admitted_at, json_extract(spec, '$.max_duration_s'), "
-        f"COALESCE(json_extract(spec, '$.manifest_name'), name), experiment FROM runs "
-        f"WHERE state IN {BILLED_SQL}"):
-        ends.append((max(now, (admitted or now) + seconds(max_s, mname)), need, exp))
-        if exp:
-            active[exp] = active.get(exp, 0) + 1
-    heapq.heapify(ends)
-    free = capacity - sum(n for _, n, _ in ends) if capacity else 1 << 30
-    clock = now
-    out: dict[str, datetime] = {}
-    queue = conn.execute(
-        "SELECT id, gpus * learners, json_extract(spec, '$.max_duration_s'), "
-        "COALESCE(json_extract(spec, '$.manifest_name'), name), experiment FROM runs "
-        "WHERE state = 'QUEUED' ORDER BY prio DESC, submitted_at, id")
-    for rid, need, max_s, mname, exp in queue:
-        if capacity:
-            need = min(need, capacity)
-        cap = caps.get(exp) if exp else None
-        while (free < need or (cap and active.get(exp, 0) >= cap)) and ends:
-            t, n, e = heapq.heappop(ends)
-            clock = max(clock, t)
-            free += n
-            if e:
-                active[e] -= 1
-        if clock - now >= _FAR / 2:
-            break  # everything from here waits on a run with no expected end
-        out[rid] = datetime.fromtimestamp(clock, timezone.utc)
-        free -= need
-        if exp:
-            active[exp] = active.get(exp, 0) + 1
-        heapq.heappush(ends, (clock + seconds(max_s, mname), need, exp))
-    return out
-
-
-_capacity: dict[tuple[int, int], tuple[float, int]] = {}
-
-
-def engine_etas(engine) -> dict[str, datetime]:
-    """ETAs for the local engine's queue: the profile's tier, else the machine's device count."""
-    from . import deps
-
-    backend = engine.backend
-    tier = backend.config.tier_gpus(backend.profile)
-    key = (backend.profile.cpu_slots, id(engine))
-    at, devices = _capacity.get(key, (0.0, 0))
-    if time.monotonic() - at > 5.0:  # NVML is not free: count the devices every few seconds
-        devices = len(deps.discover_devices(backend.profile.cpu_slots)[0])
-        _capacity[key] = (time.monotonic(), devices)
-    capacity = min(tier, devices) if tier and devices else (tier or devices)
-    return queue_etas(engine.conn, capacity)

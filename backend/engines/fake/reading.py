@@ -1,0 +1,84 @@
+"""How the fake engine hands out what it knows: copies of runs with live cost and queue ETAs,
+cost breakdowns, and log streams that end when the run does."""
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+from ...cost import CostBreakdown, billable_devices, run_cost
+from ...runs import Run
+from .lifecycle import S, _Rec
+
+
+class Reading:
+    """Mixed into FakeEngine; everything here runs under its lock except the log stream's yields."""
+
+    def _snapshot(self, rec: _Rec) -> Run:
+        run = copy.copy(rec.run)
+        run.assigned = list(rec.run.assigned)
+        run.metrics = dict(rec.run.metrics)
+        run.params = dict(rec.run.params)
+        run.cost_micro_usd = self._cost_micro(rec)
+        if run.state == S.QUEUED:
+            run.eta = self._etas().get(run.id)
+        return run
+
+    def _etas(self) -> dict[str, datetime]:
+        """Expected admission times of the queue, recomputed only when something changed."""
+        now = self.clock.now()
+        if self._eta_cache is not None and self._eta_cache[0] == (self._seq, now):
+            return self._eta_cache[1]
+        from ...experiments import queue_etas
+
+        running = []
+        for rec in self._runs.values():
+            if rec.run.state.billed and rec.run.admitted_at is not None:
+                end = rec.run.admitted_at + timedelta(seconds=sum(rec.durations.values()))
+                running.append((rec.need, end))
+        queued = [(rid, self._runs[rid].need, sum(self._runs[rid].durations.values())) for rid in self._queue]
+        usable = self.device_count - len(self._foreign)
+        capacity = min(self.tier_gpus, usable) if self.tier_gpus else usable
+        etas = queue_etas(running, queued, capacity, now)
+        self._eta_cache = ((self._seq, now), etas)
+        return etas
+
+    def _cost_micro(self, rec: _Rec) -> int | None:
+        # Cost moves with time only while billed; otherwise it changes only with a new event.
+        if rec.run.state.billed or rec.cost_key != len(rec.events):
+            cost = run_cost(
+                rec.events, rec.run.gpu_type, billable_devices(rec.need), self.prices, self.clock.now(),
+                self.minimum_seconds,
+            )
+            rec.cost_micro, rec.cost_key = cost.total_micro, len(rec.events)
+        return rec.cost_micro
+
+    def cost(self, run_id: str) -> CostBreakdown:
+        """The cost breakdown (for the UI's Cost tab)."""
+        with self._lock:
+            self._tick()
+            rec = self._rec(run_id)
+            return run_cost(
+                rec.events, rec.run.gpu_type, billable_devices(rec.need), self.prices, self.clock.now(),
+                self.minimum_seconds,
+            )
+
+    def _follow(self, run_id: str, learner: int, index: int, follow: bool) -> Iterator[str]:
+        while True:
+            with self._lock:
+                self._tick()
+                rec = self._runs.get(run_id)
+                if rec is None:
+                    return
+                lines = self._lines(rec, learner)
+                new, index = lines[index:], len(lines)
+                done = rec.run.state.terminal or not follow or self._closed
+                if not new and not done and self.follow_step is None:
+                    self._cond.wait(timeout=0.05)
+            yield from new
+            if done:
+                return
+            if not new and self.follow_step is not None:
+                advance = getattr(self.clock, "advance", None)
+                if advance:
+                    advance(self.follow_step)

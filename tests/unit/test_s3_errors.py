@@ -1,0 +1,71 @@
+"""The botocore -> DlaasError mapping, with exceptions built as botocore builds them (no server)."""
+from __future__ import annotations
+
+import concurrent.futures
+
+import botocore.exceptions as bx
+import pytest
+
+from backend.errors import BadInput, ConfigError, NotFound, StoreError
+from backend.store.base import TransferCancelled
+from backend.store.s3_errors import Where, clean, s3_errors, translate
+
+EP = "https://s3.example.test"
+
+
+def client_error(code: str, message: str = "", status: int = 400, op: str = "GetObject") -> bx.ClientError:
+    return bx.ClientError(
+        {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}, op
+    )
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind", "text"),
+    [
+        (client_error("SignatureDoesNotMatch", status=403), StoreError,
+         f"access denied by {EP}: check the access key and secret"),
+        (client_error("InvalidAccessKeyId", status=403), StoreError,
+         f"access denied by {EP}: check the access key and secret"),
+        (client_error("RequestTimeTooSkewed", status=403), StoreError, "check the clock"),
+        (client_error("NoSuchBucket", status=404), NotFound, f"bucket 'bkt' does not exist at {EP}"),
+        (client_error("NoSuchKey", status=404), NotFound, "object s3://bkt/a/b.txt not found"),
+        (client_error("AccessDenied", "Access Denied", 403), StoreError,
+         f"permission denied by {EP}: cannot read s3://bkt/a/b.txt"),
+        (client_error("SlowDown", status=503), StoreError, "busy (throttled)"),
+        (client_error("PreconditionFailed", status=412), StoreError, "changed on the server"),
+        (client_error("InternalError", "We encountered\x1b[31m an error", 500), StoreError,
+         "InternalError: We encountered [31m an error"),
+        (bx.EndpointConnectionError(endpoint_url=EP), StoreError, f"cannot reach the S3 endpoint {EP}"),
+        (bx.ConnectTimeoutError(endpoint_url=EP), StoreError, f"cannot reach the S3 endpoint {EP}"),
+        (bx.ReadTimeoutError(endpoint_url=EP), StoreError, "stopped answering"),
+        (bx.NoCredentialsError(), StoreError, "no S3 credentials"),
+        (bx.ProfileNotFound(profile="cos"), ConfigError, "AWS profile not found"),
+        (concurrent.futures.CancelledError(), TransferCancelled, "cancelled"),
+    ],
+)
+def test_translate(exc, kind, text):
+    err = translate(exc, Where(EP, "read", "bkt", "a/b.txt"))
+    assert type(err) is kind
+    assert text in str(err)
+    assert "\x1b" not in str(err)
+
+
+def test_bare_403_mentions_both_causes_and_bucket_ops_name_the_bucket():
+    err = translate(client_error("403", status=403, op="HeadObject"), Where(EP, "stat", "bkt", "k"))
+    assert "permission" in str(err) and "access key and secret may be wrong" in str(err)
+    err = translate(client_error("404", status=404, op="HeadBucket"), Where(EP, "open", "bkt"))
+    assert isinstance(err, NotFound) and "bucket 'bkt'" in str(err)
+    err = translate(client_error("BucketNotEmpty", status=409), Where(EP, "remove bucket", "bkt"))
+    assert isinstance(err, BadInput) and "not empty" in str(err)
+
+
+def test_context_manager_translates_and_passes_our_errors_through():
+    with pytest.raises(NotFound, match="bucket 'b1'"), s3_errors(EP, "list", "b1"):
+        raise client_error("NoSuchBucket", status=404)
+    with pytest.raises(BadInput, match="mine"), s3_errors(EP, "list", "b1"):
+        raise BadInput("mine")
+
+
+def test_clean_drops_control_characters_and_bounds_length():
+    assert clean("a\x1b[2Jb\nc") == "a [2Jb c"
+    assert len(clean("x" * 1000)) == 300
