@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from backend.config import Config, Profile
 from backend.engines.fake.clock import FakeClock
 from backend.engines.fake.engine import FakeEngine
@@ -23,6 +25,7 @@ def real_app(read_only: bool = False) -> DlaasApp:
     return DlaasApp(backend, poll_interval=0.25)
 
 
+@pytest.mark.slow
 async def test_browse_page_upload_and_train_on_the_local_store(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(buckets_module, "PAGE_SIZE", 50)
     app = real_app()
