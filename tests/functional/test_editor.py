@@ -80,6 +80,7 @@ async def test_validation_is_debounced(monkeypatch):
         return real(text, source)
 
     monkeypatch.setattr(editor_module, "validate_text", counting)
+    monkeypatch.setattr(editor_module, "DEBOUNCE_S", 0.8)  # room for a loaded machine to type 4 keys
     app = editor_app(text="name: a\n")
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_validated(pilot)
