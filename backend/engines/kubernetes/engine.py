@@ -76,16 +76,51 @@ class KubernetesEngine(Submitting):
 
     @classmethod
     def from_backend(cls, backend: Any) -> KubernetesEngine:
-        engine = cls(None, backend.profile, backend.config)
+        """The engine the CLI and TUI use: the profile's SQLite ledger, which the agent keeps."""
+        from .sqlite_ledger import SqliteLedger, ledger_path
+
+        ledger = SqliteLedger(ledger_path(backend.paths, backend.profile.name), backend.profile.name)
+        engine = cls(None, backend.profile, backend.config, ledger=ledger)
         engine._backend = backend
-        # Without an agent's ledger, a CLI process learns the runs from the cluster on first read.
+        engine._paths = backend.paths
         engine._catch_up = True
         return engine
 
+    def _agent_running(self) -> bool:
+        from ..local.control import agent_pid
+
+        paths = getattr(self, "_paths", None)
+        return bool(paths is not None and (agent_pid(paths.state_dir) or 0) > 0)
+
+    def _wake_agent(self) -> bool:
+        """Start the agent unless it runs (DLAAS_AGENT_AUTOSTART=0 turns that off), then nudge it;
+        False when no agent serves this home, so the caller does the agent's part itself."""
+        import os
+
+        from ..local.control import ensure_agent, wake
+
+        paths = getattr(self, "_paths", None)
+        if paths is None:
+            return False
+        if not self._agent_running():
+            if os.environ.get("DLAAS_AGENT_AUTOSTART", "1") == "0":
+                return False
+            ensure_agent(paths, wait=False)
+        wake(paths.state_dir)
+        return True
+
     def _ensure_synced(self) -> None:
+        """First read in a process: an agent keeps the ledger current; without one (not started
+        yet, or auto-start turned off) this process catches up from the cluster itself."""
         if getattr(self, "_catch_up", False):
             self._catch_up = False
+            if self._agent_running():
+                return
             self.sync_once()
+            release = getattr(self, "release_held", None)
+            if release is not None and hasattr(self.ledger, "releasable"):
+                release()
+            self._wake_agent()
 
     # -- plumbing ------------------------------------------------------------------------------------
     @property
@@ -104,6 +139,8 @@ class KubernetesEngine(Submitting):
     def close(self) -> None:
         if self._api is not None:
             self._api.close()
+        if hasattr(self.ledger, "close"):
+            self.ledger.close()
 
     def _list(self, path: str, selector: str | None = None) -> list[dict[str, Any]]:
         return self.api.request("GET", path, query={"labelSelector": selector}).get("items") or []
@@ -146,7 +183,10 @@ class KubernetesEngine(Submitting):
                 if uid := job["metadata"].get("uid"):
                     self._uids[run_id] = uid
                 new += self._observe_run(job, by_job_wl.get(run_id), pods_by_run.get(run_id, []))
+            held = self.ledger.held_ids() if hasattr(self.ledger, "held_ids") else set()
             for run in self.ledger.runs():
+                if run.id in held:  # accepted, its Job not created yet: nothing to miss on the cluster
+                    continue
                 known_since = self._registered.get(run.id, run.submitted_at)
                 if run.id not in seen and not run.state.terminal and listed_at and known_since < listed_at:
                     new += self._transition(run, Observation(
@@ -413,6 +453,9 @@ class KubernetesEngine(Submitting):
     def manifest_text(self, run_id: str) -> str:
         self.get_run(run_id)
         if run_id not in self._manifests:
+            stored = self.ledger.manifest_text(run_id) if hasattr(self.ledger, "manifest_text") else None
+            if stored:
+                return stored
             raise NotFound(f"{run_id}: its manifest was not submitted from here")
         return self._manifests[run_id]
 

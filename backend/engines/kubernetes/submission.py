@@ -93,6 +93,8 @@ class Submitting:
             return [run_from_job(render.render_job(t.manifest, render.RunSpec(new_run_id(), self.user or "unknown",
                                                                               request.experiment, t.params),
                                                    self.profile, self.config), self.config) for _, t in planned]
+        if hasattr(self.ledger, "hold"):
+            return self._hold_all(request, planned)
         runs, zips = [], {}
         for path, trial in planned:
             source = request.model or _default_model(path)
@@ -102,6 +104,79 @@ class Submitting:
                                         params=trial.params, manifest_text=path.read_text()))
         return runs
 
+    def _hold_all(self, request: SubmitRequest, planned: list[tuple[Any, Any]]) -> list[Run]:
+        """With a persistent ledger every run is accepted there first and the agent creates the Jobs
+        (a sweep `parallel` at a time). The model archive goes to the results bucket now, so the
+        release needs nothing from this process."""
+        import secrets
+
+        runs, zips, groups = [], {}, {}
+        for path, trial in planned:
+            source = request.model or _default_model(path)
+            if source not in zips:
+                zips[source] = _zip_model(source, self.profile.max_model_mb)
+            run_id = new_run_id()
+            bucket = trial.manifest.data_store.training_results.container
+            if self.store is None:
+                raise EngineError(f"{run_id}: no object store to hold the model archive")
+            self.store.put_bytes(bucket, f"{run_id}/_submitted_code/model.zip", zips[source])
+            runs.append(self.hold_run(trial.manifest, run_id=run_id, experiment=request.experiment,
+                                      params=trial.params, manifest_text=path.read_text(),
+                                      group=groups.setdefault(path, request.experiment or secrets.token_hex(6)),
+                                      parallel=_parallel(path)))
+        if not self._wake_agent():
+            self.release_held()
+        return [self.get_run(r.id) for r in runs]
+
+    def hold_run(self, manifest: Manifest, *, run_id: str | None = None, experiment: str | None = None,
+                 params: dict[str, Any] | None = None, manifest_text: str = "", group: str | None = None,
+                 parallel: int | None = None) -> Run:
+        """Accept a run into the ledger without creating its Job; `release_held` creates it when its
+        group (a sweep) has fewer than `parallel` runs on the cluster. The model archive, if any,
+        must already be in the results bucket."""
+        run_id = run_id or new_run_id()
+        now = utcnow()
+        spec = render.RunSpec(run_id, self.user or render._current_user(), experiment, dict(params or {}), iso(now))
+        run = run_from_job(render.render_job(manifest, spec, self.profile, self.config), self.config)
+        run.submitted_at = now
+        run.message = f"held back: {parallel} at a time" if parallel else "waiting for the agent"
+        self.ledger.hold(run, manifest=manifest.model_dump(mode="json", by_alias=True), group=group or run_id,
+                         parallel=parallel, manifest_text=manifest_text)
+        return run
+
+    def release_held(self) -> list[str]:
+        """Create the Jobs of held runs that their group's `parallel` leaves room for (the agent's
+        part; a process without an agent calls it too). Returns the run ids released."""
+        from backend.manifest.model import Manifest
+
+        done: list[str] = []
+        for row in self.ledger.releasable():
+            run_id = row["run_id"]
+            if row["manifest"] is None:  # halted while held
+                self.ledger.released(run_id)
+                continue
+            try:
+                self.submit_run(Manifest.model_validate(row["manifest"]), run_id=run_id,
+                                experiment=row["experiment"], params=row["params"], manifest_text=row["manifest_text"])
+            except KubeError as exc:
+                if getattr(exc, "status", None) == 409:  # created before a crash, not marked: it is out
+                    self.ledger.released(run_id)
+                    continue
+                raise  # the cluster is unreachable or refuses for now: the next pass tries again
+            except Exception as exc:  # a run that can never be created: say why, once
+                self.ledger.released(run_id)
+                run = self.ledger.get_run(run_id)
+                if run is not None:
+                    from .states import Observation
+
+                    with self._lock:
+                        self._transition(run, Observation(RunState.FAILED, message=f"could not create the Job: {exc}",
+                                                          error_code=ErrorCode.COMMAND_FAILED.value))
+                continue
+            self.ledger.released(run_id)
+            done.append(run_id)
+        return done
+
     def check_fits(self, manifest: Manifest) -> None:
         """C104: a run larger than the profile's tier can never be admitted; refuse it at submit."""
         tier = self.config.tier_gpus(self.profile)
@@ -110,6 +185,13 @@ class Submitting:
                            f"allows {tier} at once; it could never run", code=ErrorCode.NEVER_FITS.value)
 
     # -- observing -----------------------------------------------------------------------------------
+
+def _parallel(path: Any) -> int | None:
+    from backend.manifest import load_manifest
+
+    sweep = load_manifest(path).sweep
+    return getattr(sweep, "parallel", None) if sweep is not None else None
+
 
 def new_run_id() -> str:
     import secrets

@@ -50,6 +50,10 @@ class Agent:
         from .sweeps import SweepGovernor
 
         self.sweeps = SweepGovernor(self.conn, self.halt_for_policy)
+        from ..kubernetes.keeper import KubeKeeper
+
+        # The same agent serves kubernetes profiles: their watch loops and held sweep runs.
+        self.kube = KubeKeeper(self.paths)
 
     # -- helpers the workers use ------------------------------------------------------------------
     def backend_for(self, profile: str):
@@ -308,6 +312,10 @@ class Agent:
                 self.admit()
             except Exception:
                 log.exception("agent pass failed")
+            try:
+                self.kube.tick()
+            except Exception:
+                log.exception("kubernetes pass failed")
             if sock is not None:
                 ready, _, _ = select.select([sock], [], [], TICK)
                 if ready:
@@ -408,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         agent.loop(sock)
     finally:
         log.info("agent %d stopping", os.getpid())
+        agent.kube.stop()
         pid_path(paths.state_dir).unlink(missing_ok=True)
         if sock is not None:
             sp.unlink(missing_ok=True)

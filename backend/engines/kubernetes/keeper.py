@@ -1,0 +1,90 @@
+"""The agent's Kubernetes part: for every kubernetes profile with a ledger in this DLAAS_HOME, a
+thread that keeps the engine's watch loop going into that ledger, and on each agent pass the release
+of held runs (sweeps `parallel` at a time).
+
+A profile's ledger file appears when a CLI or TUI process first uses the profile, so the agent
+watches exactly the clusters this user works with. Runs on the cluster go on while no agent runs;
+a watcher that starts lists first and `apply` records what happened meanwhile, from the cluster's own
+timestamps, in order.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from .sqlite_ledger import SqliteLedger, ledger_path, profiles_with_ledgers
+
+log = logging.getLogger("dlaas.agent")
+RETRY_SECONDS = 5.0
+
+
+class _Watcher:
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name=f"k8s-{engine.profile.name}")
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.engine.watch_loop(self.stop)
+            except Exception as exc:  # the cluster unreachable, a token expired: try again shortly
+                log.warning("kubernetes profile %s: watch failed: %s", self.engine.profile.name, exc)
+                self.stop.wait(RETRY_SECONDS)
+
+
+class KubeKeeper:
+    def __init__(self, paths: Any, open_backend: Any = None) -> None:
+        self.paths = paths
+        self._open_backend = open_backend
+        self.watchers: dict[str, _Watcher] = {}
+        self._failed: dict[str, float] = {}
+
+    def _engine(self, profile: str) -> Any:
+        from .engine import KubernetesEngine
+
+        opener = self._open_backend
+        if opener is None:
+            from backend.facade import open_backend as opener
+        backend = opener(profile)
+        if backend.profile.scheduler != "kubernetes":
+            return None
+        engine = KubernetesEngine(None, backend.profile, backend.config,
+                                  ledger=SqliteLedger(ledger_path(self.paths, profile), profile))
+        engine._backend = backend  # the store, for run.json, comes from the profile lazily
+        return engine
+
+    def tick(self) -> None:
+        """Start watchers for profiles that gained a ledger; release held runs of each."""
+        for profile in profiles_with_ledgers(self.paths):
+            if profile in self.watchers or time.monotonic() - self._failed.get(profile, -1e9) < RETRY_SECONDS:
+                continue
+            try:
+                engine = self._engine(profile)
+            except Exception as exc:  # a profile removed from the config, a broken kubeconfig
+                log.warning("kubernetes profile %s: not watched: %s", profile, exc)
+                self._failed[profile] = time.monotonic()
+                continue
+            if engine is None:
+                self._failed[profile] = time.monotonic()
+                continue
+            watcher = self.watchers[profile] = _Watcher(engine)
+            watcher.thread.start()
+            log.info("kubernetes profile %s: watching namespace %s", profile, engine.ns)
+        for profile, watcher in self.watchers.items():
+            try:
+                released = watcher.engine.release_held()
+            except Exception as exc:
+                log.warning("kubernetes profile %s: release failed: %s", profile, exc)
+                continue
+            if released:
+                log.info("kubernetes profile %s: released %s", profile, ", ".join(released))
+
+    def stop(self) -> None:
+        for watcher in self.watchers.values():
+            watcher.stop.set()
+        for watcher in self.watchers.values():
+            watcher.thread.join(timeout=2)
+            watcher.engine.close()
