@@ -168,6 +168,8 @@ def test_sweep_is_released_parallel_at_a_time(sim, tmp_path, monkeypatch):
         sim.finish_job(live[0], 500 + _round, ok=True)
     assert most == 2 and len(sim.jobs) == 5
     assert all(engine.get_run(r.id).state == RunState.COMPLETED for r in runs)
+    assert _states(engine, runs[4].id).count(RunState.QUEUED) == 1
+    assert engine.get_run(runs[4].id).submitted_at == runs[4].submitted_at
     # held runs are never mistaken for Jobs that vanished, and their manifest is kept
     assert engine.manifest_text(runs[4].id).startswith(("data_stores", "name", "cpus"))
 
@@ -217,6 +219,7 @@ def test_agent_watches_and_catches_up_after_a_restart(sim, dlaas_home, tmp_path,
 
     _home_for(sim, dlaas_home, tmp_path)
     monkeypatch.setenv("DLAAS_AGENT_AUTOSTART", "0")
+    monkeypatch.setenv("DLAAS_K8S_RESYNC", "0.3")  # kmock's watch streams only scripted events
     backend = open_backend("lab")
     path = ledger_path(backend.paths, "lab")
     cli_engine = backend.engine  # creates the profile's ledger: the agent will watch this profile

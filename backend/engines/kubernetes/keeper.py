@@ -10,6 +10,7 @@ timestamps, in order.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -20,11 +21,35 @@ log = logging.getLogger("dlaas.agent")
 RETRY_SECONDS = 5.0
 
 
+def resync_seconds() -> float:
+    """How often the whole state is listed again beside the watch, in case a watch event was lost
+    (a proxy that drops streams, a compacted history); DLAAS_K8S_RESYNC overrides it."""
+    try:
+        return max(0.1, float(os.environ.get("DLAAS_K8S_RESYNC", "30")))
+    except ValueError:
+        return 30.0
+
+
 class _Watcher:
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True, name=f"k8s-{engine.profile.name}")
+        self.resync = threading.Thread(target=self._resync, daemon=True, name=f"k8s-resync-{engine.profile.name}")
+
+    def start(self) -> None:
+        self.thread.start()
+        self.resync.start()
+
+    def _resync(self) -> None:
+        # apply() runs under the engine's lock and diffs against the ledger, so a relist beside the
+        # watch records nothing twice
+        every = resync_seconds()
+        while not self.stop.wait(every):
+            try:
+                self.engine.sync_once()
+            except Exception as exc:
+                log.warning("kubernetes profile %s: resync failed: %s", self.engine.profile.name, exc)
 
     def _run(self) -> None:
         while not self.stop.is_set():
@@ -71,7 +96,7 @@ class KubeKeeper:
                 self._failed[profile] = time.monotonic()
                 continue
             watcher = self.watchers[profile] = _Watcher(engine)
-            watcher.thread.start()
+            watcher.start()
             log.info("kubernetes profile %s: watching namespace %s", profile, engine.ns)
         for profile, watcher in self.watchers.items():
             try:
@@ -87,4 +112,5 @@ class KubeKeeper:
             watcher.stop.set()
         for watcher in self.watchers.values():
             watcher.thread.join(timeout=2)
+            watcher.resync.join(timeout=2)
             watcher.engine.close()

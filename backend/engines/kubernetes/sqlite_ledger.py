@@ -172,7 +172,7 @@ class SqliteLedger:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (run.id, order, group, parallel, json.dumps(manifest), run.experiment,
                  json.dumps(run.params, default=str), manifest_text))
-            held_note = f"held back: sweep runs {parallel} at a time" if parallel else "waiting for the agent"
+            held_note = f"submitted; held back: {parallel} at a time" if parallel else "submitted"
             self.conn.execute(
                 "INSERT INTO run_events (run_id, at, state, message) VALUES (?, ?, ?, ?)",
                 (run.id, run.submitted_at.timestamp(), RunState.QUEUED.value, held_note))

@@ -55,10 +55,14 @@ class Submitting:
         self._uids[run_id] = uid
         self._manifests[run_id] = manifest_text
         run = run_from_job(created if created.get("spec") else job, self.config)
-        run.submitted_at = now
+        held = self.ledger.get_run(run_id)
+        run.submitted_at = held.submitted_at if held else now  # a held run was submitted when accepted
         with self._lock:  # the sync loop writes runs too; one writer at a time keeps copies fresh
             self._registered[run_id] = utcnow()
-            self.ledger.record(RunEvent(run_id, now, RunState.QUEUED, "submitted"))
+            if self.ledger.events(run_id):  # a held run: QUEUED since it was accepted
+                self.ledger.record(RunEvent(run_id, now, None, "released: Job created"))
+            else:
+                self.ledger.record(RunEvent(run_id, now, RunState.QUEUED, "submitted"))
             self.ledger.put_run(run)
             try:
                 self._refresh_positions()
