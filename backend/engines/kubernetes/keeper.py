@@ -111,6 +111,7 @@ class KubeKeeper:
         for watcher in self.watchers.values():
             watcher.stop.set()
         for watcher in self.watchers.values():
-            watcher.thread.join(timeout=2)
-            watcher.resync.join(timeout=2)
-            watcher.engine.close()
+            # a watch blocks in a read for up to a minute; the threads are daemons and every ledger
+            # write is one transaction, so the agent need not wait them out
+            watcher.thread.join(timeout=0.2)
+            watcher.resync.join(timeout=0.2)
