@@ -128,7 +128,7 @@ def test_run_json_written_once_across_opens(sim, tmp_path):
     assert ("mnist-results", f"{run_id}/run.json") not in store.objects  # the flag lives in the file too
 
 
-def _sweep_request(tmp_path, trials=5, parallel=2):
+def _sweep_request(tmp_path, trials=5, parallel=2, **sweep):
     from backend.runs import SubmitRequest
 
     folder = tmp_path / "sweep"
@@ -136,7 +136,7 @@ def _sweep_request(tmp_path, trials=5, parallel=2):
     (folder / "model" / "train.py").write_text("print('loss=1')\n")
     manifest = fx.manifest().model_dump(mode="json", by_alias=True, exclude_none=True)
     manifest["sweep"] = {"method": "grid", "parallel": parallel,
-                         "parameters": {"lr": {"values": [0.1 * (i + 1) for i in range(trials)]}}}
+                         "parameters": {"lr": {"values": [0.1 * (i + 1) for i in range(trials)]}}, **sweep}
     manifest["framework"]["command"] = "python train.py --lr ${lr}"
     import yaml
 
@@ -186,6 +186,23 @@ def test_a_run_halted_while_held_is_never_created(sim, tmp_path, monkeypatch):
     engine.release_held()
     assert runs[1].id not in sim.jobs and runs[2].id in sim.jobs
     assert engine.get_run(runs[1].id).state == RunState.HALTED
+
+
+def test_held_runs_of_a_sweep_that_reached_max_failed_end_halted(sim, tmp_path, monkeypatch):
+    monkeypatch.setenv("DLAAS_AGENT_AUTOSTART", "0")
+    engine = _engine(sim, tmp_path / "lab.db")
+    runs = engine.submit(_sweep_request(tmp_path, trials=4, parallel=1, max_failed=1))
+    assert list(sim.jobs) == [runs[0].id]
+    sim.finish_job(runs[0].id, 50, ok=False, reason="BackoffLimitExceeded")
+    engine.sync_once()
+    assert engine.release_held() == []
+    assert list(sim.jobs) == [runs[0].id]
+    assert engine.get_run(runs[0].id).state == RunState.FAILED
+    for held in runs[1:]:
+        run = engine.get_run(held.id)
+        assert (run.state, run.error_code) == (RunState.HALTED, "C205")
+        assert run.message == "not started: experiment lr-sweep reached max_failed (1 failed)"
+        assert run.cost_usd == 0
 
 
 # -- the agent process ---------------------------------------------------------------------------------

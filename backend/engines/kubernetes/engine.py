@@ -109,12 +109,28 @@ class KubernetesEngine(Submitting):
         wake(paths.state_dir)
         return True
 
+    def _wait_for_agent_listing(self, timeout: float = 5.0) -> None:
+        """A profile the running agent has never listed (its ledger was just created): wake the agent
+        and give it a moment, so a first `runs` does not show an empty cluster."""
+        import time
+
+        from .keeper import SYNCED
+
+        has_mark = getattr(self.ledger, "has_mark", None)
+        if has_mark is None or has_mark("", SYNCED):
+            return
+        self._wake_agent()
+        deadline = time.monotonic() + timeout
+        while not has_mark("", SYNCED) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
     def _ensure_synced(self) -> None:
         """First read in a process: an agent keeps the ledger current; without one (not started
         yet, or auto-start turned off) this process catches up from the cluster itself."""
         if getattr(self, "_catch_up", False):
             self._catch_up = False
             if self._agent_running():
+                self._wait_for_agent_listing()
                 return
             self.sync_once()
             release = getattr(self, "release_held", None)

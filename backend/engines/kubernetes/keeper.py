@@ -30,33 +30,54 @@ def resync_seconds() -> float:
         return 30.0
 
 
+SYNCED = "agent-synced"  # a ledger flag (run id "") once an agent has listed the profile's cluster
+
+
 class _Watcher:
+    """Two threads per profile: the engine's watch loop, and a tender that lists once at start,
+    then releases held runs (at once when kicked, else every second) and relists every resync
+    period. Releases live here, not in the agent's pass, so an unreachable cluster never stalls
+    the local scheduler."""
+
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True, name=f"k8s-{engine.profile.name}")
-        self.resync = threading.Thread(target=self._resync, daemon=True, name=f"k8s-resync-{engine.profile.name}")
+        self.kick = threading.Event()
+        name = engine.profile.name
+        self.threads = [threading.Thread(target=self._watch, daemon=True, name=f"k8s-watch-{name}"),
+                        threading.Thread(target=self._tend, daemon=True, name=f"k8s-tend-{name}")]
 
     def start(self) -> None:
-        self.thread.start()
-        self.resync.start()
+        for t in self.threads:
+            t.start()
 
-    def _resync(self) -> None:
+    def _try(self, what: str, fn: Any) -> Any:
+        try:
+            return fn()
+        except Exception as exc:  # the cluster unreachable, a token expired: the next round retries
+            log.warning("kubernetes profile %s: %s failed: %s", self.engine.profile.name, what, exc)
+            return None
+
+    def _tend(self) -> None:
         # apply() runs under the engine's lock and diffs against the ledger, so a relist beside the
         # watch records nothing twice
-        every = resync_seconds()
-        while not self.stop.wait(every):
-            try:
-                self.engine.sync_once()
-            except Exception as exc:
-                log.warning("kubernetes profile %s: resync failed: %s", self.engine.profile.name, exc)
-
-    def _run(self) -> None:
+        while self._try("first listing", self.engine.sync_once) is None and not self.stop.wait(RETRY_SECONDS):
+            pass
+        self.engine.ledger.mark("", SYNCED)
+        every, last_sync = resync_seconds(), time.monotonic()
         while not self.stop.is_set():
-            try:
-                self.engine.watch_loop(self.stop)
-            except Exception as exc:  # the cluster unreachable, a token expired: try again shortly
-                log.warning("kubernetes profile %s: watch failed: %s", self.engine.profile.name, exc)
+            released = self._try("release", self.engine.release_held)
+            if released:
+                log.info("kubernetes profile %s: released %s", self.engine.profile.name, ", ".join(released))
+            if time.monotonic() - last_sync >= every:
+                self._try("resync", self.engine.sync_once)
+                last_sync = time.monotonic()
+            self.kick.wait(min(1.0, every))
+            self.kick.clear()
+
+    def _watch(self) -> None:
+        while not self.stop.is_set():
+            if self._try("watch", lambda: self.engine.watch_loop(self.stop)) is None:
                 self.stop.wait(RETRY_SECONDS)
 
 
@@ -82,7 +103,7 @@ class KubeKeeper:
         return engine
 
     def tick(self) -> None:
-        """Start watchers for profiles that gained a ledger; release held runs of each."""
+        """Start watchers for profiles that gained a ledger; have each look for runs to release."""
         for profile in profiles_with_ledgers(self.paths):
             if profile in self.watchers or time.monotonic() - self._failed.get(profile, -1e9) < RETRY_SECONDS:
                 continue
@@ -98,14 +119,8 @@ class KubeKeeper:
             watcher = self.watchers[profile] = _Watcher(engine)
             watcher.start()
             log.info("kubernetes profile %s: watching namespace %s", profile, engine.ns)
-        for profile, watcher in self.watchers.items():
-            try:
-                released = watcher.engine.release_held()
-            except Exception as exc:
-                log.warning("kubernetes profile %s: release failed: %s", profile, exc)
-                continue
-            if released:
-                log.info("kubernetes profile %s: released %s", profile, ", ".join(released))
+        for watcher in self.watchers.values():
+            watcher.kick.set()
 
     def stop(self) -> None:
         for watcher in self.watchers.values():
@@ -113,5 +128,6 @@ class KubeKeeper:
         for watcher in self.watchers.values():
             # a watch blocks in a read for up to a minute; the threads are daemons and every ledger
             # write is one transaction, so the agent need not wait them out
-            watcher.thread.join(timeout=0.2)
-            watcher.resync.join(timeout=0.2)
+            watcher.kick.set()
+            for t in watcher.threads:
+                t.join(timeout=0.2)

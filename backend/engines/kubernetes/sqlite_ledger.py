@@ -27,7 +27,7 @@ from ..local import db
 EXTRA_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS k8s_flags (run_id TEXT NOT NULL, flag TEXT NOT NULL, PRIMARY KEY (run_id, flag))",
     "CREATE TABLE IF NOT EXISTS k8s_held (run_id TEXT PRIMARY KEY, ord INTEGER NOT NULL, grp TEXT NOT NULL, "
-    "parallel INTEGER, manifest TEXT NOT NULL, experiment TEXT, params TEXT NOT NULL DEFAULT '{}', "
+    "parallel INTEGER, max_failed INTEGER, manifest TEXT NOT NULL, experiment TEXT, params TEXT NOT NULL DEFAULT '{}', "
     "manifest_text TEXT NOT NULL DEFAULT '', released INTEGER NOT NULL DEFAULT 0)",
 )
 _ACTIVE = tuple(s.value for s in RunState if not s.terminal)
@@ -149,6 +149,11 @@ class SqliteLedger:
             cur = self.conn.execute("INSERT OR IGNORE INTO k8s_flags (run_id, flag) VALUES (?, ?)", (run_id, flag))
             return cur.rowcount == 1
 
+    def has_mark(self, run_id: str, flag: str) -> bool:
+        with self._lock:
+            return self.conn.execute("SELECT 1 FROM k8s_flags WHERE run_id = ? AND flag = ?",
+                                     (run_id, flag)).fetchone() is not None
+
     # -- changes(cursor) ---------------------------------------------------------------------------
     @property
     def cursor(self) -> int:
@@ -163,14 +168,14 @@ class SqliteLedger:
 
     # -- runs held back until the agent releases them -----------------------------------------------
     def hold(self, run: Run, *, manifest: dict[str, Any], group: str, parallel: int | None,
-             manifest_text: str = "") -> None:
+             max_failed: int | None = None, manifest_text: str = "") -> None:
         """Record an accepted run (QUEUED, its first event) that has no Job yet, in one transaction."""
         with self._lock, db.write(self.conn):
             order = self.conn.execute("SELECT COALESCE(MAX(ord), 0) + 1 FROM k8s_held").fetchone()[0]
             self.conn.execute(
-                "INSERT INTO k8s_held (run_id, ord, grp, parallel, manifest, experiment, params, manifest_text) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (run.id, order, group, parallel, json.dumps(manifest), run.experiment,
+                "INSERT INTO k8s_held (run_id, ord, grp, parallel, max_failed, manifest, experiment, params, "
+                "manifest_text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run.id, order, group, parallel, max_failed, json.dumps(manifest), run.experiment,
                  json.dumps(run.params, default=str), manifest_text))
             held_note = f"submitted; held back: {parallel} at a time" if parallel else "submitted"
             self.conn.execute(
@@ -184,21 +189,28 @@ class SqliteLedger:
 
     def releasable(self) -> list[dict[str, Any]]:
         """Held runs that may go to the cluster now, oldest first: per group, as many as `parallel`
-        leaves room for beside the group's released runs that have not ended."""
+        leaves room for beside the group's released runs that have not ended. Rows with `manifest`
+        None are to be dropped: halted while held, or (`failed` set) their group reached max_failed."""
         with self._lock, db.snapshot(self.conn):
             rows = self.conn.execute(
                 "SELECT h.*, r.state AS state FROM k8s_held h LEFT JOIN runs r ON r.id = h.run_id "
                 "ORDER BY h.ord").fetchall()
         active: dict[str, int] = {}
+        failed: dict[str, int] = {}
         for r in rows:
             if r["released"] and r["state"] in _ACTIVE:
                 active[r["grp"]] = active.get(r["grp"], 0) + 1
+            if r["state"] == RunState.FAILED.value:
+                failed[r["grp"]] = failed.get(r["grp"], 0) + 1
         out = []
         for r in rows:
             if r["released"]:
                 continue
             if r["state"] not in _ACTIVE:  # halted (or forgotten) while held: nothing to release
-                out.append(dict(r, manifest=None))
+                out.append(dict(r, manifest=None, failed=None))
+                continue
+            if r["max_failed"] and failed.get(r["grp"], 0) >= r["max_failed"]:
+                out.append(dict(r, manifest=None, failed=failed[r["grp"]]))
                 continue
             used = active.get(r["grp"], 0)
             if r["parallel"] and used >= r["parallel"]:

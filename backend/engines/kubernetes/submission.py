@@ -127,14 +127,14 @@ class Submitting:
             runs.append(self.hold_run(trial.manifest, run_id=run_id, experiment=request.experiment,
                                       params=trial.params, manifest_text=path.read_text(),
                                       group=groups.setdefault(path, request.experiment or secrets.token_hex(6)),
-                                      parallel=_parallel(path)))
+                                      **_policy(path)))
         if not self._wake_agent():
             self.release_held()
         return [self.get_run(r.id) for r in runs]
 
     def hold_run(self, manifest: Manifest, *, run_id: str | None = None, experiment: str | None = None,
                  params: dict[str, Any] | None = None, manifest_text: str = "", group: str | None = None,
-                 parallel: int | None = None) -> Run:
+                 parallel: int | None = None, max_failed: int | None = None) -> Run:
         """Accept a run into the ledger without creating its Job; `release_held` creates it when its
         group (a sweep) has fewer than `parallel` runs on the cluster. The model archive, if any,
         must already be in the results bucket."""
@@ -145,7 +145,7 @@ class Submitting:
         run.submitted_at = now
         run.message = f"held back: {parallel} at a time" if parallel else "waiting for the agent"
         self.ledger.hold(run, manifest=manifest.model_dump(mode="json", by_alias=True), group=group or run_id,
-                         parallel=parallel, manifest_text=manifest_text)
+                         parallel=parallel, max_failed=max_failed, manifest_text=manifest_text)
         return run
 
     def release_held(self) -> list[str]:
@@ -156,8 +156,17 @@ class Submitting:
         done: list[str] = []
         for row in self.ledger.releasable():
             run_id = row["run_id"]
-            if row["manifest"] is None:  # halted while held
+            if row["manifest"] is None:  # halted while held, or its sweep reached max_failed
                 self.ledger.released(run_id)
+                run = self.ledger.get_run(run_id)
+                if row.get("failed") and run is not None and not run.state.terminal:
+                    from .states import Observation
+
+                    what = f"experiment {row['experiment']}" if row["experiment"] else "its sweep"
+                    with self._lock:
+                        self._transition(run, Observation(
+                            RunState.HALTED, error_code=ErrorCode.SWEEP_MAX_FAILED.value,
+                            message=f"not started: {what} reached max_failed ({row['failed']} failed)"))
                 continue
             try:
                 self.submit_run(Manifest.model_validate(row["manifest"]), run_id=run_id,
@@ -190,11 +199,12 @@ class Submitting:
 
     # -- observing -----------------------------------------------------------------------------------
 
-def _parallel(path: Any) -> int | None:
+def _policy(path: Any) -> dict[str, int | None]:
+    """The sweep's `parallel` and `max_failed` (the local agent's SweepPolicy reads the same fields)."""
     from backend.manifest import load_manifest
 
     sweep = load_manifest(path).sweep
-    return getattr(sweep, "parallel", None) if sweep is not None else None
+    return {"parallel": getattr(sweep, "parallel", None), "max_failed": getattr(sweep, "max_failed", None)}
 
 
 def new_run_id() -> str:
