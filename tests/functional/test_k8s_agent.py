@@ -112,6 +112,22 @@ def test_history_and_changes_survive_a_second_open(sim, tmp_path):
     second.close()
 
 
+def test_a_stale_view_from_another_process_never_revives_an_ended_run(sim, tmp_path):
+    path = tmp_path / "lab.db"
+    agent_side, cli_side = _engine(sim, path), _engine(sim, path)
+    run_id = "training-sqlite03"
+    agent_side.submit_run(fx.manifest(), run_id=run_id)
+    stale = agent_side.get_run(run_id)  # what the agent had read before the halt landed
+    cli_side.halt(run_id)
+    stale.state = RunState.PENDING
+    from backend.runs import RunEvent, utcnow
+
+    agent_side.ledger.record(RunEvent(run_id, utcnow(), RunState.PENDING, "scheduled"))
+    agent_side.ledger.put_run(stale)
+    assert agent_side.get_run(run_id).state == RunState.HALTED
+    assert _states(agent_side, run_id) == [RunState.QUEUED, RunState.HALTED]
+
+
 def test_run_json_written_once_across_opens(sim, tmp_path):
     path = tmp_path / "lab.db"
     store = FakeStore()

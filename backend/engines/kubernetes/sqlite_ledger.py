@@ -94,8 +94,16 @@ class SqliteLedger:
             self.conn.close()
 
     # -- the Ledger protocol -----------------------------------------------------------------------
+    def _ended(self, run_id: str) -> bool:
+        row = self.conn.execute("SELECT state FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return row is not None and row[0] not in _ACTIVE
+
     def record(self, event: RunEvent) -> None:
         with self._lock, db.write(self.conn):
+            # Two processes write here (the agent observing, a CLI halting): an observation made
+            # before another process ended the run must not bring it back to life.
+            if event.state is not None and not event.state.terminal and self._ended(event.run_id):
+                return
             self.conn.execute(
                 "INSERT INTO run_events (run_id, at, state, message, error_code) VALUES (?, ?, ?, ?, ?)",
                 (event.run_id, event.at.timestamp(), event.state.value if event.state else None, event.message,
@@ -109,6 +117,8 @@ class SqliteLedger:
 
     def put_run(self, run: Run) -> None:
         with self._lock, db.write(self.conn):
+            if not run.state.terminal and self._ended(run.id):
+                return  # a stale view from another process (see record)
             self._put(run, db.next_seq(self.conn))
 
     def _put(self, run: Run, seq: int) -> None:
