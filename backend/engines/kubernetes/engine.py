@@ -73,6 +73,7 @@ class KubernetesEngine(Submitting):
         self._registered: dict[str, datetime] = {}  # when a run entered the ledger (its Job existed by then)
         self._uids: dict[str, str] = {}
         self._lock = threading.RLock()
+        self._release_lock = threading.Lock()  # one releaser of held runs per process
 
     @classmethod
     def from_backend(cls, backend: Any) -> KubernetesEngine:

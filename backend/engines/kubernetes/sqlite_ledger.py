@@ -202,9 +202,10 @@ class SqliteLedger:
         leaves room for beside the group's released runs that have not ended. Rows with `manifest`
         None are to be dropped: halted while held, or (`failed` set) their group reached max_failed."""
         with self._lock, db.snapshot(self.conn):
+            # the manifests are read only for the runs chosen: a big sweep's rows stay light
             rows = self.conn.execute(
-                "SELECT h.*, r.state AS state FROM k8s_held h LEFT JOIN runs r ON r.id = h.run_id "
-                "ORDER BY h.ord").fetchall()
+                "SELECT h.run_id, h.grp, h.parallel, h.max_failed, h.experiment, h.params, h.released, "
+                "r.state AS state FROM k8s_held h LEFT JOIN runs r ON r.id = h.run_id ORDER BY h.ord").fetchall()
         active: dict[str, int] = {}
         failed: dict[str, int] = {}
         for r in rows:
@@ -226,8 +227,15 @@ class SqliteLedger:
             if r["parallel"] and used >= r["parallel"]:
                 continue
             active[r["grp"]] = used + 1
-            out.append(dict(r, manifest=json.loads(r["manifest"]), params=json.loads(r["params"])))
+            with self._lock:
+                manifest, text = self.conn.execute("SELECT manifest, manifest_text FROM k8s_held WHERE run_id = ?",
+                                                   (r["run_id"],)).fetchone()
+            out.append(dict(r, manifest=json.loads(manifest), manifest_text=text, params=json.loads(r["params"])))
         return out
+
+    def queued_count(self) -> int:
+        with self._lock:
+            return self.conn.execute("SELECT COUNT(*) FROM runs WHERE state = 'QUEUED'").fetchone()[0]
 
     def released(self, run_id: str) -> None:
         with self._lock, db.write(self.conn):

@@ -144,6 +144,9 @@ class Submitting:
         run = run_from_job(render.render_job(manifest, spec, self.profile, self.config), self.config)
         run.submitted_at = now
         run.message = f"held back: {parallel} at a time" if parallel else "waiting for the agent"
+        # behind everything queued so far, until Kueue says where it really stands
+        run.queue_position = 1 + self.ledger.queued_count()
+        run.queue_position_approximate = True
         self.ledger.hold(run, manifest=manifest.model_dump(mode="json", by_alias=True), group=group or run_id,
                          parallel=parallel, max_failed=max_failed, manifest_text=manifest_text)
         return run
@@ -151,6 +154,10 @@ class Submitting:
     def release_held(self) -> list[str]:
         """Create the Jobs of held runs that their group's `parallel` leaves room for (the agent's
         part; a process without an agent calls it too). Returns the run ids released."""
+        with self._release_lock:
+            return self._release_held()
+
+    def _release_held(self) -> list[str]:
         from backend.manifest.model import Manifest
 
         done: list[str] = []
