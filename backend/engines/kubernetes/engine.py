@@ -1,10 +1,12 @@
 """KubernetesEngine: runs as Kueue-queued Jobs, observed into a ledger.
 
-The engine is built to run inside the per-user agent (DESIGN.md): the agent calls `submit_run` for
-each run it releases (sweeps are held back there, `parallel` at a time), then keeps `watch_loop` (or
-`sync_once` on a timer) going; every transition lands in the `Ledger` it passes in, and `run.json`
-is written to the results bucket when a run ends. Outside an agent (the CLI, tests) it uses an
-in-memory ledger and `sync_once` brings it up to date from the cluster on demand.
+The engine runs inside the per-user agent (DESIGN.md; keeper.py is the agent's part): the CLI or
+TUI accepts runs into the profile's SQLite ledger (sqlite_ledger.py) without creating Jobs; the agent
+releases them (`release_held`: sweeps `parallel` at a time, via `submit_run`) and keeps `watch_loop`
+going, plus a periodic relist; every transition lands in the ledger, and `run.json` is written to the
+results bucket when a run ends. The CLI and TUI read the same ledger (`from_backend`), start the agent
+when none runs (DLAAS_AGENT_AUTOSTART=0 turns that off: the process then catches up from the cluster
+and releases held runs itself). Tests may pass a `MemoryLedger` and call `sync_once` themselves.
 """
 from __future__ import annotations
 

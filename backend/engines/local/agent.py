@@ -5,6 +5,8 @@ with no controlling terminal, so it outlives the TUI and a dropped SSH connectio
 `agent.log` in the state dir. An exclusive flock on `agent.lock` makes a second agent exit at once.
 It wakes on a datagram to `agent.sock` (sent after a submit or a halt) and otherwise checks every
 half second. On start it recovers: runs caught mid-flight carry on from their ledger state.
+The same agent serves the home's kubernetes profiles (backend/engines/kubernetes/keeper.py): it
+watches their clusters into their ledgers and creates the Jobs of runs held back for it.
 """
 from __future__ import annotations
 
