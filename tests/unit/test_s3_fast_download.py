@@ -20,13 +20,14 @@ MiB = 1024 * 1024
 @pytest.fixture
 def store(s3_server):
     st = make_store(s3_server, multipart_threshold_mb=5, multipart_chunksize_mb=5, max_concurrency=4)
-    st.make_bucket("fd-" + uuid.uuid4().hex[:10])
+    st.test_bucket = "fd-" + uuid.uuid4().hex[:10]  # one per test: the server is shared
+    st.make_bucket(st.test_bucket)
     yield st
     st.close()
 
 
 def _bucket(store) -> str:
-    return next(b.name for b in store.list_buckets() if b.name.startswith("fd-"))
+    return store.test_bucket
 
 
 def _no_temp(folder: Path) -> bool:
