@@ -87,15 +87,22 @@ def run_uploads(
     def submit(manager: Any, job: UploadJob, sub: Any) -> None:
         manager.upload(str(job.src), bucket, job.key, subscribers=[sub])
 
+    fast = FastGetter.for_client(client)
+
     def small(job: UploadJob, stop: threading.Event) -> None:
         if stop.is_set():
             raise concurrent.futures.CancelledError()
-        with open(job.src, "rb") as body:
-            client.put_object(Bucket=bucket, Key=job.key, Body=body)
+        if fast is None or not fast.put(bucket, job.key, job.src, job.size):
+            with open(job.src, "rb") as body:
+                client.put_object(Bucket=bucket, Key=job.key, Body=body)
         if transfer is not None:
             transfer.advance(job.size)
 
-    _run(client, config, jobs, submit, small, transfer, Where(endpoint, "upload", bucket))
+    try:
+        _run(client, config, jobs, submit, small, transfer, Where(endpoint, "upload", bucket))
+    finally:
+        if fast is not None:
+            fast.close()
 
 
 def run_downloads(

@@ -101,3 +101,19 @@ def test_a_get_that_cannot_be_sent_is_a_named_error(store, tmp_path, monkeypatch
 
 def _refuse(*args, **kwargs):
     raise ConnectionRefusedError("refused")
+
+
+def test_small_uploads_and_downloads_with_a_wrong_secret_say_so(s3_server, store, tmp_path):
+    bucket = _bucket(store)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.bin").write_bytes(b"abc")
+    store.put_folder(tmp_path / "src", bucket, "ok")
+    bad = make_store(s3_server, secret_access_key="not-the-secret")
+    msg = f"access denied by {s3_server.endpoint}: check the access key and secret"
+    with pytest.raises(StoreError, match=msg):
+        bad.put_folder(tmp_path / "src", bucket, "bad")
+    with pytest.raises(StoreError, match=msg):
+        bad.get_many(bucket, [(o, tmp_path / "out" / "a.bin") for o in store.iter_objects(bucket, "ok/")])
+    assert [o.key for o in store.iter_objects(bucket)] == ["ok/a.bin"]
+    assert not (tmp_path / "out" / "a.bin").exists()
+    bad.close()
