@@ -13,6 +13,8 @@ get_object retries and maps errors as usual.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.client
 import os
 import ssl
@@ -142,10 +144,13 @@ class FastGetter:
             return False
         parts = urlsplit(url)
         target = parts.path + ("?" + parts.query if parts.query else "")
+        # A presigned URL does not sign the payload, as put_object does on plain http: the
+        # server checks this digest instead.
+        headers = {"Content-MD5": base64.b64encode(hashlib.md5(data).digest()).decode()}  # noqa: S324
         for attempt in range(2):  # a kept-alive connection the server closed: one fresh try
             conn = self._conn(parts.scheme, parts.netloc)
             try:
-                conn.request("PUT", target, body=data)
+                conn.request("PUT", target, body=data, headers=headers)
                 resp = conn.getresponse()
                 resp.read()
             except (ConnectionError, http.client.HTTPException, TimeoutError, OSError):
