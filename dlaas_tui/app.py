@@ -114,18 +114,19 @@ class DlaasApp(App[None]):
         from .screens.runs import RunsScreen
 
         if self._backend is not None:
-            self._apply_keys()
+            self.startup_errors.extend(self._apply_keys())
         self.push_screen(RunsScreen())
         for message in self.startup_errors:
             self.report_error(message)
         if self._backend is None:
             self.call_after_refresh(self._open_in_background)
 
-    def _apply_keys(self) -> None:
+    def _apply_keys(self) -> list[str]:
         try:
             apply_keymap(self, dict(self.backend.config.keys))
         except Exception as exc:
-            self.report_error(f"[keys] not applied: {exc}")
+            return [f"[keys] not applied: {exc}"]
+        return []
 
     # ------------------------------------------------------------ the backend
     @property
@@ -173,10 +174,11 @@ class DlaasApp(App[None]):
 
         if self._backend is None:
             error = self.open_error
-            # As before the app existed: the CLI prints the one-line error after the app has gone.
+            # No half-working TUI on a bad config: leave, and the CLI prints the one-line error.
             self.exit(return_code=getattr(error, "exit_code", 1))
             return
-        self._apply_keys()
+        for message in self._apply_keys():
+            self.report_error(message)
         for screen in self.screen_stack:
             if isinstance(screen, RunsScreen):
                 screen.restart_feed()
