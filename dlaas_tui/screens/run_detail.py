@@ -28,6 +28,7 @@ from backend.facade import MetricPoint, Run, RunEvent, private_dir
 from ..widgets.command_bar import CommandBar
 from ..widgets.header import StatusHeader
 from ..widgets.log_view import LogView
+from ..widgets.run_table import format_cost
 from ..widgets.safe_text import data_text, visible, visible_lines
 from .cost_view import cost_table
 from .runs import describe_error
@@ -202,7 +203,7 @@ class RunDetailScreen(Screen):
             text.append(f"  on {visible(', '.join(run.assigned))}", style="dim")
         if run.learners > 1:
             text.append(f"  learner {self.learner + 1} of {run.learners} (L)", style="dim")
-        cost = "unpriced" if run.cost_usd is None else f"${run.cost_usd:,.2f}"
+        cost = format_cost(run)
         text.append(f"  cost {cost}")
         if run.error_code or run.message:
             text.append(f"\n{run.error_code or ''} {visible(run.message)}".rstrip(), style="bold red" if run.error_code else "")

@@ -50,14 +50,18 @@ def run_duration(run: Run, now: datetime) -> float:
 def format_cost(run: Run) -> str:
     if run.cost_micro_usd is None:
         return "unpriced"
-    return f"${run.cost_micro_usd / 1_000_000:,.2f}"
+    micro = run.cost_micro_usd
+    if 0 < micro < 10_000:  # under a cent: a minute of a CPU slot must not read as $0.00
+        return f"${micro / 1_000_000:.4f}"
+    return f"${micro / 1_000_000:,.2f}"
 
 
 def format_metric(run: Run) -> str:
     name = run.primary_metric
     if not name or name not in run.metrics:
         return ""
-    return f"{name} {run.metrics[name]:.4g}"
+    # The value first: when the column is narrow, the name is what gets cut.
+    return f"{run.metrics[name]:.4g} {name}"
 
 
 def format_gpus(run: Run) -> str:

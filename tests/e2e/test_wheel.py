@@ -50,12 +50,15 @@ def test_installed_wheel_runs_help_and_validates_its_bundled_sample(wheel: Path,
     proc = run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
     assert proc.returncode == 0, proc.stderr
     python = venv / "bin" / "python"
-    proc = run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index",
-                "-q", str(wheel)])
-    assert proc.returncode == 0, proc.stderr
-    # Dependencies come from the shared venv's site-packages; the checkout is kept off the path, and
-    # the venv is entered from elsewhere, so only the installed copy of the app can be imported.
+    # The checkout is kept off the path: with it there, pip would see the editable install's
+    # metadata in the checkout and skip the wheel as "already satisfied".
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    proc = run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index",
+                str(wheel)], env=env, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "Successfully installed" in proc.stdout, proc.stdout
+    # Dependencies come from the shared venv's site-packages, and the venv is entered from
+    # elsewhere, so only the installed copy of the app can be imported.
     env["PYTHONPATH"] = sysconfig.get_paths()["purelib"]
     where = run([str(python), "-c", "import dlaas_tui, backend.paths as p; print(dlaas_tui.__file__); "
                  "print(p.resource_dir('samples'))"], env=env, cwd=str(tmp_path))
