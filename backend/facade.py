@@ -11,7 +11,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-# Light (standard library only) and needed by nearly every caller: imported now.
+# Light (standard library only) and needed by nearly every caller, the TUI's first frame included.
 from .errors import (  # noqa: F401
     BadInput,
     ConfigError,
@@ -38,21 +38,11 @@ from .runs import (  # noqa: F401
     iso,
     utcnow,
 )
-from .store.base import (  # noqa: F401
-    BucketInfo,
-    ListPage,
-    ObjectInfo,
-    ObjectStore,
-    Transfer,
-    TransferCancelled,
-    split_location,
-    validate_bucket_name,
-    validate_key,
-)
 
 # Re-exported too, but loaded on first use: config and manifests pull in pydantic (0.1-0.25 s), which
-# the TUI's first frame, `--help` and most commands never need. `from backend.facade import Config`
-# works as before (module `__getattr__`, PEP 562); the module is imported once, then cached here.
+# the TUI's first frame and `--help` never need; the others are small, and not needed there either.
+# `from backend.facade import Config` works as before (module `__getattr__`, PEP 562); each module is
+# imported once, and the name then cached here.
 _LAZY = {
     ".config": ("Config", "Profile", "Secret", "load_config"),
     ".cost": ("CostBreakdown", "PriceTable", "canonical_gpu_type", "format_usd"),
@@ -69,6 +59,17 @@ _LAZY = {
         "spend",
     ),
     ".samples_seed": ("ensure_sample_data",),
+    ".store.base": (
+        "BucketInfo",
+        "ListPage",
+        "ObjectInfo",
+        "ObjectStore",
+        "Transfer",
+        "TransferCancelled",
+        "split_location",
+        "validate_bucket_name",
+        "validate_key",
+    ),
     ".manifest": (
         "Manifest",
         "ManifestError",
@@ -106,6 +107,17 @@ if TYPE_CHECKING:
     )
     from .metrics import ParsedMetrics, parse_metrics_line, primary_metric  # noqa: F401
     from .samples_seed import ensure_sample_data  # noqa: F401
+    from .store.base import (  # noqa: F401
+        BucketInfo,
+        ListPage,
+        ObjectInfo,
+        ObjectStore,
+        Transfer,
+        TransferCancelled,
+        split_location,
+        validate_bucket_name,
+        validate_key,
+    )
 
 
 def __getattr__(name: str) -> Any:
