@@ -41,17 +41,34 @@ Hello().run(headless=True)
 """
 
 # The real entry point (`python -m dlaas_tui` with no command), told to leave after its first frame.
+# The app class is patched as its module is imported, so everything runs in the program's own order.
 DLAAS = STAMP + r"""
-import functools, sys
-import dlaas_tui.app as app_module
-from textual.app import App
-cls = app_module.DlaasApp
-mounted = cls.on_mount
-def on_mount(self):
-    mounted(self)
-    self.call_after_refresh(lambda: (_stamp(), self.exit()))
-cls.on_mount = on_mount
-cls.run = functools.partialmethod(App.run, headless=True)
+import functools, importlib.util, sys
+
+def patch(module):
+    from textual.app import App
+    cls = module.DlaasApp
+    mounted = cls.on_mount
+    def on_mount(self):
+        mounted(self)
+        self.call_after_refresh(lambda: (_stamp(), self.exit()))
+    cls.on_mount = on_mount
+    cls.run = functools.partialmethod(App.run, headless=True)
+
+class PatchOnImport:
+    def find_spec(self, name, path=None, target=None):
+        if name != "dlaas_tui.app":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        run_module = spec.loader.exec_module
+        def exec_module(module):
+            run_module(module)
+            patch(module)
+        spec.loader.exec_module = exec_module
+        return spec
+
+sys.meta_path.insert(0, PatchOnImport())
 from dlaas_tui.cli import main
 sys.exit(main([]))
 """

@@ -63,16 +63,21 @@ class DlaasApp(App[None]):
         backend: Backend | None = None,
         *,
         opener: Callable[[], Backend] | None = None,
+        on_first_frame: Callable[[], None] | None = None,
         clock: Callable[[], datetime] | None = None,
         poll_interval: float = 1.0,
         watch_files: bool = True,
     ) -> None:
-        """Give either an open `backend` or an `opener` that opens one (called after the first frame)."""
+        """Give either an open `backend` or an `opener` that opens one (called after the first frame).
+
+        `on_first_frame` is called once the first frame has been drawn.
+        """
         super().__init__()
         if backend is None and opener is None:
             raise TypeError("DlaasApp needs a backend or an opener")
         self._backend = backend
         self._opener = opener
+        self._on_first_frame = on_first_frame
         self._open_lock = threading.Lock()
         self.open_error: Exception | None = None  # why the opener failed; the app then exits
         self._fixed_clock = clock
@@ -103,12 +108,27 @@ class DlaasApp(App[None]):
             self.register_theme(theme)
             self._own_themes.append(theme.name)
         self.startup_errors.extend(errors)
-        # Chosen before the first stylesheet pass, so start-up styles the app once, not twice.
         wanted = self.ui_state.theme
         if wanted in self.available_themes:
-            self.theme = wanted
+            self._start_theme(wanted)
         elif DEFAULT_THEME in self.available_themes:
-            self.theme = DEFAULT_THEME
+            self._start_theme(DEFAULT_THEME)
+
+    def _start_theme(self, name: str) -> None:
+        """Choose the theme before anything is styled, so that start-up styles the app once, not twice.
+
+        Assigning `self.theme` queues a whole-app CSS refresh (reparse, restyle every widget) for just
+        after start-up; nothing has been styled yet, so the theme's variables and classes are set
+        directly instead. A theme that needs another ANSI colour mapping takes the ordinary path.
+        """
+        before, theme = self.current_theme, self.get_theme(name)
+        if theme is None or (theme.dark, theme.ansi) != (before.dark, before.ansi):
+            self.theme = name
+            return
+        self.set_reactive(DlaasApp.theme, name)
+        self.update_classes({f"-theme-{name}": True, "-dark-mode": theme.dark, "-light-mode": not theme.dark},
+                            update=False)
+        self.stylesheet.set_variables(self.get_css_variables())
 
     def on_mount(self) -> None:
         from .screens.runs import RunsScreen
@@ -118,8 +138,13 @@ class DlaasApp(App[None]):
         self.push_screen(RunsScreen())
         for message in self.startup_errors:
             self.report_error(message)
+        self.call_after_refresh(self._after_first_frame)
+
+    def _after_first_frame(self) -> None:
+        if self._on_first_frame is not None:
+            self._on_first_frame()
         if self._backend is None:
-            self.call_after_refresh(self._open_in_background)
+            self._open_in_background()
 
     def _apply_keys(self) -> list[str]:
         try:

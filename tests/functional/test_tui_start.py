@@ -117,3 +117,24 @@ async def test_a_key_that_needs_the_backend_before_it_is_open_opens_it_or_ends_c
         await pilot.pause(0.2)
     assert isinstance(app.open_error, ConfigError) and app.return_code == 2
     assert not app._exit_renderables  # no traceback: the CLI prints the one-line error
+
+
+@pytest.mark.parametrize("theme", ["dark", "light", "high-contrast", "textual-light"])
+async def test_a_theme_chosen_at_start_styles_as_one_switched_to_later(theme):
+    from dlaas_tui.ui_state import UiState
+
+    async def styled(app: DlaasApp) -> tuple:
+        async with app.run_test(size=(80, 24)) as pilot:
+            if app.theme != theme:
+                app.theme = theme
+            await pilot.pause(0.2)
+            return (sorted(app.classes), dict(app.stylesheet._variables), app.screen.styles.background,
+                    app.screen.query_one(RunTable).styles.color)
+
+    ui_state = UiState(get_paths().ui_state_file)
+    ui_state.set_theme("textual-ansi" if theme == "textual-light" else "textual-light")
+    later = await styled(DlaasApp(fake_backend()))
+    ui_state.set_theme(theme)
+    at_start = DlaasApp(fake_backend())
+    assert at_start.theme == theme
+    assert await styled(at_start) == later
