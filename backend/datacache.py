@@ -138,7 +138,7 @@ class DataCache:
                     f"written outside {dest}"
                 ) from None
             ident = obj.etag or f"size={obj.size};modified={obj.modified}"
-            h = hashlib.sha256("\0".join((where, bucket, obj.key, ident)).encode()).hexdigest()
+            h = hashlib.sha256(f"{where}\0{bucket}\0{obj.key}\0{ident}".encode()).hexdigest()
             items.append(_Item(obj, rel, h))
         return items
 

@@ -298,20 +298,3 @@ def agent_status(paths: Paths | None = None) -> int | None:
 
     pid = agent_pid((paths or get_paths()).state_dir)
     return pid if pid and pid > 0 else None
-
-
-# -- Prices for the UI, imported on first use (manifest parsing and sweeps are re-exported above) ----
-def price_per_gpu_hour(config: Config, gpu_type: str | None) -> float | None:
-    """USD per GPU-hour for a GPU type under this config; None = unpriced."""
-    from .cost import PriceTable
-
-    return PriceTable.from_config(config).per_hour(gpu_type)
-
-
-def estimate_cost(
-    runs: int, devices_per_run: int, rate_usd_per_hour: float | None, max_duration_s: float | None
-) -> Any:
-    """runs × devices × price × duration as a CostEstimate (backend.experiments' rule)."""
-    from .experiments import estimate_cost as estimate
-
-    return estimate(runs, devices_per_run, rate_usd_per_hour, max_duration_s)

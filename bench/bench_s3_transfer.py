@@ -87,7 +87,6 @@ def main(argv: list[str] | None = None) -> int:
     server = None
     try:
         src = work / "src"
-        t_make = timed(lambda: None)
         t0 = time.perf_counter()
         nfiles, nbytes = make_folder(src, args.size)
         t_make = time.perf_counter() - t0
@@ -103,11 +102,12 @@ def main(argv: list[str] | None = None) -> int:
 
         for rep in range(args.repeat):
             ours_prefix, theirs_prefix = f"ours{rep}/", f"rclone{rep}/"
-            record("rclone up", timed(lambda: run_rclone(rclone, env, str(src), f"bench:bench/{theirs_prefix}")))
-            record("ours up", timed(lambda: store.put_folder(src, "bench", ours_prefix)))
             d1, d2 = work / f"down-rclone{rep}", work / f"down-ours{rep}"
-            record("rclone down", timed(lambda: run_rclone(rclone, env, f"bench:bench/{theirs_prefix}", str(d1))))
-            record("ours down", timed(lambda: store.get_prefix("bench", ours_prefix, d2)))
+            theirs_remote = f"bench:bench/{theirs_prefix}"
+            record("rclone up", timed(lambda r=theirs_remote: run_rclone(rclone, env, str(src), r)))
+            record("ours up", timed(lambda p=ours_prefix: store.put_folder(src, "bench", p)))
+            record("rclone down", timed(lambda r=theirs_remote, d=d1: run_rclone(rclone, env, r, str(d))))
+            record("ours down", timed(lambda p=ours_prefix, d=d2: store.get_prefix("bench", p, d)))
             got = sorted(p.relative_to(d2).as_posix() for p in d2.rglob("*") if p.is_file())
             want = sorted(p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file())
             if got != want or sum((d2 / g).stat().st_size for g in got) != nbytes:

@@ -9,6 +9,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+# One definition of the session-wide real S3 server fixture (`s3_server`) for every test module;
+# a module that imports the fixture itself gets a server of its own.
+pytest_plugins = ["tests.fixtures.s3server"]
+
 # Subprocesses (the CLI, the agent) must import this checkout, not another copy of the package.
 os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(REPO), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]

@@ -11,15 +11,14 @@ AWS chain; they are never put in a message or a log line. Every call maps botoco
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from ..config import S3Settings
-from ..errors import BadInput, ConfigError, NotFound, StoreError
+from ..errors import BadInput, NotFound, StoreError
 from .base import (
     BucketInfo,
     ListPage,
@@ -29,35 +28,18 @@ from .base import (
     validate_bucket_name,
     validate_key,
 )
+from .s3_client import check_credentials, make_client, public_endpoint
 from .s3_errors import clean, s3_errors
-from .s3_transfer import DownloadJob, UploadJob, run_downloads, run_uploads, transfer_config
+from .s3_transfer import (
+    DownloadJob,
+    UploadJob,
+    plan_paths,
+    run_downloads,
+    run_uploads,
+    transfer_config,
+)
 
 DELETE_BATCH = 1000  # S3's limit per DeleteObjects request
-
-
-def _public_endpoint(url: str | None, region: str | None) -> str:
-    """The endpoint for messages: no user:password@ part, ever."""
-    if not url:
-        return f"AWS S3 ({region})" if region else "AWS S3"
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", "")).rstrip("/") or url
-
-
-def _parse_timestamp(value: str) -> datetime:
-    """S3 timestamps: ISO 8601 in XML bodies, RFC 1123 in headers; anything else to botocore."""
-    try:
-        return datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        pass
-    try:
-        return parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        from botocore.utils import parse_timestamp
-
-        return parse_timestamp(value)
 
 
 def _etag(value: str | None) -> str | None:
@@ -75,69 +57,23 @@ class S3Store:
     def __init__(self, settings: S3Settings, *, profile_name: str = "") -> None:
         self.settings = settings
         self.profile_name = profile_name
-        self.endpoint = _public_endpoint(settings.endpoint_url, settings.region)
+        self.endpoint = public_endpoint(settings.endpoint_url, settings.region)
         self._client: Any = None
-        self._check_credentials_config()
+        self._client_lock = threading.Lock()
+        check_credentials(settings, profile_name)
 
     @classmethod
     def from_backend(cls, backend: Any) -> S3Store:
         return cls(backend.profile.s3, profile_name=backend.profile.name)
 
-    # -- the client -----------------------------------------------------------------------------
-    def _check_credentials_config(self) -> None:
-        s = self.settings
-        where = f"profile {self.profile_name!r} [s3]" if self.profile_name else "[s3]"
-        if bool(s.access_key_id) != bool(s.secret_access_key):
-            missing = "secret_access_key" if s.access_key_id else "access_key_id"
-            raise ConfigError(f"{where}: {missing} is missing (set both keys, or neither)")
-        if s.access_key_id and s.aws_profile:
-            raise ConfigError(
-                f"{where}: set either aws_profile or access_key_id/secret_access_key, not both"
-            )
-
     @property
     def client(self) -> Any:
+        """The store's one client, built on first use (TUI workers may race for it)."""
         if self._client is None:
-            self._client = self._make_client()
+            with self._client_lock:
+                if self._client is None:
+                    self._client = make_client(self.settings, self.endpoint)
         return self._client
-
-    def _make_client(self) -> Any:
-        import boto3
-        from botocore.config import Config as BotoConfig
-
-        s = self.settings
-        region = s.region or ("us-east-1" if s.endpoint_url else None)
-        config = BotoConfig(
-            signature_version="s3v4",
-            region_name=region,
-            retries={"mode": "standard", "total_max_attempts": s.max_attempts},
-            connect_timeout=s.connect_timeout,
-            read_timeout=s.read_timeout,
-            # Large-file workers and small-file workers each need a pooled connection, plus
-            # room for listings; a full pool would drop connections and reconnect per request.
-            max_pool_connections=2 * s.max_concurrency + 4,
-            s3={"addressing_style": s.effective_addressing_style},
-            # botocore's newer "when_supported" checksums break on S3-compatible servers (rclone
-            # sends whole-object checksums for ranges; older Ceph/COS reject aws-chunked bodies).
-            # Integrity comes from TLS, SigV4 payload signing on plain http, and size checks.
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-            tcp_keepalive=True,
-        )
-        kwargs: dict[str, Any] = {}
-        if s.access_key_id and s.secret_access_key:
-            kwargs["aws_access_key_id"] = s.access_key_id.reveal()
-            kwargs["aws_secret_access_key"] = s.secret_access_key.reveal()
-        with s3_errors(self.endpoint, "connect to"):
-            session = boto3.session.Session(profile_name=s.aws_profile) if s.aws_profile else boto3.session.Session()
-            # A listing page carries 1000 timestamps; botocore's dateutil parsing of them costs
-            # more than the request itself. This session's parser uses the C ISO-8601 parser.
-            session._session.get_component("response_parser_factory").set_parser_defaults(
-                timestamp_parser=_parse_timestamp
-            )
-            return session.client(
-                "s3", endpoint_url=s.endpoint_url, verify=s.verify_tls, config=config, **kwargs
-            )
 
     def describe(self) -> str:
         return self.endpoint
@@ -252,7 +188,7 @@ class S3Store:
         except StoreError as probe:
             if getattr(probe, "reason", "") == "credentials":
                 return probe
-        except Exception:  # noqa: BLE001 - the probe only refines the message
+        except Exception:  # noqa: BLE001, S110 - the probe only refines the message
             pass
         return err
 
@@ -284,7 +220,7 @@ class S3Store:
             with self._errors("read", bucket, key):
                 try:
                     resp = self.client.get_object(**kwargs)
-                except Exception as exc:  # noqa: BLE001 - a range past the end is just empty
+                except Exception as exc:  # a range past the end is just empty; others re-raised
                     if getattr(exc, "response", {}).get("Error", {}).get("Code") == "InvalidRange":
                         return b""
                     raise
@@ -458,34 +394,3 @@ class S3Store:
         if self._client is not None:
             self._client.close()
             self._client = None
-
-
-def plan_paths(objects: list[ObjectInfo], base: str, dest: Path, bucket: str) -> list[tuple[ObjectInfo, Path]]:
-    """Where each object lands under `dest`; any key that would escape it refuses the whole get.
-
-    Checking every key before the first byte moves means a hostile listing (`../x`, `/etc/x`)
-    writes nothing at all, rather than half a folder.
-    """
-    root = dest.resolve()
-    plan: list[tuple[ObjectInfo, Path]] = []
-    files: set[str] = set()
-    for obj in objects:
-        rel = obj.key[len(base):]
-        try:
-            validate_key(rel)
-        except BadInput:
-            raise StoreError(
-                f"refusing to download s3://{bucket}: the key {clean(obj.key)!r} would be written "
-                f"outside {dest}"
-            ) from None
-        files.add(rel)
-        plan.append((obj, root / rel))
-    for rel in files:  # `a` and `a/b` cannot both be files on disk
-        parts = rel.split("/")
-        for i in range(1, len(parts)):
-            if "/".join(parts[:i]) in files:
-                raise StoreError(
-                    f"cannot download s3://{bucket}/{base}: {'/'.join(parts[:i])!r} is both an "
-                    "object and a folder"
-                )
-    return plan

@@ -156,5 +156,5 @@ def s3_errors(endpoint: str, op: str, bucket: str | None = None, key: str | None
         yield where
     except DlaasError:
         raise
-    except (Exception, concurrent.futures.CancelledError) as exc:
+    except (Exception, concurrent.futures.CancelledError) as exc:  # noqa: BLE001 - translated
         raise translate(exc, where) from None

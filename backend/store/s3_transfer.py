@@ -1,10 +1,10 @@
-"""Moving bytes: many uploads or downloads through ONE s3transfer TransferManager.
+"""Moving bytes: all the files of one call as ONE batch (one transfer manager, one small-file pool).
 
 A folder of 10,000 small files is where plain `upload_file` loses to rclone: each call builds its
-own manager and thread pool and does a HEAD per download. Here one manager (one executor, one
-shared client with a connection pool at least as large as the workers) carries every file of a
-call; downloads hand it the size and ETag the listing already gave, so no HEAD is sent and each
-ranged GET carries If-Match. Progress increments arrive from worker threads and are summed into the
+own manager and thread pool and does a HEAD per download. Here files at or over the multipart
+threshold go through one s3transfer TransferManager, and smaller ones as single requests on one
+thread pool, all on the store's shared client; downloads use the size and ETag the listing already
+gave, so no HEAD is sent and every GET carries If-Match. Progress increments arrive from worker threads and are summed into the
 caller's Transfer (which locks). Cancelling cancels every future; s3transfer's failure cleanup then
 aborts any multipart upload (so no object appears) and removes temp download files.
 """
@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .base import Transfer, TransferCancelled
-from .s3_errors import translate, Where
+from ..errors import BadInput, StoreError
+from .base import ObjectInfo, Transfer, TransferCancelled, validate_key
+from .s3_errors import Where, clean, translate
 
 _POLL_S = 0.05
 SMALL_ATTEMPTS = 3  # a small GET whose body breaks mid-way is fetched again this often
@@ -274,3 +275,34 @@ def _wait(
             transfer.file_done()
     if transfer is not None and transfer.cancelled:  # the cancel came as the last bytes went
         raise TransferCancelled(f"{where.op} s3://{where.bucket}: transfer cancelled")
+
+
+def plan_paths(objects: list[ObjectInfo], base: str, dest: Path, bucket: str) -> list[tuple[ObjectInfo, Path]]:
+    """Where each object lands under `dest`; any key that would escape it refuses the whole get.
+
+    Checking every key before the first byte moves means a hostile listing (`../x`, `/etc/x`)
+    writes nothing at all, rather than half a folder.
+    """
+    root = dest.resolve()
+    plan: list[tuple[ObjectInfo, Path]] = []
+    files: set[str] = set()
+    for obj in objects:
+        rel = obj.key[len(base):]
+        try:
+            validate_key(rel)
+        except BadInput:
+            raise StoreError(
+                f"refusing to download s3://{bucket}: the key {clean(obj.key)!r} would be written "
+                f"outside {dest}"
+            ) from None
+        files.add(rel)
+        plan.append((obj, root / rel))
+    for rel in files:  # `a` and `a/b` cannot both be files on disk
+        parts = rel.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in files:
+                raise StoreError(
+                    f"cannot download s3://{bucket}/{base}: {'/'.join(parts[:i])!r} is both an "
+                    "object and a folder"
+                )
+    return plan

@@ -79,6 +79,7 @@ class BucketsScreen(BucketWrites, Screen):
         self._preview_timer: Timer | None = None
         self._transfer = None  # the Transfer in flight, if any
         self._select_after_load: str | None = None
+        self._store_kind: str | None = None  # learnt in the first listing worker
 
     # -- layout --------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -111,10 +112,7 @@ class BucketsScreen(BucketWrites, Screen):
         if action in WRITE_ACTIONS and self.backend.read_only:
             return False  # hidden from the footer; the action itself also refuses
         if action == "copy_url":
-            try:
-                return self.store.kind == "s3"
-            except Exception:
-                return False
+            return self._store_kind == "s3"
         return True
 
     # -- listing -------------------------------------------------------------------------------
@@ -138,6 +136,7 @@ class BucketsScreen(BucketWrites, Screen):
     @work(thread=True, group="list")
     def _list_buckets(self, gen: int) -> None:
         try:
+            self._store_kind = self.store.kind
             buckets = self.store.list_buckets()
         except Exception as exc:  # a backend error is a notification, never a crash
             self.post_message(StoreFailed(_error_text(exc), gen))
@@ -148,6 +147,7 @@ class BucketsScreen(BucketWrites, Screen):
     @work(thread=True, group="list")
     def _list_page(self, gen: int, bucket: str, prefix: str, token: str | None) -> None:
         try:
+            self._store_kind = self.store.kind
             page = self.store.list(bucket, prefix, page_size=PAGE_SIZE, token=token)
         except Exception as exc:
             self.post_message(StoreFailed(_error_text(exc), gen))
@@ -169,6 +169,8 @@ class BucketsScreen(BucketWrites, Screen):
             return  # an answer for a level we already left
         self._loading = False
         self._token = message.token
+        self._render_crumbs()
+        self.refresh_bindings()  # `Y` shows once we know the store is S3
         if message.first:
             self.objects.set_entries(message.entries, select=self._select_after_load)
             self._show_selected_preview()
@@ -205,10 +207,8 @@ class BucketsScreen(BucketWrites, Screen):
         self.query_one("#crumbs", Static).update(crumbs)
 
     def store_label(self) -> str:
-        try:
-            return f"{self.store.kind}:{self.backend.profile.name}"
-        except Exception:
-            return "store"
+        # The store is opened in a worker (S3 imports boto3): until then, say what the profile names.
+        return f"{self._store_kind or self.backend.profile.store}:{self.backend.profile.name}"
 
     def _render_status(self) -> None:
         objects = self.objects

@@ -20,6 +20,12 @@ class ManifestArea(TextArea):
             super().__init__(text, **kwargs)
         self._marks: dict[int, str] = {}  # 0-based line -> "error" | "warning"
 
+    def _on_key(self, event) -> None:
+        if event.key == "escape":
+            # TextArea would move the focus on; leave esc to the screen's binding (back).
+            event.prevent_default()
+            return
+
     def set_marks(self, marks: dict[int, str]) -> None:
         if marks != self._marks:
             self._marks = dict(marks)

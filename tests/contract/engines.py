@@ -36,6 +36,7 @@ HARNESSES: dict[str, str] = {
     "fake": "tests.contract.engines:FakeHarness",
     "local": "tests.contract.local_harness:LocalHarness",
     "kubernetes": "tests.fixtures.k8s_harness:KubernetesHarness",
+    "kubernetes-sqlite": "tests.fixtures.k8s_harness:KubernetesSqliteHarness",
 }
 
 TRAIN_PY = textwrap.dedent(

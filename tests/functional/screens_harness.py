@@ -7,6 +7,7 @@ a real `backend.facade.Backend`, so screens see exactly what they see in the app
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import threading
 from collections.abc import Iterable, Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from textual.app import App
 from textual.screen import Screen
+from textual.worker import WorkerCancelled, WorkerFailed
 
 from backend.config import Config, Profile
 from backend.errors import BadInput, NotFound, StoreError
@@ -275,10 +277,24 @@ class HarnessApp(App[None]):
 
 
 async def settle(pilot, rounds: int = 3) -> None:
-    """Let workers finish and their messages be handled."""
+    """Let the workers of the screen on top finish and their messages be handled (the app's own
+    long-running feeds, such as the runs table's, are left alone)."""
+    app = pilot.app
     for _ in range(rounds):
-        await pilot.app.workers.wait_for_complete()
+        mine = [w for w in app.workers if not w.is_finished and _belongs(w.node, app.screen)]
+        for worker in mine:
+            try:
+                await asyncio.wait_for(worker.wait(), 10)
+            except (WorkerCancelled, WorkerFailed):
+                pass  # an exclusive worker replaced by a newer one, or one whose error was shown
         await pilot.pause()
+
+
+def _belongs(node, screen) -> bool:
+    try:
+        return node is screen or node.screen is screen
+    except Exception:
+        return False
 
 
 def demo_store(kind: str = "local") -> MemoryStore:

@@ -111,7 +111,7 @@ async def test_preview_kinds_and_ranged_reads():
         async def preview(name: str):
             table = app.screen.objects
             table.move_cursor(row=names(app).index(name))
-            await pilot.pause(0.3)
+            await pilot.pause(0.2)
             await settle(pilot)
             return pane.shown
 

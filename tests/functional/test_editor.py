@@ -80,6 +80,7 @@ async def test_validation_is_debounced(monkeypatch):
         return real(text, source)
 
     monkeypatch.setattr(editor_module, "validate_text", counting)
+    monkeypatch.setattr(editor_module, "DEBOUNCE_S", 0.8)  # room for a loaded machine to type 4 keys
     app = editor_app(text="name: a\n")
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_validated(pilot)
@@ -234,11 +235,20 @@ async def test_submit_refused_read_only(tmp_path: Path):
         assert engine.submitted == []
 
 
+async def test_esc_leaves_from_the_text_when_nothing_changed():
+    app = editor_app(text=GOOD)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert app.screen.area.has_focus
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, EditorScreen)
+
+
 async def test_esc_asks_before_dropping_changes():
     app = editor_app(text="name: a\n")
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("x")
-        app.screen.action_back()
+        await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")

@@ -338,9 +338,11 @@ def test_watch_loop_follows_changes_and_relists_after_410(sim, engine):
     assert watches and all(q.get("allowWatchBookmarks") == "true" for q in watches)
 
 
-def test_profile_with_kubeconfig_through_the_facade_and_cli(sim, dlaas_home, tmp_path, cli):
+def test_profile_with_kubeconfig_through_the_facade_and_cli(sim, dlaas_home, tmp_path, cli, monkeypatch):
     """open_backend -> KubernetesEngine.from_backend -> kubeconfig -> the API; and `runs --json`."""
     import json
+
+    monkeypatch.setenv("DLAAS_AGENT_AUTOSTART", "0")  # this process and the CLI catch up themselves
 
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(f"""apiVersion: v1

@@ -12,7 +12,7 @@ import pytest
 from backend.datacache import CacheEvent, DataCache
 from backend.errors import StoreError
 from backend.store.base import Transfer
-from tests.fixtures.s3server import S3Server, make_store, s3_server  # noqa: F401
+from tests.fixtures.s3server import S3Server, make_store
 
 pytestmark = pytest.mark.s3
 KiB = 1024
@@ -69,7 +69,7 @@ def test_second_run_downloads_nothing_and_links(store, dataset, tmp_path):
     assert _tree(run1) == expected
     assert gets.count == len(files)
     assert (tr.done, tr.total, tr.files_done) == (sum(map(len, files.values())), tr.total, len(files))
-    assert [e.phase for e in events][0] == "plan" and events[-1].phase == "done"
+    assert events[0].phase == "plan" and events[-1].phase == "done"
     assert "13 to download" in events[0].message
 
     for run in range(2, 6):  # a sweep: every later run is served from the cache

@@ -60,12 +60,10 @@ def test_bare_403_mentions_both_causes_and_bucket_ops_name_the_bucket():
 
 
 def test_context_manager_translates_and_passes_our_errors_through():
-    with pytest.raises(NotFound, match="bucket 'b1'"):
-        with s3_errors(EP, "list", "b1"):
-            raise client_error("NoSuchBucket", status=404)
-    with pytest.raises(BadInput, match="mine"):
-        with s3_errors(EP, "list", "b1"):
-            raise BadInput("mine")
+    with pytest.raises(NotFound, match="bucket 'b1'"), s3_errors(EP, "list", "b1"):
+        raise client_error("NoSuchBucket", status=404)
+    with pytest.raises(BadInput, match="mine"), s3_errors(EP, "list", "b1"):
+        raise BadInput("mine")
 
 
 def test_clean_drops_control_characters_and_bounds_length():

@@ -16,7 +16,7 @@ import pytest
 
 from backend.errors import BadInput, ConfigError, NotFound, StoreError
 from backend.store.base import ObjectInfo, Transfer, TransferCancelled
-from tests.fixtures.s3server import S3Server, make_store, s3_server  # noqa: F401
+from tests.fixtures.s3server import S3Server, make_store
 
 pytestmark = pytest.mark.s3
 MiB = 1024 * 1024
@@ -335,3 +335,24 @@ def test_delete_reports_the_keys_it_could_not_delete(store, bucket):
             store.delete(bucket, ["a", "locked/\x1b[2Jb"])
     assert "deleted 1 objects" in str(err.value) and "1 could not be deleted" in str(err.value)
     assert "locked/ [2Jb: AccessDenied Access Denied" in str(err.value)
+
+
+@pytest.mark.slow
+def test_cli_on_an_s3_profile_and_a_wrong_secret(s3_server, dlaas_home, cli, bucket, store):
+    store.put_bytes(bucket, "data/x.txt", b"hi")
+    base = (
+        '[profiles.cos]\nstore = "s3"\n[profiles.cos.s3]\n'
+        f'endpoint_url = "{s3_server.endpoint}"\naccess_key_id = "{s3_server.access_key}"\n'
+    )
+    (dlaas_home / "config.toml").write_text(
+        base + f'secret_access_key = "{s3_server.secret_key}"\n'
+    )
+    ok = cli("--profile", "cos", "store", "url", f"{bucket}/data/x.txt", "--expires", "1h")
+    assert ok.returncode == 0, ok.stderr
+    with urllib.request.urlopen(ok.stdout.strip(), timeout=10) as resp:
+        assert resp.read() == b"hi"
+    (dlaas_home / "config.toml").write_text(base + 'secret_access_key = "wrong-secret"\n')
+    bad = cli("--profile", "cos", "store", "ls", bucket)
+    assert bad.returncode == 1
+    assert bad.stderr.strip().endswith(f"access denied by {s3_server.endpoint}: check the access key and secret")
+    assert "Traceback" not in bad.stderr and "wrong-secret" not in bad.stderr + bad.stdout

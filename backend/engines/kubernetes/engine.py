@@ -1,10 +1,12 @@
 """KubernetesEngine: runs as Kueue-queued Jobs, observed into a ledger.
 
-The engine is built to run inside the per-user agent (DESIGN.md): the agent calls `submit_run` for
-each run it releases (sweeps are held back there, `parallel` at a time), then keeps `watch_loop` (or
-`sync_once` on a timer) going; every transition lands in the `Ledger` it passes in, and `run.json`
-is written to the results bucket when a run ends. Outside an agent (the CLI, tests) it uses an
-in-memory ledger and `sync_once` brings it up to date from the cluster on demand.
+The engine runs inside the per-user agent (DESIGN.md; keeper.py is the agent's part): the CLI or
+TUI accepts runs into the profile's SQLite ledger (sqlite_ledger.py) without creating Jobs; the agent
+releases them (`release_held`: sweeps `parallel` at a time, via `submit_run`) and keeps `watch_loop`
+going, plus a periodic relist; every transition lands in the ledger, and `run.json` is written to the
+results bucket when a run ends. The CLI and TUI read the same ledger (`from_backend`), start the agent
+when none runs (DLAAS_AGENT_AUTOSTART=0 turns that off: the process then catches up from the cluster
+and releases held runs itself). Tests may pass a `MemoryLedger` and call `sync_once` themselves.
 """
 from __future__ import annotations
 
@@ -73,19 +75,71 @@ class KubernetesEngine(Submitting):
         self._registered: dict[str, datetime] = {}  # when a run entered the ledger (its Job existed by then)
         self._uids: dict[str, str] = {}
         self._lock = threading.RLock()
+        self._release_lock = threading.Lock()  # one releaser of held runs per process
 
     @classmethod
     def from_backend(cls, backend: Any) -> KubernetesEngine:
-        engine = cls(None, backend.profile, backend.config)
+        """The engine the CLI and TUI use: the profile's SQLite ledger, which the agent keeps."""
+        from .sqlite_ledger import SqliteLedger, ledger_path
+
+        ledger = SqliteLedger(ledger_path(backend.paths, backend.profile.name), backend.profile.name)
+        engine = cls(None, backend.profile, backend.config, ledger=ledger)
         engine._backend = backend
-        # Without an agent's ledger, a CLI process learns the runs from the cluster on first read.
+        engine._paths = backend.paths
         engine._catch_up = True
         return engine
 
+    def _agent_running(self) -> bool:
+        from ..local.control import agent_pid
+
+        paths = getattr(self, "_paths", None)
+        return bool(paths is not None and (agent_pid(paths.state_dir) or 0) > 0)
+
+    def _wake_agent(self) -> bool:
+        """Start the agent unless it runs (DLAAS_AGENT_AUTOSTART=0 turns that off), then nudge it;
+        False when no agent serves this home, so the caller does the agent's part itself."""
+        import os
+
+        from ..local.control import ensure_agent, wake
+
+        paths = getattr(self, "_paths", None)
+        if paths is None:
+            return False
+        if not self._agent_running():
+            if os.environ.get("DLAAS_AGENT_AUTOSTART", "1") == "0":
+                return False
+            ensure_agent(paths, wait=False)
+        wake(paths.state_dir)
+        return True
+
+    def _wait_for_agent_listing(self, timeout: float = 5.0) -> None:
+        """A profile the running agent has never listed (its ledger was just created): wake the agent
+        and give it a moment, so a first `runs` does not show an empty cluster."""
+        import time
+
+        from .keeper import SYNCED
+
+        has_mark = getattr(self.ledger, "has_mark", None)
+        if has_mark is None or has_mark("", SYNCED):
+            return
+        self._wake_agent()
+        deadline = time.monotonic() + timeout
+        while not has_mark("", SYNCED) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
     def _ensure_synced(self) -> None:
+        """First read in a process: an agent keeps the ledger current; without one (not started
+        yet, or auto-start turned off) this process catches up from the cluster itself."""
         if getattr(self, "_catch_up", False):
             self._catch_up = False
+            if self._agent_running():
+                self._wait_for_agent_listing()
+                return
             self.sync_once()
+            release = getattr(self, "release_held", None)
+            if release is not None and hasattr(self.ledger, "releasable"):
+                release()
+            self._wake_agent()
 
     # -- plumbing ------------------------------------------------------------------------------------
     @property
@@ -104,6 +158,8 @@ class KubernetesEngine(Submitting):
     def close(self) -> None:
         if self._api is not None:
             self._api.close()
+        if hasattr(self.ledger, "close"):
+            self.ledger.close()
 
     def _list(self, path: str, selector: str | None = None) -> list[dict[str, Any]]:
         return self.api.request("GET", path, query={"labelSelector": selector}).get("items") or []
@@ -146,7 +202,10 @@ class KubernetesEngine(Submitting):
                 if uid := job["metadata"].get("uid"):
                     self._uids[run_id] = uid
                 new += self._observe_run(job, by_job_wl.get(run_id), pods_by_run.get(run_id, []))
+            held = self.ledger.held_ids() if hasattr(self.ledger, "held_ids") else set()
             for run in self.ledger.runs():
+                if run.id in held:  # accepted, its Job not created yet: nothing to miss on the cluster
+                    continue
                 known_since = self._registered.get(run.id, run.submitted_at)
                 if run.id not in seen and not run.state.terminal and listed_at and known_since < listed_at:
                     new += self._transition(run, Observation(
@@ -413,6 +472,9 @@ class KubernetesEngine(Submitting):
     def manifest_text(self, run_id: str) -> str:
         self.get_run(run_id)
         if run_id not in self._manifests:
+            stored = self.ledger.manifest_text(run_id) if hasattr(self.ledger, "manifest_text") else None
+            if stored:
+                return stored
             raise NotFound(f"{run_id}: its manifest was not submitted from here")
         return self._manifests[run_id]
 

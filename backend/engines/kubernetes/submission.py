@@ -55,10 +55,14 @@ class Submitting:
         self._uids[run_id] = uid
         self._manifests[run_id] = manifest_text
         run = run_from_job(created if created.get("spec") else job, self.config)
-        run.submitted_at = now
+        held = self.ledger.get_run(run_id)
+        run.submitted_at = held.submitted_at if held else now  # a held run was submitted when accepted
         with self._lock:  # the sync loop writes runs too; one writer at a time keeps copies fresh
             self._registered[run_id] = utcnow()
-            self.ledger.record(RunEvent(run_id, now, RunState.QUEUED, "submitted"))
+            if self.ledger.events(run_id):  # a held run: QUEUED since it was accepted
+                self.ledger.record(RunEvent(run_id, now, None, "released: Job created"))
+            else:
+                self.ledger.record(RunEvent(run_id, now, RunState.QUEUED, "submitted"))
             self.ledger.put_run(run)
             try:
                 self._refresh_positions()
@@ -93,6 +97,8 @@ class Submitting:
             return [run_from_job(render.render_job(t.manifest, render.RunSpec(new_run_id(), self.user or "unknown",
                                                                               request.experiment, t.params),
                                                    self.profile, self.config), self.config) for _, t in planned]
+        if hasattr(self.ledger, "hold"):
+            return self._hold_all(request, planned)
         runs, zips = [], {}
         for path, trial in planned:
             source = request.model or _default_model(path)
@@ -102,6 +108,95 @@ class Submitting:
                                         params=trial.params, manifest_text=path.read_text()))
         return runs
 
+    def _hold_all(self, request: SubmitRequest, planned: list[tuple[Any, Any]]) -> list[Run]:
+        """With a persistent ledger every run is accepted there first and the agent creates the Jobs
+        (a sweep `parallel` at a time). The model archive goes to the results bucket now, so the
+        release needs nothing from this process."""
+        import secrets
+
+        runs, zips, groups = [], {}, {}
+        for path, trial in planned:
+            source = request.model or _default_model(path)
+            if source not in zips:
+                zips[source] = _zip_model(source, self.profile.max_model_mb)
+            run_id = new_run_id()
+            bucket = trial.manifest.data_store.training_results.container
+            if self.store is None:
+                raise EngineError(f"{run_id}: no object store to hold the model archive")
+            self.store.put_bytes(bucket, f"{run_id}/_submitted_code/model.zip", zips[source])
+            runs.append(self.hold_run(trial.manifest, run_id=run_id, experiment=request.experiment,
+                                      params=trial.params, manifest_text=path.read_text(),
+                                      group=groups.setdefault(path, request.experiment or secrets.token_hex(6)),
+                                      **_policy(path)))
+        if not self._wake_agent():
+            self.release_held()
+        return [self.get_run(r.id) for r in runs]
+
+    def hold_run(self, manifest: Manifest, *, run_id: str | None = None, experiment: str | None = None,
+                 params: dict[str, Any] | None = None, manifest_text: str = "", group: str | None = None,
+                 parallel: int | None = None, max_failed: int | None = None) -> Run:
+        """Accept a run into the ledger without creating its Job; `release_held` creates it when its
+        group (a sweep) has fewer than `parallel` runs on the cluster. The model archive, if any,
+        must already be in the results bucket."""
+        run_id = run_id or new_run_id()
+        now = utcnow()
+        spec = render.RunSpec(run_id, self.user or render._current_user(), experiment, dict(params or {}), iso(now))
+        run = run_from_job(render.render_job(manifest, spec, self.profile, self.config), self.config)
+        run.submitted_at = now
+        run.message = f"held back: {parallel} at a time" if parallel else "waiting for the agent"
+        # behind everything queued so far, until Kueue says where it really stands
+        run.queue_position = 1 + self.ledger.queued_count()
+        run.queue_position_approximate = True
+        self.ledger.hold(run, manifest=manifest.model_dump(mode="json", by_alias=True), group=group or run_id,
+                         parallel=parallel, max_failed=max_failed, manifest_text=manifest_text)
+        return run
+
+    def release_held(self) -> list[str]:
+        """Create the Jobs of held runs that their group's `parallel` leaves room for (the agent's
+        part; a process without an agent calls it too). Returns the run ids released."""
+        with self._release_lock:
+            return self._release_held()
+
+    def _release_held(self) -> list[str]:
+        from backend.manifest.model import Manifest
+
+        done: list[str] = []
+        for row in self.ledger.releasable():
+            run_id = row["run_id"]
+            if row["manifest"] is None:  # halted while held, or its sweep reached max_failed
+                self.ledger.released(run_id)
+                run = self.ledger.get_run(run_id)
+                if row.get("failed") and run is not None and not run.state.terminal:
+                    from .states import Observation
+
+                    what = f"experiment {row['experiment']}" if row["experiment"] else "its sweep"
+                    with self._lock:
+                        self._transition(run, Observation(
+                            RunState.HALTED, error_code=ErrorCode.SWEEP_MAX_FAILED.value,
+                            message=f"not started: {what} reached max_failed ({row['failed']} failed)"))
+                continue
+            try:
+                self.submit_run(Manifest.model_validate(row["manifest"]), run_id=run_id,
+                                experiment=row["experiment"], params=row["params"], manifest_text=row["manifest_text"])
+            except KubeError as exc:
+                if getattr(exc, "status", None) == 409:  # created before a crash, not marked: it is out
+                    self.ledger.released(run_id)
+                    continue
+                raise  # the cluster is unreachable or refuses for now: the next pass tries again
+            except Exception as exc:  # a run that can never be created: say why, once
+                self.ledger.released(run_id)
+                run = self.ledger.get_run(run_id)
+                if run is not None:
+                    from .states import Observation
+
+                    with self._lock:
+                        self._transition(run, Observation(RunState.FAILED, message=f"could not create the Job: {exc}",
+                                                          error_code=ErrorCode.COMMAND_FAILED.value))
+                continue
+            self.ledger.released(run_id)
+            done.append(run_id)
+        return done
+
     def check_fits(self, manifest: Manifest) -> None:
         """C104: a run larger than the profile's tier can never be admitted; refuse it at submit."""
         tier = self.config.tier_gpus(self.profile)
@@ -110,6 +205,14 @@ class Submitting:
                            f"allows {tier} at once; it could never run", code=ErrorCode.NEVER_FITS.value)
 
     # -- observing -----------------------------------------------------------------------------------
+
+def _policy(path: Any) -> dict[str, int | None]:
+    """The sweep's `parallel` and `max_failed` (the local agent's SweepPolicy reads the same fields)."""
+    from backend.manifest import load_manifest
+
+    sweep = load_manifest(path).sweep
+    return {"parallel": getattr(sweep, "parallel", None), "max_failed": getattr(sweep, "max_failed", None)}
+
 
 def new_run_id() -> str:
     import secrets

@@ -5,6 +5,8 @@ with no controlling terminal, so it outlives the TUI and a dropped SSH connectio
 `agent.log` in the state dir. An exclusive flock on `agent.lock` makes a second agent exit at once.
 It wakes on a datagram to `agent.sock` (sent after a submit or a halt) and otherwise checks every
 half second. On start it recovers: runs caught mid-flight carry on from their ledger state.
+The same agent serves the home's kubernetes profiles (backend/engines/kubernetes/keeper.py): it
+watches their clusters into their ledgers and creates the Jobs of runs held back for it.
 """
 from __future__ import annotations
 
@@ -50,6 +52,10 @@ class Agent:
         from .sweeps import SweepGovernor
 
         self.sweeps = SweepGovernor(self.conn, self.halt_for_policy)
+        from ..kubernetes.keeper import KubeKeeper
+
+        # The same agent serves kubernetes profiles: their watch loops and held sweep runs.
+        self.kube = KubeKeeper(self.paths)
 
     # -- helpers the workers use ------------------------------------------------------------------
     def backend_for(self, profile: str):
@@ -308,6 +314,10 @@ class Agent:
                 self.admit()
             except Exception:
                 log.exception("agent pass failed")
+            try:
+                self.kube.tick()
+            except Exception:
+                log.exception("kubernetes pass failed")
             if sock is not None:
                 ready, _, _ = select.select([sock], [], [], TICK)
                 if ready:
@@ -408,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         agent.loop(sock)
     finally:
         log.info("agent %d stopping", os.getpid())
+        agent.kube.stop()
         pid_path(paths.state_dir).unlink(missing_ok=True)
         if sock is not None:
             sp.unlink(missing_ok=True)
