@@ -2,9 +2,10 @@
 
 Target (issue 4): <= 1.3x a Textual hello-world, both measured here, in the same run, as whole
 processes, headless, best of N. "First frame" is the moment the first refresh has been done (the
-process stamps the clock then, in a `call_after_refresh` from its first `on_mount`); "to exit" is
-the whole process to its end, which for dlaas-tui includes finishing what was started after the
-frame (opening the config in a worker) and shutting down.
+process stamps the clock in a `call_after_refresh` from its first `on_mount`). Also shown, with no
+target: when the runs feed first filled the table (dlaas-tui reads its config and engine after the
+first frame), and the whole process to its end (dlaas-tui leaves once the table is filled, the
+hello-world after its first frame).
 
 Bytecode is written and one untimed run of each made first, as an installed app would have its
 .pyc files (a shell with PYTHONDONTWRITEBYTECODE=1 would otherwise recompile our modules each run).
@@ -27,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 TARGET_RATIO = 1.3
 
-STAMP = "import os, time\ndef _stamp():\n    os.write(2, f'FIRST_FRAME {time.time():.6f}\\n'.encode())\n"
+STAMP = "import os, time\ndef _stamp(what='FIRST_FRAME'):\n    os.write(2, f'{what} {time.time():.6f}\\n'.encode())\n"
 
 HELLO = STAMP + r"""
 from textual.app import App
@@ -40,26 +41,42 @@ class Hello(App):
 Hello().run(headless=True)
 """
 
-# The real entry point (`python -m dlaas_tui` with no command), told to leave after its first frame.
-# The app class is patched as its module is imported, so everything runs in the program's own order.
+# The real entry point (`python -m dlaas_tui` with no command): it stamps its first frame, then its
+# first filled table, and leaves. Classes are patched as their modules are imported, so everything
+# runs in the program's own order.
 DLAAS = STAMP + r"""
 import functools, importlib.util, sys
 
-def patch(module):
+def patch_app(module):
     from textual.app import App
     cls = module.DlaasApp
     mounted = cls.on_mount
     def on_mount(self):
         mounted(self)
-        self.call_after_refresh(lambda: (_stamp(), self.exit()))
+        self.call_after_refresh(_stamp)
     cls.on_mount = on_mount
     cls.run = functools.partialmethod(App.run, headless=True)
 
+def patch_runs(module):
+    cls = module.RunsScreen
+    apply = cls._apply
+    def _apply(self, *args):
+        apply(self, *args)
+        if not getattr(cls, "stamped", False):
+            cls.stamped = True
+            _stamp("FIRST_DATA")
+            self.app.exit()
+    cls._apply = _apply
+
+PATCHES = {"dlaas_tui.app": patch_app, "dlaas_tui.screens.runs": patch_runs}
+
 class PatchOnImport:
     def find_spec(self, name, path=None, target=None):
-        if name != "dlaas_tui.app":
+        patch = PATCHES.pop(name, None)
+        if patch is None:
             return None
-        sys.meta_path.remove(self)
+        if not PATCHES:
+            sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)
         run_module = spec.loader.exec_module
         def exec_module(module):
@@ -74,19 +91,23 @@ sys.exit(main([]))
 """
 
 
-def once(code: str, env: dict[str, str], cwd: Path) -> tuple[float, float]:
-    """(start to first frame, start to exit) in seconds."""
+def once(code: str, env: dict[str, str], cwd: Path) -> dict[str, float]:
+    """Seconds from start to each stamp the process wrote, and to its exit ("exit")."""
     started = time.time()
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(cwd)}, cwd=str(cwd),
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120, check=False)
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"failed ({proc.returncode}): {proc.stderr.decode()[-800:]}")
-    stamps = [line.split()[1] for line in proc.stderr.decode().splitlines() if line.startswith("FIRST_FRAME ")]
-    if not stamps:
+    stamps = {}
+    for line in proc.stderr.decode().splitlines():
+        what, _, when = line.partition(" ")
+        if what in ("FIRST_FRAME", "FIRST_DATA"):
+            stamps.setdefault(what, float(when) - started)
+    if "FIRST_FRAME" not in stamps:
         raise SystemExit(f"no first frame reported: {proc.stderr.decode()[-800:]}")
-    return float(stamps[0]) - started, elapsed
+    return {**stamps, "exit": elapsed}
 
 
 def main() -> int:
@@ -105,22 +126,24 @@ def main() -> int:
     try:
         for code, cwd in jobs.values():
             once(code, env, cwd)  # writes bytecode, warms the disk cache
-        best = {name: [float("inf"), float("inf")] for name in jobs}
+        best: dict[str, dict[str, float]] = {name: {} for name in jobs}
         # Interleaved, best of N each: a busy shared machine slows all alike.
         for _ in range(args.runs):
             for name, (code, cwd) in jobs.items():
-                frame, whole = once(code, env, cwd)
-                best[name] = [min(best[name][0], frame), min(best[name][1], whole)]
+                for what, took in once(code, env, cwd).items():
+                    best[name][what] = min(best[name].get(what, float("inf")), took)
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    hello_frame, hello_whole = best.pop("hello")
-    for name, (frame, whole) in best.items():
-        ratio = frame / hello_frame
-        print(f"start to first frame: {name} {frame * 1000:.0f} ms   anchor Textual hello-world "
-              f"{hello_frame * 1000:.0f} ms   ratio {ratio:.2f}x   target <= {TARGET_RATIO}x   "
+    hello = best.pop("hello")
+    for name, times in best.items():
+        ratio = times["FIRST_FRAME"] / hello["FIRST_FRAME"]
+        print(f"start to first frame: {name} {times['FIRST_FRAME'] * 1000:.0f} ms   anchor Textual hello-world "
+              f"{hello['FIRST_FRAME'] * 1000:.0f} ms   ratio {ratio:.2f}x   target <= {TARGET_RATIO}x   "
               f"{'OK' if ratio <= TARGET_RATIO else 'MISSED'}")
-        print(f"start to exit:        {name} {whole * 1000:.0f} ms   anchor Textual hello-world "
-              f"{hello_whole * 1000:.0f} ms   ratio {whole / hello_whole:.2f}x   (no target)")
+        if "FIRST_DATA" in times:
+            print(f"start to runs shown:  {name} {times['FIRST_DATA'] * 1000:.0f} ms   (no target)")
+        print(f"start to exit:        {name} {times['exit'] * 1000:.0f} ms   anchor Textual hello-world "
+              f"{hello['exit'] * 1000:.0f} ms   (no target; dlaas-tui leaves once runs are shown)")
     return 0
 
 

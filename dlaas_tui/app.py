@@ -63,21 +63,21 @@ class DlaasApp(App[None]):
         backend: Backend | None = None,
         *,
         opener: Callable[[], Backend] | None = None,
-        on_first_frame: Callable[[], None] | None = None,
+        on_started: Callable[[], None] | None = None,
         clock: Callable[[], datetime] | None = None,
         poll_interval: float = 1.0,
         watch_files: bool = True,
     ) -> None:
         """Give either an open `backend` or an `opener` that opens one (called after the first frame).
 
-        `on_first_frame` is called once the first frame has been drawn.
+        `on_started` is called once, when the first frame is drawn and the backend is open (or failed).
         """
         super().__init__()
         if backend is None and opener is None:
             raise TypeError("DlaasApp needs a backend or an opener")
         self._backend = backend
         self._opener = opener
-        self._on_first_frame = on_first_frame
+        self._on_started = on_started
         self._open_lock = threading.Lock()
         self.open_error: Exception | None = None  # why the opener failed; the app then exits
         self._fixed_clock = clock
@@ -141,10 +141,15 @@ class DlaasApp(App[None]):
         self.call_after_refresh(self._after_first_frame)
 
     def _after_first_frame(self) -> None:
-        if self._on_first_frame is not None:
-            self._on_first_frame()
         if self._backend is None:
             self._open_in_background()
+        else:
+            self._started()
+
+    def _started(self) -> None:
+        callback, self._on_started = self._on_started, None
+        if callback is not None:
+            callback()
 
     def _apply_keys(self) -> list[str]:
         try:
@@ -197,6 +202,7 @@ class DlaasApp(App[None]):
     def _backend_opened(self) -> None:
         from .screens.runs import RunsScreen
 
+        self._started()
         if self._backend is None:
             error = self.open_error
             # No half-working TUI on a bad config: leave, and the CLI prints the one-line error.

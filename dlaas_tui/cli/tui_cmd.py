@@ -12,9 +12,10 @@ from .context import Context
 
 
 def launch_tui(args: argparse.Namespace, ctx: Context) -> int:
-    # Start-up allocates a few hundred thousand objects (Textual, Rich, the screen) and frees almost
-    # none: cyclic collections until the first frame are wasted work (~10 ms here). After it, what
-    # start-up made is frozen out of later collections, which keeps the 1 Hz updates cheaper too.
+    # Start-up allocates a few hundred thousand objects (Textual, Rich, pydantic, the screen) and frees
+    # almost none: cyclic collections until the first frame is drawn and the config read are wasted
+    # work (10-20 ms here). Then what start-up made is frozen out of later collections, which keeps
+    # the 1 Hz updates cheaper too.
     gc.disable()
     try:
         return _run(ctx)
@@ -31,9 +32,9 @@ def _run(ctx: Context) -> int:
     from ..app import DlaasApp
 
     if ctx._backend is not None:  # already opened by the caller
-        app = DlaasApp(ctx._backend, on_first_frame=_resume_gc)
+        app = DlaasApp(ctx._backend, on_started=_resume_gc)
     else:
-        app = DlaasApp(opener=lambda: ctx.backend, on_first_frame=_resume_gc)
+        app = DlaasApp(opener=lambda: ctx.backend, on_started=_resume_gc)
     app.run()
     if app.open_error is not None:
         raise app.open_error

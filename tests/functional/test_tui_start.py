@@ -36,7 +36,8 @@ async def test_first_frame_comes_before_the_backend_which_opens_in_a_worker():
         assert release.wait(10), "the test never let the backend open"
         return fake_backend(keys={"runs.logs": "o"})
 
-    app = DlaasApp(opener=opener, poll_interval=0.25)
+    started: list[bool] = []
+    app = DlaasApp(opener=opener, poll_interval=0.25, on_started=lambda: started.append(app.backend_ready))
     async with app.run_test(size=(100, 24)) as pilot:
         await wait_for(pilot, lambda: bool(opened_in))
         # Drawn, and answering, while the config is still being read (nothing waits for it).
@@ -45,6 +46,7 @@ async def test_first_frame_comes_before_the_backend_which_opens_in_a_worker():
         await pilot.press("slash")
         await pilot.press("escape")
         assert opened_in[0] is not threading.main_thread()
+        assert started == []
         release.set()
         table = app.screen.query_one(RunTable)
         await wait_for(pilot, lambda: table.row_count == 12)
@@ -52,6 +54,7 @@ async def test_first_frame_comes_before_the_backend_which_opens_in_a_worker():
         assert app.open_error is None
         await pilot.press("o")  # the config's [keys] apply once it has been read
         await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen))
+    assert started == [True]  # once, when both the frame and the backend were there
 
 
 async def test_an_opener_that_fails_ends_the_app_with_its_exit_code():
