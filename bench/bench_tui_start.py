@@ -112,7 +112,7 @@ def once(code: str, env: dict[str, str], cwd: Path) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--baseline", type=Path, help="another checkout to time in the same run")
     args = parser.parse_args()
     home = tempfile.mkdtemp(prefix="bench-start-")
