@@ -7,12 +7,11 @@ imports boto3, kubernetes or pynvml. Everything the presentation layer needs is 
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import Config, Profile, Secret, load_config  # noqa: F401
-from .cost import CostBreakdown, PriceTable, canonical_gpu_type, format_usd  # noqa: F401
-from .metrics import ParsedMetrics, parse_metrics_line, primary_metric  # noqa: F401
+# Light (standard library only) and needed by nearly every caller, the TUI's first frame included.
 from .errors import (  # noqa: F401
     BadInput,
     ConfigError,
@@ -39,40 +38,99 @@ from .runs import (  # noqa: F401
     iso,
     utcnow,
 )
-from .experiments import (  # noqa: F401
-    BudgetStatus,
-    CostEstimate,
-    Leaderboard,
-    experiment_summaries,
-    format_eta,
-    format_params,
-    halt_candidates,
-    leaderboard,
-    spend,
-)
-from .samples_seed import ensure_sample_data  # noqa: F401
-from .store.base import (  # noqa: F401
-    BucketInfo,
-    ListPage,
-    ObjectInfo,
-    ObjectStore,
-    Transfer,
-    TransferCancelled,
-    split_location,
-    validate_bucket_name,
-    validate_key,
-)
 
-# Manifests: pydantic and yaml only; schema, conversion and sweeps load on first use (below).
-from .manifest import (  # noqa: E402,F401
-    Manifest,
-    ManifestError,
-    ManifestResult,
-    Problem,
-    check_manifest,
-    load_manifest,
-    parse_manifest,
-)
+# Re-exported too, but loaded on first use: config and manifests pull in pydantic (0.1-0.25 s), which
+# the TUI's first frame and `--help` never need; the others are small, and not needed there either.
+# `from backend.facade import Config` works as before (module `__getattr__`, PEP 562); each module is
+# imported once, and the name then cached here.
+_LAZY = {
+    ".config": ("Config", "Profile", "Secret", "load_config"),
+    ".cost": ("CostBreakdown", "PriceTable", "canonical_gpu_type", "format_usd"),
+    ".metrics": ("ParsedMetrics", "parse_metrics_line", "primary_metric"),
+    ".experiments": (
+        "BudgetStatus",
+        "CostEstimate",
+        "Leaderboard",
+        "experiment_summaries",
+        "format_eta",
+        "format_params",
+        "halt_candidates",
+        "leaderboard",
+        "spend",
+    ),
+    ".samples_seed": ("ensure_sample_data",),
+    ".store.base": (
+        "BucketInfo",
+        "ListPage",
+        "ObjectInfo",
+        "ObjectStore",
+        "Transfer",
+        "TransferCancelled",
+        "split_location",
+        "validate_bucket_name",
+        "validate_key",
+    ),
+    ".manifest": (
+        "Manifest",
+        "ManifestError",
+        "ManifestResult",
+        "Problem",
+        "check_manifest",
+        "load_manifest",
+        "parse_manifest",
+    ),
+}
+_LAZY_NAMES = {name: module for module, names in _LAZY.items() for name in names}
+
+if TYPE_CHECKING:
+    from .config import Config, Profile, Secret, load_config  # noqa: F401
+    from .cost import CostBreakdown, PriceTable, canonical_gpu_type, format_usd  # noqa: F401
+    from .experiments import (  # noqa: F401
+        BudgetStatus,
+        CostEstimate,
+        Leaderboard,
+        experiment_summaries,
+        format_eta,
+        format_params,
+        halt_candidates,
+        leaderboard,
+        spend,
+    )
+    from .manifest import (  # noqa: F401
+        Manifest,
+        ManifestError,
+        ManifestResult,
+        Problem,
+        check_manifest,
+        load_manifest,
+        parse_manifest,
+    )
+    from .metrics import ParsedMetrics, parse_metrics_line, primary_metric  # noqa: F401
+    from .samples_seed import ensure_sample_data  # noqa: F401
+    from .store.base import (  # noqa: F401
+        BucketInfo,
+        ListPage,
+        ObjectInfo,
+        ObjectStore,
+        Transfer,
+        TransferCancelled,
+        split_location,
+        validate_bucket_name,
+        validate_key,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __package__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_NAMES))
 
 
 def manifest_schema() -> dict[str, Any]:
@@ -114,6 +172,8 @@ def budget_status(backend: Backend, runs: list[Run] | None = None) -> BudgetStat
         from .budget import budget_status as status
 
         return status(backend)
+    from .experiments import BudgetStatus, spend
+
     today, month = spend(runs, utcnow())
     return BudgetStatus(budget.daily_usd, budget.monthly_usd, today, month)
 
@@ -151,8 +211,6 @@ STORES = {
 
 
 def _load(target: str) -> Any:
-    import importlib
-
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
 
@@ -190,7 +248,7 @@ class Backend:
         own = getattr(self.engine, "cost", None)
         if callable(own):
             return own(run_id)
-        from .cost import billable_devices, run_cost
+        from .cost import PriceTable, billable_devices, run_cost
 
         run = self.engine.get_run(run_id)
         return run_cost(
@@ -209,6 +267,8 @@ class Backend:
 
 def open_backend(profile: str | None = None, *, read_only: bool | None = None) -> Backend:
     """The backend for a profile (`--profile`, else `DLAAS_PROFILE`, else the config's default)."""
+    from .config import load_config
+
     paths = get_paths()
     config = load_config(paths)
     prof = config.profile(profile)

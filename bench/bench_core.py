@@ -20,21 +20,9 @@ from backend.cost import PriceTable, run_cost  # noqa: E402
 from backend.engines.fake import FakeClock, FakeEngine  # noqa: E402
 from backend.metrics import parse_metrics_line  # noqa: E402
 from backend.runs import Run, RunEvent, RunState  # noqa: E402
+from _common import row, timed  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 KATIB = re.compile(r"([\w|-]+)\s*=\s*((-?\d+)(\.\d+)?)")
-
-
-def timed(fn, repeat: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def row(label: str, value: float, unit: str, target: str, anchor: str) -> None:
-    print(f"{label:<44} {value:>10.3f} {unit:<6} target {target:<10} anchor {anchor}")
 
 
 def main() -> int:

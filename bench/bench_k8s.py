@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -19,6 +18,7 @@ import yaml  # noqa: E402
 
 from backend.config import parse_config  # noqa: E402
 from backend.engines.kubernetes import render, states  # noqa: E402
+from _common import row, timed  # noqa: E402  (bench/ is on sys.path when run as a script)
 from backend.manifest.model import Manifest  # noqa: E402
 
 CONFIG = """
@@ -30,19 +30,6 @@ s3 = { endpoint_url = "http://s3.example", access_key_id = "AK", secret_access_k
 [frameworks.pytorch]
 "2.5" = { image = "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime" }
 """
-
-
-def timed(fn, repeat: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def row(label: str, value: float, unit: str, target: str, anchor: str) -> None:
-    print(f"{label:<44} {value:>10.3f} {unit:<6} target {target:<10} anchor {anchor}")
 
 
 def main() -> int:

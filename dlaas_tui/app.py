@@ -3,13 +3,19 @@
 Screens read `self.app.backend` (a `backend.facade.Backend`) and do backend calls in thread
 workers. Screens built on other branches (buckets, editor, GPUs) are imported when first opened,
 so a missing one is a notification, not a crash.
+
+Started from the command line, the app gets an `opener` rather than a backend: reading the config
+means importing pydantic, which would cost more than Textual's own start, so the first frame is
+drawn first and the backend is opened in a thread worker right after it.
 """
 from __future__ import annotations
 
 import difflib
 import importlib
+import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textual import work
@@ -17,10 +23,11 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from backend.facade import resource_dir, utcnow
+from backend.facade import get_paths, resource_dir, utcnow
 
 from .keymap import apply_keymap
-from .themes import DEFAULT_THEME, load_themes
+from .theme_cache import cached_themes
+from .themes import DEFAULT_THEME
 from .ui_state import UiState
 from .widgets.command_bar import CommandScreen, CommandSuggester
 from .widgets.safe_text import visible
@@ -53,58 +60,168 @@ class DlaasApp(App[None]):
 
     def __init__(
         self,
-        backend: Backend,
+        backend: Backend | None = None,
         *,
+        opener: Callable[[], Backend] | None = None,
+        on_started: Callable[[], None] | None = None,
         clock: Callable[[], datetime] | None = None,
         poll_interval: float = 1.0,
         watch_files: bool = True,
     ) -> None:
+        """Give either an open `backend` or an `opener` that opens one (called after the first frame).
+
+        `on_started` is called once, when the first frame is drawn and the backend is open (or failed).
+        """
         super().__init__()
-        self.backend = backend
+        if backend is None and opener is None:
+            raise TypeError("DlaasApp needs a backend or an opener")
+        self._backend = backend
+        self._opener = opener
+        self._on_started = on_started
+        self._open_lock = threading.Lock()
+        self.open_error: Exception | None = None  # why the opener failed; the app then exits
         self._fixed_clock = clock
         self.poll_interval = poll_interval
         self.watch_files = watch_files
-        self.ui_state = UiState(backend.paths.ui_state_file)
+        paths = backend.paths if backend is not None else get_paths()
+        self.ui_state = UiState(paths.ui_state_file)
         self.startup_errors: list[str] = []
         self.header_stats = None  # the runs feed's latest header figures, for other screens
         self._own_themes: list[str] = []
-        self._load_themes()
+        self._load_themes(paths.cache_dir / "themes.json")
 
     def clock(self) -> datetime:
         """Now, as the engine sees it: a fake engine's driven clock keeps ages and costs in step."""
         if self._fixed_clock is not None:
             return self._fixed_clock()
-        engine_clock = getattr(getattr(self.backend, "_engine", None), "clock", None)
+        engine_clock = getattr(getattr(self._backend, "_engine", None), "clock", None)
         now = getattr(engine_clock, "now", None)
         return now() if callable(now) else utcnow()
 
     # ------------------------------------------------------------ start
-    def _load_themes(self) -> None:
+    def _load_themes(self, cache_file: Path) -> None:
         try:
-            themes, errors = load_themes(resource_dir("themes"))
+            themes, errors = cached_themes(resource_dir("themes"), cache_file)
         except Exception as exc:  # a broken install must still open
             themes, errors = [], [f"themes not loaded: {exc}"]
         for theme in themes:
             self.register_theme(theme)
             self._own_themes.append(theme.name)
         self.startup_errors.extend(errors)
-        # Chosen before the first stylesheet pass, so start-up styles the app once, not twice.
         wanted = self.ui_state.theme
         if wanted in self.available_themes:
-            self.theme = wanted
+            self._start_theme(wanted)
         elif DEFAULT_THEME in self.available_themes:
-            self.theme = DEFAULT_THEME
+            self._start_theme(DEFAULT_THEME)
+
+    def _start_theme(self, name: str) -> None:
+        """Choose the theme before anything is styled, so that start-up styles the app once, not twice.
+
+        Assigning `self.theme` queues a whole-app CSS refresh (reparse, restyle every widget) for just
+        after start-up; nothing has been styled yet, so the theme's variables and classes are set
+        directly instead. A theme that needs another ANSI colour mapping takes the ordinary path.
+        """
+        before, theme = self.current_theme, self.get_theme(name)
+        if theme is None or (theme.dark, theme.ansi) != (before.dark, before.ansi):
+            self.theme = name
+            return
+        self.set_reactive(DlaasApp.theme, name)
+        self.update_classes({f"-theme-{name}": True, "-dark-mode": theme.dark, "-light-mode": not theme.dark},
+                            update=False)
+        self.stylesheet.set_variables(self.get_css_variables())
 
     def on_mount(self) -> None:
         from .screens.runs import RunsScreen
 
-        try:
-            apply_keymap(self, dict(self.backend.config.keys))
-        except Exception as exc:
-            self.startup_errors.append(f"[keys] not applied: {exc}")
+        if self._backend is not None:
+            self.startup_errors.extend(self._apply_keys())
         self.push_screen(RunsScreen())
         for message in self.startup_errors:
             self.report_error(message)
+        self.call_after_refresh(self._after_first_frame)
+
+    def _after_first_frame(self) -> None:
+        if self._backend is None:
+            self._open_in_background()
+        else:
+            self._started()
+
+    def _started(self) -> None:
+        callback, self._on_started = self._on_started, None
+        if callback is not None:
+            callback()
+
+    def _apply_keys(self) -> list[str]:
+        try:
+            apply_keymap(self, dict(self.backend.config.keys))
+        except Exception as exc:
+            return [f"[keys] not applied: {exc}"]
+        return []
+
+    # ------------------------------------------------------------ the backend
+    @property
+    def backend(self) -> Backend:
+        """The open backend. Asked for before the worker has opened it, it is opened here, now."""
+        if self._backend is None:
+            self._open()
+            if self._backend is None:
+                assert self.open_error is not None
+                raise self.open_error
+        return self._backend
+
+    @backend.setter
+    def backend(self, backend: Backend) -> None:
+        self._backend = backend
+
+    @property
+    def backend_ready(self) -> bool:
+        return self._backend is not None
+
+    @property
+    def read_only(self) -> bool:
+        """Whether writes are refused; until the profile is known, they are (nothing is lost by waiting)."""
+        return self._backend is None or self._backend.read_only
+
+    def _open(self) -> None:
+        # One opening, whichever thread asks first; the other waits for it on the lock.
+        with self._open_lock:
+            if self._backend is None and self.open_error is None and self._opener is not None:
+                try:
+                    self._backend = self._opener()
+                except Exception as exc:
+                    self.open_error = exc
+
+    @work(thread=True, group="open-backend", exit_on_error=False)
+    def _open_in_background(self) -> None:
+        self._open()
+        try:
+            self.call_from_thread(self._backend_opened)
+        except RuntimeError:
+            pass  # the app closed before the backend was open
+
+    def _backend_opened(self) -> None:
+        from .screens.runs import RunsScreen
+
+        self._started()
+        if self._backend is None:
+            error = self.open_error
+            # No half-working TUI on a bad config: leave, and the CLI prints the one-line error.
+            self.exit(return_code=getattr(error, "exit_code", 1))
+            return
+        for message in self._apply_keys():
+            self.report_error(message)
+        for screen in self.screen_stack:
+            if isinstance(screen, RunsScreen):
+                screen.restart_feed()
+        self.screen.refresh_bindings()
+
+    def _handle_exception(self, error: Exception) -> None:
+        # A handler asked for the backend and the config could not be opened: no traceback, the
+        # CLI reports `open_error` in one line once the app has exited.
+        if error is self.open_error:
+            self.exit(return_code=getattr(error, "exit_code", 1))
+            return
+        super()._handle_exception(error)
 
     # ------------------------------------------------------------ errors
     def report_error(self, message: str) -> None:

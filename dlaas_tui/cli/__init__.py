@@ -38,7 +38,7 @@ exit codes: 0 ok, 1 failure, 2 bad input
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _global_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dlaas-tui",
         description=DESCRIPTION,
@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--read-only", action="store_true", help="refuse halt, delete, submit, upload and object delete"
     )
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _global_parser()
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"{__name__}.{name}")
@@ -60,8 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .context import Context, run_handler
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    if not argv:
+        # Plain `dlaas-tui` opens the TUI: every command's parser (and module) is not needed for that.
+        args = _global_parser().parse_args([], argparse.Namespace(command=None))
+    else:
+        args = build_parser().parse_args(argv)
     ctx = Context(profile=args.profile, read_only=args.read_only)
     func = getattr(args, "func", None)
     if func is None:

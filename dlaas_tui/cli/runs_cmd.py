@@ -99,7 +99,14 @@ def cmd_submit(args, ctx) -> int:
                         experiment=args.experiment, dry_run=args.dry_run)
     runs = ctx.backend.engine.submit(req)
     if args.output == "yaml":
-        _print_expanded_yaml(args.manifests)
+        if ctx.backend.profile.scheduler == "kubernetes":
+            # Every object the cluster would get (Job, ConfigMap, Secret, Service), secrets masked.
+            from backend.facade import kubernetes_dry_run_yaml
+
+            sys.stdout.write(kubernetes_dry_run_yaml(ctx.backend, args.manifests, name=args.name,
+                                                     experiment=args.experiment))
+        else:
+            _print_expanded_yaml(args.manifests)
         return 0
     if args.json:
         print_json([r.to_json() for r in runs])

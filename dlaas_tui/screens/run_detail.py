@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.syntax import Syntax
-from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult

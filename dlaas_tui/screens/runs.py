@@ -72,7 +72,8 @@ class RunsScreen(Screen):
     def on_mount(self) -> None:
         self.query_one(RunTable).focus()
         self.query_one(StatusHeader).set_where("runs")
-        self.restart_feed()
+        if self.app.backend_ready:
+            self.restart_feed()  # else the app starts it once its backend is open (after this frame)
 
     # ------------------------------------------------------------ the feed
     def restart_feed(self) -> None:
@@ -167,7 +168,7 @@ class RunsScreen(Screen):
 
     # ------------------------------------------------------------ keys
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("halt", "delete", "new") and self.app.backend.read_only:
+        if action in ("halt", "delete", "new") and self.app.read_only:
             return False
         return True
 

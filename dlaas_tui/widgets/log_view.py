@@ -12,7 +12,6 @@ import re
 import shutil
 from pathlib import Path
 
-from rich.cells import cell_len, chop_cells
 from rich.segment import Segment
 from rich.style import Style
 from textual import events, work

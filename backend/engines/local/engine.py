@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from ...errors import BadInput, NotFound
 from ...runs import (
@@ -173,9 +174,10 @@ class LocalEngine:
             out.append(run)
         return out
 
-    def list_runs(self, *, states: Sequence[RunState] | None = None, experiment: str | None = None,
-                  limit: int | None = None) -> list[Run]:
-        sql = f"SELECT {LIST_COLUMNS} FROM runs"
+    @staticmethod
+    def _listing_query(columns: str, states: Sequence[RunState] | None, experiment: str | None,
+                       limit: int | None) -> tuple[str, list[Any]]:
+        """The one listing query (filters, newest first) that `list_runs` and `list_runs_json` share."""
         where, args = [], []
         if states:
             where.append(f"state IN ({', '.join('?' for _ in states)})")
@@ -183,32 +185,25 @@ class LocalEngine:
         if experiment is not None:
             where.append("experiment = ?")
             args.append(experiment)
+        sql = f"SELECT {columns} FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY submitted_at DESC, id DESC"
         if limit:
             sql += " LIMIT ?"
             args.append(int(limit))
+        return sql, args
+
+    def list_runs(self, *, states: Sequence[RunState] | None = None, experiment: str | None = None,
+                  limit: int | None = None) -> list[Run]:
+        sql, args = self._listing_query(LIST_COLUMNS, states, experiment, limit)
         return self._build(self.conn.execute(sql, args).fetchall())
 
     def list_runs_json(self, *, states: Sequence[RunState] | None = None, experiment: str | None = None,
                        limit: int | None = None) -> list[str]:
         """`list_runs` as encoded JSON objects, in the same order: finished runs from their sealed
         document, the rest built live (queue positions, ticking cost)."""
-        where, args = [], []
-        if states:
-            where.append(f"state IN ({', '.join('?' for _ in states)})")
-            args += [RunState(s).value for s in states]
-        if experiment is not None:
-            where.append("experiment = ?")
-            args.append(experiment)
-        sql = "SELECT id, final_json, json_shape FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY submitted_at DESC, id DESC"
-        if limit:
-            sql += " LIMIT ?"
-            args.append(int(limit))
+        sql, args = self._listing_query("id, final_json, json_shape", states, experiment, limit)
         rows = self.conn.execute(sql, args).fetchall()
         live_ids = [r[0] for r in rows if r[1] is None or r[2] != JSON_SHAPE]
         live: dict[str, str] = {}
