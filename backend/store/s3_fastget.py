@@ -61,7 +61,7 @@ class FastGetter:
     def _context(self) -> ssl.SSLContext:
         if self._ssl is None:
             if self._verify is False:
-                ctx = ssl._create_unverified_context()  # noqa: S323 - the profile said verify_tls = false
+                ctx = ssl._create_unverified_context()  # the profile said verify_tls = false
             else:
                 from botocore.httpsession import get_cert_path
 
@@ -146,7 +146,7 @@ class FastGetter:
         target = parts.path + ("?" + parts.query if parts.query else "")
         # A presigned URL does not sign the payload, as put_object does on plain http: the
         # server checks this digest instead.
-        headers = {"Content-MD5": base64.b64encode(hashlib.md5(data).digest()).decode()}  # noqa: S324
+        headers = {"Content-MD5": base64.b64encode(hashlib.md5(data).digest()).decode()}
         for attempt in range(2):  # a kept-alive connection the server closed: one fresh try
             conn = self._conn(parts.scheme, parts.netloc)
             try:
