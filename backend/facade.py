@@ -226,7 +226,16 @@ class Backend:
     @property
     def store(self) -> ObjectStore:
         if self._store is None:
-            self._store = _load(STORES[self.profile.store]).from_backend(self)
+            store = _load(STORES[self.profile.store]).from_backend(self)
+            if store.kind == "local" and not self.profile.read_only:
+                # First use of a local store: the samples' data is there at once (cheap once done).
+                from .samples_seed import ensure_sample_data
+
+                try:
+                    ensure_sample_data(store)
+                except DlaasError:
+                    pass  # a store that cannot take the samples still serves everything else
+            self._store = store
         return self._store
 
     @property

@@ -129,12 +129,7 @@ def _ls_buckets(args: argparse.Namespace, ctx: Context) -> int:
 
     backend = ctx.backend
     store = backend.store
-    buckets = store.list_buckets()
-    if not buckets and store.kind == "local" and not backend.read_only:
-        from backend.facade import ensure_sample_data
-
-        ensure_sample_data(store)
-        buckets = store.list_buckets()
+    buckets = store.list_buckets()  # a local store got the samples' data when it was opened
     if args.limit:
         buckets = buckets[: args.limit]
     if args.json:
