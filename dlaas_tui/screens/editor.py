@@ -29,7 +29,9 @@ from .manifest_text import (  # noqa: F401  (re-exported: the buckets screen and
     atomic_write,
     list_samples,
     manifest_with_training_data,
+    sample_model_dir,
     starter_manifest,
+    starter_sample,
     validate_text,
 )
 from .confirm import ConfirmScreen
@@ -102,8 +104,15 @@ class EditorScreen(Screen):
     def __init__(self, path: Path | None = None, text: str | None = None) -> None:
         super().__init__()
         self.path = Path(path) if path is not None else None
+        # The model code a manifest started from a sample goes with: saved elsewhere, the manifest has
+        # no `model/` folder beside it, and submitting it alone would package the wrong folder.
+        self.model_dir: Path | None = None
         if text is None:
-            text = self.path.read_text(encoding="utf-8") if self.path and self.path.exists() else starter_manifest()
+            if self.path and self.path.exists():
+                text = self.path.read_text(encoding="utf-8")
+            else:
+                text = starter_manifest()
+                self.model_dir = sample_model_dir(starter_sample())
         self._initial = text
         # A new buffer counts as changed only once it is edited; a file, when it differs from disk.
         self.dirty = self.path is not None and text != self._read_saved()
@@ -251,6 +260,7 @@ class EditorScreen(Screen):
         def chosen(path: Path | None) -> None:
             if path is not None:
                 self.path = None
+                self.model_dir = sample_model_dir(path)
                 self.area.load_text(path.read_text(encoding="utf-8"))
                 self._changed()
                 self.notify(f"new manifest from sample {path.parent.name}", markup=False)
@@ -342,11 +352,17 @@ class EditorScreen(Screen):
         from backend.facade import SubmitRequest
 
         try:
-            runs = self.app.backend.engine.submit(SubmitRequest(manifests=[path]))
+            runs = self.app.backend.engine.submit(SubmitRequest(manifests=[path], model=self._model_for(path)))
         except Exception as exc:
             self.post_message(Submitted([], str(exc)))
             return
         self.post_message(Submitted([r.id for r in runs]))
+
+    def _model_for(self, path: Path) -> Path | None:
+        """The sample's model code, unless the manifest was saved beside a `model/` folder of its own."""
+        if self.model_dir is None or (path.parent / "model").is_dir():
+            return None
+        return self.model_dir
 
     def on_submitted(self, message: Submitted) -> None:
         if message.error:

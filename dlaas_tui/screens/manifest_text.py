@@ -42,16 +42,30 @@ def list_samples() -> list[Path]:
         return []
 
 
-def starter_manifest() -> str:
-    """The first sample (the plain digits one when shipped), else a blank manifest."""
+def starter_sample() -> Path | None:
+    """The sample a new manifest starts from: the plain digits one when shipped, else the first."""
     samples = list_samples()
     preferred = [p for p in samples if p.parent.name == "pytorch-digits"] or samples
-    for path in preferred:
+    return next((p for p in preferred if p.is_file()), None)
+
+
+def starter_manifest() -> str:
+    """The starter sample's text, else a blank manifest."""
+    path = starter_sample()
+    if path is not None:
         try:
             return path.read_text(encoding="utf-8")
         except OSError:
-            continue
+            pass
     return BLANK_MANIFEST
+
+
+def sample_model_dir(sample_manifest: Path | None) -> Path | None:
+    """The model code that goes with a sample's manifest (its `model/` folder), if it has one."""
+    if sample_manifest is None:
+        return None
+    model = sample_manifest.parent / "model"
+    return model if model.is_dir() else None
 
 
 def manifest_with_training_data(text: str, bucket: str, prefix: str = "") -> str:

@@ -315,3 +315,30 @@ async def test_sweep_plan_counts_runs_from_the_expansion(tmp_path: Path):
         assert isinstance(app.screen, SubmitConfirm)
         assert (app.screen.plan.runs, app.screen.plan.total_gpus) == (6, 12)
         assert "6 (grid sweep)" in screen_text(app) and "$73.80" in screen_text(app)
+
+
+async def test_a_new_manifest_from_the_sample_submits_with_the_samples_model_code(tmp_path: Path):
+    """Saved anywhere, a manifest started from the sample still packages the sample's train.py."""
+    engine = MiniEngine()
+    app = editor_app(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_validated(pilot)
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        assert isinstance(app.screen, SubmitConfirm)
+        await pilot.press("y")
+        await settle(pilot)
+        assert isinstance(app.screen, InputPrompt)
+        target = tmp_path / "elsewhere" / "manifest.yml"
+        target.parent.mkdir()
+        app.screen.query_one("Input").value = str(target)
+        await pilot.press("enter")
+        await settle(pilot)
+        for _ in range(20):
+            if engine.submitted:
+                break
+            await pilot.pause(0.1)
+        (request,) = engine.submitted
+        assert list(request.manifests) == [target]
+        assert request.model is not None and (request.model / "train.py").is_file()
+        assert request.model.parent.name == "pytorch-digits"
