@@ -1,9 +1,8 @@
-"""The real `python -m dlaas_tui` in tmux on the local engine: a submitted sample reaches COMPLETED
-in the live table, and `l` opens its log. Keys go in with send-keys; the screen comes back with
-capture-pane, exactly what a user over SSH would see."""
+"""The real `python -m dlaas_tui` in tmux on the local engine: the sample, submitted from the
+editor (`n`, `ctrl+r`), reaches COMPLETED in the live table, and `l` opens its log. Keys go in with
+send-keys; the screen comes back with capture-pane, exactly what a user over SSH would see."""
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -86,9 +85,24 @@ def test_sample_reaches_completed_in_the_table_and_its_log_opens(tmux, dlaas_hom
     tmux.start(f"{sys.executable} -m dlaas_tui", env)
     tmux.wait_for(lambda s: "No runs yet" in s, 60, "the empty runs table")
 
-    res = cli("submit", str(SAMPLE), "--json")
-    assert res.returncode == 0, res.stderr
-    run_id = json.loads(res.stdout)[0]["id"]
+    # New manifest (the editor opens on the digits sample), submit, confirm, save it somewhere.
+    # `n` is offered once the profile is read (it is refused on read-only profiles).
+    tmux.wait_for(lambda s: "New run" in s, 30, "the New run key")
+    tmux.keys("n")
+    tmux.wait_for(lambda s: "valid" in s and "name: pytorch-digits" in s, 30, "the editor on the sample")
+    tmux.keys("C-r")
+    tmux.wait_for(lambda s: "Submit this manifest?" in s, 30, "the submit confirmation")
+    tmux.keys("y")
+    tmux.wait_for(lambda s: "Save manifest as" in s, 30, "the save prompt")
+    saved = dlaas_home / "work" / "manifest.yml"
+    saved.parent.mkdir()
+    tmux.keys("C-u")
+    tmux.keys("-l", str(saved))
+    tmux.keys("Enter")
+    notice = tmux.wait_for(lambda s: "submitted 1 run: training-" in s, 30, "the submitted run's id")
+    run_id = notice[notice.index("submitted 1 run: ") + len("submitted 1 run: "):].split()[0]
+    assert saved.is_file()
+    tmux.keys("Escape")
 
     def row(screen: str) -> str:
         return next((line for line in screen.splitlines() if run_id in line), "")
