@@ -124,6 +124,14 @@ def describe_budget(status: BudgetStatus | None, estimate_usd: float | None = No
     return describe(status, estimate_usd)
 
 
+def kubernetes_dry_run_yaml(backend: Backend, manifests: list[Any], *, name: str | None = None,
+                            experiment: str | None = None) -> str:
+    """What `submit --dry-run -o yaml` prints for a kubernetes profile: every object of every run."""
+    from .engines.kubernetes.render import submission_yaml
+
+    return submission_yaml(list(manifests), backend.profile, backend.config, name=name, experiment=experiment)
+
+
 def expand_sweep(manifest: Manifest) -> list[Any]:
     """One Trial per run of the manifest's sweep (one Trial when there is no sweep)."""
     from .manifest.sweep import expand

@@ -88,15 +88,15 @@ class DlaasApp(App[None]):
             self.register_theme(theme)
             self._own_themes.append(theme.name)
         self.startup_errors.extend(errors)
-
-    def on_mount(self) -> None:
-        from .screens.runs import RunsScreen
-
+        # Chosen before the first stylesheet pass, so start-up styles the app once, not twice.
         wanted = self.ui_state.theme
         if wanted in self.available_themes:
             self.theme = wanted
         elif DEFAULT_THEME in self.available_themes:
             self.theme = DEFAULT_THEME
+
+    def on_mount(self) -> None:
+        from .screens.runs import RunsScreen
 
         try:
             apply_keymap(self, dict(self.backend.config.keys))

@@ -185,7 +185,7 @@ def cmd_show(args, ctx) -> int:
     print("events:")
     for e in events:
         state = e.state.value if e.state else "-"
-        print(f"  {j and e.to_json()['at']}  {state:11} {safe_text(e.message)[:50]}")
+        print(f"  {e.to_json()['at'][:22]}  {state:11} {safe_text(e.message)[:40]}")
     return 0
 
 

@@ -62,6 +62,7 @@ class RunDetailScreen(Screen):
         Binding("4", "tab('events')", "Events", show=False, id="detail.events"),
         Binding("5", "tab('cost')", "Cost", show=False, id="detail.cost"),
         Binding("slash", "search", "Search", id="detail.search"),
+        Binding("L", "next_learner", "Next learner", id="detail.learner"),
         Binding("ctrl+k", "halt", "Halt", id="detail.halt"),
     ]
 
@@ -165,7 +166,10 @@ class RunDetailScreen(Screen):
                 time.sleep(0.1)
 
     def _show(self, run: Run, events: list[RunEvent], metrics: list[MetricPoint], manifest, breakdown) -> None:
+        first = self.run is None
         self.run = run
+        if first:
+            self.refresh_bindings()  # `L` shows only for runs with several learners
         self.summary.update(self._summary(run))
         if manifest is not None:
             syntax = Syntax(visible_lines(manifest), "yaml", line_numbers=True,
@@ -196,6 +200,8 @@ class RunDetailScreen(Screen):
         text.append(f"  {gpus}", style="dim")
         if run.assigned:
             text.append(f"  on {visible(', '.join(run.assigned))}", style="dim")
+        if run.learners > 1:
+            text.append(f"  learner {self.learner + 1} of {run.learners} (L)", style="dim")
         cost = "unpriced" if run.cost_usd is None else f"${run.cost_usd:,.2f}"
         text.append(f"  cost {cost}")
         if run.error_code or run.message:
@@ -330,7 +336,19 @@ class RunDetailScreen(Screen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "halt" and self.app.backend.read_only:
             return False
+        if action == "next_learner":
+            return self.run is not None and self.run.learners > 1
         return True
+
+    def action_next_learner(self) -> None:
+        if self.run is None or self.run.learners < 2:
+            return
+        self.learner = (self.learner + 1) % self.run.learners
+        self._log_stop.set()
+        self.log_view.save_name = f"{self.run_id}-learner-{self.learner}.log"
+        self._stream_logs()
+        self.summary.update(self._summary(self.run))
+        self.notify(f"Learner {self.learner + 1} of {self.run.learners}", timeout=2, markup=False)
 
     def action_halt(self) -> None:
         from .confirm import ConfirmScreen

@@ -123,7 +123,11 @@ class RunsScreen(Screen):
                         self.app.call_from_thread(self.app.report_error, message)
                     except RuntimeError:
                         return  # the app is closing
-            self._wake.wait(interval)
+            # Short waits, so a cancelled feed (screen gone, app closing) ends within 0.1 s.
+            deadline = time.monotonic() + interval
+            while not worker.is_cancelled and not self._wake.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
+                if time.monotonic() >= deadline:
+                    break
             self._wake.clear()
 
     def _stats(self, backend: Backend, runs, inventory: Inventory | None) -> HeaderStats:

@@ -14,6 +14,9 @@ from textual.widget import Widget
 from .safe_text import visible
 
 
+SHORT = {"profile": "", "tier": "", "GPUs": "GPU", "running": "run", "queued": "queued", "today": ""}
+
+
 @dataclass(frozen=True)
 class HeaderStats:
     profile: str = ""
@@ -56,19 +59,26 @@ class StatusHeader(Widget):
         self.refresh()
 
     def render(self) -> Text:
+        text = self._build(compact=False)
+        if text.cell_len > self.size.width - 2:
+            text = self._build(compact=True)  # 80 columns: short labels, same facts
+        return text
+
+    def _build(self, compact: bool) -> Text:
         s = self.stats
         theme = self.app.current_theme
-        sep = (" │ ", "dim")
+        sep = (" │ " if not compact else " ", "dim")
         label = "dim"
         text = Text(no_wrap=True, overflow="ellipsis", end="")
         text.append(self.title_text, style=f"bold {theme.primary}")
-        if self.where:
+        if self.where and not compact:
             text.append(f"  {visible(self.where)}", style="bold")
 
         def field(name: str, value: str, style: str = "bold") -> None:
             text.append(*sep)
-            if name:
-                text.append(f"{name} ", style=label)
+            shown = SHORT.get(name, name) if compact else name
+            if shown:
+                text.append(f"{shown} ", style=label)
             text.append(value, style=style)
 
         if s.profile:
@@ -87,5 +97,5 @@ class StatusHeader(Widget):
         if s.budget_warning:
             field("", f"⚠ {visible(s.budget_warning)}", f"bold {theme.warning}")
         if s.read_only:
-            field("", "READ-ONLY", f"bold {theme.error}")
+            field("", "RO" if compact else "READ-ONLY", f"bold {theme.error}")
         return text

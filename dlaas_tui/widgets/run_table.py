@@ -7,6 +7,7 @@ not fit are dropped, least useful first, so 80 columns still shows what matters.
 """
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -116,6 +117,7 @@ SORT_KEYS: dict[str, Callable[[Run], object]] = {
 }
 
 
+@functools.lru_cache(maxsize=16)
 def layout(width: int) -> list[tuple[Column, int]]:
     """The columns that fit `width` and their widths (one space between columns)."""
     cols = list(COLUMNS)
@@ -238,8 +240,8 @@ class RunTable(ScrollView, can_focus=True):
         sort = SORT_KEYS[self.sort_key]
         for run in changed:
             self._runs[run.id] = run
-            self._sort_values[run.id] = sort(run)
-            self._haystack[run.id] = self._search_text(run)
+            self._sort_values[run.id] = (sort(run), run.id)  # ties break on id: no flicker
+            self._haystack.pop(run.id, None)  # rebuilt when a filter needs it
         for run_id in deleted:
             self._runs.pop(run_id, None)
             self._sort_values.pop(run_id, None)
@@ -269,10 +271,11 @@ class RunTable(ScrollView, can_focus=True):
         if self._filter is not None:
             search = self._filter.search
             hay = self._haystack
+            for i, run in self._runs.items():
+                if i not in hay:
+                    hay[i] = self._search_text(run)
             ids = [i for i in ids if search(hay[i])]
-        # Ties break on id so the order never flickers between ticks.
-        values = self._sort_values
-        self._order = sorted(ids, key=lambda i: (values[i], i), reverse=self.sort_reverse)
+        self._order = sorted(ids, key=self._sort_values.__getitem__, reverse=self.sort_reverse)
         if selected is not None and selected in self._runs:
             try:
                 self.cursor = self._order.index(selected)
@@ -311,7 +314,7 @@ class RunTable(ScrollView, can_focus=True):
     # ---------------------------------------------------------------- sorting
     def watch_sort_key(self, key: str) -> None:
         sort = SORT_KEYS[key]
-        self._sort_values = {i: sort(r) for i, r in self._runs.items()}
+        self._sort_values = {i: (sort(r), i) for i, r in self._runs.items()}
         self._rebuild_order()
 
     def watch_sort_reverse(self) -> None:

@@ -49,6 +49,13 @@ class LocalHarness(EngineHarness):
         self.backend = Backend(config=config, profile=config.profile("local"), paths=paths)
         self.engine = self.backend.engine
 
+    def submit(self, tmp_path: Path, **kwargs: Any):
+        # Admission is asynchronous here (the fake's is instant): let the agent decide this run
+        # before the test submits the next one, as a person typing commands would.
+        run = super().submit(tmp_path, **kwargs)
+        self.engine.settled()
+        return run
+
     def _setenv(self, key: str, value: str) -> None:
         self._env_saved.setdefault(key, os.environ.get(key))
         os.environ[key] = value

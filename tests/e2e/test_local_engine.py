@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import zipfile
@@ -241,9 +242,13 @@ def test_cli_agent_start_status_stop(home, cli):
     assert res.returncode == 0 and str(pid) in res.stdout
     # its own session, not ours, and no controlling terminal: it outlives the shell that started it
     assert os.getsid(pid) != os.getsid(0)
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    assert stat[stat.rfind(")") + 2 :].split()[4] == "0"  # tty_nr
+    proc_stat = Path(f"/proc/{pid}/stat").read_text()
+    assert proc_stat[proc_stat.rfind(")") + 2 :].split()[4] == "0"  # tty_nr
     assert str(pid) in cli("agent", "status").stdout
+    state = home / "state"
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    for name in ("agent.pid", "agent.log", "agent.lock", "agent.sock", "state.db"):
+        assert stat.S_IMODE((state / name).stat().st_mode) == 0o600, name
     assert cli("agent", "start").stdout.strip().endswith(str(pid))  # not a second one
     res = cli("agent", "stop")
     assert res.returncode == 0 and agent_pid(home) is None

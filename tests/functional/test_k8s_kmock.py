@@ -335,3 +335,35 @@ def test_watch_loop_follows_changes_and_relists_after_410(sim, engine):
     assert not loop.is_alive()
     watches = [q for m, p, q in sim.requests if q.get("watch") == "true"]
     assert watches and all(q.get("allowWatchBookmarks") == "true" for q in watches)
+
+
+def test_profile_with_kubeconfig_through_the_facade_and_cli(sim, dlaas_home, tmp_path, cli):
+    """open_backend -> KubernetesEngine.from_backend -> kubeconfig -> the API; and `runs --json`."""
+    import json
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: sim, cluster: {{server: "{sim.url}"}}}}]
+users: [{{name: ada, user: {{token: not-a-real-token}}}}]
+contexts: [{{name: sim, context: {{cluster: sim, user: ada}}}}]
+current-context: sim
+""")
+    (dlaas_home / "config.toml").write_text(fx.CONFIG_TOML.replace(
+        'kubernetes = { namespace = "team-a", queue = "team-a-queue" }',
+        f'kubernetes = {{ namespace = "{NS}", queue = "team-a-queue", kubeconfig = "{kubeconfig}", context = "sim" }}',
+        1))
+    from backend.facade import open_backend
+
+    backend = open_backend("lab")
+    engine = backend.engine
+    assert isinstance(engine, KubernetesEngine)
+    other = KubernetesEngine(KubeApi.for_host(sim.url), backend.profile, backend.config, store=FakeStore())
+    other.submit_run(fx.manifest(), run_id="training-cccccc01", experiment="exp")
+    sim.add_workload("training-cccccc01")
+    runs = engine.list_runs()  # a fresh process: the run is learned from the cluster
+    assert [r.id for r in runs] == ["training-cccccc01"] and runs[0].queue_position == 1
+    backend.close()
+    out = cli("--profile", "lab", "runs", "--json")
+    assert out.returncode == 0, out.stderr
+    assert [r["id"] for r in json.loads(out.stdout)] == ["training-cccccc01"]

@@ -222,8 +222,11 @@ async def test_command_bar_theme_completion_and_history(dlaas_home):
 
 
 async def test_theme_is_restored_and_ctrl_t_cycles():
+    from backend.facade import get_paths
+    from dlaas_tui.ui_state import UiState
+
+    UiState(get_paths().ui_state_file).set_theme("high-contrast")
     app, _clock, _engine = make_app(1)
-    app.ui_state.set_theme("high-contrast")
     async with app.run_test(size=(80, 24)) as pilot:
         await loaded(pilot)
         assert app.theme == "high-contrast"

@@ -121,3 +121,29 @@ async def test_unknown_run_is_a_notification():
         assert app.is_running
         await pilot.press("escape")
         assert not isinstance(app.screen, RunDetailScreen)
+
+
+async def test_shift_l_switches_learner_on_a_multi_learner_run():
+    app, clock, engine = make_app(0, devices=4)
+    run = engine.submit_manifest({**SAMPLE_MANIFEST, "learners": 2}, duration=30)
+    clock.advance(400)
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await open_detail(pilot, run.id, "logs")
+        await wait_for(pilot, lambda: screen.run is not None)
+        assert screen.check_action("next_learner", ()) is True
+        await wait_for(pilot, lambda: screen.log_view.line_count > 3)
+        await pilot.press("L")
+        assert screen.learner == 1
+        await wait_for(pilot, lambda: "learner-1" in str(screen.log_view.log_file.path))
+        assert "learner 2 of 2" in static_text(screen.summary)
+        await pilot.press("L")
+        assert screen.learner == 0
+
+    app, clock, engine = make_app(0)
+    single = engine.submit_manifest(SAMPLE_MANIFEST, duration=30)
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await open_detail(pilot, single.id, "logs")
+        await wait_for(pilot, lambda: screen.run is not None)
+        assert screen.check_action("next_learner", ()) is False
+        await pilot.press("L")
+        assert screen.learner == 0

@@ -57,3 +57,24 @@ def test_dry_run_yaml_for_the_submit_command():
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
     for d in docs:
         kubernetes_validate.validate(d, "1.33.0", strict=True)
+
+
+def test_facade_dry_run_yaml_expands_a_sweep(dlaas_home, tmp_path):
+    from backend.facade import kubernetes_dry_run_yaml, open_backend
+
+    _write_config(dlaas_home, fx.CONFIG_TOML)
+    manifest = tmp_path / "m.yml"
+    manifest.write_text("""name: sweep
+gpus: 1
+data_stores:
+  - {id: s, type: s3_datastore, training_data: {container: d}, training_results: {container: r}}
+framework: {name: pytorch, version: "2.5", command: "python train.py --lr ${lr}"}
+sweep: {method: grid, parameters: {lr: {values: [0.1, 0.01]}}}
+""")
+    text = kubernetes_dry_run_yaml(open_backend("lab"), [manifest], experiment="e1")
+    jobs = [d for d in yaml.safe_load_all(text) if d and d["kind"] == "Job"]
+    assert len(jobs) == 2
+    commands = sorted(next(e["value"] for e in j["spec"]["template"]["spec"]["containers"][0]["env"]
+                           if e["name"] == "DLAAS_COMMAND") for j in jobs)
+    assert commands == ["python train.py --lr 0.01", "python train.py --lr 0.1"]
+    assert len({j["metadata"]["name"] for j in jobs}) == 2

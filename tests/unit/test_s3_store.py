@@ -114,7 +114,9 @@ def test_unreachable_endpoint_is_named(s3_server):
         st.list("anything")
 
 
-def test_clock_skew_says_check_the_clock(store, bucket, monkeypatch):
+def test_clock_skew_says_check_the_clock(store, bucket, monkeypatch, s3_server):
+    if s3_server.kind != "weed":
+        pytest.skip("rclone answers a skewed clock with a plain AccessDenied")
     import botocore.auth
 
     real = botocore.auth.get_current_datetime
@@ -210,7 +212,8 @@ def test_multipart_upload_and_download_progress_sums_to_size(s3_server, tmp_path
     up = Transfer(on_update=lambda t: threads.add(threading.get_ident()))
     info = st.put_file(src, bucket, "big.bin", transfer=up)
     assert info.size == size
-    assert info.etag.endswith("-5")  # five parts: it really went multipart
+    if s3_server.kind == "weed":  # rclone's ETags do not show the part count
+        assert info.etag.endswith("-5")  # five parts: it really went multipart
     assert (up.done, up.total, up.files_done) == (size, size, 1)
     down = Transfer()
     out = st.get_file(bucket, "big.bin", tmp_path / "back.bin", transfer=down)
@@ -319,3 +322,16 @@ def test_cancelled_folder_transfers_stop_and_leave_no_temp_files(s3_server, buck
     left = [p.name for p in dest.rglob("*") if p.is_file()]
     assert 20 <= len(left) < 300
     assert not [n for n in left if n.endswith(".part") or not n.startswith("f")]
+
+
+def test_delete_reports_the_keys_it_could_not_delete(store, bucket):
+    from botocore.stub import Stubber
+
+    # weed deletes whatever the key may be; a per-key refusal (e.g. object lock) is stubbed.
+    with Stubber(store.client) as stub:
+        stub.add_response("delete_objects", {"Deleted": [{"Key": "a"}], "Errors": [
+            {"Key": "locked/\x1b[2Jb", "Code": "AccessDenied", "Message": "Access Denied"}]})
+        with pytest.raises(StoreError) as err:
+            store.delete(bucket, ["a", "locked/\x1b[2Jb"])
+    assert "deleted 1 objects" in str(err.value) and "1 could not be deleted" in str(err.value)
+    assert "locked/ [2Jb: AccessDenied Access Denied" in str(err.value)

@@ -14,31 +14,27 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from backend.errors import BadInput, EngineError, NotFound
+from backend.errors import BadInput, NotFound
 from backend.runs import (
-    TERMINAL_STATES,
     ChangeSet,
-    ErrorCode,
     Inventory,
     MetricPoint,
     Run,
     RunEvent,
     RunState,
-    SubmitRequest,
-    iso,
     utcnow,
 )
 
 from . import kueue, logs, render
-from .client import KubeApi, KubeError, KubeNotFound, jobs_path, path_for, pods_path, workloads_path
+from .client import KubeApi, KubeError, KubeNotFound, jobs_path, pods_path, workloads_path
 from .ledger import Ledger, MemoryLedger, last_state
-from .runview import assigned_label, canonical_gpu, inventory_from_nodes, run_from_job
+from .runview import assigned_label, canonical_gpu, flavor_gpu, inventory_from_nodes, run_from_job
 from .states import STORING_MARKER, Observation, gpu_line, observe, parse_time
+from .submission import Submitting, new_run_id  # noqa: F401
 from .watch import Reflector
 
 if TYPE_CHECKING:
     from backend.config import Config, Profile
-    from backend.manifest.model import Manifest
 
 _FORWARD = [RunState.QUEUED, RunState.PENDING, RunState.DOWNLOADING, RunState.PROCESSING, RunState.STORING]
 
@@ -56,7 +52,7 @@ def _pod_run(pod: dict[str, Any]) -> str | None:
     return labels.get(render.LABEL_RUN) or labels.get(render.JOB_NAME_LABEL)
 
 
-class KubernetesEngine:
+class KubernetesEngine(Submitting):
     name = "kubernetes"
 
     def __init__(self, api: KubeApi | None, profile: Profile, config: Config, *, ledger: Ledger | None = None,
@@ -73,6 +69,7 @@ class KubernetesEngine:
         self._manifests: dict[str, str] = {}
         self._prices: Any = None
         self._submitting: set[str] = set()
+        self._devices_read: set[str] = set()
         self._registered: dict[str, datetime] = {}  # when a run entered the ledger (its Job existed by then)
         self._uids: dict[str, str] = {}
         self._lock = threading.RLock()
@@ -81,7 +78,14 @@ class KubernetesEngine:
     def from_backend(cls, backend: Any) -> KubernetesEngine:
         engine = cls(None, backend.profile, backend.config)
         engine._backend = backend
+        # Without an agent's ledger, a CLI process learns the runs from the cluster on first read.
+        engine._catch_up = True
         return engine
+
+    def _ensure_synced(self) -> None:
+        if getattr(self, "_catch_up", False):
+            self._catch_up = False
+            self.sync_once()
 
     # -- plumbing ------------------------------------------------------------------------------------
     @property
@@ -101,96 +105,6 @@ class KubernetesEngine:
         if self._api is not None:
             self._api.close()
 
-    # -- submitting ----------------------------------------------------------------------------------
-    def submit_run(self, manifest: Manifest, *, run_id: str | None = None, model_zip: bytes | None = None,
-                   experiment: str | None = None, params: dict[str, Any] | None = None,
-                   manifest_text: str = "") -> Run:
-        """Create one run: model.zip to the results bucket, the Job, then the objects it owns."""
-        run_id = run_id or new_run_id()
-        now = utcnow()
-        spec = render.RunSpec(run_id, self.user or render._current_user(), experiment, dict(params or {}), iso(now))
-        job = render.render_job(manifest, spec, self.profile, self.config)
-        if model_zip is not None:
-            if self.store is None:
-                raise EngineError(f"{run_id}: no object store to hold the model archive")
-            bucket = manifest.data_store.training_results.container
-            self.store.put_bytes(bucket, f"{run_id}/_submitted_code/model.zip", model_zip)
-        self._submitting.add(run_id)  # a sync meanwhile must not adopt it as "found on the cluster"
-        try:
-            return self._create(manifest, spec, job, run_id, now, manifest_text)
-        finally:
-            self._submitting.discard(run_id)
-
-    def _create(self, manifest: Manifest, spec: render.RunSpec, job: dict[str, Any], run_id: str, now: datetime,
-                manifest_text: str) -> Run:
-        created = self.api.request("POST", jobs_path(self.ns), body=job)
-        uid = (created.get("metadata") or {}).get("uid")
-        if not uid:
-            raise EngineError(f"{run_id}: the API server returned the Job without a uid")
-        try:
-            for obj in render.render_owned(manifest, spec, self.profile, self.config, job_uid=uid, reveal_secrets=True):
-                self.api.request("POST", path_for(obj), body=obj)
-        except KubeError:
-            self._delete_job(run_id)
-            raise
-        self._uids[run_id] = uid
-        self._manifests[run_id] = manifest_text
-        run = run_from_job(created if created.get("spec") else job, self.config)
-        run.submitted_at = now
-        with self._lock:  # the sync loop writes runs too; one writer at a time keeps copies fresh
-            self._registered[run_id] = utcnow()
-            self.ledger.record(RunEvent(run_id, now, RunState.QUEUED, "submitted"))
-            self.ledger.put_run(run)
-            try:
-                self._refresh_positions()
-            except KubeError:
-                pass  # positions come with the next sync; the run is created either way
-        return self.get_run(run_id)
-
-    def submit(self, request: SubmitRequest) -> list[Run]:
-        """Every run of every manifest (a sweep gives one run per trial); Kueue queues them.
-
-        Inside the agent, sweeps are released `parallel` at a time through `submit_run` instead.
-        """
-        from backend.manifest import load_manifest
-        from backend.manifest.sweep import expand
-
-        planned, sizes = [], []
-        for path in request.manifests:
-            manifest = load_manifest(path)
-            if request.name:
-                manifest = manifest.model_copy(update={"name": request.name})
-            self.check_fits(manifest)
-            trials = expand(manifest)
-            sizes.append((manifest, len(trials)))
-            for trial in trials:
-                render.render_job(trial.manifest, render.RunSpec("training-00000000"), self.profile, self.config)
-                planned.append((path, trial))
-        if not request.dry_run:  # over the profile's budget: refused with the figures, nothing created
-            from backend.budget import check_budget
-
-            check_budget(getattr(self, "_backend", None) or self, sizes, engine=self)
-        if request.dry_run:
-            return [run_from_job(render.render_job(t.manifest, render.RunSpec(new_run_id(), self.user or "unknown",
-                                                                              request.experiment, t.params),
-                                                   self.profile, self.config), self.config) for _, t in planned]
-        runs, zips = [], {}
-        for path, trial in planned:
-            source = request.model or _default_model(path)
-            if source not in zips:
-                zips[source] = _zip_model(source)
-            runs.append(self.submit_run(trial.manifest, model_zip=zips[source], experiment=request.experiment,
-                                        params=trial.params, manifest_text=path.read_text()))
-        return runs
-
-    def check_fits(self, manifest: Manifest) -> None:
-        """C104: a run larger than the profile's tier can never be admitted; refuse it at submit."""
-        tier = self.config.tier_gpus(self.profile)
-        if tier and manifest.total_gpus > tier:
-            raise BadInput(f"{manifest.name}: asks for {manifest.total_gpus} GPUs, the {self.profile.tier!r} tier "
-                           f"allows {tier} at once; it could never run", code=ErrorCode.NEVER_FITS.value)
-
-    # -- observing -----------------------------------------------------------------------------------
     def _list(self, path: str, selector: str | None = None) -> list[dict[str, Any]]:
         return self.api.request("GET", path, query={"labelSelector": selector}).get("items") or []
 
@@ -256,12 +170,15 @@ class KubernetesEngine:
             if storing_at is not None:
                 obs = observe(job, workload, pods, storing=True)
                 obs.at = storing_at
-        if obs.state in (RunState.PROCESSING, RunState.STORING) and not any(a.startswith("GPU-") for a in run.assigned):
-            run.assigned = self._devices(run, pods) or run.assigned
+        unread = [p for p in pods if p["metadata"]["name"] not in self._devices_read]
+        if obs.state in (RunState.PROCESSING, RunState.STORING) and unread:
+            # the wrapper's first line names the devices; read once per pod
+            run.assigned = self._devices(run, unread) or run.assigned
         if obs.node and obs.node != run.node:
             run.node = obs.node
-            gpu_type, count = self._node_gpu(obs.node)
-            run.gpu_type = gpu_type or run.gpu_type
+            gpu_type, _ = self._node_gpu(obs.node)
+            # node labels say the product; where nodes cannot be read, the Kueue flavor often does
+            run.gpu_type = gpu_type or flavor_gpu(workload) or run.gpu_type
             if not any(a.startswith("GPU-") for a in run.assigned):
                 run.assigned = [assigned_label(obs.node, run.gpus, run.gpu_type)]
         return self._transition(run, obs)
@@ -354,14 +271,18 @@ class KubernetesEngine:
         return None
 
     def _devices(self, run: Run, pods: list[dict[str, Any]]) -> list[str]:
+        """Device labels from each pod's first log line; a pod whose line is there is not read again."""
         found: list[str] = []
         for pod in pods:
+            name = pod["metadata"]["name"]
             try:
-                head = logs.read_log(self.api, self.ns, pod["metadata"]["name"], limit_bytes=4096)
+                head = "\n".join(logs.read_log(self.api, self.ns, name, limit_bytes=4096))
             except KubeError:
                 continue
+            if "dlaas: gpus:" in head:
+                self._devices_read.add(name)
             node = (pod.get("spec") or {}).get("nodeName")
-            found += [f"{node}/{d}" if node and len(pods) > 1 else d for d in gpu_line("\n".join(head))]
+            found += [f"{node}/{d}" if node and len(pods) > 1 else d for d in gpu_line(head)]
         return found
 
     def _node_gpu(self, node: str) -> tuple[str | None, int]:
@@ -410,6 +331,7 @@ class KubernetesEngine:
                     dirty.add(run_id)
                     cond.notify()
 
+        self._workloads()  # settles which Workload API version the cluster serves
         reflectors = {
             "jobs": Reflector(self.api, jobs_path(self.ns), label_selector=render.LABEL_RUN, keep=_ours,
                               on_event=lambda k, o: mark(o["metadata"].get("name"))),
@@ -448,6 +370,7 @@ class KubernetesEngine:
     # -- the Engine protocol -------------------------------------------------------------------------
     def list_runs(self, *, states: Sequence[RunState] | None = None, experiment: str | None = None,
                   limit: int | None = None) -> list[Run]:
+        self._ensure_synced()
         runs = sorted(self.ledger.runs(), key=lambda r: r.submitted_at, reverse=True)
         if states:
             runs = [r for r in runs if r.state in states]
@@ -456,6 +379,7 @@ class KubernetesEngine:
         return runs[:limit] if limit else runs
 
     def get_run(self, run_id: str) -> Run:
+        self._ensure_synced()
         run = self.ledger.get_run(run_id)
         if run is None:
             raise NotFound(f"{run_id}: no such run")
@@ -554,34 +478,3 @@ class KubernetesEngine:
         held = {r.node: r.id for r in self.ledger.runs() if r.state.billed and r.node}
         return inventory_from_nodes(nodes, self.profile.kubernetes.gpu_product_label, held,
                                     self.config.tier_gpus(self.profile))
-
-
-def new_run_id() -> str:
-    import secrets
-    import string
-
-    alphabet = string.ascii_lowercase + string.digits
-    return "training-" + "".join(secrets.choice(alphabet) for _ in range(8))
-
-
-def _default_model(manifest_path: Any) -> Any:
-    """DESIGN.md: the manifest's `model/` folder, else the manifest's own folder."""
-    folder = manifest_path.parent / "model"
-    return folder if folder.is_dir() else manifest_path.parent
-
-
-def _zip_model(source: Any) -> bytes:
-    """The model folder as a zip (minimal stand-in until backend/packaging.py lands in main)."""
-    import io
-    import zipfile
-    from pathlib import Path
-
-    src = Path(source)
-    if src.is_file() and src.suffix == ".zip":
-        return src.read_bytes()
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(src.rglob("*")):
-            if path.is_file() and not path.is_symlink():
-                zf.write(path, path.relative_to(src).as_posix())
-    return buf.getvalue()

@@ -20,6 +20,18 @@ def canonical_gpu(name: str | None) -> str | None:
     return canonical_gpu_type(name) or name
 
 
+def flavor_gpu(workload: dict[str, Any] | None) -> str | None:
+    """The canonical GPU type named by the ResourceFlavor Kueue assigned for nvidia.com/gpu, if any."""
+    from backend.cost import canonical_gpu_type
+
+    admission = ((workload or {}).get("status") or {}).get("admission") or {}
+    for assignment in admission.get("podSetAssignments") or []:
+        flavor = (assignment.get("flavors") or {}).get(GPU)
+        if flavor:
+            return canonical_gpu_type(flavor)
+    return None
+
+
 def assigned_label(node: str, gpus: int, gpu_type: str | None) -> str:
     if gpus:
         return f"{node}: {gpus}×{gpu_type or 'GPU'}"

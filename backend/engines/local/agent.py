@@ -46,6 +46,7 @@ class Agent:
         self._inventory: tuple[float, list] = (0.0, [])
         self.halt_grace = float(os.environ.get("DLAAS_HALT_GRACE", "10"))
         self.stopping = threading.Event()
+        self._passed = -1  # the change sequence the last admission pass had seen
         from .sweeps import SweepGovernor
 
         self.sweeps = SweepGovernor(self.conn, self.halt_for_policy)
@@ -204,6 +205,7 @@ class Agent:
 
     def admit(self) -> int:
         """One admission pass; returns how many runs were admitted."""
+        seen = db.current_seq(self.conn)
         devices = self.devices()
         held = self._held()
         free = [FreeDevice(d.uuid, d.gpu_type) for d in devices
@@ -245,6 +247,9 @@ class Agent:
                 self._start_worker(adm.run_id, fds)
             if not retry:
                 break
+        if seen != self._passed:
+            db.mark_pass(self.conn, seen)
+            self._passed = seen
         return admitted
 
     def tier_room(self, profile: str) -> int | None:

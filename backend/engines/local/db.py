@@ -171,6 +171,17 @@ def current_seq(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT v FROM counter WHERE k = 'seq'").fetchone()[0]
 
 
+def mark_pass(conn: sqlite3.Connection, seq: int) -> None:
+    """Record that an admission pass has considered every change up to `seq` (for `settled`)."""
+    with write(conn):
+        conn.execute("INSERT OR REPLACE INTO counter (k, v) VALUES ('pass', ?)", (seq,))
+
+
+def passed(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT v FROM counter WHERE k = 'pass'").fetchone()
+    return -1 if row is None else row[0]
+
+
 def decode(row: sqlite3.Row) -> dict[str, Any]:
     out = dict(row)
     for key in JSON_COLUMNS & out.keys():

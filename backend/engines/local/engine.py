@@ -110,6 +110,17 @@ class LocalEngine:
     def ensure_agent(self) -> int:
         return ensure_agent(self.paths)
 
+    def settled(self, timeout: float = 10.0) -> bool:
+        """Wait until the agent's admission has seen every change recorded so far (tests, scripts
+        that need "queued or admitted" to be decided); False on timeout."""
+        target = db.current_seq(self.conn)
+        deadline = time.monotonic() + timeout
+        while db.passed(self.conn) < target:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
     def _nudge(self) -> None:
         ensure_agent(self.paths)
         wake(self.paths.state_dir)

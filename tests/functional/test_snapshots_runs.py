@@ -1,0 +1,68 @@
+"""Snapshots of the runs screen and run detail at 80×24 and 160×50, on frozen, seeded data."""
+from __future__ import annotations
+
+import pytest
+
+from dlaas_tui.screens.run_detail import RunDetailScreen
+from dlaas_tui.screens.runs import RunsScreen
+from dlaas_tui.widgets.run_table import RunTable
+
+from .tui_fixtures import make_app, wait_for
+
+SIZES = [(80, 24), (160, 50)]
+
+
+def seeded_app():
+    # poll_interval is long: one load, then nothing moves while the picture is taken.
+    app, _clock, engine = make_app(120, devices=8, poll_interval=60)
+    return app, engine
+
+
+async def runs_loaded(pilot) -> None:
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.query_one(RunTable).row_count)
+    await wait_for(pilot, lambda: app.header_stats is not None)
+    await pilot.pause(0.2)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_runs_screen(snap_compare, size):
+    app, _engine = seeded_app()
+
+    async def before(pilot):
+        await runs_loaded(pilot)
+        await pilot.press("j", "j", "j")
+
+    assert snap_compare(app, terminal_size=size, run_before=before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_run_detail_logs(snap_compare, size):
+    app, engine = seeded_app()
+    finished = next(r for r in engine.list_runs() if r.state.value == "COMPLETED")
+
+    async def before(pilot):
+        await runs_loaded(pilot)
+        pilot.app.open_run(finished.id, tab="logs")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, RunDetailScreen))
+        screen = pilot.app.screen
+        await wait_for(pilot, lambda: screen.log_view.line_count > 5 and screen.run is not None)
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=size, run_before=before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_run_detail_events(snap_compare, size):
+    app, engine = seeded_app()
+    failed = next(r for r in engine.list_runs() if r.state.value == "FAILED")
+
+    async def before(pilot):
+        await runs_loaded(pilot)
+        pilot.app.open_run(failed.id, tab="events")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, RunDetailScreen))
+        screen = pilot.app.screen
+        await wait_for(pilot, lambda: screen.events_table.row_count > 1)
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=size, run_before=before)
