@@ -71,13 +71,14 @@ def timed(cmd: list[str], env: dict) -> tuple[float, subprocess.CompletedProcess
 
 
 def stop(home: Path) -> None:
-    from backend.engines.local.agent import agent_pid
+    from backend.facade import agent_status, get_paths
 
-    pid = agent_pid(home / "state")
-    if pid and pid > 0:
+    paths = get_paths()  # DLAAS_HOME is the bench's home (set in main)
+    pid = agent_status(paths)
+    if pid:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and agent_pid(home / "state"):
+        while time.monotonic() < deadline and agent_status(paths):
             time.sleep(0.05)
     for f in (home / "state" / "runs").glob("*/state/learner-*.pid"):
         try:
@@ -92,6 +93,7 @@ def main() -> int:
         (home / "store" / "bench-data").mkdir(parents=True)
         (home / "config.toml").write_text("[profiles.local]\ncpu_slots = 1\n")
         os.chmod(home / "config.toml", 0o600)
+        os.environ["DLAAS_HOME"] = str(home)
         env = {**os.environ, "DLAAS_HOME": str(home),
                "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
         py = [sys.executable, "-m", "dlaas_tui"]
@@ -105,7 +107,6 @@ def main() -> int:
             line("", took, None, cold, "agent start, a cold start")
 
             big = write_sweep(Path(tmp) / "s10k", "sweep10k", 100)
-            os.environ["DLAAS_HOME"] = str(home)
             from backend.facade import load_manifest
             from backend.manifest.sweep import expand
 

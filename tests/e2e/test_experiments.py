@@ -117,6 +117,7 @@ def test_grid_sweep_of_the_sample_completes_with_a_correct_leaderboard(home, tmp
     assert listing[0]["best_run"] == best["id"] and listing[0]["runs"] == 12
 
 
+@pytest.mark.slow
 def test_random_sweep_is_reproducible_from_its_seed_and_each_submit_is_a_new_experiment(
         home, tmp_path, cli):
     sweep = {"method": "random", "max_runs": 5, "seed": 42,
