@@ -206,14 +206,14 @@ class LocalEngine:
         sql, args = self._listing_query("id, final_json, json_shape", states, experiment, limit)
         rows = self.conn.execute(sql, args).fetchall()
         live_ids = [r[0] for r in rows if r[1] is None or r[2] != JSON_SHAPE]
-        live: dict[str, str] = {}
+        got = []
         for start in range(0, len(live_ids), 500):
             chunk = live_ids[start : start + 500]
-            got = self.conn.execute(
+            got += self.conn.execute(
                 f"SELECT {LIST_COLUMNS} FROM runs WHERE id IN ({', '.join('?' for _ in chunk)})", chunk
             ).fetchall()
-            for run in self._build(got):
-                live[run.id] = json.dumps(run.to_json())
+        # One build for all of them: queue positions and ETAs are worked out once, not per chunk.
+        live = {run.id: json.dumps(run.to_json()) for run in self._build(got)}
         return [live[r[0]] if r[0] in live else r[1] for r in rows]
 
     def get_run(self, run_id: str) -> Run:
