@@ -19,29 +19,15 @@ import pytest
 from backend.engines.kubernetes.client import KubeApi
 from backend.engines.kubernetes.engine import KubernetesEngine
 from backend.engines.kubernetes.sqlite_ledger import SqliteLedger, ledger_path
-from backend.errors import NotFound
 from backend.runs import RunState
 from tests.fixtures import k8s_objects as fx
-from tests.fixtures.kube_sim import NS, KubeSim
+from tests.fixtures.kube_sim import NS, FakeStore, KubeSim
 
 pytest.importorskip("kmock")
 
 ALL_STATES = [RunState.QUEUED, RunState.PENDING, RunState.DOWNLOADING, RunState.PROCESSING, RunState.STORING,
               RunState.COMPLETED]
 
-
-class FakeStore:
-    def __init__(self):
-        self.objects = {}
-
-    def put_bytes(self, bucket, key, data):
-        self.objects[(bucket, key)] = data
-
-    def read_range(self, bucket, key, offset=0, length=None):
-        try:
-            return self.objects[(bucket, key)]
-        except KeyError:
-            raise NotFound(f"{bucket}/{key}") from None
 
 
 @pytest.fixture

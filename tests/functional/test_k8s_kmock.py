@@ -19,25 +19,10 @@ from backend.engines.kubernetes.watch import Reflector
 from backend.errors import EngineError, NotFound
 from backend.runs import RunState
 from tests.fixtures import k8s_objects as fx
-from tests.fixtures.kube_sim import NS, T0, KubeSim, ts
+from tests.fixtures.kube_sim import NS, T0, FakeStore, KubeSim, ts
 
 pytest.importorskip("kmock")
 
-
-class FakeStore:
-    """Holds what the engine writes to the results bucket (the S3 store is tested on its own)."""
-
-    def __init__(self):
-        self.objects = {}
-
-    def put_bytes(self, bucket, key, data):
-        self.objects[(bucket, key)] = data
-
-    def read_range(self, bucket, key, offset=0, length=None):
-        try:
-            return self.objects[(bucket, key)]
-        except KeyError:
-            raise NotFound(f"{bucket}/{key}") from None
 
 
 @pytest.fixture
