@@ -91,7 +91,8 @@ def test_ddp_sample_learners_end_with_identical_parameters(tmp_path: Path) -> No
                                        stderr=subprocess.STDOUT, cwd=str(train.parent), env=env), log))
     try:
         for proc, _ in procs:
-            assert proc.wait(timeout=300) == 0, (tmp_path / "learner-0.log").read_text()[-2000:]
+            assert proc.wait(timeout=300) == 0, "\n".join(
+                (tmp_path / f"learner-{r}.log").read_text()[-2000:] for r in range(2))
     finally:
         for proc, log in procs:
             if proc.poll() is None:

@@ -135,6 +135,12 @@ def main(argv: list[str]) -> int:
                                                                         "shard_head": shard_head, **checksum(model)}) + "\n")
         dist.barrier()
         dist.destroy_process_group()
+        # Everything is written and closed by now. gloo's background threads can abort a learner
+        # during interpreter teardown once its peer has exited ("terminate called without an active
+        # exception", SIGABRT), so a finished learner leaves without running that teardown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
