@@ -208,21 +208,6 @@ def test_held_runs_of_a_sweep_that_reached_max_failed_end_halted(sim, tmp_path, 
 
 
 # -- the agent process ---------------------------------------------------------------------------------
-def _home_for(sim, dlaas_home, tmp_path):
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(f"""apiVersion: v1
-kind: Config
-clusters: [{{name: sim, cluster: {{server: "{sim.url}"}}}}]
-users: [{{name: ada, user: {{token: not-a-real-token}}}}]
-contexts: [{{name: sim, context: {{cluster: sim, user: ada}}}}]
-current-context: sim
-""")
-    (dlaas_home / "config.toml").write_text(fx.CONFIG_TOML.replace(
-        'kubernetes = { namespace = "team-a", queue = "team-a-queue" }',
-        f'kubernetes = {{ namespace = "{NS}", queue = "team-a-queue", kubeconfig = "{kubeconfig}", context = "sim" }}',
-        1))
-
-
 def _wait(predicate, what, timeout=30.0):
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -236,7 +221,7 @@ def test_agent_watches_and_catches_up_after_a_restart(sim, dlaas_home, tmp_path,
     from backend.engines.local.control import agent_pid, ensure_agent, stop_agent
     from backend.facade import open_backend
 
-    _home_for(sim, dlaas_home, tmp_path)
+    fx.write_sim_profile(sim.url, NS, dlaas_home, tmp_path)
     monkeypatch.setenv("DLAAS_AGENT_AUTOSTART", "0")
     monkeypatch.setenv("DLAAS_K8S_RESYNC", "0.3")  # kmock's watch streams only scripted events
     backend = open_backend("lab")

@@ -329,18 +329,7 @@ def test_profile_with_kubeconfig_through_the_facade_and_cli(sim, dlaas_home, tmp
 
     monkeypatch.setenv("DLAAS_AGENT_AUTOSTART", "0")  # this process and the CLI catch up themselves
 
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(f"""apiVersion: v1
-kind: Config
-clusters: [{{name: sim, cluster: {{server: "{sim.url}"}}}}]
-users: [{{name: ada, user: {{token: not-a-real-token}}}}]
-contexts: [{{name: sim, context: {{cluster: sim, user: ada}}}}]
-current-context: sim
-""")
-    (dlaas_home / "config.toml").write_text(fx.CONFIG_TOML.replace(
-        'kubernetes = { namespace = "team-a", queue = "team-a-queue" }',
-        f'kubernetes = {{ namespace = "{NS}", queue = "team-a-queue", kubeconfig = "{kubeconfig}", context = "sim" }}',
-        1))
+    fx.write_sim_profile(sim.url, NS, dlaas_home, tmp_path)
     from backend.facade import open_backend
 
     backend = open_backend("lab")
