@@ -89,6 +89,17 @@ class FastGetter:
         if conn is not None:
             conn.close()
 
+    def _presign(self, operation: str, bucket: str, key: str) -> tuple[Any, str] | None:
+        """The presigned URL's parts and request target, or None (the botocore path then takes over)."""
+        try:
+            url = self._client.generate_presigned_url(
+                operation, Params={"Bucket": bucket, "Key": key}, ExpiresIn=900
+            )
+        except Exception:  # noqa: BLE001 - the botocore path reports the real error
+            return None
+        parts = urlsplit(url)
+        return parts, parts.path + ("?" + parts.query if parts.query else "")
+
     def get(
         self, bucket: str, key: str, etag: str | None, span: tuple[int, int] | None = None,
         into: bytearray | None = None,
@@ -100,14 +111,10 @@ class FastGetter:
         """
         if self.broken:
             return None
-        try:
-            url = self._client.generate_presigned_url(
-                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=900
-            )
-        except Exception:  # noqa: BLE001 - the botocore path reports the real error
+        presigned = self._presign("get_object", bucket, key)
+        if presigned is None:
             return None
-        parts = urlsplit(url)
-        target = parts.path + ("?" + parts.query if parts.query else "")
+        parts, target = presigned
         headers = {"If-Match": f'"{etag}"'} if etag else {}
         if span is not None:
             headers["Range"] = f"bytes={span[0]}-{span[0] + span[1] - 1}"
@@ -136,14 +143,10 @@ class FastGetter:
             data = f.read(size + 1)
         if len(data) != size:  # the file changed since it was listed: botocore sends what is there
             return False
-        try:
-            url = self._client.generate_presigned_url(
-                "put_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=900
-            )
-        except Exception:  # noqa: BLE001 - the botocore path reports the real error
+        presigned = self._presign("put_object", bucket, key)
+        if presigned is None:
             return False
-        parts = urlsplit(url)
-        target = parts.path + ("?" + parts.query if parts.query else "")
+        parts, target = presigned
         # A presigned URL does not sign the payload, as put_object does on plain http: the
         # server checks this digest instead.
         headers = {"Content-MD5": base64.b64encode(hashlib.md5(data).digest()).decode()}
