@@ -5,8 +5,10 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.run-installed
 TEST_STAMP := $(VENV)/.test-installed
 PYTEST_ARGS ?=
+# the time-bomb guard: the date-reading suites again, the whole program's clock moved this far
+CLOCK_SHIFTS ?= 400d -400d
 
-.PHONY: run install test test-fast bench clean
+.PHONY: run install test test-fast test-clock bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -27,6 +29,13 @@ run: $(RUN_STAMP)
 
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-clock
+
+test-clock: $(TEST_STAMP)
+	@for shift in $(CLOCK_SHIFTS); do \
+		echo "== clock shifted by $$shift"; \
+		DLAAS_CLOCK_SHIFT=$$shift $(BIN)/python -m pytest -q -m clock -p no:cacheprovider || exit 1; \
+	done
 
 test-fast: $(TEST_STAMP)
 	$(BIN)/python -m pytest -m "not slow and not e2e" -x -q $(PYTEST_ARGS)

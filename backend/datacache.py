@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from backend import clock
 from .errors import BadInput, StoreError
 from .store.base import ObjectInfo, ObjectStore, Transfer, validate_key
 
@@ -305,7 +305,7 @@ class DataCache:
 
     def _sweep_tmp(self, older_than_s: float = 24 * 3600) -> None:
         """Temp files a killed process left behind."""
-        cutoff = time.time() - older_than_s
+        cutoff = clock.machine_time() - older_than_s  # against file mtimes
         for tmp in (self.root / "tmp").iterdir():
             try:
                 if tmp.stat().st_mtime < cutoff:

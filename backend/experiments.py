@@ -10,9 +10,10 @@ import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
+from . import clock
 from .errors import BadInput
 from .runs import Run, RunState
 
@@ -288,7 +289,7 @@ def format_eta(eta: datetime | None, now: datetime | None = None) -> str:
     """`~12m`: the tilde says it is an estimate."""
     if eta is None:
         return ""
-    now = now or datetime.now(timezone.utc)
+    now = now or clock.now()
     s = max(0, int((eta - now).total_seconds()))
     if s < 60:
         return "~now" if s < 5 else f"~{s}s"

@@ -89,7 +89,10 @@ ERROR_DESCRIPTIONS: dict[ErrorCode, str] = {
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    """Now, from the one clock (backend.clock)."""
+    from backend import clock
+
+    return clock.now()
 
 
 def iso(ts: datetime | None) -> str | None:

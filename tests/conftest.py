@@ -47,3 +47,27 @@ def cli(dlaas_home: Path):
         )
 
     return run
+
+
+# The suites that read dates and times: `make test` runs them again with the whole program's clock
+# shifted 400 days ahead and behind (DLAAS_CLOCK_SHIFT), so a test pinned to a date cannot land.
+CLOCK_SUITES = {
+    "tests/unit/test_cost.py", "tests/unit/test_experiments.py", "tests/unit/test_k8s_states.py",
+    "tests/unit/test_sweeps_policy.py", "tests/unit/test_local_db.py", "tests/unit/test_fake_engine.py",
+    "tests/unit/test_local_scheduler.py", "tests/functional/test_k8s_kmock.py",
+    "tests/functional/test_k8s_agent.py", "tests/functional/test_budget_kubernetes.py",
+    "tests/contract/test_engine_contract.py",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(item.fspath).resolve().relative_to(REPO).as_posix() in CLOCK_SUITES:
+            item.add_marker(pytest.mark.clock)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    from backend import clock
+
+    shift = clock.shift().total_seconds()
+    return f"dlaas clock shifted by {shift / 86400:+.0f} days ({clock.SHIFT_ENV})" if abs(shift) > 1 else None

@@ -9,11 +9,11 @@ from __future__ import annotations
 import base64
 import os
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .. import clock
 from ..errors import BadInput
 from .base import ObjectInfo
 from .files import within
@@ -116,7 +116,7 @@ class ScanCache:
         with self._lock:
             if self._kept is not None and self._kept[0] == ident:
                 return self._kept[1], True
-        started = time.time_ns()
+        started = clock.machine_time_ns()  # against the folder's mtime
         rows = [
             (sort_key(key), key, is_dir, entry.path)
             for key, is_dir, entry in scan_entries(folder, folder_key, name_part, base)

@@ -13,10 +13,10 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .. import clock
 from ..config import S3Settings
 from ..errors import BadInput, NotFound, StoreError
 from .base import (
@@ -236,7 +236,7 @@ class S3Store:
         self._check_object_key(key)
         with self._errors("put", bucket, key):
             resp = self.client.put_object(Bucket=bucket, Key=key, Body=data)
-        return ObjectInfo(key=key, size=len(data), modified=datetime.now(UTC), etag=_etag(resp.get("ETag")))
+        return ObjectInfo(key=key, size=len(data), modified=clock.now(), etag=_etag(resp.get("ETag")))
 
     @staticmethod
     def _check_object_key(key: str) -> None:

@@ -11,7 +11,7 @@ import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 from rich.cells import cell_len
 from rich.segment import Segment
@@ -24,7 +24,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from backend.facade import Run, RunState, format_eta
+from backend.facade import Run, RunState, format_eta, utcnow
 
 from .safe_text import visible
 
@@ -208,7 +208,7 @@ class RunTable(ScrollView, can_focus=True):
 
     def __init__(self, *, clock: Callable[[], datetime] | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._clock = clock or utcnow
         self._runs: dict[str, Run] = {}
         self._sort_values: dict[str, object] = {}
         self._haystack: dict[str, str] = {}

@@ -19,7 +19,8 @@ from backend.engines.kubernetes.watch import Reflector
 from backend.errors import EngineError, NotFound
 from backend.runs import RunState
 from tests.fixtures import k8s_objects as fx
-from tests.fixtures.kube_sim import NS, T0, FakeStore, KubeSim, ts
+from tests.fixtures import kube_sim
+from tests.fixtures.kube_sim import NS, FakeStore, KubeSim, ts
 
 pytest.importorskip("kmock")
 
@@ -87,8 +88,8 @@ def test_full_lifecycle_states_times_gpus_and_cost(sim, engine):
     assert run.state == RunState.PROCESSING
     assert run.assigned == ["GPU-aaaa NVIDIA H100 80GB HBM3", "GPU-bbbb NVIDIA H100 80GB HBM3"]
     assert run.node == "gpu-node-7" and run.gpu_type == "H100"
-    assert run.admitted_at == T0.replace(second=0) + (T0 - T0).__class__(seconds=100)
-    assert run.started_at.isoformat().startswith("2026-11-27T10:02:10")
+    assert run.admitted_at == kube_sim.T0 + timedelta(seconds=100)  # PodScheduled: billing starts here
+    assert run.started_at == kube_sim.T0 + timedelta(seconds=130)
 
     sim.append_log("p1", "dlaas: storing results", 390)
     engine.sync_once()
@@ -101,13 +102,45 @@ def test_full_lifecycle_states_times_gpus_and_cost(sim, engine):
     assert run.state == RunState.COMPLETED and run.error_code is None
     assert _states(engine, run_id) == [RunState.QUEUED, RunState.PENDING, RunState.DOWNLOADING,
                                        RunState.PROCESSING, RunState.STORING, RunState.COMPLETED]
-    spans = billed_intervals(engine.events(run_id), T0 + timedelta(hours=1))
+    spans = billed_intervals(engine.events(run_id), kube_sim.T0 + timedelta(hours=1))
     assert [(a.isoformat(), b.isoformat()) for a, b in spans] == [(ts(100).replace("Z", "+00:00"),
                                                                     ts(405).replace("Z", "+00:00"))]
     # 305 s on 2 H100 at 6.88/h
     assert run.cost_micro_usd == round(305 * 2 * 6.88 * 1_000_000 / 3600)
     stored = engine.store.objects[("mnist-results", f"{run_id}/run.json")]
     assert b'"COMPLETED"' in stored and b'"events"' in stored
+
+
+@pytest.mark.parametrize("days", [-9, 400])
+def test_a_cluster_whose_clock_differs_bills_on_its_own_clock(sim, engine, monkeypatch, days):
+    """The API server's clock is days behind (or ahead of) ours: the ledger and the bill keep the
+    cluster's times, live and final, and the submission is stamped with the Job's creationTimestamp."""
+
+    monkeypatch.setattr(kube_sim, "T0", kube_sim.T0 + timedelta(days=days))
+    at = lambda seconds: kube_sim.T0 + timedelta(seconds=seconds)  # noqa: E731
+    run_id = "training-aaaaaaa9"
+    engine.submit_run(fx.manifest(), run_id=run_id)
+    assert abs(engine.cluster_now() - at(0)) < timedelta(seconds=5)
+    sim.add_node("gpu-node-7", "NVIDIA-H100-80GB-HBM3", 8)
+    sim.add_workload(run_id)
+    sim.admit(run_id, 1)
+    sim.add_pod(run_id, "p1", created=1)
+    sim.schedule("p1", "gpu-node-7", at=2)
+    sim.learner_running("p1", 3, "dlaas: gpus: none", "loss=0.5")
+    engine.sync_once()
+    run = engine.get_run(run_id)
+    assert run.state == RunState.PROCESSING and run.admitted_at == at(2)
+    assert 0 < run.cost_micro_usd <= round(120 * 2 * 6.88 * 1_000_000 / 3600)  # the minute minimum, not days
+
+    sim.learner_ended("p1", 140, 0, {"exit_code": 0, "stored": True})
+    sim.finish_job(run_id, 142, ok=True)
+    engine.sync_once()
+    run = engine.get_run(run_id)
+    events = [e for e in engine.events(run_id) if e.state]
+    assert run.state == RunState.COMPLETED and at(0) <= events[0].at <= at(1)  # the Job's creationTimestamp
+    assert [e.at for e in events] == sorted(e.at for e in events)
+    assert billed_intervals(engine.events(run_id), at(3600)) == [(at(2), at(142))]
+    assert run.cost_micro_usd == round(140 * 2 * 6.88 * 1_000_000 / 3600)
 
 
 def test_a_late_watcher_fills_in_skipped_states_from_pod_times(sim, engine):
@@ -125,7 +158,7 @@ def test_a_late_watcher_fills_in_skipped_states_from_pod_times(sim, engine):
     assert run.state == RunState.FAILED and run.error_code == "C201" and "exited with 3" in run.message
     evs = [e for e in engine.events(run_id) if e.state]
     assert [e.state for e in evs][:2] == [RunState.QUEUED, RunState.PENDING]
-    assert evs[1].at.isoformat().startswith("2026-11-27T10:01:10")  # PodScheduled's own time
+    assert evs[1].at == kube_sim.T0 + timedelta(seconds=70)  # PodScheduled's own time
 
 
 def test_eviction_goes_back_to_queued_and_opens_a_new_interval(sim, engine):
@@ -151,10 +184,10 @@ def test_eviction_goes_back_to_queued_and_opens_a_new_interval(sim, engine):
     sim.learner_running("p2", 220, "dlaas: gpus: none", "step 1 again")
     engine.sync_once()
     assert engine.get_run(run_id).state == RunState.PROCESSING
-    spans = billed_intervals(engine.events(run_id), T0 + timedelta(hours=1))
+    spans = billed_intervals(engine.events(run_id), kube_sim.T0 + timedelta(hours=1))
     # the first span closed at the eviction; the second opened when the new pod got its node
-    assert [(a.isoformat()[11:19], b.isoformat()[11:19]) for a, b in spans] == [("10:00:20", "10:01:40"),
-                                                                                 ("10:03:30", "11:00:00")]
+    at = lambda seconds: kube_sim.T0 + timedelta(seconds=seconds)  # noqa: E731
+    assert spans == [(at(20), at(100)), (at(210), at(3600))]
     states = _states(engine, run_id)
     assert states.count(RunState.QUEUED) == 2 and states.count(RunState.PENDING) == 2
 

@@ -41,4 +41,6 @@ class WallClock:
     """Real UTC time: the fake profile in the TUI moves on its own."""
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        from backend import clock
+
+        return clock.now()

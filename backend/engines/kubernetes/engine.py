@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from backend.errors import BadInput, NotFound
@@ -38,6 +38,7 @@ from .watch import Reflector
 if TYPE_CHECKING:
     from backend.config import Config, Profile
 
+SKEW_NOISE = timedelta(seconds=2)  # creationTimestamp's resolution, plus a round trip
 _FORWARD = [RunState.QUEUED, RunState.PENDING, RunState.DOWNLOADING, RunState.PROCESSING, RunState.STORING]
 
 
@@ -73,6 +74,9 @@ class KubernetesEngine(Submitting):
         self._submitting: set[str] = set()
         self._devices_read: set[str] = set()
         self._registered: dict[str, datetime] = {}  # when a run entered the ledger (its Job existed by then)
+        # The cluster's clock minus ours, learnt from the creationTimestamp the API server stamps on each
+        # Job we create. The ledger and the bill are in the cluster's time: see `cluster_now`.
+        self._skew = timedelta(0)
         self._uids: dict[str, str] = {}
         self._lock = threading.RLock()
         self._release_lock = threading.Lock()  # one releaser of held runs per process
@@ -174,9 +178,24 @@ class KubernetesEngine(Submitting):
                 continue
         return []
 
+    def cluster_now(self) -> datetime:
+        """Now on the cluster's clock: ours plus the skew seen on the Jobs we created."""
+        return utcnow() + self._skew
+
+    def _learn_skew(self, created: dict[str, Any], sent_at: datetime, answered_at: datetime) -> None:
+        """Read the cluster's clock from a Job it has just created.
+
+        creationTimestamp has whole seconds, so a skew under SKEW_NOISE is taken as none."""
+        stamp = parse_time((created.get("metadata") or {}).get("creationTimestamp"))
+        if stamp is None:
+            return
+        ours = sent_at + (answered_at - sent_at) / 2
+        skew = stamp - ours
+        self._skew = skew if abs(skew) >= SKEW_NOISE else timedelta(0)
+
     def sync_once(self) -> list[RunEvent]:
         """Read Jobs, Workloads and Pods once and record what changed; returns the new events."""
-        listed_at = utcnow()
+        listed_at = self.cluster_now()
         jobs = [j for j in self._list(jobs_path(self.ns), render.LABEL_RUN) if _ours(j)]
         workloads = self._workloads()
         pods = [p for p in self._list(pods_path(self.ns), render.LABEL_RUN) if _ours(p)]
@@ -246,8 +265,12 @@ class KubernetesEngine(Submitting):
         before = self.ledger.get_run(run.id)
         events = self.ledger.events(run.id)
         prev = last_state(events) or RunState.QUEUED
-        last_at = events[-1].at if events else run.submitted_at
-        now = utcnow()
+        # The ledger's order is the run's order, so a state never lands before the one it follows. The
+        # first event (submitted, accepted or found) is the one time stamped on this side before the
+        # cluster had said anything: a cluster time is never moved to fit it, so a cluster whose clock
+        # is behind ours still bills from its own PodScheduled time.
+        last_at = max((e.at for e in events[1:]), default=None)
+        now = self.cluster_now()
         steps: list[RunState] = []
         if obs.state != prev:
             if obs.state in _FORWARD and prev in _FORWARD:
@@ -264,7 +287,7 @@ class KubernetesEngine(Submitting):
         out: list[RunEvent] = []
         for state in steps:
             at = obs.at if state == obs.state and obs.at else obs.timeline.get(state) or obs.at or now
-            at = max(at, last_at)  # the ledger's order is the run's order
+            at = max(at, last_at) if last_at else at
             last_at = at
             final = state == obs.state
             ev = RunEvent(run.id, at, state, obs.message if final else "", obs.error_code if final else None)
@@ -326,7 +349,7 @@ class KubernetesEngine(Submitting):
             for line in tail:
                 stamp, _, text = line.partition(" ")
                 if text.startswith(STORING_MARKER):
-                    return parse_time(stamp) or utcnow()
+                    return parse_time(stamp) or self.cluster_now()
         return None
 
     def _devices(self, run: Run, pods: list[dict[str, Any]]) -> list[str]:
@@ -377,7 +400,7 @@ class KubernetesEngine(Submitting):
         try:
             self.store.put_bytes(run.results_bucket, f"{run.id}/run.json", json.dumps(doc, indent=2).encode())
         except Exception as exc:  # the run is over either way; the ledger still has everything
-            self.ledger.record(RunEvent(run.id, utcnow(), None, f"could not write run.json: {exc}"))
+            self.ledger.record(RunEvent(run.id, self.cluster_now(), None, f"could not write run.json: {exc}"))
 
     def watch_loop(self, stop: threading.Event, *, timeout_seconds: int = 60, positions_every: float = 10) -> None:
         """List, then watch Jobs, Workloads and Pods until `stop`; each change re-observes its run."""
@@ -399,7 +422,7 @@ class KubernetesEngine(Submitting):
             "pods": Reflector(self.api, pods_path(self.ns), label_selector=render.LABEL_RUN, keep=_ours,
                               on_event=lambda k, o: mark(_pod_run(o))),
         }
-        listed_at = utcnow()
+        listed_at = self.cluster_now()
         for r in reflectors.values():
             r.list()
         self.apply(*(list(r.objects.values()) for r in reflectors.values()), listed_at=listed_at)

@@ -19,14 +19,14 @@ if TYPE_CHECKING:
 
 class Submitting:
     """Needs from its engine: api, store, ledger, profile, config, user, _lock, _submitting,
-    _registered, _manifests, _delete_job and _refresh_positions."""
+    _registered, _manifests, _delete_job, _refresh_positions, cluster_now and _learn_skew."""
 
     def submit_run(self, manifest: Manifest, *, run_id: str | None = None, model_zip: bytes | None = None,
                    experiment: str | None = None, params: dict[str, Any] | None = None,
                    manifest_text: str = "") -> Run:
         """Create one run: model.zip to the results bucket, the Job, then the objects it owns."""
         run_id = run_id or new_run_id()
-        now = utcnow()
+        now = self.cluster_now()
         spec = render.RunSpec(run_id, self.user or render._current_user(), experiment, dict(params or {}), iso(now))
         job = render.render_job(manifest, spec, self.profile, self.config)
         if model_zip is not None:
@@ -42,7 +42,12 @@ class Submitting:
 
     def _create(self, manifest: Manifest, spec: render.RunSpec, job: dict[str, Any], run_id: str, now: datetime,
                 manifest_text: str) -> Run:
+        sent_at = utcnow()
         created = self.api.request("POST", jobs_path(self.ns), body=job)
+        # The API server's own stamp on this Job tells its clock: from here on the ledger is in the
+        # cluster's time (to the stamp's second; within SKEW_NOISE our finer clock stands for it).
+        self._learn_skew(created, sent_at, utcnow())
+        now = self.cluster_now()
         uid = (created.get("metadata") or {}).get("uid")
         if not uid:
             raise EngineError(f"{run_id}: the API server returned the Job without a uid")
@@ -58,7 +63,7 @@ class Submitting:
         held = self.ledger.get_run(run_id)
         run.submitted_at = held.submitted_at if held else now  # a held run was submitted when accepted
         with self._lock:  # the sync loop writes runs too; one writer at a time keeps copies fresh
-            self._registered[run_id] = utcnow()
+            self._registered[run_id] = self.cluster_now()
             if self.ledger.events(run_id):  # a held run: QUEUED since it was accepted
                 self.ledger.record(RunEvent(run_id, now, None, "released: Job created"))
             else:
@@ -139,7 +144,7 @@ class Submitting:
         group (a sweep) has fewer than `parallel` runs on the cluster. The model archive, if any,
         must already be in the results bucket."""
         run_id = run_id or new_run_id()
-        now = utcnow()
+        now = self.cluster_now()
         spec = render.RunSpec(run_id, self.user or render._current_user(), experiment, dict(params or {}), iso(now))
         run = run_from_job(render.render_job(manifest, spec, self.profile, self.config), self.config)
         run.submitted_at = now

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from backend import clock
 from ...runs import RunState, iso, utcnow
 from . import db, deps
 from .control import lock_path, pid_path, sock_path, wake
@@ -105,7 +106,7 @@ class Agent:
 
         row = db.get_row(conn, run_id)
         evs = db.events(conn, run_id)
-        now = time.time()
+        now = clock.time()
         cost = self.cost_micro(row, [(e["at"], e["state"]) for e in evs], now)
         run = row_to_run(row, cost=cost)
         doc = run.to_json()
@@ -204,7 +205,7 @@ class Agent:
                 worker.halt_requested.set()
             else:
                 if db.transition(self.conn, rid, RunState.HALTED, message="halted while queued",
-                                 finished_at=time.time(), expect=frozenset({RunState.QUEUED})):
+                                 finished_at=clock.time(), expect=frozenset({RunState.QUEUED})):
                     from .engine import seal_run
 
                     seal_run(self.conn, rid)
@@ -242,7 +243,7 @@ class Agent:
                 labels = [self._label(devices, u) for u in adm.devices]
                 gtype = next((d.gpu_type for d in devices if d.uuid in adm.devices), None)
                 ok = db.transition(self.conn, adm.run_id, RunState.PENDING, message="devices assigned",
-                                   admitted_at=time.time(), assigned=list(adm.devices), labels=labels,
+                                   admitted_at=clock.time(), assigned=list(adm.devices), labels=labels,
                                    gpu_type=gtype or "cpu", expect=frozenset({RunState.QUEUED}))
                 if not ok:
                     for lk in fds:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from backend import clock
 from ...errors import BadInput, EngineError, NotFound
 from ...paths import private_dir
 from ...runs import ALLOWED_TRANSITIONS, RunState
@@ -241,7 +241,7 @@ def transition(
     Returns False (and changes nothing) when the run is not in an allowed state any more - e.g. a
     halt won the race - so two writers can never both move a run.
     """
-    at = time.time() if at is None else at
+    at = clock.time() if at is None else at
     with write(conn):
         row = conn.execute("SELECT state FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
@@ -267,7 +267,7 @@ def note(conn: sqlite3.Connection, run_id: str, message: str) -> None:
     with write(conn):
         conn.execute(
             "INSERT INTO run_events (run_id, at, state, message) VALUES (?, ?, NULL, ?)",
-            (run_id, time.time(), message),
+            (run_id, clock.time(), message),
         )
 
 
@@ -292,7 +292,7 @@ def add_metrics(conn: sqlite3.Connection, run_id: str, points: list[tuple], last
 def request_control(conn: sqlite3.Connection, run_id: str, action: str) -> None:
     with write(conn):
         conn.execute(
-            "INSERT INTO control (run_id, action, at) VALUES (?, ?, ?)", (run_id, action, time.time())
+            "INSERT INTO control (run_id, action, at) VALUES (?, ?, ?)", (run_id, action, clock.time())
         )
 
 

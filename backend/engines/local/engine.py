@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from backend import clock
 from ...errors import BadInput, NotFound
 from ...runs import (
     BILLED_STATES,
@@ -150,7 +151,7 @@ class LocalEngine:
         """Live cost of billed runs (from the ledger); finished runs carry their final cost."""
         live = [r for r in rows if r["state"] in {s.value for s in BILLED_STATES}]
         out: dict[str, int | None] = {}
-        now = time.time()
+        now = clock.time()
         for r in live:
             evs = [(e["at"], e["state"]) for e in db.events(self.conn, r["id"])]
             out[r["id"]] = _cost(self.backend.config, r, evs, now)
@@ -310,7 +311,7 @@ class LocalEngine:
         if run.state.terminal:
             return run
         if run.state == RunState.QUEUED and db.transition(
-            self.conn, run_id, RunState.HALTED, message="halted while queued", finished_at=time.time(),
+            self.conn, run_id, RunState.HALTED, message="halted while queued", finished_at=clock.time(),
             expect=frozenset({RunState.QUEUED}),
         ):
             seal_run(self.conn, run_id)

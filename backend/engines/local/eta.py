@@ -12,6 +12,7 @@ import heapq
 import time
 from datetime import datetime, timezone
 
+from backend import clock
 from .sweeps import BILLED_SQL, read_policies
 
 _FAR = 100 * 365 * 86400.0  # "no expected end known": ETAs behind it are not given
@@ -32,7 +33,7 @@ def queue_etas(conn, capacity: int, now: float | None = None,
     capacity: devices this profile may hold at once (tier, else the machine's devices).
     caps: `parallel` per experiment (default: from the experiments table).
     """
-    now = time.time() if now is None else now
+    now = clock.time() if now is None else now
     history = expected_seconds(conn)
     caps = {e: p.parallel for e, p in read_policies(conn).items() if p.parallel} if caps is None else caps
 
@@ -52,7 +53,7 @@ def queue_etas(conn, capacity: int, now: float | None = None,
             active[exp] = active.get(exp, 0) + 1
     heapq.heapify(ends)
     free = capacity - sum(n for _, n, _ in ends) if capacity else 1 << 30
-    clock = now
+    at = now
     out: dict[str, datetime] = {}
     queue = conn.execute(
         "SELECT id, gpus * learners, json_extract(spec, '$.max_duration_s'), "
@@ -64,17 +65,17 @@ def queue_etas(conn, capacity: int, now: float | None = None,
         cap = caps.get(exp) if exp else None
         while (free < need or (cap and active.get(exp, 0) >= cap)) and ends:
             t, n, e = heapq.heappop(ends)
-            clock = max(clock, t)
+            at = max(at, t)
             free += n
             if e:
                 active[e] -= 1
-        if clock - now >= _FAR / 2:
+        if at - now >= _FAR / 2:
             break  # everything from here waits on a run with no expected end
-        out[rid] = datetime.fromtimestamp(clock, timezone.utc)
+        out[rid] = datetime.fromtimestamp(at, timezone.utc)
         free -= need
         if exp:
             active[exp] = active.get(exp, 0) + 1
-        heapq.heappush(ends, (clock + seconds(max_s, mname), need, exp))
+        heapq.heappush(ends, (at + seconds(max_s, mname), need, exp))
     return out
 
 

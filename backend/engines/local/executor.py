@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from backend import clock
 from ...packaging import ArchiveError, safe_unzip
 from ...runs import ErrorCode, RunState
 from . import db, deps
@@ -95,7 +96,7 @@ class RunWorker(threading.Thread):
                 # An earlier agent started the command and died before recording it: adopt.
                 self.learners = [self._learner_from_files(i, b) for i, b in enumerate(bases, 1)]
                 self._move(RunState.PROCESSING, "adopted after agent restart",
-                           started_at=time.time(), procs=[lr.to_json() for lr in self.learners])
+                           started_at=clock.time(), procs=[lr.to_json() for lr in self.learners])
             else:
                 try:
                     self._download()
@@ -133,7 +134,7 @@ class RunWorker(threading.Thread):
         return db.transition(self.conn, self.run_id, state, message=message, **fields)
 
     def _finish(self, state: RunState, code: str | None, message: str) -> None:
-        now = time.time()
+        now = clock.time()
         ev = [(e["at"], e["state"]) for e in db.events(self.conn, self.run_id)] + [(now, state.value)]
         cost = self.agent.cost_micro(self.row if hasattr(self, "row") else
                                      db.get_row(self.conn, self.run_id), ev, now)
@@ -223,7 +224,7 @@ class RunWorker(threading.Thread):
                 log_file=self.learner_log_dir(i) / "training-log.txt",
                 state_base=self.wd / "state" / f"learner-{i}", pass_fds=fds,
             ))
-        self._move(RunState.PROCESSING, "command started", started_at=time.time(),
+        self._move(RunState.PROCESSING, "command started", started_at=clock.time(),
                    procs=[lr.to_json() for lr in self.learners])
 
     def _learner_from_files(self, i: int, base: Path) -> Learner:
@@ -236,7 +237,7 @@ class RunWorker(threading.Thread):
         return Learner(i, pid, start, base)
 
     def _monitor(self) -> dict[str, Any]:
-        started = db.get_row(self.conn, self.run_id)["started_at"] or time.time()
+        started = db.get_row(self.conn, self.run_id)["started_at"] or clock.time()
         limit = self.spec.get("max_duration_s")
         next_metrics = 0.0
         while True:
@@ -248,7 +249,7 @@ class RunWorker(threading.Thread):
                 stop_group(self.learners, self.agent.halt_grace)
                 code, message = self.stop_reason or (None, "halted by request")
                 return {"state": RunState.HALTED.value, "code": code, "message": message}
-            if limit and time.time() - started > limit:
+            if limit and clock.time() - started > limit:
                 stop_group(self.learners, self.agent.halt_grace)
                 return self._failure(ErrorCode.MAX_DURATION.value,
                                      f"ran past max_duration ({limit} s) and was stopped")
@@ -304,7 +305,7 @@ class RunWorker(threading.Thread):
 
     def _collect_metrics(self) -> None:
         points: list[tuple] = []
-        now = time.time()
+        now = clock.time()
         sources = [(i, self.learner_log_dir(i) / "training-log.txt", deps.parse_metrics_line)
                    for i in range(1, self.row["learners"] + 1)]
         sources.append((1, self.result_dir / "metrics.jsonl", deps.parse_metrics_json))

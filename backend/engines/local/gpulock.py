@@ -15,11 +15,11 @@ import json
 import os
 import re
 import stat
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from backend import clock
 
 DEFAULT_LOCK_DIR = "/tmp/dlaas-gpu-locks"
 
@@ -112,7 +112,7 @@ def try_acquire(uuid: str, *, owner: str = "", folder: Path | None = None) -> Gp
         "uid": os.getuid(),
         "user": _user(),
         "owner": owner,
-        "since": time.time(),
+        "since": clock.time(),
     }
     try:
         os.ftruncate(fd, 0)

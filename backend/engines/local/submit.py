@@ -13,10 +13,10 @@ import shutil
 import string
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
+from backend import clock
 from ...errors import BadInput, NotFound
 from ...packaging import check_zip, zip_model
 from ...runs import ErrorCode, Run, RunState, SubmitRequest
@@ -157,7 +157,7 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
         None if request.dry_run else engine.conn, request.experiment, [p[1] for p in prepared])
 
     rows: list[dict[str, Any]] = []
-    now = time.time()
+    now = clock.time()
     with tempfile.TemporaryDirectory(prefix="dlaas-submit-") as tmp:
         for k, (path, m, text, python, trials) in enumerate(prepared):
             src = Path(request.model) if request.model else default_model_source(path)
@@ -242,7 +242,7 @@ def rerun(engine, run_id: str) -> list[Run]:
         store.put_file(z, bucket, spec["model_key"])
     row = {k: old[k] for k in ("name", "experiment", "profile", "priority", "prio", "gpus", "learners",
                                "gpu_type", "params", "results_bucket", "manifest_text", "metric_goal")}
-    row.update(id=rid, state=RunState.QUEUED.value, submitted_at=time.time(), spec=spec)
+    row.update(id=rid, state=RunState.QUEUED.value, submitted_at=clock.time(), spec=spec)
     with db.write(engine.conn):
         db.insert_run(engine.conn, row, db.next_seq(engine.conn))
     return [engine.get_run(rid)]

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from backend import clock
 from ...experiments import median_stop
 from ...runs import ErrorCode, RunState
 from .scheduler import queue_cursor
@@ -147,7 +148,7 @@ def recorded_runs(engine, ids: list[str]) -> list:
 def record_policies(conn, policies: dict[str, SweepPolicy], now: float | None = None) -> None:
     """Inside the submit's transaction: create or tighten each experiment's policy."""
     ensure_schema(conn)
-    now = time.time() if now is None else now
+    now = clock.time() if now is None else now
     for exp, policy in policies.items():
         row = conn.execute("SELECT policy FROM experiments WHERE id = ?", (exp,)).fetchone()
         if row is not None:
@@ -334,7 +335,7 @@ def halt_queued(conn, experiment: str, code: str, message: str) -> int:
     """One transaction: every QUEUED run of the experiment to HALTED, each with its ledger event."""
     from . import db
 
-    now = time.time()
+    now = clock.time()
     with db.write(conn):
         seq = db.next_seq(conn)
         ids = [r[0] for r in conn.execute(
