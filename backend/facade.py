@@ -192,6 +192,13 @@ def kubernetes_dry_run_yaml(backend: Backend, manifests: list[Any], *, name: str
     return submission_yaml(list(manifests), backend.profile, backend.config, name=name, experiment=experiment)
 
 
+def kubernetes_cluster_yaml(**settings: Any) -> str:
+    """What `cluster setup` prints: the namespace's queue, quota and RBAC objects (see setup.py)."""
+    from .engines.kubernetes.setup import cluster_objects, cluster_yaml
+
+    return cluster_yaml(cluster_objects(**settings))
+
+
 def expand_sweep(manifest: Manifest) -> list[Any]:
     """One Trial per run of the manifest's sweep (one Trial when there is no sweep)."""
     from .manifest.sweep import expand

@@ -341,7 +341,7 @@ class DlaasApp(App[None]):
 
         try:
             backend = open_backend(name, read_only=forced_read_only or None)
-            backend.engine  # fail here, in the worker, rather than in the feed
+            backend.engine  # noqa: B018 - fail here, in the worker, rather than in the feed
         except Exception as exc:
             self.call_from_thread(self.report_error, f"Profile {name}: {exc}")
             return

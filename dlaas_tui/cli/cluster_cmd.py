@@ -47,11 +47,10 @@ def cmd_setup(args: argparse.Namespace, ctx: Context) -> int:
         gpus = tiers[tier]
         if gpus == 0:
             raise BadInput(f"tier {tier!r} has no GPU limit; pass --gpus N or a tier with one (free, standard)")
-    from backend.engines.kubernetes.setup import cluster_objects, cluster_yaml
+    from backend.facade import kubernetes_cluster_yaml
 
     k8s = profile.kubernetes
-    objs = cluster_objects(namespace=k8s.namespace, queue=k8s.queue, gpus=gpus, gpu_product=args.gpu_product,
-                           priorities=config.all_priorities(), gpu_product_label=k8s.gpu_product_label,
-                           group=args.group)
-    sys.stdout.write(cluster_yaml(objs))
+    sys.stdout.write(kubernetes_cluster_yaml(
+        namespace=k8s.namespace, queue=k8s.queue, gpus=gpus, gpu_product=args.gpu_product,
+        priorities=config.all_priorities(), gpu_product_label=k8s.gpu_product_label, group=args.group))
     return 0

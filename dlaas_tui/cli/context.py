@@ -35,7 +35,7 @@ Handler = Callable[[argparse.Namespace, Context], int | None]
 
 def run_handler(func: Handler, args: argparse.Namespace, ctx: Context) -> int:
     """Run a handler; a user-facing error becomes one line on stderr and an exit code."""
-    from backend.errors import DlaasError
+    from backend.facade import DlaasError
 
     try:
         rc = func(args, ctx)

@@ -32,7 +32,7 @@ def _fmt_cost(cost: float | None) -> str:
 
 
 def list_experiments(args: argparse.Namespace, ctx: Context) -> int:
-    from backend.experiments import experiment_summaries
+    from backend.facade import experiment_summaries
     from backend.facade import iso
 
     from .output import print_json, print_table
@@ -54,7 +54,7 @@ def list_experiments(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def show_experiment(args: argparse.Namespace, ctx: Context) -> int:
-    from backend.experiments import format_params, leaderboard
+    from backend.facade import format_params, leaderboard
     from backend.facade import NotFound
 
     from .output import print_json, print_table

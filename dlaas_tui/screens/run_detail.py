@@ -212,7 +212,7 @@ class RunDetailScreen(Screen):
         if not metrics:
             return
         series: dict[str, tuple[list[float], list[float]]] = {}
-        for i, point in enumerate(metrics):
+        for point in metrics:
             xs, ys = series.setdefault(point.name, ([], []))
             xs.append(point.step if point.step is not None else float(len(xs)))
             ys.append(point.value)
@@ -221,7 +221,7 @@ class RunDetailScreen(Screen):
         try:
             from textual_plotext import PlotextPlot
         except ImportError:  # pragma: no cover - a declared dependency
-            PlotextPlot = None
+            PlotextPlot = None  # noqa: N806 - the class, or None
         for name, (xs, ys) in series.items():
             plot = self._metric_plots.get(name)
             if plot is None:

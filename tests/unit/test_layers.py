@@ -1,0 +1,183 @@
+"""The house's rules, read from the imports (all of them: inside functions and under `if TYPE_CHECKING:`
+too, since a type is a dependency as well), so that a layering fix stays fixed:
+
+- the UI (`dlaas_tui/`) reaches the backend only through `backend.facade`, and never imports the heavy
+  or storage libraries itself;
+- the backend never imports the UI;
+- no module below the facade imports it (an engine that needs a backend takes one as an argument);
+- no new import circle: KNOWN_CIRCLES lists the ones still to be taken apart, and must only shrink.
+"""
+from __future__ import annotations
+
+import ast
+import functools
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGES = ("backend", "dlaas_tui")
+HEAVY = {"boto3", "botocore", "kubernetes", "sqlite3", "pynvml", "awscrt"}
+
+# Circles that exist today, each as its sorted files. Remove an entry when its circle is broken; the
+# test fails if a listed circle no longer exists (so the list cannot go stale) or a new one appears.
+KNOWN_CIRCLES = {
+    ("backend/engines/fake/controls.py", "backend/engines/fake/engine.py", "backend/engines/fake/lifecycle.py",
+     "backend/engines/fake/reading.py", "backend/engines/fake/seeding.py"),
+    ("backend/manifest/__init__.py", "backend/manifest/messages.py", "backend/manifest/parser.py"),
+    ("backend/engines/kubernetes/engine.py", "backend/engines/kubernetes/keeper.py"),
+    ("backend/engines/kubernetes/render.py", "backend/engines/kubernetes/runview.py",
+     "backend/engines/kubernetes/states.py", "backend/engines/kubernetes/submission.py"),
+    ("backend/engines/local/agent.py", "backend/engines/local/executor.py"),
+    ("backend/engines/local/engine.py", "backend/engines/local/eta.py", "backend/engines/local/submit.py",
+     "backend/engines/local/sweeps.py"),
+    ("dlaas_tui/app.py", "dlaas_tui/screens/run_detail.py", "dlaas_tui/screens/runs.py"),
+}
+# Modules below the facade that still open a backend through it (the agent's processes): to be passed in.
+KNOWN_FACADE_USERS = {
+    "backend/engines/kubernetes/keeper.py", "backend/engines/local/agent.py", "backend/store/local.py",
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+@functools.cache
+def _modules() -> dict[str, Path]:
+    out = {}
+    for package in PACKAGES:
+        for path in (REPO / package).rglob("*.py"):
+            out[_module_name(path)] = path
+    return out
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    """Every module name this file imports (absolute), whether at the top or inside a function."""
+    is_package = path.name == "__init__.py"
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.Import):
+                found.update(alias.name for alias in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                if child.level:
+                    base = module.split(".") if is_package else module.split(".")[:-1]
+                    base = base[: len(base) - (child.level - 1)]
+                    target = ".".join([*base, child.module] if child.module else base)
+                else:
+                    target = child.module or ""
+                found.add(target)
+                found.update(f"{target}.{alias.name}" for alias in child.names)
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        edges = set()
+        for target in _imports(path, name):
+            # `from pkg import mod` names a module; `from mod import func` names the module itself
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                edges.add(target)
+        graph[name] = edges
+    return graph
+
+
+def _rel(module: str) -> str:
+    return _modules()[module].relative_to(REPO).as_posix()
+
+
+def _circles(graph: dict[str, set[str]]) -> set[tuple[str, ...]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: set[tuple[str, ...]] = set()
+    counter = [0]
+
+    def strong(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                strong(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.add(tuple(sorted(_rel(m) for m in comp)))
+
+    for v in sorted(graph):
+        if v not in index:
+            strong(v)
+    return out
+
+
+def test_the_ui_reaches_the_backend_only_through_the_facade():
+    graph = _graph()
+    offenders = []
+    for module, path in _modules().items():
+        if not module.startswith("dlaas_tui"):
+            continue
+        for target in _imports(path, module):
+            top = target.split(".")[0]
+            if top in HEAVY:
+                offenders.append(f"{_rel(module)} imports {target}")
+            if top == "backend" and target not in {"backend", "backend.facade"} and not target.startswith(
+                    "backend.facade."):
+                offenders.append(f"{_rel(module)} imports {target}")
+        assert all(not t.startswith("backend") or t == "backend.facade" for t in graph[module]), module
+    assert offenders == []
+
+
+def test_the_backend_never_imports_the_ui():
+    graph = _graph()
+    offenders = [f"{_rel(m)} -> {t}" for m, ts in graph.items() if m.startswith("backend") for t in ts
+                 if t.startswith("dlaas_tui")]
+    assert offenders == []
+
+
+def test_nothing_below_the_facade_imports_it():
+    graph = _graph()
+    users = {_rel(m) for m, ts in graph.items() if m.startswith("backend") and m != "backend.facade"
+             and "backend.facade" in ts}
+    assert users <= KNOWN_FACADE_USERS, f"new upward imports of backend.facade: {sorted(users - KNOWN_FACADE_USERS)}"
+    assert users == KNOWN_FACADE_USERS, f"no longer upward, remove from KNOWN_FACADE_USERS: {sorted(KNOWN_FACADE_USERS - users)}"
+
+
+def test_no_new_import_circles():
+    circles = _circles(_graph())
+    new = circles - KNOWN_CIRCLES
+    gone = KNOWN_CIRCLES - circles
+    assert not new, f"new import circles: {sorted(new)}"
+    assert not gone, f"circles taken apart (well done): remove them from KNOWN_CIRCLES: {sorted(gone)}"
+
+
+def test_the_circle_finder_finds_a_circle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    index = {"a": "a.py", "b": "b.py", "c": "c.py", "d": "d.py"}
+    global _rel
+    saved = _rel
+    try:
+        _rel = index.__getitem__  # noqa: F811
+        assert _circles(graph) == {("a.py", "b.py", "c.py")}
+    finally:
+        _rel = saved
