@@ -15,11 +15,11 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(RUN_STAMP): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[samples]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[samples,serve]'
 	touch $@
 
 $(TEST_STAMP): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[samples,test]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[samples,serve,test]'
 	touch $@ $(RUN_STAMP)
 
 install: $(RUN_STAMP)

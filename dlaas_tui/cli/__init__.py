@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "experiments_cmd",
     "agent_cmd",
     "cluster_cmd",
+    "serve_cmd",
 )
 
 DESCRIPTION = """\
