@@ -247,6 +247,7 @@ def test_cli_agent_start_status_stop(home, cli):
     assert str(pid) in cli("agent", "status").stdout
     state = home / "state"
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    wait_for(lambda: (state / "state.db").exists(), 60)  # the agent opens its ledger after writing its pid
     for name in ("agent.pid", "agent.log", "agent.lock", "agent.sock", "state.db"):
         assert stat.S_IMODE((state / name).stat().st_mode) == 0o600, name
     assert cli("agent", "start").stdout.strip().endswith(str(pid))  # not a second one
