@@ -188,8 +188,9 @@ def _run(
     do_small: Callable[[Any, threading.Event], None], transfer: Transfer | None, where: Where,
     ranged: Callable[[Any, Any, threading.Event, Callable[[str, Any], None]], None] | None = None,
 ) -> None:
-    """Large files through `ranged` (downloads) or one TransferManager; small ones as single
-    requests on one thread pool. s3transfer's machinery costs about 2 ms of CPU per file on top of
+    """Large files through `ranged` (downloads, sharing the small files' pool) or one TransferManager
+    (uploads, which finish before the small files start); small ones as single requests on one
+    thread pool. s3transfer's machinery costs about 2 ms of CPU per file on top of
     the ~1 ms the request itself costs; for a folder of 16 KiB files that is most of the time."""
     from s3transfer.manager import TransferManager
 
@@ -220,6 +221,12 @@ def _run(
                     continue
                 submit_large(manager, job, _subscriber(transfer, job.size, getattr(job, "etag", None), done, job.key))
                 count += 1
+            if ranged is None and count and small:
+                # Uploads: the multipart parts first, then the small files, each phase with the whole
+                # concurrency. Both at once put two full pools of requests on the same cores and
+                # measured slower than one after the other (bench_s3_transfer, folder up).
+                _wait(count, done, transfer, where)
+                count = 0
             for job in small:
                 if transfer is not None and transfer.cancelled:
                     break
