@@ -258,7 +258,8 @@ class S3Store:
             transfer.add_total(size)
             before = self._version(bucket, key)
         try:
-            run_uploads(self.client, self._tconfig(), bucket, [UploadJob(src, key, size)], transfer, self.endpoint)
+            run_uploads(self.client, self._tconfig(), bucket, [UploadJob(src, key, size)], transfer, self.endpoint,
+                        verify_tls=self.settings.verify_tls)
         except TransferCancelled:
             # A PUT already on the wire completes even when cancelled: if the key changed, it is
             # ours, and a cancelled put must leave no object.
@@ -291,7 +292,7 @@ class S3Store:
         try:
             run_downloads(
                 self.client, self._tconfig(), bucket, [DownloadJob(key, dest, info.size, info.etag)],
-                transfer, self.endpoint,
+                transfer, self.endpoint, verify_tls=self.settings.verify_tls,
             )
         except TransferCancelled:
             if not existed:  # finished just as the cancel came: a cancelled get leaves no file
@@ -306,7 +307,8 @@ class S3Store:
         the listing and every GET carries If-Match, so a changed object fails instead of mixing.
         """
         jobs = [DownloadJob(o.key, Path(p), o.size, o.etag) for o, p in items]
-        run_downloads(self.client, self._tconfig(), bucket, jobs, transfer, self.endpoint)
+        run_downloads(self.client, self._tconfig(), bucket, jobs, transfer, self.endpoint,
+                      verify_tls=self.settings.verify_tls)
         return len(jobs)
 
     # -- folders --------------------------------------------------------------------------------
@@ -328,7 +330,8 @@ class S3Store:
                 jobs.append(UploadJob(path, base + rel, path.stat().st_size))
         if transfer is not None:
             transfer.add_total(sum(j.size for j in jobs), files=len(jobs))
-        run_uploads(self.client, self._tconfig(), bucket, jobs, transfer, self.endpoint)
+        run_uploads(self.client, self._tconfig(), bucket, jobs, transfer, self.endpoint,
+                    verify_tls=self.settings.verify_tls)
         return len(jobs)
 
     def get_prefix(self, bucket: str, prefix: str, dest: Path, *, transfer: Transfer | None = None) -> int:

@@ -78,12 +78,13 @@ def make_client(s: S3Settings, endpoint: str) -> Any:
         kwargs["aws_access_key_id"] = s.access_key_id.reveal()
         kwargs["aws_secret_access_key"] = s.secret_access_key.reveal()
     with s3_errors(endpoint, "connect to"):
-        session = boto3.session.Session(profile_name=s.aws_profile) if s.aws_profile else boto3.session.Session()
+        import botocore.session
+
         # A listing page carries 1000 timestamps; botocore's dateutil parsing of them costs
         # more than the request itself. This session's parser uses the C ISO-8601 parser.
-        session._session.get_component("response_parser_factory").set_parser_defaults(
-            timestamp_parser=parse_timestamp
-        )
+        core = botocore.session.get_session()
+        core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
+        session = boto3.session.Session(botocore_session=core, profile_name=s.aws_profile or None)
         return session.client(
             "s3", endpoint_url=s.endpoint_url, verify=s.verify_tls, config=config, **kwargs
         )

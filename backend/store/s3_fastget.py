@@ -19,6 +19,7 @@ import http.client
 import os
 import ssl
 import threading
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,31 +44,30 @@ class FastGetter:
         self.broken = False  # after a connection-level failure, stop trying: each one costs
 
     @classmethod
-    def for_client(cls, client: Any) -> FastGetter | None:
-        session = getattr(getattr(client, "_endpoint", None), "http_session", None)
-        if session is None or getattr(session, "_cert_file", None):
-            return None
-        proxies = getattr(session, "_proxy_config", None)
-        url = getattr(client.meta, "endpoint_url", "") or ""
-        try:
-            if proxies is None or proxies.proxy_url_for(url):
-                return None
-        except Exception:  # noqa: BLE001 - unknown botocore internals: keep the botocore path
-            return None
+    def for_client(cls, client: Any, *, verify_tls: bool = True) -> FastGetter | None:
+        """A getter beside this client, or None where its plain connections would not match what
+        botocore does: a proxy (config or environment), a client certificate, or a CA bundle from
+        the environment. Reads only the client's public `meta`."""
         cfg = client.meta.config
+        url = client.meta.endpoint_url or ""
+        scheme = urlsplit(url).scheme
+        if cfg.proxies or cfg.client_cert or (scheme and urllib.request.getproxies().get(scheme)):
+            return None
+        if os.environ.get("AWS_CA_BUNDLE") and verify_tls:
+            return None
         timeout = max(cfg.read_timeout or 60, cfg.connect_timeout or 60)
-        return cls(client, getattr(session, "_verify", True), timeout)
+        return cls(client, verify_tls, timeout)
 
     def _context(self) -> ssl.SSLContext:
         if self._ssl is None:
-            if self._verify is False:
-                ctx = ssl._create_unverified_context()  # the profile said verify_tls = false
-            else:
-                from botocore.httpsession import get_cert_path
+            if self._verify is False:  # the profile said verify_tls = false
+                ctx = ssl.create_default_context()
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            else:  # the CA bundle botocore uses by default
+                import certifi
 
-                path = get_cert_path(self._verify)
-                ctx = (ssl.create_default_context(capath=path) if path and os.path.isdir(path)
-                       else ssl.create_default_context(cafile=path or None))
+                ctx = ssl.create_default_context(cafile=certifi.where())
             self._ssl = ctx
         return self._ssl
 

@@ -82,12 +82,12 @@ def transfer_config(settings: Any, *, concurrency: int | None = None) -> Any:
 
 def run_uploads(
     client: Any, config: Any, bucket: str, jobs: Sequence[UploadJob], transfer: Transfer | None,
-    endpoint: str,
+    endpoint: str, *, verify_tls: bool = True,
 ) -> None:
     def submit(manager: Any, job: UploadJob, sub: Any) -> None:
         manager.upload(str(job.src), bucket, job.key, subscribers=[sub])
 
-    fast = FastGetter.for_client(client)
+    fast = FastGetter.for_client(client, verify_tls=verify_tls)
 
     def small(job: UploadJob, stop: threading.Event) -> None:
         if stop.is_set():
@@ -107,7 +107,7 @@ def run_uploads(
 
 def run_downloads(
     client: Any, config: Any, bucket: str, jobs: Sequence[DownloadJob], transfer: Transfer | None,
-    endpoint: str,
+    endpoint: str, *, verify_tls: bool = True,
 ) -> None:
     made: set[Path] = set()
     for job in jobs:  # one mkdir per folder, not per file: it is slow on busy overlay disks
@@ -118,7 +118,7 @@ def run_downloads(
     def submit(manager: Any, job: DownloadJob, sub: Any) -> None:
         manager.download(bucket, job.key, str(job.dest), subscribers=[sub])
 
-    fast = FastGetter.for_client(client)
+    fast = FastGetter.for_client(client, verify_tls=verify_tls)
 
     def small(job: DownloadJob, stop: threading.Event) -> None:
         _get_small(client, bucket, job, transfer, stop, fast)

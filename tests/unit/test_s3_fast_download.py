@@ -117,3 +117,29 @@ def test_small_uploads_and_downloads_with_a_wrong_secret_say_so(s3_server, store
     assert [o.key for o in store.iter_objects(bucket)] == ["ok/a.bin"]
     assert not (tmp_path / "out" / "a.bin").exists()
     bad.close()
+
+
+def test_the_fast_path_steps_aside_where_botocore_would_connect_differently(s3_server, monkeypatch):
+    """A proxy (config or environment), a client certificate or a CA bundle from the environment
+    keep every request on botocore; otherwise the fast getter follows the profile's verify_tls."""
+    from botocore.config import Config
+
+    from backend.store.s3_fastget import FastGetter
+
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "AWS_CA_BUNDLE"):
+        monkeypatch.delenv(var, raising=False)
+    plain = make_store(s3_server).client
+    fast = FastGetter.for_client(plain, verify_tls=False)
+    assert fast is not None and fast._verify is False
+    proxied = plain.meta.config.merge(Config(proxies={"http": "http://127.0.0.1:9"}))
+    import boto3
+
+    via_proxy = boto3.client("s3", endpoint_url=s3_server.endpoint, region_name=s3_server.region, config=proxied,
+                             aws_access_key_id="a", aws_secret_access_key="b")
+    assert FastGetter.for_client(via_proxy) is None
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    assert FastGetter.for_client(plain) is None
+    monkeypatch.delenv("http_proxy")
+    monkeypatch.setenv("AWS_CA_BUNDLE", "/nonexistent/ca.pem")
+    assert FastGetter.for_client(plain) is None
+    assert FastGetter.for_client(plain, verify_tls=False) is not None  # nothing to verify against
