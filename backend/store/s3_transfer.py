@@ -13,7 +13,9 @@ every download removes its temp file.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import os
+import re
 import queue
 import secrets
 import threading
@@ -30,6 +32,7 @@ from .s3_fastget import ShortBody as _ShortBody
 from .s3_ranged import RangedDownload
 
 _POLL_S = 0.05
+_MD5_ETAG = re.compile(r"[0-9a-fA-F]{32}")
 SMALL_ATTEMPTS = 3  # a small GET whose body breaks mid-way is fetched again this often
 
 
@@ -145,11 +148,14 @@ def _get_small(
                    bx.ConnectionClosedError, _ShortBody)
     tmp = job.dest.with_name(f".{job.dest.name}.{secrets.token_hex(4)}.part")
     last: BaseException | None = None
+    # A single-part object's ETag is the MD5 of its bytes (a multipart one has a `-N` suffix).
+    md5_etag = job.etag if job.etag and _MD5_ETAG.fullmatch(job.etag) else None
     try:
         for attempt in range(SMALL_ATTEMPTS):
             if stop.is_set():
                 raise concurrent.futures.CancelledError()
             got = 0
+            digest = hashlib.md5(usedforsecurity=False) if md5_etag else None
             try:
                 chunks = ((fast.get(bucket, job.key, job.etag) if fast is not None and attempt == 0 else None)
                           or _slow_get(client, bucket, job))
@@ -157,10 +163,14 @@ def _get_small(
                     for chunk in chunks:
                         out.write(chunk)
                         got += len(chunk)
+                        if digest is not None:
+                            digest.update(chunk)
                         if transfer is not None:
                             transfer.advance(len(chunk))
                 if job.size is not None and got != job.size:
                     raise _ShortBody(f"{job.key}: got {got} of {job.size} bytes")
+                if digest is not None and digest.hexdigest() != md5_etag.lower():
+                    raise _ShortBody(f"{job.key}: the bytes do not match the object's MD5 (ETag {md5_etag})")
                 os.replace(tmp, job.dest)
                 return
             except broken_body as exc:

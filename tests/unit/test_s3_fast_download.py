@@ -143,3 +143,28 @@ def test_the_fast_path_steps_aside_where_botocore_would_connect_differently(s3_s
     monkeypatch.setenv("AWS_CA_BUNDLE", "/nonexistent/ca.pem")
     assert FastGetter.for_client(plain) is None
     assert FastGetter.for_client(plain, verify_tls=False) is not None  # nothing to verify against
+
+
+def test_bytes_that_do_not_match_the_md5_are_fetched_again_then_reported_with_the_key(store, tmp_path, monkeypatch):
+    from backend.store import s3_transfer
+    from backend.store.s3_fastget import FastGetter
+
+    bucket = _bucket(store)
+    store.put_bytes(bucket, "data/x.bin", b"A" * 4096)
+    calls = []
+
+    def corrupt(*args, **kwargs):
+        calls.append(1)
+        yield b"B" * 4096  # the right size, the wrong bytes: only the checksum can tell
+
+    monkeypatch.setattr(FastGetter, "get", lambda self, *a, **k: corrupt())
+    monkeypatch.setattr(s3_transfer, "_slow_get", lambda *a, **k: corrupt())
+    dest = tmp_path / "x.bin"
+    with pytest.raises(StoreError) as err:
+        store.get_file(bucket, "data/x.bin", dest)
+    assert "data/x.bin" in str(err.value) and "MD5" in str(err.value)
+    assert len(calls) == s3_transfer.SMALL_ATTEMPTS  # retried before giving up
+    assert list(tmp_path.iterdir()) == []  # no file and no temp file
+
+    monkeypatch.undo()
+    assert store.get_file(bucket, "data/x.bin", dest) == dest and dest.read_bytes() == b"A" * 4096
