@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError, NotFound
 from .paths import Paths, get_paths, write_private
@@ -109,10 +109,25 @@ class Profile(_Strict):
     s3: S3Settings = S3Settings()
     kubernetes: KubernetesSettings = KubernetesSettings()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _implied_by_tables(cls, data: Any) -> Any:
+        """A profile that gives a `kubernetes` table runs there, unless it says otherwise, and a
+        cluster's runs store in S3 (pods cannot reach a local store): `kubernetes = {...}` plus
+        `s3 = {...}` is a whole profile."""
+        if isinstance(data, dict):
+            data = dict(data)
+            if "kubernetes" in data and "scheduler" not in data:
+                data["scheduler"] = "kubernetes"
+            if data.get("scheduler") == "kubernetes" and "store" not in data:
+                data["store"] = "s3"
+        return data
+
 
 class FrameworkVersion(_Strict):
     python: str | None = None
-    image: str | None = None
+    image: str | None = None  # on a cluster: overrides the built-in image (kubernetes/images.py)
+    cpu_image: str | None = None  # for runs with `gpus: 0`; without it `image` serves both
 
 
 class Billing(_Strict):

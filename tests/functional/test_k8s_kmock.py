@@ -391,3 +391,31 @@ def test_logs_of_one_learner_of_an_indexed_job(sim, engine):
     assert list(engine.logs(run_id, learner=1)) == ["dlaas: gpus: none", "rank 1 says hello"]
     assert list(engine.logs(run_id, learner=0, tail=1)) == ["rank 0 says hello"]
     assert sim.owned[-1]["kind"] == "Service"  # the rendezvous Service, owned by the Job
+
+
+def test_a_bundled_sample_submitted_to_the_cluster_finds_its_data_in_the_s3_store(sim, engine, tmp_path):
+    """The sample that runs locally runs here unedited: its first submit seeds `dlaas-samples` (and
+    `dlaas-results`) in the profile's store, where the loader reads it."""
+    from pathlib import Path
+
+    from backend.runs import SubmitRequest
+    from backend.store.local import LocalStore
+
+    engine._store = store = LocalStore(tmp_path / "store")
+    sample = Path(__file__).resolve().parents[2] / "samples" / "pytorch-digits" / "manifest.yml"
+    run, = engine.submit(SubmitRequest(manifests=[sample]))
+    assert store.stat("dlaas-samples", "pytorch-digits/digits.csv.gz").size > 0
+    assert store.bucket_exists("dlaas-results")
+    assert store.stat("dlaas-results", f"{run.id}/_submitted_code/model.zip").size > 0
+    job = sim.jobs[run.id]
+    loader = job["spec"]["template"]["spec"]["initContainers"][0]["command"][2]
+    assert "dlaas:dlaas-samples/pytorch-digits" in loader
+
+    own = tmp_path / "own" / "manifest.yml"  # not a bundled sample: its data is the user's to upload
+    own.parent.mkdir()
+    own.write_text(sample.read_text().replace("dlaas-samples", "my-data"))
+    (own.parent / "train.py").write_text("print('hi')\n")
+    engine._store = other = LocalStore(tmp_path / "other")
+    other.make_bucket("dlaas-results")
+    engine.submit(SubmitRequest(manifests=[own]))
+    assert not other.bucket_exists("dlaas-samples")

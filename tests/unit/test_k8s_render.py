@@ -149,8 +149,8 @@ def test_label_values_are_safe():
 
 
 def test_unmapped_framework_and_unknown_priority_are_refused():
-    with pytest.raises(BadInput, match="framework 'tensorflow'"):
-        render.render_submission(fx.manifest(framework={"name": "tensorflow", "command": "x"}),
+    with pytest.raises(BadInput, match="framework 'mxnet' has no image"):
+        render.render_submission(fx.manifest(framework={"name": "mxnet", "command": "x"}),
                                  "training-ab12cd34", fx.profile(), fx.config())
     with pytest.raises(BadInput, match="priority 'urgent'"):
         render.render_submission(fx.manifest(priority="urgent"), "training-ab12cd34", fx.profile(), fx.config())

@@ -124,18 +124,10 @@ def _reveal(value: Any) -> str | None:
 
 
 def framework_image(manifest: Manifest, config: Config) -> str:
-    fw = manifest.framework
-    versions = config.frameworks.get(fw.name)
-    if not versions:
-        known = ", ".join(sorted(config.frameworks)) or "none configured"
-        raise BadInput(f"framework {fw.name!r} has no image in [frameworks] (known: {known})")
-    entry = versions.get(fw.version or "") if fw.version else None
-    if entry is None and not fw.version and len(versions) == 1:
-        entry = next(iter(versions.values()))
-    if entry is None or not entry.image:
-        known = ", ".join(sorted(v for v, e in versions.items() if e.image)) or "none with an image"
-        raise BadInput(f"framework {fw.name} {fw.version or ''}: no image in [frameworks.{fw.name}] (versions: {known})")
-    return entry.image
+    """The learner's image: the built-in table (images.py) under the config's [frameworks]."""
+    from .images import framework_image as resolve
+
+    return resolve(manifest, config)
 
 
 def secret_name(run_id: str) -> str:

@@ -98,6 +98,8 @@ class Submitting:
             from backend.budget import check_budget
 
             check_budget(getattr(self, "_backend", None) or self, sizes, engine=self)
+        if not request.dry_run:
+            self._seed_samples(request.manifests)
         if request.dry_run:
             return [run_from_job(render.render_job(t.manifest, render.RunSpec(new_run_id(), self.user or "unknown",
                                                                               request.experiment, t.params),
@@ -112,6 +114,23 @@ class Submitting:
             runs.append(self.submit_run(trial.manifest, model_zip=zips[source], experiment=request.experiment,
                                         params=trial.params, manifest_text=path.read_text()))
         return runs
+
+    def _seed_samples(self, manifests: list[Any]) -> None:
+        """A bundled sample reads its data from bucket `dlaas-samples` (as on the local store): the
+        first submit of one puts the samples' data into the profile's S3 store, so the same manifest
+        runs on the cluster without edits. Other manifests' data is the user's to upload."""
+        from pathlib import Path
+
+        from backend.paths import resource_dir
+
+        samples = resource_dir("samples").resolve()
+        if self.store is None or self.profile.read_only:
+            return
+        if not any(Path(p).resolve().is_relative_to(samples) for p in manifests):
+            return
+        from backend.samples_seed import ensure_sample_data
+
+        ensure_sample_data(self.store, samples)
 
     def _hold_all(self, request: SubmitRequest, planned: list[tuple[Any, Any]]) -> list[Run]:
         """With a persistent ledger every run is accepted there first and the agent creates the Jobs
