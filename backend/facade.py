@@ -199,6 +199,24 @@ def kubernetes_cluster_yaml(**settings: Any) -> str:
     return cluster_yaml(cluster_objects(**settings))
 
 
+def kubernetes_served_kueue_api(profile: Profile) -> str:
+    """The newest kueue.x-k8s.io version the profile's cluster serves (discovery), for
+    `cluster setup --kueue-api auto`; BadInput when it serves none this speaks."""
+    from .engines.kubernetes.client import KubeApi
+    from .engines.kubernetes.kueue import served_versions
+
+    k8s = profile.kubernetes
+    api = KubeApi.from_kubeconfig(k8s.kubeconfig, k8s.context)
+    try:
+        served = served_versions(api)
+    finally:
+        api.close()
+    if not served:
+        raise BadInput(f"the cluster of profile {profile.name!r} serves no kueue.x-k8s.io version this "
+                       "speaks (v1beta2, v1beta1): install Kueue first")
+    return served[0]
+
+
 def expand_sweep(manifest: Manifest) -> list[Any]:
     """One Trial per run of the manifest's sweep (one Trial when there is no sweep)."""
     from .manifest.sweep import expand

@@ -419,3 +419,141 @@ def test_a_bundled_sample_submitted_to_the_cluster_finds_its_data_in_the_s3_stor
     other.make_bucket("dlaas-results")
     engine.submit(SubmitRequest(manifests=[own]))
     assert not other.bucket_exists("dlaas-samples")
+
+
+# -- what a real cluster does that the happy path does not (issue: the engine as a cluster behaves) --
+
+def _watch_threads():
+    import threading
+
+    return [t for t in threading.enumerate() if t.name.startswith("watch-") and t.is_alive()]
+
+
+@pytest.mark.parametrize("mode", ["unavailable", "throttled"])
+def test_visibility_api_503_or_429_approximates_and_never_fails_a_sync(sim, engine, mode):
+    run_id = "training-vis00001"
+    engine.submit_run(fx.manifest(), run_id=run_id)
+    sim.add_workload(run_id)
+    sim.visibility["v1beta2"] = mode
+    engine.sync_once()  # raised KubeError (503/429) out of apply() before
+    run = engine.get_run(run_id)
+    assert run.queue_position == 1 and run.queue_position_approximate is True
+    pending = [p for m, p, q in sim.requests if p.endswith("/pendingworkloads")]
+    assert pending  # it was asked, and answered 503/429
+
+
+def test_keeper_marks_its_first_listing_done_and_leaks_no_watches_while_visibility_is_down(sim, engine):
+    import time
+
+    from backend.engines.kubernetes import keeper
+
+    sim.visibility["v1beta2"] = "unavailable"
+    run_id = "training-vis00002"
+    engine.submit_run(fx.manifest(), run_id=run_id)
+    sim.add_workload(run_id)
+    marks = []
+    engine.ledger.mark = lambda run, what: marks.append((run, what)) or True
+    engine.release_held = lambda: []
+    before = len(_watch_threads())
+    w = keeper._Watcher(engine)
+    w.start()
+    try:
+        deadline = time.monotonic() + 15
+        while ("", keeper.SYNCED) not in marks and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ("", keeper.SYNCED) in marks
+        time.sleep(0.5)  # several apply() rounds with the visibility API down
+        assert len(_watch_threads()) - before <= 3
+        assert engine.get_run(run_id).queue_position_approximate is True
+    finally:
+        w.stop.set()
+        w.kick.set()
+        for t in w.threads:
+            t.join(10)
+
+
+def test_watch_loop_stops_its_watches_when_it_fails(sim, engine):
+    """A watch loop that ends by an error (here: the ledger refuses a write) takes its three watch
+    threads with it, so the agent's retry does not add three more each time."""
+    import threading
+    import time
+
+    run_id = "training-vis00003"
+    engine.submit_run(fx.manifest(), run_id=run_id)
+    calls = {"n": 0}
+    real_apply = engine.apply
+
+    def apply(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] >= 2:
+            raise RuntimeError("disk full")
+        return real_apply(*args, **kwargs)
+
+    engine.apply = apply
+    before = len(_watch_threads())
+    for _ in range(3):  # the agent's retries
+        with pytest.raises(RuntimeError):
+            engine.watch_loop(threading.Event(), timeout_seconds=1, positions_every=0.05)
+        calls["n"] = 0
+    deadline = time.monotonic() + 10
+    while len(_watch_threads()) > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(_watch_threads()) == before
+
+
+@pytest.mark.parametrize("served", [["v1beta1"], ["v1beta2"], ["v1beta1", "v1beta2"]])
+def test_the_served_kueue_version_is_discovered_and_read(sim, engine, served):
+    sim.kueue_served = served
+    sim.visibility = {v: "serve" for v in served}
+    run_id = "training-disc0001"
+    engine.submit_run(fx.manifest(), run_id=run_id)
+    sim.add_workload(run_id)
+    sim.admit(run_id, 10)
+    engine.sync_once()
+    assert engine.workload_version == ("v1beta2" if "v1beta2" in served else "v1beta1")
+    assert engine.get_run(run_id).message != "waiting for Kueue to create the Workload"
+    wl_reads = [p for m, p, q in sim.requests if p.endswith("/workloads")]
+    assert all(f"/{engine.workload_version}/" in p for p in wl_reads)  # no 404 probing
+    assert any(p == "/apis/kueue.x-k8s.io" for m, p, q in sim.requests)
+
+
+def test_no_kueue_api_at_all_still_follows_jobs(sim, engine):
+    sim.kueue_served = []
+    sim.visibility = {"v1beta2": "missing", "v1beta1": "missing"}
+    run_id = "training-disc0002"
+    engine.submit_run(fx.manifest(), run_id=run_id)
+    engine.sync_once()
+    assert engine.get_run(run_id).state == RunState.QUEUED
+
+
+def test_submit_works_where_owner_reference_permissions_are_enforced(sim, engine):
+    """OpenShift: the API server refuses blockOwnerDeletion without update on jobs/finalizers."""
+    assert sim.owner_refs_enforced
+    run = engine.submit_run(fx.manifest(learners=2), run_id="training-ocp00001")
+    assert run.state == RunState.QUEUED
+    assert [o["kind"] for o in sim.owned] == ["ConfigMap", "Secret", "Service"]
+    assert all("blockOwnerDeletion" not in ref for o in sim.owned for ref in o["metadata"]["ownerReferences"])
+
+
+def test_a_refused_owned_object_deletes_the_job_and_says_why(sim, engine):
+    sim.refuse_kinds = {"secrets"}
+    with pytest.raises(KubeForbidden) as err:
+        engine.submit_run(fx.manifest(), run_id="training-ocp00002")
+    assert "forbidden (403)" in str(err.value) and "secrets" in str(err.value) and "cluster setup" in str(err.value)
+    assert "training-ocp00002" not in sim.jobs and sim.deleted == [("training-ocp00002", "Foreground")]
+    with pytest.raises(NotFound):
+        engine.get_run("training-ocp00002")
+
+
+def test_cluster_setup_auto_asks_the_cluster_for_its_kueue_version(sim, dlaas_home, tmp_path, cli):
+    import yaml
+
+    sim.kueue_served = ["v1beta1"]
+    fx.write_sim_profile(sim.url, NS, dlaas_home, tmp_path)
+    out = cli("--profile", "lab", "cluster", "setup", "--gpus", "1", "--kueue-api", "auto")
+    assert out.returncode == 0, out.stderr
+    versions = {d["apiVersion"] for d in yaml.safe_load_all(out.stdout) if d["apiVersion"].startswith("kueue")}
+    assert versions == {"kueue.x-k8s.io/v1beta1"}
+    sim.kueue_served = []
+    out = cli("--profile", "lab", "cluster", "setup", "--gpus", "1", "--kueue-api", "auto")
+    assert out.returncode != 0 and "install Kueue" in out.stderr and "Traceback" not in out.stderr

@@ -20,11 +20,11 @@ def test_cluster_setup_prints_yaml_for_kubectl(cli, dlaas_home):
     assert out.returncode == 0, out.stderr
     docs = list(yaml.safe_load_all(out.stdout))
     kinds = [d["kind"] for d in docs]
-    assert kinds[:4] == ["Namespace", "ResourceFlavor", "ClusterQueue", "LocalQueue"]
-    cq = docs[2]
-    gpu = next(r for r in cq["spec"]["resourceGroups"][0]["flavors"][0]["resources"] if r["name"] == "nvidia.com/gpu")
+    assert kinds[:5] == ["Namespace", "ResourceFlavor", "ResourceFlavor", "ClusterQueue", "LocalQueue"]
+    cq = docs[3]
+    gpu = next(r for g in cq["spec"]["resourceGroups"] for r in g["flavors"][0]["resources"] if r["name"] == "nvidia.com/gpu")
     assert gpu["nominalQuota"] == 8  # the standard tier
-    assert docs[3]["metadata"] == {"name": "team-a-queue", "namespace": "team-a"}
+    assert docs[4]["metadata"] == {"name": "team-a-queue", "namespace": "team-a"}
     assert {d["metadata"]["name"] for d in docs if d["kind"] == "WorkloadPriorityClass"} == {"urgent", "high", "normal", "low"}
     assert docs[1]["spec"]["nodeLabels"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
 
@@ -78,3 +78,11 @@ sweep: {method: grid, parameters: {lr: {values: [0.1, 0.01]}}}
                            if e["name"] == "DLAAS_COMMAND") for j in jobs)
     assert commands == ["python train.py --lr 0.01", "python train.py --lr 0.1"]
     assert len({j["metadata"]["name"] for j in jobs}) == 2
+
+
+def test_cluster_setup_kueue_api_flag(cli, dlaas_home):
+    _write_config(dlaas_home, fx.CONFIG_TOML)
+    out = cli("cluster", "setup", "--gpus", "1", "--kueue-api", "v1beta1")
+    assert out.returncode == 0, out.stderr
+    versions = {d["apiVersion"] for d in yaml.safe_load_all(out.stdout) if d["apiVersion"].startswith("kueue")}
+    assert versions == {"kueue.x-k8s.io/v1beta1"}

@@ -173,7 +173,7 @@ def test_cluster_setup_objects_are_valid():
     kinds = [o["kind"] for o in objs]
     assert kinds.count("WorkloadPriorityClass") == 3
     cq = next(o for o in objs if o["kind"] == "ClusterQueue")
-    gpu = [r for r in cq["spec"]["resourceGroups"][0]["flavors"][0]["resources"] if r["name"] == "nvidia.com/gpu"]
+    gpu = [r for g in cq["spec"]["resourceGroups"] for r in g["flavors"][0]["resources"] if r["name"] == "nvidia.com/gpu"]
     assert gpu[0]["nominalQuota"] == 8
     role = next(o for o in objs if o["kind"] == "Role")
     vis = [r for r in role["rules"] if r["apiGroups"] == ["visibility.kueue.x-k8s.io"]]
@@ -195,3 +195,51 @@ def test_kueue_objects_match_the_crds():
     broken = dict(kueue[2], spec={"clusterQueue": "x", "bogus": 1})  # the strict check does refuse strays
     with pytest.raises(jsonschema.ValidationError):
         fx.validate_kueue(broken)
+
+
+def test_owned_objects_carry_no_block_owner_deletion():
+    """OpenShift's OwnerReferencesPermissionEnforcement refuses blockOwnerDeletion without update on
+    jobs/finalizers; the owner reference alone gives garbage collection."""
+    objs = render.render_submission(fx.manifest(learners=2), "training-ab12cd34", fx.profile(), fx.config(),
+                                    job_uid="1234")
+    for obj in objs[1:]:
+        ref, = obj["metadata"]["ownerReferences"]
+        assert ref == {"apiVersion": "batch/v1", "kind": "Job", "name": "training-ab12cd34", "uid": "1234"}
+
+
+def test_priority_label_is_the_priority_class_setup_creates():
+    from backend.config import parse_config
+    from backend.engines.kubernetes.runview import run_from_job
+
+    config = parse_config(fx.CONFIG_TOML + '\n[priorities]\n"Urgent Fix" = 5000\n', "c.toml")
+    job = render.render_submission(fx.manifest(priority="Urgent Fix"), "training-ab12cd34", fx.profile(), config)[0]
+    label = job["metadata"]["labels"][render.PRIORITY_LABEL]
+    names = {o["metadata"]["name"] for o in setup.cluster_objects(namespace="team-a", queue="q", gpus=1, gpu_product=None,
+                                                                  priorities=config.all_priorities())
+             if o["kind"] == "WorkloadPriorityClass"}
+    assert label == "urgent-fix" and label in names
+    assert run_from_job(job, config).priority == "Urgent Fix"  # read back as the config names it
+    _validate_all([job])
+
+
+@pytest.mark.parametrize("version", ["v1beta1", "v1beta2"])
+def test_setup_writes_the_kueue_version_asked_and_keeps_cpu_runs_off_gpu_nodes(version):
+    if not fx.KUEUE_CRDS.is_dir():
+        pytest.skip(f"Kueue CRDs not found at {fx.KUEUE_CRDS}")
+    pytest.importorskip("jsonschema")
+    objs = setup.cluster_objects(namespace="team-a", queue="q", gpus=4, gpu_product="NVIDIA-H100-80GB-HBM3",
+                                 priorities={"normal": 0}, kueue_api=version)
+    kueue = [o for o in objs if o["apiVersion"].startswith("kueue.x-k8s.io")]
+    assert {o["apiVersion"] for o in kueue} == {f"kueue.x-k8s.io/{version}"}
+    for obj in kueue:
+        fx.validate_kueue(obj)
+    _validate_all([o for o in objs if o not in kueue])
+    cq = next(o for o in objs if o["kind"] == "ClusterQueue")
+    cpu_group, gpu_group = cq["spec"]["resourceGroups"]
+    assert cpu_group["coveredResources"] == ["cpu", "memory"] and gpu_group["coveredResources"] == ["nvidia.com/gpu"]
+    flavors = {o["metadata"]["name"]: o for o in objs if o["kind"] == "ResourceFlavor"}
+    # a CPU-only run is admitted on the plain flavor alone: no GPU node label is injected into it
+    assert flavors[cpu_group["flavors"][0]["name"]]["spec"] == {}
+    assert flavors[gpu_group["flavors"][0]["name"]]["spec"]["nodeLabels"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    with pytest.raises(BadInput, match="kueue-api"):
+        setup.cluster_objects(namespace="a", queue="q", gpus=1, gpu_product=None, priorities={}, kueue_api="v1alpha1")

@@ -11,6 +11,7 @@ and releases held runs itself). Tests may pass a `MemoryLedger` and call `sync_o
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
@@ -38,6 +39,7 @@ from .watch import Reflector
 if TYPE_CHECKING:
     from backend.config import Config, Profile
 
+log = logging.getLogger("dlaas.kubernetes")
 SKEW_NOISE = timedelta(seconds=2)  # creationTimestamp's resolution, plus a round trip
 _FORWARD = [RunState.QUEUED, RunState.PENDING, RunState.DOWNLOADING, RunState.PROCESSING, RunState.STORING]
 
@@ -68,7 +70,8 @@ class KubernetesEngine(Submitting):
         self.user = user
         self.ns = profile.kubernetes.namespace
         self.queue = profile.kubernetes.queue
-        self.workload_version = "v1beta2"
+        self.workload_version = "v1beta2"  # settled by discovery on the first read (`_workloads`)
+        self._served: dict[str, tuple[str, ...]] = {}  # API group -> versions served, from discovery
         self._manifests: dict[str, str] = {}
         self._prices: Any = None
         self._submitting: set[str] = set()
@@ -168,13 +171,21 @@ class KubernetesEngine(Submitting):
     def _list(self, path: str, selector: str | None = None) -> list[dict[str, Any]]:
         return self.api.request("GET", path, query={"labelSelector": selector}).get("items") or []
 
+    def served(self, group: str = kueue.GROUP) -> tuple[str, ...]:
+        """The versions of a Kueue API group this cluster serves (discovery, read once; forgotten
+        when a read of them answers 404, as after a Kueue upgrade)."""
+        if group not in self._served:
+            self._served[group] = kueue.served_versions(self.api, group)
+        return self._served[group]
+
     def _workloads(self) -> list[dict[str, Any]]:
-        for version in (self.workload_version, "v1beta1"):
+        for version in self.served():
             try:
                 items = self._list(workloads_path(self.ns, version))
                 self.workload_version = version
                 return items
             except KubeNotFound:
+                self._served.pop(kueue.GROUP, None)
                 continue
         return []
 
@@ -381,7 +392,12 @@ class KubernetesEngine(Submitting):
         if not queued:
             return
         uid_to_name = {uid: name for name, uid in self._uids.items()}
-        positions = kueue.queue_positions(self.api, self.ns, self.queue, uid_to_name)
+        try:
+            versions = self.served(kueue.VISIBILITY_GROUP) or kueue.VERSIONS
+            positions = kueue.queue_positions(self.api, self.ns, self.queue, uid_to_name, versions)
+        except KubeError as exc:  # positions are a nicety: a sync never fails for want of them
+            log.info("queue positions unavailable: %s", exc)
+            return
         for run in queued:
             pos, approximate = positions.by_job.get(run.id), positions.approximate
             if pos is None:
@@ -422,32 +438,50 @@ class KubernetesEngine(Submitting):
             "pods": Reflector(self.api, pods_path(self.ns), label_selector=render.LABEL_RUN, keep=_ours,
                               on_event=lambda k, o: mark(_pod_run(o))),
         }
+        if not self.served():  # no Kueue API at all: Jobs and Pods still tell most of the story
+            del reflectors["workloads"]
+
+        def caches() -> tuple[list[dict[str, Any]], ...]:
+            wl = reflectors.get("workloads")
+            return (list(reflectors["jobs"].objects.values()), list(wl.objects.values()) if wl else [],
+                    list(reflectors["pods"].objects.values()))
+
         listed_at = self.cluster_now()
         for r in reflectors.values():
             r.list()
-        self.apply(*(list(r.objects.values()) for r in reflectors.values()), listed_at=listed_at)
+        self.apply(*caches(), listed_at=listed_at)
+
+        # The pumps end with this loop, however it ends: a caller that retries after an error must
+        # not leave three watches per try running behind it.
+        done = threading.Event()
 
         def pump(r: Reflector) -> None:
-            while not stop.is_set():
+            while not (stop.is_set() or done.is_set()):
                 try:
                     r.watch_once(timeout_seconds)
                 except KubeError:
-                    stop.wait(2)
+                    done.wait(2)
 
-        threads = [threading.Thread(target=pump, args=(r,), daemon=True, name=f"watch-{n}")
+        threads = [threading.Thread(target=pump, args=(r,), daemon=True, name=f"watch-{n}-{self.profile.name}")
                    for n, r in reflectors.items()]
         for t in threads:
             t.start()
-        # Each wake-up (a change, or the positions timer) re-applies the caches: observing a run is
-        # cheap, and queue positions move when other people's runs move.
-        while not stop.is_set():
-            with cond:
-                if not dirty:
-                    cond.wait(timeout=positions_every)
-                dirty.clear()
-            self.apply(*(list(r.objects.values()) for r in reflectors.values()))
-        for t in threads:
-            t.join(timeout=0.1)
+        try:
+            # Each wake-up (a change, or the positions timer) re-applies the caches: observing a run is
+            # cheap, and queue positions move when other people's runs move.
+            while not stop.is_set():
+                with cond:
+                    if not dirty:
+                        cond.wait(timeout=positions_every)
+                    dirty.clear()
+                try:
+                    self.apply(*caches())
+                except KubeError as exc:  # the next wake-up tries again; the watches go on
+                    log.warning("kubernetes profile %s: sync failed: %s", self.profile.name, exc)
+        finally:
+            done.set()
+            for t in threads:
+                t.join(timeout=0.1)
 
     # -- the Engine protocol -------------------------------------------------------------------------
     def list_runs(self, *, states: Sequence[RunState] | None = None, experiment: str | None = None,

@@ -16,8 +16,25 @@ from .client import KubeApi, KubeError, KubeForbidden, KubeNotFound, pending_wor
 from .states import is_true
 
 JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"
-VERSIONS = ("v1beta2", "v1beta1")
+VERSIONS = ("v1beta2", "v1beta1")  # the versions dlaas-tui speaks, newest first
+GROUP = "kueue.x-k8s.io"
+VISIBILITY_GROUP = "visibility.kueue.x-k8s.io"
 PAGE = 500
+
+
+def served_versions(api: KubeApi, group: str = GROUP) -> tuple[str, ...]:
+    """The versions of an API group that the cluster serves and dlaas-tui speaks, newest first, from
+    discovery (`GET /apis/<group>`). Kueue served v1beta1 alone before
+    ~0.16, both for a while, and v1beta2 alone from ~0.20. Empty when the group is not served; every
+    version we speak when discovery cannot be read (the reads then find out by 404)."""
+    try:
+        doc = api.request("GET", f"/apis/{group}")
+    except KubeNotFound:
+        return ()
+    except KubeError:
+        return VERSIONS
+    served = {v.get("version") for v in doc.get("versions") or [] if isinstance(v, dict)}
+    return tuple(v for v in VERSIONS if v in served) if served else VERSIONS
 
 
 @dataclass
@@ -54,14 +71,17 @@ def _visibility(api: KubeApi, ns: str, queue: str, version: str) -> list[dict[st
         offset += len(batch)
 
 
-def _approximate(api: KubeApi, ns: str, queue: str, uid_to_name: dict[str, str]) -> QueuePositions:
+def _approximate(api: KubeApi, ns: str, queue: str, uid_to_name: dict[str, str],
+                 versions: tuple[str, ...] = VERSIONS) -> QueuePositions:
     last: KubeError | None = None
-    for version in VERSIONS:
+    for version in versions:
         try:
             listing = api.request("GET", workloads_path(ns, version))
         except (KubeNotFound, KubeForbidden) as exc:
             last = exc
             continue
+        except KubeError as exc:  # 5xx, 429, unreachable: positions are a nicety, never a failure
+            return QueuePositions(approximate=True, source=f"unknown: {exc}")
         pending = [
             w for w in listing.get("items") or []
             if (w.get("spec") or {}).get("queueName") == queue
@@ -78,16 +98,22 @@ def _approximate(api: KubeApi, ns: str, queue: str, uid_to_name: dict[str, str])
     return QueuePositions(approximate=True, source=f"unknown: {last}" if last else "unknown")
 
 
-def queue_positions(api: KubeApi, ns: str, queue: str, uid_to_name: dict[str, str] | None = None) -> QueuePositions:
-    """Positions of the queue's pending runs (1-based), exact where the visibility API answers."""
+def queue_positions(api: KubeApi, ns: str, queue: str, uid_to_name: dict[str, str] | None = None,
+                    versions: tuple[str, ...] = VERSIONS) -> QueuePositions:
+    """Positions of the queue's pending runs (1-based), exact where the visibility API answers.
+
+    Where it does not, they are approximated: 404 (the version, or the whole API, not served), 403
+    (RBAC), and also 503 (the APIService registered but its server down, or the VisibilityOnDemand
+    gate off), 429 (API priority and fairness throttling) and an unreachable server. Nothing here
+    raises for want of positions."""
     uid_to_name = uid_to_name or {}
-    for version in VERSIONS:
+    for version in versions:
         try:
             items = _visibility(api, ns, queue, version)
         except KubeNotFound:
             continue  # this version (or the whole API) is not served
-        except KubeForbidden:
-            break  # RBAC refuses it: `cluster setup` grants it; meanwhile, approximate
+        except KubeError:
+            break  # refused (RBAC: `cluster setup` grants it), unavailable or throttled: approximate
         out = QueuePositions(source=f"visibility/{version}", total=len(items))
         for i, w in enumerate(items):
             job = owner_job(w, uid_to_name)
@@ -95,4 +121,4 @@ def queue_positions(api: KubeApi, ns: str, queue: str, uid_to_name: dict[str, st
                 pos = w.get("positionInLocalQueue")
                 out.by_job[job] = (int(pos) if pos is not None else i) + 1  # Kueue's are 0-based
         return out
-    return _approximate(api, ns, queue, uid_to_name)
+    return _approximate(api, ns, queue, uid_to_name, versions)

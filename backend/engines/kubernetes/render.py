@@ -82,6 +82,15 @@ def label_value(text: str | None) -> str | None:
     return value or None
 
 
+def priority_class(priority: str) -> str:
+    """A [priorities] name as its WorkloadPriorityClass name (a DNS-1123 name; `cluster setup` uses
+    the same), for the Job's `kueue.x-k8s.io/priority-class` label."""
+    name = re.sub(r"[^a-z0-9-]+", "-", priority.lower()).strip("-")[:63].strip("-")
+    if not name:
+        raise BadInput(f"priority {priority!r} gives no valid Kubernetes name")
+    return name
+
+
 def _labels(manifest: Manifest, spec: RunSpec) -> dict[str, str]:
     labels = {LABEL_RUN: spec.run_id, LABEL_USER: label_value(spec.user), LABEL_MANIFEST: label_value(manifest.name),
               LABEL_EXPERIMENT: label_value(spec.experiment)}
@@ -192,7 +201,7 @@ def render_job(manifest: Manifest, spec: RunSpec, profile: Profile, config: Conf
         "metadata": {
             "name": spec.run_id,
             "namespace": k8s.namespace,
-            "labels": {**labels, QUEUE_LABEL: k8s.queue, PRIORITY_LABEL: manifest.priority,
+            "labels": {**labels, QUEUE_LABEL: k8s.queue, PRIORITY_LABEL: priority_class(manifest.priority),
                        LABEL_LEARNER_COUNT: str(manifest.learners)},
             "annotations": annotations,
         },
@@ -205,7 +214,10 @@ def wrapper_configmap_name(run_id: str) -> str:
 
 
 def _owner(run_id: str, job_uid: str) -> list[dict[str, Any]]:
-    return [{"apiVersion": "batch/v1", "kind": "Job", "name": run_id, "uid": job_uid, "blockOwnerDeletion": True}]
+    # No blockOwnerDeletion: with OwnerReferencesPermissionEnforcement (on by default on OpenShift)
+    # setting it needs `update` on jobs/finalizers, which a user's Role rarely has; without it a
+    # foreground delete of the Job simply does not wait for these objects.
+    return [{"apiVersion": "batch/v1", "kind": "Job", "name": run_id, "uid": job_uid}]
 
 
 def render_owned(

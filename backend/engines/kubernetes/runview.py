@@ -45,6 +45,15 @@ def _learner_gpus(job: dict[str, Any]) -> int:
     return 0
 
 
+def _priority(label: str, config: Any) -> str:
+    """The [priorities] name behind a priority-class label (the label is its DNS-cleaned form)."""
+    if config is not None:
+        for name in config.all_priorities():
+            if render.priority_class(name) == label:
+                return name
+    return label
+
+
 def run_from_job(job: dict[str, Any], config: Any = None) -> Run:
     """The run a Job stands for, from its labels and annotations (QUEUED until observed)."""
     meta = job.get("metadata") or {}
@@ -62,7 +71,7 @@ def run_from_job(job: dict[str, Any], config: Any = None) -> Run:
         gpus=_learner_gpus(job) * learners,
         gpu_type=canonical_gpu(gpu_type) if gpu_type else None,
         learners=learners,
-        priority=labels.get(render.PRIORITY_LABEL, "normal"),
+        priority=_priority(labels.get(render.PRIORITY_LABEL, "normal"), config),
         results_bucket=results.split("/", 1)[0] or None,
     )
 

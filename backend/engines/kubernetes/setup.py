@@ -2,12 +2,18 @@
 
 What it sets up, for one team namespace:
   - the Namespace;
-  - a ResourceFlavor per GPU product (its nodeLabels select the nodes; Kueue injects them on admission);
+  - a ResourceFlavor for the GPUs (with a product, its nodeLabels select those nodes; Kueue injects
+    them on admission) and a plain one for cpu and memory, in separate resource groups, so a run
+    that asks for no GPU is not pinned to GPU nodes;
   - a ClusterQueue whose nominalQuota of `nvidia.com/gpu` is the tier's GPUs (cpu and memory are left
     generous: the GPU is the scarce thing), and a LocalQueue pointing at it;
-  - WorkloadPriorityClasses from the config's [priorities];
-  - a Role + RoleBinding for the users' group: Jobs, Pods, logs, Secrets, Services, Workloads, and
-    get/list on `localqueues/pendingworkloads` in visibility.kueue.x-k8s.io (queue positions).
+  - WorkloadPriorityClasses from the config's [priorities] (cluster-scoped: every namespace's setup
+    writes the same names, so keep [priorities] the same across teams of one cluster);
+  - a Role + RoleBinding for the users' group: Jobs, Pods, logs, Events, Secrets, Services,
+    ConfigMaps, Workloads, and get/list on `localqueues/pendingworkloads` in
+    visibility.kueue.x-k8s.io (queue positions).
+Kueue objects are written at `kueue_api` (v1beta2 by default; v1beta1 for Kueue before ~0.16;
+`cluster setup --kueue-api auto` asks the cluster which it serves).
 """
 from __future__ import annotations
 
@@ -17,6 +23,8 @@ from typing import Any
 from backend.errors import BadInput
 
 KUEUE_API = "kueue.x-k8s.io/v1beta2"
+KUEUE_VERSIONS = ("v1beta2", "v1beta1")
+CPU_FLAVOR = "default-cpu"
 
 
 def _dns_name(text: str) -> str:
@@ -37,9 +45,13 @@ def cluster_objects(
     group: str | None = None,
     cpu_quota: str = "256",
     memory_quota: str = "2Ti",
+    kueue_api: str = "v1beta2",
 ) -> list[dict[str, Any]]:
     if gpus < 0:
         raise BadInput("--gpus must be 0 or more")
+    if kueue_api not in KUEUE_VERSIONS:
+        raise BadInput(f"--kueue-api {kueue_api!r}: expected one of {', '.join(KUEUE_VERSIONS)}")
+    KUEUE_API = f"kueue.x-k8s.io/{kueue_api}"
     cluster_queue = _dns_name(f"{namespace}-{queue}")
     flavor = _dns_name(f"gpu-{gpu_product}") if gpu_product else "default-gpu"
     flavor_obj: dict[str, Any] = {
@@ -54,6 +66,7 @@ def cluster_objects(
     objs: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": {"dlaas.io/managed": "true"}}},
         flavor_obj,
+        {"apiVersion": KUEUE_API, "kind": "ResourceFlavor", "metadata": {"name": CPU_FLAVOR}, "spec": {}},
         {
             "apiVersion": KUEUE_API,
             "kind": "ClusterQueue",
@@ -61,17 +74,13 @@ def cluster_objects(
             "spec": {
                 "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
                 "queueingStrategy": "BestEffortFIFO",
-                "resourceGroups": [{
-                    "coveredResources": ["cpu", "memory", "nvidia.com/gpu"],
-                    "flavors": [{
-                        "name": flavor,
-                        "resources": [
-                            {"name": "cpu", "nominalQuota": cpu_quota},
-                            {"name": "memory", "nominalQuota": memory_quota},
-                            {"name": "nvidia.com/gpu", "nominalQuota": gpus},
-                        ],
-                    }],
-                }],
+                "resourceGroups": [
+                    {"coveredResources": ["cpu", "memory"],
+                     "flavors": [{"name": CPU_FLAVOR, "resources": [{"name": "cpu", "nominalQuota": cpu_quota},
+                                                                    {"name": "memory", "nominalQuota": memory_quota}]}]},
+                    {"coveredResources": ["nvidia.com/gpu"],
+                     "flavors": [{"name": flavor, "resources": [{"name": "nvidia.com/gpu", "nominalQuota": gpus}]}]},
+                ],
                 "preemption": {"withinClusterQueue": "LowerPriority"},
             },
         },
@@ -86,7 +95,7 @@ def cluster_objects(
         objs.append({
             "apiVersion": KUEUE_API,
             "kind": "WorkloadPriorityClass",
-            "metadata": {"name": _dns_name(name)},
+            "metadata": {"name": priority_class_name(name)},
             "value": int(value),
             "description": f"dlaas-tui priority {name!r}",
         })
@@ -99,6 +108,8 @@ def cluster_objects(
             {"apiGroups": ["batch"], "resources": ["jobs"],
              "verbs": ["get", "list", "watch", "create", "delete", "patch"]},
             {"apiGroups": [""], "resources": ["pods", "pods/log", "events"], "verbs": ["get", "list", "watch"]},
+            # (no `update` on jobs/finalizers: the owned objects carry no blockOwnerDeletion, which
+            # OwnerReferencesPermissionEnforcement, on by default on OpenShift, would refuse without it)
             {"apiGroups": [""], "resources": ["secrets", "services", "configmaps"], "verbs": ["get", "create", "delete"]},
             {"apiGroups": ["kueue.x-k8s.io"], "resources": ["workloads", "localqueues"],
              "verbs": ["get", "list", "watch"]},
@@ -132,6 +143,13 @@ def cluster_objects(
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group or f"{namespace}-users"}],
     })
     return objs
+
+
+def priority_class_name(priority: str) -> str:
+    """The WorkloadPriorityClass of a [priorities] name: the Job's priority label uses the same."""
+    from .render import priority_class
+
+    return priority_class(priority)
 
 
 def cluster_yaml(objs: list[dict[str, Any]]) -> str:
