@@ -93,6 +93,11 @@ class KubernetesSettings(_Strict):
     ttl_seconds_after_finished: int = Field(default=3600, ge=0)
     termination_grace_seconds: int = Field(default=120, ge=1)
     startup_allowance_seconds: int = Field(default=900, ge=0)
+    # how long a start-up error (ErrImagePull, CreateContainerConfigError, pods refused) may last
+    # before the run fails with S302 and its Job is deleted, giving its quota back
+    start_failure_seconds: int = Field(default=300, ge=0)
+    # /work (data, model, results) is sized as the data + model + this; requested as ephemeral-storage
+    work_headroom_gib: int = Field(default=20, ge=1)
     service_account: str | None = None
 
 

@@ -68,6 +68,7 @@ class ErrorCode(enum.StrEnum):
     EARLY_STOP = "C204"
     SWEEP_MAX_FAILED = "C205"  # not started: its experiment reached the sweep's max_failed
     LOAD_FAILED = "S301"
+    START_FAILED = "S302"  # the cluster could not start it: image pull, container config, pod creation
     STORE_FAILED = "S303"
     RUN_LOST = "S401"
 
@@ -83,6 +84,7 @@ ERROR_DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.EARLY_STOP: "halted by the sweep's early-stopping rule",
     ErrorCode.SWEEP_MAX_FAILED: "not started: the sweep reached its max_failed",
     ErrorCode.LOAD_FAILED: "loading the model or data failed",
+    ErrorCode.START_FAILED: "the cluster could not start the run (image, container config, pod creation)",
     ErrorCode.STORE_FAILED: "storing results failed (a local copy is kept)",
     ErrorCode.RUN_LOST: "the run's process vanished",
 }

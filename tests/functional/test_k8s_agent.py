@@ -66,6 +66,7 @@ def _run_to_completion(sim, run_id, sync=lambda: None):
     sim.learner_running("p1", 130, "dlaas: gpus: none", "epoch 1 loss=0.5")
     sync()
     sim.append_log("p1", "dlaas: storing results", 390)
+    sim.storing("p1", 390)
     sync()
     sim.learner_ended("p1", 400, 0, {"exit_code": 0, "stored": True})
     sim.finish_job(run_id, 405, ok=True)

@@ -92,6 +92,7 @@ def test_full_lifecycle_states_times_gpus_and_cost(sim, engine):
     assert run.started_at == kube_sim.T0 + timedelta(seconds=130)
 
     sim.append_log("p1", "dlaas: storing results", 390)
+    sim.storing("p1", 390)
     engine.sync_once()
     assert engine.get_run(run_id).state == RunState.STORING
 
@@ -557,3 +558,121 @@ def test_cluster_setup_auto_asks_the_cluster_for_its_kueue_version(sim, dlaas_ho
     sim.kueue_served = []
     out = cli("--profile", "lab", "cluster", "setup", "--gpus", "1", "--kueue-api", "auto")
     assert out.returncode != 0 and "install Kueue" in out.stderr and "Traceback" not in out.stderr
+
+
+def _to_processing(sim, engine, run_id, *, at=0, pod="p1"):
+    engine.submit_run(fx.manifest(), run_id=run_id)
+    sim.add_workload(run_id)
+    sim.admit(run_id, at + 1)
+    sim.add_pod(run_id, pod, at + 2)
+    sim.schedule(pod, "n1", at + 3)
+    sim.learner_running(pod, at + 10, "dlaas: gpus: none", "step 1")
+    engine.sync_once()
+    assert engine.get_run(run_id).state == RunState.PROCESSING
+
+
+def test_failure_target_before_failed_waits_for_the_pods_and_reads_the_deadline(sim, engine):
+    run_id = "training-ft000001"
+    _to_processing(sim, engine, run_id)
+    sim.failure_target(run_id, 500, "DeadlineExceeded", "Job was active longer than specified deadline")
+    engine.sync_once()
+    run = engine.get_run(run_id)
+    assert run.state == RunState.STORING and "DeadlineExceeded" in run.message  # not terminal yet
+    assert ("mnist-results", f"{run_id}/run.json") not in engine.store.objects
+    sim.learner_ended("p1", 505, 143, {"exit_code": 143, "terminated": True, "stored": True})
+    sim.finish_job(run_id, 506, ok=False, reason="DeadlineExceeded")
+    engine.sync_once()
+    run = engine.get_run(run_id)
+    assert run.state == RunState.FAILED and run.error_code == "C203" and "deadline" in run.message
+    assert run.finished_at == kube_sim.T0 + timedelta(seconds=506)
+
+
+def test_a_node_drain_does_not_fail_the_run(sim, engine):
+    run_id = "training-dt000001"
+    _to_processing(sim, engine, run_id)
+    assert sim.jobs[run_id]["spec"]["podFailurePolicy"]["rules"][0]["action"] == "Ignore"
+    sim.disrupt("p1", 100)  # DisruptionTarget, exit 137: the Job's podFailurePolicy ignores it
+    engine.sync_once()
+    run = engine.get_run(run_id)
+    assert run.state == RunState.QUEUED and "DeletionByTaintManager" in run.message and run.error_code is None
+    sim.add_pod(run_id, "p2", 120)  # the Job controller's replacement
+    sim.schedule("p2", "n2", 130)
+    sim.learner_running("p2", 140, "dlaas: gpus: none", "step 1 again")
+    sim.learner_ended("p2", 300, 0, {"exit_code": 0, "stored": True})
+    sim.finish_job(run_id, 301, ok=True)
+    engine.sync_once()
+    run = engine.get_run(run_id)
+    assert run.state == RunState.COMPLETED
+    at = lambda seconds: kube_sim.T0 + timedelta(seconds=seconds)  # noqa: E731
+    assert billed_intervals(engine.events(run_id), at(3600)) == [(at(3), at(100)), (at(130), at(301))]
+
+
+def test_an_image_that_cannot_be_pulled_fails_the_run_after_the_wait_and_frees_the_quota(sim, engine):
+    limit = engine.profile.kubernetes.start_failure_seconds
+    fresh, old = "training-ip000001", "training-ip000002"
+    for run_id, at in ((fresh, 0), (old, -limit - 100)):
+        engine.submit_run(fx.manifest(), run_id=run_id)
+        sim.add_workload(run_id)
+        sim.admit(run_id, at)
+        pod = f"{run_id}-p"
+        sim.add_pod(run_id, pod, at + 1)
+        sim.schedule(pod, "n1", at + 2)
+        sim.learner_waiting(pod, at + 10, "ErrImagePull",
+                            'rpc error: code = NotFound desc = failed to pull image "pytorch/pytorch:9.9": not found')
+    engine.sync_once()
+    waiting = engine.get_run(fresh)
+    assert waiting.state == RunState.DOWNLOADING and "ErrImagePull" in waiting.message  # still within the wait
+    run = engine.get_run(old)
+    assert run.state == RunState.FAILED and run.error_code == "S302"
+    assert "ErrImagePull" in run.message and "pytorch/pytorch:9.9" in run.message  # the cluster's reason
+    assert (old, "Foreground") in sim.deleted and fresh in sim.jobs  # its Job deleted: Kueue frees the quota
+
+
+def test_an_invalid_image_name_fails_at_once(sim, engine):
+    run_id = "training-ip000003"
+    engine.submit_run(fx.manifest(), run_id=run_id)
+    sim.add_workload(run_id)
+    sim.admit(run_id, 0)
+    sim.add_pod(run_id, "p1", 1)
+    sim.schedule("p1", "n1", 2)
+    sim.learner_waiting("p1", 5, "InvalidImageName", 'Failed to apply default image tag "Bad Image": invalid reference format')
+    engine.sync_once()
+    run = engine.get_run(run_id)
+    assert run.state == RunState.FAILED and run.error_code == "S302" and "invalid reference format" in run.message
+
+
+def test_pods_the_job_controller_cannot_create_fail_the_run_with_its_reason(sim, engine):
+    limit = engine.profile.kubernetes.start_failure_seconds
+    run_id = "training-fc000001"
+    engine.submit_run(fx.manifest(), run_id=run_id)
+    sim.add_workload(run_id)
+    sim.admit(run_id, -limit - 100)
+    engine.sync_once()  # no refusal on record: a slow controller is not a stuck one
+    assert engine.get_run(run_id).state == RunState.QUEUED
+    refusal = ('Error creating: pods "training-fc000001-x7k2p" is forbidden: violates PodSecurity '
+               '"restricted:latest": unrestricted capabilities')
+    sim.job_event(run_id, "FailedCreate", refusal, -limit - 90)
+    sim.job_event("someone-else", "FailedCreate", "not ours", -limit - 90)
+    engine.sync_once()
+    run = engine.get_run(run_id)
+    assert run.state == RunState.FAILED and run.error_code == "S302" and "PodSecurity" in run.message
+    assert "not ours" not in run.message and (run_id, "Foreground") in sim.deleted
+    events_query = [q for m, p, q in sim.requests if p.endswith("/events")][-1]
+    assert events_query["fieldSelector"] == f"involvedObject.kind=Job,involvedObject.name={run_id}"
+
+
+def test_storing_comes_from_readiness_not_from_reading_logs_each_sync(sim, engine):
+    run_id = "training-st000001"
+    _to_processing(sim, engine, run_id)
+    log_reads = lambda: [p for m, p, q in sim.requests if p.endswith("/log")]  # noqa: E731
+    before = len(log_reads())
+    assert before == 1  # the device line, read once
+    for _ in range(5):
+        engine.sync_once()
+    assert len(log_reads()) == before
+    sim.storing("p1", 200)
+    engine.sync_once()
+    run = engine.get_run(run_id)
+    assert run.state == RunState.STORING and len(log_reads()) == before
+    storing = next(e for e in engine.events(run_id) if e.state == RunState.STORING)
+    assert storing.at == kube_sim.T0 + timedelta(seconds=200)  # the kubelet's Ready time

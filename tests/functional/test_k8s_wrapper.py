@@ -81,7 +81,12 @@ def test_success_stores_results_and_log(s3, tmp_path):
                                  'echo "$HP_LR" > /dev/null; echo \'{"loss": 0.5}\' >> "$LOG_DIR/metrics.jsonl"')
     rc, out, _, term = _run(env)
     assert rc == 0, out
+    finished = term.pop("finished_at")
     assert term == {"exit_code": 0, "timed_out": False, "terminated": False, "oom": False, "stored": True}
+    assert len(finished) == 20 and finished.endswith("Z")
+    # the same report lands in the bucket, for an engine that finds the Job already gone
+    assert json.loads(_stored(s3, "learner-0/status.json").read_text())["exit_code"] == 0
+    assert (Path(env["JOB_STATE_DIR"]) / ".wrapper" / "storing").exists()  # what the readiness probe tests
     lines = out.splitlines()
     assert lines[0] == "dlaas: gpus: none"  # the device line comes first, GPUs or not
     assert "loss=0.5" in lines and "dlaas: storing results" in lines
@@ -146,3 +151,20 @@ def test_nvidia_smi_output_becomes_the_first_line(s3, tmp_path):
     rc, out, _, term = _run(env)
     assert out.splitlines()[0] == "dlaas: gpus: 0,GPU-aaaa,NVIDIA H100 80GB HBM3;1,GPU-bbbb,NVIDIA H100 80GB HBM3"
     assert rc == 0 and term["stored"] is True
+
+
+def test_exit_137_is_out_of_memory_only_when_the_cgroup_counted_an_oom_kill(s3, tmp_path):
+    """A SIGKILL from an eviction also exits 137; only the kernel's oom_kill counter says memory."""
+    events = tmp_path / "memory.events"
+    env = _job_env(s3, tmp_path, "echo started; kill -KILL $$")
+    env["DLAAS_UPLOADER"] = ""
+    env["DLAAS_MEMORY_EVENTS"] = str(events)
+    events.write_text("low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n")
+    rc, _, _, term = _run(env)
+    assert rc == 137 and term["oom"] is False
+    events.write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+    rc, _, _, term = _run(env)
+    assert rc == 137 and term["oom"] is True
+    env["DLAAS_MEMORY_EVENTS"] = str(tmp_path / "absent")
+    rc, _, _, term = _run(env)
+    assert term["oom"] is False

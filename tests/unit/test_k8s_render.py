@@ -49,7 +49,8 @@ def test_pod_shape_resources_and_security():
     loader, = pod["initContainers"]
     assert learner["image"] == "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"
     assert loader["image"] == "rclone/rclone:1.68"
-    assert learner["resources"]["requests"] == {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "2"}
+    assert learner["resources"]["requests"] == {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "2",
+                                                "ephemeral-storage": "20Gi"}
     assert learner["resources"]["limits"]["nvidia.com/gpu"] == "2"
     terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     expr, = terms[0]["matchExpressions"]
@@ -124,7 +125,7 @@ def test_cpu_only_run_and_no_max_duration():
     _validate_all([job, wrapper])
     pod = job["spec"]["template"]["spec"]
     assert "affinity" not in pod and "tolerations" not in pod
-    assert pod["containers"][0]["resources"]["requests"] == {"cpu": "500m", "memory": "1500000000"}
+    assert pod["containers"][0]["resources"]["requests"] == {"cpu": "500m", "memory": "1500000000", "ephemeral-storage": "20Gi"}
     assert "activeDeadlineSeconds" not in job["spec"]
 
 
@@ -243,3 +244,27 @@ def test_setup_writes_the_kueue_version_asked_and_keeps_cpu_runs_off_gpu_nodes(v
     assert flavors[gpu_group["flavors"][0]["name"]]["spec"]["nodeLabels"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
     with pytest.raises(BadInput, match="kueue-api"):
         setup.cluster_objects(namespace="a", queue="q", gpus=1, gpu_product=None, priorities={}, kueue_api="v1alpha1")
+
+
+def test_work_is_sized_from_the_data_and_requested():
+    """/work holds the data, the model and the results: its emptyDir has a sizeLimit and the learner
+    requests it as ephemeral-storage, so the scheduler picks a node with the disk."""
+    spec = render.RunSpec("training-ab12cd34", data_bytes=50 * 1024 ** 3 + 1, model_bytes=10 * 1024 ** 2)
+    job = render.render_job(fx.manifest(), spec, fx.profile(), fx.config())
+    pod = job["spec"]["template"]["spec"]
+    work = next(v for v in pod["volumes"] if v["name"] == "work")
+    assert work["emptyDir"] == {"sizeLimit": "71Gi"}  # 50 GiB + 1 byte + 3 x 10 MiB -> 51, + 20 headroom
+    assert pod["containers"][0]["resources"]["requests"]["ephemeral-storage"] == "71Gi"
+    _validate_all([job])
+
+
+def test_disruptions_are_ignored_and_storing_is_a_readiness_probe():
+    job = render.render_submission(fx.manifest(), "training-ab12cd34", fx.profile(), fx.config())[0]
+    rule, = job["spec"]["podFailurePolicy"]["rules"]
+    assert rule == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+    assert job["spec"]["backoffLimit"] == 0 and job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    probe = job["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+    assert probe["exec"]["command"][-1] == "test -e /work/state/.wrapper/storing"
+    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert probe["exec"]["command"][-1].endswith(env["JOB_STATE_DIR"] + "/.wrapper/storing")
+    assert '"$flags/storing"' in render.wrapper_script() and 'flags="$JOB_STATE_DIR/.wrapper"' in render.wrapper_script()

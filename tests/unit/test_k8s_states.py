@@ -70,9 +70,9 @@ def test_eviction_is_queued_with_its_reason():
     assert obs.state == RunState.QUEUED and obs.evicted and "Preempted" in obs.message
 
 
-def _failed_with(report, reason="BackoffLimitExceeded"):
+def _failed_with(report, reason="BackoffLimitExceeded", container_reason="Error"):
     learner = {"terminated": {"exitCode": report.get("exit_code", 1), "message": json.dumps(report),
-                              "finishedAt": ts(99)}}
+                              "finishedAt": ts(99), "reason": container_reason}}
     p = pod(loader={"terminated": {"exitCode": 0}}, learner=learner)
     return states.observe(job(False, [cond("Failed", True, 100, reason)]), None, [p])
 
@@ -80,7 +80,9 @@ def _failed_with(report, reason="BackoffLimitExceeded"):
 def test_failure_codes_from_the_termination_message():
     assert _failed_with({"exit_code": 3}).error_code == "C201"
     assert _failed_with({"exit_code": 143, "timed_out": True}).error_code == "C203"
-    assert _failed_with({"exit_code": 137}).error_code == "C202"
+    killed = _failed_with({"exit_code": 137})  # any SIGKILL: an eviction is not out of memory
+    assert killed.error_code == "C201" and "not out of memory" in killed.message
+    assert _failed_with({"exit_code": 137}, container_reason="OOMKilled").error_code == "C202"
     assert _failed_with({"exit_code": 1, "oom": True}).error_code == "C202"
     assert _failed_with({"exit_code": 0, "stored": False}).error_code == "S303"
     loader_failed = pod(loader={"terminated": {"exitCode": 1}})
@@ -116,3 +118,53 @@ def test_gpu_type_from_the_assigned_flavor():
     job = render.render_submission(fx.manifest(learners=2), "training-ab12cd34", fx.profile(), fx.config())[0]
     run = run_from_job(job)
     assert (run.gpus, run.learners, run.gpu_type, run.priority, run.results_bucket) == (4, 2, "H100", "high", "mnist-results")
+
+
+def _admitted():
+    return workload(cond("QuotaReserved", True, 1), cond("Admitted", True, 1))
+
+
+def test_failure_target_is_not_terminal_and_the_deadline_is_c203():
+    """The Job controller says FailureTarget first, while the pods still store; Failed comes after."""
+    done_loader = {"terminated": {"exitCode": 0, "startedAt": ts(11), "finishedAt": ts(20)}}
+    running = pod(loader=done_loader, learner={"running": {"startedAt": ts(21)}})
+    failing = job(False, [cond("FailureTarget", True, 500, "DeadlineExceeded", "Job was active longer than specified deadline")])
+    obs = states.observe(failing, _admitted(), [running])
+    assert obs.state == RunState.STORING and not obs.state.terminal and "DeadlineExceeded" in obs.message
+    ended = pod(loader=done_loader, learner={"terminated": {"exitCode": 143, "finishedAt": ts(510), "reason": "Error",
+                                                            "message": json.dumps({"exit_code": 143, "terminated": True})}})
+    failed = job(False, [cond("FailureTarget", True, 500, "DeadlineExceeded"), cond("Failed", True, 512, "DeadlineExceeded")])
+    obs = states.observe(failed, _admitted(), [ended])
+    assert obs.state == RunState.FAILED and obs.error_code == "C203"  # not C201 from the SIGTERM's 143
+    assert obs.at == kube_sim.T0 + timedelta(seconds=512)
+
+
+def test_a_disrupted_pod_is_not_a_failure_and_its_replacement_is_followed():
+    done_loader = {"terminated": {"exitCode": 0, "startedAt": ts(11), "finishedAt": ts(20)}}
+    gone = pod(loader=done_loader, learner={"terminated": {"exitCode": 137, "reason": "Error", "finishedAt": ts(60)}})
+    gone["status"]["conditions"].append(cond("DisruptionTarget", True, 59, "DeletionByTaintManager", "NoExecute taint"))
+    obs = states.observe(job(False), _admitted(), [gone])
+    assert obs.state == RunState.QUEUED and obs.evicted and "DeletionByTaintManager" in obs.message
+    fresh = pod(loader={"running": {"startedAt": ts(80)}})
+    fresh["metadata"]["name"] = "p2"
+    assert states.observe(job(False), _admitted(), [gone, fresh]).state == RunState.DOWNLOADING
+
+
+def test_start_up_errors_are_reported_stuck_since_the_clusters_time():
+    done_loader = {"terminated": {"exitCode": 0, "startedAt": ts(11), "finishedAt": ts(20)}}
+    pulling = pod(loader=done_loader, learner={"waiting": {"reason": "ErrImagePull", "message": "not found"}})
+    obs = states.observe(job(False), _admitted(), [pulling])
+    assert obs.stuck == ("ErrImagePull", "not found", kube_sim.T0 + timedelta(seconds=20))
+    no_pods = states.observe(job(False), _admitted(), [])
+    assert no_pods.stuck[0] == "NoPods" and no_pods.state == RunState.QUEUED
+    running = pod(loader=done_loader, learner={"running": {"startedAt": ts(21)}})
+    assert states.observe(job(False), _admitted(), [running]).stuck is None
+
+
+def test_storing_is_the_learners_readiness():
+    done_loader = {"terminated": {"exitCode": 0, "startedAt": ts(11), "finishedAt": ts(20)}}
+    ready = pod(loader=done_loader, learner={"running": {"startedAt": ts(21)}})
+    ready["status"]["containerStatuses"][0]["ready"] = True
+    ready["status"]["conditions"].append(cond("Ready", True, 300))
+    obs = states.observe(job(False), _admitted(), [ready])
+    assert obs.state == RunState.STORING and obs.at == kube_sim.T0 + timedelta(seconds=300)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from backend.errors import BadInput, NotFound
 from backend.runs import (
     ChangeSet,
+    ErrorCode,
     Inventory,
     MetricPoint,
     Run,
@@ -32,7 +33,7 @@ from . import kueue, logs, render
 from .client import KubeApi, KubeError, KubeNotFound, jobs_path, pods_path, workloads_path
 from .ledger import Ledger, MemoryLedger, last_state
 from .runview import assigned_label, canonical_gpu, flavor_gpu, inventory_from_nodes, run_from_job
-from .states import STORING_MARKER, Observation, gpu_line, observe, parse_time
+from .states import PERMANENT_ERRORS, Observation, gpu_line, observe, parse_time
 from .submission import Submitting, new_run_id  # noqa: F401
 from .watch import Reflector
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from backend.config import Config, Profile
 
 log = logging.getLogger("dlaas.kubernetes")
+NO_POD_GRACE_SECONDS = 30  # admitted without pods this long: look for the Job controller's refusal
 SKEW_NOISE = timedelta(seconds=2)  # creationTimestamp's resolution, plus a round trip
 _FORWARD = [RunState.QUEUED, RunState.PENDING, RunState.DOWNLOADING, RunState.PROCESSING, RunState.STORING]
 
@@ -253,12 +255,9 @@ class KubernetesEngine(Submitting):
             self.ledger.record(RunEvent(run_id, run.submitted_at, RunState.QUEUED, "found on the cluster"))
         if run.state.terminal:
             return []
-        obs = observe(job, workload, pods)
-        if obs.state == RunState.PROCESSING:
-            storing_at = self._storing_marker(run_id, pods)
-            if storing_at is not None:
-                obs = observe(job, workload, pods, storing=True)
-                obs.at = storing_at
+        obs = observe(job, workload, pods)  # STORING from the learner's readiness: no log read per pod
+        if obs.stuck and not obs.state.terminal:
+            obs = self._start_failure(run_id, obs)
         unread = [p for p in pods if p["metadata"]["name"] not in self._devices_read]
         if obs.state in (RunState.PROCESSING, RunState.STORING) and unread:
             # the wrapper's first line names the devices; read once per pod
@@ -350,18 +349,46 @@ class KubernetesEngine(Submitting):
         run.metrics = last_values(points)
         run.primary_metric = primary_metric(list(run.metrics))
 
-    def _storing_marker(self, run_id: str, pods: list[dict[str, Any]]) -> datetime | None:
-        """When the wrapper printed its storing marker (the kubelet's timestamp), if it has."""
-        for pod in pods:
-            try:
-                tail = logs.read_log(self.api, self.ns, pod["metadata"]["name"], tail=3, timestamps=True)
-            except KubeError:
-                continue
-            for line in tail:
-                stamp, _, text = line.partition(" ")
-                if text.startswith(STORING_MARKER):
-                    return parse_time(stamp) or self.cluster_now()
-        return None
+    def _start_failure(self, run_id: str, obs: Observation) -> Observation:
+        """A start-up error the cluster keeps retrying: after `start_failure_seconds` (at once when no
+        retry can cure it) the run fails with S302 and its Job is deleted, so Kueue takes its quota
+        back. A Job whose pods cannot be created says why only in its Events (FailedCreate:
+        PodSecurity, ResourceQuota, a webhook); they are read while it waits, not on every sync."""
+        reason, message, since = obs.stuck or ("", "", None)
+        now = self.cluster_now()
+        waited = (now - since).total_seconds() if since else 0.0
+        limit = self.profile.kubernetes.start_failure_seconds
+        if reason == "NoPods":
+            if waited < min(limit, NO_POD_GRACE_SECONDS):
+                return obs
+            event = self._failed_create(run_id)
+            if event is None:
+                return obs  # no refusal on record: the Job controller is slow, not stuck
+            reason, message = "FailedCreate", event
+            obs.message = f"admitted; the Job controller cannot create its pods: {message}"
+        if reason not in PERMANENT_ERRORS and waited < limit:
+            return obs
+        text = f"{reason}: {message}".rstrip(": ")
+        log.info("%s: failing after %.0f s of %s", run_id, waited, reason)
+        self._delete_job(run_id)
+        return Observation(RunState.FAILED, message=f"the cluster could not start the run: {text}",
+                           error_code=ErrorCode.START_FAILED.value)
+
+    def _failed_create(self, run_id: str) -> str | None:
+        """The newest FailedCreate event of the run's Job, if any."""
+        try:
+            events = self._list_events(run_id)
+        except KubeError:
+            return None
+        refused = [e for e in events if e.get("reason") == "FailedCreate"]
+        if not refused:
+            return None
+        newest = max(refused, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+        return newest.get("message") or "FailedCreate"
+
+    def _list_events(self, run_id: str) -> list[dict[str, Any]]:
+        query = {"fieldSelector": f"involvedObject.kind=Job,involvedObject.name={run_id}"}
+        return self.api.request("GET", f"/api/v1/namespaces/{self.ns}/events", query=query).get("items") or []
 
     def _devices(self, run: Run, pods: list[dict[str, Any]]) -> list[str]:
         """Device labels from each pod's first log line; a pod whose line is there is not read again."""

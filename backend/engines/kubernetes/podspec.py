@@ -71,6 +71,17 @@ def cpu_quantity(cpus: float) -> str:
     return str(int(cpus)) if float(cpus).is_integer() else f"{int(round(cpus * 1000))}m"
 
 
+GIB = 1024 ** 3
+
+
+def work_size(spec: RunSpec, headroom_gib: int) -> str:
+    """The `/work` emptyDir's sizeLimit and the learner's ephemeral-storage request: the data as
+    loaded, the model archive and its unpacked copy (taken as three times the archive), plus
+    headroom for results, checkpoints and logs, in whole GiB."""
+    need = (spec.data_bytes or 0) + 3 * (spec.model_bytes or 0)
+    return f"{-(-need // GIB) + headroom_gib}Gi"
+
+
 def wrapper_script() -> str:
     return resources.files(__package__).joinpath("wrapper.sh").read_text()
 
@@ -84,6 +95,8 @@ class RunSpec:
     experiment: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     submitted_at: str | None = None  # ISO-8601, kept as an annotation
+    data_bytes: int | None = None  # the training data's size in the store, when known (sizes /work)
+    model_bytes: int | None = None  # the model archive's size
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ from .podspec import (  # noqa: F401  (re-exported: the names other modules and 
     s3_target,
     secret_name,
     service_name,
+    work_size,
     wrapper_script,
 )
 
@@ -71,6 +72,7 @@ MASKED = "****"
 WRAPPER_DIR = "/dlaas"
 WRAPPER_FILE = "wrapper.sh"
 WRAPPER_PATH = f"{WRAPPER_DIR}/{WRAPPER_FILE}"
+STORING_FLAG = f"{WORK}/state/.wrapper/storing"  # JOB_STATE_DIR/.wrapper/storing, made by wrapper.sh
 RUN_ID_RE = re.compile(r"^training-[a-z0-9]{8}$")
 
 def label_value(text: str | None) -> str | None:
@@ -116,7 +118,9 @@ def render_job(manifest: Manifest, spec: RunSpec, profile: Profile, config: Conf
     max_seconds = manifest.max_duration_seconds
     image = framework_image(manifest, config)
     mem = memory_quantity(manifest.memory)
-    resources_: dict[str, Any] = {"requests": {"cpu": cpu_quantity(manifest.cpus), "memory": mem}, "limits": {"memory": mem}}
+    work = work_size(spec, k8s.work_headroom_gib)
+    resources_: dict[str, Any] = {"requests": {"cpu": cpu_quantity(manifest.cpus), "memory": mem,
+                                               "ephemeral-storage": work}, "limits": {"memory": mem}}
     if manifest.gpus:
         resources_["requests"]["nvidia.com/gpu"] = str(manifest.gpus)
         resources_["limits"]["nvidia.com/gpu"] = str(manifest.gpus)
@@ -131,6 +135,10 @@ def render_job(manifest: Manifest, spec: RunSpec, profile: Profile, config: Conf
                          {"name": "wrapper", "mountPath": WRAPPER_DIR, "readOnly": True}],
         "securityContext": _security(),
         "terminationMessagePolicy": "File",
+        # Ready = storing: the wrapper creates this flag when it starts storing, and the kubelet's
+        # probe turns it into the pod's Ready condition, which the watch brings (no log reads).
+        "readinessProbe": {"exec": {"command": ["/bin/sh", "-c", f"test -e {STORING_FLAG}"]},
+                           "periodSeconds": 5, "failureThreshold": 1},
     }
     if manifest.learners > 1:
         learner["ports"] = [{"name": "rendezvous", "containerPort": RDZV_PORT}]
@@ -156,7 +164,7 @@ def render_job(manifest: Manifest, spec: RunSpec, profile: Profile, config: Conf
         "initContainers": [loader],
         "containers": [learner],
         "volumes": [
-            {"name": "work", "emptyDir": {}},
+            {"name": "work", "emptyDir": {"sizeLimit": work}},
             {"name": "tmp", "emptyDir": {}},
             {"name": "dshm", "emptyDir": {"medium": "Memory"}},
             {"name": "wrapper", "configMap": {"name": wrapper_configmap_name(spec.run_id), "defaultMode": 0o555}},
@@ -185,6 +193,9 @@ def render_job(manifest: Manifest, spec: RunSpec, profile: Profile, config: Conf
     job_spec: dict[str, Any] = {
         "suspend": True,
         "backoffLimit": 0,
+        # A pod taken away (node drain, taint eviction, scheduler preemption) is not the run's failure:
+        # the Job controller replaces it without counting it against backoffLimit (the Job docs' recipe).
+        "podFailurePolicy": {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]},
         "ttlSecondsAfterFinished": k8s.ttl_seconds_after_finished,
         "completions": manifest.learners,
         "parallelism": manifest.learners,

@@ -7,10 +7,18 @@ The mapping (DESIGN.md's lifecycle):
   PENDING      the pod is scheduled on a node (PodScheduled True): the run holds GPUs, billing starts
   DOWNLOADING  the init container (loader) runs, or the learner image is being pulled
   PROCESSING   the learner container runs the command
-  STORING      the wrapper printed its "storing results" marker, or the learner has ended and the Job
-               has not been marked finished yet
-  COMPLETED / FAILED   the Job's Complete / Failed condition; the error code from the wrapper's
-               termination message (C201 C202 C203 S303), the loader's failure (S301) or the Job's reason
+  STORING      the learner turned Ready (its readiness probe sees the wrapper's storing flag), or the
+               learner has ended and the Job has not been marked finished yet, or the Job has its
+               FailureTarget condition (it is failing; its pods are still ending and storing)
+  COMPLETED / FAILED   the Job's Complete / Failed condition; the error code from the Job's reason
+               (DeadlineExceeded: C203), the wrapper's termination message (C201 C202 C203 S303) or
+               the loader's failure (S301). FailureTarget is not terminal: the pods have not
+               written their termination messages yet.
+A pod with the DisruptionTarget condition (a node drain, a taint eviction, preemption by the
+scheduler) does not fail the run: the Job's podFailurePolicy ignores it and the Job controller
+replaces the pod; the run is QUEUED again meanwhile. A pod stuck on a start-up error
+(ErrImagePull, InvalidImageName, CreateContainerConfigError...) or a Job whose pods cannot be
+created is reported with `stuck`; the engine fails the run (S302) after a bounded wait.
 HALTED is never derived: the engine records it when it deletes the Job.
 Each observation carries the time the state began, taken from the cluster's own timestamps, so a
 watcher that catches up late still records when things happened.
@@ -30,6 +38,8 @@ STORING_MARKER = "dlaas: storing results"
 _ORDER = [RunState.QUEUED, RunState.PENDING, RunState.DOWNLOADING, RunState.PROCESSING, RunState.STORING]
 _PULL_ERRORS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
                 "CreateContainerError"}
+# Waiting reasons no retry cures: the engine fails these at once rather than after its wait.
+PERMANENT_ERRORS = {"InvalidImageName"}
 
 
 @dataclass
@@ -42,6 +52,8 @@ class Observation:
     evicted: bool = False
     # When each state began on the pod, from its own timestamps: fills in states a late watcher skipped.
     timeline: dict[RunState, datetime] = field(default_factory=dict)
+    # A start-up error the kubelet or the Job controller keeps retrying: (reason, message, since when).
+    stuck: tuple[str, str, datetime | None] | None = None
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -87,9 +99,18 @@ def termination_report(pod: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def disrupted(pod: dict[str, Any]) -> bool:
+    """The pod was evicted, drained or preempted (DisruptionTarget): not the run's own failure."""
+    return is_true(pod, "DisruptionTarget")
+
+
 def failure(job: dict[str, Any], pods: list[dict[str, Any]]) -> tuple[str, str]:
     """(error code, message) for a failed Job."""
-    for pod in pods:
+    cond = condition(job, "Failed") if is_true(job, "Failed") else condition(job, "FailureTarget") or {}
+    reason = (cond or {}).get("reason", "")
+    if reason == "DeadlineExceeded":  # the pods were stopped by the deadline: their exits say only that
+        return ErrorCode.MAX_DURATION.value, "max_duration exceeded (the Job's deadline)"
+    for pod in [p for p in pods if not disrupted(p)]:
         for cs in (pod.get("status") or {}).get("initContainerStatuses") or []:
             term = (cs.get("state") or {}).get("terminated")
             if cs.get("name") == LOADER and term and term.get("exitCode"):
@@ -99,16 +120,15 @@ def failure(job: dict[str, Any], pods: list[dict[str, Any]]) -> tuple[str, str]:
             code = report.get("exit_code")
             if report.get("timed_out"):
                 return ErrorCode.MAX_DURATION.value, "max_duration exceeded"
-            if report.get("oom") or report.get("reason") == "OOMKilled" or code == 137:
+            # 137 alone is any SIGKILL (an eviction too): memory only when the kubelet or the wrapper says so
+            if report.get("oom") or report.get("reason") == "OOMKilled":
                 return ErrorCode.OUT_OF_MEMORY.value, f"out of memory (exit {code})"
             if code == 0 and report.get("stored") is False:
                 return ErrorCode.STORE_FAILED.value, "storing results failed"
+            if code == 137:
+                return ErrorCode.COMMAND_FAILED.value, "command was killed (exit 137, not out of memory)"
             if code:
                 return ErrorCode.COMMAND_FAILED.value, f"command exited with {code}"
-    cond = condition(job, "Failed") or {}
-    reason = cond.get("reason", "")
-    if reason == "DeadlineExceeded":
-        return ErrorCode.MAX_DURATION.value, "max_duration exceeded (the Job's deadline)"
     return ErrorCode.COMMAND_FAILED.value, cond.get("message") or reason or "the Job failed"
 
 
@@ -154,8 +174,10 @@ def _pod_state(pod: dict[str, Any], storing: bool) -> Observation:
         return Observation(RunState.STORING, at=at, node=node, message="learner ended; finishing")
     if learner_state.get("running"):
         started = parse_time(learner_state["running"].get("startedAt"))
-        if storing:
-            return Observation(RunState.STORING, node=node, message="storing results and logs")
+        if storing or (learner or {}).get("ready"):
+            # the readiness probe saw the wrapper's storing flag: the pod's Ready time is when
+            ready_at = _cond_time(pod, "Ready") if is_true(pod, "Ready") else None
+            return Observation(RunState.STORING, at=ready_at, node=node, message="storing results and logs")
         return Observation(RunState.PROCESSING, at=started, node=node)
     if loader_state.get("running"):
         return Observation(RunState.DOWNLOADING, at=parse_time(loader_state["running"].get("startedAt")), node=node,
@@ -163,15 +185,19 @@ def _pod_state(pod: dict[str, Any], storing: bool) -> Observation:
     if (loader_state.get("terminated") or {}).get("exitCode") == 0:
         waiting = learner_state.get("waiting") or {}
         msg = waiting.get("reason", "starting the learner")
+        at = parse_time(loader_state["terminated"].get("finishedAt"))
+        stuck = None
         if waiting.get("reason") in _PULL_ERRORS:
             msg = f"{waiting.get('reason')}: {waiting.get('message', '')}".rstrip(": ")
-        at = parse_time(loader_state["terminated"].get("finishedAt"))
-        return Observation(RunState.DOWNLOADING, at=at, node=node, message=msg)
+            stuck = (waiting["reason"], waiting.get("message", ""), at)
+        return Observation(RunState.DOWNLOADING, at=at, node=node, message=msg, stuck=stuck)
     waiting = loader_state.get("waiting") or {}
-    msg = ""
+    msg, stuck = "", None
     if waiting.get("reason") in _PULL_ERRORS:
         msg = f"{waiting.get('reason')}: {waiting.get('message', '')}".rstrip(": ")
-    return Observation(RunState.PENDING, at=scheduled_at, node=node, message=msg or f"scheduled on {node}")
+        stuck = (waiting["reason"], waiting.get("message", ""), scheduled_at)
+    return Observation(RunState.PENDING, at=scheduled_at, node=node, message=msg or f"scheduled on {node}",
+                       stuck=stuck)
 
 
 def workload_wait_reason(workload: dict[str, Any] | None) -> str:
@@ -189,9 +215,10 @@ def workload_wait_reason(workload: dict[str, Any] | None) -> str:
 
 def observe(job: dict[str, Any], workload: dict[str, Any] | None, pods: list[dict[str, Any]],
             *, storing: bool = False) -> Observation:
-    """The run's state now. `storing`: the wrapper's STORING_MARKER was seen in the learner's log."""
+    """The run's state now. `storing`: the wrapper is known to be storing by other means than the
+    learner's readiness (which `_pod_state` reads itself)."""
     obs = _observe(job, workload, pods, storing)
-    live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")] or pods
+    live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp") and not disrupted(p)] or pods
     if live and not obs.evicted:
         newest = max(live, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "")
         obs.timeline = pod_timeline(newest)
@@ -204,10 +231,20 @@ def _observe(job: dict[str, Any], workload: dict[str, Any] | None, pods: list[di
     if is_true(job, "Complete") or is_true(job, "SuccessCriteriaMet"):
         at = parse_time((job.get("status") or {}).get("completionTime")) or _cond_time(job, "Complete")
         return Observation(RunState.COMPLETED, at=at)
-    if is_true(job, "Failed") or is_true(job, "FailureTarget"):
+    if is_true(job, "Failed"):
         code, msg = failure(job, pods)
-        return Observation(RunState.FAILED, at=_cond_time(job, "Failed") or _cond_time(job, "FailureTarget"),
-                           error_code=code, message=msg)
+        return Observation(RunState.FAILED, at=_cond_time(job, "Failed"), error_code=code, message=msg)
+    if is_true(job, "FailureTarget"):
+        # The Job controller has decided (a deadline, a pod failure) and is stopping the pods; they
+        # store their results and write their termination messages before the Job turns Failed.
+        ft = condition(job, "FailureTarget") or {}
+        why = ft.get("reason") or "FailureTarget"
+        message = f"the Job is failing ({why}); waiting for its pods to end"
+        if any(_learner_started(p) for p in pods):
+            return Observation(RunState.STORING, at=_cond_time(job, "FailureTarget"), message=message)
+        obs = _pods_observation(pods, storing) if pods else Observation(RunState.QUEUED)
+        obs.message, obs.stuck = message, None
+        return obs
     suspended = bool((job.get("spec") or {}).get("suspend"))
     if is_true(workload, "Evicted") and (suspended or not is_true(workload, "Admitted")):
         return Observation(RunState.QUEUED, at=_cond_time(workload, "Evicted"), evicted=True,
@@ -215,14 +252,37 @@ def _observe(job: dict[str, Any], workload: dict[str, Any] | None, pods: list[di
     admitted = is_true(workload, "Admitted") or (workload is None and not suspended)
     if not admitted or suspended:
         return Observation(RunState.QUEUED, message=workload_wait_reason(workload))
-    live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
+    current = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
+    live = [p for p in current if not disrupted(p)]
+    if not live and any(disrupted(p) for p in current):
+        gone = next(p for p in current if disrupted(p))
+        dc = condition(gone, "DisruptionTarget") or {}
+        why = ": ".join(x for x in (dc.get("reason"), dc.get("message")) if x) or "disrupted"
+        return Observation(RunState.QUEUED, at=_cond_time(gone, "DisruptionTarget"), evicted=True,
+                           message=f"pod disrupted ({why}); the Job controller replaces it")
     if not live:
-        return Observation(RunState.QUEUED, at=_cond_time(workload, "Admitted"), message="admitted; creating pods")
+        admitted_at = _cond_time(workload, "Admitted")
+        return Observation(RunState.QUEUED, at=admitted_at, message="admitted; creating pods",
+                           stuck=("NoPods", "", admitted_at))
+    return _pods_observation(live, storing)
+
+
+def _learner_started(pod: dict[str, Any]) -> bool:
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        if cs.get("name") == LEARNER:
+            state = cs.get("state") or {}
+            return bool(state.get("running") or state.get("terminated"))
+    return False
+
+
+def _pods_observation(pods: list[dict[str, Any]], storing: bool) -> Observation:
     # With several learners the run is as far along as its slowest learner.
-    observations = [_pod_state(p, storing) for p in live]
+    observations = [_pod_state(p, storing) for p in pods]
     slowest = min(observations, key=lambda o: _ORDER.index(o.state))
     if slowest.node is None:
         slowest.node = next((o.node for o in observations if o.node), None)
+    if slowest.stuck is None:
+        slowest.stuck = next((o.stuck for o in observations if o.stuck), None)
     return slowest
 
 

@@ -27,7 +27,9 @@ class Submitting:
         """Create one run: model.zip to the results bucket, the Job, then the objects it owns."""
         run_id = run_id or new_run_id()
         now = self.cluster_now()
-        spec = render.RunSpec(run_id, self.user or render._current_user(), experiment, dict(params or {}), iso(now))
+        data_bytes, model_bytes = self._sizes(manifest, run_id, model_zip)
+        spec = render.RunSpec(run_id, self.user or render._current_user(), experiment, dict(params or {}), iso(now),
+                              data_bytes=data_bytes, model_bytes=model_bytes)
         job = render.render_job(manifest, spec, self.profile, self.config)
         if model_zip is not None:
             if self.store is None:
@@ -39,6 +41,24 @@ class Submitting:
             return self._create(manifest, spec, job, run_id, now, manifest_text)
         finally:
             self._submitting.discard(run_id)
+
+    def _sizes(self, manifest: Manifest, run_id: str, model_zip: bytes | None) -> tuple[int | None, int | None]:
+        """The training data's and the model archive's sizes in the store, to size the pod's /work
+        (one listing of the data prefix per run; unknown when the store cannot say)."""
+        if self.store is None:
+            return None, len(model_zip) if model_zip is not None else None
+        ds = manifest.data_store
+        try:
+            prefix = (ds.training_data.prefix or "").lstrip("/")
+            data = sum(o.size for o in self.store.iter_objects(ds.training_data.container, prefix))
+        except Exception:  # a bucket we may not list, a store that is down: the headroom alone
+            data = None
+        if model_zip is not None:
+            return data, len(model_zip)
+        try:
+            return data, self.store.stat(ds.training_results.container, f"{run_id}/_submitted_code/model.zip").size
+        except Exception:
+            return data, None
 
     def _create(self, manifest: Manifest, spec: render.RunSpec, job: dict[str, Any], run_id: str, now: datetime,
                 manifest_text: str) -> Run:

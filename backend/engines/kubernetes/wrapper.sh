@@ -11,7 +11,14 @@
 #   DLAAS_MAX_SECONDS (0 = no limit), DLAAS_KILL_AFTER (seconds from TERM to KILL, default 10),
 #   DLAAS_UPLOADER (an rclone binary; empty = do not store), DLAAS_RESULTS_REMOTE (remote:bucket/run-id),
 #   DLAAS_PARAMS_JSON (sweep parameters, written to JOB_STATE_DIR/config.json),
-#   DLAAS_TERMINATION_LOG (default /dev/termination-log), DLAAS_NVIDIA_SMI (default nvidia-smi).
+#   DLAAS_TERMINATION_LOG (default /dev/termination-log), DLAAS_NVIDIA_SMI (default nvidia-smi),
+#   DLAAS_MEMORY_EVENTS (default /sys/fs/cgroup/memory.events: the container's cgroup v2 OOM counter).
+#
+# Signals to the engine, none of which costs it an API request per pod:
+#   - `$JOB_STATE_DIR/.wrapper/storing` appears when storing begins; the learner's readiness probe
+#     tests for it, so the pod turns Ready (with the kubelet's time) exactly then;
+#   - the termination message, and the same JSON as `learner-N/status.json` in the results bucket
+#     (read when the Job is gone before anyone saw it end).
 
 set -u
 
@@ -40,7 +47,7 @@ fi
 
 flags="$JOB_STATE_DIR/.wrapper"
 mkdir -p "$flags"
-rm -f "$flags/timed_out" "$flags/terminated"
+rm -f "$flags/timed_out" "$flags/terminated" "$flags/storing"
 
 pipe="$flags/out.fifo"
 rm -f "$pipe"
@@ -117,13 +124,20 @@ timed_out=false
 terminated=false
 [ -e "$flags/timed_out" ] && timed_out=true
 [ -e "$flags/terminated" ] && terminated=true
+# Out of memory: CUDA says so in the log, or the kernel's OOM killer counted a kill in this
+# container's cgroup. A 137 alone is any SIGKILL (an eviction, a node drain), not memory.
 oom=false
-if [ "$rc" -eq 137 ] || tail -n 200 "$log" | grep -q "CUDA out of memory"; then
+events="${DLAAS_MEMORY_EVENTS:-/sys/fs/cgroup/memory.events}"
+if tail -n 200 "$log" | grep -q "CUDA out of memory"; then
+    oom=true
+elif [ "$rc" -eq 137 ] && [ -r "$events" ] \
+        && [ "$(sed -n 's/^oom_kill //p' "$events" 2>/dev/null)" -gt 0 ] 2>/dev/null; then
     oom=true
 fi
 say "command exited with $rc"
 
-# The engine maps this marker to STORING.
+# The engine maps this to STORING (the readiness probe sees the file; people see the line).
+: >"$flags/storing"
 say "storing results"
 stored=true
 if [ -n "$DLAAS_UPLOADER" ] && [ -n "$DLAAS_RESULTS_REMOTE" ]; then
@@ -143,8 +157,14 @@ else
     say "stored: skipped (no uploader)"
 fi
 
-printf '{"exit_code":%d,"timed_out":%s,"terminated":%s,"oom":%s,"stored":%s}\n' \
-    "$rc" "$timed_out" "$terminated" "$oom" "$stored" >"$DLAAS_TERMINATION_LOG" 2>/dev/null
+report=$(printf '{"exit_code":%d,"timed_out":%s,"terminated":%s,"oom":%s,"stored":%s,"finished_at":"%s"}' \
+    "$rc" "$timed_out" "$terminated" "$oom" "$stored" "$(date -u +%Y-%m-%dT%H:%M:%SZ)")
+printf '%s\n' "$report" >"$DLAAS_TERMINATION_LOG" 2>/dev/null
+if [ -n "$DLAAS_UPLOADER" ] && [ -n "$DLAAS_RESULTS_REMOTE" ]; then
+    printf '%s\n' "$report" >"$flags/status.json"
+    "$DLAAS_UPLOADER" copyto "$flags/status.json" "$DLAAS_RESULTS_REMOTE/learner-$LEARNER_ID/status.json" \
+        2>>"$flags/upload.err" || true
+fi
 
 if [ "$rc" -eq 0 ] && [ "$stored" = false ]; then
     exit 75
