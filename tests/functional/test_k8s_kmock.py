@@ -676,3 +676,86 @@ def test_storing_comes_from_readiness_not_from_reading_logs_each_sync(sim, engin
     assert run.state == RunState.STORING and len(log_reads()) == before
     storing = next(e for e in engine.events(run_id) if e.state == RunState.STORING)
     assert storing.at == kube_sim.T0 + timedelta(seconds=200)  # the kubelet's Ready time
+
+
+def _gone_by_ttl(sim, run_id):
+    """ttlSecondsAfterFinished passed while no agent ran: the Job, its Workload and pods are deleted."""
+    sim.jobs.pop(run_id)
+    sim.workloads.pop(run_id, None)
+    for name in [p for p, o in sim.pods.items() if o["metadata"]["labels"]["batch.kubernetes.io/job-name"] == run_id]:
+        sim.pods.pop(name)
+
+
+@pytest.mark.parametrize("report,state,code", [
+    ({"exit_code": 0, "stored": True}, RunState.COMPLETED, None),
+    ({"exit_code": 3, "stored": True}, RunState.FAILED, "C201"),
+    ({"exit_code": 143, "timed_out": True, "stored": True}, RunState.FAILED, "C203"),
+])
+def test_a_job_deleted_by_ttl_while_the_agent_was_down_is_read_from_the_bucket(sim, engine, report, state, code):
+    import json
+
+    run_id = "training-ttl00001"
+    _to_processing(sim, engine, run_id)
+    finished = {**report, "finished_at": ts(400)}
+    engine.store.put_bytes("mnist-results", f"{run_id}/learner-0/status.json", json.dumps(finished).encode())
+    _gone_by_ttl(sim, run_id)
+    engine.sync_once()
+    run = engine.get_run(run_id)
+    assert (run.state, run.error_code) == (state, code) and "results bucket" in run.message
+    assert run.finished_at == kube_sim.T0 + timedelta(seconds=400)
+    assert run.cost_micro_usd == round((400 - 3) * 2 * 6.88 * 1_000_000 / 3600)  # billed to the learner's end
+
+
+def test_a_job_gone_with_nothing_in_the_bucket_is_lost_and_run_json_wins_when_there(sim, engine):
+    import json
+
+    lost, seen = "training-ttl00002", "training-ttl00003"
+    _to_processing(sim, engine, lost, pod="p1")
+    _to_processing(sim, engine, seen, pod="p2")
+    engine.store.put_bytes("mnist-results", f"{seen}/run.json", json.dumps(
+        {"state": "FAILED", "error_code": "C202", "message": "out of memory (exit 137)", "finished_at": ts(300)}).encode())
+    _gone_by_ttl(sim, lost)
+    _gone_by_ttl(sim, seen)
+    engine.sync_once()
+    assert engine.get_run(lost).error_code == "S401"
+    run = engine.get_run(seen)
+    assert run.state == RunState.FAILED and run.error_code == "C202" and "out of memory" in run.message
+
+
+@pytest.mark.parametrize("how", ["drop_follow", "break_follow"])
+def test_log_follow_resumes_when_the_stream_ends_while_the_pod_runs(sim, engine, how):
+    """A proxy's idle timeout ends the stream cleanly, a reset connection cuts it mid-line: either
+    way the follow reads on from the last timestamp, with no line lost or given twice."""
+    import threading
+    import time
+
+    run_id = "training-lf000001"
+    _to_processing(sim, engine, run_id)  # "dlaas: gpus: none", "step 1" at t=10
+    sim.append_log("p1", "step 2", 10)  # the same second as the lines before it
+    getattr(sim, how)["p1"] = 2
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.extend(logs.follow(engine.api, NS, run_id, finished=lambda: True,
+                                                                    poll=0.01, deadline=time.monotonic() + 20)),
+                              daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 10
+    while len([q for m, p, q in sim.requests if q.get("follow") == "true"]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    sim.append_log("p1", "step 3", 11)
+    sim.learner_ended("p1", 12, 0, {"exit_code": 0, "stored": True})
+    reader.join(20)
+    assert not reader.is_alive()
+    assert got == ["dlaas: gpus: none", "step 1", "step 2", "step 3"]
+    follows = [q for m, p, q in sim.requests if q.get("follow") == "true"]
+    assert len(follows) >= 2 and "sinceTime" not in follows[0]
+    assert follows[1]["sinceTime"] == ts(10) and follows[1]["timestamps"] == "true"
+
+
+def test_a_broken_stream_is_one_kube_error(sim, engine):
+    from backend.engines.kubernetes.client import KubeError
+
+    run_id = "training-lf000002"
+    _to_processing(sim, engine, run_id)
+    sim.break_follow["p1"] = 1
+    with pytest.raises(KubeError, match="the stream broke"):
+        list(engine.api.stream_lines(f"/api/v1/namespaces/{NS}/pods/p1/log", query={"follow": "true"}))

@@ -130,8 +130,15 @@ class KubeApi:
         if not 200 <= resp.status < 300:
             raise _message(resp.status, "GET", path, raw.read())
         pending = b""
+        chunks = raw.stream(4096, decode_content=True)
         try:
-            for chunk in raw.stream(4096, decode_content=True):
+            while True:
+                try:
+                    chunk = next(chunks)
+                except StopIteration:
+                    break
+                except Exception as exc:  # urllib3's ProtocolError, ReadTimeoutError...: one KubeError
+                    raise KubeError(f"GET {path}: the stream broke: {exc}", status=0) from None
                 pending += chunk
                 while b"\n" in pending:
                     line, pending = pending.split(b"\n", 1)

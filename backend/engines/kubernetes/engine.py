@@ -33,7 +33,7 @@ from . import kueue, logs, render
 from .client import KubeApi, KubeError, KubeNotFound, jobs_path, pods_path, workloads_path
 from .ledger import Ledger, MemoryLedger, last_state
 from .runview import assigned_label, canonical_gpu, flavor_gpu, inventory_from_nodes, run_from_job
-from .states import PERMANENT_ERRORS, Observation, gpu_line, observe, parse_time
+from .states import PERMANENT_ERRORS, Observation, gpu_line, observe, parse_time, report_outcome
 from .submission import Submitting, new_run_id  # noqa: F401
 from .watch import Reflector
 
@@ -240,8 +240,7 @@ class KubernetesEngine(Submitting):
                     continue
                 known_since = self._registered.get(run.id, run.submitted_at)
                 if run.id not in seen and not run.state.terminal and listed_at and known_since < listed_at:
-                    new += self._transition(run, Observation(
-                        RunState.FAILED, message="the Job vanished from the cluster", error_code="S401"))
+                    new += self._transition(run, self._outcome_from_bucket(run))
             self._refresh_positions()
         return new
 
@@ -348,6 +347,34 @@ class KubernetesEngine(Submitting):
             return
         run.metrics = last_values(points)
         run.primary_metric = primary_metric(list(run.metrics))
+
+    def _outcome_from_bucket(self, run: Run) -> Observation:
+        """A Job that is gone before this engine saw it end (its ttlSecondsAfterFinished passed while
+        no agent ran, or someone deleted it): what the results bucket says, else S401. The bucket
+        holds `run.json` when another agent saw the end, and each learner's `status.json` (the
+        wrapper's report) when the learners ended."""
+        lost = Observation(RunState.FAILED, message="the Job vanished from the cluster",
+                           error_code=ErrorCode.RUN_LOST.value)
+        if self.store is None or not run.results_bucket:
+            return lost
+        doc = self._bucket_json(run.results_bucket, f"{run.id}/run.json")
+        if doc and doc.get("state") in (RunState.COMPLETED.value, RunState.FAILED.value):
+            return Observation(RunState(doc["state"]), at=parse_time(doc.get("finished_at")),
+                               message=doc.get("message") or "", error_code=doc.get("error_code"))
+        reports = [self._bucket_json(run.results_bucket, f"{run.id}/learner-{i}/status.json")
+                   for i in range(run.learners)]
+        if not all(reports):
+            return lost
+        outcome = report_outcome([r for r in reports if r])
+        outcome.message = f"{outcome.message} (read from the results bucket: the Job was already gone)".lstrip()
+        return outcome
+
+    def _bucket_json(self, bucket: str, key: str) -> dict[str, Any] | None:
+        try:
+            doc = json.loads(self.store.read_range(bucket, key))
+        except Exception:  # not there, unreadable, the store down: not evidence either way
+            return None
+        return doc if isinstance(doc, dict) else None
 
     def _start_failure(self, run_id: str, obs: Observation) -> Observation:
         """A start-up error the cluster keeps retrying: after `start_failure_seconds` (at once when no

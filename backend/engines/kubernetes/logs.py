@@ -70,6 +70,34 @@ def pod_lines(api: KubeApi, ns: str, pod: dict[str, Any], *, tail: int | None, t
     return lines[-tail:] if tail else lines
 
 
+def _stamp_key(stamp: str) -> tuple[int, int] | None:
+    """A kubelet timestamp (RFC 3339, nanoseconds) as (epoch seconds, nanoseconds), for ordering."""
+    from datetime import datetime
+
+    body, _, frac = stamp.partition(".")
+    zone = ""
+    if frac:
+        digits = "".join(c for c in frac if c.isdigit())
+        zone = frac[len(digits):]
+    else:
+        digits = ""
+    try:
+        when = datetime.fromisoformat((body + zone).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        return None
+    return int(when.timestamp()), int((digits + "000000000")[:9])
+
+
+def _since_time(key: tuple[int, int]) -> str:
+    """sinceTime for a resume: the API takes whole seconds, so lines from that second come again
+    and are skipped by their own timestamps."""
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(key[0], timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def follow(
     api: KubeApi,
     ns: str,
@@ -84,6 +112,9 @@ def follow(
 ) -> Iterator[str]:
     """Lines as they come, moving on to the next pod when one replaces another (eviction, requeue).
 
+    A stream that ends while the pod's learner still runs (a dropped connection, an idle timeout in a
+    proxy, a kubelet restart) or that breaks mid-way is resumed from the last line's timestamp
+    (`sinceTime`; the lines of that second already given are skipped by their own timestamps).
     Ends when the run is `finished()` and its last pod has ended, or at `deadline` (monotonic time).
     """
     done_pods: set[str] = set()
@@ -104,11 +135,49 @@ def follow(
             for old in pods[: pods.index(pod)]:
                 done_pods.add(old["metadata"]["name"])
         first = False
-        query = {"container": LEARNER, "follow": "true", "timestamps": "true" if timestamps else None,
-                 "tailLines": tail if tail is not None else None}
-        try:
-            yield from api.stream_lines(f"{pods_path(ns, name)}/log", query=query, read_timeout=None)
-        except KubeNotFound:
-            pass  # the pod went away while we read it
+        yield from _follow_pod(api, ns, run_id, learner, name, tail, timestamps, poll, deadline)
         tail = None
         done_pods.add(name)
+
+
+def _follow_pod(api: KubeApi, ns: str, run_id: str, learner: int, name: str, tail: int | None, timestamps: bool,
+                poll: float, deadline: float | None) -> Iterator[str]:
+    last: tuple[int, int] | None = None  # the newest timestamp given, and how many lines carried it
+    same = 0
+    fruitless = 0  # resumes in a row that brought nothing: a log the node no longer has ends it
+    while (deadline is None or time.monotonic() < deadline) and fruitless < 5:
+        given = (last, same)
+        query = {"container": LEARNER, "follow": "true", "timestamps": "true",
+                 "tailLines": tail if tail is not None and last is None else None,
+                 "sinceTime": _since_time(last) if last else None}
+        skip_same = same
+        broke = False
+        try:
+            for line in api.stream_lines(f"{pods_path(ns, name)}/log", query=query, read_timeout=None):
+                stamp, _, text = line.partition(" ")
+                key = _stamp_key(stamp)
+                if key is None:  # no timestamp on it: pass it on as it is
+                    yield line
+                    continue
+                if last is not None and key < last:
+                    continue  # given before the resume
+                if last is not None and key == last and skip_same > 0:
+                    skip_same -= 1
+                    continue
+                same = same + 1 if key == last else 1
+                last = key
+                yield line if timestamps else text
+        except KubeNotFound:
+            return  # the pod went away while we read it
+        except KubeError:
+            broke = True  # cut mid-way: read on from the last line
+        try:
+            pod = next((p for p in learner_pods(api, ns, run_id, learner) if p["metadata"]["name"] == name), None)
+        except KubeError:
+            pod = {}  # cannot tell: try the stream again
+        if pod is None:
+            return
+        if pod and _ended(pod) and not broke:
+            return  # the kubelet closed it because the container ended: all was given
+        fruitless = fruitless + 1 if (last, same) == given else 0
+        time.sleep(min(poll, 1.0))

@@ -132,6 +132,27 @@ def failure(job: dict[str, Any], pods: list[dict[str, Any]]) -> tuple[str, str]:
     return ErrorCode.COMMAND_FAILED.value, cond.get("message") or reason or "the Job failed"
 
 
+def report_outcome(reports: list[dict[str, Any]]) -> Observation:
+    """The end of a run from its learners' wrapper reports alone (`learner-N/status.json`), for a
+    Job that is gone: COMPLETED when every learner exited 0 and stored, else the first failure."""
+    at = max((t for r in reports if (t := parse_time(r.get("finished_at")))), default=None)
+    for r in reports:
+        code = r.get("exit_code")
+        if r.get("timed_out"):
+            return Observation(RunState.FAILED, at=at, error_code=ErrorCode.MAX_DURATION.value,
+                               message="max_duration exceeded")
+        if r.get("oom"):
+            return Observation(RunState.FAILED, at=at, error_code=ErrorCode.OUT_OF_MEMORY.value,
+                               message=f"out of memory (exit {code})")
+        if code == 0 and r.get("stored") is False:
+            return Observation(RunState.FAILED, at=at, error_code=ErrorCode.STORE_FAILED.value,
+                               message="storing results failed")
+        if code:
+            return Observation(RunState.FAILED, at=at, error_code=ErrorCode.COMMAND_FAILED.value,
+                               message=f"command exited with {code}")
+    return Observation(RunState.COMPLETED, at=at)
+
+
 def pod_timeline(pod: dict[str, Any]) -> dict[RunState, datetime]:
     status = pod.get("status") or {}
     out: dict[RunState, datetime] = {}
