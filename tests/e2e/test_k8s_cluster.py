@@ -35,10 +35,7 @@ def _need(name: str) -> str:
     return value
 
 
-@pytest.fixture
-def backend(dlaas_home: Path):
-    from backend.facade import open_backend
-
+def _write_config(dlaas_home: Path, extra_kubernetes: str = "", extra: str = "") -> None:
     context = os.environ.get("DLAAS_E2E_CONTEXT")
     (dlaas_home / "config.toml").write_text(f"""
 default_profile = "e2e"
@@ -53,6 +50,7 @@ queue = "{QUEUE}"
 ttl_seconds_after_finished = 600
 startup_allowance_seconds = 600
 termination_grace_seconds = 30
+{extra_kubernetes}
 [profiles.e2e.s3]
 endpoint_url = "{_need('DLAAS_E2E_S3_ENDPOINT')}"
 access_key_id = "{_need('DLAAS_E2E_S3_KEY')}"
@@ -60,7 +58,25 @@ secret_access_key = "{_need('DLAAS_E2E_S3_SECRET')}"
 addressing_style = "path"
 [frameworks.python]
 "3" = {{ image = "{os.environ.get('DLAAS_E2E_IMAGE', 'python:3.12-slim')}" }}
+{extra}
 """)
+
+
+def _open(dlaas_home: Path, extra_kubernetes: str = "", extra: str = ""):
+    from backend.facade import open_backend
+
+    _write_config(dlaas_home, extra_kubernetes, extra)
+    b = open_backend()
+    if not b.store.bucket_exists(BUCKET):
+        b.store.make_bucket(BUCKET)
+    return b
+
+
+@pytest.fixture
+def backend(dlaas_home: Path):
+    from backend.facade import open_backend
+
+    _write_config(dlaas_home)
     b = open_backend()
     if not b.store.bucket_exists(BUCKET):
         b.store.make_bucket(BUCKET)
@@ -68,7 +84,7 @@ addressing_style = "path"
     b.close()
 
 
-def _manifest(tmp: Path, command: str) -> Path:
+def _manifest(tmp: Path, command: str, *, version: str | None = None, max_duration: str = "10m") -> Path:
     (tmp / "model").mkdir(exist_ok=True)
     (tmp / "model" / "train.py").write_text(
         "import time\nfor e in range(1, 4):\n    print(f'epoch={e} loss={1/e:.3f}', flush=True)\n    time.sleep(1)\n")
@@ -76,13 +92,13 @@ def _manifest(tmp: Path, command: str) -> Path:
     path.write_text(f"""name: e2e
 cpus: 0.5
 memory: 256MiB
-max_duration: 10m
+max_duration: {max_duration}
 data_stores:
   - id: s3
     type: s3_datastore
     training_data: {{container: {BUCKET}}}
     training_results: {{container: {BUCKET}}}
-framework: {{name: python, command: "{command}"}}
+framework: {{name: python, {f'version: "{version}", ' if version else ''}command: "{command}"}}
 """)
     return path
 
@@ -136,3 +152,132 @@ def test_queue_positions_answer(backend):
     engine = backend.engine
     positions = kueue.queue_positions(engine.api, NS, QUEUE)
     assert positions.source  # visibility/v1beta2, visibility/v1beta1 or workloads/...: whichever the cluster serves
+
+
+# -- what a real cluster does that a mock cannot show (issue 24: 1, 4, 5, 6, 10; issue 13) --------
+
+def _job_exists(engine, run_id: str) -> bool:
+    from backend.engines.kubernetes.client import KubeNotFound, jobs_path
+
+    try:
+        engine.api.request("GET", jobs_path(NS, run_id))
+        return True
+    except KubeNotFound:
+        return False
+
+
+def test_the_agents_watcher_lists_once_and_keeps_three_watches_whatever_the_visibility_api_does(backend):
+    import threading
+
+    from backend.engines.kubernetes import keeper
+
+    engine = backend.engine
+    before = {t.name for t in threading.enumerate()}
+    w = keeper._Watcher(engine)
+    w.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not engine.ledger.has_mark("", keeper.SYNCED) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert engine.ledger.has_mark("", keeper.SYNCED)
+        time.sleep(25)  # a few position refreshes, whatever the visibility API answers (200, 403, 503, 429)
+        extra = [t for t in threading.enumerate() if t.name.startswith("watch-") and t.name not in before]
+        assert len(extra) <= 3
+    finally:
+        w.stop.set()
+        w.kick.set()
+
+
+def test_max_duration_on_the_cluster_is_c203_after_the_pods_have_stored(dlaas_home, tmp_path):
+    from backend.runs import RunState, SubmitRequest
+
+    b = _open(dlaas_home, "startup_allowance_seconds = 0")
+    try:
+        engine = b.engine
+        [run] = engine.submit(SubmitRequest([_manifest(tmp_path, "python -c 'import time; print(1, flush=True); "
+                                                                 "time.sleep(600)'", max_duration="20s")]))
+        done = _until(engine, run.id, lambda r: r.state.terminal)
+        assert done.state == RunState.FAILED and done.error_code == "C203", done.message
+        assert b.store.read_range(BUCKET, f"{run.id}/learner-0/training-log.txt")  # stored before the end
+    finally:
+        b.close()
+
+
+def test_an_evicted_pod_is_replaced_and_the_run_completes(backend, tmp_path):
+    """The Eviction API marks the pod DisruptionTarget; podFailurePolicy ignores it."""
+    from backend.engines.kubernetes import logs
+    from backend.runs import RunState, SubmitRequest
+
+    engine = backend.engine
+    [run] = engine.submit(SubmitRequest([_manifest(tmp_path, "python -c 'import time; print(1, flush=True); "
+                                                             "time.sleep(40)'")]))
+    _until(engine, run.id, lambda r: r.state == RunState.PROCESSING)
+    pod = logs.learner_pods(engine.api, NS, run.id)[-1]["metadata"]["name"]
+    engine.api.request("POST", f"/api/v1/namespaces/{NS}/pods/{pod}/eviction", body={
+        "apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod, "namespace": NS}})
+    done = _until(engine, run.id, lambda r: r.state.terminal, timeout=900)
+    assert done.state == RunState.COMPLETED, done.message
+    assert len(logs.learner_pods(engine.api, NS, run.id)) >= 1
+
+
+def test_an_image_that_does_not_exist_fails_the_run_with_the_clusters_reason(dlaas_home, tmp_path):
+    from backend.runs import RunState, SubmitRequest
+
+    b = _open(dlaas_home, "start_failure_seconds = 30",
+              extra='"0.0" = { image = "registry.invalid/dlaas-e2e/none:0" }')
+    try:
+        engine = b.engine
+        [run] = engine.submit(SubmitRequest([_manifest(tmp_path, "python train.py", version="0.0")]))
+        done = _until(engine, run.id, lambda r: r.state.terminal)
+        assert done.state == RunState.FAILED and done.error_code == "S302", done.message
+        assert "registry.invalid" in done.message or "Err" in done.message
+        deadline = time.monotonic() + 60
+        while _job_exists(engine, run.id) and time.monotonic() < deadline:
+            time.sleep(2)
+        assert not _job_exists(engine, run.id)  # deleted: Kueue has its quota back
+    finally:
+        b.close()
+
+
+def test_a_run_whose_job_the_ttl_removed_while_no_agent_ran_is_completed(dlaas_home, tmp_path, monkeypatch):
+    from backend.runs import RunState, SubmitRequest
+
+    monkeypatch.setenv("DLAAS_AGENT_AUTOSTART", "0")
+    b = _open(dlaas_home, "ttl_seconds_after_finished = 5")
+    try:
+        engine = b.engine
+        [run] = engine.submit(SubmitRequest([_manifest(tmp_path, "python train.py")]))
+        deadline = time.monotonic() + 600
+        while _job_exists(engine, run.id) and time.monotonic() < deadline:
+            time.sleep(3)  # nobody syncs: the Job runs, finishes and its TTL deletes it
+        assert not _job_exists(engine, run.id)
+        engine.sync_once()
+        done = engine.get_run(run.id)
+        assert done.state == RunState.COMPLETED and done.error_code is None, done.message
+    finally:
+        b.close()
+
+
+def test_the_bundled_sample_runs_unedited_from_a_minimal_profile(dlaas_home):
+    """Issue 13: a profile of `kubernetes = {context, namespace, queue}` and `s3` only; the sample's
+    data comes from the profile's S3 store; the image from the built-in table (pytorch, CPU)."""
+    from backend.facade import open_backend
+    from backend.runs import RunState, SubmitRequest
+
+    context = os.environ.get("DLAAS_E2E_CONTEXT")
+    kubeconfig = os.environ["DLAAS_E2E_KUBECONFIG"]
+    (dlaas_home / "config.toml").write_text(f"""
+default_profile = "e2e"
+[profiles.e2e]
+kubernetes = {{ {f'context = "{context}", ' if context else ''}kubeconfig = "{kubeconfig}", namespace = "{NS}", queue = "{QUEUE}" }}
+s3 = {{ endpoint_url = "{_need('DLAAS_E2E_S3_ENDPOINT')}", access_key_id = "{_need('DLAAS_E2E_S3_KEY')}", secret_access_key = "{_need('DLAAS_E2E_S3_SECRET')}" }}
+""")
+    b = open_backend()
+    try:
+        sample = Path(__file__).resolve().parents[2] / "samples" / "pytorch-digits" / "manifest.yml"
+        [run] = b.engine.submit(SubmitRequest([sample]))
+        done = _until(b.engine, run.id, lambda r: r.state.terminal, timeout=1800)  # a large image to pull
+        assert done.state == RunState.COMPLETED, done.message
+        assert b.store.read_range("dlaas-results", f"{run.id}/metrics.jsonl")
+    finally:
+        b.close()
