@@ -168,3 +168,21 @@ def test_exit_137_is_out_of_memory_only_when_the_cgroup_counted_an_oom_kill(s3, 
     env["DLAAS_MEMORY_EVENTS"] = str(tmp_path / "absent")
     rc, _, _, term = _run(env)
     assert term["oom"] is False
+
+
+@pytest.mark.parametrize("order", [(0, 1), (1, 0)])
+def test_learner_zeros_results_win_whatever_order_the_learners_store_in(s3, tmp_path, order):
+    remote = f"-learners-{order[0]}{order[1]}"
+    for learner in order:
+        env = _job_env(s3, tmp_path / f"l{learner}",
+                       f'echo started; echo "from {learner}" > "$RESULT_DIR/model.txt"; '
+                       f'echo {learner} > "$RESULT_DIR/rank-{learner}.json"')
+        env["LEARNER_ID"] = str(learner)
+        env["NUM_LEARNERS"] = "2"
+        env["DLAAS_RESULTS_REMOTE"] += remote
+        rc, out, _, term = _run(env)
+        assert rc == 0 and term["stored"] is True, out
+    stored = s3.root / "mnist-results" / f"{RUN}{remote}"
+    assert (stored / "model.txt").read_text() == "from 0\n"
+    assert {p.name for p in stored.glob("rank-*.json")} == {"rank-0.json", "rank-1.json"}
+    assert (stored / "learner-1" / "status.json").exists() and (stored / "learner-0" / "status.json").exists()

@@ -142,7 +142,16 @@ say "storing results"
 stored=true
 if [ -n "$DLAAS_UPLOADER" ] && [ -n "$DLAAS_RESULTS_REMOTE" ]; then
     dest="$DLAAS_RESULTS_REMOTE"
-    "$DLAAS_UPLOADER" copy "$RESULT_DIR" "$dest" --no-traverse 2>>"$flags/upload.err" || stored=false
+    # All learners store RESULT_DIR under the run's prefix (as they share it on one machine). Learner 0's
+    # files win: it overwrites, the others only add files not there yet, whatever order they end in.
+    # (--ignore-times: a file of the same size and time another learner stored is still replaced.)
+    order=""
+    if [ "$LEARNER_ID" != 0 ]; then
+        order="--ignore-existing"
+    elif [ "${NUM_LEARNERS:-1}" -gt 1 ] 2>/dev/null; then
+        order="--ignore-times"
+    fi
+    "$DLAAS_UPLOADER" copy "$RESULT_DIR" "$dest" --no-traverse $order 2>>"$flags/upload.err" || stored=false
     if [ -f "$LOG_DIR/metrics.jsonl" ]; then
         "$DLAAS_UPLOADER" copyto "$LOG_DIR/metrics.jsonl" "$dest/learner-$LEARNER_ID/metrics.jsonl" \
             2>>"$flags/upload.err" || stored=false
