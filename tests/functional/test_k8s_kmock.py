@@ -675,7 +675,12 @@ def test_storing_comes_from_readiness_not_from_reading_logs_each_sync(sim, engin
     run = engine.get_run(run_id)
     assert run.state == RunState.STORING and len(log_reads()) == before
     storing = next(e for e in engine.events(run_id) if e.state == RunState.STORING)
-    assert storing.at == kube_sim.T0 + timedelta(seconds=200)  # the kubelet's Ready time
+    assert storing.at == kube_sim.T0 + timedelta(seconds=200)  # the kubelet's Ready transition
+    with sim.lock:
+        sim._ready("p1", True, 210)  # a probe that passes again cannot take the run back to PROCESSING
+    engine.sync_once()
+    assert engine.get_run(run_id).state == RunState.STORING
+    assert [e.state for e in engine.events(run_id) if e.state].count(RunState.QUEUED) == 1
 
 
 def _gone_by_ttl(sim, run_id):

@@ -264,7 +264,8 @@ def test_disruptions_are_ignored_and_storing_is_a_readiness_probe():
     assert rule == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
     assert job["spec"]["backoffLimit"] == 0 and job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     probe = job["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
-    assert probe["exec"]["command"][-1] == "test -e /work/state/.wrapper/storing"
+    assert probe["exec"]["command"][-1] == "test ! -e /work/state/.wrapper/storing"
+    assert probe["failureThreshold"] * probe["periodSeconds"] >= 15 and probe["timeoutSeconds"] >= 5
     env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert probe["exec"]["command"][-1].endswith(env["JOB_STATE_DIR"] + "/.wrapper/storing")
     assert '"$flags/storing"' in render.wrapper_script() and 'flags="$JOB_STATE_DIR/.wrapper"' in render.wrapper_script()

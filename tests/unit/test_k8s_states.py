@@ -161,10 +161,15 @@ def test_start_up_errors_are_reported_stuck_since_the_clusters_time():
     assert states.observe(job(False), _admitted(), [running]).stuck is None
 
 
-def test_storing_is_the_learners_readiness():
+def test_storing_is_the_learner_turning_not_ready_after_it_started():
     done_loader = {"terminated": {"exitCode": 0, "startedAt": ts(11), "finishedAt": ts(20)}}
-    ready = pod(loader=done_loader, learner={"running": {"startedAt": ts(21)}})
-    ready["status"]["containerStatuses"][0]["ready"] = True
-    ready["status"]["conditions"].append(cond("Ready", True, 300))
-    obs = states.observe(job(False), _admitted(), [ready])
+    p = pod(loader=done_loader, learner={"running": {"startedAt": ts(21)}})
+    p["status"]["conditions"].append(cond("Ready", False, 10, "PodInitializing"))  # not probed yet
+    assert states.observe(job(False), _admitted(), [p]).state == RunState.PROCESSING
+    p["status"]["containerStatuses"][0]["ready"] = True
+    p["status"]["conditions"][-1] = cond("Ready", True, 25)  # training: the probe passes
+    assert states.observe(job(False), _admitted(), [p]).state == RunState.PROCESSING
+    p["status"]["containerStatuses"][0]["ready"] = False
+    p["status"]["conditions"][-1] = cond("Ready", False, 300, "ContainersNotReady")  # the storing flag
+    obs = states.observe(job(False), _admitted(), [p])
     assert obs.state == RunState.STORING and obs.at == kube_sim.T0 + timedelta(seconds=300)

@@ -255,6 +255,8 @@ class KubernetesEngine(Submitting):
         if run.state.terminal:
             return []
         obs = observe(job, workload, pods)  # STORING from the learner's readiness: no log read per pod
+        if run.state == RunState.STORING and obs.state == RunState.PROCESSING:
+            obs.state, obs.at, obs.message = RunState.STORING, None, run.message  # a probe that passed again
         if obs.stuck and not obs.state.terminal:
             obs = self._start_failure(run_id, obs)
         unread = [p for p in pods if p["metadata"]["name"] not in self._devices_read]

@@ -135,10 +135,12 @@ def render_job(manifest: Manifest, spec: RunSpec, profile: Profile, config: Conf
                          {"name": "wrapper", "mountPath": WRAPPER_DIR, "readOnly": True}],
         "securityContext": _security(),
         "terminationMessagePolicy": "File",
-        # Ready = storing: the wrapper creates this flag when it starts storing, and the kubelet's
-        # probe turns it into the pod's Ready condition, which the watch brings (no log reads).
-        "readinessProbe": {"exec": {"command": ["/bin/sh", "-c", f"test -e {STORING_FLAG}"]},
-                           "periodSeconds": 5, "failureThreshold": 1},
+        # Ready while training; not Ready once storing: the wrapper creates this flag when it starts
+        # storing, and the kubelet's probe turns it into the pod's Ready condition, which the watch
+        # brings (no log reads). Ready during training keeps Kueue's waitForPodsReady satisfied; the
+        # generous timeout and threshold keep a slow probe on a busy node from looking like storing.
+        "readinessProbe": {"exec": {"command": ["/bin/sh", "-c", f"test ! -e {STORING_FLAG}"]},
+                           "periodSeconds": 5, "timeoutSeconds": 10, "failureThreshold": 3},
     }
     if manifest.learners > 1:
         learner["ports"] = [{"name": "rendezvous", "containerPort": RDZV_PORT}]

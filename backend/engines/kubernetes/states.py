@@ -7,7 +7,8 @@ The mapping (DESIGN.md's lifecycle):
   PENDING      the pod is scheduled on a node (PodScheduled True): the run holds GPUs, billing starts
   DOWNLOADING  the init container (loader) runs, or the learner image is being pulled
   PROCESSING   the learner container runs the command
-  STORING      the learner turned Ready (its readiness probe sees the wrapper's storing flag), or the
+  STORING      the running learner turned not Ready (its readiness probe sees the wrapper's storing
+               flag), or the
                learner has ended and the Job has not been marked finished yet, or the Job has its
                FailureTarget condition (it is failing; its pods are still ending and storing)
   COMPLETED / FAILED   the Job's Complete / Failed condition; the error code from the Job's reason
@@ -177,6 +178,19 @@ def pod_timeline(pod: dict[str, Any]) -> dict[RunState, datetime]:
     return out
 
 
+def _storing_since(pod: dict[str, Any], learner: dict[str, Any], started: datetime | None) -> datetime | None:
+    """When the running learner turned not Ready after its start: its readiness probe found the
+    wrapper's storing flag. (Before its first successful probe it is not Ready either, but that
+    Ready=False dates from before the container started.)"""
+    if learner.get("ready") or started is None:
+        return None
+    cond = condition(pod, "Ready")
+    if not cond or cond.get("status") != "False":
+        return None
+    at = parse_time(cond.get("lastTransitionTime"))
+    return at if at and at > started else None
+
+
 def _pod_state(pod: dict[str, Any], storing: bool) -> Observation:
     status = pod.get("status") or {}
     node = (pod.get("spec") or {}).get("nodeName")
@@ -195,10 +209,9 @@ def _pod_state(pod: dict[str, Any], storing: bool) -> Observation:
         return Observation(RunState.STORING, at=at, node=node, message="learner ended; finishing")
     if learner_state.get("running"):
         started = parse_time(learner_state["running"].get("startedAt"))
-        if storing or (learner or {}).get("ready"):
-            # the readiness probe saw the wrapper's storing flag: the pod's Ready time is when
-            ready_at = _cond_time(pod, "Ready") if is_true(pod, "Ready") else None
-            return Observation(RunState.STORING, at=ready_at, node=node, message="storing results and logs")
+        unready_at = _storing_since(pod, learner or {}, started)
+        if storing or unready_at:
+            return Observation(RunState.STORING, at=unready_at, node=node, message="storing results and logs")
         return Observation(RunState.PROCESSING, at=started, node=node)
     if loader_state.get("running"):
         return Observation(RunState.DOWNLOADING, at=parse_time(loader_state["running"].get("startedAt")), node=node,
