@@ -764,3 +764,22 @@ def test_a_broken_stream_is_one_kube_error(sim, engine):
     sim.break_follow["p1"] = 1
     with pytest.raises(KubeError, match="the stream broke"):
         list(engine.api.stream_lines(f"/api/v1/namespaces/{NS}/pods/p1/log", query={"follow": "true"}))
+
+
+def test_positions_are_approximated_from_the_workload_version_the_cluster_serves(sim, engine):
+    """The visibility API at one version, the Workloads at another (mid-upgrade): each as discovered."""
+    sim.kueue_served = ["v1beta2"]
+    sim.visibility = {"v1beta1": "unavailable", "v1beta2": "missing"}
+    run_id = "training-disc0003"
+    engine.submit_run(fx.manifest(), run_id=run_id)
+    sim.add_workload(run_id)
+    engine.sync_once()
+    run = engine.get_run(run_id)
+    assert run.queue_position == 1 and run.queue_position_approximate
+    assert any(p.endswith("/v1beta1/namespaces/team-a/localqueues/team-a-queue/pendingworkloads")
+               for m, p, q in sim.requests)
+    assert not any("/kueue.x-k8s.io/v1beta1/" in p for m, p, q in sim.requests)
+    uids = {sim.jobs[run_id]["metadata"]["uid"]: run_id}
+    pos = kueue.queue_positions(engine.api, NS, "team-a-queue", uids, engine.served(kueue.VISIBILITY_GROUP),
+                                engine.served())
+    assert pos.source == "workloads/v1beta2" and pos.by_job == {run_id: 1}

@@ -449,8 +449,9 @@ class KubernetesEngine(Submitting):
             return
         uid_to_name = {uid: name for name, uid in self._uids.items()}
         try:
-            versions = self.served(kueue.VISIBILITY_GROUP) or kueue.VERSIONS
-            positions = kueue.queue_positions(self.api, self.ns, self.queue, uid_to_name, versions)
+            positions = kueue.queue_positions(self.api, self.ns, self.queue, uid_to_name,
+                                              self.served(kueue.VISIBILITY_GROUP) or kueue.VERSIONS,
+                                              self.served(kueue.GROUP))
         except KubeError as exc:  # positions are a nicety: a sync never fails for want of them
             log.info("queue positions unavailable: %s", exc)
             return

@@ -99,13 +99,15 @@ def _approximate(api: KubeApi, ns: str, queue: str, uid_to_name: dict[str, str],
 
 
 def queue_positions(api: KubeApi, ns: str, queue: str, uid_to_name: dict[str, str] | None = None,
-                    versions: tuple[str, ...] = VERSIONS) -> QueuePositions:
+                    versions: tuple[str, ...] = VERSIONS,
+                    workload_versions: tuple[str, ...] = VERSIONS) -> QueuePositions:
     """Positions of the queue's pending runs (1-based), exact where the visibility API answers.
 
     Where it does not, they are approximated: 404 (the version, or the whole API, not served), 403
     (RBAC), and also 503 (the APIService registered but its server down, or the VisibilityOnDemand
     gate off), 429 (API priority and fairness throttling) and an unreachable server. Nothing here
-    raises for want of positions."""
+    raises for want of positions. `versions`: of the visibility API to try; `workload_versions`: of
+    kueue.x-k8s.io, for the approximation (each as discovery found them)."""
     uid_to_name = uid_to_name or {}
     for version in versions:
         try:
@@ -121,4 +123,4 @@ def queue_positions(api: KubeApi, ns: str, queue: str, uid_to_name: dict[str, st
                 pos = w.get("positionInLocalQueue")
                 out.by_job[job] = (int(pos) if pos is not None else i) + 1  # Kueue's are 0-based
         return out
-    return _approximate(api, ns, queue, uid_to_name, versions)
+    return _approximate(api, ns, queue, uid_to_name, workload_versions or VERSIONS)
