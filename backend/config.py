@@ -98,6 +98,8 @@ class KubernetesSettings(_Strict):
     start_failure_seconds: int = Field(default=300, ge=0)
     # /work (data, model, results) is sized as the data + model + this; requested as ephemeral-storage
     work_headroom_gib: int = Field(default=20, ge=1)
+    # false: no ephemeral-storage request (for a ClusterQueue that does not cover it); the sizeLimit stays
+    request_work_storage: bool = True
     service_account: str | None = None
 
 

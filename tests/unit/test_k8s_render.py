@@ -237,7 +237,13 @@ def test_setup_writes_the_kueue_version_asked_and_keeps_cpu_runs_off_gpu_nodes(v
     _validate_all([o for o in objs if o not in kueue])
     cq = next(o for o in objs if o["kind"] == "ClusterQueue")
     cpu_group, gpu_group = cq["spec"]["resourceGroups"]
-    assert cpu_group["coveredResources"] == ["cpu", "memory"] and gpu_group["coveredResources"] == ["nvidia.com/gpu"]
+    # every resource a run requests is covered (ephemeral-storage too), or Kueue would never admit it
+    assert cpu_group["coveredResources"] == ["cpu", "memory", "ephemeral-storage"]
+    assert gpu_group["coveredResources"] == ["nvidia.com/gpu"]
+    job = render.render_submission(fx.manifest(), "training-ab12cd34", fx.profile(), fx.config())[0]
+    requested = set(job["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"])
+    requested |= set(job["spec"]["template"]["spec"]["initContainers"][0]["resources"]["requests"])
+    assert requested <= set(cpu_group["coveredResources"]) | set(gpu_group["coveredResources"])
     flavors = {o["metadata"]["name"]: o for o in objs if o["kind"] == "ResourceFlavor"}
     # a CPU-only run is admitted on the plain flavor alone: no GPU node label is injected into it
     assert flavors[cpu_group["flavors"][0]["name"]]["spec"] == {}
@@ -256,6 +262,11 @@ def test_work_is_sized_from_the_data_and_requested():
     assert work["emptyDir"] == {"sizeLimit": "71Gi"}  # 50 GiB + 1 byte + 3 x 10 MiB -> 51, + 20 headroom
     assert pod["containers"][0]["resources"]["requests"]["ephemeral-storage"] == "71Gi"
     _validate_all([job])
+    prof = fx.profile()
+    prof = prof.model_copy(update={"kubernetes": prof.kubernetes.model_copy(update={"request_work_storage": False})})
+    job = render.render_job(fx.manifest(), spec, prof, fx.config())
+    assert "ephemeral-storage" not in job["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+    assert job["spec"]["template"]["spec"]["volumes"][0]["emptyDir"] == {"sizeLimit": "71Gi"}
 
 
 def test_disruptions_are_ignored_and_storing_is_a_readiness_probe():

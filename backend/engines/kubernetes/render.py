@@ -119,8 +119,10 @@ def render_job(manifest: Manifest, spec: RunSpec, profile: Profile, config: Conf
     image = framework_image(manifest, config)
     mem = memory_quantity(manifest.memory)
     work = work_size(spec, k8s.work_headroom_gib)
-    resources_: dict[str, Any] = {"requests": {"cpu": cpu_quantity(manifest.cpus), "memory": mem,
-                                               "ephemeral-storage": work}, "limits": {"memory": mem}}
+    resources_: dict[str, Any] = {"requests": {"cpu": cpu_quantity(manifest.cpus), "memory": mem},
+                                  "limits": {"memory": mem}}
+    if k8s.request_work_storage:
+        resources_["requests"]["ephemeral-storage"] = work
     if manifest.gpus:
         resources_["requests"]["nvidia.com/gpu"] = str(manifest.gpus)
         resources_["limits"]["nvidia.com/gpu"] = str(manifest.gpus)

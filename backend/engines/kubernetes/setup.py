@@ -45,6 +45,7 @@ def cluster_objects(
     group: str | None = None,
     cpu_quota: str = "256",
     memory_quota: str = "2Ti",
+    storage_quota: str = "100Ti",
     kueue_api: str = "v1beta2",
 ) -> list[dict[str, Any]]:
     if gpus < 0:
@@ -75,9 +76,13 @@ def cluster_objects(
                 "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
                 "queueingStrategy": "BestEffortFIFO",
                 "resourceGroups": [
-                    {"coveredResources": ["cpu", "memory"],
-                     "flavors": [{"name": CPU_FLAVOR, "resources": [{"name": "cpu", "nominalQuota": cpu_quota},
-                                                                    {"name": "memory", "nominalQuota": memory_quota}]}]},
+                    # ephemeral-storage: each run requests its /work; Kueue holds back a workload
+                    # that requests a resource its ClusterQueue does not cover
+                    {"coveredResources": ["cpu", "memory", "ephemeral-storage"],
+                     "flavors": [{"name": CPU_FLAVOR, "resources": [
+                         {"name": "cpu", "nominalQuota": cpu_quota},
+                         {"name": "memory", "nominalQuota": memory_quota},
+                         {"name": "ephemeral-storage", "nominalQuota": storage_quota}]}]},
                     {"coveredResources": ["nvidia.com/gpu"],
                      "flavors": [{"name": flavor, "resources": [{"name": "nvidia.com/gpu", "nominalQuota": gpus}]}]},
                 ],
