@@ -399,7 +399,11 @@ class KubernetesEngine(Submitting):
             return obs
         text = f"{reason}: {message}".rstrip(": ")
         log.info("%s: failing after %.0f s of %s", run_id, waited, reason)
-        self._delete_job(run_id)
+        try:
+            self._delete_job(run_id)
+        except KubeError as exc:  # refused or unreachable: the run stays as it is and the next sync tries again
+            log.warning("%s: could not delete the Job of a run that cannot start: %s", run_id, exc)
+            return obs
         return Observation(RunState.FAILED, message=f"the cluster could not start the run: {text}",
                            error_code=ErrorCode.START_FAILED.value)
 
