@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     setup.add_argument("--gpu-product", metavar="P",
                        help="node label value of the GPUs, e.g. NVIDIA-H100-80GB-HBM3 (default: any GPU node)")
     setup.add_argument("--group", metavar="G", help="the users' group bound to the Role (default: NAMESPACE-users)")
+    setup.add_argument("--no-priority-classes", action="store_true",
+                       help="leave out the WorkloadPriorityClasses (cluster-scoped, shared by every namespace: "
+                            "another team's setup may own them)")
     setup.add_argument("--kueue-api", default="v1beta2", choices=("v1beta2", "v1beta1", "auto"),
                        help="the kueue.x-k8s.io version to write: v1beta2 (Kueue ~0.16 on; the default), "
                             "v1beta1 (before ~0.16), or auto: ask the profile's cluster which it serves")
@@ -60,6 +63,6 @@ def cmd_setup(args: argparse.Namespace, ctx: Context) -> int:
         kueue_api = kubernetes_served_kueue_api(profile)
     sys.stdout.write(kubernetes_cluster_yaml(
         namespace=k8s.namespace, queue=k8s.queue, gpus=gpus, gpu_product=args.gpu_product,
-        priorities=config.all_priorities(), gpu_product_label=k8s.gpu_product_label, group=args.group,
-        kueue_api=kueue_api))
+        priorities={} if args.no_priority_classes else config.all_priorities(),
+        gpu_product_label=k8s.gpu_product_label, group=args.group, kueue_api=kueue_api))
     return 0

@@ -86,3 +86,11 @@ def test_cluster_setup_kueue_api_flag(cli, dlaas_home):
     assert out.returncode == 0, out.stderr
     versions = {d["apiVersion"] for d in yaml.safe_load_all(out.stdout) if d["apiVersion"].startswith("kueue")}
     assert versions == {"kueue.x-k8s.io/v1beta1"}
+
+
+def test_cluster_setup_can_leave_the_shared_priority_classes_alone(cli, dlaas_home):
+    _write_config(dlaas_home, fx.CONFIG_TOML)
+    out = cli("cluster", "setup", "--gpus", "1", "--no-priority-classes")
+    assert out.returncode == 0, out.stderr
+    kinds = [d["kind"] for d in yaml.safe_load_all(out.stdout)]
+    assert "WorkloadPriorityClass" not in kinds and "ClusterQueue" in kinds
