@@ -52,11 +52,11 @@ def cluster_objects(
         raise BadInput("--gpus must be 0 or more")
     if kueue_api not in KUEUE_VERSIONS:
         raise BadInput(f"--kueue-api {kueue_api!r}: expected one of {', '.join(KUEUE_VERSIONS)}")
-    KUEUE_API = f"kueue.x-k8s.io/{kueue_api}"
+    api_version = f"kueue.x-k8s.io/{kueue_api}"
     cluster_queue = _dns_name(f"{namespace}-{queue}")
     flavor = _dns_name(f"gpu-{gpu_product}") if gpu_product else "default-gpu"
     flavor_obj: dict[str, Any] = {
-        "apiVersion": KUEUE_API,
+        "apiVersion": api_version,
         "kind": "ResourceFlavor",
         "metadata": {"name": flavor},
         "spec": {},
@@ -67,9 +67,9 @@ def cluster_objects(
     objs: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": {"dlaas.io/managed": "true"}}},
         flavor_obj,
-        {"apiVersion": KUEUE_API, "kind": "ResourceFlavor", "metadata": {"name": CPU_FLAVOR}, "spec": {}},
+        {"apiVersion": api_version, "kind": "ResourceFlavor", "metadata": {"name": CPU_FLAVOR}, "spec": {}},
         {
-            "apiVersion": KUEUE_API,
+            "apiVersion": api_version,
             "kind": "ClusterQueue",
             "metadata": {"name": cluster_queue},
             "spec": {
@@ -90,7 +90,7 @@ def cluster_objects(
             },
         },
         {
-            "apiVersion": KUEUE_API,
+            "apiVersion": api_version,
             "kind": "LocalQueue",
             "metadata": {"name": queue, "namespace": namespace},
             "spec": {"clusterQueue": cluster_queue},
@@ -98,7 +98,7 @@ def cluster_objects(
     ]
     for name, value in sorted(priorities.items(), key=lambda kv: -kv[1]):
         objs.append({
-            "apiVersion": KUEUE_API,
+            "apiVersion": api_version,
             "kind": "WorkloadPriorityClass",
             "metadata": {"name": priority_class_name(name)},
             "value": int(value),
