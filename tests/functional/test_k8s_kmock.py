@@ -783,3 +783,23 @@ def test_positions_are_approximated_from_the_workload_version_the_cluster_serves
     pos = kueue.queue_positions(engine.api, NS, "team-a-queue", uids, engine.served(kueue.VISIBILITY_GROUP),
                                 engine.served())
     assert pos.source == "workloads/v1beta2" and pos.by_job == {run_id: 1}
+
+
+def test_a_job_gone_while_the_store_cannot_be_read_is_not_declared_lost_yet(sim, engine):
+    import json
+
+    from backend.errors import StoreError
+
+    run_id = "training-ttl00004"
+    _to_processing(sim, engine, run_id)
+    _gone_by_ttl(sim, run_id)
+    store = engine.store
+    engine._store = type("Down", (), {"read_range": lambda *a, **k: (_ for _ in ()).throw(StoreError("connection refused")),
+                                      "put_bytes": store.put_bytes})()
+    engine.sync_once()
+    assert engine.get_run(run_id).state == RunState.PROCESSING  # no evidence either way: ask again later
+    engine._store = store
+    store.put_bytes("mnist-results", f"{run_id}/learner-0/status.json",
+                    json.dumps({"exit_code": 0, "stored": True, "finished_at": ts(50)}).encode())
+    engine.sync_once()
+    assert engine.get_run(run_id).state == RunState.COMPLETED

@@ -240,7 +240,9 @@ class KubernetesEngine(Submitting):
                     continue
                 known_since = self._registered.get(run.id, run.submitted_at)
                 if run.id not in seen and not run.state.terminal and listed_at and known_since < listed_at:
-                    new += self._transition(run, self._outcome_from_bucket(run))
+                    outcome = self._outcome_from_bucket(run)
+                    if outcome is not None:  # None: the store cannot say now; the next sync asks again
+                        new += self._transition(run, outcome)
             self._refresh_positions()
         return new
 
@@ -350,21 +352,25 @@ class KubernetesEngine(Submitting):
         run.metrics = last_values(points)
         run.primary_metric = primary_metric(list(run.metrics))
 
-    def _outcome_from_bucket(self, run: Run) -> Observation:
+    def _outcome_from_bucket(self, run: Run) -> Observation | None:
         """A Job that is gone before this engine saw it end (its ttlSecondsAfterFinished passed while
         no agent ran, or someone deleted it): what the results bucket says, else S401. The bucket
         holds `run.json` when another agent saw the end, and each learner's `status.json` (the
-        wrapper's report) when the learners ended."""
+        wrapper's report) when the learners ended. None when the store cannot be read now."""
         lost = Observation(RunState.FAILED, message="the Job vanished from the cluster",
                            error_code=ErrorCode.RUN_LOST.value)
         if self.store is None or not run.results_bucket:
             return lost
-        doc = self._bucket_json(run.results_bucket, f"{run.id}/run.json")
-        if doc and doc.get("state") in (RunState.COMPLETED.value, RunState.FAILED.value):
-            return Observation(RunState(doc["state"]), at=parse_time(doc.get("finished_at")),
-                               message=doc.get("message") or "", error_code=doc.get("error_code"))
-        reports = [self._bucket_json(run.results_bucket, f"{run.id}/learner-{i}/status.json")
-                   for i in range(run.learners)]
+        try:
+            doc = self._bucket_json(run.results_bucket, f"{run.id}/run.json")
+            if doc and doc.get("state") in (RunState.COMPLETED.value, RunState.FAILED.value):
+                return Observation(RunState(doc["state"]), at=parse_time(doc.get("finished_at")),
+                                   message=doc.get("message") or "", error_code=doc.get("error_code"))
+            reports = [self._bucket_json(run.results_bucket, f"{run.id}/learner-{i}/status.json")
+                       for i in range(run.learners)]
+        except Exception as exc:  # the store down, credentials refused: no evidence either way yet
+            log.warning("%s: its Job is gone and the results bucket cannot be read: %s", run.id, exc)
+            return None
         if not all(reports):
             return lost
         outcome = report_outcome([r for r in reports if r])
@@ -372,9 +378,10 @@ class KubernetesEngine(Submitting):
         return outcome
 
     def _bucket_json(self, bucket: str, key: str) -> dict[str, Any] | None:
+        """A JSON object from the bucket; None when it is not there (or not JSON). Other errors raise."""
         try:
             doc = json.loads(self.store.read_range(bucket, key))
-        except Exception:  # not there, unreadable, the store down: not evidence either way
+        except (NotFound, ValueError):
             return None
         return doc if isinstance(doc, dict) else None
 
