@@ -42,6 +42,23 @@ BILLED_STATES = frozenset(
     {RunState.PENDING, RunState.DOWNLOADING, RunState.PROCESSING, RunState.STORING}
 )
 ACTIVE_STATES = frozenset(set(RunState) - TERMINAL_STATES)
+# A run that ended this way may be resumed: it goes back to QUEUED as a new attempt of the same run,
+# its CHECKPOINT_DIR restored (`Engine.resume`). This is the one way out of a terminal state.
+RESUMABLE_STATES = frozenset({RunState.FAILED, RunState.HALTED})
+RESUME_NOTE = "resume requested"  # how a resume's QUEUED event begins, on every engine
+
+
+def resume_message(attempt: int) -> str:
+    return f"{RESUME_NOTE}: attempt {attempt} will continue from its checkpoints"
+
+
+def attempt_started_message(attempt: int) -> str:
+    return f"devices assigned; attempt {attempt} started"
+
+
+def attempt_of(events: Sequence[RunEvent]) -> int:
+    """A run's current attempt: 1, plus one for every resume in its ledger."""
+    return 1 + sum(1 for e in events if e.state == RunState.QUEUED and e.message.startswith(RESUME_NOTE))
 
 # The transitions an engine may record. Anything may fail or be halted; a billed run may be
 # preempted back to QUEUED; a run cut off in STORING may be stored again.
@@ -301,6 +318,11 @@ class Engine(Protocol):
     ) -> Iterator[str]: ...
 
     def halt(self, run_id: str) -> Run: ...
+
+    def resume(self, run_id: str) -> Run:
+        """Start a HALTED or FAILED run again as a new attempt of the same run id, its checkpoints
+        restored; every attempt's billed intervals count. BadInput when the run is not resumable."""
+        ...
 
     def delete(self, run_id: str) -> None: ...
 

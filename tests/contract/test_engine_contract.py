@@ -254,3 +254,50 @@ def test_list_runs_filters(engine_harness, tmp_path):
     assert len(engine.list_runs(limit=1)) == 1
     assert {r.id for r in engine.list_runs()} == {a.id, b.id}
     assert "train.py" in engine.manifest_text(a.id)
+
+
+def test_resume_a_halted_run_is_a_new_attempt_of_the_same_run(engine_harness, tmp_path):
+    from backend.cost import billed_intervals
+    from backend.runs import attempt_of, utcnow
+
+    engine = engine_harness.engine
+    run = engine_harness.submit(tmp_path, kind="long")
+    engine_harness.wait_for(run.id, state_is(S.PROCESSING))
+    with pytest.raises(BadInput, match=run.id):
+        engine.resume(run.id)  # still running: nothing to resume
+    engine.halt(run.id)
+    assert engine_harness.wait_for(run.id, terminal).state == S.HALTED
+
+    again = engine.resume(run.id)
+    assert again.id == run.id and again.state in (S.QUEUED, S.PENDING, S.DOWNLOADING, S.PROCESSING)
+    assert again.finished_at is None and again.error_code is None
+    engine_harness.wait_for(run.id, state_is(S.PROCESSING))
+    events = engine.events(run.id)
+    messages = [e.message for e in events]
+    assert any("attempt 2 started" in m for m in messages), messages
+    assert attempt_of(events) == 2
+    engine.halt(run.id)
+    assert engine_harness.wait_for(run.id, terminal).state == S.HALTED
+    events = engine.events(run.id)
+    states = [e.state for e in events if e.state]
+    assert states.count(S.PENDING) == 2 and states.count(S.HALTED) == 2, states
+    # Billing sums both attempts: one interval each, none spanning the time it was halted.
+    intervals = billed_intervals(events, utcnow())
+    assert len(intervals) == 2 and intervals[0][1] <= intervals[1][0]
+    assert engine.get_run(run.id).cost_micro_usd > 0
+
+
+def test_only_halted_or_failed_runs_resume(engine_harness, tmp_path):
+    engine = engine_harness.engine
+    done = engine_harness.submit(tmp_path, kind="quick")
+    assert engine_harness.wait_for(done.id, terminal).state == S.COMPLETED
+    with pytest.raises(BadInput, match="COMPLETED"):
+        engine.resume(done.id)
+    with pytest.raises(NotFound):
+        engine.resume("training-zzzzzzzz")
+    failed = engine_harness.submit(tmp_path, kind="fail")
+    assert engine_harness.wait_for(failed.id, terminal).state == S.FAILED
+    engine.resume(failed.id)
+    again = engine_harness.wait_for(failed.id, terminal)
+    assert again.state == S.FAILED and again.error_code == "C201"  # the same command fails again
+    assert sum(1 for e in engine.events(failed.id) if e.state == S.FAILED) == 2

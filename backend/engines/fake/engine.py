@@ -26,6 +26,7 @@ from ...cost import PriceTable, canonical_gpu_type
 from ...errors import BadInput, NotFound
 from ...manifest.model import Manifest
 from ...runs import (
+    RESUMABLE_STATES,
     ChangeSet,
     Device,
     ErrorCode,
@@ -35,6 +36,8 @@ from ...runs import (
     RunEvent,
     RunState,
     SubmitRequest,
+    attempt_of,
+    resume_message,
 )
 from .clock import FakeClock, WallClock
 from .lifecycle import (  # noqa: F401
@@ -331,6 +334,30 @@ class FakeEngine(Controls, Reading, Lifecycle):
                 self._log(rec, "[dlaas] halt requested: stopping the command, storing logs")
                 self._transition(rec, S.HALTED, now, "halted by the user")
                 self._admit(now)
+            return self._snapshot(rec)
+
+    def resume(self, run_id: str) -> Run:
+        """A HALTED or FAILED run back to QUEUED as its next attempt (a planted failure stays: the
+        same command fails the same way again)."""
+        with self._lock:
+            self._tick()
+            rec = self._rec(run_id)
+            run = rec.run
+            if run.state not in RESUMABLE_STATES:
+                raise BadInput(f"{run_id} is {run.state.value}: only a HALTED or FAILED run can be resumed")
+            now = self.clock.now()
+            attempt = attempt_of(rec.events) + 1
+            message = resume_message(attempt)
+            run.state = S.QUEUED
+            run.finished_at = None
+            run.error_code = None
+            run.message = message
+            rec.gen += 1
+            rec.events.append(RunEvent(run.id, now, S.QUEUED, message))
+            self._log(rec, f"[dlaas] attempt {attempt}: resumed, checkpoints kept")
+            self._enqueue(rec)
+            self._touch(rec)
+            self._admit(now)
             return self._snapshot(rec)
 
     def delete(self, run_id: str) -> None:

@@ -22,6 +22,8 @@ from ...runs import (
     Run,
     RunEvent,
     RunState,
+    attempt_of,
+    attempt_started_message,
     iso,
 )
 
@@ -154,6 +156,8 @@ class Lifecycle:
             raise EngineError(f"run {run.id}: {run.state.value} -> {state.value} is not a valid transition")
         if run.state == S.QUEUED:
             self._dequeue(rec)
+        if state == S.PENDING and not message and (attempt := attempt_of(rec.events)) > 1:
+            message = attempt_started_message(attempt)
         run.state = state
         rec.gen += 1
         rec.events.append(RunEvent(run.id, at, state, message, error_code))

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from backend import clock
-from ...runs import RunState, iso, utcnow
+from ...runs import RunState, attempt_started_message, iso, utcnow
 from . import db, deps
 from .control import lock_path, pid_path, sock_path, wake
 from .scheduler import FreeDevice, plan
@@ -242,7 +242,9 @@ class Agent:
                     break
                 labels = [self._label(devices, u) for u in adm.devices]
                 gtype = next((d.gpu_type for d in devices if d.uuid in adm.devices), None)
-                ok = db.transition(self.conn, adm.run_id, RunState.PENDING, message="devices assigned",
+                n = db.attempt(self.conn, adm.run_id)
+                message = "devices assigned" if n == 1 else attempt_started_message(n)
+                ok = db.transition(self.conn, adm.run_id, RunState.PENDING, message=message,
                                    admitted_at=clock.time(), assigned=list(adm.devices), labels=labels,
                                    gpu_type=gtype or "cpu", expect=frozenset({RunState.QUEUED}))
                 if not ok:

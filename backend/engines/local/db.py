@@ -22,7 +22,7 @@ from typing import Any
 from backend import clock
 from ...errors import BadInput, EngineError, NotFound
 from ...paths import private_dir
-from ...runs import ALLOWED_TRANSITIONS, RunState
+from ...runs import ALLOWED_TRANSITIONS, RESUMABLE_STATES, RESUME_NOTE, RunState, resume_message
 
 SCHEMA_VERSION = 1
 
@@ -260,6 +260,35 @@ def transition(
             (run_id, at, state.value, message, error_code),
         )
     return True
+
+
+def attempt(conn: sqlite3.Connection, run_id: str) -> int:
+    """The run's current attempt: 1, plus one for every resume in its ledger."""
+    return 1 + conn.execute(
+        "SELECT COUNT(*) FROM run_events WHERE run_id = ? AND state = 'QUEUED' AND message LIKE ?",
+        (run_id, RESUME_NOTE + "%"),
+    ).fetchone()[0]
+
+
+def reopen(conn: sqlite3.Connection, run_id: str) -> int | None:
+    """Send a HALTED or FAILED run back to QUEUED as its next attempt; returns the attempt number,
+    or None when the run is not (or no longer) resumable. The ledger keeps every earlier event, so
+    billing goes on summing the intervals of every attempt."""
+    with write(conn):
+        row = conn.execute("SELECT state FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None or RunState(row[0]) not in RESUMABLE_STATES:
+            return None
+        n = attempt(conn, run_id) + 1
+        message = resume_message(n)
+        _update(conn, run_id, {
+            "state": RunState.QUEUED.value, "message": message, "error_code": None, "finished_at": None,
+            "assigned": [], "labels": [], "procs": [], "outcome": {}, "final_json": None, "json_shape": None,
+        })
+        conn.execute(
+            "INSERT INTO run_events (run_id, at, state, message) VALUES (?, ?, ?, ?)",
+            (run_id, clock.time(), RunState.QUEUED.value, message),
+        )
+    return n
 
 
 def note(conn: sqlite3.Connection, run_id: str, message: str) -> None:

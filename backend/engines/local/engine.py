@@ -17,6 +17,7 @@ from backend import clock
 from ...errors import BadInput, NotFound
 from ...runs import (
     BILLED_STATES,
+    RESUMABLE_STATES,
     ChangeSet,
     Inventory,
     MetricPoint,
@@ -149,7 +150,9 @@ class LocalEngine:
 
     def _costs(self, rows) -> dict[str, int | None]:
         """Live cost of billed runs (from the ledger); finished runs carry their final cost."""
-        live = [r for r in rows if r["state"] in {s.value for s in BILLED_STATES}]
+        # A QUEUED run that was admitted before (requeued, or resumed) has paid for earlier attempts.
+        live = [r for r in rows if r["state"] in {s.value for s in BILLED_STATES}
+                or (r["state"] == "QUEUED" and r["admitted_at"] is not None)]
         out: dict[str, int | None] = {}
         now = clock.time()
         for r in live:
@@ -167,7 +170,7 @@ class LocalEngine:
             if r["id"] in costs:
                 cost = costs[r["id"]]
             elif r["state"] == "QUEUED":
-                cost = 0
+                cost = 0  # never admitted: nothing billed yet
             else:
                 cost = r["cost_micro"] if r["priced"] else None
             run = row_to_run(r, cost=cost, position=positions.get(r["id"]), approximate=best_effort)
@@ -318,6 +321,18 @@ class LocalEngine:
             wake(self.paths.state_dir)
             return self.get_run(run_id)
         db.request_control(self.conn, run_id, "halt")
+        self._nudge()
+        return self.get_run(run_id)
+
+    def resume(self, run_id: str) -> Run:
+        """A HALTED or FAILED run back to QUEUED as its next attempt. Its folder (checkpoints/,
+        results/, logs) was kept, so the command starts again with CHECKPOINT_DIR as it was left."""
+        self.backend.require_writable("resume")
+        run = self.get_run(run_id)
+        if run.state not in RESUMABLE_STATES:
+            raise BadInput(f"{run_id} is {run.state.value}: only a HALTED or FAILED run can be resumed")
+        if db.reopen(self.conn, run_id) is None:
+            raise BadInput(f"{run_id} is {self.get_run(run_id).state.value}: it can no longer be resumed")
         self._nudge()
         return self.get_run(run_id)
 

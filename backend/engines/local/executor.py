@@ -85,6 +85,7 @@ class RunWorker(threading.Thread):
         self.spec: dict[str, Any] = row["spec"]
         state = RunState(row["state"])
         if state == RunState.PENDING:
+            self._forget_earlier_attempt()
             if self.halt_requested.is_set():
                 return self._finish(RunState.HALTED, None, "halted before it started")
             if not self._move(RunState.DOWNLOADING, "fetching model and data"):
@@ -143,6 +144,15 @@ class RunWorker(threading.Thread):
             from .engine import seal_run
 
             seal_run(self.conn, self.run_id)
+
+    def _forget_earlier_attempt(self) -> None:
+        """A run admitted again (requeued, or resumed) keeps its folder: checkpoints/, results/ and
+        the logs carry on. Only the wrapper's pid/exit files of the last attempt go, or they would
+        read as a command already started; in PENDING this attempt has started nothing yet."""
+        state = self.wd / "state"
+        for i in range(1, self.row["learners"] + 1):
+            for suffix in (".pid", ".exit"):
+                (state / f"learner-{i}{suffix}").unlink(missing_ok=True)
 
     def _download(self) -> None:
         store = self.agent.store_for(self.row["profile"], self.spec.get("connection"))
@@ -217,6 +227,20 @@ class RunWorker(threading.Thread):
         devices = list(db.get_row(self.conn, self.run_id)["assigned"])
         port = deps.free_port() if n > 1 else 0
         fds = tuple(self.agent.lock_fds(self.run_id))
+        attempt = db.attempt(self.conn, self.run_id)
+        if attempt > 1:
+            for i in range(1, n + 1):
+                path = self.learner_log_dir(i) / "training-log.txt"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "a") as fh:
+                    fh.write(f"dlaas: attempt {attempt} started; CHECKPOINT_DIR kept from the last attempt\n")
+        # An earlier attempt's lines were parsed then: read only what this attempt appends.
+        for path in [self.learner_log_dir(i) / "training-log.txt" for i in range(1, n + 1)] + [
+                self.result_dir / "metrics.jsonl"]:
+            try:
+                self._offsets[str(path)] = path.stat().st_size
+            except OSError:
+                pass
         for i in range(1, n + 1):
             mine = devices[(i - 1) * per : i * per]
             self.learners.append(launch(
@@ -293,6 +317,8 @@ class RunWorker(threading.Thread):
         off = self._offsets.get(key, 0)
         try:
             with open(path, "rb") as fh:
+                if off > os.fstat(fh.fileno()).st_size:  # rewritten from the start (a new attempt)
+                    off = 0
                 fh.seek(off)
                 data = fh.read(8 << 20)
         except OSError:
