@@ -26,6 +26,8 @@ from backend.runs import (
     Run,
     RunEvent,
     RunState,
+    attempt_of,
+    attempt_started_message,
     utcnow,
 )
 
@@ -236,7 +238,7 @@ class KubernetesEngine(Submitting):
                 new += self._observe_run(job, by_job_wl.get(run_id), pods_by_run.get(run_id, []))
             held = self.ledger.held_ids() if hasattr(self.ledger, "held_ids") else set()
             for run in self.ledger.runs():
-                if run.id in held:  # accepted, its Job not created yet: nothing to miss on the cluster
+                if run.id in held or run.id in self._submitting:  # its Job not created yet: nothing to miss
                     continue
                 known_since = self._registered.get(run.id, run.submitted_at)
                 if run.id not in seen and not run.state.terminal and listed_at and known_since < listed_at:
@@ -303,7 +305,10 @@ class KubernetesEngine(Submitting):
             at = max(at, last_at) if last_at else at
             last_at = at
             final = state == obs.state
-            ev = RunEvent(run.id, at, state, obs.message if final else "", obs.error_code if final else None)
+            message = obs.message if final else ""
+            if state == RunState.PENDING and not message and (attempt := attempt_of(events)) > 1:
+                message = attempt_started_message(attempt)
+            ev = RunEvent(run.id, at, state, message, obs.error_code if final else None)
             self.ledger.record(ev)
             out.append(ev)
             if state == RunState.PENDING and (run.admitted_at is None or obs.evicted is False):
@@ -647,6 +652,13 @@ class KubernetesEngine(Submitting):
         with self._lock:
             self._transition(run, Observation(RunState.HALTED, message="halted by the user"))
         return self.get_run(run_id)
+
+    def resume(self, run_id: str) -> Run:
+        """A HALTED or FAILED run as its next attempt: the same Job name again, whose loader restores
+        `<run-id>/checkpoints/` from the results bucket into CHECKPOINT_DIR before the command starts."""
+        from .resume import resume_run
+
+        return resume_run(self, run_id)
 
     def delete(self, run_id: str) -> None:
         """Forget a finished run (its results stay in the bucket); an active run must be halted first."""

@@ -12,7 +12,7 @@ import dataclasses
 import threading
 from typing import Protocol
 
-from backend.runs import Run, RunEvent, RunState
+from backend.runs import RESUMABLE_STATES, Run, RunEvent, RunState
 
 
 class Ledger(Protocol):
@@ -30,6 +30,11 @@ class Ledger(Protocol):
 
     def mark(self, run_id: str, flag: str) -> bool:
         """Set a one-time flag (e.g. "run.json written"); False if it was already set."""
+        ...
+
+    def reopen(self, run: Run, event: RunEvent, **held: object) -> bool:
+        """Put an ended (HALTED or FAILED) run back to QUEUED with `event` (a resume), clearing its
+        one-time flags; False when it is not resumable any more."""
         ...
 
 
@@ -61,6 +66,17 @@ class MemoryLedger:
             self.cursor += 1
             self._changed[run.id] = self.cursor
             self._deleted.pop(run.id, None)
+
+    def reopen(self, run: Run, event: RunEvent, **_held: object) -> bool:
+        """A resume (see SqliteLedger.reopen); the caller creates the Job itself."""
+        with self._lock:
+            current = self._runs.get(run.id)
+            if current is None or current.state not in RESUMABLE_STATES:
+                return False
+            self._events.setdefault(event.run_id, []).append(event)
+            self._flags = {f for f in self._flags if f[0] != run.id}
+        self.put_run(run)
+        return True
 
     def get_run(self, run_id: str) -> Run | None:
         with self._lock:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from backend.runs import Run, RunEvent, RunState
+from backend.runs import RESUMABLE_STATES, Run, RunEvent, RunState
 
 from ..local import db
 
@@ -108,6 +108,35 @@ class SqliteLedger:
                 "INSERT INTO run_events (run_id, at, state, message, error_code) VALUES (?, ?, ?, ?, ?)",
                 (event.run_id, event.at.timestamp(), event.state.value if event.state else None, event.message,
                  event.error_code))
+
+    def reopen(self, run: Run, event: RunEvent, *, manifest: dict[str, Any] | None = None,
+               manifest_text: str = "") -> bool:
+        """A resume: the ended run back to QUEUED with `event`, the one way a finished run changes
+        state, and held again, so the agent creates its Job as it does for any held run (its sweep's
+        `parallel` still applies; `max_failed` no longer stops it: the user asked for it). Its one-time
+        marks (run.json written) are cleared for the next end. False when the run is not resumable
+        any more (someone else resumed it first)."""
+        with self._lock, db.write(self.conn):
+            row = self.conn.execute("SELECT state FROM runs WHERE id = ?", (run.id,)).fetchone()
+            if row is None or RunState(row[0]) not in RESUMABLE_STATES:
+                return False
+            order = self.conn.execute("SELECT COALESCE(MAX(ord), 0) + 1 FROM k8s_held").fetchone()[0]
+            held = self.conn.execute("UPDATE k8s_held SET released = 0, ord = ?, max_failed = NULL WHERE run_id = ?",
+                                     (order, run.id))
+            if held.rowcount == 0:
+                if manifest is None:
+                    raise ValueError(f"{run.id}: a run that was never held needs its manifest to be held again")
+                self.conn.execute(
+                    "INSERT INTO k8s_held (run_id, ord, grp, parallel, max_failed, manifest, experiment, params, "
+                    "manifest_text) VALUES (?, ?, ?, NULL, NULL, ?, ?, ?, ?)",
+                    (run.id, order, run.experiment or run.id, json.dumps(manifest), run.experiment,
+                     json.dumps(run.params, default=str), manifest_text))
+            self.conn.execute(
+                "INSERT INTO run_events (run_id, at, state, message, error_code) VALUES (?, ?, ?, ?, ?)",
+                (event.run_id, event.at.timestamp(), RunState.QUEUED.value, event.message, None))
+            self.conn.execute("DELETE FROM k8s_flags WHERE run_id = ?", (run.id,))
+            self._put(run, db.next_seq(self.conn))
+        return True
 
     def events(self, run_id: str) -> list[RunEvent]:
         with self._lock:
