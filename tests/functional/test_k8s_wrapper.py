@@ -32,13 +32,13 @@ def s3(tmp_path_factory):
     server.stop()
 
 
-def _job_env(s3, tmp: Path, command: str, max_seconds: int = 0) -> dict[str, str]:
+def _job_env(s3, tmp: Path, command: str, max_seconds: int = 0, run: str = RUN) -> dict[str, str]:
     manifest = fx.manifest(framework={"name": "pytorch", "version": "2.5", "command": command},
                            max_duration=f"{max_seconds}s" if max_seconds else None)
     cfg = fx.config()
     prof = fx.profile().model_copy(update={"s3": fx.profile().s3.model_copy(update={
         "endpoint_url": s3.endpoint, "access_key_id": s3.access_key, "secret_access_key": s3.secret_key})})
-    job, _, secret = render.render_submission(manifest, RUN, prof, cfg, reveal_secrets=True)
+    job, _, secret = render.render_submission(manifest, run, prof, cfg, reveal_secrets=True)
     env: dict[str, str] = {}
     for item in job["spec"]["template"]["spec"]["containers"][0]["env"]:
         if "value" in item:
@@ -186,3 +186,60 @@ def test_learner_zeros_results_win_whatever_order_the_learners_store_in(s3, tmp_
     assert (stored / "model.txt").read_text() == "from 0\n"
     assert {p.name for p in stored.glob("rank-*.json")} == {"rank-0.json", "rank-1.json"}
     assert (stored / "learner-1" / "status.json").exists() and (stored / "learner-0" / "status.json").exists()
+
+
+def test_checkpoints_stored_on_sigterm_come_back_through_the_loader(s3, tmp_path):
+    """An evicted or halted pod stores CHECKPOINT_DIR as <run-id>/checkpoints/; the loader of the
+    next attempt (its rendered script, run for real with /work moved into tmp_path) restores it."""
+    import zipfile
+
+    run = "training-ckpt0001"
+    first = tmp_path / "attempt-1"
+    cmd = ('echo started; echo "epoch=3" > "$CHECKPOINT_DIR/state.txt"; sleep 30 & nap=$!; '
+           'trap "kill $nap; exit 143" TERM; wait $nap')
+    env = _job_env(s3, first, cmd, run=run)
+    rc, out, _, term = _run(env, signal_after=0.2)
+    assert term["terminated"] is True and term["stored"] is True, out
+    stored = s3.root / "mnist-results" / run / "checkpoints" / "state.txt"
+    assert stored.read_text() == "epoch=3\n"
+
+    # The next attempt's pod: model.zip and data in the buckets (put through S3), an empty /work.
+    second = tmp_path / "attempt-2"
+    job, _, secret = render.render_submission(fx.manifest(), run, _s3_profile(s3), fx.config(), reveal_secrets=True)
+    loader = job["spec"]["template"]["spec"]["initContainers"][0]
+    script = loader["command"][2].replace("/tmp/", "/work/").replace("/work", str(second))
+    loader_env = {item["name"]: item["value"] if "value" in item
+                  else secret["stringData"][item["valueFrom"]["secretKeyRef"]["key"]] for item in loader["env"]}
+    loader_env.update(PATH=f"{Path(rclone_s3.rclone_binary()).parent}:{os.environ['PATH']}", HOME=str(tmp_path),
+                      RCLONE_CONFIG=str(tmp_path / "rclone.conf"))
+    model = tmp_path / "model.zip"
+    with zipfile.ZipFile(model, "w") as zf:
+        zf.writestr("train.py", "print('hi')\n")
+    (tmp_path / "x.csv").write_text("1,2\n")
+    for src, dest in ((model, f"dlaas:mnist-results/{run}/_submitted_code/model.zip"),
+                      (model, "dlaas:mnist-results/training-ckpt0002/_submitted_code/model.zip"),
+                      (tmp_path / "x.csv", "dlaas:mnist-data/train/x.csv")):
+        subprocess.run(["rclone", "copyto", str(src), dest], env=loader_env, check=True, timeout=60)
+    second.mkdir()
+    done = subprocess.run(["sh", "-c", script], env=loader_env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "dlaas: checkpoints restored" in done.stdout
+    restored = second / "results" / "checkpoints" / "state.txt"
+    assert restored.read_text() == "epoch=3\n"
+    learner_env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert learner_env["CHECKPOINT_DIR"] == "/work/results/checkpoints"  # where the loader put them
+
+    # A first attempt has no checkpoints: the loader says nothing about them and does not fail.
+    fresh = render.render_submission(fx.manifest(), "training-ckpt0002", _s3_profile(s3), fx.config(),
+                                     reveal_secrets=True)[0]["spec"]["template"]["spec"]["initContainers"][0]
+    third = tmp_path / "attempt-3"
+    third.mkdir()
+    script = fresh["command"][2].replace("/tmp/", "/work/").replace("/work", str(third))
+    done = subprocess.run(["sh", "-c", script], env=loader_env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "checkpoints restored" not in done.stdout and "loaded model and data" in done.stdout
+
+
+def _s3_profile(s3):
+    return fx.profile().model_copy(update={"s3": fx.profile().s3.model_copy(update={
+        "endpoint_url": s3.endpoint, "access_key_id": s3.access_key, "secret_access_key": s3.secret_key})})

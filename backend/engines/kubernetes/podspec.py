@@ -31,6 +31,11 @@ WORK = "/work"
 UPLOADER_PATH = "/work/bin/rclone"
 
 
+# Inside RESULT_DIR, so the wrapper's upload of the results (when the command ends, and when the pod
+# is told to stop) stores it as `<run-id>/checkpoints/`, where the loader of a later attempt finds it.
+CHECKPOINT_DIR = "/work/results/checkpoints"
+
+
 REMOTE = "dlaas"  # rclone remote name configured through RCLONE_CONFIG_DLAAS_* variables
 
 
@@ -210,6 +215,11 @@ def _loader_script(manifest: Manifest, spec: RunSpec) -> str:
         f"rclone copyto '{results}/_submitted_code/model.zip' /tmp/model.zip",
         f"unzip -q -o /tmp/model.zip -d {WORK}/model",
         f"rclone copy '{data}' {WORK}/data",
+        # A resumed or re-admitted run: the checkpoints an earlier attempt stored go back into
+        # CHECKPOINT_DIR (an empty prefix is no error: a first attempt has none).
+        f"mkdir -p {CHECKPOINT_DIR}",
+        f"if rclone copy '{results}/checkpoints' {CHECKPOINT_DIR} 2>/dev/null"
+        f" && [ -n \"$(ls -A {CHECKPOINT_DIR})\" ]; then echo 'dlaas: checkpoints restored'; fi",
         "echo 'dlaas: loaded model and data'",
     ])
 
@@ -223,7 +233,7 @@ def _learner_env(manifest: Manifest, spec: RunSpec, target: S3Target, run_secret
         {"name": "RESULT_DIR", "value": f"{WORK}/results"},
         {"name": "LOG_DIR", "value": f"{WORK}/logs"},
         {"name": "JOB_STATE_DIR", "value": f"{WORK}/state"},
-        {"name": "CHECKPOINT_DIR", "value": f"{WORK}/results/checkpoints"},
+        {"name": "CHECKPOINT_DIR", "value": CHECKPOINT_DIR},
         {"name": "TRAINING_ID", "value": spec.run_id},
         {"name": "NUM_LEARNERS", "value": str(manifest.learners)},
         {"name": "GPU_COUNT", "value": str(manifest.gpus)},

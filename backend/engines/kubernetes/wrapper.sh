@@ -7,7 +7,7 @@
 # The outcome goes to the termination message as one line of JSON, so the engine learns why a run
 # ended even after its logs are gone from the node.
 #
-# Inputs (env): DLAAS_COMMAND, MODEL_DIR, RESULT_DIR, LOG_DIR, JOB_STATE_DIR, LEARNER_ID,
+# Inputs (env): DLAAS_COMMAND, MODEL_DIR, RESULT_DIR, LOG_DIR, JOB_STATE_DIR, CHECKPOINT_DIR, LEARNER_ID,
 #   DLAAS_MAX_SECONDS (0 = no limit), DLAAS_KILL_AFTER (seconds from TERM to KILL, default 10),
 #   DLAAS_UPLOADER (an rclone binary; empty = do not store), DLAAS_RESULTS_REMOTE (remote:bucket/run-id),
 #   DLAAS_PARAMS_JSON (sweep parameters, written to JOB_STATE_DIR/config.json),
@@ -27,7 +27,10 @@ set -u
 : "${DLAAS_UPLOADER:=}" "${DLAAS_RESULTS_REMOTE:=}" "${DLAAS_TERMINATION_LOG:=/dev/termination-log}"
 : "${DLAAS_NVIDIA_SMI:=nvidia-smi}" "${DLAAS_COMMAND:?DLAAS_COMMAND is not set}"
 
-mkdir -p "$RESULT_DIR" "$LOG_DIR" "$JOB_STATE_DIR" "$MODEL_DIR" || exit 70
+: "${CHECKPOINT_DIR:=$RESULT_DIR/checkpoints}"
+# CHECKPOINT_DIR is inside RESULT_DIR, so storing the results stores the checkpoints too (at the end,
+# and when the pod is told to stop), where the next attempt's loader restores them from.
+mkdir -p "$RESULT_DIR" "$LOG_DIR" "$JOB_STATE_DIR" "$MODEL_DIR" "$CHECKPOINT_DIR" || exit 70
 log="$LOG_DIR/training-log.txt"
 : >>"$log"
 
