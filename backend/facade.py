@@ -36,6 +36,7 @@ from .runs import (  # noqa: F401
     RunEvent,
     RunState,
     SubmitRequest,
+    attempt_of,
     iso,
     utcnow,
 )

@@ -1,4 +1,4 @@
-"""CLI commands: submit, runs, show, logs, halt, delete, rerun, results, wait."""
+"""CLI commands: submit, runs, show, logs, halt, resume, delete, rerun, results, wait."""
 from __future__ import annotations
 
 import argparse
@@ -42,6 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN")
     p.add_argument("--no-wait", action="store_true", help="return once the halt is requested")
     p.set_defaults(func=cmd_halt)
+
+    p = sub.add_parser("resume", help="start HALTED or FAILED runs again from their checkpoints "
+                                      "(a new attempt of the same run)")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--json", action="store_true", help="print the run objects as JSON")
+    p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("delete", help="forget finished runs (their results stay in the bucket)")
     p.add_argument("runs", nargs="+", metavar="RUN")
@@ -228,6 +234,23 @@ def cmd_halt(args, ctx) -> int:
     for rid in args.runs:
         print(f"{rid}: {engine.get_run(rid).state.value}")
     return 0 if not pending else 1
+
+
+def cmd_resume(args, ctx) -> int:
+    from backend.facade import EngineError, attempt_of
+
+    from .output import print_json
+
+    engine = ctx.backend.engine
+    if not hasattr(engine, "resume"):
+        raise EngineError(f"the {engine.name} engine cannot resume runs")
+    runs = [engine.resume(rid) for rid in args.runs]
+    if args.json:
+        print_json([r.to_json() for r in runs])
+        return 0
+    for r in runs:
+        print(f"{r.id}: {r.state.value}, attempt {attempt_of(engine.events(r.id))}")
+    return 0
 
 
 def cmd_delete(args, ctx) -> int:

@@ -1,7 +1,9 @@
 """A small PyTorch MLP on the 8x8 handwritten digits; one learner or several (torch.distributed).
 
 Reads `digits.csv.gz` (64 pixel values 0..16, then the label) from $DATA_DIR and writes
-$RESULT_DIR/metrics.jsonl and $RESULT_DIR/model/. Hyperparameters come from the command line
+$RESULT_DIR/metrics.jsonl and $RESULT_DIR/model/. After every epoch it saves a checkpoint (model,
+optimizer, epoch) to $CHECKPOINT_DIR/checkpoint.pt; started again with one there (a resumed or
+requeued run), it prints "resumed from epoch N" and goes on from epoch N+1. Hyperparameters come from the command line
 (`--lr 0.01`), else from the HP_* environment a sweep sets, else from $JOB_STATE_DIR/config.json,
 else the defaults. With WORLD_SIZE > 1 each learner trains on its share of the data and DDP
 all-reduces the gradients (gloo on CPU, nccl on GPU); every rank then writes a checksum of its
@@ -25,7 +27,10 @@ def hyperparameters(argv: list[str]) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name, default in DEFAULTS.items():
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=type(default), default=None)
+    # Seconds to wait after each epoch: makes a demo (or a test) long enough to halt midway.
+    parser.add_argument("--epoch-pause", dest="epoch_pause", type=float, default=0.0)
     args = vars(parser.parse_args(argv))
+    pause = args.pop("epoch_pause")
     state = Path(os.environ.get("JOB_STATE_DIR", "")) / "config.json"
     from_file = json.loads(state.read_text()) if os.environ.get("JOB_STATE_DIR") and state.is_file() else {}
     params = {}
@@ -34,7 +39,35 @@ def hyperparameters(argv: list[str]) -> dict:
         if value is None:
             value = os.environ.get(f"HP_{name.upper()}", from_file.get(name, default))
         params[name] = type(default)(value)
-    return params
+    return params, pause
+
+
+def checkpoint_path() -> Path | None:
+    folder = os.environ.get("CHECKPOINT_DIR")
+    return Path(folder) / "checkpoint.pt" if folder else None
+
+
+def save_checkpoint(path: Path, epoch: int, model, optimizer, params: dict) -> None:
+    """Written aside, then renamed: a run stopped while saving keeps the previous checkpoint."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "params": params}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path | None, model, optimizer, device) -> int:
+    """The last finished epoch of a checkpoint left by an earlier attempt (0 = start afresh)."""
+    import torch
+
+    if path is None or not path.is_file():
+        return 0
+    state = torch.load(path, map_location=device, weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["epoch"])
 
 
 def load_digits(data_dir: Path):
@@ -65,7 +98,7 @@ def checksum(model) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    params = hyperparameters(argv)
+    params, pause = hyperparameters(argv)
     import torch
     import torch.distributed as dist
     from torch import nn
@@ -94,11 +127,16 @@ def main(argv: list[str]) -> int:
     optimizer = torch.optim.Adam(net.parameters(), lr=params["lr"])
     loss_fn = nn.CrossEntropyLoss()
     print(f"hyperparameters: {json.dumps(params)} device: {device} learners: {world}", flush=True)
+    ckpt = checkpoint_path()
+    done = load_checkpoint(ckpt, model, optimizer, device)
+    if done:
+        print(f"resumed from epoch {done} ({ckpt})", flush=True)
 
-    metrics = open(result_dir / "metrics.jsonl", "w") if rank == 0 else None
+    # A resumed run adds to the metrics its earlier attempts wrote.
+    metrics = open(result_dir / "metrics.jsonl", "a" if done else "w") if rank == 0 else None
     shard_head: list[int] = []
     started = time.monotonic()
-    for epoch in range(1, params["epochs"] + 1):
+    for epoch in range(done + 1, params["epochs"] + 1):
         net.train()
         # Same permutation on every rank; equal shares so every rank runs the same number of steps.
         order = torch.randperm(len(y_train), generator=torch.Generator().manual_seed(params["seed"] + epoch))
@@ -124,6 +162,10 @@ def main(argv: list[str]) -> int:
                                       "accuracy": round(accuracy, 6),
                                       "elapsed_s": round(time.monotonic() - started, 3)}) + "\n")
             metrics.flush()
+        if rank == 0 and ckpt is not None:
+            save_checkpoint(ckpt, epoch, model, optimizer, params)
+        if pause:
+            time.sleep(pause)
     if metrics:
         metrics.close()
         model_dir = result_dir / "model"
