@@ -17,7 +17,7 @@ from backend.runs import RESUMABLE_STATES, Run, RunEvent, RunState, attempt_of, 
 if TYPE_CHECKING:
     from backend.manifest.model import Manifest
 
-    from .engine import KubernetesEngine
+KubernetesEngine = Any  # the engine calls in here (engine.resume); naming its class would be an import circle
 
 JOB_GONE_TIMEOUT = 60.0  # a halted Job is deleted in the foreground: its pods get their grace period
 
