@@ -22,7 +22,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
-from backend.facade import MetricPoint, Run, RunEvent, private_dir
+from backend.facade import RESUMABLE_STATES, MetricPoint, Run, RunEvent, private_dir
 
 from ..widgets.command_bar import CommandBar
 from ..widgets.header import StatusHeader
@@ -64,6 +64,7 @@ class RunDetailScreen(Screen):
         Binding("slash", "search", "Search", id="detail.search"),
         Binding("L", "next_learner", "Next learner", id="detail.learner"),
         Binding("ctrl+k", "halt", "Halt", id="detail.halt"),
+        Binding("ctrl+e", "resume", "Resume", show=False, id="detail.resume"),
     ]
 
     def __init__(self, run_id: str, *, tab: str = "logs", learner: int = 0) -> None:
@@ -334,7 +335,7 @@ class RunDetailScreen(Screen):
 
     # ------------------------------------------------------------ halt
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "halt" and self.app.backend.read_only:
+        if action in ("halt", "resume") and self.app.backend.read_only:
             return False
         if action == "next_learner":
             return self.run is not None and self.run.learners > 1
@@ -376,3 +377,40 @@ class RunDetailScreen(Screen):
         self.app.call_from_thread(self.notify, f"Halted {self.run_id}", markup=False)
 
 
+
+    def action_resume(self) -> None:
+        from .confirm import ConfirmScreen
+
+        if self.app.backend.read_only:
+            self.app.report_error("Read-only: resume is not allowed")
+            return
+        if self.run is None or self.run.state not in RESUMABLE_STATES:
+            state = self.run.state.value if self.run is not None else "not loaded yet"
+            self.notify(f"{self.run_id} is {state}: only a halted or failed run can be resumed", markup=False)
+            return
+        self.app.push_screen(
+            ConfirmScreen(f"Resume {self.run_id}?", RESUME_DETAILS, confirm_label="Resume"),
+            callback=lambda ok: self._resume() if ok else None,
+        )
+
+    @work(thread=True, group="detail-actions", exit_on_error=False)
+    def _resume(self) -> None:
+        backend = self.app.backend
+        try:
+            backend.require_writable("resume")
+            backend.engine.resume(self.run_id)
+        except Exception as exc:
+            self.app.call_from_thread(self.app.report_error, f"Resuming {self.run_id}: {describe_error(exc)}")
+            return
+        self.app.call_from_thread(self._resumed)
+
+    def _resumed(self) -> None:
+        self.notify(f"Resumed {self.run_id}", markup=False)
+        # The run is live again: follow its state and its log, which the attempt appends to.
+        self._load()
+        self._log_stop.set()
+        self._stream_logs()
+
+
+RESUME_DETAILS = ("It goes back to the queue as its next attempt and continues from the checkpoints "
+                  "its command saved in CHECKPOINT_DIR. Billing starts again when it gets its devices.")

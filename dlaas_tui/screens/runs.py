@@ -17,7 +17,16 @@ from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import get_current_worker
 
-from backend.facade import BudgetStatus, ChangeSet, DlaasError, Inventory, Run, RunState, spend
+from backend.facade import (
+    RESUMABLE_STATES,
+    BudgetStatus,
+    ChangeSet,
+    DlaasError,
+    Inventory,
+    Run,
+    RunState,
+    spend,
+)
 
 from ..widgets.command_bar import CommandBar
 from ..widgets.header import HeaderStats, StatusHeader
@@ -54,6 +63,7 @@ class RunsScreen(Screen):
         Binding("l", "logs", "Logs", id="runs.logs"),
         Binding("n", "new", "New run", id="runs.new"),
         Binding("ctrl+k", "halt", "Halt", id="runs.halt"),
+        Binding("ctrl+e", "resume", "Resume", show=False, id="runs.resume"),
         Binding("ctrl+d", "delete", "Delete", id="runs.delete"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="runs.clear_filter"),
     ]
@@ -168,7 +178,7 @@ class RunsScreen(Screen):
 
     # ------------------------------------------------------------ keys
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("halt", "delete", "new") and self.app.read_only:
+        if action in ("halt", "resume", "delete", "new") and self.app.read_only:
             return False
         return True
 
@@ -227,6 +237,24 @@ class RunsScreen(Screen):
             ConfirmScreen(f"Halt {run.id}?", details, confirm_label="Halt", danger=True),
             callback=lambda ok: self._halt(run.id) if ok else None,
         )
+
+    def action_resume(self) -> None:
+        from .run_detail import RESUME_DETAILS
+
+        run = self._selected()
+        if run is None or not self._writable("resume"):
+            return
+        if run.state not in RESUMABLE_STATES:
+            self.notify(f"{run.id} is {run.state.value}: only a halted or failed run can be resumed", markup=False)
+            return
+        self.app.push_screen(
+            ConfirmScreen(f"Resume {run.id}?", f"{run.name}\n{RESUME_DETAILS}", confirm_label="Resume"),
+            callback=lambda ok: self._resume(run.id) if ok else None,
+        )
+
+    @work(thread=True, group="runs-actions", exit_on_error=False)
+    def _resume(self, run_id: str) -> None:
+        self._engine_call(f"Resuming {run_id}", lambda e: e.resume(run_id), f"Resumed {run_id}", "resume")
 
     def action_delete(self) -> None:
         run = self._selected()
