@@ -1,4 +1,4 @@
-"""The TOML config: profiles, tiers, prices, priorities, frameworks, secrets and key bindings.
+"""The TOML config: profiles, tiers, prices, priorities, frameworks, secrets, key bindings, notify.
 
 No file at all is valid: it means the `local` profile with the defaults below. Unknown keys are
 errors that name the file, the table, the key and the closest known key. The file may hold secrets,
@@ -145,6 +145,48 @@ class Cache(_Strict):
     max_gb: float = Field(default=20, gt=0)
 
 
+class NotifySettings(_Strict):
+    """Word when a run or a whole sweep (experiment) ends: sent by the agent, so it works with the
+    TUI closed. `command` runs without a shell, the run's details in DLAAS_* environment variables;
+    `webhook` receives a JSON POST. Both are bounded by `timeout_seconds`; failures are logged."""
+
+    command: str | list[str] | None = None
+    webhook: str | None = None
+    timeout_seconds: float = Field(default=10, gt=0, le=120)
+    runs: bool = True  # every run that ends
+    sweeps: bool = True  # every experiment whose last active run ends
+    terminal: Literal["auto", "osc9", "osc777", "bell", "off"] = "auto"  # the TUI's signal beside its toast
+
+    @field_validator("webhook")
+    @classmethod
+    def _http_only(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return v
+
+    @field_validator("command")
+    @classmethod
+    def _non_empty(cls, v: str | list[str] | None) -> str | list[str] | None:
+        if v is not None and not (v.strip() if isinstance(v, str) else v):
+            raise ValueError("must name a program")
+        if isinstance(v, str):
+            import shlex
+
+            try:
+                shlex.split(v)
+            except ValueError as exc:
+                raise ValueError(f"cannot be split into arguments: {exc}") from None
+        return v
+
+    def argv(self) -> list[str] | None:
+        """The command as arguments (a string is split as a shell would, but no shell runs it)."""
+        if self.command is None:
+            return None
+        import shlex
+
+        return shlex.split(self.command) if isinstance(self.command, str) else list(self.command)
+
+
 DEFAULT_TIERS = {"free": 1, "standard": 8, "unlimited": 0}  # 0 = the whole inventory
 DEFAULT_PRIORITIES = {"high": 1000, "normal": 0, "low": -100}
 
@@ -160,6 +202,7 @@ class Config(_Strict):
     keys: dict[str, str] = {}
     billing: Billing = Billing()
     cache: Cache = Cache()
+    notify: NotifySettings = NotifySettings()
     source: str | None = Field(default=None, exclude=True)
 
     @field_validator("secrets", mode="before")
@@ -223,7 +266,7 @@ def _model_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
         if field is None:
             return None
         ann = field.annotation
-        if ann in (Profile, Budget, S3Settings, KubernetesSettings, Billing, Cache):
+        if ann in (Profile, Budget, S3Settings, KubernetesSettings, Billing, Cache, NotifySettings):
             model = ann
             i += 1
         elif str(loc[i]) == "profiles":

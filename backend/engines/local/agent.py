@@ -5,6 +5,7 @@ with no controlling terminal, so it outlives the TUI and a dropped SSH connectio
 `agent.log` in the state dir. An exclusive flock on `agent.lock` makes a second agent exit at once.
 It wakes on a datagram to `agent.sock` (sent after a submit or a halt) and otherwise checks every
 half second. On start it recovers: runs caught mid-flight carry on from their ledger state.
+When a run or a sweep ends it sends the config's `[notify]` command and webhook (backend/notify.py).
 The same agent serves the home's kubernetes profiles (backend/engines/kubernetes/keeper.py): it
 watches their clusters into their ledgers and creates the Jobs of runs held back for it.
 """
@@ -57,6 +58,9 @@ class Agent:
 
         # The same agent serves kubernetes profiles: their watch loops and held sweep runs.
         self.kube = KubeKeeper(self.paths)
+        from ...notify import EndNotices
+
+        self.notices = EndNotices(self.paths)  # [notify]: word when runs and sweeps end
 
     # -- helpers the workers use ------------------------------------------------------------------
     def backend_for(self, profile: str):
@@ -321,6 +325,10 @@ class Agent:
                 self.kube.tick()
             except Exception:
                 log.exception("kubernetes pass failed")
+            try:
+                self.notices.tick(self.config.notify)
+            except Exception:
+                log.exception("notify pass failed")
             if sock is not None:
                 ready, _, _ = select.select([sock], [], [], TICK)
                 if ready:
@@ -422,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         log.info("agent %d stopping", os.getpid())
         agent.kube.stop()
+        agent.notices.stop()
         pid_path(paths.state_dir).unlink(missing_ok=True)
         if sock is not None:
             sp.unlink(missing_ok=True)
