@@ -28,6 +28,7 @@ from backend.facade import (
     spend,
 )
 
+from ..notices import announce, notices, run_ends, sweep_ends
 from ..widgets.command_bar import CommandBar
 from ..widgets.header import HeaderStats, StatusHeader
 from ..widgets.run_table import RunTable
@@ -109,12 +110,14 @@ class RunsScreen(Screen):
                 engine = backend.engine
                 changes = engine.changes(cursor)
                 cursor = changes.cursor
+                ended = run_ends(mirror, changes.runs)  # empty on the first load: no mirror yet
                 if changes.full:
                     mirror.clear()
                 for run in changes.runs:
                     mirror[run.id] = run
                 for run_id in changes.deleted:
                     mirror.pop(run_id, None)
+                said = notices(ended, sweep_ends(mirror, ended)) if ended else []
                 if inventory is None or time.monotonic() - inventory_at > 5:
                     inventory_at = time.monotonic()
                     try:
@@ -125,6 +128,8 @@ class RunsScreen(Screen):
                 if worker.is_cancelled:
                     return
                 self.app.call_from_thread(self._apply, changes, stats)
+                if said:
+                    self.app.call_from_thread(self._announce, said)
                 last_error = ""
             except Exception as exc:  # never let the feed die: say what is wrong and keep trying
                 message = describe_error(exc)
@@ -175,6 +180,16 @@ class RunsScreen(Screen):
         self._loaded = True
         self.app.header_stats = stats
         self.query_one(StatusHeader).update_stats(stats)
+
+    def _announce(self, said) -> None:
+        """Runs or sweeps ended: a toast each, and the bell or a desktop notification ([notify] terminal)."""
+        import os
+
+        try:
+            setting = self.app.backend.config.notify.terminal
+        except Exception:  # a config without the table (an older one in memory): the default
+            setting = "auto"
+        announce(self.app, said, setting, os.environ)
 
     # ------------------------------------------------------------ keys
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
