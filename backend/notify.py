@@ -203,7 +203,7 @@ class LedgerWatch:
             last[run_id] = (state, code, message)
         out: list[Ended] = []
         touched: dict[str, str] = {}
-        ended_now = {rid for rid, (state, _c, _m) in last.items() if state in _TERMINAL}
+        ended_now = [rid for rid, (state, _c, _m) in last.items() if state in _TERMINAL]  # ledger order
         for run_id in ended_now:
             state, code, message = last[run_id]
             row = self.conn.execute("SELECT name, experiment, profile, cost_micro, priced FROM runs WHERE id = ?",

@@ -168,8 +168,8 @@ def test_ledger_watch_finds_run_ends_then_the_sweeps_end(tmp_path):
     finish("training-swp00001", RunState.COMPLETED)
     finish("training-solo0001", RunState.FAILED, "C201")
     got = watch.poll()
-    assert sorted((e.kind, e.run_id, e.state) for e in got) == [
-        ("run", "training-solo0001", "FAILED"), ("run", "training-swp00001", "COMPLETED")]
+    assert [(e.kind, e.run_id, e.state) for e in got] == [
+        ("run", "training-swp00001", "COMPLETED"), ("run", "training-solo0001", "FAILED")]
     assert next(e for e in got if e.run_id == "training-solo0001").error_code == "C201"
     assert watch.poll() == []  # nothing new: nothing said twice
     finish("training-swp00002", RunState.COMPLETED)
@@ -205,3 +205,31 @@ def test_env_values_are_data(tmp_path):
     env = Ended("run", "p", "HALTED", "training-x", "a\x00b\nc").env()
     assert env["DLAAS_RUN_NAME"] == "ab\nc" and all("\x00" not in v for v in env.values())
     assert os.environ.get("DLAAS_RUN_ID") is None  # nothing leaks into the test's own environment
+
+
+def test_kubernetes_ledgers_are_watched_the_same_way(tmp_path):
+    """A kubernetes profile's ledger records the terminal event before it updates the run's row:
+    the watcher believes the event, for the run and for its sweep."""
+    from datetime import datetime, timezone
+
+    from backend.engines.kubernetes.sqlite_ledger import SqliteLedger
+    from backend.runs import Run, RunEvent
+
+    ledger = SqliteLedger(tmp_path / "lab.db", "lab")
+    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for rid in ("training-k8s00001", "training-k8s00002"):
+        ledger.put_run(Run(rid, f"trial-{rid[-1]}", RunState.PROCESSING, at, experiment="kx"))
+    watch = LedgerWatch(tmp_path / "lab.db")
+    assert watch.poll() == []
+    ledger.record(RunEvent("training-k8s00001", at, RunState.COMPLETED))
+    ledger.put_run(Run("training-k8s00001", "trial-1", RunState.COMPLETED, at, experiment="kx"))
+    ledger.record(RunEvent("training-k8s00002", at, RunState.FAILED, "exit 3", "C201"))  # row not updated yet
+    got = watch.poll()
+    assert [(e.kind, e.run_id, e.state, e.profile) for e in got] == [
+        ("run", "training-k8s00001", "COMPLETED", "lab"), ("run", "training-k8s00002", "FAILED", "lab"),
+        ("sweep", "", "FAILED", "lab")]
+    assert got[1].error_code == "C201" and got[1].message == "exit 3"
+    sweep = [e for e in got if e.kind == "sweep"]
+    assert len(sweep) == 1 and sweep[0].states == {"COMPLETED": 1, "FAILED": 1}
+    watch.close()
+    ledger.close()
