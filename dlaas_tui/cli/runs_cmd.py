@@ -188,6 +188,10 @@ def cmd_show(args, ctx) -> int:
 
         print(f"{'eta':15} {iso(run.eta)} ({format_eta(run.eta)}, an estimate)")
     print(f"{'assigned':15} {safe_text(', '.join(run.assigned)) or '-'}")
+    from backend.facade import attempt_of
+
+    if (attempt := attempt_of(events)) > 1:
+        print(f"{'attempt':15} {attempt} (resumed; cost covers every attempt)")
     print(f"{'cost':15} {_money(run)}")
     if run.message:
         print(f"{'message':15} {safe_text(run.message)[:400]}")

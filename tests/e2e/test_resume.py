@@ -76,6 +76,7 @@ def test_digits_halted_midway_resumes_from_its_checkpoint(home, cli, tmp_path):
     epochs = [int(n) for n in re.findall(r"^epoch=(\d+) ", second, re.M)]
     assert epochs == list(range(saved + 1, EPOCHS + 1)), second
 
+    assert "attempt         2" in cli("show", rid).stdout
     run = json.loads(cli("show", rid, "--json").stdout)
     assert run["state"] == "COMPLETED" and run["id"] == rid
     messages = [e["message"] for e in run["events"]]
