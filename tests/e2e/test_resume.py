@@ -66,6 +66,8 @@ def test_digits_halted_midway_resumes_from_its_checkpoint(home, cli, tmp_path):
     res = cli("resume", rid)
     assert res.returncode == 0, res.stderr
     assert f"{rid}: " in res.stdout and "attempt 2" in res.stdout
+    listed = {r["id"]: r for r in json.loads(cli("runs", "--json").stdout)}
+    assert listed[rid]["state"] != "HALTED" and listed[rid]["finished_at"] is None  # not its sealed JSON
     res = cli("wait", rid, "--timeout", "240")
     assert res.returncode == 0, res.stdout + cli("logs", rid, "--tail", "30").stdout
 
