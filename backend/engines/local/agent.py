@@ -231,6 +231,10 @@ class Agent:
             cur.close()
             retry = False
             for adm in todo:
+                with self._lock:
+                    finishing = adm.run_id in self.workers
+                if finishing:  # resumed while its last attempt's worker is still letting go: next pass
+                    continue
                 fds, lost = [], None
                 for uuid in adm.devices:
                     lk = deps.try_lock_device(uuid, self.paths.state_dir, owner=adm.run_id)
