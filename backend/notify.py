@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import queue
+import signal
 import subprocess
 import threading
 from dataclasses import dataclass, field
@@ -86,16 +87,23 @@ def run_command(argv: list[str], ended: Ended, timeout: float) -> str | None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DLAAS_")}
     env.update(ended.env())
     try:
-        done = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, timeout=timeout, check=False, shell=False,
-                              start_new_session=True)
-    except subprocess.TimeoutExpired:
-        return f"notify command {argv[0]!r} ran past {timeout:g} s and was stopped"
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, shell=False, start_new_session=True)
     except OSError as exc:
         return f"notify command {argv[0]!r} could not start: {exc}"
-    if done.returncode != 0:
-        tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] if done.stderr else []
-        return f"notify command {argv[0]!r} exited {done.returncode}" + (f": {tail[0][:200]}" if tail else "")
+    try:
+        _out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # Its own session: whatever it started goes with it.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.communicate()
+        return f"notify command {argv[0]!r} ran past {timeout:g} s and was stopped"
+    if proc.returncode != 0:
+        tail = err.decode("utf-8", "replace").strip().splitlines()[-1:] if err else []
+        return f"notify command {argv[0]!r} exited {proc.returncode}" + (f": {tail[0][:200]}" if tail else "")
     return None
 
 

@@ -128,12 +128,26 @@ def test_command_failures_and_timeouts_are_reported(tmp_path):
     failing = _script(tmp_path, 'echo "no such channel" >&2\nexit 4\n')
     assert run_command([str(failing)], RUN, timeout=5) == f"notify command {str(failing)!r} exited 4: no such channel"
     slow = tmp_path / "slow.sh"
-    slow.write_text("#!/bin/sh\nexec sleep 30\n")
+    pid_file = tmp_path / "child.pid"
+    slow.write_text(f"#!/bin/sh\nsleep 30 &\necho $! > {pid_file}\nwait\n")  # a child of its own too
     slow.chmod(0o755)
     started = time.monotonic()
     assert "ran past 0.5 s" in run_command([str(slow)], RUN, timeout=0.5)
     assert time.monotonic() - started < 10
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child)  # the whole group was stopped, not just the script
     assert "could not start" in run_command([str(tmp_path / "missing")], RUN, timeout=5)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
 
 
 def _ledger(tmp_path: Path):
