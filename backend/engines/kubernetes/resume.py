@@ -11,7 +11,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from backend.errors import BadInput, EngineError
+from backend.errors import BadInput, EngineError, ReadOnly
 from backend.runs import RESUMABLE_STATES, Run, RunEvent, RunState, attempt_of, resume_message
 
 if TYPE_CHECKING:
@@ -53,6 +53,8 @@ def _wait_job_gone(engine: KubernetesEngine, run_id: str, timeout: float = JOB_G
 
 
 def resume_run(engine: KubernetesEngine, run_id: str) -> Run:
+    if engine.profile.read_only:
+        raise ReadOnly(f"profile {engine.profile.name!r} is read-only: resume is not allowed")
     run = engine.get_run(run_id)
     if run.state not in RESUMABLE_STATES:
         raise BadInput(f"{run_id} is {run.state.value}: only a HALTED or FAILED run can be resumed")
