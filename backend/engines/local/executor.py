@@ -77,8 +77,31 @@ class RunWorker(threading.Thread):
             log.exception("run %s: unexpected error", self.run_id)
             self._finish(RunState.FAILED, ErrorCode.LOAD_FAILED.value, f"internal error: {exc}")
         finally:
+            try:
+                self._remove_working_copies()
+            except Exception:  # tidying must not keep the devices held
+                log.exception("run %s: removing its working copies failed", self.run_id)
             self.agent.release(self.run_id)
             self.conn.close()
+
+    def _remove_working_copies(self) -> None:
+        """An ended run keeps its logs (and, if storing failed, its results) but not its copies.
+
+        The extracted model, the model archive and the data view or private data copy go; the
+        results go too once they are in the bucket. A run that has not ended keeps everything."""
+        import shutil
+
+        row = db.get_row(self.conn, self.run_id)
+        if not RunState(row["state"]).terminal:
+            return
+        doomed = [self.wd / "model.zip", self.model_dir, self.wd / "data"]
+        if row.get("error_code") != ErrorCode.STORE_FAILED.value:
+            doomed.append(self.result_dir)
+        for path in doomed:
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+            elif path.is_dir() and not os.path.ismount(path):
+                shutil.rmtree(path, ignore_errors=True)
 
     def _run(self) -> None:
         row = db.get_row(self.conn, self.run_id)
