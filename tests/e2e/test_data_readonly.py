@@ -47,6 +47,12 @@ attempt("chmod", lambda: os.chmod(first, 0o777))
 attempt("create", lambda: open(os.path.join(data, "planted.txt"), "w").write("mine"))
 attempt("mkdir", lambda: os.mkdir(os.path.join(data, "planted-dir")))
 attempt("replace-folder", lambda: os.rmdir(os.path.dirname(second)) if os.path.dirname(second) != data else None)
+also = os.environ.get("ALSO_TRY")  # the same files by another path (the bucket's, the data cache's)
+if also:
+    for d, _, fs in os.walk(also):
+        for f in fs:
+            if not f.endswith(".json"):
+                attempt("by-path-" + os.path.relpath(os.path.join(d, f), also), lambda p=os.path.join(d, f): open(p, "r+b").write(b"CLOBBERED"))
 with open(os.path.join(os.environ["RESULT_DIR"], "tried.json"), "w") as fh:
     json.dump(tried, fh)
 print("tried", json.dumps(tried, sort_keys=True))
@@ -66,8 +72,8 @@ def tree_digest(root: Path) -> dict[str, str]:
     return out
 
 
-def hostile_manifest(tmp: Path, name: str, **fields) -> Path:
-    path = manifest(tmp, name, command="python hostile.py", **fields)
+def hostile_manifest(tmp: Path, name: str, env: dict | None = None, **fields) -> Path:
+    path = manifest(tmp, name, command="python hostile.py", env=env, **fields)
     model = path.parent / "model"
     model.unlink()
     shutil.copytree(TINY / "model", model)
@@ -100,7 +106,8 @@ def test_a_hostile_run_leaves_the_folder_bucket_byte_identical(dlaas_home: Path,
     seed_data(bucket)
     before = tree_digest(bucket)
     try:
-        res = cli("submit", str(hostile_manifest(tmp_path, f"hostile-{protect}")), "--json")
+        env = {"ALSO_TRY": str(bucket)} if protect == "auto" else None  # the bucket by its own path
+        res = cli("submit", str(hostile_manifest(tmp_path, f"hostile-{protect}", env=env)), "--json")
         assert res.returncode == 0, res.stderr
         rid = json.loads(res.stdout)[0]["id"]
         shown = finished(cli, rid)
@@ -113,6 +120,7 @@ def test_a_hostile_run_leaves_the_folder_bucket_byte_identical(dlaas_home: Path,
             # Root or not, every change is refused inside the run.
             assert set(tried.values()) <= {"EROFS", "EACCES", "EPERM"}, tried
             assert set(tried) >= {"overwrite", "truncate", "delete", "rename", "chmod", "create", "mkdir"}
+            assert len([k for k in tried if k.startswith("by-path-")]) == 2, tried  # by absolute path
             assert "mounted read-only" in events
         else:
             # The fallback: the run changed its private copy, the bucket saw nothing of it.
@@ -145,7 +153,11 @@ def test_a_hostile_run_on_s3_data_changes_neither_the_bucket_nor_the_cache(
         f'access_key_id = "{s3_server.access_key}"\nsecret_access_key = "{s3_server.secret_key}"\n'
     )
     try:
-        m = hostile_manifest(tmp_path, f"s3hostile-{protect}", data_stores=[{
+        objects = dlaas_home / "cache" / "data" / "objects"
+        # With the mount, even a path straight into the cache is read-only to the run. (A private
+        # copy protects the bucket only: without namespaces, root can write anywhere it names.)
+        env = {"ALSO_TRY": str(objects)} if protect == "auto" else None
+        m = hostile_manifest(tmp_path, f"s3hostile-{protect}", env=env, data_stores=[{
             "id": "cos", "type": "s3_datastore", "training_data": {"container": data, "prefix": "d/"},
             "training_results": {"container": results}}])
         res = cli("submit", str(m), "--json")
@@ -163,6 +175,7 @@ def test_a_hostile_run_on_s3_data_changes_neither_the_bucket_nor_the_cache(
         tried = json.loads(store.read_range(results, f"{rid}/tried.json"))
         if protect == "auto" and rodata.probe()[0]:
             assert set(tried.values()) <= {"EROFS", "EACCES", "EPERM"}, tried
+            assert len([k for k in tried if k.startswith("by-path-")]) == 2, tried
         else:
             assert tried["overwrite"] == tried["delete"] == "ok", tried
     finally:

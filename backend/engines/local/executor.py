@@ -55,7 +55,8 @@ class RunWorker(threading.Thread):
         self._offsets: dict[str, int] = {}
         self._last: dict[str, float] = {}
         self._seen: list[str] = []
-        self._ro_data: tuple[Path, Path] | None = None  # (data folder, DATA_DIR) to mount read-only
+        # (data folder, DATA_DIR, other folders) to mount read-only in the learners' namespace
+        self._ro_data: tuple[Path, Path, tuple[Path, ...]] | None = None
 
     # -- paths ----------------------------------------------------------------------------------
     def learner_log_dir(self, i: int) -> Path:
@@ -211,16 +212,18 @@ class RunWorker(threading.Thread):
         folder = deps.local_path(store, data["bucket"], data.get("prefix") or "")
         if folder is not None:
             if not folder.is_dir():
-                raise FileNotFoundError(f"training data {where} not found")
+                raise FileNotFoundError(f"training data {where} is an object, not a folder" if folder.exists()
+                                        else f"training data {where} not found")
             if mount:
                 dest.mkdir(parents=True)
-                self._ro_data = (Path(os.path.realpath(folder)), dest)
+                self._ro_data = (Path(os.path.realpath(folder)), dest, ())
             else:
                 files, size = rodata.private_copy(folder, dest)
         else:
             self._fetch_remote_data(store, data, dest, link=mount)
             if mount:
-                self._ro_data = (dest, dest)
+                objects = self.agent.paths.cache_dir / "data" / "objects"
+                self._ro_data = (dest, dest, (objects,) if objects.is_dir() else ())
             else:
                 files = sum(len(f) for _, _, f in os.walk(dest))
                 size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
@@ -272,7 +275,8 @@ class RunWorker(threading.Thread):
         if self._ro_data is not None:
             from .rodata import helper_argv
 
-            prefix = tuple(helper_argv(*self._ro_data, []))
+            src, dest, also = self._ro_data
+            prefix = tuple(helper_argv(src, dest, [], also))
         for i in range(1, n + 1):
             mine = devices[(i - 1) * per : i * per]
             self.learners.append(launch(

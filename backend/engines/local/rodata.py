@@ -6,7 +6,8 @@ wrapper:
 
 1. unshares a mount namespace (root) or a user + mount namespace mapping the user to itself
    (anyone else), and makes every mount in it private, so nothing it does reaches the machine;
-2. bind-mounts the data folder onto itself and onto `$DATA_DIR`, both read-only;
+2. bind-mounts the data folder onto itself and onto `$DATA_DIR`, both read-only (and the data
+   cache's objects, which DATA_DIR's hard links share, for data from S3);
 3. as root, unshares once more into a user namespace that maps every id to itself: the mounts
    copied into it are locked, so the command (root in that namespace, not on the machine) cannot
    remount them writable or unmount them. A user's command never has the capabilities to.
@@ -29,7 +30,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-# argv: helper SRC DEST -- PROGRAM ARGS...; exits 126 with one line on stderr if it cannot.
+# argv: helper SRC DEST [ALSO_READ_ONLY...] -- PROGRAM ARGS...; exits 126 with one line on stderr if it cannot.
 HELPER = r"""
 import ctypes, os, sys
 libc = ctypes.CDLL(None, use_errno=True)
@@ -49,9 +50,10 @@ def idmap(uid, gid):
     for name, a in (("uid_map", uid), ("gid_map", gid)):
         with open("/proc/self/" + name, "w") as f:
             f.write("%d %d 1\n" % (a, a))
-src, dest, sep = sys.argv[1], sys.argv[2], sys.argv[3]
-prog = sys.argv[4:]
-assert sep == "--" and prog
+src, dest = sys.argv[1], sys.argv[2]
+cut = sys.argv.index("--")
+extra, prog = sys.argv[3:cut], sys.argv[cut + 1:]
+assert prog
 uid, gid = os.geteuid(), os.getegid()
 if uid == 0:
     if libc.unshare(NEWNS) != 0:
@@ -69,6 +71,9 @@ mount(None, src, REMOUNT | BIND | RDONLY | NOSUID | NODEV, "read-only " + src)
 if dest != src:
     mount(src, dest, BIND | REC, "bind " + dest)
     mount(None, dest, REMOUNT | BIND | RDONLY | NOSUID | NODEV, "read-only " + dest)
+for other in extra:
+    mount(other, other, BIND | REC, "bind " + other)
+    mount(None, other, REMOUNT | BIND | RDONLY | NOSUID | NODEV, "read-only " + other)
 if uid == 0:
     # Only a process outside the new namespace may map every id: a child writes our map.
     r, w = os.pipe()
@@ -97,9 +102,10 @@ _probed: tuple[bool, str] | None = None
 _probe_lock = threading.Lock()
 
 
-def helper_argv(src: Path, dest: Path, program: list[str]) -> list[str]:
-    """The argv that runs `program` with `src` mounted read-only at itself and at `dest`."""
-    return [sys.executable, "-I", "-S", "-c", HELPER, str(src), str(dest), "--", *program]
+def helper_argv(src: Path, dest: Path, program: list[str], also: tuple[Path, ...] = ()) -> list[str]:
+    """The argv that runs `program` with `src` mounted read-only at itself and at `dest`, and the
+    folders `also` (where DATA_DIR's hard links point: the data cache) read-only at themselves."""
+    return [sys.executable, "-I", "-S", "-c", HELPER, str(src), str(dest), *map(str, also), "--", *program]
 
 
 def probe(scratch: Path | None = None) -> tuple[bool, str]:
