@@ -511,6 +511,15 @@ __all__ = ["LocalStore", "safe_dest_path", "TransferCancelled"]
 
 
 def _alive(pid: int) -> bool:
+    """Whether the process runs; a zombie (killed, not yet reaped by its parent) does not."""
+    try:
+        raw = open(f"/proc/{pid}/stat", "rb").read()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        raw = b""
+    if raw:
+        return raw[raw.rfind(b")") + 2 : raw.rfind(b")") + 3] not in (b"Z", b"X")
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

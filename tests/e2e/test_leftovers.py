@@ -36,6 +36,11 @@ def _parts(bucket_dir: Path) -> dict[str, int]:
     return {p.name: p.stat().st_size for p in tmp.glob("*.part")} if tmp.is_dir() else {}
 
 
+def _state(pid: int) -> str:
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    return raw[raw.rfind(")") + 2]
+
+
 def _start_writer(store: Path, fifo: Path, bucket: str, key: str, bucket_dir: Path):
     """A put whose source is a FIFO: it writes what we send, then waits for more."""
     os.mkfifo(fifo)
@@ -59,13 +64,15 @@ def test_a_killed_writers_temp_file_is_reclaimed_when_the_agent_starts(dlaas_hom
     live, feed2, live_part = _start_writer(store, tmp_path / "f2", "dlaas-results", "live.bin", bucket_dir)
     try:
         os.kill(killed.pid, signal.SIGKILL)  # as `kill -9` of an agent in STORING
-        killed.wait(10)
-        feed1.close()
+        # Not reaped yet, as a detached agent's parent may leave it: a zombie is not a live writer.
+        assert wait_for(lambda: _state(killed.pid) == "Z", 10)
         assert killed_part in _parts(bucket_dir)  # the fault: a leftover
         assert cli("agent", "start").returncode == 0
         assert wait_for(lambda: killed_part not in _parts(bucket_dir), 30), _parts(bucket_dir)
         # A write still in progress (its writer alive) is never taken from under it.
         assert live_part in _parts(bucket_dir)
+        killed.wait(10)
+        feed1.close()
         feed2.write(b"y" * 10)
         feed2.close()
         assert live.wait(30) == 0
