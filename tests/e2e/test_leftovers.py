@@ -250,10 +250,46 @@ def test_a_put_cut_off_by_the_server_going_away_has_its_multipart_upload_aborted
         assert list((dlaas_home / "state" / "s3-uploads").glob("*.json")) == []
         assert sorted(o.key for o in direct.iter_objects(bucket)) == ["small.txt"]
         assert later.reclaim_leftovers() == ""  # nothing is left to do
+        # A multipart put that completes is crossed out of the journal at once.
+        later = make_store(s3_server, endpoint_url=via, multipart_threshold_mb=5, multipart_chunksize_mb=5)
+        made: list[str] = []
+        later.client.meta.events.register("after-call.s3.CreateMultipartUpload",
+                                          lambda parsed, **_: made.append(parsed.get("UploadId")))
+        later.put_file(big, bucket, "big.bin")
+        assert len(made) == 1 and made[0]
+        assert list((dlaas_home / "state" / "s3-uploads").glob("*.json")) == []
+        assert direct.stat(bucket, "big.bin").size == 24 << 20
     finally:
         proxy.close()
-        for key in ("small.txt",):
+        for key in ("small.txt", "big.bin"):
             try:
                 direct.delete(bucket, [key])
             except Exception:
                 pass
+
+
+@pytest.mark.s3
+def test_an_upload_whose_writer_lives_is_never_aborted(dlaas_home: Path, s3_server):  # noqa: F811
+    """Agent start and other puts abort only uploads of writers that are gone."""
+    store = make_store(s3_server)
+    bucket = f"mpu-{os.urandom(3).hex()}"
+    store.make_bucket(bucket)
+    store.client.create_multipart_upload(Bucket=bucket, Key="live.bin")  # journalled by the hook
+    journal = dlaas_home / "state" / "s3-uploads"
+    entry, = journal.glob("*.json")
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        doc = json.loads(entry.read_text())
+        entry.write_text(json.dumps({**doc, "pid": writer.pid}))  # another process's upload in flight
+        other = make_store(s3_server)
+        assert other.reclaim_leftovers() == ""
+        assert [u["Key"] for u in store.client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])] == ["live.bin"]
+        writer.kill()
+        writer.wait(10)
+        assert "aborted 1 unfinished multipart upload(s)" in other.reclaim_leftovers()
+        assert store.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+        assert list(journal.glob("*.json")) == []
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait(10)
