@@ -217,13 +217,21 @@ class RunWorker(threading.Thread):
             if mount:
                 dest.mkdir(parents=True)
                 self._ro_data = (Path(os.path.realpath(folder)), dest, ())
-            else:
+                mount, why = rodata.check(*self._ro_data)  # this data's own file system may refuse
+                if not mount:
+                    self._ro_data = None
+                    dest.rmdir()
+            if not mount:
                 files, size = rodata.private_copy(folder, dest)
         else:
+            objects = self.agent.paths.cache_dir / "data" / "objects"
+            if mount:
+                objects.mkdir(parents=True, exist_ok=True, mode=0o700)
+                dest.mkdir(parents=True)
+                mount, why = rodata.check(dest, dest, (objects,))
             self._fetch_remote_data(store, data, dest, link=mount)
             if mount:
-                objects = self.agent.paths.cache_dir / "data" / "objects"
-                self._ro_data = (dest, dest, (objects,) if objects.is_dir() else ())
+                self._ro_data = (dest, dest, (objects,))
             else:
                 files = sum(len(f) for _, _, f in os.walk(dest))
                 size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())

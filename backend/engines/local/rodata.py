@@ -8,7 +8,7 @@ wrapper:
    (anyone else), and makes every mount in it private, so nothing it does reaches the machine;
 2. bind-mounts the data folder onto itself and onto `$DATA_DIR`, both read-only (and the data
    cache's objects, which DATA_DIR's hard links share, for data from S3);
-3. as root, unshares once more into a user namespace that maps every id to itself: the mounts
+3. as root, unshares once more (where allowed) into a user namespace that maps every id to itself: the mounts
    copied into it are locked, so the command (root in that namespace, not on the machine) cannot
    remount them writable or unmount them. A user's command never has the capabilities to.
 
@@ -44,6 +44,16 @@ def die(what):
 def mount(src, dst, flags, what):
     if libc.mount(src and src.encode(), dst.encode(), None, flags, None) != 0:
         die(what)
+def kept(path):
+    # A remount must keep the flags the mount already has (a user namespace may not drop them).
+    f, out = os.statvfs(path).f_flag, 0
+    for st, ms in ((2, 2), (4, 4), (8, 8), (1024, 1024), (2048, 2048), (4096, 1 << 21)):
+        if f & st:
+            out |= ms
+    return out
+def read_only(src, dst):
+    mount(src, dst, BIND | REC, "bind " + dst)
+    mount(None, dst, REMOUNT | BIND | RDONLY | NOSUID | NODEV | kept(dst), "read-only " + dst)
 def idmap(uid, gid):
     with open("/proc/self/setgroups", "w") as f:
         f.write("deny")
@@ -66,14 +76,11 @@ else:
     except OSError:
         die("map ids")
 mount(None, "/", REC | PRIVATE, "make mounts private")
-mount(src, src, BIND | REC, "bind " + src)
-mount(None, src, REMOUNT | BIND | RDONLY | NOSUID | NODEV, "read-only " + src)
+read_only(src, src)
 if dest != src:
-    mount(src, dest, BIND | REC, "bind " + dest)
-    mount(None, dest, REMOUNT | BIND | RDONLY | NOSUID | NODEV, "read-only " + dest)
+    read_only(src, dest)
 for other in extra:
-    mount(other, other, BIND | REC, "bind " + other)
-    mount(None, other, REMOUNT | BIND | RDONLY | NOSUID | NODEV, "read-only " + other)
+    read_only(other, other)
 if uid == 0:
     # Only a process outside the new namespace may map every id: a child writes our map.
     r, w = os.pipe()
@@ -106,6 +113,19 @@ def helper_argv(src: Path, dest: Path, program: list[str], also: tuple[Path, ...
     """The argv that runs `program` with `src` mounted read-only at itself and at `dest`, and the
     folders `also` (where DATA_DIR's hard links point: the data cache) read-only at themselves."""
     return [sys.executable, "-I", "-S", "-c", HELPER, str(src), str(dest), *map(str, also), "--", *program]
+
+
+def check(src: Path, dest: Path, also: tuple[Path, ...] = ()) -> tuple[bool, str]:
+    """(True, "") when these folders can be mounted read-only here (the helper runs `true`)."""
+    try:
+        done = subprocess.run(helper_argv(src, dest, ["true"], also), capture_output=True, text=True,
+                              timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return False, f"the namespace helper did not run ({exc})"
+    if done.returncode != 0:
+        why = done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]
+        return False, why[0].removeprefix("dlaas: ")
+    return True, ""
 
 
 def probe(scratch: Path | None = None) -> tuple[bool, str]:
