@@ -94,14 +94,19 @@ def test_a_killed_writers_temp_file_is_reclaimed_when_the_agent_starts(dlaas_hom
         stop_everything(dlaas_home)
 
 
-@pytest.mark.parametrize("outcome", ["completed", "failed"])
+@pytest.mark.parametrize("outcome", ["completed", "failed", "halted"])
 def test_an_ended_run_keeps_its_logs_but_no_working_copies(dlaas_home: Path, tmp_path, cli, outcome):
     seed_home(dlaas_home)
-    command = None if outcome == "completed" else "python train.py --epochs 1 && exit 3"
+    command = {"completed": None, "failed": "python train.py --epochs 1 && exit 3",
+               "halted": "python train.py --epochs 1 && sleep 120"}[outcome]
     try:
         res = cli("submit", str(manifest(tmp_path, f"wc-{outcome}", command=command)), "--json")
         assert res.returncode == 0, res.stderr
         rid = json.loads(res.stdout)[0]["id"]
+        if outcome == "halted":
+            log = dlaas_home / "state" / "runs" / rid / "logs" / "learner-1" / "training-log.txt"
+            assert wait_for(lambda: log.exists() and "epoch=1" in log.read_text(), 60)
+            assert cli("halt", rid).returncode == 0
         cli("wait", rid, "--timeout", "120")
         shown = json.loads(cli("show", rid, "--json").stdout)
         assert shown["state"] == outcome.upper(), shown
