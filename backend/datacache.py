@@ -73,8 +73,13 @@ class DataCache:
         dest_dir: Path,
         transfer: Transfer | None = None,
         on_event: Callable[[CacheEvent], None] | None = None,
+        *,
+        link: bool = True,
     ) -> Path:
-        """Make `dest_dir` hold every object under `prefix` (as relative paths); returns dest_dir."""
+        """Make `dest_dir` hold every object under `prefix` (as relative paths); returns dest_dir.
+
+        `link=False` gives copies instead of hard links, for a reader the cache cannot trust not to
+        write (one whose DATA_DIR is not a read-only mount)."""
         emit = on_event or (lambda e: None)
         base = prefix if not prefix or prefix.endswith("/") else prefix + "/"
         dest = Path(dest_dir)
@@ -98,7 +103,7 @@ class DataCache:
             emit(CacheEvent("download", f"{need} bytes exceed the cache limit ({self.max_bytes}); "
                             "downloading without caching", bytes_total=need))
             self._download(store, bucket, [(i.obj, dest / i.rel) for i in missing], transfer)
-            gone = [i for i in items if i not in missing and not self._link_under_lock(i, dest)]
+            gone = [i for i in items if i not in missing and not self._link_under_lock(i, dest, link)]
             self._download(store, bucket, [(i.obj, dest / i.rel) for i in gone], None)
         else:
             self._evict(need, emit)
@@ -107,7 +112,7 @@ class DataCache:
                 group = items[start : start + GROUP]
                 for _attempt in range(3):
                     # Retried when an entry was evicted between our check and our link.
-                    group = self._fetch_group(store, bucket, group, dest, transfer)
+                    group = self._fetch_group(store, bucket, group, dest, transfer, link)
                     if not group:
                         break
                 else:
@@ -186,7 +191,8 @@ class DataCache:
 
     # -- fetching -------------------------------------------------------------------------------
     def _fetch_group(
-        self, store: ObjectStore, bucket: str, group: list[_Item], dest: Path, transfer: Transfer | None
+        self, store: ObjectStore, bucket: str, group: list[_Item], dest: Path, transfer: Transfer | None,
+        link: bool = True,
     ) -> list[_Item]:
         """Download what the cache lacks, link all of `group`; returns the items evicted meanwhile."""
         with ExitStack() as stack:
@@ -209,7 +215,7 @@ class DataCache:
                 elif transfer is not None:
                     transfer.advance(item.obj.size)
                     transfer.file_done()
-        return [item for item in group if not self._link_under_lock(item, dest)]
+        return [item for item in group if not self._link_under_lock(item, dest, link)]
 
     def _download(self, store: ObjectStore, bucket: str, pairs: list[tuple[ObjectInfo, Path]], transfer: Transfer | None) -> None:
         if not pairs:
@@ -245,7 +251,7 @@ class DataCache:
             for _, tmp in pairs:
                 tmp.unlink(missing_ok=True)
 
-    def _link_under_lock(self, item: _Item, dest: Path) -> bool:
+    def _link_under_lock(self, item: _Item, dest: Path, link: bool = True) -> bool:
         """Link one entry into dest holding it shared, so eviction cannot remove it mid-way.
 
         False when the entry is gone (evicted since it was checked, or damaged)."""
@@ -258,11 +264,14 @@ class DataCache:
             tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
             tmp.unlink(missing_ok=True)
             try:
+                if not link:
+                    raise OSError(errno.ENOTSUP, "copies asked for")
                 os.link(data, tmp)
             except OSError as exc:
                 if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
                     raise
                 shutil.copyfile(data, tmp)
+                os.chmod(tmp, 0o644)  # the run's own copy: the cache's 0444 does not apply
             os.replace(tmp, target)
             os.utime(meta)  # last use, for LRU
         return True

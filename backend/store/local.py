@@ -22,6 +22,7 @@ Semantics follow S3 where a file system allows it:
 from __future__ import annotations
 
 import bisect
+import fcntl
 import hashlib
 import heapq
 import os
@@ -126,6 +127,49 @@ class LocalStore:
             path.rmdir()
         except OSError as exc:
             raise StoreError(f"cannot remove bucket {bucket!r}: {exc.strerror}") from None
+
+    def reclaim_leftovers(self, legacy_age_s: float = 3600.0) -> str:
+        """Remove the temp files of writes whose writer was killed; returns what it did ("" if nothing).
+
+        A temp file is `<pid>-<random>.part` in a bucket's TMP_DIR: it is left alone while that pid
+        lives or while a writer holds its lock. Older unnamed ones go after `legacy_age_s`."""
+        from .. import clock
+
+        count = size = 0
+        try:
+            buckets = [e.path for e in os.scandir(self.root) if e.is_dir() and not e.name.startswith(".")]
+        except OSError:
+            return ""
+        for bdir in buckets:
+            tmp_dir = Path(bdir, TMP_DIR)
+            try:
+                parts = [e for e in os.scandir(tmp_dir) if e.name.endswith(".part")]
+            except OSError:
+                continue
+            for entry in parts:
+                head = entry.name.split("-", 1)[0]
+                pid = int(head) if head.isdigit() and "-" in entry.name else None
+                try:
+                    if pid is not None:
+                        if pid == os.getpid() or _alive(pid):
+                            continue
+                    elif clock.machine_time() - entry.stat().st_mtime < legacy_age_s:
+                        continue
+                    fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+                except OSError:
+                    continue
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    size += os.fstat(fd).st_size
+                    os.unlink(entry.path)
+                    count += 1
+                except OSError:
+                    continue  # a writer still holds it, or it went meanwhile
+                finally:
+                    os.close(fd)
+        if not count:
+            return ""
+        return f"removed {count} temp file(s) ({size} bytes) that killed writers left in {self.root}"
 
     # ----- key to path ---------------------------------------------------------------------------
 
@@ -335,8 +379,11 @@ class LocalStore:
         target = self._target(bucket, key)
         tmp_dir = self._bucket_dir(bucket) / TMP_DIR
         tmp_dir.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=tmp_dir, suffix=".part")
+        # The writer's pid names the temp file and a lock is held on it while it fills, so
+        # reclaim_leftovers() can tell a killed writer's leftover from a write in progress.
+        fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix=f"{os.getpid()}-", suffix=".part")
         try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             md5 = hashlib.md5(usedforsecurity=False)
             with os.fdopen(fd, "wb") as dst:
                 copy_stream(src, dst, transfer, md5)
@@ -461,3 +508,22 @@ def _prune_empty(folder: Path, base: Path) -> None:
 
 
 __all__ = ["LocalStore", "safe_dest_path", "TransferCancelled"]
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process runs; a zombie (killed, not yet reaped by its parent) does not."""
+    try:
+        raw = open(f"/proc/{pid}/stat", "rb").read()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        raw = b""
+    if raw:
+        return raw[raw.rfind(b")") + 2 : raw.rfind(b")") + 3] not in (b"Z", b"X")
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

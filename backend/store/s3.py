@@ -30,6 +30,7 @@ from .base import (
 )
 from .s3_client import check_credentials, make_client, public_endpoint
 from .s3_errors import clean, s3_errors
+from .s3_uploads import UploadJournal
 from .s3_transfer import (
     DownloadJob,
     UploadJob,
@@ -61,6 +62,7 @@ class S3Store:
         self._client: Any = None
         self._client_lock = threading.Lock()
         check_credentials(settings, profile_name)
+        self._uploads = UploadJournal(self.endpoint)
 
     @classmethod
     def from_backend(cls, backend: Any) -> S3Store:
@@ -72,7 +74,9 @@ class S3Store:
         if self._client is None:
             with self._client_lock:
                 if self._client is None:
-                    self._client = make_client(self.settings, self.endpoint)
+                    client = make_client(self.settings, self.endpoint)
+                    self._uploads.attach(client)
+                    self._client = client
         return self._client
 
     def describe(self) -> str:
@@ -247,6 +251,33 @@ class S3Store:
     def _tconfig(self) -> Any:
         return transfer_config(self.settings)
 
+    def reclaim_leftovers(self) -> str:
+        """Abort the multipart uploads that writers cut off (the server was gone when they failed)."""
+        if not self._uploads.stale():
+            return ""
+        with self._errors("abort multipart uploads"):
+            keys = self._uploads.reclaim(self.client)
+        if not keys:
+            return ""
+        return f"aborted {len(keys)} unfinished multipart upload(s) at {self.endpoint}: {', '.join(keys[:5])}"
+
+    def _upload(self, bucket: str, jobs: list[UploadJob], transfer: Transfer | None) -> None:
+        """run_uploads, after tidying what failed puts left, with this put counted as in flight."""
+        try:
+            self.reclaim_leftovers()
+        except StoreError as exc:  # the put itself will say what is wrong with the server
+            import logging
+
+            logging.getLogger("dlaas.store").info("leftover uploads not aborted yet: %s", exc)
+        with self._client_lock:
+            self._uploads.active += 1
+        try:
+            run_uploads(self.client, self._tconfig(), bucket, jobs, transfer, self.endpoint,
+                        verify_tls=self.settings.verify_tls)
+        finally:
+            with self._client_lock:
+                self._uploads.active -= 1
+
     def put_file(self, src: Path, bucket: str, key: str, *, transfer: Transfer | None = None) -> ObjectInfo:
         self._check_object_key(key)
         src = Path(src)
@@ -258,8 +289,7 @@ class S3Store:
             transfer.add_total(size)
             before = self._version(bucket, key)
         try:
-            run_uploads(self.client, self._tconfig(), bucket, [UploadJob(src, key, size)], transfer, self.endpoint,
-                        verify_tls=self.settings.verify_tls)
+            self._upload(bucket, [UploadJob(src, key, size)], transfer)
         except TransferCancelled:
             # A PUT already on the wire completes even when cancelled: if the key changed, it is
             # ours, and a cancelled put must leave no object.
@@ -330,8 +360,7 @@ class S3Store:
                 jobs.append(UploadJob(path, base + rel, path.stat().st_size))
         if transfer is not None:
             transfer.add_total(sum(j.size for j in jobs), files=len(jobs))
-        run_uploads(self.client, self._tconfig(), bucket, jobs, transfer, self.endpoint,
-                    verify_tls=self.settings.verify_tls)
+        self._upload(bucket, jobs, transfer)
         return len(jobs)
 
     def get_prefix(self, bucket: str, prefix: str, dest: Path, *, transfer: Transfer | None = None) -> int:

@@ -114,8 +114,12 @@ def test_a_run_cut_off_in_storing_finishes_storing(home, tmp_path, cli):
     rid = submit_json(cli, str(manifest(tmp_path)))[0]["id"]
     assert cli("wait", rid).returncode == 0
     cli("agent", "stop")
-    # Rewind the stored results and the run to the middle of STORING, as a crash would leave them.
+    # Rewind the stored results and the run to the middle of STORING, as a crash would leave them:
+    # the run's working results (removed once it ended) are back where the command wrote them.
     out = home / "store" / "tiny-results" / rid
+    work = home / "state" / "runs" / rid / "results"
+    work.mkdir()
+    (work / "model.txt").write_bytes((out / "model.txt").read_bytes())
     for f in ("run.json", "learner-1/training-log.txt", "model.txt"):
         (out / f).unlink()
     conn = db.connect(open_backend().paths.db_file)

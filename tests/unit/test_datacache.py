@@ -204,3 +204,19 @@ def test_hostile_keys_and_missing_bucket(tmp_path):
     with pytest.raises(StoreError, match="outside"):
         cache.fetch(Hostile(), "b", "p/", tmp_path / "dest")
     assert not (tmp_path / "outside").exists()
+
+
+def test_copies_instead_of_links_leave_the_cache_untouched_by_writes(store, dataset, tmp_path):
+    """A run without a read-only mount gets copies: what it writes stays in its own copy."""
+    bucket, files = dataset
+    cache = DataCache(tmp_path / "cache", max_bytes=10 * 1024 * KiB)
+    linked = cache.fetch(store, bucket, "train", tmp_path / "a" / "data")
+    copied = cache.fetch(store, bucket, "train", tmp_path / "b" / "data", link=False)
+    expected = {k[len("train/"):]: v for k, v in files.items()}
+    assert _tree(copied) == expected
+    assert (copied / "part-0.bin").stat().st_ino != (linked / "part-0.bin").stat().st_ino
+    with open(copied / "part-0.bin", "r+b") as fh:  # the run's copy is its own to change
+        fh.write(b"CLOBBERED")
+    later = cache.fetch(store, bucket, "train", tmp_path / "c" / "data")
+    assert _tree(later) == expected
+    assert (later / "part-0.bin").stat().st_ino == (linked / "part-0.bin").stat().st_ino

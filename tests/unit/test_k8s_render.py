@@ -280,3 +280,22 @@ def test_disruptions_are_ignored_and_storing_is_a_readiness_probe():
     env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert probe["exec"]["command"][-1].endswith(env["JOB_STATE_DIR"] + "/.wrapper/storing")
     assert '"$flags/storing"' in render.wrapper_script() and 'flags="$JOB_STATE_DIR/.wrapper"' in render.wrapper_script()
+def test_the_learner_mounts_the_training_data_read_only():
+    objs = render.render_submission(fx.manifest(), "training-ab12cd34", fx.profile(), fx.config())
+    _validate_all(objs)
+    pod = objs[0]["spec"]["template"]["spec"]
+    learner, = pod["containers"]
+    loader, = pod["initContainers"]
+    data_dir = _env(learner)["DATA_DIR"]["value"]
+    at_data = [m for m in learner["volumeMounts"] if m["mountPath"] == data_dir]
+    assert at_data == [{"name": "data", "mountPath": data_dir, "readOnly": True}]
+    # The loader copies the data into that same volume, writable to it alone.
+    loads, = [m for m in loader["volumeMounts"] if m["name"] == "data"]
+    assert loads["mountPath"] == data_dir and not loads.get("readOnly")
+    assert "rclone copy " in loader["command"][2] and f" {data_dir}\n" in loader["command"][2]
+    vol, = [v for v in pod["volumes"] if v["name"] == "data"]
+    work, = [v for v in pod["volumes"] if v["name"] == "work"]
+    assert vol == {"name": "data", "emptyDir": {"sizeLimit": work["emptyDir"]["sizeLimit"]}}
+    # Nothing else the learner mounts is at or under DATA_DIR but the read-only volume.
+    under = [m for m in learner["volumeMounts"] if (m["mountPath"] + "/").startswith(data_dir + "/")]
+    assert under == at_data

@@ -127,13 +127,15 @@ def render_job(manifest: Manifest, spec: RunSpec, profile: Profile, config: Conf
         resources_["requests"]["nvidia.com/gpu"] = str(manifest.gpus)
         resources_["limits"]["nvidia.com/gpu"] = str(manifest.gpus)
     mounts = [{"name": "work", "mountPath": WORK}, {"name": "tmp", "mountPath": "/tmp"}]
+    # The training data has its own volume: the loader fills it, the learner sees it read-only.
+    data_mount = {"name": "data", "mountPath": f"{WORK}/data"}
     learner = {
         "name": LEARNER,
         "image": image,
         "command": ["/bin/sh", WRAPPER_PATH],
         "env": _learner_env(manifest, spec, target, run_secret, config),
         "resources": resources_,
-        "volumeMounts": [*mounts, {"name": "dshm", "mountPath": "/dev/shm"},
+        "volumeMounts": [*mounts, {**data_mount, "readOnly": True}, {"name": "dshm", "mountPath": "/dev/shm"},
                          {"name": "wrapper", "mountPath": WRAPPER_DIR, "readOnly": True}],
         "securityContext": _security(),
         "terminationMessagePolicy": "File",
@@ -152,7 +154,7 @@ def render_job(manifest: Manifest, spec: RunSpec, profile: Profile, config: Conf
         "command": ["/bin/sh", "-c", _loader_script(manifest, spec)],
         "env": _uploader_env(target, run_secret),
         "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
-        "volumeMounts": mounts,
+        "volumeMounts": [*mounts, data_mount],
         "securityContext": _security(),
     }
     pod_spec: dict[str, Any] = {
@@ -170,6 +172,7 @@ def render_job(manifest: Manifest, spec: RunSpec, profile: Profile, config: Conf
         "volumes": [
             {"name": "work", "emptyDir": {"sizeLimit": work}},
             {"name": "tmp", "emptyDir": {}},
+            {"name": "data", "emptyDir": {"sizeLimit": work}},  # bounded as /work, which is sized for it
             {"name": "dshm", "emptyDir": {"medium": "Memory"}},
             {"name": "wrapper", "configMap": {"name": wrapper_configmap_name(spec.run_id), "defaultMode": 0o555}},
         ],

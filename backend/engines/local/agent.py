@@ -164,6 +164,34 @@ class Agent:
         return held
 
     # -- the loop -----------------------------------------------------------------------------------
+    def reclaim_leftovers(self) -> None:
+        """At start: temp files and open multipart uploads that killed writers left in our stores."""
+        stores: dict[int, Any] = {}
+        try:
+            stores[id(self.backend.store)] = self.backend.store
+        except Exception as exc:  # a profile whose store cannot open: nothing to tidy there
+            log.warning("leftovers not reclaimed: %s", exc)
+        for rid, profile, spec in self.conn.execute(
+            "SELECT id, profile, spec FROM runs WHERE state IN ('PENDING','DOWNLOADING','PROCESSING','STORING')"
+        ).fetchall():
+            try:
+                store = self.store_for(profile, json.loads(spec).get("connection"))
+            except Exception as exc:
+                log.warning("run %s: leftovers not reclaimed: %s", rid, exc)
+                continue
+            stores[id(store)] = store
+        for store in stores.values():
+            fn = getattr(store, "reclaim_leftovers", None)
+            if fn is None:
+                continue
+            try:
+                done = fn()
+            except Exception as exc:  # an unreachable server: the next start tries again
+                log.warning("leftovers in %s not reclaimed: %s", store.describe(), exc)
+                continue
+            if done:
+                log.info("%s", done)
+
     def recover(self) -> None:
         rows = self.conn.execute(
             "SELECT id, state, assigned FROM runs WHERE state IN "
@@ -428,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     log.info("agent %d serving %s", os.getpid(), paths.state_dir)
+    agent.reclaim_leftovers()
     agent.recover()
     try:
         agent.loop(sock)

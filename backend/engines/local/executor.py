@@ -55,6 +55,8 @@ class RunWorker(threading.Thread):
         self._offsets: dict[str, int] = {}
         self._last: dict[str, float] = {}
         self._seen: list[str] = []
+        # (data folder, DATA_DIR, other folders) to mount read-only in the learners' namespace
+        self._ro_data: tuple[Path, Path, tuple[Path, ...]] | None = None
 
     # -- paths ----------------------------------------------------------------------------------
     def learner_log_dir(self, i: int) -> Path:
@@ -76,8 +78,31 @@ class RunWorker(threading.Thread):
             log.exception("run %s: unexpected error", self.run_id)
             self._finish(RunState.FAILED, ErrorCode.LOAD_FAILED.value, f"internal error: {exc}")
         finally:
+            try:
+                self._remove_working_copies()
+            except Exception:  # tidying must not keep the devices held
+                log.exception("run %s: removing its working copies failed", self.run_id)
             self.agent.release(self.run_id)
             self.conn.close()
+
+    def _remove_working_copies(self) -> None:
+        """An ended run keeps its logs (and, if storing failed, its results) but not its copies.
+
+        The extracted model, the model archive and the data view or private data copy go; the
+        results go too once they are in the bucket. A run that has not ended keeps everything."""
+        import shutil
+
+        row = db.get_row(self.conn, self.run_id)
+        if not RunState(row["state"]).terminal:
+            return
+        doomed = [self.wd / "model.zip", self.model_dir, self.wd / "data"]
+        if row.get("error_code") != ErrorCode.STORE_FAILED.value:
+            doomed.append(self.result_dir)
+        for path in doomed:
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+            elif path.is_dir() and not os.path.ismount(path):
+                shutil.rmtree(path, ignore_errors=True)
 
     def _run(self) -> None:
         row = db.get_row(self.conn, self.run_id)
@@ -171,34 +196,71 @@ class RunWorker(threading.Thread):
         if self.spec["model_key"] != own_key:  # a sweep stores its code once: each run that starts gets its copy
             store.put_file(src, bucket, own_key)
         safe_unzip(src, self.model_dir, max_bytes=self.spec.get("max_model_bytes", 500 * 2**20) * 20)
-        data = self.spec["data"]
-        link = self.wd / "data"
-        if link.is_symlink() or link.exists():
-            if link.is_symlink():
-                link.unlink()
-            else:
-                import shutil
-
-                shutil.rmtree(link)
-        folder = deps.local_path(store, data["bucket"], data.get("prefix") or "")
-        if folder is not None:
-            if not folder.exists():
-                raise FileNotFoundError(f"training data {data['bucket']}/{data.get('prefix') or ''} not found")
-            link.symlink_to(folder, target_is_directory=True)
-        else:
-            self._fetch_remote_data(store, data, link)
+        self._prepare_data(store)
         for d in ("results", "state", "checkpoints"):
             (self.wd / d).mkdir(parents=True, exist_ok=True)
         (self.wd / "state" / "config.json").write_text(
             self.spec.get("config_json") or json.dumps(self.row["params"], indent=2))
 
-    def _fetch_remote_data(self, store, data: dict, dest: Path) -> None:
-        """Data on S3: through the machine's shared cache, so a sweep downloads it once."""
+    def _prepare_data(self, store) -> None:
+        """DATA_DIR, read-only to the run: a read-only mount of the data in the learners' own mount
+        namespace (rodata), or where that is impossible, a private copy the run may change."""
+        from . import rodata
+
+        data = self.spec["data"]
+        where = f"{data['bucket']}/{data.get('prefix') or ''}"
+        dest = self.wd / "data"
+        if dest.is_symlink():
+            dest.unlink()
+        elif dest.exists():
+            import shutil
+
+            shutil.rmtree(dest)
+        mount, why = rodata.probe(self.agent.paths.state_dir)
+        if os.environ.get("DLAAS_DATA_PROTECT") == "copy":
+            mount, why = False, "DLAAS_DATA_PROTECT=copy"
+        folder = deps.local_path(store, data["bucket"], data.get("prefix") or "")
+        if folder is not None:
+            if not folder.is_dir():
+                raise FileNotFoundError(f"training data {where} is an object, not a folder" if folder.exists()
+                                        else f"training data {where} not found")
+            if mount:
+                dest.mkdir(parents=True)
+                self._ro_data = (Path(os.path.realpath(folder)), dest, ())
+                mount, why = rodata.check(*self._ro_data)  # this data's own file system may refuse
+                if not mount:
+                    self._ro_data = None
+                    dest.rmdir()
+            if not mount:
+                files, size = rodata.private_copy(folder, dest)
+        else:
+            objects = self.agent.paths.cache_dir / "data" / "objects"
+            if mount:
+                objects.mkdir(parents=True, exist_ok=True, mode=0o700)
+                dest.mkdir(parents=True)
+                mount, why = rodata.check(dest, dest, (objects,))
+            self._fetch_remote_data(store, data, dest, link=mount)
+            if mount:
+                self._ro_data = (dest, dest, (objects,))
+            else:
+                files = sum(len(f) for _, _, f in os.walk(dest))
+                size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
+        if mount:
+            db.note(self.conn, self.run_id, f"training data {where} is mounted read-only at DATA_DIR")
+        else:
+            db.note(self.conn, self.run_id,
+                    f"training data {where}: a read-only mount is not possible here ({why}); the run "
+                    f"gets a private copy ({files} files, {size} bytes) that it may change")
+
+    def _fetch_remote_data(self, store, data: dict, dest: Path, link: bool = True) -> None:
+        """Data on S3: through the machine's shared cache, so a sweep downloads it once.
+
+        Without a read-only mount the run gets copies, not hard links into the cache."""
         from ...datacache import DataCache
 
         cache_cfg = self.agent.config.cache
         cache = DataCache(self.agent.paths.cache_dir / "data", int(cache_cfg.max_gb * 2**30))
-        cache.fetch(store, data["bucket"], data.get("prefix") or "", dest)
+        cache.fetch(store, data["bucket"], data.get("prefix") or "", dest, link=link)
 
     def _env(self, learner: int, devices: list[str], port: int) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DLAAS_")}
@@ -241,12 +303,18 @@ class RunWorker(threading.Thread):
                 self._offsets[str(path)] = path.stat().st_size
             except OSError:
                 pass
+        prefix: tuple[str, ...] = ()
+        if self._ro_data is not None:
+            from .rodata import helper_argv
+
+            src, dest, also = self._ro_data
+            prefix = tuple(helper_argv(src, dest, [], also))
         for i in range(1, n + 1):
             mine = devices[(i - 1) * per : i * per]
             self.learners.append(launch(
                 i, self.spec["command"], cwd=self.model_dir, env=self._env(i, mine, port),
                 log_file=self.learner_log_dir(i) / "training-log.txt",
-                state_base=self.wd / "state" / f"learner-{i}", pass_fds=fds,
+                state_base=self.wd / "state" / f"learner-{i}", pass_fds=fds, prefix=prefix,
             ))
         self._move(RunState.PROCESSING, "command started", started_at=clock.time(),
                    procs=[lr.to_json() for lr in self.learners])

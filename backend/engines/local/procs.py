@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+STARTED_WAIT_S = 10.0
+
 # $0 = state file base, $1 = the user's command.
 WRAPPER = (
     'echo $$ > "$0.pid.tmp" && mv "$0.pid.tmp" "$0.pid"; '
@@ -74,12 +76,14 @@ class Learner:
 
 
 def launch(index: int, command: str, *, cwd: Path, env: dict[str, str], log_file: Path,
-           state_base: Path, pass_fds: tuple[int, ...]) -> Learner:
+           state_base: Path, pass_fds: tuple[int, ...], prefix: tuple[str, ...] = ()) -> Learner:
+    """Start the wrapper in its own session; `prefix` is a program that sets up and execs it
+    (the read-only data helper), so the learner's pid is the wrapper's all the same."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     state_base.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
         popen = subprocess.Popen(
-            ["sh", "-c", WRAPPER, str(state_base), command],
+            [*prefix, "sh", "-c", WRAPPER, str(state_base), command],
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -88,7 +92,13 @@ def launch(index: int, command: str, *, cwd: Path, env: dict[str, str], log_file
             start_new_session=True,
             pass_fds=pass_fds,
         )
-    return Learner(index, popen.pid, start_time(popen.pid), state_base, popen)
+    learner = Learner(index, popen.pid, start_time(popen.pid), state_base, popen)
+    # Started means the wrapper wrote its pid (a prefix takes a moment to exec it): an agent that
+    # dies after this call finds the pid file and adopts the learner, never starts it twice.
+    deadline = time.monotonic() + STARTED_WAIT_S
+    while not was_started(state_base) and popen.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return learner
 
 
 def was_started(state_base: Path) -> bool:
