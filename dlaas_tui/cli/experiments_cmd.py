@@ -83,7 +83,7 @@ def show_experiment(args: argparse.Namespace, ctx: Context) -> int:
                 format_params(row.run.params),
             ]
         )
-    print_table(["RANK", "RUN", "STATE", (board.metric or "METRIC").upper(), "PARAMETERS"], rows)
+    print_table(["RANK", "RUN", "STATE", (board.metric or "METRIC").upper(), "PARAMETERS"], rows, keep=(1,))
     if board.best:
         print(f"* best: {board.best.run.id}")
     return 0

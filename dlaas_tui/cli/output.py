@@ -47,16 +47,22 @@ def safe_text(text: str) -> str:
     return "".join(out)
 
 
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: int = 80) -> str:
-    """Left-aligned columns; the widest columns are cut with '…' until the table fits `width`."""
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: int | None = 80,
+                 keep: Sequence[int] = ()) -> str:
+    """Left-aligned columns; the widest columns are cut with '…' until the table fits `width`.
+
+    `width=None` cuts nothing (piped output: `runs | head` must show ids whole); the columns in
+    `keep` (e.g. an ID another command needs) are never cut.
+    """
     cells = [[safe_text("" if c is None else str(c)) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         for i, c in enumerate(row):
             widths[i] = max(widths[i], len(c))
     gap = 2
-    while sum(widths) + gap * (len(widths) - 1) > width:
-        i = max(range(len(widths)), key=lambda j: widths[j])
+    cuttable = [i for i in range(len(widths)) if i not in keep]
+    while width is not None and cuttable and sum(widths) + gap * (len(widths) - 1) > width:
+        i = max(cuttable, key=lambda j: widths[j])
         if widths[i] <= max(4, len(headers[i])):
             break
         widths[i] -= 1
@@ -70,8 +76,19 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: i
     return "\n".join(lines)
 
 
-def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: int = 80) -> None:
-    print(format_table(headers, rows, width))
+def table_width() -> int | None:
+    """The terminal's width when stdout is one; None (nothing cut) when it is piped or redirected."""
+    if not sys.stdout.isatty():
+        return None
+    import shutil
+
+    return shutil.get_terminal_size((80, 24)).columns
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: int | None = None,
+                keep: Sequence[int] = (0,)) -> None:
+    """A table cut to the terminal's width, or whole when piped; the first column is never cut."""
+    print(format_table(headers, rows, table_width() if width is None else width, keep))
 
 
 def human_bytes(n: int | None) -> str:
