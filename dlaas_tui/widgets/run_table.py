@@ -2,14 +2,19 @@
 
 `apply(changeset)` merges what changed since the last tick; the order (sort + filter) is rebuilt
 from keys kept per run, so a tick costs the changed runs plus one sort of prepared keys. The
-selection is kept by run id and the scroll offset is never touched by an update. Columns that do
-not fit are dropped, least useful first, so 80 columns still shows what matters.
+selection is kept by run id and the scroll offset is never touched by an update.
+
+Columns are sized k9s-style from what they hold and the width there is (`plan_columns`): a column
+with nothing in it is not shown, the ID is cut to a unique prefix before a name is cut, a name is
+cut in the middle so its distinguishing tail (`sweep-10`) stays, and at 80 columns NAME, STATE,
+QUEUE, GPUS, COST and METRIC still fit. Content widths are counted per column as runs arrive, so
+finding the widest cell never scans 10,000 runs.
 """
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable, Iterable
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -80,72 +85,145 @@ def format_queue(run: Run, now: datetime | None = None) -> str:
     return f"{position} {format_eta(run.eta, now)}"
 
 
+def format_params(params: dict) -> str:
+    """`lr=0.01 hidden=64`: what tells one sweep trial from another."""
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
 @dataclass(frozen=True)
 class Column:
     key: str
     title: str
-    width: int  # the width it wants
-    min_width: int
-    drop_rank: int  # dropped first when the table is too narrow: higher goes first; 0 never
-    flex: bool = False
+    keep: int  # when the width runs out, columns are kept in this order (name and state always)
+    cut_to: int = 0  # the narrowest it may be cut to; 0: shown whole or not at all
     align_right: bool = False
 
 
+# In display order. Widths come from the content; a column with nothing in it is not shown.
 COLUMNS: tuple[Column, ...] = (
-    Column("id", "ID", 18, 18, 0),
-    Column("name", "NAME", 24, 10, 0, flex=True),
-    Column("experiment", "EXPERIMENT", 16, 10, 7, flex=True),
-    Column("state", "STATE", 11, 11, 0),
-    Column("queue", "QUEUE", 10, 5, 3),
-    Column("gpus", "GPUS", 8, 6, 4),
-    Column("assigned", "ASSIGNED", 22, 10, 8, flex=True),
-    Column("age", "AGE", 7, 7, 5),
-    Column("cost", "COST", 9, 8, 2, align_right=True),
-    Column("metric", "METRIC", 16, 12, 6),
+    Column("id", "ID", 6),  # cut to a unique prefix before anything else is dropped
+    Column("name", "NAME", 0),
+    Column("experiment", "EXPERIMENT", 9, cut_to=10),
+    Column("state", "STATE", 1),
+    Column("queue", "QUEUE", 2),
+    Column("gpus", "GPUS", 3),
+    Column("assigned", "ASSIGNED", 10, cut_to=10),
+    Column("age", "AGE", 8),
+    Column("cost", "COST", 4, align_right=True),
+    Column("metric", "METRIC", 5, cut_to=9),
+    Column("params", "PARAMS", 7, cut_to=12),
 )
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
+BY_KEY = {c.key: c for c in COLUMNS}
+ALWAYS = frozenset({"name", "state"})
+NAME_FLOOR = 12  # a name is cut below its length only when even this much is not left
+# Spare width goes to these, in order, up to what their content wants.
+GROW_ORDER = ("name", "metric", "params", "experiment", "assigned", "id")
+AGE_WIDTH = 6  # human_duration: `59m59s`, `23h59m`, `12d03h`
 
 STATE_ORDER = {s: i for i, s in enumerate(RunState)}
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural(text: str) -> tuple:
+    """`sweep-2` before `sweep-10`: digit runs compare as numbers."""
+    parts = _DIGITS.split(text.lower())
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts))
+
+
+def _lifecycle(run: Run) -> tuple:
+    """The default order: what runs now, then the queue in the order it will run, then what ended
+    (newest first)."""
+    state = run.state
+    if state is RunState.QUEUED:
+        return (1, run.queue_position if run.queue_position is not None else 1 << 30, 0.0)
+    if state.terminal:
+        return (2, 0, -(run.finished_at or run.submitted_at).timestamp())
+    return (0, STATE_ORDER[state], -(run.admitted_at or run.submitted_at).timestamp())
+
 
 SORT_KEYS: dict[str, Callable[[Run], object]] = {
     "id": lambda r: r.id,
-    "name": lambda r: r.name.lower(),
-    "experiment": lambda r: (r.experiment or "").lower(),
-    "state": lambda r: (STATE_ORDER[r.state], r.queue_position or 0),
+    "name": lambda r: natural(r.name),
+    "experiment": lambda r: natural(r.experiment or ""),
+    "state": _lifecycle,
     "queue": lambda r: (r.queue_position is None, r.queue_position or 0),
     "gpus": lambda r: (r.gpus, r.gpu_type or ""),
-    "assigned": lambda r: ",".join(r.assigned),
-    "age": lambda r: r.submitted_at.timestamp(),
+    "assigned": lambda r: natural(",".join(r.assigned)),
+    # AGE is a duration that moves with the clock: sorted on (start, end) worked out at sort time.
+    "age": lambda r: ((r.admitted_at or r.submitted_at).timestamp(),
+                      r.finished_at.timestamp() if r.finished_at else None),
     "cost": lambda r: r.cost_micro_usd if r.cost_micro_usd is not None else -1,
     "metric": lambda r: r.metrics.get(r.primary_metric or "", float("inf")),
+    "params": lambda r: tuple(sorted((k, str(v)) for k, v in r.params.items())),
 }
+DEFAULT_SORT = ("state", False)
 
 
-@functools.lru_cache(maxsize=16)
+def unique_prefix_length(ids: Iterable[str]) -> int:
+    """The shortest length at which every id's prefix is still unique (git's short hashes)."""
+    ids = list(ids)
+    if len(ids) < 2:
+        return min((len(i) for i in ids), default=0)
+    longest = max(len(i) for i in ids)
+    # Everything before the first difference (e.g. `training-`) tells no id apart: start after it.
+    lo, hi = min(ids), max(ids)
+    n = 0
+    while n < len(lo) and lo[n] == hi[n]:
+        n += 1
+    for length in range(n + 1, longest + 1):
+        if len({i[:length] for i in ids}) == len(ids):
+            return length
+    return longest
+
+
+def plan_columns(width: int, wanted: dict[str, int], id_prefix: int = 0) -> list[tuple[Column, int]]:
+    """The columns shown in `width` and their widths (one space between columns), k9s-style.
+
+    `wanted`: the width each column's content needs, header included; a column missing from it
+    has nothing to show and is left out (NAME and STATE are always shown). `id_prefix`: the
+    length that keeps every id unique; the ID is cut to it (plus `…`) before a name is cut.
+    Columns are taken in `keep` order at their narrowest while they fit, the name is given up to
+    a third of the width first; what is left widens the name, then cut columns, then the ID.
+    """
+    cols = [c for c in COLUMNS if c.key in wanted or c.key in ALWAYS]
+    want = {c.key: max(wanted.get(c.key, 0), len(c.title) + 1) for c in cols}  # +1: the sort arrow
+
+    def narrowest(c: Column) -> int:
+        w = want[c.key]
+        if c.key == "id" and id_prefix:
+            return min(w, id_prefix + 1)
+        if c.key == "name":
+            return min(w, max(NAME_FLOOR, width // 3))
+        return min(w, c.cut_to) if c.cut_to else w
+
+    widths: dict[str, int] = {}
+    used = -1
+    for c in sorted(cols, key=lambda c: c.keep):
+        w = narrowest(c)
+        if c.key in ALWAYS or used + 1 + w <= width:
+            widths[c.key] = w
+            used += 1 + w
+    if used > width:  # a very narrow terminal: the name gives way, down to a few characters
+        widths["name"] = max(4, widths["name"] - (used - width))
+        used = sum(widths.values()) + len(widths) - 1
+    spare = width - used
+    for key in GROW_ORDER:
+        if key not in widths or spare <= 0:
+            continue
+        grow = min(spare, want[key] - widths[key])
+        if key == "id" and grow < want[key] - widths[key]:
+            continue  # an ID is whole or a unique prefix, nothing between
+        widths[key] += grow
+        spare -= grow
+    return [(c, widths[c.key]) for c in cols if c.key in widths]
+
+
 def layout(width: int) -> list[tuple[Column, int]]:
-    """The columns that fit `width` and their widths (one space between columns)."""
-    cols = list(COLUMNS)
-    while len(cols) > 1 and sum(c.min_width for c in cols) + len(cols) - 1 > width:
-        victim = max(cols, key=lambda c: c.drop_rank)
-        if victim.drop_rank == 0:
-            break
-        cols.remove(victim)
-    widths = {c.key: c.min_width for c in cols}
-    spare = width - sum(widths.values()) - (len(cols) - 1)
-    # Give fixed columns what they want first, then share the rest among the flexible ones.
-    for c in cols:
-        if not c.flex and spare > 0:
-            extra = min(spare, c.width - widths[c.key])
-            widths[c.key] += extra
-            spare -= extra
-    flex = [c for c in cols if c.flex]
-    while spare > 0 and flex:
-        for c in flex:
-            if spare <= 0:
-                break
-            widths[c.key] += 1
-            spare -= 1
-    return [(c, widths[c.key]) for c in cols]
+    """Every column at the width it would take for typical content (for callers with no runs)."""
+    typical = {"id": 17, "name": 24, "experiment": 16, "state": 11, "queue": 10, "gpus": 6,
+               "assigned": 22, "age": AGE_WIDTH, "cost": 8, "metric": 12, "params": 20}
+    return plan_columns(width, typical, id_prefix=11)
 
 
 def fit(text: str, width: int, right: bool = False) -> str:
@@ -156,6 +234,36 @@ def fit(text: str, width: int, right: bool = False) -> str:
         text += "…"
     pad = " " * (width - cell_len(text))
     return pad + text if right else text + pad
+
+
+def fit_middle(text: str, width: int) -> str:
+    """Cut in the middle, so a name keeps its distinguishing tail: `pytorch…weep-10`."""
+    length = cell_len(text)
+    if length <= width:
+        return text + " " * (width - length)
+    if width < 4 or not text.isascii():
+        return fit(text, width)
+    head = (width - 1) // 2
+    tail = width - 1 - head
+    return text[:head] + "…" + text[len(text) - tail:]
+
+
+# The cells that depend on the run alone (not on the clock), kept per run: (key, text) pairs.
+STATIC_KEYS = ("id", "name", "experiment", "state", "gpus", "assigned", "cost", "metric", "params")
+
+
+def static_cells(run: Run) -> tuple[str, ...]:
+    return (
+        run.id,
+        visible(run.name),
+        visible(run.experiment or ""),
+        run.state.value,
+        format_gpus(run),
+        visible(", ".join(run.assigned) or (run.node or "")),
+        format_cost(run),
+        visible(format_metric(run)),
+        visible(format_params(run.params)) if run.params else "",
+    )
 
 
 class RunTable(ScrollView, can_focus=True):
@@ -193,8 +301,8 @@ class RunTable(ScrollView, can_focus=True):
     ]
 
     cursor: reactive[int] = reactive(0, always_update=True)
-    sort_key: reactive[str] = reactive("age")
-    sort_reverse: reactive[bool] = reactive(True)
+    sort_key: reactive[str] = reactive(DEFAULT_SORT[0])
+    sort_reverse: reactive[bool] = reactive(DEFAULT_SORT[1])
 
     class Selected(Message):
         def __init__(self, run: Run) -> None:
@@ -210,12 +318,19 @@ class RunTable(ScrollView, can_focus=True):
         super().__init__(**kwargs)
         self._clock = clock or utcnow
         self._runs: dict[str, Run] = {}
+        self._cells: dict[str, tuple[str, ...]] = {}  # STATIC_KEYS' texts per run
         self._sort_values: dict[str, object] = {}
         self._haystack: dict[str, str] = {}
         self._order: list[str] = []
         self._filter: re.Pattern[str] | None = None
         self._selected_id: str | None = None
         self._now = self._clock()
+        # How many runs have each content width, per column: the widest is found without a scan.
+        self._width_counts: dict[str, Counter[int]] = {k: Counter() for k in (*STATIC_KEYS, "queue")}
+        self._queued: set[str] = set()
+        self._id_prefix: int | None = None  # the unique-prefix length, worked out when needed
+        self._layout_key: tuple | None = None
+        self._layout: list[tuple[Column, int]] = []
 
     # ---------------------------------------------------------------- data
     @property
@@ -239,18 +354,90 @@ class RunTable(ScrollView, can_focus=True):
         """Merge a ChangeSet's runs; keeps the selected run selected and the scroll offset as is."""
         if full:
             self._runs.clear()
+            self._cells.clear()
             self._sort_values.clear()
             self._haystack.clear()
+            self._queued.clear()
+            for counts in self._width_counts.values():
+                counts.clear()
         sort = SORT_KEYS[self.sort_key]
+        runs, cells_of, sort_values, hay = self._runs, self._cells, self._sort_values, self._haystack
+        counts = [self._width_counts[k] for k in STATIC_KEYS]
+        queue_counts = self._width_counts["queue"]
+        added = False
         for run in changed:
-            self._runs[run.id] = run
-            self._sort_values[run.id] = (sort(run), run.id)  # ties break on id: no flicker
-            self._haystack.pop(run.id, None)  # rebuilt when a filter needs it
+            old = cells_of.get(run.id)
+            if old is None:
+                added = True
+            else:
+                self._forget_widths(run.id, old)
+            cells = static_cells(run)
+            cells_of[run.id] = cells
+            for count, text in zip(counts, cells):
+                if text:
+                    count[len(text) if text.isascii() else cell_len(text)] += 1
+            runs[run.id] = run
+            if run.queue_position is not None:
+                self._queued.add(run.id)
+                queue_counts[len(str(run.queue_position)) + run.queue_position_approximate] += 1
+            else:
+                self._queued.discard(run.id)
+            sort_values[run.id] = (sort(run), run.id)  # ties break on id: no flicker
+            hay.pop(run.id, None)  # rebuilt when a filter needs it
         for run_id in deleted:
-            self._runs.pop(run_id, None)
-            self._sort_values.pop(run_id, None)
-            self._haystack.pop(run_id, None)
+            old = cells_of.pop(run_id, None)
+            if old is not None:
+                self._forget_widths(run_id, old)
+                added = True  # the unique prefix may get shorter
+            runs.pop(run_id, None)
+            self._queued.discard(run_id)
+            sort_values.pop(run_id, None)
+            hay.pop(run_id, None)
+        if added or full:
+            self._id_prefix = None
+        self._layout_key = None
         self._rebuild_order()
+
+    def _forget_widths(self, run_id: str, cells: tuple[str, ...]) -> None:
+        for key, text in zip(STATIC_KEYS, cells):
+            if text:
+                count = self._width_counts[key]
+                w = len(text) if text.isascii() else cell_len(text)
+                count[w] -= 1
+                if count[w] <= 0:
+                    del count[w]
+        run = self._runs.get(run_id)
+        if run is not None and run.queue_position is not None:
+            count = self._width_counts["queue"]
+            w = len(str(run.queue_position)) + run.queue_position_approximate
+            count[w] -= 1
+            if count[w] <= 0:
+                del count[w]
+
+    def _wanted_widths(self) -> dict[str, int]:
+        """Each column's content width (0-width columns left out): what plan_columns needs."""
+        wanted = {k: max(c) for k, c in self._width_counts.items() if c and k != "queue"}
+        if self._queued:
+            width = 1 + max(self._width_counts["queue"])  # `#12`, `~#12`
+            etas = [self._runs[i].eta for i in self._queued]
+            latest = max((e for e in etas if e is not None), default=None)
+            if latest is not None:
+                width += 1 + max(4, len(format_eta(latest, self._now)))
+            wanted["queue"] = width
+        if self._runs:
+            wanted["age"] = AGE_WIDTH
+        return wanted
+
+    def columns(self) -> list[tuple[Column, int]]:
+        """The columns shown now and their widths, from the content and the widget's width."""
+        width = self.scrollable_content_region.width or self.size.width or 80
+        key = (width, int(self._now.timestamp()) // 30 if self._queued else 0)
+        if key != self._layout_key:
+            if self._id_prefix is None:
+                self._id_prefix = unique_prefix_length(self._runs)
+            self._layout = plan_columns(width, self._wanted_widths(), self._id_prefix)
+            self._layout_key = key
+        return self._layout
 
     @staticmethod
     def _search_text(run: Run) -> str:
@@ -265,6 +452,7 @@ class RunTable(ScrollView, can_focus=True):
                 " ".join(run.assigned),
                 format_cost(run),
                 format_metric(run),
+                format_params(run.params),
                 run.error_code or "",
             )
         )
@@ -279,7 +467,13 @@ class RunTable(ScrollView, can_focus=True):
                 if i not in hay:
                     hay[i] = self._search_text(run)
             ids = [i for i in ids if search(hay[i])]
-        self._order = sorted(ids, key=self._sort_values.__getitem__, reverse=self.sort_reverse)
+        if self.sort_key == "age":  # a duration: (end or now) - start, worked out now
+            now = self._now.timestamp()
+            values = self._sort_values
+            self._order = sorted(
+                ids, key=lambda i: ((values[i][0][1] or now) - values[i][0][0], i), reverse=self.sort_reverse)
+        else:
+            self._order = sorted(ids, key=self._sort_values.__getitem__, reverse=self.sort_reverse)
         if selected is not None and selected in self._runs:
             try:
                 self.cursor = self._order.index(selected)
@@ -325,7 +519,7 @@ class RunTable(ScrollView, can_focus=True):
         self._rebuild_order()
 
     def action_sort_next(self) -> None:
-        visible_keys = [c.key for c, _ in layout(self.scrollable_content_region.width or 80)]
+        visible_keys = [c.key for c, _ in self.columns()]
         i = visible_keys.index(self.sort_key) if self.sort_key in visible_keys else -1
         self.sort_key = visible_keys[(i + 1) % len(visible_keys)]
 
@@ -388,24 +582,16 @@ class RunTable(ScrollView, can_focus=True):
         self.virtual_size = Size(self.scrollable_content_region.width, len(self._order) + 1)
 
     # ---------------------------------------------------------------- rendering
-    def _cells(self, run: Run) -> dict[str, str]:
-        return {
-            "id": run.id,
-            "name": visible(run.name),
-            "experiment": visible(run.experiment or ""),
-            "state": run.state.value,
-            "queue": format_queue(run, self._now),
-            "gpus": format_gpus(run),
-            "assigned": visible(", ".join(run.assigned) or (run.node or "")),
-            "age": human_duration(run_duration(run, self._now)),
-            "cost": format_cost(run),
-            "metric": visible(format_metric(run)),
-        }
+    def _row_cells(self, run: Run) -> dict[str, str]:
+        cells = dict(zip(STATIC_KEYS, self._cells[run.id]))
+        cells["queue"] = format_queue(run, self._now)
+        cells["age"] = human_duration(run_duration(run, self._now))
+        return cells
 
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
         base = self.rich_style
-        cols = layout(width)
+        cols = self.columns()
         if y == 0:
             return self._header(cols, width)
         row = int(self.scroll_y) + y - 1
@@ -414,7 +600,7 @@ class RunTable(ScrollView, can_focus=True):
                 return self._empty_line(width)
             return Strip.blank(width, base)
         run = self._runs[self._order[row]]
-        cells = self._cells(run)
+        cells = self._row_cells(run)
         cursor = row == self.cursor
         row_style = base + self.get_component_rich_style("run-table--cursor") if cursor else base
         state_style = row_style + self.get_component_rich_style(f"run-table--{run.state.value}")
@@ -424,7 +610,10 @@ class RunTable(ScrollView, can_focus=True):
         for i, (col, w) in enumerate(cols):
             if i:
                 segments.append(Segment(" ", row_style))
-            text = fit(cells[col.key], w, col.align_right)
+            if col.key == "name":
+                text = fit_middle(cells["name"], w)
+            else:
+                text = fit(cells[col.key], w, col.align_right)
             segments.append(Segment(text, state_style if col.key == "state" else row_style))
         return Strip(segments).crop_extend(0, width, row_style)
 
