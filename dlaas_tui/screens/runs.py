@@ -154,7 +154,10 @@ class RunsScreen(Screen):
         profile = backend.profile
         budget = BudgetStatus(profile.budget.daily_usd, profile.budget.monthly_usd, today, month)
         total = None
+        label = "GPUs"
         if inventory is not None:
+            if inventory.devices and all(d.is_cpu_slot for d in inventory.devices):
+                label = "CPU slots"
             total = inventory.gpu_count
             if inventory.tier_gpus:
                 total = min(total, inventory.tier_gpus) if total else inventory.tier_gpus
@@ -164,6 +167,7 @@ class RunsScreen(Screen):
             tier=profile.tier,
             gpus_in_use=inventory.in_use if inventory is not None else None,
             gpus_total=total,
+            devices_label=label,
             queued=queued,
             running=running,
             spend_today_usd=today,

@@ -2,6 +2,9 @@
 
     dlaas-tui │ profile local (local) │ tier unlimited │ GPUs 3/8 │ queued 14 │ today $12.34 │ RO
 
+Devices in use are GPUs, or `CPU slots 1/2` where cpu slots stand in for them; spend under a cent
+keeps four decimals, as the COST column does.
+
 Built from plain values as a rich Text (never markup), so a profile name cannot style the line.
 """
 from __future__ import annotations
@@ -14,7 +17,15 @@ from textual.widget import Widget
 from .safe_text import visible
 
 
-SHORT = {"profile": "", "tier": "", "GPUs": "GPU", "running": "run", "queued": "queued", "today": ""}
+SHORT = {"profile": "", "tier": "", "GPUs": "GPU", "CPU slots": "CPU", "running": "run", "queued": "queued",
+         "today": ""}
+
+
+def format_usd(amount: float) -> str:
+    """Dollars as the COST column shows them: under a cent with four decimals, never a false $0.00."""
+    if 0 < amount < 0.01:
+        return f"${amount:.4f}"
+    return f"${amount:,.2f}"
 
 
 @dataclass(frozen=True)
@@ -24,6 +35,7 @@ class HeaderStats:
     tier: str = ""
     gpus_in_use: int | None = None
     gpus_total: int | None = None
+    devices_label: str = "GPUs"  # "CPU slots" when the devices are cpu slots standing in for GPUs
     queued: int = 0
     running: int = 0
     spend_today_usd: float | None = None
@@ -87,13 +99,13 @@ class StatusHeader(Widget):
         if s.tier:
             field("tier", visible(s.tier))
         if s.gpus_total is not None:
-            field("GPUs", f"{s.gpus_in_use or 0}/{s.gpus_total}")
+            field(s.devices_label, f"{s.gpus_in_use or 0}/{s.gpus_total}")
         field("running", str(s.running), f"bold {theme.accent}" if s.running else "bold")
         field("queued", str(s.queued), f"bold {theme.warning}" if s.queued else "bold")
         if s.spend_today_usd is not None:
             over = s.budget_daily_usd is not None and s.spend_today_usd >= s.budget_daily_usd
             budget = f" of ${s.budget_daily_usd:,.2f}" if s.budget_daily_usd is not None else ""
-            field("today", f"${s.spend_today_usd:,.2f}{budget}", f"bold {theme.error}" if over else "bold")
+            field("today", f"{format_usd(s.spend_today_usd)}{budget}", f"bold {theme.error}" if over else "bold")
         if s.budget_warning:
             field("", f"⚠ {visible(s.budget_warning)}", f"bold {theme.warning}")
         if s.read_only:

@@ -346,3 +346,54 @@ async def test_markup_and_escapes_in_run_names_are_shown_literally():
         assert "[bold red]boom[/] ␛" in text
         await pilot.press("slash", *"boom", "enter")
         assert table.row_count == 1
+
+
+async def test_header_counts_cpu_slots_and_spend_under_a_cent():
+    from backend.engines.fake.engine import FakeEngine
+
+    from .tui_fixtures import FakeClock
+
+    clock = FakeClock()
+    engine = FakeEngine(clock, devices=2, gpu_type="cpu", prices={"cpu": 0.05}, minimum_seconds=60)
+    engine.submit_manifest(SAMPLE_MANIFEST, name="on-a-slot", duration=3600)
+    done = engine.submit_manifest(SAMPLE_MANIFEST, name="short", duration=1)
+    clock.advance(120)
+    assert engine.get_run(done.id).state.terminal
+    app, _clock, _engine = make_app(engine=engine)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await loaded(pilot)
+        header = app.screen.query_one("StatusHeader")
+        await wait_for(pilot, lambda: header.stats.gpus_total is not None)
+        text = header.render().plain
+        assert "CPU slots 1/2" in text
+        assert "GPUs" not in text
+        spent = header.stats.spend_today_usd
+        assert 0 < spent < 0.01
+        assert f"today ${spent:.4f}" in text
+
+
+async def test_queue_reads_in_order_and_age_sorts_by_value():
+    app, clock, engine = make_app(0, devices=1)
+    # Priorities make queue positions differ from submit order.
+    for i in range(8):
+        manifest = dict(SAMPLE_MANIFEST, priority="high" if i in (3, 6) else "normal")
+        engine.submit_manifest(manifest, name=f"q-{i}", duration=3600)
+        clock.advance(7 * (i + 1))
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = await loaded(pilot)
+        queued = [table._runs[i] for i in table._order if table._runs[i].state.value == "QUEUED"]
+        assert [r.queue_position for r in queued] == list(range(1, len(queued) + 1))
+        lines = widget_text(table).splitlines()
+        shown = [line.split()[3] for line in lines[1:] if " QUEUED " in line]
+        assert shown == [f"#{n}" for n in range(1, len(queued) + 1)]
+        # AGE: by the duration shown, numerically (not `42s` before `8s`).
+        table.sort_key = "age"
+        await pilot.pause()
+        from dlaas_tui.widgets.run_table import run_duration
+
+        durations = [run_duration(table._runs[i], table._now) for i in table._order]
+        assert durations == sorted(durations, reverse=table.sort_reverse)
+        table.sort_reverse = not table.sort_reverse
+        await pilot.pause()
+        durations = [run_duration(table._runs[i], table._now) for i in table._order]
+        assert durations == sorted(durations, reverse=table.sort_reverse)
