@@ -14,11 +14,12 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer
 from textual.worker import get_current_worker
 
 from backend.facade import (
+    ACTIVE_STATES,
     RESUMABLE_STATES,
+    TERMINAL_STATES,
     BudgetStatus,
     ChangeSet,
     DlaasError,
@@ -30,8 +31,9 @@ from backend.facade import (
 
 from ..notices import announce, notices, run_ends, sweep_ends
 from ..widgets.command_bar import CommandBar
+from ..widgets.footer import Footer
 from ..widgets.header import HeaderStats, StatusHeader
-from ..widgets.run_table import RunTable
+from ..widgets.run_table import Prepared, RunTable, prepare
 from .confirm import ConfirmScreen
 
 if TYPE_CHECKING:
@@ -44,6 +46,21 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, DlaasError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+# Engines whose listing is a cheap local read: the first screenful is read and shown before all runs.
+FIRST_PAGE_ENGINES = frozenset({"local", "fake"})
+FIRST_PAGE = 200
+
+
+def first_page(engine) -> list[Run]:
+    """The top of the table's default order without reading every run: what is running, the queue,
+    and the newest finished runs."""
+    live = [s for s in ACTIVE_STATES if s is not RunState.QUEUED]
+    runs = engine.list_runs(states=live)
+    runs += engine.list_runs(states=[RunState.QUEUED])
+    runs += engine.list_runs(states=sorted(TERMINAL_STATES), limit=FIRST_PAGE)
+    return runs
 
 
 def halt_then_delete(engine, run_id: str, wait_s: float = 15.0) -> None:
@@ -81,7 +98,8 @@ class RunsScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(RunTable).focus()
+        self._table = self.query_one(RunTable)  # the feed thread reads its sort key
+        self._table.focus()
         self.query_one(StatusHeader).set_where("runs")
         if self.app.backend_ready:
             self.restart_feed()  # else the app starts it once its backend is open (after this frame)
@@ -105,6 +123,15 @@ class RunsScreen(Screen):
         inventory: Inventory | None = None
         inventory_at = 0.0
         last_error = ""
+        table = self._table
+        if getattr(backend.engine, "name", "") in FIRST_PAGE_ENGINES:
+            # 10,000 runs take a while to read and build: the first screenful is shown first.
+            try:
+                page = first_page(backend.engine)
+                if not worker.is_cancelled:
+                    self.app.call_from_thread(self._apply_page, page, prepare(page, table.sort_key))
+            except Exception:
+                pass  # the full read below says what is wrong
         while not worker.is_cancelled:
             try:
                 engine = backend.engine
@@ -124,10 +151,13 @@ class RunsScreen(Screen):
                         inventory = engine.inventory()
                     except Exception:  # the table matters more than the GPU count
                         inventory = None
+                prepared = prepare(changes.runs, table.sort_key) if changes.full else None
+                if prepared is not None and not worker.is_cancelled:
+                    self.app.call_from_thread(self._apply, changes, None, prepared)  # rows before figures
                 stats = self._stats(backend, mirror.values(), inventory)
                 if worker.is_cancelled:
                     return
-                self.app.call_from_thread(self._apply, changes, stats)
+                self.app.call_from_thread(self._apply, changes if prepared is None else None, stats)
                 if said:
                     self.app.call_from_thread(self._announce, said)
                 last_error = ""
@@ -176,14 +206,19 @@ class RunsScreen(Screen):
             budget_warning=budget.warning,
         )
 
-    def _apply(self, changes: ChangeSet, stats: HeaderStats) -> None:
+    def _apply_page(self, runs: list[Run], prepared: Prepared) -> None:
+        if not self._loaded:  # the full read may have come first
+            self.query_one(RunTable).apply(runs, full=True, prepared=prepared)
+
+    def _apply(self, changes: ChangeSet | None, stats: HeaderStats | None, prepared: Prepared | None = None) -> None:
         table = self.query_one(RunTable)
-        if changes.runs or changes.deleted or changes.full or not self._loaded:
-            table.apply(changes.runs, changes.deleted, full=changes.full)
-        table.tick()
-        self._loaded = True
-        self.app.header_stats = stats
-        self.query_one(StatusHeader).update_stats(stats)
+        if changes is not None and (changes.runs or changes.deleted or changes.full or not self._loaded):
+            table.apply(changes.runs, changes.deleted, full=changes.full, prepared=prepared)
+            self._loaded = True
+        if stats is not None:
+            table.tick()
+            self.app.header_stats = stats
+            self.query_one(StatusHeader).update_stats(stats)
 
     def _announce(self, said) -> None:
         """Runs or sweeps ended: a toast each, and the bell or a desktop notification ([notify] terminal)."""

@@ -133,12 +133,12 @@ def natural(text: str) -> tuple:
 
 def _lifecycle(run: Run) -> tuple:
     """The default order: what runs now, then the queue in the order it will run, then what ended
-    (newest first)."""
+    (newest submitted first, as engines list runs: a first page reads the same as the full table)."""
     state = run.state
     if state is RunState.QUEUED:
         return (1, run.queue_position if run.queue_position is not None else 1 << 30, 0.0)
     if state.terminal:
-        return (2, 0, -(run.finished_at or run.submitted_at).timestamp())
+        return (2, 0, -run.submitted_at.timestamp())
     return (0, STATE_ORDER[state], -(run.admitted_at or run.submitted_at).timestamp())
 
 
@@ -266,6 +266,41 @@ def static_cells(run: Run) -> tuple[str, ...]:
     )
 
 
+def _width(text: str) -> int:
+    return len(text) if text.isascii() else cell_len(text)
+
+
+def _queue_width(run: Run) -> int:
+    return len(str(run.queue_position)) + run.queue_position_approximate
+
+
+@dataclass
+class Prepared:
+    """A full load's per-run work, done off the UI thread (`prepare`): `apply(full=True)` adopts it."""
+
+    cells: dict[str, tuple[str, ...]]
+    counts: dict[str, Counter[int]]
+    sort_key: str
+    sort_values: dict[str, object]
+
+
+def prepare(runs: Iterable[Run], sort_key: str = DEFAULT_SORT[0]) -> Prepared:
+    """Cells, content widths and sort values for a full load; pure, so a worker thread can run it."""
+    cells_of: dict[str, tuple[str, ...]] = {}
+    counts: dict[str, Counter[int]] = {k: Counter() for k in (*STATIC_KEYS, "queue")}
+    sort = SORT_KEYS[sort_key]
+    sort_values = {}
+    for run in runs:
+        cells = static_cells(run)
+        cells_of[run.id] = cells
+        sort_values[run.id] = (sort(run), run.id)
+        if run.queue_position is not None:
+            counts["queue"][_queue_width(run)] += 1
+    for i, key in enumerate(STATIC_KEYS):
+        counts[key] = Counter(_width(c[i]) for c in cells_of.values() if c[i])
+    return Prepared(cells_of, counts, sort_key, sort_values)
+
+
 class RunTable(ScrollView, can_focus=True):
     DEFAULT_CSS = """
     RunTable { background: $surface; overflow-x: hidden; }
@@ -350,8 +385,29 @@ class RunTable(ScrollView, can_focus=True):
     def runs(self) -> Iterable[Run]:
         return self._runs.values()
 
-    def apply(self, changed: Iterable[Run], deleted: Iterable[str] = (), *, full: bool = False) -> None:
-        """Merge a ChangeSet's runs; keeps the selected run selected and the scroll offset as is."""
+    def apply(self, changed: Iterable[Run], deleted: Iterable[str] = (), *, full: bool = False,
+              prepared: Prepared | None = None) -> None:
+        """Merge a ChangeSet's runs; keeps the selected run selected and the scroll offset as is.
+
+        `prepared` (from `prepare(changed)`, worked out in a thread) spares the UI thread the
+        per-run work of a full load.
+        """
+        if full and prepared is not None:
+            runs = list(changed)
+            self._runs = {run.id: run for run in runs}
+            self._cells = prepared.cells
+            self._width_counts = prepared.counts
+            self._queued = {run.id for run in runs if run.queue_position is not None}
+            if prepared.sort_key == self.sort_key:
+                self._sort_values = prepared.sort_values
+            else:
+                sort = SORT_KEYS[self.sort_key]
+                self._sort_values = {run.id: (sort(run), run.id) for run in runs}
+            self._haystack.clear()
+            self._id_prefix = None
+            self._layout_key = None
+            self._rebuild_order()
+            return
         if full:
             self._runs.clear()
             self._cells.clear()
@@ -375,11 +431,11 @@ class RunTable(ScrollView, can_focus=True):
             cells_of[run.id] = cells
             for count, text in zip(counts, cells):
                 if text:
-                    count[len(text) if text.isascii() else cell_len(text)] += 1
+                    count[_width(text)] += 1
             runs[run.id] = run
             if run.queue_position is not None:
                 self._queued.add(run.id)
-                queue_counts[len(str(run.queue_position)) + run.queue_position_approximate] += 1
+                queue_counts[_queue_width(run)] += 1
             else:
                 self._queued.discard(run.id)
             sort_values[run.id] = (sort(run), run.id)  # ties break on id: no flicker
@@ -402,14 +458,14 @@ class RunTable(ScrollView, can_focus=True):
         for key, text in zip(STATIC_KEYS, cells):
             if text:
                 count = self._width_counts[key]
-                w = len(text) if text.isascii() else cell_len(text)
+                w = _width(text)
                 count[w] -= 1
                 if count[w] <= 0:
                     del count[w]
         run = self._runs.get(run_id)
         if run is not None and run.queue_position is not None:
             count = self._width_counts["queue"]
-            w = len(str(run.queue_position)) + run.queue_position_approximate
+            w = _queue_width(run)
             count[w] -= 1
             if count[w] <= 0:
                 del count[w]
