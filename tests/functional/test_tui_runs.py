@@ -397,3 +397,39 @@ async def test_queue_reads_in_order_and_age_sorts_by_value():
         await pilot.pause()
         durations = [run_duration(table._runs[i], table._now) for i in table._order]
         assert durations == sorted(durations, reverse=table.sort_reverse)
+
+
+async def test_a_run_asking_for_no_gpu_holds_a_cpu_slot_everywhere():
+    """One story: the slot a `gpus: 0` run is billed for is its assignment, busy in `:gpus`, counted in
+    the header; with every slot taken the next such run waits in the queue."""
+    from backend.engines.fake.engine import FakeEngine
+    from dlaas_tui.screens.gpus import GpusScreen
+
+    from .screens_harness import screen_text, settle
+    from .tui_fixtures import FakeClock
+
+    clock = FakeClock()
+    engine = FakeEngine(clock, devices=2, gpu_type="cpu")
+    cpu_manifest = dict(SAMPLE_MANIFEST, gpus=0)
+    first = engine.submit_manifest(cpu_manifest, name="cpu-one", duration=3600)
+    second = engine.submit_manifest(cpu_manifest, name="cpu-two", duration=3600)
+    third = engine.submit_manifest(cpu_manifest, name="cpu-three", duration=3600)
+    clock.advance(60)
+    assert engine.get_run(first.id).state is RunState.PROCESSING
+    assert engine.get_run(third.id).state is RunState.QUEUED
+    app, _clock, _engine = make_app(engine=engine)
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = await loaded(pilot)
+        header = app.screen.query_one(StatusHeader)
+        await wait_for(pilot, lambda: header.stats.gpus_total is not None)
+        assert "CPU slots 2/2" in header.render().plain
+        assert "running 2" in header.render().plain
+        rows = {line.split()[1]: line for line in widget_text(table).splitlines()[1:] if line.strip()}
+        assert "cpu:0" in rows["cpu-one"] and "cpu:1" in rows["cpu-two"]
+        assert "QUEUED" in rows["cpu-three"] and "#1" in rows["cpu-three"]
+        app.open_lazy("gpus")
+        await wait_for(pilot, lambda: isinstance(app.screen, GpusScreen))
+        await settle(pilot)
+        shown = screen_text(app)
+        assert first.id in shown and second.id in shown
+        assert "idle" not in shown

@@ -37,3 +37,14 @@ def test_gpu_type_matching_on_real_gpus():
 
 def test_zero_gpu_runs_need_no_device():
     assert [a.run_id for a in plan(q(("a", 0, None)), [], {"local": 1})] == ["a"]
+
+
+def test_zero_gpu_runs_hold_a_cpu_slot_where_slots_are_the_devices():
+    # What the run is billed for (one slot per learner) is what it holds: assigned, and busy.
+    queue = [("a", 0, "local", None, 1), ("b", 0, "local", None, 2), ("c", 0, "local", None, 1)]
+    got = plan(queue, CPU[:3], {"local": None}, cpu_slots=True)
+    assert [(a.run_id, a.devices) for a in got] == [("a", ("cpu:0",)), ("b", ("cpu:1", "cpu:2"))]
+    # fifo: with every slot taken, the next one waits its turn
+    assert plan(queue[2:], [], {"local": None}, cpu_slots=True) == []
+    # tiers count GPUs: a slot for a run that asked for none is not refused by a GPU tier
+    assert [a.run_id for a in plan(queue[:1], CPU[:1], {"local": 0}, cpu_slots=True)] == ["a"]

@@ -244,9 +244,12 @@ class Lifecycle:
         i = 0
         while i < len(self._queue):
             rec = self._runs[self._queue[i]]
-            fits = rec.need <= len(free) and (not self.tier_gpus or in_use + rec.need <= self.tier_gpus)
+            # Where cpu slots are the devices, a run asking for no GPU holds one slot per learner
+            # (what it is billed for), as the local agent does; tiers count GPUs only.
+            slots = max(1, rec.run.learners) if rec.need == 0 and self.cpu_only else rec.need
+            fits = slots <= len(free) and (not self.tier_gpus or in_use + rec.need <= self.tier_gpus)
             if fits:
-                taken, free = free[: rec.need], free[rec.need:]
+                taken, free = free[:slots], free[slots:]
                 in_use += rec.need
                 rec.devices = taken
                 for d in taken:

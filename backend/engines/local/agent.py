@@ -255,7 +255,8 @@ class Agent:
         for _attempt in range(3):
             room = _Room(self)
             cur = self.sweeps.queue(best_effort=best_effort, free=len(free))  # parallel caps
-            todo = plan(cur, free, room, best_effort=best_effort, match_type=nvml_gpus)
+            todo = plan(cur, free, room, best_effort=best_effort, match_type=nvml_gpus,
+                        cpu_slots=bool(devices) and not nvml_gpus)
             cur.close()
             retry = False
             for adm in todo:

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 # Read through the covering index `runs_queue` (db.SCHEMA), so SQLite never sorts.
 QUEUE_SQL = (
-    "SELECT id, gpus * learners, profile, gpu_type FROM runs WHERE state = 'QUEUED' "
+    "SELECT id, gpus * learners, profile, gpu_type, learners FROM runs WHERE state = 'QUEUED' "
     "ORDER BY prio DESC, submitted_at, id"
 )
 # Best-effort may skip runs: those needing more devices than are free are skipped inside SQLite's
 # index scan instead of one by one in Python.
 FITTING_SQL = (
-    "SELECT id, gpus * learners, profile, gpu_type FROM runs WHERE state = 'QUEUED' "
+    "SELECT id, gpus * learners, profile, gpu_type, learners FROM runs WHERE state = 'QUEUED' "
     "AND gpus * learners <= ? ORDER BY prio DESC, submitted_at, id"
 )
 
@@ -42,29 +42,42 @@ class Admission:
 
 
 def plan(
-    queue: Iterable[tuple[str, int, str, str | None]],
+    queue: Iterable[tuple],
     free: list[FreeDevice],
     room: Mapping[str, int | None],
     *,
     best_effort: bool = False,
     match_type: bool = False,
+    cpu_slots: bool = False,
 ) -> list[Admission]:
     """Admissions for one pass.
 
-    queue: (run id, devices needed, profile, wanted gpu type) in queue order.
+    queue: (run id, devices needed, profile, wanted gpu type[, learners]) in queue order.
     free: devices nobody holds. room: devices each profile may still take (None = no tier limit);
     a mapping that may compute missing profiles on demand.
     match_type: only hand a run devices of its `gpu_type` (real GPUs; cpu slots stand in for any).
+    cpu_slots: the devices are cpu slots; a run that asks for no GPU then holds one slot per learner
+    (what it is billed for), so it shows as assigned and busy; tiers count GPUs, not these slots.
     """
     free = list(free)
     spent: dict[str, int] = {}
     out: list[Admission] = []
-    for run_id, need, profile, want in queue:
+    for item in queue:
+        run_id, need, profile, want = item[:4]
         limit = room[profile]
         if limit is not None:
             limit -= spent.get(profile, 0)
         if need == 0:
-            out.append(Admission(run_id, ()))
+            if not cpu_slots:
+                out.append(Admission(run_id, ()))
+                continue
+            slots = max(1, item[4] if len(item) > 4 else 1)
+            if slots <= len(free):
+                taken, free = free[:slots], free[slots:]
+                out.append(Admission(run_id, tuple(d.uuid for d in taken)))
+                continue
+            if not best_effort or not free:
+                break
             continue
         if match_type and want:
             pool = [d for d in free if d.gpu_type == want]
