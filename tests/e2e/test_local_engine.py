@@ -318,3 +318,21 @@ def test_hundred_submits_from_ten_processes_all_recorded(home, tmp_path):
         assert {r.id for r in eng.list_runs()} == set(got)
     finally:
         eng.close()
+
+
+def test_a_run_asking_for_no_gpu_holds_a_cpu_slot(home, tmp_path, cli):
+    """On cpu slots, a `gpus: 0` run holds the slot it is billed for: assigned, busy in `gpus`; the
+    next one waits for it."""
+    first = submit(manifest(tmp_path, "slot-a", command="sleep 30", gpus=0))
+    second = submit(manifest(tmp_path, "slot-b", command="true", gpus=0))
+    try:
+        running = wait_state(first, "PROCESSING")
+        assert running.assigned == ["cpu:0"]
+        waiting = get(second)
+        assert waiting.state is RunState.QUEUED and waiting.queue_position == 1
+        shown = json.loads(cli("gpus", "--json").stdout)
+        held = {d["uuid"]: d["held_by"] for d in shown["devices"]}
+        assert held == {"cpu:0": first}
+    finally:
+        cli("halt", first)
+    assert wait_state(second, "COMPLETED", "FAILED", timeout=40).state is RunState.COMPLETED
