@@ -110,7 +110,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("assigned", "ASSIGNED", 10, cut_to=10),
     Column("age", "AGE", 8),
     Column("cost", "COST", 4, align_right=True),
-    Column("metric", "METRIC", 5, cut_to=9),
+    Column("metric", "METRIC", 5, cut_to=12),
     Column("params", "PARAMS", 7, cut_to=12),
 )
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
@@ -183,8 +183,9 @@ def plan_columns(width: int, wanted: dict[str, int], id_prefix: int = 0) -> list
     `wanted`: the width each column's content needs, header included; a column missing from it
     has nothing to show and is left out (NAME and STATE are always shown). `id_prefix`: the
     length that keeps every id unique; the ID is cut to it (plus `…`) before a name is cut.
-    Columns are taken in `keep` order at their narrowest while they fit, the name is given up to
-    a third of the width first; what is left widens the name, then cut columns, then the ID.
+    Columns are taken in `keep` order, each as wide as its content while that fits, else cut down
+    to no less than its narrowest, else left out; the name starts at up to a quarter of the width
+    and the ID at its unique prefix. What is left widens the name, then cut columns, then the ID.
     """
     cols = [c for c in COLUMNS if c.key in wanted or c.key in ALWAYS]
     want = {c.key: max(wanted.get(c.key, 0), len(c.title) + 1) for c in cols}  # +1: the sort arrow
@@ -194,16 +195,24 @@ def plan_columns(width: int, wanted: dict[str, int], id_prefix: int = 0) -> list
         if c.key == "id" and id_prefix:
             return min(w, id_prefix + 1)
         if c.key == "name":
-            return min(w, max(NAME_FLOOR, width // 3))
+            return min(w, max(NAME_FLOOR, width // 4))
         return min(w, c.cut_to) if c.cut_to else w
 
     widths: dict[str, int] = {}
     used = -1
     for c in sorted(cols, key=lambda c: c.keep):
-        w = narrowest(c)
-        if c.key in ALWAYS or used + 1 + w <= width:
-            widths[c.key] = w
-            used += 1 + w
+        least = narrowest(c)
+        # The name starts at its share and the ID at its prefix: both widen last, from what is left.
+        most = least if c.key in ("name", "id") else want[c.key]
+        room = width - used - 1
+        if c.key in ALWAYS:
+            w = most
+        elif room >= least:
+            w = min(most, room)
+        else:
+            continue
+        widths[c.key] = w
+        used += 1 + w
     if used > width:  # a very narrow terminal: the name gives way, down to a few characters
         widths["name"] = max(4, widths["name"] - (used - width))
         used = sum(widths.values()) + len(widths) - 1
