@@ -1,6 +1,10 @@
 """`:experiments` — the experiments, one's leaderboard with a column per parameter, and the metric
 curves of its runs overlaid.
 
+Runs are named the same in the leaderboard and in the chart's legend, which sits under the chart
+(plotext's own legend is drawn over the curves). Below 100 columns the leaderboard has the width
+to itself and `c` swaps it for the chart; at 100 and more `c` hides or shows the chart.
+
 The engine is read in a thread worker every few seconds (any engine: it only needs `list_runs` and
 `metrics`); the UI thread only renders. `enter` on a leaderboard row opens that run; `H` halts every
 run of the experiment still going except the highlighted one ("halt the rest"), after a confirmation.
@@ -14,7 +18,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import get_current_worker
@@ -25,6 +29,11 @@ from ..widgets.safe_text import visible
 
 REFRESH_S = 2.0
 MAX_CURVES = 12  # the best runs' curves; more would be unreadable in a terminal plot
+NARROW = 100  # below this many columns the leaderboard and the chart take turns (`c`)
+# One colour per curve, the same in the chart and its legend (RGB: plotext and Rich agree on it).
+PALETTE = ((97, 175, 239), (229, 192, 123), (152, 195, 121), (224, 108, 117), (198, 120, 221),
+           (86, 182, 194), (209, 154, 102), (190, 190, 190), (255, 121, 198), (139, 233, 253),
+           (80, 250, 123), (241, 250, 140))
 
 
 @dataclass
@@ -35,27 +44,40 @@ class Snapshot:
     error: str = ""
 
 
+def _param(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
 def _value(v: float | None) -> str:
     return "-" if v is None else f"{v:.4g}"
 
 
 def _cost(usd: float | None) -> str:
-    return "unpriced" if usd is None else f"${usd:,.2f}"
+    if usd is None:
+        return "unpriced"
+    return f"${usd:.4f}" if 0 < usd < 0.01 else f"${usd:,.2f}"  # as the runs table: never a false $0.00
 
 
 class ExperimentsScreen(Screen):
     DEFAULT_CSS = """
     ExperimentsScreen { layout: vertical; }
     #exp-header { height: 1; padding: 0 1; background: $panel; }
-    #experiments { height: 8; }
-    #exp-summary { height: 1; padding: 0 1; color: $text-muted; }
+    #experiments { height: auto; max-height: 8; }
+    #exp-summary { height: auto; max-height: 2; padding: 0 1; color: $text-muted; }
     #exp-body { height: 1fr; }
     #leaderboard { width: 3fr; }
-    #curves { width: 2fr; min-width: 30; }
+    #curves-box { width: 2fr; min-width: 30; padding-left: 1; }
+    #curves { height: 1fr; }
+    #legend { height: auto; max-height: 4; }
+    ExperimentsScreen.-narrow #curves-box { display: none; }
+    ExperimentsScreen.-narrow.-swapped #curves-box { display: block; width: 1fr; padding-left: 0; }
+    ExperimentsScreen.-narrow.-swapped #leaderboard { display: none; }
+    ExperimentsScreen.-swapped #curves-box { display: none; }
     """
     BINDINGS = [
         Binding("enter", "open", "Open", id="experiments.open"),
         Binding("H", "halt_rest", "Halt the rest", id="experiments.halt_rest"),
+        Binding("c", "swap_curves", "Curves", id="experiments.curves"),
         Binding("r", "refresh", "Refresh", id="experiments.refresh"),
         Binding("escape", "back", "Back", id="experiments.back"),
     ]
@@ -74,7 +96,9 @@ class ExperimentsScreen(Screen):
         yield Static("", id="exp-summary")
         with Horizontal(id="exp-body"):
             yield DataTable(id="leaderboard", cursor_type="row", zebra_stripes=True)
-            yield self._plot_widget()
+            with Vertical(id="curves-box"):
+                yield self._plot_widget()
+                yield Static("", id="legend")
         yield Footer()
 
     @staticmethod
@@ -85,7 +109,15 @@ class ExperimentsScreen(Screen):
             return Static("", id="curves")
         return PlotextPlot(id="curves")
 
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < NARROW, "-narrow")
+
+    def action_swap_curves(self) -> None:
+        """Narrow: the chart in place of the leaderboard and back. Wide: hide or show the chart."""
+        self.toggle_class("-swapped")
+
     def on_mount(self) -> None:
+        self.set_class(self.app.size.width < NARROW, "-narrow")
         exps = self.query_one("#experiments", DataTable)
         for label in ("EXPERIMENT", "RUNS", "STATES", "BEST", "COST"):
             exps.add_column(label, key=label.lower())
@@ -176,19 +208,21 @@ class ExperimentsScreen(Screen):
             return
         self.selected = board.experiment
         metric = board.metric or "metric"
-        for label in ("RANK", "RUN", "STATE", metric.upper(), *[p.upper() for p in board.parameters]):
+        # Runs by name, as the chart's legend names them; enter opens the run (its id is the row key).
+        for label in ("RANK", "NAME", "STATE", metric.upper(), *[p.upper() for p in board.parameters]):
             table.add_column(Text(visible(label)))
         for row in board.rows:
             rank = Text(f"{row.rank or '-'}{'*' if row.best else ''}", style="bold" if row.best else "")
-            params = [Text(visible(str(row.run.params.get(p, "")))) for p in board.parameters]
-            table.add_row(rank, row.run.id, row.run.state.value, _value(row.value), *params, key=row.run.id)
+            params = [Text(visible(_param(row.run.params.get(p, "")))) for p in board.parameters]
+            table.add_row(rank, Text(visible(row.run.name)), row.run.state.value, _value(row.value), *params,
+                          key=row.run.id)
             self._board_keys.append(row.run.id)
         if current in self._board_keys:
             table.move_cursor(row=self._board_keys.index(current))
         total = sum(board.counts.values())
         states = ", ".join(f"{v} {k.lower()}" for k, v in sorted(board.counts.items()))
         cost = None if board.cost_micro_usd is None else board.cost_micro_usd / 1e6
-        best = f"; best {board.best.run.id}" if board.best else ""
+        best = f"; best {board.best.run.name} ({board.best.run.id})" if board.best else ""
         summary.update(Text(visible(
             f"{board.experiment}: {total} runs ({states}); ranked by {metric} ({board.goal}); "
             f"cost {_cost(cost)}{best}")))
@@ -202,12 +236,19 @@ class ExperimentsScreen(Screen):
             return
         plt.clear_data()
         plt.clear_figure()
-        for _rid, (name, xs, ys) in snap.curves.items():
-            plt.plot(xs, ys, marker="braille", label=visible(name))
+        legend = Text(no_wrap=False, end="")
+        for i, (_rid, (name, xs, ys)) in enumerate(snap.curves.items()):
+            color = PALETTE[i % len(PALETTE)]
+            plt.plot(xs, ys, marker="braille", color=color)  # no plotext legend: it covers the curves
+            if i:
+                legend.append("  ")
+            legend.append("■", style=f"rgb({color[0]},{color[1]},{color[2]})")  # no space: wraps with its name
+            legend.append(visible(name))
         plt.title(visible(f"{board.metric} of {len(snap.curves)} runs") if board and board.metric
                   else "no metric reported yet")
         plt.xlabel("step")
         plot.refresh()
+        self.query_one("#legend", Static).update(legend)
 
     # ------------------------------------------------------------ keys
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

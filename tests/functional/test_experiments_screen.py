@@ -85,22 +85,24 @@ async def test_list_leaderboard_with_parameter_columns_and_curves():
         assert [r[0] for r in exps] == ["digits", "grouped"]  # newest first
         assert exps[0][1] == "4" and "completed:2" in exps[0][2] and exps[0][3] == "accuracy=0.97"
         board = rows(app, "#leaderboard")
-        assert [r[1] for r in board] == ["training-swp00001", "training-swp00000", "training-swp00002",
-                                         "training-swpqueue"]
+        # Runs by name, as the chart's legend names them
+        assert [r[1] for r in board] == ["digits-2", "digits-1", "digits-3", "digits-4"]
         assert board[0][0] == "1*" and board[-1][0] == "-"
         labels = [str(c.label) for c in app.screen.query_one("#leaderboard").columns.values()]
-        assert labels == ["RANK", "RUN", "STATE", "ACCURACY", "LR", "HIDDEN"]
+        assert labels == ["RANK", "NAME", "STATE", "ACCURACY", "LR", "HIDDEN"]
         assert board[0][4:] == ["0.1", "32"]
         screen = app.screen
         assert len(screen.snapshot.curves) == 3  # the queued run has no curve yet
         assert screen.snapshot.curves["training-swp00001"][2][-1] == 0.97
         summary = str(screen.query_one("#exp-summary").render())
-        assert "ranked by accuracy (maximize)" in summary and "best training-swp00001" in summary
+        assert "ranked by accuracy (maximize)" in summary and "best digits-2 (training-swp00001)" in summary
+        legend = str(screen.query_one("#legend").render())
+        assert [n for n in ("digits-2", "digits-1", "digits-3") if n in legend] == ["digits-2", "digits-1", "digits-3"]
         assert "digits: 4 runs" in screen_text(app)
 
         await pilot.press("down")  # the other experiment
         await settle(pilot)
-        assert [r[1] for r in rows(app, "#leaderboard")] == ["training-other001"]
+        assert [r[1] for r in rows(app, "#leaderboard")] == ["other"]
         await pilot.press("up")
         await settle(pilot)
         await pilot.press("tab", "down", "enter")
