@@ -30,7 +30,7 @@ from textual.widgets import DataTable  # noqa: E402
 from backend.engines.fake.clock import FakeClock  # noqa: E402
 from backend.engines.fake.engine import FakeEngine  # noqa: E402
 from backend.facade import RunState  # noqa: E402
-from dlaas_tui.widgets.run_table import COLUMNS, RunTable  # noqa: E402
+from dlaas_tui.widgets.run_table import COLUMNS, RunTable, layout  # noqa: E402
 
 FIRST_PAINT_TARGET = 0.2
 TICK_TARGET = 0.020
@@ -95,12 +95,13 @@ async def bench_datatable(runs, rounds: int) -> tuple[float, list[float]]:
     async with app.run_test(size=(160, 50)) as pilot:
         await pilot.pause()
         keys = [c.key for c in COLUMNS]
+        widths = {c.key: w for c, w in layout(160)}
         t0 = time.perf_counter()
         for c in COLUMNS:
-            table.add_column(c.title, key=c.key, width=c.width)
+            table.add_column(c.title, key=c.key, width=widths.get(c.key, len(c.title)))
         table.add_rows(
             [[r.id, r.name, r.experiment or "", r.state.value, format_queue(r), format_gpus(r),
-              ",".join(r.assigned), "", format_cost(r), ""] for r in runs]
+              ",".join(r.assigned), "", format_cost(r), "", ""] for r in runs]
         )
         # DataTable keys rows itself; update_cell needs its keys.
         row_keys = list(table.rows)

@@ -31,7 +31,7 @@ from textual.strip import Strip
 
 from backend.facade import Run, RunState, format_eta, utcnow
 
-from .safe_text import visible
+from .safe_text import _NEEDS_TRANSLATE, visible
 
 
 def human_duration(seconds: float) -> str:
@@ -262,25 +262,39 @@ STATIC_KEYS = ("id", "name", "experiment", "state", "gpus", "assigned", "cost", 
 
 
 def static_cells(run: Run) -> tuple[str, ...]:
-    return (
-        run.id,
-        visible(run.name),
-        visible(run.experiment or ""),
-        run.state.value,
-        format_gpus(run),
-        visible(", ".join(run.assigned) or (run.node or "")),
-        format_cost(run),
-        visible(format_metric(run)),
-        visible(format_params(run.params)) if run.params else "",
-    )
+    name, experiment = run.name, run.experiment or ""
+    assigned = ", ".join(run.assigned) or (run.node or "")
+    metric = format_metric(run)
+    params = format_params(run.params) if run.params else ""
+    if not _NEEDS_TRANSLATE.search(f"{name}{experiment}{assigned}{metric}{params}"):
+        pass  # the common case: nothing to make visible, one search instead of five
+    else:
+        name, experiment, assigned, metric, params = map(visible, (name, experiment, assigned, metric, params))
+    return (run.id, name, experiment, run.state.value, format_gpus(run), assigned, format_cost(run), metric, params)
 
 
-def _width(text: str) -> int:
-    return len(text) if text.isascii() else cell_len(text)
+WIDTH_KEYS = (*STATIC_KEYS, "queue")  # the content widths kept per run, in this order
+_DATA_CELLS = (1, 2, 5, 7, 8)  # the cells that hold user text; the others are ASCII or `×` (one cell)
 
 
-def _queue_width(run: Run) -> int:
-    return len(str(run.queue_position)) + run.queue_position_approximate
+def cells_and_widths(run: Run) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """A run's static cells and the width of each (and of its queue position); 0 = empty."""
+    cells = static_cells(run)
+    widths = tuple(map(len, cells))
+    if not (cells[1] + cells[2] + cells[5] + cells[7] + cells[8]).isascii():  # e.g. CJK in a name
+        widths = tuple(cell_len(c) if i in _DATA_CELLS else w for i, (c, w) in enumerate(zip(cells, widths)))
+    position = run.queue_position
+    queue = 0 if position is None else len(str(position)) + 1 + run.queue_position_approximate  # `~#12`
+    return cells, (*widths, queue)
+
+
+def count_widths(widths: Iterable[tuple[int, ...]]) -> list[Counter[int]]:
+    """Per column, how many runs have each content width (empty cells not counted)."""
+    columns = list(zip(*widths)) or [() for _ in WIDTH_KEYS]
+    counts = [Counter(column) for column in columns]
+    for count in counts:
+        count.pop(0, None)
+    return counts
 
 
 @dataclass
@@ -288,7 +302,8 @@ class Prepared:
     """A full load's per-run work, done off the UI thread (`prepare`): `apply(full=True)` adopts it."""
 
     cells: dict[str, tuple[str, ...]]
-    counts: dict[str, Counter[int]]
+    widths: dict[str, tuple[int, ...]]
+    counts: list[Counter[int]]
     sort_key: str
     sort_values: dict[str, object]
 
@@ -296,18 +311,19 @@ class Prepared:
 def prepare(runs: Iterable[Run], sort_key: str = DEFAULT_SORT[0]) -> Prepared:
     """Cells, content widths and sort values for a full load; pure, so a worker thread can run it."""
     cells_of: dict[str, tuple[str, ...]] = {}
-    counts: dict[str, Counter[int]] = {k: Counter() for k in (*STATIC_KEYS, "queue")}
+    widths_of: dict[str, tuple[int, ...]] = {}
     sort = SORT_KEYS[sort_key]
     sort_values = {}
     for run in runs:
-        cells = static_cells(run)
-        cells_of[run.id] = cells
+        cells_of[run.id], widths_of[run.id] = cells_and_widths(run)
         sort_values[run.id] = (sort(run), run.id)
-        if run.queue_position is not None:
-            counts["queue"][_queue_width(run)] += 1
-    for i, key in enumerate(STATIC_KEYS):
-        counts[key] = Counter(_width(c[i]) for c in cells_of.values() if c[i])
-    return Prepared(cells_of, counts, sort_key, sort_values)
+    return Prepared(cells_of, widths_of, count_widths(widths_of.values()), sort_key, sort_values)
+
+
+def _uncount(count: Counter[int], width: int) -> None:
+    count[width] -= 1
+    if count[width] <= 0:
+        del count[width]
 
 
 class RunTable(ScrollView, can_focus=True):
@@ -369,9 +385,13 @@ class RunTable(ScrollView, can_focus=True):
         self._filter: re.Pattern[str] | None = None
         self._selected_id: str | None = None
         self._now = self._clock()
-        # How many runs have each content width, per column: the widest is found without a scan.
-        self._width_counts: dict[str, Counter[int]] = {k: Counter() for k in (*STATIC_KEYS, "queue")}
+        # How many runs have each content width, per column (WIDTH_KEYS): the widest is found
+        # without a scan, and a tick touches only the widths that changed.
+        self._widths: dict[str, tuple[int, ...]] = {}
+        self._width_counts: list[Counter[int]] = [Counter() for _ in WIDTH_KEYS]
         self._queued: set[str] = set()
+        self._latest_eta: datetime | None = None
+        self._eta_stale = False
         self._id_prefix: int | None = None  # the unique-prefix length, worked out when needed
         self._layout_key: tuple | None = None
         self._layout: list[tuple[Column, int]] = []
@@ -398,13 +418,16 @@ class RunTable(ScrollView, can_focus=True):
               prepared: Prepared | None = None) -> None:
         """Merge a ChangeSet's runs; keeps the selected run selected and the scroll offset as is.
 
-        `prepared` (from `prepare(changed)`, worked out in a thread) spares the UI thread the
-        per-run work of a full load.
+        A full load's per-run work is `prepare(changed)`: pass it as `prepared` when a worker thread
+        has done it already.
         """
-        if full and prepared is not None:
+        if full:
             runs = list(changed)
+            if prepared is None:
+                prepared = prepare(runs, self.sort_key)
             self._runs = {run.id: run for run in runs}
             self._cells = prepared.cells
+            self._widths = prepared.widths
             self._width_counts = prepared.counts
             self._queued = {run.id for run in runs if run.queue_position is not None}
             if prepared.sort_key == self.sort_key:
@@ -414,81 +437,80 @@ class RunTable(ScrollView, can_focus=True):
                 self._sort_values = {run.id: (sort(run), run.id) for run in runs}
             self._haystack.clear()
             self._id_prefix = None
+            self._eta_stale = True
             self._layout_key = None
             self._rebuild_order()
             return
-        if full:
-            self._runs.clear()
-            self._cells.clear()
-            self._sort_values.clear()
-            self._haystack.clear()
-            self._queued.clear()
-            for counts in self._width_counts.values():
-                counts.clear()
         sort = SORT_KEYS[self.sort_key]
-        runs, cells_of, sort_values, hay = self._runs, self._cells, self._sort_values, self._haystack
-        counts = [self._width_counts[k] for k in STATIC_KEYS]
-        queue_counts = self._width_counts["queue"]
+        runs, cells_of, widths_of = self._runs, self._cells, self._widths
+        sort_values, hay, counts, queued = self._sort_values, self._haystack, self._width_counts, self._queued
         added = False
         for run in changed:
-            old = cells_of.get(run.id)
+            if runs.get(run.id) == run:
+                continue  # sent again unchanged (an engine reports the whole queue when it moves)
+            cells, widths = cells_and_widths(run)
+            old = widths_of.get(run.id)
             if old is None:
                 added = True
-            else:
-                self._forget_widths(run.id, old)
-            cells = static_cells(run)
+                for count, w in zip(counts, widths):
+                    if w:
+                        count[w] += 1
+            elif old != widths:
+                for count, was, w in zip(counts, old, widths):
+                    if was != w:
+                        if was:
+                            _uncount(count, was)
+                        if w:
+                            count[w] += 1
             cells_of[run.id] = cells
-            for count, text in zip(counts, cells):
-                if text:
-                    count[_width(text)] += 1
+            widths_of[run.id] = widths
+            if run.queue_position is not None or run.id in queued:
+                self._note_eta(runs.get(run.id), run)
+                if run.queue_position is not None:
+                    queued.add(run.id)
+                else:
+                    queued.discard(run.id)
             runs[run.id] = run
-            if run.queue_position is not None:
-                self._queued.add(run.id)
-                queue_counts[_queue_width(run)] += 1
-            else:
-                self._queued.discard(run.id)
             sort_values[run.id] = (sort(run), run.id)  # ties break on id: no flicker
             hay.pop(run.id, None)  # rebuilt when a filter needs it
         for run_id in deleted:
-            old = cells_of.pop(run_id, None)
+            old = widths_of.pop(run_id, None)
             if old is not None:
-                self._forget_widths(run_id, old)
+                for count, was in zip(counts, old):
+                    if was:
+                        _uncount(count, was)
                 added = True  # the unique prefix may get shorter
+            cells_of.pop(run_id, None)
             runs.pop(run_id, None)
-            self._queued.discard(run_id)
+            if run_id in queued:
+                queued.discard(run_id)
+                self._eta_stale = True
             sort_values.pop(run_id, None)
             hay.pop(run_id, None)
-        if added or full:
+        if added:
             self._id_prefix = None
         self._layout_key = None
         self._rebuild_order()
 
-    def _forget_widths(self, run_id: str, cells: tuple[str, ...]) -> None:
-        for key, text in zip(STATIC_KEYS, cells):
-            if text:
-                count = self._width_counts[key]
-                w = _width(text)
-                count[w] -= 1
-                if count[w] <= 0:
-                    del count[w]
-        run = self._runs.get(run_id)
-        if run is not None and run.queue_position is not None:
-            count = self._width_counts["queue"]
-            w = _queue_width(run)
-            count[w] -= 1
-            if count[w] <= 0:
-                del count[w]
+    def _note_eta(self, old: Run | None, new: Run) -> None:
+        """Keep the latest queue ETA (the QUEUE column's width) without a scan on every tick."""
+        eta = new.eta if new.queue_position is not None else None
+        latest = self._latest_eta
+        if eta is not None and (latest is None or eta > latest):
+            self._latest_eta = eta
+        elif old is not None and old.eta is not None and old.eta == latest and eta != latest:
+            self._eta_stale = True  # the latest one moved or left: worked out again when needed
 
     def _wanted_widths(self) -> dict[str, int]:
-        """Each column's content width (0-width columns left out): what plan_columns needs."""
-        wanted = {k: max(c) for k, c in self._width_counts.items() if c and k != "queue"}
+        """Each column's content width (empty columns left out): what plan_columns needs."""
+        wanted = {k: max(c) for k, c in zip(WIDTH_KEYS, self._width_counts) if c}
         if self._queued:
-            width = 1 + max(self._width_counts["queue"])  # `#12`, `~#12`
-            etas = [self._runs[i].eta for i in self._queued]
-            latest = max((e for e in etas if e is not None), default=None)
-            if latest is not None:
-                width += 1 + max(4, len(format_eta(latest, self._now)))
-            wanted["queue"] = width
+            if self._eta_stale:
+                etas = [e for e in (self._runs[i].eta for i in self._queued) if e is not None]
+                self._latest_eta = max(etas, default=None)
+                self._eta_stale = False
+            if self._latest_eta is not None:  # `#12 ~3m`: the latest ETA is the widest, give or take
+                wanted["queue"] += 1 + max(4, len(format_eta(self._latest_eta, self._now)))
         if self._runs:
             wanted["age"] = AGE_WIDTH
         return wanted
