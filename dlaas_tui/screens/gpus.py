@@ -153,15 +153,14 @@ class GpusScreen(Screen):
             banner.remove_class("-shown")
         gpus = [d for d in inv.devices if not d.is_cpu_slot]
         header = Text()
-        header.append("GPUs", style="bold")
+        slots_only = bool(inv.devices) and not gpus
+        header.append("CPU slots" if slots_only else "GPUs", style="bold")  # as the status header says
         if inv.node:
             header.append("  on ")
             header.append(visible(inv.node))
         header.append(f"   {inv.in_use}/{inv.gpu_count} in use")
         if inv.tier_gpus:
             header.append(f" · tier allows {inv.tier_gpus}")
-        if not gpus and inv.devices:
-            header.append(f" · {len(inv.devices)} CPU slot{'s' * (len(inv.devices) != 1)}", style="dim")
         header.append(f"   refresh {REFRESH_S:g}s", style="dim")
         self.query_one("#gpus-header", Static).update(header)
         self._fill(inv.devices)

@@ -193,6 +193,7 @@ class RunDetailScreen(Screen):
     def _summary(self, run: Run) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis", end="")
         text.append(visible(run.name), style="bold")
+        text.append(f"  {run.id}", style="dim")  # whole here: the runs table may show a prefix
         text.append("  ")
         text.append(run.state.value, style=self._state_style(run.state))
         if run.queue_position is not None:
