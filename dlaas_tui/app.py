@@ -87,6 +87,7 @@ class DlaasApp(App[None]):
         self.ui_state = UiState(paths.ui_state_file)
         self.startup_errors: list[str] = []
         self.header_stats = None  # the runs feed's latest header figures, for other screens
+        self.first_page = None  # (runs, prepared rows) read right after the backend opened
         self._own_themes: list[str] = []
         self._load_themes(paths.cache_dir / "themes.json")
 
@@ -194,6 +195,10 @@ class DlaasApp(App[None]):
     @work(thread=True, group="open-backend", exit_on_error=False)
     def _open_in_background(self) -> None:
         self._open()
+        if self._backend is not None:  # the runs screen's first screenful, read in this same thread
+            from .screens.runs import read_first_page
+
+            self.first_page = read_first_page(self._backend)
         try:
             self.call_from_thread(self._backend_opened)
         except RuntimeError:
@@ -213,7 +218,8 @@ class DlaasApp(App[None]):
         for screen in self.screen_stack:
             if isinstance(screen, RunsScreen):
                 screen.restart_feed()
-        self.screen.refresh_bindings()
+        self.first_page = None
+        self.call_after_refresh(self.screen.refresh_bindings)  # the rows first, then the footer
 
     def _handle_exception(self, error: Exception) -> None:
         # A handler asked for the backend and the config could not be opened: no traceback, the

@@ -33,7 +33,7 @@ from ..notices import announce, notices, run_ends, sweep_ends
 from ..widgets.command_bar import CommandBar
 from ..widgets.footer import Footer
 from ..widgets.header import HeaderStats, StatusHeader
-from ..widgets.run_table import Prepared, RunTable, prepare
+from ..widgets.run_table import DEFAULT_SORT, Prepared, RunTable, prepare
 from .confirm import ConfirmScreen
 
 if TYPE_CHECKING:
@@ -54,13 +54,27 @@ FIRST_PAGE = 200
 
 
 def first_page(engine) -> list[Run]:
-    """The top of the table's default order without reading every run: what is running, the queue,
-    and the newest finished runs."""
+    """The top of the table's default order without reading every run: what is running, the head
+    of the queue, and the newest finished runs."""
     live = [s for s in ACTIVE_STATES if s is not RunState.QUEUED]
     runs = engine.list_runs(states=live)
-    runs += engine.list_runs(states=[RunState.QUEUED])
+    head = getattr(engine, "queue_head", None)
+    runs += head(FIRST_PAGE) if head is not None else engine.list_runs(states=[RunState.QUEUED])
     runs += engine.list_runs(states=sorted(TERMINAL_STATES), limit=FIRST_PAGE)
     return runs
+
+
+def read_first_page(backend, sort_key: str | None = None) -> tuple[list[Run], Prepared] | None:
+    """The first screenful and its prepared rows, for engines whose listing is a cheap local read;
+    None otherwise or on any error (the feed's full read then says what is wrong)."""
+    try:
+        engine = backend.engine
+        if getattr(engine, "name", "") not in FIRST_PAGE_ENGINES:
+            return None
+        page = first_page(engine)
+        return page, prepare(page, sort_key or DEFAULT_SORT[0])
+    except Exception:
+        return None
 
 
 def halt_then_delete(engine, run_id: str, wait_s: float = 15.0) -> None:
@@ -108,15 +122,21 @@ class RunsScreen(Screen):
     def restart_feed(self) -> None:
         """(Re)start reading runs from the app's current backend, e.g. after `:profile`."""
         self._loaded = False
-        self.query_one(RunTable).apply([], full=True)
-        self._feed(self.app.backend, self.app.poll_interval)
+        table = self.query_one(RunTable)
+        # The app reads the first screenful in the thread that opened the backend: shown at once.
+        page, self.app.first_page = getattr(self.app, "first_page", None), None
+        if page is not None:
+            table.apply(page[0], full=True, prepared=page[1])
+        else:
+            table.apply([], full=True)
+        self._feed(self.app.backend, self.app.poll_interval, page is None)
 
     def poke(self) -> None:
         """Ask the feed for changes now rather than at the next tick."""
         self._wake.set()
 
     @work(thread=True, exclusive=True, group="runs-feed", exit_on_error=False)
-    def _feed(self, backend: Backend, interval: float) -> None:
+    def _feed(self, backend: Backend, interval: float, first: bool = True) -> None:
         worker = get_current_worker()
         cursor: int | None = None
         mirror: dict[str, Run] = {}
@@ -124,14 +144,10 @@ class RunsScreen(Screen):
         inventory_at = 0.0
         last_error = ""
         table = self._table
-        if getattr(backend.engine, "name", "") in FIRST_PAGE_ENGINES:
-            # 10,000 runs take a while to read and build: the first screenful is shown first.
-            try:
-                page = first_page(backend.engine)
-                if not worker.is_cancelled:
-                    self.app.call_from_thread(self._apply_page, page, prepare(page, table.sort_key))
-            except Exception:
-                pass  # the full read below says what is wrong
+        if first:  # 10,000 runs take a while to read and build: the first screenful is shown first
+            page = read_first_page(backend, table.sort_key)
+            if page is not None and not worker.is_cancelled:
+                self.app.call_from_thread(self._apply_page, *page)
         while not worker.is_cancelled:
             try:
                 engine = backend.engine

@@ -330,6 +330,11 @@ def test_a_run_asking_for_no_gpu_holds_a_cpu_slot(home, tmp_path, cli):
         assert running.assigned == ["cpu:0"]
         waiting = get(second)
         assert waiting.state is RunState.QUEUED and waiting.queue_position == 1
+        eng = engine()
+        try:  # the TUI's first screenful: the queue's head, as list_runs shows it
+            assert [(r.id, r.queue_position) for r in eng.queue_head(5)] == [(second, 1)]
+        finally:
+            eng.close()
         shown = json.loads(cli("gpus", "--json").stdout)
         held = {d["uuid"]: d["held_by"] for d in shown["devices"]}
         assert held == {"cpu:0": first}

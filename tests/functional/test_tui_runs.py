@@ -433,3 +433,28 @@ async def test_a_run_asking_for_no_gpu_holds_a_cpu_slot_everywhere():
         shown = screen_text(app)
         assert first.id in shown and second.id in shown
         assert "idle" not in shown
+
+
+async def test_the_first_screenful_reads_the_same_as_the_full_table():
+    """10,000 runs are read after a first page (running, the queue's head, the newest finished):
+    the rows shown first are the rows the full table has on top."""
+    app, _clock, _engine = make_app(400, devices=8, poll_interval=60)
+    seen: list[list[str]] = []
+    original = RunsScreen._apply_page
+
+    def spy(self, runs, prepared):
+        original(self, runs, prepared)
+        seen.append(list(self.query_one(RunTable)._order))
+
+    RunsScreen._apply_page = spy
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            table = await loaded(pilot)
+            await wait_for(pilot, lambda: table.total_count == 400)
+            assert seen, "no first page was shown"
+            first = seen[0]
+            assert 0 < len(first) < 400
+            top = min(len(first), 60)
+            assert first[:top] == table._order[:top]
+    finally:
+        RunsScreen._apply_page = original

@@ -203,6 +203,14 @@ class LocalEngine:
         sql, args = self._listing_query(LIST_COLUMNS, states, experiment, limit)
         return self._build(self.conn.execute(sql, args).fetchall())
 
+    def queue_head(self, limit: int) -> list[Run]:
+        """The first `limit` queued runs in the order they will be admitted (a screenful for the TUI
+        without building every queued run)."""
+        rows = self.conn.execute(
+            f"SELECT {LIST_COLUMNS} FROM runs WHERE state = 'QUEUED' "
+            "ORDER BY prio DESC, submitted_at, id LIMIT ?", (int(limit),)).fetchall()
+        return self._build(rows)
+
     def list_runs_json(self, *, states: Sequence[RunState] | None = None, experiment: str | None = None,
                        limit: int | None = None) -> list[str]:
         """`list_runs` as encoded JSON objects, in the same order: finished runs from their sealed
