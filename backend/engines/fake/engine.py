@@ -247,7 +247,8 @@ class FakeEngine(Controls, Reading, Lifecycle):
                 return self._snapshot(rec)
             self._runs[run_id] = rec
             rec.events.append(RunEvent(run_id, now, S.QUEUED, "submitted"))
-            self._log(rec, f"[dlaas] {run_id} submitted: {need} device(s), priority {manifest.priority}")
+            held = f"{manifest.learners} cpu slot(s)" if need == 0 and self.cpu_only else f"{need} device(s)"
+            self._log(rec, f"[dlaas] {run_id} submitted: {held}, priority {manifest.priority}")
             self._enqueue(rec)
             self._touch(rec)
             # As a real engine's submit: the run is recorded QUEUED; admission follows (here at once).
