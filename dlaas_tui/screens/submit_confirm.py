@@ -74,7 +74,9 @@ def plan_table(plan: SubmitPlan) -> Table:
     table.add_row("name", Text(visible(plan.name)))
     runs = f"{plan.runs} ({plan.sweep_method} sweep)" if plan.sweep_method else str(plan.runs)
     table.add_row("runs", Text(runs))
-    gpu = f"{plan.gpus_each} × {visible(plan.gpu_type or 'any GPU')}" if plan.gpus_each else "none (1 CPU slot)"
+    slots = max(1, plan.learners)  # a run that asks for no GPU holds (and pays for) a slot per learner
+    gpu = (f"{plan.gpus_each} × {visible(plan.gpu_type or 'any GPU')}" if plan.gpus_each
+           else f"none ({slots} CPU slot{'s' * (slots != 1)})")
     if plan.learners > 1:
         gpu += f" ({plan.learners} learners)"
     table.add_row("GPUs each", Text(gpu))
