@@ -94,6 +94,7 @@ def patch_runs(module):
     cls._apply = patched(cls._apply, False)
     if hasattr(cls, "_apply_page"):  # the first screenful, shown before all runs are read
         cls._apply_page = patched(cls._apply_page, True)
+        cls.restart_feed = patched(cls.restart_feed, True)  # ... or read with the backend
 
 PATCHES = {"dlaas_tui.app": patch_app, "dlaas_tui.screens.runs": patch_runs}
 
