@@ -50,7 +50,7 @@ def describe_error(exc: BaseException) -> str:
 
 # Engines whose listing is a cheap local read: the first screenful is read and shown before all runs.
 FIRST_PAGE_ENGINES = frozenset({"local", "fake"})
-FIRST_PAGE = 200
+FIRST_PAGE = 120
 
 
 def first_page(engine) -> list[Run]:
