@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 
 from backend.facade import get_paths, resource_dir, utcnow
 
@@ -44,6 +44,7 @@ LAZY_SCREENS = {
                     "Sweeps and grouped runs: leaderboards and metric curves"),
 }
 COMMANDS = ("runs", "buckets", "gpus", "new", "experiments", "profile", "theme", "help", "quit")
+COMMAND_HINT = "command: " + " ".join(COMMANDS)
 
 
 class DlaasApp(App[None]):
@@ -51,7 +52,8 @@ class DlaasApp(App[None]):
     CSS_PATH = "app.tcss"
     COMMAND_PALETTE_BINDING = "ctrl+p"
     BINDINGS = [
-        Binding("q", "quit", "Quit", id="app.quit"),
+        # `q` leaves a sub-screen like esc does and quits only from the home screen (the runs).
+        Binding("q", "back_or_quit", "Quit", id="app.quit"),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("colon", "command", "Command", id="app.command"),
         Binding("ctrl+t", "next_theme", "Theme", show=False, id="app.theme"),
@@ -234,6 +236,24 @@ class DlaasApp(App[None]):
         """A backend or input problem, shown as a notification; the UI keeps going."""
         self.notify(visible(message), title="Error", severity="error", timeout=8, markup=False)
 
+    # ------------------------------------------------------------ the header
+    def publish_header_stats(self, stats) -> None:
+        """The runs feed's latest figures, shown at once by the header of every open screen."""
+        from .widgets.header import StatusHeader
+
+        self.header_stats = stats
+        for screen in self.screen_stack:
+            for header in screen.query(StatusHeader):
+                header.update_stats(stats)
+
+    def poke_runs(self) -> None:
+        """Ask the runs feed for changes now (after a halt elsewhere), so every header catches up."""
+        from .screens.runs import RunsScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, RunsScreen):
+                screen.poke()
+
     # ------------------------------------------------------------ screens
     def open_run(self, run_id: str, tab: str = "logs") -> None:
         from .screens.run_detail import RunDetailScreen
@@ -267,6 +287,30 @@ class DlaasApp(App[None]):
 
     def action_back(self) -> None:
         if len(self.screen_stack) > 2:
+            self.pop_screen()
+
+    def is_home(self, screen: Screen) -> bool:
+        """The screen `q` quits from: the runs table at the bottom of the stack."""
+        from .screens.runs import RunsScreen
+
+        return isinstance(screen, RunsScreen) or len(self.screen_stack) <= 2
+
+    async def action_back_or_quit(self) -> None:
+        screen = self.screen
+        if self.is_home(screen):
+            self.exit()
+            return
+        # The screen's own way back first: the editor asks before dropping changes, a dialog says no.
+        for name in ("action_cancel", "action_back"):
+            leave = getattr(screen, name, None)
+            if callable(leave):
+                result = leave()
+                if hasattr(result, "__await__"):
+                    await result
+                return
+        if isinstance(screen, ModalScreen):
+            screen.dismiss(None)
+        else:
             self.pop_screen()
 
     def action_help(self) -> None:
@@ -305,7 +349,8 @@ class DlaasApp(App[None]):
 
     def action_command(self) -> None:
         suggester = CommandSuggester(self.command_names, self.command_arguments)
-        self.push_screen(CommandScreen(suggester, self.ui_state.history), callback=self._command_entered)
+        self.push_screen(CommandScreen(suggester, self.ui_state.history, hint=COMMAND_HINT),
+                         callback=self._command_entered)
 
     def _command_entered(self, value: str | None) -> None:
         if value:

@@ -13,8 +13,9 @@ from textual.containers import Container
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
+from ..widgets.footer import KeysFooter
 from ..widgets.safe_text import visible
 from ..widgets import osc52
 from ..widgets.object_list import Entry, ObjectList
@@ -90,7 +91,7 @@ class BucketsScreen(BucketWrites, Screen):
         yield Input(placeholder="filter (esc clears)", id="filter", compact=True)
         yield TransferBar(id="transfer")
         yield Static("", id="status", markup=False)
-        yield Footer()
+        yield KeysFooter()
 
     @property
     def backend(self):

@@ -3,8 +3,9 @@
     self.app.push_screen(ConfirmScreen("Delete run?", details, confirm_label="Delete", danger=True),
                          callback=lambda ok: ok and self.do_delete())
 
-`details` may be a `str` (shown literally, never as markup) or a rich renderable you built yourself.
-`y`/`enter` confirm, `n`/`esc` cancel; the cancel button has focus first so a stray `enter` is safe
+`details` may be a `str` (shown literally, never as markup; its line breaks are kept, so a caller
+passes data in it through `visible()` first) or a rich renderable you built yourself.
+`y`/`enter` confirm, `n`/`esc`/`q` cancel; the cancel button has focus first so a stray `enter` is safe
 only when the caller wants it (`default_confirm=True`).
 """
 from __future__ import annotations
@@ -16,7 +17,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from ..widgets.safe_text import data_text
+from rich.text import Text
+
+from ..widgets.safe_text import data_text, visible_lines
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -34,7 +37,7 @@ class ConfirmScreen(ModalScreen[bool]):
     """
     BINDINGS = [
         Binding("y", "confirm", "Yes", id="confirm.yes"),
-        Binding("n,escape", "cancel", "No", id="confirm.no"),
+        Binding("n,escape,q", "cancel", "No", id="confirm.no"),
     ]
 
     def __init__(
@@ -49,7 +52,7 @@ class ConfirmScreen(ModalScreen[bool]):
     ) -> None:
         super().__init__(classes="-danger" if danger else "")
         self._title = title
-        self._details = data_text(details) if isinstance(details, str) else details
+        self._details = Text(visible_lines(details), end="") if isinstance(details, str) else details
         self._confirm_label = confirm_label
         self._cancel_label = cancel_label
         self._danger = danger

@@ -16,9 +16,10 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
-from textual.widgets import Footer, OptionList, Static, TextArea
+from textual.widgets import OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
+from ..widgets.footer import KeysFooter
 from ..widgets.safe_text import visible
 from ..widgets.manifest_area import ManifestArea
 from ..widgets.prompts import InputPrompt
@@ -136,7 +137,7 @@ class EditorScreen(Screen):
             soft_wrap=False,
         )
         yield OptionList(id="problems")
-        yield Footer()
+        yield KeysFooter()
 
     @property
     def area(self) -> ManifestArea:

@@ -20,11 +20,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 from textual.worker import get_current_worker
 
 from backend.facade import experiment_summaries, halt_candidates, leaderboard
 
+from ..widgets.footer import KeysFooter
 from ..widgets.safe_text import visible
 
 REFRESH_S = 2.0
@@ -99,7 +100,7 @@ class ExperimentsScreen(Screen):
             with Vertical(id="curves-box"):
                 yield self._plot_widget()
                 yield Static("", id="legend")
-        yield Footer()
+        yield KeysFooter()
 
     @staticmethod
     def _plot_widget():

@@ -12,8 +12,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
+from ..widgets.footer import KeysFooter
 from ..widgets.safe_text import visible
 
 REFRESH_S = 2.0
@@ -82,7 +83,7 @@ class GpusScreen(Screen):
         yield Static("", id="nvml-banner", markup=False)
         yield DataTable(id="devices", cursor_type="row", zebra_stripes=True)
         yield Static("", id="device-detail")
-        yield Footer()
+        yield KeysFooter()
 
     # Fixed widths that fit 80 columns; the device name takes what is left.
     COLUMNS = [("#", "idx", 2), ("UTIL", "util", 11), ("MEMORY", "mem", 15), ("TEMP", "temp", 4),

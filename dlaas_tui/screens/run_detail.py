@@ -19,11 +19,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
 from backend.facade import RESUMABLE_STATES, MetricPoint, Run, RunEvent, private_dir
 
+from ..widgets.footer import KeysFooter
 from ..widgets.command_bar import CommandBar
 from ..widgets.header import StatusHeader
 from ..widgets.log_view import LogView
@@ -106,7 +107,7 @@ class RunDetailScreen(Screen):
             with TabPane("Cost", id="cost"):
                 with VerticalScroll():
                     yield self.cost_view
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one(StatusHeader).set_where(f"run {self.run_id}")
@@ -376,6 +377,8 @@ class RunDetailScreen(Screen):
             self.app.call_from_thread(self.app.report_error, f"Halting {self.run_id}: {describe_error(exc)}")
             return
         self.app.call_from_thread(self.notify, f"Halted {self.run_id}", markup=False)
+        self.app.call_from_thread(self.app.poke_runs)
+        self.app.call_from_thread(self._load)  # the summary line shows the new state now
 
 
 

@@ -30,10 +30,12 @@ from backend.facade import (
 )
 
 from ..notices import announce, notices, run_ends, sweep_ends
+from ..widgets.footer import KeysFooter
 from ..widgets.command_bar import CommandBar
-from ..widgets.footer import Footer
+from ..widgets.filter_line import FilterLine
 from ..widgets.header import HeaderStats, StatusHeader
 from ..widgets.run_table import DEFAULT_SORT, Prepared, RunTable, prepare
+from ..widgets.safe_text import visible
 from .confirm import ConfirmScreen
 
 if TYPE_CHECKING:
@@ -108,8 +110,8 @@ class RunsScreen(Screen):
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="header")
         yield RunTable(clock=self.app.clock, id="runs")
-        yield CommandBar(id="filter-bar")
-        yield Footer()
+        yield FilterLine(noun="runs", id="filter-line")
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self._table = self.query_one(RunTable)  # the feed thread reads its sort key
@@ -233,8 +235,9 @@ class RunsScreen(Screen):
             self._loaded = True
         if stats is not None:
             table.tick()
-            self.app.header_stats = stats
-            self.query_one(StatusHeader).update_stats(stats)
+            self.app.publish_header_stats(stats)  # every screen's header, not only this one's
+        if self.query_one(FilterLine).query_text:
+            self.query_one(FilterLine).set_counts(table.row_count, table.total_count)
 
     def _announce(self, said) -> None:
         """Runs or sweeps ended: a toast each, and the bell or a desktop notification ([notify] terminal)."""
@@ -253,30 +256,30 @@ class RunsScreen(Screen):
         return True
 
     def action_filter(self) -> None:
+        self.query_one(FilterLine).edit()
+
+    def _filter(self, query: str) -> bool:
         table = self.query_one(RunTable)
-        self.query_one(CommandBar).open("/", table.filter_text)
+        ok = table.set_filter(query)
+        self.query_one(FilterLine).set_query(query, table.row_count, table.total_count)
+        return ok
 
     def on_command_bar_typed(self, event: CommandBar.Typed) -> None:
         if event.mode == "/":
-            self.query_one(RunTable).set_filter(event.value)
+            self._filter(event.value)
 
     def on_command_bar_entered(self, event: CommandBar.Entered) -> None:
-        table = self.query_one(RunTable)
-        if not table.set_filter(event.value) and event.value:
+        if not self._filter(event.value) and event.value:
             self.notify("Not a valid regex: filtering on the text as typed", severity="warning", markup=False)
-        table.focus()
-        if event.value:
-            self.sub_title = f"/{event.value}"
+        self.query_one(RunTable).focus()
 
     def on_command_bar_cancelled(self, event: CommandBar.Cancelled) -> None:
-        table = self.query_one(RunTable)
-        table.set_filter("")
-        table.focus()
+        self._filter("")
+        self.query_one(RunTable).focus()
 
     def action_clear_filter(self) -> None:
-        table = self.query_one(RunTable)
-        if table.filter_text:
-            table.set_filter("")
+        if self.query_one(FilterLine).query_text:
+            self._filter("")
 
     def _selected(self) -> Run | None:
         run = self.query_one(RunTable).selected_run
@@ -302,7 +305,7 @@ class RunsScreen(Screen):
         if run.state.terminal:
             self.notify(f"{run.id} has already finished ({run.state.value})", markup=False)
             return
-        details = f"{run.name}\nstate {run.state.value}, {run.gpus} GPU(s). Its results so far are kept."
+        details = f"{visible(run.name)}\nstate {run.state.value}, {run.gpus} GPU(s). Its results so far are kept."
         self.app.push_screen(
             ConfirmScreen(f"Halt {run.id}?", details, confirm_label="Halt", danger=True),
             callback=lambda ok: self._halt(run.id) if ok else None,
@@ -318,7 +321,7 @@ class RunsScreen(Screen):
             self.notify(f"{run.id} is {run.state.value}: only a halted or failed run can be resumed", markup=False)
             return
         self.app.push_screen(
-            ConfirmScreen(f"Resume {run.id}?", f"{run.name}\n{RESUME_DETAILS}", confirm_label="Resume"),
+            ConfirmScreen(f"Resume {run.id}?", f"{visible(run.name)}\n{RESUME_DETAILS}", confirm_label="Resume"),
             callback=lambda ok: self._resume(run.id) if ok else None,
         )
 
@@ -331,7 +334,7 @@ class RunsScreen(Screen):
         if run is None or not self._writable("delete"):
             return
         active = "" if run.state.terminal else " It is still running and will be halted first."
-        details = f"{run.name}\nIts record and logs go; its results bucket is left as it is.{active}"
+        details = f"{visible(run.name)}\nIts record and logs go; its results bucket is left as it is.{active}"
         self.app.push_screen(
             ConfirmScreen(f"Delete {run.id}?", details, confirm_label="Delete", danger=True),
             callback=lambda ok: self._delete(run.id) if ok else None,

@@ -81,11 +81,12 @@ class CommandBar(Input):
         self._history_pos = 0
         self._command_suggester = suggester
 
-    def open(self, mode: str, value: str = "") -> None:
+    def open(self, mode: str, value: str = "", *, hint: str | None = None) -> None:
+        """Show the bar in `mode` (":" or "/") with `value`; `hint` is what it says while empty."""
         self.mode = mode
         # Only commands complete; a filter is free text.
         self.suggester = self._command_suggester if mode == ":" else None
-        self.placeholder = "command: runs buckets gpus profile NAME theme NAME quit" if mode == ":" else "filter (text or regex)"
+        self.placeholder = hint if hint is not None else ("command" if mode == ":" else "filter (text or regex)")
         self.value = value
         self.cursor_position = len(value)
         self._history_pos = len(self.histories.setdefault(mode, []))
@@ -129,9 +130,10 @@ class CommandBar(Input):
         event.stop()
 
     async def action_submit(self) -> None:
-        value = self.value.strip()
+        # A command is trimmed; a filter or search is kept as typed (`epoch=12 ` must not find 120).
+        value = self.value.strip() if self.mode == ":" else self.value
         mode = self.mode
-        if value:
+        if value.strip():
             history = self.histories.setdefault(mode, [])
             if value in history:
                 history.remove(value)
@@ -148,10 +150,11 @@ class CommandScreen(ModalScreen[str | None]):
     CommandScreen CommandBar { dock: bottom; }
     """
 
-    def __init__(self, suggester: Suggester, history: list[str]) -> None:
+    def __init__(self, suggester: Suggester, history: list[str], *, hint: str = "command") -> None:
         super().__init__()
         self._suggester = suggester
         self._history = history
+        self._hint = hint
 
     def compose(self) -> ComposeResult:
         yield CommandBar(self._suggester, id="command-bar")
@@ -159,7 +162,7 @@ class CommandScreen(ModalScreen[str | None]):
     def on_mount(self) -> None:
         bar = self.query_one(CommandBar)
         bar.histories[":"] = list(self._history)
-        bar.open(":")
+        bar.open(":", hint=self._hint)
 
     def on_command_bar_entered(self, event: CommandBar.Entered) -> None:
         event.stop()

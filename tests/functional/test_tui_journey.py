@@ -1,0 +1,202 @@
+"""A new user's journey (issue 22): the filter in view, `q` and esc, help in reach, live headers.
+
+Every test runs at 80×24 and 120×40 and reads what the screen shows, as a user would.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from backend.facade import RunState
+from dlaas_tui.screens.confirm import ConfirmScreen
+from dlaas_tui.screens.help import HelpScreen
+from dlaas_tui.screens.run_detail import RunDetailScreen
+from dlaas_tui.screens.runs import RunsScreen
+from dlaas_tui.widgets.command_bar import CommandScreen
+from dlaas_tui.widgets.run_table import RunTable
+
+from .screens_harness import screen_text
+from .tui_fixtures import SAMPLE_MANIFEST, make_app, wait_for
+
+SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
+
+
+async def loaded(pilot) -> RunTable:
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.query_one(RunTable).row_count)
+    await wait_for(pilot, lambda: app.header_stats is not None)
+    return app.screen.query_one(RunTable)
+
+
+def lines(app) -> list[str]:
+    return screen_text(app).splitlines()
+
+
+def footer(app) -> str:
+    shown = lines(app)
+    return shown[-1] if shown else ""  # nothing drawn yet on a screen just pushed
+
+
+# -- item 2: the filter shows what it filters on, and how many rows it leaves ---------------------
+@pytest.mark.parametrize("size", SIZES)
+async def test_filter_text_and_counts_show_while_typing_and_after_enter(size):
+    app, _clock, _engine = make_app(60, poll_interval=60)
+    async with app.run_test(size=size) as pilot:
+        table = await loaded(pilot)
+        assert "of 60 runs" not in screen_text(app)
+        await pilot.press("slash", *"seed-0005")
+        await pilot.pause()
+        shown = lines(app)
+        typing = next(line for line in shown if "seed-0005" in line and "runs" in line)
+        assert re.search(r"/ ?seed-0005", typing) and "10 of 60 runs" in typing
+        assert footer(app) not in typing  # above the footer, not under it
+        assert table.row_count == 10
+
+        await pilot.press("enter")
+        await pilot.pause()
+        kept = next(line for line in lines(app) if "10 of 60 runs" in line)
+        assert "seed-0005" in kept and "esc clears" in kept
+        assert table.row_count == 10 and app.focused is table
+
+        await pilot.press("escape")
+        await pilot.pause()
+        assert "of 60 runs" not in screen_text(app) and "esc clears" not in screen_text(app)
+        assert table.row_count == 60 and table.filter_text == ""
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_filter_counts_follow_new_runs_and_esc_in_the_bar_clears(size):
+    app, clock, engine = make_app(20, poll_interval=0.1)
+    async with app.run_test(size=size) as pilot:
+        table = await loaded(pilot)
+        await pilot.press("slash", *"filtered-", "enter")
+        await pilot.pause()
+        assert "0 of 20 runs" in screen_text(app)
+        engine.submit_manifest({**SAMPLE_MANIFEST, "name": "filtered-one"})
+        await wait_for(pilot, lambda: "1 of 21 runs" in screen_text(app))
+        assert table.row_count == 1
+
+        await pilot.press("slash")  # edit again: the bar opens on the filter in force
+        await pilot.pause()
+        assert app.screen.query_one("#filter-bar").value == "filtered-"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert table.row_count == 21 and "of 21 runs" not in screen_text(app)
+
+
+# -- item 3: `q` leaves a sub-screen, quits from home; help is always in the footer ---------------
+@pytest.mark.parametrize("size", SIZES)
+async def test_q_goes_back_from_sub_screens_and_quits_only_from_home(size):
+    app, _clock, engine = make_app(30, poll_interval=60)
+    async with app.run_test(size=size) as pilot:
+        table = await loaded(pilot)
+        assert "? Help" in footer(app) and ": Command" in footer(app)
+
+        await pilot.press("l")  # a run's Logs tab, where `less` habit presses q
+        await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen))
+        await pilot.pause(0.2)
+        assert "? Help" in footer(app) and ": Command" in footer(app) and "q Back" in footer(app)
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
+        assert app.is_running
+
+        await pilot.press("enter")  # the Events tab, left with esc the same way
+        await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
+
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
+
+        running = next(r for r in engine.list_runs() if r.state is RunState.PROCESSING)
+        app.open_run(running.id)
+        await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen))
+        await pilot.press("ctrl+k")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("q")  # a dialog: q says no
+        await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen))
+        assert engine.get_run(running.id).state is RunState.PROCESSING
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
+        assert app.is_running
+
+        await pilot.press("q")  # home: one key quits
+        await wait_for(pilot, lambda: not app.is_running)
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_help_and_command_keys_are_in_every_footer(size):
+    app, _clock, engine = make_app(10, poll_interval=60)
+    async with app.run_test(size=size) as pilot:
+        await loaded(pilot)
+        for command, name in (("gpus", "GpusScreen"), ("experiments", "ExperimentsScreen")):
+            app.run_command(command)
+            await wait_for(pilot, lambda: type(app.screen).__name__ == name)
+            await wait_for(pilot, lambda: "? Help" in footer(app) and "q Back" in footer(app))
+            assert ": Command" in footer(app) and "Quit" not in footer(app), (command, footer(app))
+            await pilot.press("q")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
+
+
+# -- item 10: live header, dialogs without ␊, the full `:` hint ----------------------------------
+def header_running(app) -> int:
+    match = re.search(r"\brun(?:ning)? (\d+)", lines(app)[0])
+    assert match, lines(app)[0]
+    return int(match.group(1))
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_run_detail_header_follows_a_halt(size):
+    app, clock, engine = make_app(0, poll_interval=0.2)
+    first = engine.submit_manifest(SAMPLE_MANIFEST, duration=1000)
+    engine.submit_manifest(SAMPLE_MANIFEST, duration=1000)
+    clock.advance(30)
+    async with app.run_test(size=size) as pilot:
+        await loaded(pilot)
+        await wait_for(pilot, lambda: header_running(app) == 2)
+        app.open_run(first.id)
+        await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen) and app.screen.run is not None)
+        assert header_running(app) == 2
+        await pilot.press("ctrl+k")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert "␊" not in screen_text(app)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: engine.get_run(first.id).state is RunState.HALTED)
+        # Still on the detail screen: its header and its summary catch up without leaving it.
+        await wait_for(pilot, lambda: header_running(app) == 1)
+        await wait_for(pilot, lambda: "HALTED" in lines(app)[1])
+        assert isinstance(app.screen, RunDetailScreen)
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_halt_and_delete_dialogs_break_lines_and_show_names_as_data(size):
+    app, clock, engine = make_app(0, poll_interval=0.2)
+    engine.submit_manifest({**SAMPLE_MANIFEST, "name": "pytorch-sweep-10"}, duration=1000)
+    clock.advance(30)
+    async with app.run_test(size=size) as pilot:
+        await loaded(pilot)
+        for key in ("ctrl+k", "ctrl+d"):
+            await pilot.press(key)
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            shown = screen_text(app)
+            assert "␊" not in shown
+            name_line = next(line for line in lines(app) if "pytorch-sweep-10" in line)
+            assert "state" not in name_line and "record" not in name_line  # the details start below
+            await pilot.press("n")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_command_hint_names_every_command(size):
+    app, _clock, _engine = make_app(5, poll_interval=60)
+    async with app.run_test(size=size) as pilot:
+        await loaded(pilot)
+        await pilot.press("colon")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandScreen))
+        await pilot.pause()
+        hint = next(line for line in lines(app) if "command:" in line)
+        for command in ("runs", "buckets", "gpus", "new", "experiments", "profile", "theme", "help", "quit"):
+            assert re.search(rf"\b{command}\b", hint), (command, hint)
