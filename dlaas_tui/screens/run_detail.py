@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 TABS = ("logs", "metrics", "manifest", "events", "cost")
 TAIL_FIRST = 5000
 REFRESH_S = 2.0
+SEARCH_HINT = "search (text or regex) · enter jumps, pausing follow · n/N next/prev"
 
 
 class RunDetailScreen(Screen):
@@ -308,7 +309,7 @@ class RunDetailScreen(Screen):
 
     def action_search(self) -> None:
         self.query_one(TabbedContent).active = "logs"
-        self.search_bar.open("/")
+        self.search_bar.open("/", self.log_view.search_query, hint=SEARCH_HINT)
 
     def on_command_bar_typed(self, event: CommandBar.Typed) -> None:
         self.log_view.set_search(event.value, jump=False)

@@ -87,6 +87,8 @@ class LogView(ScrollView, can_focus=True):
         self._shift = 0  # lines indexed above the open point since open (stable id = n - shift)
         self._max_width = 0
         self._search: tuple[re.Pattern[str], re.Pattern[bytes]] | None = None
+        self.search_query = ""  # as typed
+        self._search_note = ""  # "searching…", "wrapped", "no match"
         self.current_match: int | None = None
         self._status = ""
         self._frame: tuple[tuple, list[Strip]] | None = None
@@ -167,7 +169,9 @@ class LogView(ScrollView, can_focus=True):
             ]
             if self._search:
                 where = "" if self.current_match is None else f" at line {self.current_match + 1:,}"
-                flags.append(f"search /{visible(self._search[0].pattern)}{where}")
+                note = f" ({self._search_note})" if self._search_note else ""
+                # Between slashes, so a trailing space shows; before the toggles, so 80 columns show it.
+                flags.insert(0, f"search /{visible(self.search_query)}/{where}{note}")
             status = f"line {min(top, lf.line_count):,} of {total}  ·  " + "  ·  ".join(flags)
         if status != self._status:
             self._status = status
@@ -338,14 +342,19 @@ class LogView(ScrollView, can_focus=True):
 
     # ------------------------------------------------------------ search
     def set_search(self, query: str, *, jump: bool = True) -> None:
-        """Highlight every match of `query` (regex or text); `jump` moves to the next one."""
+        """Highlight every match of `query` (regex or text, taken verbatim); `jump` pauses follow
+        and moves to a match: the latest one when the view was following the tail, else the next
+        one below the top of the view."""
         self._search = compile_search(query)
+        self.search_query = query if self._search is not None else ""
         self.current_match = None
+        self._search_note = ""
         self._cache.clear()
         self._frame = None
         self.refresh()
         if self._search is not None and jump:
-            self.action_next_match()
+            from_tail = self.follow or self.scroll_y >= self.max_scroll_y
+            self._jump(backwards=from_tail, from_end=from_tail)
         self._post_status()
 
     def action_next_match(self) -> None:
@@ -354,13 +363,18 @@ class LogView(ScrollView, can_focus=True):
     def action_previous_match(self) -> None:
         self._jump(backwards=True)
 
-    def _jump(self, backwards: bool) -> None:
+    def _jump(self, backwards: bool, from_end: bool = False) -> None:
         if self._search is None or self.log_file is None:
             self.notify("No search: press / to search", severity="warning", markup=False)
             return
+        self.follow = False  # at once: new lines must not carry the view away while the search runs
         start = self.current_match
-        if start is None:
+        if from_end:
+            start = self.line_count
+        elif start is None:
             start = int(self.scroll_y) - 1 if not backwards else int(self.scroll_y) + 1
+        self._search_note = "searching…"
+        self._post_status()
         self._find(self._search[1], start, backwards, self.log_file.blocks_in_order(), self._shift)
 
     @work(thread=True, exclusive=True, group="log-search", exit_on_error=False)
@@ -378,10 +392,12 @@ class LogView(ScrollView, can_focus=True):
 
     def _found(self, line: int | None, shift: int, wrapped: bool = False) -> None:
         if line is None:
+            self._search_note = "no match"
+            self._post_status()
             self.notify("No match", severity="warning", timeout=2, markup=False)
             return
-        if wrapped:
-            self.notify("Search wrapped around", timeout=1.5, markup=False)
+        # Like vi, a search carries on from the other end; the status line says so, quietly.
+        self._search_note = "wrapped" if wrapped else ""
         line += self._shift - shift  # scroll-back indexed while searching shifts every number
         self.current_match = line
         height = self.scrollable_content_region.height

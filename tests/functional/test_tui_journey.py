@@ -90,7 +90,7 @@ async def test_filter_counts_follow_new_runs_and_esc_in_the_bar_clears(size):
 async def test_q_goes_back_from_sub_screens_and_quits_only_from_home(size):
     app, _clock, engine = make_app(30, poll_interval=60)
     async with app.run_test(size=size) as pilot:
-        table = await loaded(pilot)
+        await loaded(pilot)
         assert "? Help" in footer(app) and ": Command" in footer(app)
 
         await pilot.press("l")  # a run's Logs tab, where `less` habit presses q
@@ -200,3 +200,89 @@ async def test_command_hint_names_every_command(size):
         hint = next(line for line in lines(app) if "command:" in line)
         for command in ("runs", "buckets", "gpus", "new", "experiments", "profile", "theme", "help", "quit"):
             assert re.search(rf"\b{command}\b", hint), (command, hint)
+
+
+# -- item 9: a search pauses follow, jumps, says search, and keeps the query as typed -------------
+class Appender:
+    """Writes `epoch=N` lines to a log, as a training run does, until stopped."""
+
+    def __init__(self, path, first: int) -> None:
+        import threading
+
+        self.path = path
+        self.n = first
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.02):
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(f"epoch={self.n} loss=0.{self.n}\n")
+            self.n += 1
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_log_search_while_following_pauses_and_jumps_verbatim(size, tmp_path):
+    app, clock, engine = make_app(0, poll_interval=0.5)
+    run = engine.submit_manifest(SAMPLE_MANIFEST, duration=1000)
+    clock.advance(30)
+    log = tmp_path / "run.log"
+    log.write_text("".join(f"epoch={i} loss=0.{i}\n" for i in range(3000)), encoding="utf-8")
+    engine.log_path = lambda run_id, learner=0: log  # the engine's own log file, as the local engine has
+    async with app.run_test(size=size) as pilot:
+        await loaded(pilot)
+        app.open_run(run.id)
+        await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen))
+        screen = app.screen
+        view = screen.log_view
+        await wait_for(pilot, lambda: view.line_count >= 3000)
+        with Appender(log, 3000):
+            await wait_for(pilot, lambda: view.line_count > 3010)
+            assert view.follow and "epoch=12 " not in screen_text(app)
+            await pilot.press("slash")
+            await pilot.pause()
+            prompt = next(line for line in lines(app) if "enter jumps" in line)
+            assert "search" in prompt and "filter" not in prompt
+            await pilot.press(*"epoch=12 ", "enter")  # the trailing space is part of the query
+            await wait_for(pilot, lambda: view.current_match is not None)
+            assert not view.follow and view.current_match == 12
+            await wait_for(pilot, lambda: "epoch=12 loss" in screen_text(app))
+            before = view.line_count
+            await wait_for(pilot, lambda: view.line_count > before + 5)  # the log keeps growing...
+            await pilot.pause(0.2)
+            assert "epoch=12 loss" in screen_text(app)  # ...and the view stays on the match
+            assert "search /epoch=12 /" in screen_text(app)
+            assert "epoch=120 " not in [line.strip()[:10] for line in lines(app)]
+            assert not any("wrapped" in str(n.message).lower() for n in app._notifications)
+
+            await pilot.press("n")  # the only match: found again from the top, said quietly
+            await wait_for(pilot, lambda: "(wrapped)" in screen_text(app))
+            assert view.current_match == 12
+            await pilot.press("s")  # follow again
+            await wait_for(pilot, lambda: f"epoch={view.line_count - 1} " in screen_text(app))
+
+
+async def test_log_search_with_follow_off_jumps_down_from_the_view(tmp_path):
+    log = tmp_path / "run.log"
+    log.write_text("".join(f"step {i} {'ERROR' if i % 100 == 7 else 'ok'}\n" for i in range(1000)), encoding="utf-8")
+    from .test_log_view import LogApp
+    from dlaas_tui.widgets.log_view import LogView
+
+    app = LogApp(log)
+    async with app.run_test(size=(80, 24)) as pilot:
+        view = app.query_one(LogView)
+        await wait_for(pilot, lambda: view.line_count == 1000)
+        await pilot.press("g")
+        for _ in range(300):
+            view.action_line_down()
+        view.set_search("ERROR")
+        await wait_for(pilot, lambda: view.current_match == 307)
+        assert not app._notifications

@@ -83,11 +83,11 @@ async def test_search_in_logs_highlights_and_jumps():
         await wait_for(pilot, lambda: view.line_count > 5)
         await pilot.press("slash", *"loss", "enter")
         await wait_for(pilot, lambda: view.current_match is not None)
-        first = view.current_match
-        assert view.has_focus
-        await pilot.press("n")
-        await wait_for(pilot, lambda: view.current_match is not None and view.current_match > first)
+        first = view.current_match  # from the followed tail: the latest match
+        assert view.has_focus and not view.follow
         await pilot.press("N")
+        await wait_for(pilot, lambda: view.current_match is not None and view.current_match < first)
+        await pilot.press("n")
         await wait_for(pilot, lambda: view.current_match == first)
         assert "search /loss" in static_text(screen.log_status)
 
