@@ -9,6 +9,11 @@ out when a line in it is shown, and a few recent blocks are kept. Nothing here r
 Lines are numbered from the first indexed line, so numbers shift when scroll-back indexes more:
 `step()` reports how many lines were added above so the view can keep its place. All calls are made
 from one thread (the UI's); `search()` works on a snapshot and may run in a worker thread.
+
+The first lines of the file need no index of the rest: `index_head()` indexes forwards from byte 0,
+as far as it is asked (a screenful for `g`), and `head_raw_line(n)` reads line `n` counted from the
+very top. The head and the scroll-back meet in the middle; `step()` then joins them (the lines it
+adds above are reported as usual) and the file is fully indexed.
 """
 from __future__ import annotations
 
@@ -64,6 +69,10 @@ class LogFile:
         mm = self._mm
         self._edge = 0 if mm is None else mm.rfind(b"\n", 0, self.size) + 1  # end of complete lines
         self._back_pos = self._edge  # indexing backwards has reached here
+        # Blocks from byte 0 forwards, in file order, never past `_back_pos`.
+        self._head: list[Block] = []
+        self._head_cum: list[int] = []
+        self._head_pos = 0
         if self._back_pos:
             self._index_back_one()
 
@@ -109,11 +118,23 @@ class LogFile:
     def indexed_bytes(self) -> int:
         return self.size - self._back_pos
 
+    @property
+    def head_lines(self) -> int:
+        """Lines indexed from the top of the file, while the index has not reached it."""
+        return self._head_cum[-1] if self._head_cum else 0
+
+    @property
+    def head_complete(self) -> bool:
+        """The head has met the scroll-back: the next `step()` joins them."""
+        return self._head_pos >= self._back_pos
+
     # ---------------------------------------------------------------- indexing
     def _index_back_one(self) -> int:
         mm, end = self._mm, self._back_pos
         assert mm is not None and end > 0
         lo = max(0, end - BLOCK)
+        if self._head_pos and lo <= self._head_pos:
+            return self._join_head()
         if lo == 0:
             start = 0
         else:
@@ -126,6 +147,62 @@ class LogFile:
         self._back_cum.append(self.back_lines + lines)
         self._back_pos = start
         return lines
+
+    def _join_head(self) -> int:
+        """Index what lies between the head and the scroll-back, then make the head scroll-back."""
+        mm, end = self._mm, self._back_pos
+        assert mm is not None
+        added = 0
+        if self._head_pos < end:
+            lines = mm[self._head_pos : end].count(b"\n")
+            self._back.append(Block(self._head_pos, end, lines))
+            self._back_cum.append(self.back_lines + lines)
+            added += lines
+        for block in reversed(self._head):
+            self._back.append(block)
+            self._back_cum.append(self.back_lines + block.lines)
+            added += block.lines
+        self._head, self._head_cum, self._head_pos = [], [], 0
+        self._back_pos = 0
+        return added
+
+    def index_head(self, lines: int, budget_s: float = 0.05) -> None:
+        """Index from the top of the file until `lines` lines are known there (or the head meets
+        the scroll-back); at least one block, then within `budget_s`."""
+        mm = self._mm
+        if mm is None or self.fully_indexed:
+            return
+        deadline = time.perf_counter() + budget_s
+        first = True
+        while self.head_lines < lines and self._head_pos < self._back_pos and (
+            first or time.perf_counter() < deadline
+        ):
+            first = False
+            start, limit = self._head_pos, self._back_pos
+            end = min(limit, start + BLOCK)
+            if end < limit:
+                nl = mm.rfind(b"\n", start, end)
+                end = nl + 1 if nl >= 0 else mm.find(b"\n", end, limit) + 1
+            count = mm[start:end].count(b"\n")
+            self._head.append(Block(start, end, count))
+            self._head_cum.append(self.head_lines + count)
+            self._head_pos = end
+
+    def head_raw_line(self, n: int, limit: int | None = None) -> bytes:
+        """Line `n` counted from the top of the file, from the head index (see `index_head`)."""
+        if n < 0 or n >= self.head_lines:
+            raise IndexError(n)
+        i = bisect.bisect_right(self._head_cum, n)
+        before = self._head_cum[i - 1] if i else 0
+        return self._read(self._head[i], n - before, limit)
+
+    def head_raw_line_length(self, n: int) -> int:
+        i = bisect.bisect_right(self._head_cum, n)
+        before = self._head_cum[i - 1] if i else 0
+        block = self._head[i]
+        if block.lines == 1:
+            return block.end - block.start - 1
+        return len(self._block_lines(block)[n - before])
 
     def _index_forward(self, deadline: float) -> int:
         added = 0
@@ -206,6 +283,9 @@ class LogFile:
             end = self.size if limit is None else min(self.size, self._edge + limit)
             return self._mm[self._edge : end]
         block, i = self._block_at(n)
+        return self._read(block, i, limit)
+
+    def _read(self, block: Block, i: int, limit: int | None) -> bytes:
         if limit is not None and block.lines == 1 and block.end - block.start > limit:
             assert self._mm is not None  # a huge single line: never split or copy all of it
             return self._mm[block.start : block.start + limit]

@@ -5,6 +5,10 @@ follows a writer by indexing what was appended, a bounded amount of work per tic
 Keys follow k9s: `s` follow, `w` wrap, `t` timestamps; a search (`set_search`) highlights every
 match on screen and `n`/`N` jump to the next/previous matching line (it never filters). Lines are
 data: decoded leniently, control characters made visible, never parsed as markup.
+
+`g`/Home on a log whose scroll-back is still being indexed shows the top of the file at once: the
+view reads the head of the file (`LogFile.index_head`), numbered from the first line, until the
+index reaches it and the two numberings agree; `G`/End/`s` go back to the tail.
 """
 from __future__ import annotations
 
@@ -92,6 +96,7 @@ class LogView(ScrollView, can_focus=True):
         self.current_match: int | None = None
         self._status = ""
         self._frame: tuple[tuple, list[Strip]] | None = None
+        self._head_mode = False  # showing the file's head, numbered from its first line
 
     # ------------------------------------------------------------ lifecycle
     def on_mount(self) -> None:
@@ -109,6 +114,7 @@ class LogView(ScrollView, can_focus=True):
         if self.log_file is not None:
             self.log_file.close()
         self.log_file = LogFile(path)
+        self._head_mode = False
         self._cache.clear()
         self._shift = 0
         self._max_width = 0
@@ -121,7 +127,17 @@ class LogView(ScrollView, can_focus=True):
 
     @property
     def line_count(self) -> int:
-        return 0 if self.log_file is None else self.log_file.line_count
+        """Lines the view can show: the indexed ones, or at the head, those known from the top."""
+        if self.log_file is None:
+            return 0
+        if self._head_mode:
+            return self.log_file.head_lines
+        return self.log_file.line_count
+
+    @property
+    def at_head(self) -> bool:
+        """The view shows the head of a file whose index has not reached the top yet."""
+        return self._head_mode
 
     # ------------------------------------------------------------ ticking
     def _tick(self) -> None:
@@ -132,6 +148,12 @@ class LogView(ScrollView, can_focus=True):
         if result.reset:
             self._cache.clear()
             self._shift = 0
+            if self._head_mode:
+                self._leave_head()
+        if self._head_mode:
+            self._tick_head(result)
+            self._post_status()
+            return
         if self.follow and self.scroll_y < self.max_scroll_y:
             # The viewport shrank (a horizontal scrollbar appeared): stay on the last line.
             self.scroll_end(animate=False, immediate=True)
@@ -150,6 +172,31 @@ class LogView(ScrollView, can_focus=True):
             self.refresh()
         self._post_status()
 
+    def _tick_head(self, result) -> None:
+        lf = self.log_file
+        assert lf is not None
+        if result.added_top:
+            self._shift += result.added_top
+        if lf.fully_indexed:
+            # The index reached the top: its numbers are now the file's own, as the head's are.
+            self._head_mode = False
+            self._cache.clear()
+            self._update_size()
+            self.refresh()
+            return
+        height = self.scrollable_content_region.height
+        if not lf.head_complete and self.scroll_y + 3 * height > lf.head_lines:
+            lf.index_head(int(self.scroll_y) + 4 * height, budget_s=0.01)  # scrolled down: read on
+            self._update_size()
+            self._frame = None
+            self.refresh()
+
+    def _leave_head(self) -> None:
+        self._head_mode = False
+        self._cache.clear()
+        self._frame = None
+        self._update_size()
+
     def _update_size(self) -> None:
         width = self.scrollable_content_region.width
         wide = width if self.wrap else max(width, self._max_width + 1)
@@ -161,7 +208,8 @@ class LogView(ScrollView, can_focus=True):
             status = "no log"
         else:
             top = int(self.scroll_y) + 1
-            total = f"{lf.line_count:,}" + ("" if lf.fully_indexed else "+")
+            known = lf.line_count + (lf.head_lines if self._head_mode else 0)  # a gap may lie between
+            total = f"{known:,}" + ("" if lf.fully_indexed else "+")
             flags = [
                 f"follow {'on' if self.follow else 'off'}",
                 f"wrap {'on' if self.wrap else 'off'}",
@@ -172,29 +220,31 @@ class LogView(ScrollView, can_focus=True):
                 note = f" ({self._search_note})" if self._search_note else ""
                 # Between slashes, so a trailing space shows; before the toggles, so 80 columns show it.
                 flags.insert(0, f"search /{visible(self.search_query)}/{where}{note}")
-            status = f"line {min(top, lf.line_count):,} of {total}  ·  " + "  ·  ".join(flags)
+            status = f"line {min(top, max(known, 1)):,} of {total}  ·  " + "  ·  ".join(flags)
         if status != self._status:
             self._status = status
             self.post_message(self.StatusChanged(self, status))
 
     # ------------------------------------------------------------ lines
     def _line(self, n: int) -> tuple[str, int, int]:
-        key = n - self._shift
+        head = self._head_mode
+        key: object = ("head", n) if head else n - self._shift
         hit = self._cache.get(key)
         if hit is not None:
             return hit
-        assert self.log_file is not None
-        raw = self.log_file.raw_line(n, limit=MAX_LINE_BYTES)
+        lf = self.log_file
+        assert lf is not None
+        raw = lf.head_raw_line(n, limit=MAX_LINE_BYTES) if head else lf.raw_line(n, limit=MAX_LINE_BYTES)
         cut = 0
         if len(raw) >= MAX_LINE_BYTES:
-            cut = self.log_file.raw_line_length(n) - len(raw)
+            cut = (lf.head_raw_line_length(n) if head else lf.raw_line_length(n)) - len(raw)
         text = raw.decode("utf-8", "replace")
         ts_len = 0
         match = _TIMESTAMP.match(text)
         if match:
             ts_len = match.end()
         text = visible(text)
-        if n == self.log_file.line_count - 1 and self.log_file.has_partial:
+        if not head and n == lf.line_count - 1 and lf.has_partial:
             return text, ts_len, cut  # still being written: read it again next time
         if len(self._cache) > 4096:
             self._cache.clear()
@@ -253,8 +303,9 @@ class LogView(ScrollView, can_focus=True):
         return strip.crop_extend(x, x + width, self.rich_style)
 
     def _wrapped_frame(self, width: int, height: int) -> list[Strip]:
-        at_end = self.follow or self.scroll_y >= self.max_scroll_y
-        key = (int(self.scroll_y), width, height, at_end, self.line_count, self._shift, self.current_match)
+        at_end = not self._head_mode and (self.follow or self.scroll_y >= self.max_scroll_y)
+        key = (int(self.scroll_y), width, height, at_end, self.line_count, self._shift, self.current_match,
+               self._head_mode)
         if self._frame is not None and self._frame[0] == key:
             return self._frame[1]
 
@@ -281,6 +332,8 @@ class LogView(ScrollView, can_focus=True):
 
     # ------------------------------------------------------------ toggles
     def watch_follow(self, follow: bool) -> None:
+        if follow and self._head_mode:
+            self._leave_head()
         if follow and self.is_mounted:
             self.scroll_end(animate=False, immediate=True)
         self._frame = None
@@ -318,24 +371,46 @@ class LogView(ScrollView, can_focus=True):
         self.scroll_to(y=y, animate=False, immediate=True)
 
     def action_line_down(self) -> None:
+        self._read_on(1)
         self._move(self.scroll_y + 1)
-        if self.scroll_y >= self.max_scroll_y:
+        if self.scroll_y >= self.max_scroll_y and not self._head_mode:
             self.follow = True
 
     def action_line_up(self) -> None:
         self._move(self.scroll_y - 1)
 
     def action_page_down(self) -> None:
+        self._read_on(self.scrollable_content_region.height)
         self._move(self.scroll_y + self.scrollable_content_region.height)
+
+    def _read_on(self, lines: int) -> None:
+        """At the head, index the lines a move down is about to show."""
+        lf = self.log_file
+        if self._head_mode and lf is not None and not lf.head_complete:
+            lf.index_head(int(self.scroll_y) + lines + 2 * self.scrollable_content_region.height)
+            self._update_size()
 
     def action_page_up(self) -> None:
         self._move(self.scroll_y - self.scrollable_content_region.height)
 
     def action_top(self) -> None:
+        lf = self.log_file
+        if lf is not None and not lf.fully_indexed and not self._head_mode:
+            # The index is still on its way up: read the first lines directly, a screenful now.
+            self.follow = False
+            lf.index_head(2 * max(self.scrollable_content_region.height, 1) + 1)
+            self._head_mode = True
+            self.current_match = None  # a match's number counts from the index's first line
+            self._cache.clear()
+            self._update_size()
         self._move(0)
+        self._post_status()
 
     def action_bottom(self) -> None:
+        if self._head_mode:
+            self._leave_head()
         self.follow = True
+        self._post_status()
 
     def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
         self.follow = False
@@ -369,6 +444,8 @@ class LogView(ScrollView, can_focus=True):
             return
         self.follow = False  # at once: new lines must not carry the view away while the search runs
         start = self.current_match
+        if self._head_mode:  # the search reads the index; its numbers are not the head's
+            start, backwards = -1, False
         if from_end:
             start = self.line_count
         elif start is None:
@@ -399,6 +476,8 @@ class LogView(ScrollView, can_focus=True):
         # Like vi, a search carries on from the other end; the status line says so, quietly.
         self._search_note = "wrapped" if wrapped else ""
         line += self._shift - shift  # scroll-back indexed while searching shifts every number
+        if self._head_mode:
+            self._leave_head()
         self.current_match = line
         height = self.scrollable_content_region.height
         self._cache.clear()
