@@ -16,6 +16,7 @@ from textual.timer import Timer
 from textual.widgets import Input, Static
 
 from ..widgets.footer import KeysFooter
+from ..widgets.header import StatusHeader
 from ..widgets.safe_text import visible
 from ..widgets import osc52
 from ..widgets.object_list import Entry, ObjectList
@@ -84,6 +85,7 @@ class BucketsScreen(BucketWrites, Screen):
 
     # -- layout --------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
+        yield StatusHeader(id="header")
         yield Static("", id="crumbs")
         with Container(id="browser"):
             yield ObjectList(id="objects")
@@ -106,6 +108,7 @@ class BucketsScreen(BucketWrites, Screen):
         return self.query_one(ObjectList)
 
     def on_mount(self) -> None:
+        self.query_one(StatusHeader).set_where("buckets")
         self.objects.focus()
         self._load_level()
 
@@ -195,8 +198,8 @@ class BucketsScreen(BucketWrites, Screen):
     def _render_crumbs(self) -> None:
         from rich.text import Text
 
-        crumbs = Text()
-        crumbs.append(visible(self.store_label()), style="bold")
+        crumbs = Text(no_wrap=True, overflow="ellipsis", end="")
+        crumbs.append(visible(self.store_label()), style="dim" if self.bucket is not None else "bold")
         if self.bucket is not None:
             crumbs.append(" › ", style="dim")
             crumbs.append(visible(self.bucket), style="bold")
@@ -208,8 +211,11 @@ class BucketsScreen(BucketWrites, Screen):
         self.query_one("#crumbs", Static).update(crumbs)
 
     def store_label(self) -> str:
+        """Whose buckets these are, in words: `buckets of the local store (profile local)`."""
         # The store is opened in a worker (S3 imports boto3): until then, say what the profile names.
-        return f"{self._store_kind or self.backend.profile.store}:{self.backend.profile.name}"
+        kind = self._store_kind or self.backend.profile.store
+        shown = {"s3": "S3", "local": "local"}.get(kind, kind)
+        return f"buckets of the {shown} store (profile {self.backend.profile.name})"
 
     def _render_status(self) -> None:
         objects = self.objects
@@ -241,7 +247,9 @@ class BucketsScreen(BucketWrites, Screen):
             self.prefix = entry.key
             self._load_level()
         else:
+            # Into the preview, to scroll it; its border and the status line say how to come back.
             self.query_one(Preview).focus()
+            self._set_status(f"preview of {visible(entry.name)}: {Preview.FOCUSED_HINT}")
 
     def action_up(self) -> None:
         if self.bucket is None:
@@ -264,6 +272,7 @@ class BucketsScreen(BucketWrites, Screen):
             self.focused is not None and self.focused.parent is self.query_one(Preview)
         ):
             self.objects.focus()
+            self._render_status()
         elif self.bucket is not None:
             self.action_up()
         elif len(self.app.screen_stack) > 1:

@@ -132,7 +132,7 @@ async def test_preview_kinds_and_ranged_reads():
         await open_path(pilot, "models/")
         shown = await preview("net.pt")
         text = "".join(str(r) for r in shown.renderables)
-        assert "00000000  00 01 02 03" in text and "binary" in text
+        assert "0000  00 01 02 03" in text and "binary" in text
 
 
 async def test_keys_with_markup_and_escapes_are_shown_literally():

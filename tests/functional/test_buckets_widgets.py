@@ -46,7 +46,10 @@ def test_utf8_cut_by_the_range_is_still_text_and_binary_is_hex():
     data = "héllo wörld".encode()
     assert decode_head(data[:2]) == "h"  # the cut é is not an error
     assert decode_head(b"\x00\x01") is None and decode_head(b"\xff\xfe\xfa") is None
-    assert "00000010  10 11" in hex_dump(bytes(range(32))).plain
+    assert "0010  10 11" in hex_dump(bytes(range(32))).plain
+    # Rows as wide as the pane allows, never cut: 8 bytes (with their ASCII) in 42 cells.
+    narrow = hex_dump(bytes(range(32)), width=42).plain.splitlines()
+    assert narrow[1] == "0008  08 09 0a 0b 0c 0d 0e 0f  |........|" and all(len(r) <= 42 for r in narrow)
 
 
 def test_truncated_text_drops_the_cut_line_and_says_how_much():

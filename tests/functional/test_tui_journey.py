@@ -286,3 +286,83 @@ async def test_log_search_with_follow_off_jumps_down_from_the_view(tmp_path):
         view.set_search("ERROR")
         await wait_for(pilot, lambda: view.current_match == 307)
         assert not app._notifications
+
+
+# -- item 7: buckets keep the header, say whose buckets, show whole hex rows, and the preview's keys
+def buckets_app():
+    from backend.config import Config, Profile
+    from backend.engines.fake.clock import FakeClock
+    from backend.engines.fake.engine import FakeEngine
+    from backend.facade import Backend, get_paths
+    from dlaas_tui.app import DlaasApp
+
+    from .screens_harness import demo_store
+
+    store = demo_store()
+    store.add("datasets", "models/weights.bin", bytes(range(256)) * 8, 4)
+    engine = FakeEngine(FakeClock(), devices=4, gpu_type="H100")
+    engine.seed(10)
+    backend = Backend(config=Config(), profile=Profile(name="local", scheduler="fake"), paths=get_paths(),
+                      _engine=engine, _store=store)
+    return DlaasApp(backend, poll_interval=60)
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_buckets_header_crumbs_hex_rows_and_preview_keys(size):
+    from dlaas_tui.screens.buckets import BucketsScreen
+    from dlaas_tui.widgets.object_list import ObjectList
+    from dlaas_tui.widgets.preview import Preview
+
+    from .screens_harness import settle
+
+    app = buckets_app()
+    async with app.run_test(size=size) as pilot:
+        await loaded(pilot)
+        app.run_command("buckets")
+        await wait_for(pilot, lambda: isinstance(app.screen, BucketsScreen))
+        screen = app.screen
+        await settle(pilot)
+        shown = lines(app)
+        assert shown[0].lstrip().startswith("dlaas-tui") and re.search(r"\brun(ning)? \d", shown[0])  # the header
+        assert "buckets of the local store (profile local)" in shown[1] and "local:local" not in screen_text(app)
+
+        table = screen.objects
+        table.move_cursor(row=[e.name for e in table.entries].index("datasets"))
+        await pilot.press("enter")
+        await settle(pilot)
+        table.move_cursor(row=[e.name for e in table.entries].index("models/"))
+        await pilot.press("enter")
+        await settle(pilot)
+        assert "datasets › models" in lines(app)[1]
+        table.move_cursor(row=[e.name for e in table.entries].index("weights.bin"))
+        await pilot.pause(0.3)
+        await settle(pilot)
+        preview = screen.query_one(Preview)
+        await wait_for(pilot, lambda: "first bytes" in screen_text(app))
+
+        # Whole rows: every byte of a row and its ASCII column are on screen.
+        rows = [line for line in str(preview.shown.renderables[1]).splitlines() if line]
+        assert len(rows) >= 2
+        text = screen_text(app)
+        per_row = len(rows[0].split("|")[1])
+        assert per_row in (8, 16) and per_row == len(rows[0].split("  ")[1].split())
+        for row in rows[: preview.scrollable_content_region.height - 1]:
+            assert row.rstrip() in text, row
+
+        await pilot.press("enter")  # into the preview: said on screen, and j scrolls it
+        await pilot.pause()
+        assert app.focused is preview
+        assert "j/k scroll · esc back to the list" in screen_text(app)
+        assert preview.max_scroll_y > 0
+        await pilot.press("j", "j", "down")
+        await wait_for(pilot, lambda: preview.scroll_y == 3)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.focused, ObjectList) and "esc back to the list" not in screen_text(app)
+        before = table.cursor_row
+        await pilot.press("k")
+        await pilot.pause()
+        assert table.cursor_row == before - 1
+        await pilot.press("q")  # up a level, as esc does
+        await settle(pilot)
+        assert "models" not in lines(app)[1] and isinstance(app.screen, BucketsScreen)
