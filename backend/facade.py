@@ -61,6 +61,7 @@ _LAZY = {
         "spend",
     ),
     ".samples_seed": ("ensure_sample_data",),
+    ".preflight": ("check_for_profile", "never_fits"),
     ".store.base": (
         "BucketInfo",
         "ListPage",
@@ -108,6 +109,7 @@ if TYPE_CHECKING:
         parse_manifest,
     )
     from .metrics import ParsedMetrics, parse_metrics_line, primary_metric  # noqa: F401
+    from .preflight import check_for_profile, never_fits  # noqa: F401
     from .samples_seed import ensure_sample_data  # noqa: F401
     from .store.base import (  # noqa: F401
         BucketInfo,

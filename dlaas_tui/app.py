@@ -55,6 +55,8 @@ class DlaasApp(App[None]):
         # `q` leaves a sub-screen like esc does and quits only from the home screen (the runs).
         Binding("q", "back_or_quit", "Quit", id="app.quit"),
         Binding("question_mark", "help", "Help", id="app.help"),
+        # Where `?` is typed into a text (the editor), the footer shows this one instead.
+        Binding("f1", "help", "Help", id="app.help_f1"),
         Binding("colon", "command", "Command", id="app.command"),
         Binding("ctrl+t", "next_theme", "Theme", show=False, id="app.theme"),
         Binding("escape", "back", "Back", show=False, id="app.back"),

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from .messages import describe, unknown_keys, validation_problems
 from .model import SYSTEM_ENV, Manifest, looks_secret
+from .placeholders import placeholder_problems
 from .problems import ManifestError, ManifestResult, Marks, Path_, Problem, TooLarge, format_path  # noqa: F401
 
 MAX_MANIFEST_BYTES = 1024 * 1024
@@ -134,6 +135,7 @@ def parse_manifest(text: str, source: str = "<manifest>") -> ManifestResult:
         result.errors.append(Problem(source, 1, 1, "", str(exc)))
         return result
     result.errors += marks.errors
+    result.marks = marks
     if not isinstance(data, dict):
         got = "an empty file" if data is None else describe(data)
         result.errors.append(marks.at((), f"a manifest is a mapping of keys (name, framework, "
@@ -147,6 +149,8 @@ def parse_manifest(text: str, source: str = "<manifest>") -> ManifestResult:
         result.errors += validation_problems(exc, data, marks)
     else:
         result.warnings += _lint(manifest, marks)
+        for problem in placeholder_problems(manifest, marks, text):
+            (result.errors if problem.severity == "error" else result.warnings).append(problem)
         if not result.errors:
             result.manifest = manifest
     result.errors.sort(key=lambda p: (p.line, p.col))

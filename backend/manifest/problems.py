@@ -46,6 +46,8 @@ class ManifestResult:
     manifest: Manifest | None
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    # Where every key and value sits, for checks made later (backend.preflight); None if unparsed.
+    marks: Marks | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:

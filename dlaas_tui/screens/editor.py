@@ -169,13 +169,20 @@ class EditorScreen(Screen):
         gen = self._gen
         self._timer = self.set_timer(max(delay, 0.01), lambda: self._validate(gen, self.area.text, self._source()))
 
+    def _backend(self) -> Any:
+        """The open backend to check against, if any (a bare harness may have none)."""
+        try:
+            return getattr(self.app, "backend", None)
+        except Exception:
+            return None  # the profile could not be opened: the text is still checked on its own
+
     def _source(self) -> str:
         return str(self.path) if self.path else "<unsaved manifest>"
 
     @work(thread=True, exclusive=True, group="validate")
     def _validate(self, gen: int, text: str, source: str) -> None:
         try:
-            validation = validate_text(text, source)
+            validation = validate_text(text, source, self._backend())
         except Exception as exc:  # the parser must never take the editor down
             validation = Validation([Problem(0, 0, f"validation failed: {exc}")])
         self.post_message(Validated(gen, validation))
@@ -307,7 +314,7 @@ class EditorScreen(Screen):
     @work(thread=True, exclusive=True, group="submit")
     def _plan(self, text: str, source: str) -> None:
         try:
-            validation = validate_text(text, source)
+            validation = validate_text(text, source, self._backend())
             plan = None
             if not validation.errors and validation.manifest is not None:
                 plan = plan_submission(self.app.backend, validation.manifest)

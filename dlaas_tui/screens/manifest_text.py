@@ -147,11 +147,16 @@ def _problem(item: Any, severity: str) -> Problem:
     return Problem(int(line), int(col), f"{where}: {message}" if where else message, severity)
 
 
-def validate_text(text: str, source: str) -> Validation:
+def validate_text(text: str, source: str, backend: Any = None) -> Validation:
+    """Every problem with line and column; given the `backend`, also what its profile would refuse
+    (capacity, priority names), so "valid" means the engine would take it."""
     import backend.facade as facade
 
     try:
-        result = facade.parse_manifest(text, source)
+        if backend is not None:
+            result = facade.check_for_profile(backend, text, source)
+        else:
+            result = facade.parse_manifest(text, source)
     except facade.DlaasError as exc:
         return Validation([Problem(0, 0, str(exc))])
     problems = [_problem(e, "error") for e in getattr(result, "errors", [])]

@@ -75,9 +75,9 @@ async def test_validation_is_debounced(monkeypatch):
     calls = []
     real = editor_module.validate_text
 
-    def counting(text, source):
+    def counting(text, source, backend=None):
         calls.append(text)
-        return real(text, source)
+        return real(text, source, backend)
 
     monkeypatch.setattr(editor_module, "validate_text", counting)
     monkeypatch.setattr(editor_module, "DEBOUNCE_S", 0.8)  # room for a loaded machine to type 4 keys

@@ -366,3 +366,72 @@ async def test_buckets_header_crumbs_hex_rows_and_preview_keys(size):
         await pilot.press("q")  # up a level, as esc does
         await settle(pilot)
         assert "models" not in lines(app)[1] and isinstance(app.screen, BucketsScreen)
+
+
+# -- item 8: the editor checks what the profile and the sweep would refuse, as you type ----------
+EDITED = """\
+name: digits-sweep
+gpus: 1
+priority: normal
+data_stores:
+  - id: ds
+    type: local
+    training_data: {container: datasets}
+    training_results: {container: results}
+framework:
+  name: pytorch
+  command: python train.py --lr ${lr} --hidden ${hidden}
+sweep:
+  parameters:
+    lr: {values: [0.1, 0.01]}
+    hidden: {values: [16, 32]}
+"""
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_editor_flags_what_cannot_run_with_line_and_column(size):
+    from dlaas_tui.screens import editor as editor_module
+    from dlaas_tui.screens.editor import EditorScreen
+
+    from .screens_harness import settle
+
+    app, _clock, _engine = make_app(0, devices=1, poll_interval=60)  # a one-slot profile
+    async with app.run_test(size=size) as pilot:
+        await loaded_empty(pilot)
+        app.run_command("new")
+        await wait_for(pilot, lambda: isinstance(app.screen, EditorScreen) and bool(app.screen.query("#manifest")))
+        screen = app.screen
+
+        async def shows(text: str) -> str:
+            screen.area.load_text(text)
+            await pilot.pause(editor_module.DEBOUNCE_S + 0.15)
+            await settle(pilot)
+            await wait_for(pilot, lambda: "checking" not in screen_text(app))
+            return screen_text(app)
+
+        shown = await shows(EDITED)
+        assert "✓ valid" in shown and not screen.validation.problems
+
+        cases = [
+            (EDITED.replace("gpus: 1", "gpus: 99"), "2:7", "never fits this profile"),
+            (EDITED.replace("${hidden}", "${hiden}"), "11:48", "did you mean ${hidden}"),
+            (EDITED.replace("--hidden ${hidden}", "--hidden ${hidden"), "11:48", "no closing"),
+            (EDITED.replace("priority: normal", "priority: urgent"), "3:11", "unknown priority 'urgent'"),
+        ]
+        for text, where, message in cases:
+            shown = await shows(text)
+            assert "✓ valid" not in shown and "✗ 1 error" in shown, shown
+            [problem] = screen.validation.errors
+            assert f"{problem.line}:{problem.col}" == where and message in problem.message
+            row = next((line for line in lines(app) if line.strip().startswith(where)), shown)
+            assert problem.message[:20] in row, row  # the list row: where, then the message
+            assert re.search(r"(\?|f1) Help", footer(app)), footer(app)  # even where ? is typed
+            assert screen.area.marks.get(problem.line - 1) == "error"
+
+        shown = await shows(EDITED)
+        assert "✓ valid" in shown
+
+
+async def loaded_empty(pilot) -> None:
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and app.header_stats is not None)

@@ -433,6 +433,10 @@ class FakeEngine(Controls, Reading, Lifecycle):
             if run_id not in self._runs:
                 return run_id
 
+    def check_fits(self, manifest: Manifest) -> None:
+        """C104 (BadInput) when the manifest asks for more devices than this engine could ever give."""
+        self._check_fits(manifest.name, manifest.total_gpus)
+
     def _check_fits(self, name: str, need: int) -> None:
         if need > self.device_count:
             raise BadInput(

@@ -129,6 +129,12 @@ class LocalEngine:
         wake(self.paths.state_dir)
 
     # -- submit -----------------------------------------------------------------------------------
+    def check_fits(self, manifest) -> None:
+        """C104 (BadInput) when the tier or the machine could never hold the request."""
+        from .submit import check_fits
+
+        check_fits(self, manifest)
+
     def submit(self, request: SubmitRequest) -> list[Run]:
         from .submit import prepare_and_record
 
