@@ -64,6 +64,28 @@ def test_buckets_snapshot(snap_compare, size):
     assert snap_compare(app, terminal_size=size, run_before=browse)
 
 
+@pytest.mark.parametrize("size", [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")])
+def test_buckets_hex_preview_focused_snapshot(snap_compare, size):
+    """Whole hex rows with their ASCII, and a focused preview that says how to scroll and leave."""
+    app = HarnessApp(make_backend(demo_store()), BucketsScreen)
+
+    async def browse(pilot):
+        await settle(pilot)
+        table = pilot.app.screen.objects
+        table.move_cursor(row=[e.name for e in table.entries].index("datasets"))
+        await pilot.press("enter")
+        await settle(pilot)
+        table.move_cursor(row=[e.name for e in table.entries].index("models/"))
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.pause(0.3)
+        await settle(pilot)
+        await pilot.press("enter", "j")  # net.pt: into the preview, one line down
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=size, run_before=browse)
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_editor_snapshot(snap_compare, size):
     app = HarnessApp(make_backend(), lambda: EditorScreen(text=MANIFEST))
