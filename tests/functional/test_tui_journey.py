@@ -134,7 +134,7 @@ async def test_help_and_command_keys_are_in_every_footer(size):
         await loaded(pilot)
         for command, name in (("gpus", "GpusScreen"), ("experiments", "ExperimentsScreen")):
             app.run_command(command)
-            await wait_for(pilot, lambda: type(app.screen).__name__ == name)
+            await wait_for(pilot, lambda name=name: type(app.screen).__name__ == name)
             await wait_for(pilot, lambda: "? Help" in footer(app) and "q Back" in footer(app))
             assert ": Command" in footer(app) and "Quit" not in footer(app), (command, footer(app))
             await pilot.press("q")
