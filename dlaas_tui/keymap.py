@@ -66,5 +66,9 @@ def describe(screen: Screen) -> list[KeyHelp]:
                     enabled = True
                 if enabled is False:
                     continue
-                seen[(ident, owner)] = KeyHelp(format_key(key), binding.description, ident, owner)
+                description = binding.description
+                is_home = getattr(screen.app, "is_home", None)
+                if binding.action == "back_or_quit" and is_home is not None and not is_home(screen):
+                    description = "Back (quits from the runs table)"
+                seen[(ident, owner)] = KeyHelp(format_key(key), description, ident, owner)
     return list(seen.values())

@@ -108,7 +108,18 @@ async def test_q_goes_back_from_sub_screens_and_quits_only_from_home(size):
 
         await pilot.press("question_mark")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        assert re.search(r"\bq +Quit\b", screen_text(app))
         await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
+        await pilot.press("l")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen))
+        await pilot.press("question_mark")  # help on a sub-screen says what q does there
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        from dlaas_tui.keymap import describe
+
+        [q_help] = [k for k in describe(app.screen_stack[-2]) if k.binding_id == "app.quit"]
+        assert q_help.description == "Back (quits from the runs table)"  # what the help table lists
+        await pilot.press("escape", "q")
         await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
 
         running = next(r for r in engine.list_runs() if r.state is RunState.PROCESSING)
