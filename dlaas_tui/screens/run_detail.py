@@ -381,8 +381,6 @@ class RunDetailScreen(Screen):
         self.app.call_from_thread(self.app.poke_runs)
         self.app.call_from_thread(self._load)  # the summary line shows the new state now
 
-
-
     def action_resume(self) -> None:
         from .confirm import ConfirmScreen
 
@@ -411,6 +409,7 @@ class RunDetailScreen(Screen):
 
     def _resumed(self) -> None:
         self.notify(f"Resumed {self.run_id}", markup=False)
+        self.app.poke_runs()  # every header counts it as queued now
         # The run is live again: follow its state and its log, which the attempt appends to.
         self._load()
         self._log_stop.set()
