@@ -5,13 +5,20 @@ and column, so the editor never says "valid" for a manifest the engine would ref
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .manifest import ManifestResult, Problem, parse_manifest
 
 if TYPE_CHECKING:
-    from .facade import Backend
+    from .config import Config
     from .manifest import Manifest
+
+
+class Backend(Protocol):
+    """What this module needs of the facade's Backend (which sits above it)."""
+
+    config: Config
+    engine: Any
 
 
 def check_for_profile(backend: Backend, text: str, source: str = "<manifest>") -> ManifestResult:
