@@ -28,7 +28,7 @@ from typing import Any
 from backend import clock
 from ...runs import RunState, attempt_started_message, iso, utcnow
 from . import db, deps
-from .control import lock_path, pid_path, sock_path, wake
+from .control import lock_path, pid_path, release_start_lock, sock_path, wake
 from .scheduler import FreeDevice, plan
 
 log = logging.getLogger("dlaas.agent")
@@ -430,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return 0  # another agent already serves this DLAAS_HOME
+    finally:
+        release_start_lock()  # whoever launched us: the start is decided either way
     from ...paths import write_private
 
     if args.detach:

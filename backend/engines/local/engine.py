@@ -2,7 +2,8 @@
 
 The CLI and TUI read the database directly (WAL: they never block the agent) and reach the agent
 through two small channels: rows in the `control` table (halt requests survive an agent restart)
-and a wake-up datagram on the agent's socket. Anything that needs the agent starts it first.
+and a wake-up datagram on the agent's socket. Anything that needs the agent starts it (best-effort,
+without waiting: a recorded submit or halt stands whether or not the agent is up yet).
 """
 from __future__ import annotations
 
@@ -125,7 +126,9 @@ class LocalEngine:
         return True
 
     def _nudge(self) -> None:
-        ensure_agent(self.paths)
+        """Tell the agent to look now; start it if none runs. Never waits and never fails: what
+        was asked is already recorded, and the agent reads it from the database when it is up."""
+        ensure_agent(self.paths, wait=False)
         wake(self.paths.state_dir)
 
     # -- submit -----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from backend import clock
-from ...errors import BadInput, NotFound
+from ...errors import BadInput, NotFound, StoreError
 from ...packaging import check_zip, zip_model
 from ...runs import ErrorCode, Run, RunState, SubmitRequest
 from . import db, deps
@@ -112,7 +112,11 @@ def _ensure_bucket(store, bucket: str) -> None:
     if store.bucket_exists(bucket):
         return
     if getattr(store, "kind", "local") == "local":
-        store.make_bucket(bucket)
+        try:
+            store.make_bucket(bucket)
+        except StoreError:
+            if not store.bucket_exists(bucket):  # not a concurrent submit that made it first
+                raise
         return
     raise NotFound(f"results bucket {bucket!r} does not exist on {store.describe()}")
 

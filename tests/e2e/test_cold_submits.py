@@ -1,0 +1,87 @@
+"""A busy machine never loses a submission: many cold submits at once while the agent starts.
+
+Fault injection: a fresh DLAAS_HOME (no agent, no database), every CPU held by a busy loop, and 150
+`dlaas-tui submit` processes started together. Each must exit 0 with its run recorded; starting the
+agent is best-effort and single-flight, so no submit waits on it or fails because of it.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .local_helpers import engine, manifest, seed_home, stop_everything, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+REPO = Path(__file__).resolve().parents[2]
+SUBMITS = 150
+
+
+@pytest.fixture
+def home(dlaas_home: Path):
+    seed_home(dlaas_home, "[profiles.local]\ncpu_slots = 1\n")
+    yield dlaas_home
+    stop_everything(dlaas_home)
+
+
+def _kill(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            try:
+                os.kill(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        p.wait()
+
+
+def test_cold_concurrent_submits_all_succeed_while_the_cpus_are_saturated(home, tmp_path):
+    path = manifest(tmp_path, "cold", command="true")
+    assert not (home / "state").exists()  # cold: no agent, no database yet
+    # Bytecode cached once (as an installed app has it), so the burst measures submits, not compiling.
+    env = {**os.environ, "PYTHONPYCACHEPREFIX": str(tmp_path / "pycache")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    warm = subprocess.run([sys.executable, "-m", "dlaas_tui", "submit", "--dry-run", str(path)],
+                          capture_output=True, text=True, cwd=REPO, timeout=300,
+                          env={**env, "DLAAS_HOME": str(tmp_path / "warm-home")})
+    stop_everything(tmp_path / "warm-home")  # the dry run's budget look started an agent there
+    assert warm.returncode == 0, warm.stderr
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(max(2, os.cpu_count() or 2))]
+    submits: list[subprocess.Popen] = []
+    outcomes = []
+    started = time.monotonic()
+    try:
+        for _ in range(SUBMITS):
+            submits.append(subprocess.Popen(
+                [sys.executable, "-m", "dlaas_tui", "submit", str(path)],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
+                stdin=subprocess.DEVNULL))
+        deadline = time.monotonic() + 600  # generous: each waits on the event (its exit), not a clock
+        for p in submits:
+            out, err = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            outcomes.append((p.returncode, out.strip(), err.strip()))
+    finally:
+        _kill(busy)
+        _kill(submits)
+    took = time.monotonic() - started
+    print(f"{SUBMITS} cold submits on a saturated machine: {took:.1f} s")
+
+    failed = [(rc, err) for rc, _out, err in outcomes if rc != 0]
+    assert not failed, f"{len(failed)} of {SUBMITS} submits failed, e.g. {failed[:3]}"
+    assert not any("internal error" in err for _rc, _out, err in outcomes)
+    ids = [out for _rc, out, _err in outcomes]
+    assert len(set(ids)) == SUBMITS and all(i.startswith("training-") for i in ids)
+
+    recorded = {r.id for r in engine().list_runs()}
+    assert set(ids) <= recorded and len(recorded) == SUBMITS
+    # One agent came up for all of them, and it takes the queued runs on.
+    log = home / "state" / "agent.log"
+    wait_for(lambda: log.exists() and "serving" in log.read_text(), timeout=120)
+    assert log.read_text().count(" serving ") == 1
+    wait_for(lambda: any(r.state.value == "COMPLETED" for r in engine().list_runs()), timeout=180,
+             interval=0.5)
