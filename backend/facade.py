@@ -22,6 +22,7 @@ from .errors import (  # noqa: F401
     StoreError,
 )
 from .paths import Paths, get_paths, private_dir, resource_dir, write_private  # noqa: F401
+from .text import NEEDS_VISIBLE, visible  # noqa: F401
 from .runs import (  # noqa: F401
     ACTIVE_STATES,
     RESUMABLE_STATES,
