@@ -112,6 +112,7 @@ class Profile(_Strict):
     read_only: bool = False
     queue_policy: Literal["fifo", "best-effort"] = "fifo"
     max_model_mb: int = Field(default=500, ge=1)
+    max_model_unpacked_mb: int | None = Field(default=None, ge=1)  # None: max_model_mb
     budget: Budget = Budget()
     s3: S3Settings = S3Settings()
     kubernetes: KubernetesSettings = KubernetesSettings()
