@@ -337,3 +337,15 @@ def agent_status(paths: Paths | None = None) -> int | None:
 
     pid = agent_pid((paths or get_paths()).state_dir)
     return pid if pid and pid > 0 else None
+
+
+def explain_failure(exc: BaseException) -> DlaasError | None:
+    """An unexpected exception that still means something a user can act on, as a DlaasError
+    (a state database found damaged in the middle of a command); None for a real bug."""
+    import sys
+
+    if "sqlite3" not in sys.modules:  # nothing has opened a database: not that
+        return None
+    from .engines.local import db
+
+    return db.damaged_error(get_paths().db_file, exc) if db.damaged(exc) else None

@@ -332,7 +332,7 @@ class LocalEngine:
             return run
         if run.state == RunState.QUEUED and db.transition(
             self.conn, run_id, RunState.HALTED, message="halted while queued", finished_at=clock.time(),
-            expect=frozenset({RunState.QUEUED}),
+            expect=frozenset({RunState.QUEUED}), **queued_end_cost(self.backend.config, self.conn, run_id),
         ):
             seal_run(self.conn, run_id)
             wake(self.paths.state_dir)
@@ -370,6 +370,17 @@ class LocalEngine:
         return deps.read_inventory(
             self.backend.profile.cpu_slots, holders=held, our_pids=deps.pids_in_groups(pgids),
             tier_gpus=self.backend.config.tier_gpus(self.backend.profile))
+
+
+def queued_end_cost(config, conn, run_id: str) -> dict[str, int | None]:
+    """The cost columns of a run that ends while QUEUED: what its ledger billed (a run put back in
+    the queue keeps what it ran up), and $0.00, never "unpriced", when it never held a device."""
+    row = db.get_row(conn, run_id)
+    events = [(e["at"], e["state"]) for e in db.events(conn, run_id)]
+    cost = _cost(config, row, events, clock.time())
+    if cost is None and not any(s in {b.value for b in BILLED_STATES} for _at, s in events):
+        cost = 0
+    return {"cost_micro": cost, "priced": 0 if cost is None else 1}
 
 
 def _cost(config, row, events, now) -> int | None:
