@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .local_helpers import engine, manifest, seed_home, stop_everything, wait_for
+from .local_helpers import busy_cpus, engine, manifest, seed_home, stop_everything, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -39,6 +39,18 @@ def _kill(procs: list[subprocess.Popen]) -> None:
         p.wait()
 
 
+def _submit_all(submits: list[subprocess.Popen], outcomes: list, path: Path, env: dict) -> None:
+    for _ in range(SUBMITS):
+        submits.append(subprocess.Popen(
+            [sys.executable, "-m", "dlaas_tui", "submit", str(path)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
+            stdin=subprocess.DEVNULL))
+    deadline = time.monotonic() + 600  # generous: each wait ends with its event (the exit)
+    for p in submits:
+        out, err = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+        outcomes.append((p.returncode, out.strip(), err.strip()))
+
+
 def test_cold_concurrent_submits_all_succeed_while_the_cpus_are_saturated(home, tmp_path):
     path = manifest(tmp_path, "cold", command="true")
     assert not (home / "state").exists()  # cold: no agent, no database yet
@@ -50,24 +62,14 @@ def test_cold_concurrent_submits_all_succeed_while_the_cpus_are_saturated(home, 
                           env={**env, "DLAAS_HOME": str(tmp_path / "warm-home")})
     stop_everything(tmp_path / "warm-home")  # the dry run's budget look started an agent there
     assert warm.returncode == 0, warm.stderr
-    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
-            for _ in range(max(2, os.cpu_count() or 2))]
     submits: list[subprocess.Popen] = []
     outcomes = []
     started = time.monotonic()
-    try:
-        for _ in range(SUBMITS):
-            submits.append(subprocess.Popen(
-                [sys.executable, "-m", "dlaas_tui", "submit", str(path)],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
-                stdin=subprocess.DEVNULL))
-        deadline = time.monotonic() + 600  # generous: each waits on the event (its exit), not a clock
-        for p in submits:
-            out, err = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
-            outcomes.append((p.returncode, out.strip(), err.strip()))
-    finally:
-        _kill(busy)
-        _kill(submits)
+    with busy_cpus():
+        try:
+            _submit_all(submits, outcomes, path, env)
+        finally:
+            _kill(submits)
     took = time.monotonic() - started
     print(f"{SUBMITS} cold submits on a saturated machine: {took:.1f} s")
 
@@ -81,7 +83,6 @@ def test_cold_concurrent_submits_all_succeed_while_the_cpus_are_saturated(home, 
     assert set(ids) <= recorded and len(recorded) == SUBMITS
     # One agent came up for all of them, and it takes the queued runs on.
     log = home / "state" / "agent.log"
-    wait_for(lambda: log.exists() and "serving" in log.read_text(), timeout=120)
+    wait_for(lambda: log.exists() and "serving" in log.read_text())
     assert log.read_text().count(" serving ") == 1
-    wait_for(lambda: any(r.state.value == "COMPLETED" for r in engine().list_runs()), timeout=180,
-             interval=0.5)
+    wait_for(lambda: any(r.state.value == "COMPLETED" for r in engine().list_runs()), interval=0.5)
