@@ -17,7 +17,7 @@ import pytest
 
 from .local_helpers import busy_cpus, engine, manifest, seed_home, stop_everything, wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 SUBMITS = 150
 
@@ -51,6 +51,7 @@ def _submit_all(submits: list[subprocess.Popen], outcomes: list, path: Path, env
         outcomes.append((p.returncode, out.strip(), err.strip()))
 
 
+@pytest.mark.slow
 def test_cold_concurrent_submits_all_succeed_while_the_cpus_are_saturated(home, tmp_path):
     path = manifest(tmp_path, "cold", command="true")
     assert not (home / "state").exists()  # cold: no agent, no database yet
@@ -86,3 +87,37 @@ def test_cold_concurrent_submits_all_succeed_while_the_cpus_are_saturated(home, 
     wait_for(lambda: log.exists() and "serving" in log.read_text())
     assert log.read_text().count(" serving ") == 1
     wait_for(lambda: any(r.state.value == "COMPLETED" for r in engine().list_runs()), interval=0.5)
+
+
+def test_starting_the_agent_is_single_flight_and_never_waits_on_another_start(home, tmp_path, cli):
+    import fcntl
+
+    from backend.engines.local import control
+    from backend.facade import get_paths
+
+    paths = get_paths()
+    state = paths.state_dir
+    state.mkdir(parents=True)
+    # Another process is starting the agent (it holds the start lock): nobody else launches one, a
+    # submit does not wait for it and is recorded, and the run waits QUEUED for the agent.
+    held = os.open(control.start_lock_path(state), os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        assert control.starting(state)
+        assert control.start_agent(paths) is False
+        assert control.ensure_agent(paths, wait=False) == 0
+        res = cli("submit", str(manifest(tmp_path, "held", command="true")))
+        assert res.returncode == 0, res.stderr
+        assert control.agent_pid(state) is None and not (state / "agent.log").exists()
+        assert [r.state.value for r in engine().list_runs()] == ["QUEUED"]
+    finally:
+        os.close(held)  # that start "ended" without an agent
+    # The next command starts it (the lock passes to the agent until it holds agent.lock) ...
+    assert control.start_agent(paths) is True
+    assert control.start_agent(paths) is False  # ... and a second launch meanwhile is refused
+    pid = wait_for(lambda: (p := control.agent_pid(state)) and p > 0 and p)
+    wait_for(lambda: not control.starting(state))
+    assert control.ensure_agent(paths) == pid
+    # ... and it picks up the run that was recorded while no agent ran.
+    rid = res.stdout.strip()
+    wait_for(lambda: engine().get_run(rid).state.value == "COMPLETED", interval=0.2)

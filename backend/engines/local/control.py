@@ -117,14 +117,18 @@ def start_agent(paths) -> bool:
         if paths.state_dir == paths.config_dir / "state":  # a DLAAS_HOME layout: name it explicitly
             env["DLAAS_HOME"] = str(paths.config_dir)
         try:
-            # Not waited for: the launcher outlives this process if it must (it is reaped by init).
-            subprocess.Popen(
+            launcher = subprocess.Popen(
                 [sys.executable, "-m", "backend.engines.local.agent", "--detach"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                 cwd=str(Path(__file__).resolve().parents[3]), pass_fds=(fd,), start_new_session=True,
             )
         except OSError:
             return False
+        # Nobody waits for the launcher: a daemon thread reaps it if this process lives that long (the
+        # TUI); a command that exits first leaves it to init.
+        import threading
+
+        threading.Thread(target=launcher.wait, name="dlaas-agent-launcher", daemon=True).start()
         return True
     finally:
         os.close(fd)  # the launched agent keeps the start lock through its inherited copy
