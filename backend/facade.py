@@ -341,11 +341,15 @@ def agent_status(paths: Paths | None = None) -> int | None:
 
 def explain_failure(exc: BaseException) -> DlaasError | None:
     """An unexpected exception that still means something a user can act on, as a DlaasError
-    (a state database found damaged in the middle of a command); None for a real bug."""
+    (a state database found damaged, or locked past the busy timeout); None for a real bug."""
     import sys
 
     if "sqlite3" not in sys.modules:  # nothing has opened a database: not that
         return None
     from .engines.local import db
 
-    return db.damaged_error(get_paths().db_file, exc) if db.damaged(exc) else None
+    if db.damaged(exc):
+        return db.damaged_error(get_paths().db_file, exc)
+    if db.busy(exc):
+        return db.busy_error(get_paths().db_file, exc)
+    return None

@@ -166,3 +166,17 @@ def test_bidi_controls_are_escaped_in_runs_and_manifest_validate(home, tmp_path,
         assert "\u202e" not in res.stdout + res.stderr
         assert "safe\\u202eexe.txt" in res.stdout
     assert json.loads(cli("runs", "--json").stdout)[0]["name"] == name  # JSON keeps the data as it is
+
+
+def test_a_database_locked_past_the_busy_timeout_is_a_clear_error(home):
+    """Fault injection in-process: the error the CLI would get, through the same translation."""
+    from backend.engines.local import db as state
+    from backend.facade import explain_failure, get_paths
+
+    locked = sqlite3.OperationalError("database is locked")
+    known = explain_failure(locked)
+    assert known is not None and known.exit_code == 1
+    assert str(get_paths().db_file) in str(known) and "run it again" in str(known)
+    assert explain_failure(ValueError("a bug")) is None
+    assert state.damaged(sqlite3.DatabaseError("file is not a database"))
+    assert not state.damaged(locked) and not state.busy(sqlite3.DatabaseError("file is not a database"))

@@ -123,6 +123,19 @@ def damaged_error(path: Path, exc: BaseException) -> EngineError:
         "and logs stay in the results bucket.")
 
 
+def busy(exc: BaseException) -> bool:
+    """True when SQLite gave up waiting for another writer (after `busy_timeout`)."""
+    return isinstance(exc, sqlite3.OperationalError) and (
+        getattr(exc, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED")
+        or "database is locked" in str(exc))
+
+
+def busy_error(path: Path, exc: BaseException) -> EngineError:
+    return EngineError(
+        f"{path}: the state database stayed locked by another process for 30 s ({exc}), so this "
+        f"command stopped before recording its change; run it again (`fuser {path}` shows who holds it)")
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), WAL, waiting out writers.
 
