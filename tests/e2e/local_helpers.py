@@ -64,7 +64,11 @@ def run_pids(home: Path) -> list[int]:
 
 
 def stop_everything(home: Path) -> None:
-    """Kill the home's agent and every run process group it started (by pid, never by name)."""
+    """Kill the home's agent and every run process group it started (by pid, never by name).
+    A start still under way (a command launched it without waiting) is waited out first."""
+    from backend.engines.local.control import settled_pid
+
+    settled_pid(home / "state", timeout=WAIT_S)
     pid = agent_pid(home)
     if pid:
         try:

@@ -175,8 +175,21 @@ def ensure_agent(paths, timeout: float = 60.0, *, wait: bool = True) -> int:
     raise EngineError(f"the agent did not start within {timeout:.0f} s; see {log}")
 
 
+def settled_pid(state_dir: Path, timeout: float = 60.0) -> int | None:
+    """The agent's pid once no start is under way (None: none runs). A start launched a moment ago
+    by another command is waited out, so whoever stops the agent does not miss one coming up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pid = agent_pid(state_dir)
+        if (pid is None or pid > 0) and not starting(state_dir):
+            return pid
+        if time.monotonic() > deadline:
+            return pid if pid and pid > 0 else None
+        time.sleep(0.02)
+
+
 def stop_agent(paths, timeout: float = 10.0) -> int | None:
-    pid = agent_pid(paths.state_dir)
+    pid = settled_pid(paths.state_dir, timeout=max(timeout, 60.0))
     if not pid or pid < 0:
         return None
     try:
