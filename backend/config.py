@@ -322,6 +322,8 @@ def load_config(paths: Paths | None = None) -> Config:
         text = path.read_text()
     except FileNotFoundError:
         return Config(source=str(path))
+    except OSError as exc:  # a folder where the file belongs, DLAAS_HOME under a file, no permission
+        raise ConfigError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
     return parse_config(text, str(path))
 
 

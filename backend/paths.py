@@ -44,7 +44,10 @@ def get_paths() -> Paths:
     if home:
         root = Path(home).expanduser().resolve()
         if not root.exists():  # whichever of config, state, store or cache comes first: 0700
-            private_dir(root)
+            try:
+                private_dir(root)
+            except OSError:  # not ours to make here: the first write under it says why
+                pass
         return Paths(root, root / "state", root / "store", root / "cache")
     import platformdirs
 

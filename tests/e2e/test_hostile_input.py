@@ -180,3 +180,15 @@ def test_a_database_locked_past_the_busy_timeout_is_a_clear_error(home):
     assert explain_failure(ValueError("a bug")) is None
     assert state.damaged(sqlite3.DatabaseError("file is not a database"))
     assert not state.damaged(locked) and not state.busy(sqlite3.DatabaseError("file is not a database"))
+
+
+def test_a_home_that_cannot_hold_config_or_state_is_a_clear_error(tmp_path, cli):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    msg = one_error(cli("runs", env={"DLAAS_HOME": str(a_file / "home")}), 2)
+    assert str(a_file / "home" / "config.toml") in msg and "cannot read the config" in msg
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "state").write_text("a file where the state folder belongs")
+    msg = one_error(cli("runs", env={"DLAAS_HOME": str(home)}), 1)
+    assert str(home / "state") in msg and "DLAAS_HOME" in msg

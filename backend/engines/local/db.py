@@ -145,7 +145,13 @@ def connect(path: Path) -> sqlite3.Connection:
     except sqlite3.DatabaseError as exc:
         if damaged(exc):
             raise damaged_error(path, exc) from None
+        if "unable to open" in str(exc):
+            raise EngineError(f"{path}: cannot open the state database ({exc}); is DLAAS_HOME a folder "
+                              "this user can write?") from None
         raise
+    except OSError as exc:  # the state folder cannot be made (DLAAS_HOME under a file, no permission)
+        raise EngineError(f"{path.parent}: cannot create the state folder ({exc.strerror or exc}); "
+                          "is DLAAS_HOME a folder this user can write?") from None
 
 
 def _connect(path: Path) -> sqlite3.Connection:
