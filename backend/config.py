@@ -112,6 +112,7 @@ class Profile(_Strict):
     read_only: bool = False
     queue_policy: Literal["fifo", "best-effort"] = "fifo"
     max_model_mb: int = Field(default=500, ge=1)
+    max_model_unpacked_mb: int | None = Field(default=None, ge=1)  # None: max_model_mb
     budget: Budget = Budget()
     s3: S3Settings = S3Settings()
     kubernetes: KubernetesSettings = KubernetesSettings()
@@ -321,6 +322,8 @@ def load_config(paths: Paths | None = None) -> Config:
         text = path.read_text()
     except FileNotFoundError:
         return Config(source=str(path))
+    except OSError as exc:  # a folder where the file belongs, DLAAS_HOME under a file, no permission
+        raise ConfigError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
     return parse_config(text, str(path))
 
 

@@ -22,6 +22,7 @@ from .errors import (  # noqa: F401
     StoreError,
 )
 from .paths import Paths, get_paths, private_dir, resource_dir, write_private  # noqa: F401
+from .text import NEEDS_VISIBLE, visible  # noqa: F401
 from .runs import (  # noqa: F401
     ACTIVE_STATES,
     RESUMABLE_STATES,
@@ -336,3 +337,19 @@ def agent_status(paths: Paths | None = None) -> int | None:
 
     pid = agent_pid((paths or get_paths()).state_dir)
     return pid if pid and pid > 0 else None
+
+
+def explain_failure(exc: BaseException) -> DlaasError | None:
+    """An unexpected exception that still means something a user can act on, as a DlaasError
+    (a state database found damaged, or locked past the busy timeout); None for a real bug."""
+    import sys
+
+    if "sqlite3" not in sys.modules:  # nothing has opened a database: not that
+        return None
+    from .engines.local import db
+
+    if db.damaged(exc):
+        return db.damaged_error(get_paths().db_file, exc)
+    if db.busy(exc):
+        return db.busy_error(get_paths().db_file, exc)
+    return None

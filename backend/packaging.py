@@ -2,8 +2,11 @@
 
 Zipping honours the folder's `.gitignore` (git's own rules, via pathspec's GitIgnoreSpec) and always skips `.git`,
 `__pycache__` and `.venv`, so a submission carries source, not environments. Both directions refuse
-what could hurt: an archive over the size cap, or an entry whose path would land outside the target
-(absolute, `..`, a symlink) - each with C102 and the offending name.
+what could hurt: an archive over the size cap or one that unpacks to more than its unpacked cap, an
+entry whose path would land outside the target (absolute, `..`, a symlink), and a symbolic link in
+the model folder to a file outside it (it would carry that file, `/etc/passwd`, into the archive) -
+each with C102 and the offending name. The unpacked cap is the profile's `max_model_unpacked_mb`,
+else `max_model_mb`: a zip bomb cannot unpack to more than the user allowed to be submitted.
 """
 from __future__ import annotations
 
@@ -12,32 +15,48 @@ import stat
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from .errors import BadInput, DlaasError
+from .errors import BadInput
 from .runs import ErrorCode
 
 ALWAYS_SKIPPED = frozenset({".git", "__pycache__", ".venv", ".mypy_cache", ".pytest_cache"})
 
 
-class ArchiveError(DlaasError):
-    """A model archive that is unsafe or too big (C102)."""
+class ArchiveError(BadInput):
+    """A model archive that is unsafe or too big (C102): the user's input, refused (exit 2)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message, code=ErrorCode.BAD_MODEL_ARCHIVE.value)
 
 
+class _NothingIgnored:
+    @staticmethod
+    def match_file(_path: str) -> bool:
+        return False
+
+
 def _ignore_spec(root: Path):
+    gitignore = root / ".gitignore"
+    if not gitignore.is_file():  # the common case: no need to import pathspec (~45 ms a submit)
+        return _NothingIgnored()
     import pathspec
 
-    lines: list[str] = []
-    gitignore = root / ".gitignore"
-    if gitignore.is_file():
-        lines = gitignore.read_text(errors="replace").splitlines()
-    return pathspec.GitIgnoreSpec.from_lines(lines)
+    return pathspec.GitIgnoreSpec.from_lines(gitignore.read_text(errors="replace").splitlines())
+
+
+def unpacked_cap(profile) -> int:
+    """Bytes a model archive may unpack to under a profile (`max_model_unpacked_mb`, else
+    `max_model_mb`)."""
+    mb = getattr(profile, "max_model_unpacked_mb", None) or profile.max_model_mb
+    return mb * 1024 * 1024
 
 
 def model_files(root: Path) -> list[tuple[Path, str]]:
-    """(path, archive name) for each file a submission of `root` carries, in a stable order."""
+    """(path, archive name) for each file a submission of `root` carries, in a stable order.
+
+    A symbolic link to a file inside `root` is carried as that file; one to a file outside is refused
+    (C102, naming the link and its target); a dangling one is skipped."""
     spec = _ignore_spec(root)
+    real_root = Path(root).resolve()
     out: list[tuple[Path, str]] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         rel_dir = Path(dirpath).relative_to(root)
@@ -55,19 +74,27 @@ def model_files(root: Path) -> list[tuple[Path, str]]:
                 continue
             if not path.is_file():
                 continue
+            if path.is_symlink():
+                target = path.resolve()
+                if real_root not in target.parents:
+                    raise ArchiveError(
+                        f"{root}: {rel!r} is a symbolic link to {target}, outside the model folder; "
+                        "copy the file in, or remove the link (or list it in .gitignore)")
             out.append((path, rel))
     return out
 
 
-def zip_model(src: Path, dest: Path, *, max_bytes: int) -> int:
-    """Zip folder `src` into `dest` (temp + rename); returns the archive size. C102 over `max_bytes`."""
+def zip_model(src: Path, dest: Path, *, max_bytes: int, max_unpacked: int | None = None) -> int:
+    """Zip folder `src` into `dest` (temp + rename); returns the archive size. C102 over `max_bytes`
+    zipped, or over `max_unpacked` (default `max_bytes`) as files."""
     src = Path(src)
     if not src.is_dir():
         raise BadInput(f"{src}: the model must be a folder or a .zip file")
     files = model_files(src)
     raw = sum(p.stat().st_size for p, _ in files)
-    if raw > max_bytes * 20:  # hopeless even at a generous compression ratio: fail before zipping
-        raise ArchiveError(f"{src}: model folder holds {raw} bytes, over the {max_bytes} byte cap")
+    cap = max_bytes if max_unpacked is None else max_unpacked
+    if raw > cap:  # it could never be unpacked: fail before zipping
+        raise ArchiveError(f"{src}: model folder holds {raw} bytes, over the {cap} byte unpacked cap")
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
@@ -84,16 +111,23 @@ def zip_model(src: Path, dest: Path, *, max_bytes: int) -> int:
         tmp.unlink(missing_ok=True)
 
 
-def check_zip(path: Path, *, max_bytes: int) -> None:
-    """Refuse a given .zip that is too big, not a zip, or holds an unsafe entry (C102)."""
+def check_zip(path: Path, *, max_bytes: int, max_unpacked: int | None = None) -> None:
+    """Refuse a given .zip that is too big (zipped, or unpacked past `max_unpacked`, default
+    `max_bytes`), not a zip, or holds an unsafe entry (C102)."""
     size = path.stat().st_size
     if size > max_bytes:
         raise ArchiveError(f"{path}: model archive is {size} bytes, over the {max_bytes} byte cap")
     if not zipfile.is_zipfile(path):
         raise ArchiveError(f"{path}: not a zip archive")
+    cap = max_bytes if max_unpacked is None else max_unpacked
     with zipfile.ZipFile(path) as zf:
+        total = 0
         for info in zf.infolist():
             _safe_name(info)
+            total += info.file_size
+        if total > cap:
+            raise ArchiveError(f"{path}: model archive expands to {total} bytes, over the {cap} byte "
+                               "unpacked cap")
 
 
 def _safe_name(info: zipfile.ZipInfo) -> PurePosixPath:

@@ -43,6 +43,11 @@ def get_paths() -> Paths:
     home = os.environ.get("DLAAS_HOME")
     if home:
         root = Path(home).expanduser().resolve()
+        if not root.exists():  # whichever of config, state, store or cache comes first: 0700
+            try:
+                private_dir(root)
+            except OSError:  # not ours to make here: the first write under it says why
+                pass
         return Paths(root, root / "state", root / "store", root / "cache")
     import platformdirs
 
@@ -55,8 +60,19 @@ def get_paths() -> Paths:
 
 
 def private_dir(path: Path) -> Path:
-    """Create `path` (and parents) readable by the user alone."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Create `path` readable by the user alone; any folder above it that this creates is 0700 too
+    (a DLAAS_HOME the app makes is nobody else's to list), folders that already exist stay as they are."""
+    missing = []
+    p = Path(path)
+    while not os.path.lexists(p) and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:  # made meanwhile by another process: theirs to set
+            continue
+        os.chmod(d, 0o700)  # mkdir's mode is cut by the umask
     os.chmod(path, 0o700)
     return path
 

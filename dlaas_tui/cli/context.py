@@ -39,6 +39,8 @@ def run_handler(func: Handler, args: argparse.Namespace, ctx: Context) -> int:
 
     try:
         rc = func(args, ctx)
+        if sys.stdout is not None:
+            sys.stdout.flush()  # a reader that went away shows here, not at interpreter exit
         return 0 if rc is None else int(rc)
     except DlaasError as exc:
         print(f"dlaas-tui: {exc}", file=sys.stderr)
@@ -47,10 +49,19 @@ def run_handler(func: Handler, args: argparse.Namespace, ctx: Context) -> int:
         print("dlaas-tui: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        # The reader stopped reading (`| head`): what it wanted it has. Point stdout at /dev/null so
+        # the flush at exit cannot complain ("Broken pipe") about the bytes left in the buffer.
+        _silence_stdout()
         return 0
     except Exception as exc:  # a bug, not a user error: one line, the traceback only on request
         import os
 
+        from backend.facade import explain_failure
+
+        known = explain_failure(exc)
+        if known is not None:
+            print(f"dlaas-tui: {known}", file=sys.stderr)
+            return known.exit_code
         if os.environ.get("DLAAS_DEBUG"):
             raise
         print(
@@ -61,3 +72,14 @@ def run_handler(func: Handler, args: argparse.Namespace, ctx: Context) -> int:
         return 1
     finally:
         ctx.close()
+
+
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

@@ -36,15 +36,11 @@ def print_json_encoded(items: Sequence[str]) -> None:
 
 
 def safe_text(text: str) -> str:
-    """Make control characters visible so data never drives the terminal."""
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if ch in "\t" or (code >= 32 and code != 127 and not 0x80 <= code < 0xA0):
-            out.append(ch)
-        else:
-            out.append(f"\\x{code:02x}")
-    return "".join(out)
+    """Make control characters (and bidi controls) visible so data never drives the terminal: the
+    TUI's escaping (backend/text.py), in its ASCII rendering (`\\x1b`, `\\u202e`) for pipes."""
+    from backend.facade import visible
+
+    return visible(text, pictures=False)
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: int | None = 80,

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("runs", help="list runs, newest first")
     p.add_argument("--state", action="append", metavar="S", help="only runs in state S (repeatable)")
-    p.add_argument("--limit", type=int, metavar="N")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N runs (N >= 1)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runs)
 
@@ -145,6 +145,8 @@ def cmd_runs(args, ctx) -> int:
 
     from .output import print_json, print_json_encoded, print_table
 
+    if args.limit is not None and args.limit < 1:
+        raise BadInput(f"--limit {args.limit}: give 1 or more runs (leave it out for all)")
     states = None
     if args.state:
         try:
@@ -213,6 +215,8 @@ def cmd_logs(args, ctx) -> int:
 
     if args.learner < 1:
         raise BadInput("--learner counts from 1 (learner-1 is the first)")
+    if args.tail is not None and args.tail < 0:
+        raise BadInput(f"--tail {args.tail}: give 0 or more lines")
     lines = ctx.backend.engine.logs(args.run, learner=args.learner - 1, tail=args.tail, follow=args.follow)
     for line in lines:
         sys.stdout.write(safe_text(line) + "\n")
@@ -282,6 +286,22 @@ def cmd_rerun(args, ctx) -> int:
     return 0
 
 
+def _results_folder(dest: Path) -> None:
+    """DEST must be a folder (made if missing); anything else is refused before a byte is copied."""
+    from backend.facade import BadInput
+
+    if dest.exists() and not dest.is_dir():
+        raise BadInput(f"{dest}: exists and is not a folder; give a folder to download into")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # a parent is a file
+        raise BadInput(f"{dest}: a part of this path is a file, not a folder") from None
+    except NotADirectoryError:
+        raise BadInput(f"{dest}: a part of this path is a file, not a folder") from None
+    except PermissionError:
+        raise BadInput(f"{dest}: cannot create this folder (permission denied)") from None
+
+
 def cmd_results(args, ctx) -> int:
     from backend.facade import NotFound
 
@@ -289,7 +309,7 @@ def cmd_results(args, ctx) -> int:
     run = engine.get_run(args.run)
     if not run.results_bucket:
         raise NotFound(f"{run.id}: no results bucket recorded")
-    args.dest.mkdir(parents=True, exist_ok=True)
+    _results_folder(args.dest)
     if hasattr(engine, "download_results"):
         n = engine.download_results(run.id, args.dest)
     else:
@@ -299,6 +319,10 @@ def cmd_results(args, ctx) -> int:
 
 
 def cmd_wait(args, ctx) -> int:
+    from backend.facade import BadInput
+
+    if args.timeout is not None and not args.timeout >= 0:
+        raise BadInput(f"--timeout {args.timeout}: give 0 or more seconds")
     engine = ctx.backend.engine
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     for rid in args.runs:

@@ -69,6 +69,8 @@ def _os_errors(func):
 
         try:
             return func(args, ctx)
+        except BrokenPipeError:  # the reader went away (`| head`): not a store failure
+            raise
         except OSError as exc:
             where = f": {show(str(exc.filename))}" if exc.filename else ""
             raise StoreError(f"store {args.store_command}: {exc.strerror or exc}{where}") from None

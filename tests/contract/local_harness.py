@@ -61,11 +61,11 @@ class LocalHarness(EngineHarness):
         os.environ[key] = value
 
     def close(self) -> None:
-        from backend.engines.local.control import agent_pid
+        from backend.engines.local.control import agent_pid, settled_pid
 
         self.engine.close()
         state = self.home / "state"
-        pid = agent_pid(state)
+        pid = settled_pid(state, timeout=300)  # a start a command set off without waiting: wait it out
         if pid and pid > 0:
             try:
                 os.kill(pid, signal.SIGKILL)

@@ -4,12 +4,19 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 
 TINY = Path(__file__).resolve().parent.parent / "fixtures" / "tiny"
+# The bound on a wait for an event (a state reached, a process gone). Generous on purpose: the wait
+# ends when the event comes, so a machine loaded by other work makes a test slower, never red.
+WAIT_S = 300
 
 
 def seed_home(home: Path, config: str = "") -> None:
@@ -57,7 +64,11 @@ def run_pids(home: Path) -> list[int]:
 
 
 def stop_everything(home: Path) -> None:
-    """Kill the home's agent and every run process group it started (by pid, never by name)."""
+    """Kill the home's agent and every run process group it started (by pid, never by name).
+    A start still under way (a command launched it without waiting) is waited out first."""
+    from backend.engines.local.control import settled_pid
+
+    settled_pid(home / "state", timeout=WAIT_S)
     pid = agent_pid(home)
     if pid:
         try:
@@ -69,12 +80,12 @@ def stop_everything(home: Path) -> None:
             os.killpg(rp, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + WAIT_S
     while pid and time.monotonic() < deadline and agent_pid(home):
         time.sleep(0.05)
 
 
-def wait_for(pred, timeout: float = 30, interval: float = 0.05):
+def wait_for(pred, timeout: float = WAIT_S, interval: float = 0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         got = pred()
@@ -94,3 +105,19 @@ def runs_json(cli, *args) -> list[dict]:
     res = cli("runs", "--json", *args)
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout)
+
+
+@contextmanager
+def busy_cpus(extra: int = 0) -> Iterator[list[int]]:
+    """Fault injection: a busy loop on every CPU (plus `extra`) for the duration; stopped by pid."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL)
+             for _ in range(max(2, os.cpu_count() or 2) + extra)]
+    try:
+        yield [p.pid for p in procs]
+    finally:
+        for p in procs:
+            try:
+                os.kill(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .local_helpers import manifest, runs_json, seed_home, stop_everything, wait_for
+from .local_helpers import WAIT_S, manifest, runs_json, seed_home, stop_everything, wait_for
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -89,7 +89,7 @@ def test_grid_sweep_of_the_sample_completes_with_a_correct_leaderboard(home, tmp
     assert len(runs) == 12 and {r["experiment"] for r in runs} == {"pytorch-sweep"}
     grid = {(lr, h) for lr in (0.003, 0.01, 0.03) for h in (16, 32, 64, 128)}
     assert {(r["params"]["lr"], r["params"]["hidden"]) for r in runs} == grid
-    res = cli("wait", *[r["id"] for r in runs], "--timeout", "240", timeout=260)
+    res = cli("wait", *[r["id"] for r in runs], "--timeout", str(3 * WAIT_S), timeout=3 * WAIT_S + 60)
     assert res.returncode == 0, (res.stdout, res.stderr)
 
     board = json.loads(cli("experiments", "show", "pytorch-sweep", "--json").stdout)
@@ -133,7 +133,7 @@ def test_random_sweep_is_reproducible_from_its_seed_and_each_submit_is_a_new_exp
     assert {r["experiment"] for r in first} == {"rnd"} and {r["experiment"] for r in second} == {"rnd-2"}
     # Each run saw its own values in the command, the env and config.json.
     run = first[3]
-    assert cli("wait", run["id"], "--timeout", "60").returncode == 0
+    assert cli("wait", run["id"], "--timeout", str(WAIT_S), timeout=WAIT_S + 60).returncode == 0
     shown = json.loads(cli("show", run["id"], "--json").stdout)
     assert shown["metrics"]["lr"] == pytest.approx(run["params"]["lr"])
     assert shown["metrics"]["width"] == run["params"]["width"]
@@ -149,7 +149,7 @@ def test_early_stop_halts_a_planted_bad_run(home, tmp_path, cli):
              "early_stop": {"type": "median", "min_runs": 3, "start_step": 2}}
     path = sweep_manifest(tmp_path, "es", "python curve.py", sweep, files={"curve.py": CURVE})
     runs = submit_json(cli, str(path))
-    assert cli("wait", *[r["id"] for r in runs], "--timeout", "90").returncode == 1
+    assert cli("wait", *[r["id"] for r in runs], "--timeout", str(WAIT_S), timeout=WAIT_S + 60).returncode == 1
     after = {r["id"]: r for r in runs_json(cli)}
     good, bad = [after[r["id"]] for r in runs[:3]], after[runs[3]["id"]]
     assert [r["state"] for r in good] == ["COMPLETED"] * 3
@@ -171,7 +171,7 @@ def test_parallel_caps_and_max_failed_stops_launching(home, tmp_path, cli):
     capped = sweep_manifest(tmp_path, "cap", "sleep 0.6",
                             {"parameters": {"i": {"values": [1, 2, 3, 4, 5]}}, "parallel": 2})
     runs = submit_json(cli, str(capped))
-    assert cli("wait", *[r["id"] for r in runs], "--timeout", "60").returncode == 0
+    assert cli("wait", *[r["id"] for r in runs], "--timeout", str(WAIT_S), timeout=WAIT_S + 60).returncode == 0
     assert max_overlap([billed_spans(r["id"]) for r in runs]) == 2
 
     failing = sweep_manifest(tmp_path, "fail", "exit 3",
@@ -179,8 +179,7 @@ def test_parallel_caps_and_max_failed_stops_launching(home, tmp_path, cli):
                               "max_failed": 2})
     runs = submit_json(cli, str(failing))
     ids = [r["id"] for r in runs]
-    wait_for(lambda: all(r["state"] in ("FAILED", "HALTED") for r in runs_json(cli) if r["id"] in ids),
-             timeout=60)
+    wait_for(lambda: all(r["state"] in ("FAILED", "HALTED") for r in runs_json(cli) if r["id"] in ids))
     states = {r["id"]: r for r in runs_json(cli) if r["id"] in ids}
     failed = [i for i in ids if states[i]["state"] == "FAILED"]
     halted = [i for i in ids if states[i]["state"] == "HALTED"]
@@ -231,7 +230,7 @@ def test_eta_order_matches_admission_order(home, tmp_path, cli):
     shown = cli("show", by_position[0]["id"])
     assert "an estimate" in shown.stdout and by_position[0]["eta"][:16] in shown.stdout
     assert cli("halt", blocker["id"]).returncode == 0
-    assert cli("wait", *[r["id"] for r in queued], "--timeout", "60").returncode == 0
+    assert cli("wait", *[r["id"] for r in queued], "--timeout", str(WAIT_S), timeout=WAIT_S + 60).returncode == 0
     admitted = sorted(runs_json(cli), key=lambda r: r["admitted_at"])
     order = [r["id"] for r in admitted if r["id"] in table]
     assert order == [r["id"] for r in by_eta]
@@ -244,7 +243,7 @@ def test_two_manifests_grouped_in_one_experiment(home, tmp_path, cli):
                                                               "metric": {"name": "loss"}})
     runs = submit_json(cli, str(a), str(b), "--experiment", "grp")
     assert len(runs) == 3 and {r["experiment"] for r in runs} == {"grp"}
-    assert cli("wait", *[r["id"] for r in runs], "--timeout", "60").returncode == 0
+    assert cli("wait", *[r["id"] for r in runs], "--timeout", str(WAIT_S), timeout=WAIT_S + 60).returncode == 0
     board = json.loads(cli("experiments", "show", "grp", "--json").stdout)
     assert board["runs_total"] == 3 and board["counts"] == {"COMPLETED": 3}
     assert {r["name"] for r in board["runs"]} == {"alpha", "beta-1", "beta-2"}

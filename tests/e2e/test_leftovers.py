@@ -65,10 +65,10 @@ def test_a_killed_writers_temp_file_is_reclaimed_when_the_agent_starts(dlaas_hom
     try:
         os.kill(killed.pid, signal.SIGKILL)  # as `kill -9` of an agent in STORING
         # Not reaped yet, as a detached agent's parent may leave it: a zombie is not a live writer.
-        assert wait_for(lambda: _state(killed.pid) == "Z", 10)
+        assert wait_for(lambda: _state(killed.pid) == "Z")
         assert killed_part in _parts(bucket_dir)  # the fault: a leftover
         assert cli("agent", "start").returncode == 0
-        assert wait_for(lambda: killed_part not in _parts(bucket_dir), 30), _parts(bucket_dir)
+        assert wait_for(lambda: killed_part not in _parts(bucket_dir)), _parts(bucket_dir)
         # A write still in progress (its writer alive) is never taken from under it.
         assert live_part in _parts(bucket_dir)
         killed.wait(10)
@@ -105,13 +105,13 @@ def test_an_ended_run_keeps_its_logs_but_no_working_copies(dlaas_home: Path, tmp
         rid = json.loads(res.stdout)[0]["id"]
         if outcome == "halted":
             log = dlaas_home / "state" / "runs" / rid / "logs" / "learner-1" / "training-log.txt"
-            assert wait_for(lambda: log.exists() and "epoch=1" in log.read_text(), 60)
+            assert wait_for(lambda: log.exists() and "epoch=1" in log.read_text())
             assert cli("halt", rid).returncode == 0
         cli("wait", rid, "--timeout", "120")
         shown = json.loads(cli("show", rid, "--json").stdout)
         assert shown["state"] == outcome.upper(), shown
         wd = dlaas_home / "state" / "runs" / rid
-        assert wait_for(lambda: not (wd / "model").exists(), 30)
+        assert wait_for(lambda: not (wd / "model").exists())
         for gone in ("model", "model.zip", "data", "results"):
             assert not (wd / gone).exists() and not (wd / gone).is_symlink(), gone
         assert "epoch=1" in (wd / "logs" / "learner-1" / "training-log.txt").read_text()

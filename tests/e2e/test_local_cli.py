@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,7 @@ import pytest
 from backend.engines.local import db
 from backend.runs import RunState
 
-from .local_helpers import agent_pid, manifest, runs_json, seed_home, stop_everything, wait_for
+from .local_helpers import WAIT_S, agent_pid, manifest, runs_json, seed_home, stop_everything, wait_for
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -35,12 +35,12 @@ def submit_json(cli, *args) -> list[dict]:
 def test_logs_follow_ends_with_the_run_and_wait_exit_codes(home, tmp_path, cli):
     run = submit_json(cli, str(manifest(tmp_path, env={"SLEEP": "0.3", "EPOCHS": "4"})))[0]
     follow = subprocess.run([sys.executable, "-m", "dlaas_tui", "logs", run["id"], "-f"],
-                            capture_output=True, text=True, timeout=60, cwd=REPO)
+                            capture_output=True, text=True, timeout=WAIT_S, cwd=REPO)
     assert follow.returncode == 0
     assert [ln for ln in follow.stdout.splitlines() if ln.startswith("epoch=")][-1].startswith("epoch=4")
     assert cli("wait", run["id"]).returncode == 0
     failing = submit_json(cli, str(manifest(tmp_path, "bad", command="exit 2")))[0]
-    assert cli("wait", run["id"], failing["id"], "--timeout", "30").returncode == 1
+    assert cli("wait", run["id"], failing["id"], "--timeout", str(WAIT_S), timeout=WAIT_S + 60).returncode == 1
     slow = submit_json(cli, str(manifest(tmp_path, "slow", command="sleep 20")))[0]
     res = cli("wait", slow["id"], "--timeout", "0.5")
     assert res.returncode == 124
@@ -128,8 +128,8 @@ def test_a_run_cut_off_in_storing_finishes_storing(home, tmp_path, cli):
                      (json.dumps({"state": "COMPLETED", "code": None, "message": ""}), rid))
     conn.close()
     assert cli("runs").returncode == 0  # brings the agent back
-    wait_for(lambda: agent_pid(home), 10)
-    wait_for(lambda: json.loads(cli("show", rid, "--json").stdout)["state"] == "COMPLETED", 30, 0.2)
+    wait_for(lambda: agent_pid(home))
+    wait_for(lambda: json.loads(cli("show", rid, "--json").stdout)["state"] == "COMPLETED", interval=0.2)
     assert (out / "run.json").is_file() and (out / "model.txt").is_file()
     assert "loss=0.125" in (out / "learner-1" / "training-log.txt").read_text()
 
@@ -155,11 +155,14 @@ def test_config_edits_apply_to_the_running_agent(home, tmp_path, cli):
     (home / "config.toml").write_text('[profiles.local]\ncpu_slots = 2\ntier = "free"\n')
     first = submit_json(cli, str(manifest(tmp_path, "a", command="sleep 20")))[0]["id"]
     second = submit_json(cli, str(manifest(tmp_path, "b", command="sleep 20")))[0]["id"]
-    wait_for(lambda: json.loads(cli("show", first, "--json").stdout)["state"] == "PROCESSING", 30, 0.2)
+    wait_for(lambda: json.loads(cli("show", first, "--json").stdout)["state"] == "PROCESSING", interval=0.2)
     assert json.loads(cli("show", second, "--json").stdout)["queue_position"] == 1
-    time.sleep(0.05)  # a new mtime even on coarse clocks
-    (home / "config.toml").write_text('[profiles.local]\ncpu_slots = 2\ntier = "unlimited"\n')
-    wait_for(lambda: json.loads(cli("show", second, "--json").stdout)["state"] == "PROCESSING", 30, 0.2)
+    cfg = home / "config.toml"
+    before = cfg.stat().st_mtime_ns
+    cfg.write_text('[profiles.local]\ncpu_slots = 2\ntier = "unlimited"\n')
+    if cfg.stat().st_mtime_ns == before:  # a coarse clock: make the edit visible without a sleep
+        os.utime(cfg, ns=(before + 10**9, before + 10**9))
+    wait_for(lambda: json.loads(cli("show", second, "--json").stdout)["state"] == "PROCESSING", interval=0.2)
     assert cli("halt", first, second).returncode == 0
 
 

@@ -15,6 +15,7 @@ import pytest
 from backend.runs import RunState, SubmitRequest
 
 from .local_helpers import (
+    WAIT_S,
     agent_pid,
     engine,
     manifest,
@@ -50,7 +51,7 @@ def get(run_id: str):
         eng.close()
 
 
-def wait_state(run_id: str, *states: str, timeout: float = 30):
+def wait_state(run_id: str, *states: str, timeout: float = WAIT_S):
     return wait_for(lambda: (r := get(run_id)).state.value in states and r, timeout)
 
 
@@ -62,7 +63,7 @@ def test_submit_runs_to_completion_with_results_logs_metrics_and_cost(home, tmp_
     run = json.loads(res.stdout)[0]
     assert run["id"].startswith("training-") and len(run["id"]) == len("training-") + 8
     assert run["state"] in {"QUEUED", "PENDING", "DOWNLOADING", "PROCESSING", "STORING", "COMPLETED"}
-    res = cli("wait", run["id"], "--timeout", "60")
+    res = cli("wait", run["id"], "--timeout", str(WAIT_S), timeout=WAIT_S + 60)
     assert res.returncode == 0, res.stdout + res.stderr
     done = json.loads(cli("show", run["id"], "--json").stdout)
     assert done["state"] == "COMPLETED"
@@ -101,7 +102,7 @@ def test_tier_free_admits_one_at_a_time_in_order(dlaas_home, tmp_path):
         if r1.state == RunState.QUEUED:
             assert (r1.queue_position, r2.queue_position) == (1, 2)
         for rid in ids:
-            wait_state(rid, "COMPLETED", timeout=60)
+            wait_state(rid, "COMPLETED")
         runs = sorted((get(r) for r in ids), key=lambda r: r.admitted_at)
         assert [r.id for r in runs] == ids
         # never two at once: each admitted after the previous finished
@@ -123,7 +124,7 @@ def test_priorities_reorder_the_queue(dlaas_home, tmp_path):
         positions = {rid: get(rid).queue_position for rid in (low, normal, high)}
         assert positions == {high: 1, normal: 2, low: 3}
         for rid in (low, normal, high):
-            wait_state(rid, "COMPLETED", timeout=60)
+            wait_state(rid, "COMPLETED")
         order = sorted((high, normal, low), key=lambda r: get(r).admitted_at)
         assert order == [high, normal, low]
     finally:
@@ -158,7 +159,7 @@ def test_failing_command_fails_with_code_and_last_lines(home, tmp_path):
     oom = submit(manifest(tmp_path, "oom", command="echo 'CUDA out of memory. Tried'; exit 1"))
     assert wait_state(oom, "FAILED").error_code == "C202"
     slow = submit(manifest(tmp_path, "slow", command="sleep 30", max_duration="1s"))
-    run = wait_state(slow, "FAILED", timeout=40)
+    run = wait_state(slow, "FAILED")
     assert run.error_code == "C203"
 
 
@@ -168,7 +169,7 @@ def test_model_zip_with_parent_entry_is_refused(home, tmp_path, cli):
         zf.writestr("train.py", "print('hi')\n")
         zf.writestr("../evil.py", "print('escaped')\n")
     res = cli("submit", str(manifest(tmp_path)), "--model", str(bad))
-    assert res.returncode == 1
+    assert res.returncode == 2  # refused user input, as C104 is
     assert "C102" in res.stderr and "../evil.py" in res.stderr
     assert runs_json(cli) == []
 
@@ -195,19 +196,19 @@ def test_kill_9_of_the_agent_mid_run_is_recovered(dlaas_home, tmp_path, cli):
         before = [get(q).queue_position for q in queued]
         pid = agent_pid(dlaas_home)
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: agent_pid(dlaas_home) is None, 5)
+        wait_for(lambda: agent_pid(dlaas_home) is None)
         # the "lose" run's process vanishes while no agent watches
         lose_pid = int((dlaas_home / "state" / "runs" / lose / "state" / "learner-1.pid").read_text())
         os.killpg(lose_pid, signal.SIGKILL)
         assert [get(q).queue_position for q in queued] == before == [1, 2]
         res = cli("runs")  # any command restarts the agent
         assert res.returncode == 0
-        assert wait_for(lambda: agent_pid(dlaas_home), 10) != pid
+        assert wait_for(lambda: agent_pid(dlaas_home)) != pid
         assert wait_state(keep, "COMPLETED", "FAILED").state == RunState.COMPLETED
         lost = wait_state(lose, "FAILED", "COMPLETED")
         assert lost.error_code == "S401"
         for q in queued:
-            assert wait_state(q, "COMPLETED", "FAILED", timeout=40).state == RunState.COMPLETED
+            assert wait_state(q, "COMPLETED", "FAILED").state == RunState.COMPLETED
         assert marker.read_text() == "x\n"  # started once, never twice
         stored = dlaas_home / "store" / "tiny-results" / keep / "learner-1" / "training-log.txt"
         assert "end loss=0.5" in stored.read_text()
@@ -220,9 +221,9 @@ def test_two_agents_started_at_once_one_runs(home):
     procs = [subprocess.Popen([sys.executable, "-m", "backend.engines.local.agent"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
     try:
-        pid = wait_for(lambda: agent_pid(home), 10)
+        pid = wait_for(lambda: agent_pid(home))
         # the loser exits by itself; the winner is the one the lock names
-        exited = wait_for(lambda: [p for p in procs if p.poll() is not None], 10)
+        exited = wait_for(lambda: [p for p in procs if p.poll() is not None])
         assert len(exited) == 1 and exited[0].returncode == 0
         alive = [p for p in procs if p.poll() is None]
         assert [p.pid for p in alive] == [pid]
@@ -277,7 +278,7 @@ def test_two_homes_on_one_fake_two_gpu_box_never_share_a_gpu(tmp_path, cli):
             ids[h] = [r["id"] for r in json.loads(res.stdout)]
         spans = []
         for h in homes:
-            res = cli("wait", *ids[h], "--timeout", "90", env=env_of[h])
+            res = cli("wait", *ids[h], "--timeout", str(WAIT_S), env=env_of[h], timeout=WAIT_S + 60)
             assert res.returncode == 0, res.stdout + res.stderr
             for r in json.loads(cli("runs", "--json", env=env_of[h]).stdout):
                 uuid = r["assigned"][0].split()[0]

@@ -9,7 +9,7 @@ import pytest
 
 from tests.fixtures.s3server import make_store, s3_server  # noqa: F401
 
-from .local_helpers import manifest, stop_everything
+from .local_helpers import WAIT_S, manifest, stop_everything
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.s3]
 
@@ -35,7 +35,7 @@ def test_local_runs_read_data_from_s3_and_store_results_there(dlaas_home: Path, 
         res = cli("submit", str(m), "--json")
         assert res.returncode == 0, res.stderr
         rid = json.loads(res.stdout)[0]["id"]
-        res = cli("wait", rid, "--timeout", "120")
+        res = cli("wait", rid, "--timeout", str(WAIT_S), timeout=WAIT_S + 60)
         assert res.returncode == 0, res.stdout + cli("show", rid).stdout
         assert store.read_range(results, f"{rid}/model.txt").startswith(b"sum=15.0")
         log = store.read_range(results, f"{rid}/learner-1/training-log.txt")
@@ -63,7 +63,7 @@ def test_a_manifest_connection_overrides_the_local_store(dlaas_home: Path, tmp_p
         res = cli("submit", str(m), "--json")  # the profile is the plain local one
         assert res.returncode == 0, res.stderr
         rid = json.loads(res.stdout)[0]["id"]
-        assert cli("wait", rid, "--timeout", "120").returncode == 0, cli("show", rid).stdout
+        assert cli("wait", rid, "--timeout", str(WAIT_S), timeout=WAIT_S + 60).returncode == 0, cli("show", rid).stdout
         assert store.read_range(results, f"{rid}/model.txt").startswith(b"sum=30.0")
         assert not (dlaas_home / "store" / results).exists()
         shown = cli("show", rid, "--json").stdout

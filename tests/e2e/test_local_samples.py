@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .local_helpers import stop_everything
+from .local_helpers import WAIT_S, stop_everything
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
@@ -23,7 +23,7 @@ def test_digits_sample_end_to_end(home, cli):
     res = cli("submit", str(SAMPLES / "pytorch-digits" / "manifest.yml"), "--json")
     assert res.returncode == 0, res.stderr
     rid = json.loads(res.stdout)[0]["id"]
-    res = cli("wait", rid, "--timeout", "240")
+    res = cli("wait", rid, "--timeout", str(WAIT_S), timeout=WAIT_S + 60)
     assert res.returncode == 0, res.stdout + cli("logs", rid, "--tail", "20").stdout
     run = json.loads(cli("show", rid, "--json").stdout)
     assert run["state"] == "COMPLETED" and run["primary_metric"] == "loss"
@@ -52,7 +52,7 @@ def test_ddp_sample_ranks_really_all_reduce(home, cli):
     res = cli("submit", str(SAMPLES / "pytorch-ddp" / "manifest.yml"), "--json")
     assert res.returncode == 0, res.stderr
     rid = json.loads(res.stdout)[0]["id"]
-    res = cli("wait", rid, "--timeout", "240")
+    res = cli("wait", rid, "--timeout", str(WAIT_S), timeout=WAIT_S + 60)
     assert res.returncode == 0, res.stdout + cli("logs", rid, "--tail", "20").stdout
     out = home / "store" / "dlaas-results" / rid
     ranks = [json.loads((out / f"rank-{r}.json").read_text()) for r in (0, 1)]

@@ -45,7 +45,7 @@ def _cursor_set(home: Path) -> bool:
 
 def test_agent_notifies_each_run_and_the_sweep_when_they_end(home, hook, cli, tmp_path):
     assert cli("agent", "start").returncode == 0
-    wait_for(lambda: _cursor_set(home), timeout=30)  # the agent has taken its first look
+    wait_for(lambda: _cursor_set(home))  # the agent has taken its first look
     solo = json.loads(cli("submit", str(manifest(tmp_path, "solo")), "--json").stdout)[0]["id"]
     # One submit, two runs under one experiment: the sweep ends when both have.
     ok, bad = (r["id"] for r in json.loads(cli(
@@ -54,7 +54,7 @@ def test_agent_notifies_each_run_and_the_sweep_when_they_end(home, hook, cli, tm
     res = cli("wait", solo, ok, bad, "--timeout", "120")
     assert res.returncode == 1, res.stdout  # one of them failed, as planned
 
-    wait_for(lambda: len(hook.got) >= 4, timeout=60)
+    wait_for(lambda: len(hook.got) >= 4)
     docs = [g["json"] for g in hook.got]
     runs = {d["run"]["id"]: d for d in docs if d["event"] == "run.ended"}
     assert set(runs) == {solo, ok, bad}
@@ -66,7 +66,7 @@ def test_agent_notifies_each_run_and_the_sweep_when_they_end(home, hook, cli, tm
     assert sorted(sweep["sweep"]["runs"]) == sorted([ok, bad])
 
     ended = tmp_path / "ended.txt"
-    wait_for(lambda: ended.exists() and len(ended.read_text().splitlines()) >= 4, timeout=60)
+    wait_for(lambda: ended.exists() and len(ended.read_text().splitlines()) >= 4)
     lines = sorted(ended.read_text().splitlines())
     assert f"run.ended {bad} FAILED e2e" in lines and f"run.ended {solo} COMPLETED " in lines
     assert "sweep.ended  FAILED e2e" in lines

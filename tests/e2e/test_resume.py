@@ -53,7 +53,7 @@ def test_digits_halted_midway_resumes_from_its_checkpoint(home, cli, tmp_path):
     ckpt = folder / "checkpoints" / "checkpoint.pt"
 
     # Halt once at least two epochs are saved and before the last one.
-    wait_for(lambda: ckpt.is_file() and "epoch=2 " in (log.read_text() if log.exists() else ""), timeout=180)
+    wait_for(lambda: ckpt.is_file() and "epoch=2 " in (log.read_text() if log.exists() else ""))
     res = cli("halt", rid)
     assert res.returncode == 0 and f"{rid}: HALTED" in res.stdout, res.stdout + res.stderr
     import torch

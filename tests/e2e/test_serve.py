@@ -94,7 +94,7 @@ def server(dlaas_home, tmp_path, cli):
     try:
         banner = proc.stdout.readline()
         assert f"http://127.0.0.1:{port}/?token={TOKEN}" in banner, banner
-        wait_for(lambda: _listening(port), timeout=30)
+        wait_for(lambda: _listening(port))
         yield {"port": port, "pid": proc.pid, "run_id": run_id}
     finally:
         for pid in _descendants(proc.pid):
@@ -158,18 +158,18 @@ def test_a_tab_shows_the_runs_opens_a_log_and_closing_it_ends_its_app(server, br
 
     port, run_id = server["port"], server["run_id"]
     browser.get(f"http://127.0.0.1:{port}/?token={TOKEN}")
-    wait_for(lambda: "served-run" in _screen_text(browser), timeout=90, interval=0.2)
+    wait_for(lambda: "served-run" in _screen_text(browser), interval=0.2)
     assert len(_children(server["pid"])) == 1  # this tab's own app
     browser.save_screenshot(str(_artifacts() / "runs.png"))
 
     terminal = browser.find_element(By.CSS_SELECTOR, ".xterm-helper-textarea")
     terminal.click()
     ActionChains(browser).send_keys("l").perform()  # the selected (only) run's log
-    wait_for(lambda: "epoch=3" in _screen_text(browser), timeout=60, interval=0.2)
+    wait_for(lambda: "epoch=3" in _screen_text(browser), interval=0.2)
     browser.save_screenshot(str(_artifacts() / "log.png"))
 
     browser.get("about:blank")  # the tab leaves: its websocket closes, and its app with it
-    wait_for(lambda: _descendants(server["pid"]) == [], timeout=30, interval=0.2)
+    wait_for(lambda: _descendants(server["pid"]) == [], interval=0.2)
     runs = json.loads(cli("runs", "--json").stdout)
     assert [(r["id"], r["state"]) for r in runs] == [(run_id, "COMPLETED")]
 

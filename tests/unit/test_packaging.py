@@ -91,3 +91,53 @@ def test_not_a_zip_and_zip_bomb_guard(tmp_path):
         zf.writestr("zeros", b"\0" * 1_000_000)
     with pytest.raises(ArchiveError, match="expands"):
         safe_unzip(z, tmp_path / "o2", max_bytes=1000)
+
+
+def test_a_link_to_a_file_outside_the_model_folder_is_refused_naming_it(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0\n")
+    src = make_model(tmp_path / "model")
+    (src / "leak.txt").symlink_to(secret)
+    dest = tmp_path / "model.zip"
+    with pytest.raises(ArchiveError) as err:
+        zip_model(src, dest, max_bytes=10**6)
+    assert err.value.code == "C102" and err.value.exit_code == 2
+    assert "'leak.txt'" in err.value.message and str(secret) in err.value.message
+    assert not dest.exists()
+
+
+def test_links_inside_the_folder_are_carried_and_an_ignored_outside_link_is_not_looked_at(tmp_path):
+    src = make_model(tmp_path / "model")
+    (src / "alias.py").symlink_to(src / "train.py")
+    (tmp_path / "outside.txt").write_text("x")
+    (src / "big.ckpt").symlink_to(tmp_path / "outside.txt")  # *.ckpt is in .gitignore
+    linked = tmp_path / "linked-model"
+    linked.symlink_to(src, target_is_directory=True)  # the folder itself may be a link
+    dest = tmp_path / "m.zip"
+    zip_model(linked, dest, max_bytes=10**6)
+    with zipfile.ZipFile(dest) as zf:
+        assert zf.read("alias.py") == b"print('train')\n"
+        assert "big.ckpt" not in zf.namelist()
+
+
+def test_the_unpacked_cap_is_the_size_cap_unless_set_higher(tmp_path):
+    from backend.config import Profile
+    from backend.packaging import unpacked_cap
+
+    assert unpacked_cap(Profile(max_model_mb=3)) == 3 * 2**20
+    assert unpacked_cap(Profile(max_model_mb=3, max_model_unpacked_mb=50)) == 50 * 2**20
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros", b"\0" * 200_000)  # ~200 KB that zips to a few hundred bytes
+    assert bomb.stat().st_size < 10_000
+    with pytest.raises(ArchiveError, match="expands to 200000 bytes"):
+        check_zip(bomb, max_bytes=10_000)  # was accepted up to 20 x the cap
+    check_zip(bomb, max_bytes=10_000, max_unpacked=300_000)
+    with pytest.raises(ArchiveError, match="expands"):
+        safe_unzip(bomb, tmp_path / "o", max_bytes=10_000)
+    folder = tmp_path / "zeros"
+    folder.mkdir()
+    (folder / "zeros").write_bytes(b"\0" * 200_000)
+    with pytest.raises(ArchiveError, match="unpacked cap"):
+        zip_model(folder, tmp_path / "z.zip", max_bytes=10_000)
+    assert zip_model(folder, tmp_path / "z.zip", max_bytes=10_000, max_unpacked=300_000) < 10_000

@@ -28,7 +28,7 @@ from typing import Any
 from backend import clock
 from ...runs import RunState, attempt_started_message, iso, utcnow
 from . import db, deps
-from .control import lock_path, pid_path, sock_path, wake
+from .control import lock_path, pid_path, release_start_lock, sock_path, wake
 from .scheduler import FreeDevice, plan
 
 log = logging.getLogger("dlaas.agent")
@@ -236,9 +236,11 @@ class Agent:
             if worker is not None:
                 worker.halt_requested.set()
             else:
+                from .engine import queued_end_cost, seal_run
+
                 if db.transition(self.conn, rid, RunState.HALTED, message="halted while queued",
-                                 finished_at=clock.time(), expect=frozenset({RunState.QUEUED})):
-                    from .engine import seal_run
+                                 finished_at=clock.time(), expect=frozenset({RunState.QUEUED}),
+                                 **queued_end_cost(self.config, self.conn, rid)):
 
                     seal_run(self.conn, rid)
 
@@ -430,14 +432,18 @@ def main(argv: list[str] | None = None) -> int:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return 0  # another agent already serves this DLAAS_HOME
+    finally:
+        release_start_lock()  # whoever launched us: the start is decided either way
     from ...paths import write_private
 
-    if args.detach:
-        _detach(paths.state_dir / "agent.log", pid_path(paths.state_dir))
-    else:
-        write_private(pid_path(paths.state_dir), f"{os.getpid()}\n")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                        stream=sys.stderr)
+    # The database and the wake-up socket are in place before the pid file names us, so whoever sees
+    # the pid finds both (the connection itself is made after the fork: SQLite's rule).
+    try:
+        db.connect(paths.db_file).close()
+    except Exception as exc:  # a damaged database: say so where `agent start` points, then leave
+        with open(paths.state_dir / "agent.log", "a") as fh:
+            fh.write(f"{iso(utcnow())} ERROR agent cannot start: {exc}\n")
+        return 1
     sp = sock_path(paths.state_dir)
     sock: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
@@ -447,6 +453,12 @@ def main(argv: list[str] | None = None) -> int:
     except OSError:  # a path too long for a unix socket: fall back to polling
         sock.close()
         sock = None
+    if args.detach:
+        _detach(paths.state_dir / "agent.log", pid_path(paths.state_dir))
+    else:
+        write_private(pid_path(paths.state_dir), f"{os.getpid()}\n")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        stream=sys.stderr)
     backend = open_backend()
     agent = Agent(backend)
 

@@ -2,6 +2,11 @@
 
 The agent's flock on `agent.lock` is the truth about whether one runs (a pid file alone could be
 stale after `kill -9`); `agent.pid` names it; `agent.sock` is a datagram socket that wakes it.
+
+Starting it is best-effort and single-flight: whoever takes the flock on `agent.start.lock` launches
+the agent and hands that lock to it (the agent lets go once it holds `agent.lock`, or exits); every
+other process finds the start under way and goes on at once. Nothing a command has recorded depends on
+the start: the agent picks queued runs and halt requests up from the database whenever it is up.
 """
 from __future__ import annotations
 
@@ -24,6 +29,14 @@ def pid_path(state_dir: Path) -> Path:
 
 def sock_path(state_dir: Path) -> Path:
     return state_dir / "agent.sock"
+
+
+def start_lock_path(state_dir: Path) -> Path:
+    return state_dir / "agent.start.lock"
+
+
+# The agent learns which inherited descriptor holds the start lock from this variable.
+START_FD_ENV = "DLAAS_AGENT_START_FD"
 
 
 def wake(state_dir: Path) -> None:
@@ -57,39 +70,126 @@ def agent_pid(state_dir: Path) -> int | None:
         os.close(fd)
 
 
-def ensure_agent(paths, timeout: float = 10.0, *, wait: bool = True) -> int:
-    """Start the agent for this DLAAS_HOME unless one runs; returns its pid (0 if not waited for)."""
-    pid = agent_pid(paths.state_dir)
-    if pid and pid > 0:
-        return pid
+def starting(state_dir: Path) -> bool:
+    """True while some process is launching the agent (it holds the start lock)."""
+    lp = start_lock_path(state_dir)
+    try:
+        fd = os.open(lp, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def start_agent(paths) -> bool:
+    """Launch the agent unless one runs or another process is launching it; never waits for it.
+
+    Returns True when this call launched one. Any failure to launch is swallowed: the caller's work
+    is already recorded and the next command (or `agent start`) tries again.
+    """
     import subprocess
 
     from ...paths import private_dir
 
-    private_dir(paths.state_dir)
-    env = dict(os.environ)
-    if paths.state_dir == paths.config_dir / "state":  # a DLAAS_HOME layout: name it explicitly
-        env["DLAAS_HOME"] = str(paths.config_dir)
-    subprocess.run(
-        [sys.executable, "-m", "backend.engines.local.agent", "--detach"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-        cwd=str(Path(__file__).resolve().parents[3]), check=False, timeout=timeout,
-    )
+    state_dir = paths.state_dir
+    pid = agent_pid(state_dir)
+    if pid:  # running (or holding its lock while it writes its pid file)
+        return False
+    try:
+        private_dir(state_dir)
+        fd = os.open(start_lock_path(state_dir), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # another process is starting it
+        if agent_pid(state_dir):  # it came up while we took the lock
+            return False
+        env = dict(os.environ)
+        env[START_FD_ENV] = str(fd)
+        if paths.state_dir == paths.config_dir / "state":  # a DLAAS_HOME layout: name it explicitly
+            env["DLAAS_HOME"] = str(paths.config_dir)
+        try:
+            launcher = subprocess.Popen(
+                [sys.executable, "-m", "backend.engines.local.agent", "--detach"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                cwd=str(Path(__file__).resolve().parents[3]), pass_fds=(fd,), start_new_session=True,
+            )
+        except OSError:
+            return False
+        # Nobody waits for the launcher: a daemon thread reaps it if this process lives that long (the
+        # TUI); a command that exits first leaves it to init.
+        import threading
+
+        threading.Thread(target=launcher.wait, name="dlaas-agent-launcher", daemon=True).start()
+        return True
+    finally:
+        os.close(fd)  # the launched agent keeps the start lock through its inherited copy
+
+
+def release_start_lock() -> None:
+    """In the agent: let go of the start lock it inherited (it holds `agent.lock`, or is leaving)."""
+    raw = os.environ.pop(START_FD_ENV, None)
+    if raw is None:
+        return
+    try:
+        os.close(int(raw))
+    except (OSError, ValueError):
+        pass
+
+
+def ensure_agent(paths, timeout: float = 60.0, *, wait: bool = True) -> int:
+    """Start the agent for this DLAAS_HOME unless one runs; returns its pid (0 if not waited for).
+
+    `wait=False` is the best-effort start every command makes: it never blocks and never fails.
+    `wait=True` (`agent start`) waits, with a generous bound, for whichever start is under way.
+    """
+    pid = agent_pid(paths.state_dir)
+    if pid and pid > 0:
+        return pid
+    start_agent(paths)
     if not wait:
         return 0
+    from ...errors import EngineError
+
+    log = paths.state_dir / "agent.log"
+    launches = 1
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pid = agent_pid(paths.state_dir)
         if pid and pid > 0:
             return pid
-        time.sleep(0.02)
-    from ...errors import EngineError
+        if not pid and not starting(paths.state_dir):
+            # The start under way (ours or another's) ended with no agent: one more try, then say so.
+            if launches >= 3:
+                raise EngineError(f"the agent exited while starting; see {log}")
+            launches += start_agent(paths)
+        time.sleep(0.05)
+    raise EngineError(f"the agent did not start within {timeout:.0f} s; see {log}")
 
-    raise EngineError(f"the agent did not start; see {paths.state_dir / 'agent.log'}")
+
+def settled_pid(state_dir: Path, timeout: float = 60.0) -> int | None:
+    """The agent's pid once no start is under way (None: none runs). A start launched a moment ago
+    by another command is waited out, so whoever stops the agent does not miss one coming up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pid = agent_pid(state_dir)
+        if (pid is None or pid > 0) and not starting(state_dir):
+            return pid
+        if time.monotonic() > deadline:
+            return pid if pid and pid > 0 else None
+        time.sleep(0.02)
 
 
 def stop_agent(paths, timeout: float = 10.0) -> int | None:
-    pid = agent_pid(paths.state_dir)
+    pid = settled_pid(paths.state_dir, timeout=max(timeout, 60.0))
     if not pid or pid < 0:
         return None
     try:

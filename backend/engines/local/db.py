@@ -107,12 +107,66 @@ RUN_COLUMNS = (
 JSON_COLUMNS = frozenset({"assigned", "labels", "metrics", "params", "spec", "procs", "outcome"})
 
 
+def damaged(exc: BaseException) -> bool:
+    """True for SQLite's "this file is not a (sound) database" errors, not for a busy or locked one."""
+    return isinstance(exc, sqlite3.DatabaseError) and (
+        getattr(exc, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+        or str(exc) in ("file is not a database", "database disk image is malformed"))
+
+
+def damaged_error(path: Path, exc: BaseException) -> EngineError:
+    """What to tell a user whose state database cannot be read, and what to do about it."""
+    return EngineError(
+        f"{path}: the state database is damaged and cannot be read ({exc}). To start afresh: "
+        f"stop the agent (dlaas-tui agent stop), move the file aside (mv {path} {path}.damaged) "
+        "and run the command again. The runs recorded in it will no longer be listed; their results "
+        "and logs stay in the results bucket.")
+
+
+def busy(exc: BaseException) -> bool:
+    """True when SQLite gave up waiting for another writer (after `busy_timeout`)."""
+    return isinstance(exc, sqlite3.OperationalError) and (
+        getattr(exc, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED")
+        or "database is locked" in str(exc))
+
+
+def busy_error(path: Path, exc: BaseException) -> EngineError:
+    return EngineError(
+        f"{path}: the state database stayed locked by another process for 30 s ({exc}), so this "
+        f"command stopped before recording its change; run it again (`fuser {path}` shows who holds it)")
+
+
 def connect(path: Path) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit), WAL, waiting out writers."""
+    """A connection in autocommit mode (transactions are explicit), WAL, waiting out writers.
+
+    A file that is not a sound SQLite database is an EngineError naming it and the way out."""
+    try:
+        return _connect(path)
+    except sqlite3.DatabaseError as exc:
+        if damaged(exc):
+            raise damaged_error(path, exc) from None
+        if "unable to open" in str(exc):
+            raise EngineError(f"{path}: cannot open the state database ({exc}); is DLAAS_HOME a folder "
+                              "this user can write?") from None
+        raise
+    except OSError as exc:  # the state folder cannot be made (DLAAS_HOME under a file, no permission)
+        raise EngineError(f"{path.parent}: cannot create the state folder ({exc.strerror or exc}); "
+                          "is DLAAS_HOME a folder this user can write?") from None
+
+
+def _connect(path: Path) -> sqlite3.Connection:
     private_dir(path.parent)
     if not path.exists():
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+    try:
+        return _prepare(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+
+
+def _prepare(conn: sqlite3.Connection, path: Path) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA busy_timeout = 30000")
     if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":

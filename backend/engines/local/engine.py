@@ -2,7 +2,8 @@
 
 The CLI and TUI read the database directly (WAL: they never block the agent) and reach the agent
 through two small channels: rows in the `control` table (halt requests survive an agent restart)
-and a wake-up datagram on the agent's socket. Anything that needs the agent starts it first.
+and a wake-up datagram on the agent's socket. Anything that needs the agent starts it (best-effort,
+without waiting: a recorded submit or halt stands whether or not the agent is up yet).
 """
 from __future__ import annotations
 
@@ -125,7 +126,9 @@ class LocalEngine:
         return True
 
     def _nudge(self) -> None:
-        ensure_agent(self.paths)
+        """Tell the agent to look now; start it if none runs. Never waits and never fails: what
+        was asked is already recorded, and the agent reads it from the database when it is up."""
+        ensure_agent(self.paths, wait=False)
         wake(self.paths.state_dir)
 
     # -- submit -----------------------------------------------------------------------------------
@@ -329,7 +332,7 @@ class LocalEngine:
             return run
         if run.state == RunState.QUEUED and db.transition(
             self.conn, run_id, RunState.HALTED, message="halted while queued", finished_at=clock.time(),
-            expect=frozenset({RunState.QUEUED}),
+            expect=frozenset({RunState.QUEUED}), **queued_end_cost(self.backend.config, self.conn, run_id),
         ):
             seal_run(self.conn, run_id)
             wake(self.paths.state_dir)
@@ -367,6 +370,17 @@ class LocalEngine:
         return deps.read_inventory(
             self.backend.profile.cpu_slots, holders=held, our_pids=deps.pids_in_groups(pgids),
             tier_gpus=self.backend.config.tier_gpus(self.backend.profile))
+
+
+def queued_end_cost(config, conn, run_id: str) -> dict[str, int | None]:
+    """The cost columns of a run that ends while QUEUED: what its ledger billed (a run put back in
+    the queue keeps what it ran up), and $0.00, never "unpriced", when it never held a device."""
+    row = db.get_row(conn, run_id)
+    events = [(e["at"], e["state"]) for e in db.events(conn, run_id)]
+    cost = _cost(config, row, events, clock.time())
+    if cost is None and not any(s in {b.value for b in BILLED_STATES} for _at, s in events):
+        cost = 0
+    return {"cost_micro": cost, "priced": 0 if cost is None else 1}
 
 
 def _cost(config, row, events, now) -> int | None:

@@ -195,7 +195,8 @@ class RunWorker(threading.Thread):
         own_key = f"{self.run_id}/_submitted_code/model.zip"
         if self.spec["model_key"] != own_key:  # a sweep stores its code once: each run that starts gets its copy
             store.put_file(src, bucket, own_key)
-        safe_unzip(src, self.model_dir, max_bytes=self.spec.get("max_model_bytes", 500 * 2**20) * 20)
+        safe_unzip(src, self.model_dir, max_bytes=self.spec.get("max_unpacked_bytes",
+                                                                self.spec.get("max_model_bytes", 500 * 2**20)))
         self._prepare_data(store)
         for d in ("results", "state", "checkpoints"):
             (self.wd / d).mkdir(parents=True, exist_ok=True)

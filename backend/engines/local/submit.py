@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from backend import clock
-from ...errors import BadInput, NotFound
-from ...packaging import check_zip, zip_model
+from ...errors import BadInput, NotFound, StoreError
+from ...packaging import check_zip, unpacked_cap, zip_model
 from ...runs import ErrorCode, Run, RunState, SubmitRequest
 from . import db, deps
 
@@ -98,12 +98,12 @@ def default_model_source(manifest_path: Path) -> Path:
     return folder / "model" if (folder / "model").is_dir() else folder
 
 
-def _package(src: Path, dest: Path, max_bytes: int) -> None:
+def _package(src: Path, dest: Path, max_bytes: int, max_unpacked: int) -> None:
     if src.is_file():
-        check_zip(src, max_bytes=max_bytes)
+        check_zip(src, max_bytes=max_bytes, max_unpacked=max_unpacked)
         shutil.copyfile(src, dest)
     elif src.is_dir():
-        zip_model(src, dest, max_bytes=max_bytes)
+        zip_model(src, dest, max_bytes=max_bytes, max_unpacked=max_unpacked)
     else:
         raise BadInput(f"{src}: no such model folder or zip")
 
@@ -112,7 +112,11 @@ def _ensure_bucket(store, bucket: str) -> None:
     if store.bucket_exists(bucket):
         return
     if getattr(store, "kind", "local") == "local":
-        store.make_bucket(bucket)
+        try:
+            store.make_bucket(bucket)
+        except StoreError:
+            if not store.bucket_exists(bucket):  # not a concurrent submit that made it first
+                raise
         return
     raise NotFound(f"results bucket {bucket!r} does not exist on {store.describe()}")
 
@@ -136,6 +140,7 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
         raise BadInput("no manifest given")
     priorities = config.all_priorities()
     max_bytes = backend.profile.max_model_mb * 1024 * 1024
+    max_unpacked = unpacked_cap(backend.profile)
     prepared = []
     for path in request.manifests:
         m = deps.load_manifest(Path(path))
@@ -162,7 +167,7 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
         for k, (path, m, text, python, trials) in enumerate(prepared):
             src = Path(request.model) if request.model else default_model_source(path)
             zpath = Path(tmp) / f"model-{k}.zip"
-            _package(src, zpath, max_bytes)
+            _package(src, zpath, max_bytes, max_unpacked)
             results = m.data_store.training_results.container
             data = m.data_store.training_data
             connection = deps.connection_of(m)
@@ -188,7 +193,7 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
                     "max_duration_s": max_duration_s,
                     "sweep_metric": m.sweep.metric.name if m.sweep and m.sweep.metric else None,
                     "model_key": code_key or f"{rid}/_submitted_code/model.zip",
-                    "max_model_bytes": max_bytes,
+                    "max_model_bytes": max_bytes, "max_unpacked_bytes": max_unpacked,
                     "manifest_path": manifest_path, "model_source": model_source,
                     "manifest_name": m.name,
                 }
