@@ -48,3 +48,36 @@ def test_zero_gpu_runs_hold_a_cpu_slot_where_slots_are_the_devices():
     assert plan(queue[2:], [], {"local": None}, cpu_slots=True) == []
     # tiers count GPUs: a slot for a run that asked for none is not refused by a GPU tier
     assert [a.run_id for a in plan(queue[:1], CPU[:1], {"local": 0}, cpu_slots=True)] == ["a"]
+
+
+def test_cores_and_memory_queue_runs_whatever_their_gpus():
+    from backend.engines.local.scheduler import Box
+
+    # (id, gpus, profile, type, learners, cores, memory bytes)
+    queue = [("a", 0, "local", None, 1, 1, 2**30), ("b", 1, "local", None, 1, 1, 2**30),
+             ("c", 0, "local", None, 1, 1, 2**30)]
+    box = Box(cpus=2, memory=8 * 2**30, cpus_total=2, memory_total=8 * 2**30)
+    why: dict[str, str] = {}
+    got = plan(queue, CPU, {"local": None}, box=box, why=why)
+    assert [a.run_id for a in got] == ["a", "b"]  # c waits for a core although it needs no GPU
+    assert box.cpus == 0 and box.memory == 6 * 2**30
+    assert why == {"c": "CPUs busy: needs 1 core(s), 0 of 2 free"}
+    box = Box(cpus=8, memory=3 * 2**30, cpus_total=8, memory_total=4 * 2**30)
+    why = {}
+    big = [("a", 0, "local", None, 1, 1, 2 * 2**30), ("b", 0, "local", None, 1, 1, 2 * 2**30),
+           ("c", 0, "local", None, 1, 1, 2**30)]
+    assert [a.run_id for a in plan(big, [], {"local": None}, box=box, why=why)] == ["a"]
+    assert why == {"b": "memory busy: needs 2 GiB, 1 GiB of 4 GiB free"}
+    # best-effort: the small one passes the one whose memory does not fit
+    box = Box(cpus=8, memory=3 * 2**30, cpus_total=8, memory_total=4 * 2**30)
+    assert [a.run_id for a in plan(big, [], {"local": None}, box=box, best_effort=True)] == ["a", "c"]
+
+
+def test_waiting_runs_say_why():
+    why: dict[str, str] = {}
+    plan(q(("a", 2, None)), CPU[:1], {"local": None}, why=why, match_type=True,
+         busy_note="GPU 1 held by bob's agent (pid 7)")
+    assert why == {"a": "GPUs busy: needs 2, 1 free (GPU 1 held by bob's agent (pid 7))"}
+    why = {}
+    plan(q(("a", 2, None)), CPU, {"local": 1}, why=why)
+    assert why == {"a": "tier limit: profile local may take 1 more GPU(s), this run needs 2"}

@@ -60,11 +60,18 @@ def row_to_run(row, *, cost: int | None = 0, position: int | None = None,
         gpus=row["gpus"] * row["learners"], gpu_type=row["gpu_type"], assigned=js("labels", []),
         admitted_at=_dt(row["admitted_at"]), started_at=_dt(row["started_at"]),
         finished_at=_dt(row["finished_at"]), cost_micro_usd=cost, error_code=row["error_code"],
-        message=row["message"] or "", metrics=js("metrics", {}), primary_metric=row["primary_metric"],
+        message=row["message"] or _waiting(row["state"], position), metrics=js("metrics", {}), primary_metric=row["primary_metric"],
         learners=row["learners"], priority=row["priority"], params=js("params", {}),
         results_bucket=row["results_bucket"],
         metric_goal=row["metric_goal"] if "metric_goal" in row.keys() else "minimize",
     )
+
+
+def _waiting(state: str, position: int | None) -> str:
+    """A queued run the agent gave no reason of its own waits for the runs ahead of it."""
+    if state == RunState.QUEUED.value and position and position > 1:
+        return f"behind {position - 1} run{'s' if position > 2 else ''}"
+    return ""
 
 
 # A finished run never changes, so its JSON is written once when it ends and `runs --json` copies

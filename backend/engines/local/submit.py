@@ -59,6 +59,7 @@ def resolve_framework(config, framework) -> str:
 def check_fits(engine, manifest) -> None:
     """C104 with the numbers when the request exceeds the tier or the machine, ever."""
     backend = engine.backend
+    _check_box(backend, manifest)
     need = manifest.gpus * manifest.learners
     if need == 0:
         return
@@ -81,6 +82,25 @@ def check_fits(engine, manifest) -> None:
         raise BadInput(
             f"{manifest.name}: needs {need} GPU(s) ({manifest.gpus} x {manifest.learners} learner(s)) "
             f"but this machine has {len(pool)} {what}", code=ErrorCode.NEVER_FITS.value)
+
+
+def _check_box(backend, manifest) -> None:
+    """The cores and memory a run holds must fit what this machine lets runs hold, ever."""
+    from .limits import capacity, cores_per_learner
+    from .scheduler import fmt_bytes
+
+    cap = capacity(backend.profile)
+    cores = cores_per_learner(manifest.cpus) * manifest.learners
+    if cores > len(cap.cores):
+        raise BadInput(
+            f"{manifest.name}: needs {cores} core(s) ({manifest.cpus} x {manifest.learners} learner(s)) "
+            f"but runs here may hold {len(cap.cores)}", code=ErrorCode.NEVER_FITS.value)
+    memory = manifest.memory_bytes * manifest.learners
+    if cap.memory and memory > cap.memory:
+        raise BadInput(
+            f"{manifest.name}: needs {fmt_bytes(memory)} of memory ({manifest.memory} x "
+            f"{manifest.learners} learner(s)) but runs here may hold {fmt_bytes(cap.memory)}",
+            code=ErrorCode.NEVER_FITS.value)
 
 
 def _check_secrets(config, manifest) -> None:
@@ -148,6 +168,7 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
         trials = deps.expand_sweep(m)
         prepared.append((Path(path), m, Path(path).read_text(), python, trials))
     from . import sweeps
+    from .limits import cores_per_learner
 
     if not request.dry_run:  # refused over budget before anything is written
         from ...budget import check_budget
@@ -191,6 +212,10 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
                     "max_model_bytes": max_bytes,
                     "manifest_path": manifest_path, "model_source": model_source,
                     "manifest_name": m.name,
+                    # Cores and memory held while it runs, per learner and in all (limits.py).
+                    "cpus": tm.cpus, "memory": tm.memory_bytes,
+                    "cpus_total": cores_per_learner(tm.cpus) * tm.learners,
+                    "memory_total": tm.memory_bytes * tm.learners,
                 }
                 name = request.name or m.name
                 if len(trials) > 1:
