@@ -22,11 +22,12 @@ import socket
 import sys
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from backend import clock
-from ...runs import RunState, attempt_started_message, iso, utcnow
+from ...runs import ErrorCode, RunState, attempt_started_message, iso, utcnow
 from . import db, deps
 from .control import lock_path, pid_path, sock_path, wake
 from .scheduler import Box, FreeDevice, plan
@@ -51,6 +52,7 @@ class Agent:
         self.halt_grace = float(os.environ.get("DLAAS_HALT_GRACE", "10"))
         self.stopping = threading.Event()
         self._passed = -1  # the change sequence the last admission pass had seen
+        self._gates_seen, self._gates_next = -1, 0.0  # when gated runs were last looked at
         from .limits import capacity
 
         self.capacity = capacity(backend.profile)  # the cores and memory runs may hold
@@ -275,6 +277,73 @@ class Agent:
 
                     seal_run(self.conn, rid)
 
+    def open_gates(self) -> None:
+        """Queued runs held back by a gate: a prerequisite that must complete (one that failed, was
+        halted or is gone fails the run with C206), a hold, a begin time. Opened gates are removed
+        from the spec, so admission sees the run; the rest say why they wait."""
+        seq = db.current_seq(self.conn)
+        now = time.monotonic()
+        if seq == self._gates_seen and now < self._gates_next:
+            return
+        self._gates_seen, self._gates_next = seq, now + 1.0
+        rows = self.conn.execute(
+            "SELECT id, json_extract(spec, '$.wait'), message FROM runs WHERE state = 'QUEUED' "
+            "AND json_extract(spec, '$.wait') IS NOT NULL").fetchall()
+        for rid, raw, message in rows:
+            try:
+                gate = json.loads(raw)
+            except (TypeError, ValueError):
+                gate = {}
+            failed, reason = self._gate(gate)
+            if failed:
+                if db.transition(self.conn, rid, RunState.FAILED, message=failed,
+                                 error_code=ErrorCode.DEPENDENCY_FAILED.value, finished_at=clock.time(),
+                                 expect=frozenset({RunState.QUEUED})):
+                    from .engine import seal_run
+
+                    seal_run(self.conn, rid)
+                continue
+            if reason is None or reason != message:
+                with db.write(self.conn):
+                    row = self.conn.execute("SELECT spec, state FROM runs WHERE id = ?", (rid,)).fetchone()
+                    if row is None or row[1] != RunState.QUEUED.value:
+                        continue
+                    spec = json.loads(row[0])
+                    if reason is None:  # every gate open (re-read: a hold may have just been set)
+                        if spec.get("wait") != gate:
+                            continue
+                        spec.pop("wait", None)
+                        db._update(self.conn, rid, {"spec": spec, "message": ""})
+                    else:
+                        db._update(self.conn, rid, {"message": reason})
+
+    def _gate(self, gate: dict) -> tuple[str | None, str | None]:
+        """(why the run fails, why it waits); (None, None) when every gate is open."""
+        waits = []
+        if gate.get("hold"):
+            waits.append("held (release it to let it start)")
+        after = gate.get("after") or []
+        if after:
+            states = dict(self.conn.execute(
+                f"SELECT id, state FROM runs WHERE id IN ({', '.join('?' for _ in after)})", after).fetchall())
+            codes = dict(self.conn.execute(
+                f"SELECT id, error_code FROM runs WHERE id IN ({', '.join('?' for _ in after)})", after).fetchall())
+            for dep in after:
+                st = states.get(dep)
+                if st is None:
+                    return f"not started: {dep}, which it depends on, is gone", None
+                if st in (RunState.FAILED.value, RunState.HALTED.value):
+                    code = f" ({codes[dep]})" if codes.get(dep) else ""
+                    return f"not started: {dep}, which it depends on, ended {st}{code}", None
+            pending = [f"{d} ({states[d]})" for d in after if states[d] != RunState.COMPLETED.value]
+            if pending:
+                waits.append("waiting for " + ", ".join(pending[:3]) + (f" and {len(pending) - 3} more"
+                                                                     if len(pending) > 3 else ""))
+        begin = gate.get("begin_at")
+        if begin and clock.time() < begin:
+            waits.append(f"begins at {iso(datetime.fromtimestamp(begin, timezone.utc))[:16].replace('T', ' ')} UTC")
+        return None, ("; ".join(waits) or None)
+
     def admit(self) -> int:
         """One admission pass; returns how many runs were admitted."""
         seen = db.current_seq(self.conn)
@@ -441,6 +510,7 @@ class Agent:
                 self.reload_config_if_changed()
                 self.handle_control()
                 self.sweeps.tick()
+                self.open_gates()
                 self.admit()
             except Exception:
                 log.exception("agent pass failed")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from backend import clock
 from ...packaging import ArchiveError, safe_unzip
-from ...runs import ErrorCode, RunState
+from ...runs import ErrorCode, RunState, retry_message
 from . import db, deps
 from .limits import enforcement
 from .procs import Learner, launch, start_time, stop_group, was_started
@@ -142,6 +142,8 @@ class RunWorker(threading.Thread):
                 self.learners = [Learner.from_json(p) for p in db.get_row(self.conn, self.run_id)["procs"]]
                 self._reset_metrics()
             outcome = self._monitor()
+            if outcome["state"] == RunState.FAILED.value and self._retry(outcome):
+                return
             if not self._move(RunState.STORING, "storing results", outcome=outcome):
                 return
             state = RunState.STORING
@@ -371,6 +373,18 @@ class RunWorker(threading.Thread):
             if len(done) == len(self.learners):
                 return {"state": RunState.COMPLETED.value, "code": None, "message": ""}
             self.halt_requested.wait(0.2)
+
+    def _retry(self, outcome: dict[str, Any]) -> bool:
+        """A failed attempt of a run with `max_retries` left goes back to QUEUED as its next attempt,
+        as a resume would: its folder (checkpoints, logs) kept, its time so far billed (the ledger
+        has every attempt). Every attempt counts, resumed ones too."""
+        retries = int(self.spec.get("max_retries") or 0)
+        attempt = db.attempt(self.conn, self.run_id)
+        if attempt > retries:
+            return False
+        return self._move(RunState.QUEUED, retry_message(attempt + 1, retries, outcome.get("code"),
+                                                         outcome.get("message", "")),
+                          assigned=[], labels=[], procs=[], outcome={})
 
     def _failure(self, code: str, message: str, learner: int = 1) -> dict[str, Any]:
         lines = tail_lines(self.learner_log_dir(learner) / "training-log.txt", TAIL_LINES)
