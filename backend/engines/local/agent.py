@@ -53,6 +53,7 @@ class Agent:
         self.stopping = threading.Event()
         self._passed = -1  # the change sequence the last admission pass had seen
         self._gates_seen, self._gates_next = -1, 0.0  # when gated runs were last looked at
+        self._gated: set[str] = set()  # queued runs held back by a gate (spec.wait)
         from .limits import capacity
 
         self.capacity = capacity(backend.profile)  # the cores and memory runs may hold
@@ -285,10 +286,24 @@ class Agent:
         now = time.monotonic()
         if seq == self._gates_seen and now < self._gates_next:
             return
+        # Only runs changed since the last look can have become gated (runs_by_seq), so a queue
+        # of 10,000 is not read again each pass; the gated ones are then read by id.
+        for (rid,) in self.conn.execute(
+                "SELECT id FROM runs WHERE seq > ? AND state = 'QUEUED' AND json_extract(spec, '$.wait') "
+                "IS NOT NULL", (self._gates_seen,)):
+            self._gated.add(rid)
         self._gates_seen, self._gates_next = seq, now + 1.0
-        rows = self.conn.execute(
-            "SELECT id, json_extract(spec, '$.wait'), message FROM runs WHERE state = 'QUEUED' "
-            "AND json_extract(spec, '$.wait') IS NOT NULL").fetchall()
+        if not self._gated:
+            return
+        ids = sorted(self._gated)
+        rows = []
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            rows += self.conn.execute(
+                f"SELECT id, json_extract(spec, '$.wait'), message, state FROM runs "
+                f"WHERE id IN ({', '.join('?' for _ in chunk)})", chunk).fetchall()
+        self._gated = {r[0] for r in rows if r[1] is not None and r[3] == RunState.QUEUED.value}
+        rows = [r[:3] for r in rows if r[0] in self._gated]
         for rid, raw, message in rows:
             try:
                 gate = json.loads(raw)
