@@ -58,7 +58,11 @@ class Agent:
 
         self.capacity = capacity(backend.profile)  # the cores and memory runs may hold
         self.cores: dict[str, tuple[int, ...]] = {}  # run id -> the cores its learners are pinned to
-        self._why: dict[str, str] = {}  # run id -> the reason last written to a queued run's message
+        # run id -> the reason last written to a queued run's message; at start, what an earlier
+        # agent wrote, so the first pass clears what no longer holds
+        self._why: dict[str, str] = dict(self.conn.execute(
+            "SELECT id, message FROM runs WHERE state = 'QUEUED' AND message != '' "
+            "AND json_extract(spec, '$.wait') IS NULL").fetchall())
         self._foreign: dict[str, dict] = {}  # device -> who holds its lock (another user's agent)
         from .sweeps import SweepGovernor
 
