@@ -37,6 +37,8 @@ def print_json_encoded(items: Sequence[str]) -> None:
 
 def safe_text(text: str) -> str:
     """Make control characters visible so data never drives the terminal."""
+    if text.isprintable():  # no control character at all (C0, DEL, C1 are never printable)
+        return text
     out = []
     for ch in text:
         code = ord(ch)

@@ -217,11 +217,9 @@ def cmd_runs(args, ctx) -> int:
         return 0
     from backend.facade import format_eta
 
-    from .output import safe_text
-
     rows = [(r.id, r.name, r.state.value, f"{r.queue_position} {format_eta(r.eta)}".strip()
              if r.queue_position else "", r.gpus, _money(r), _metric(r),
-             safe_text(r.message) if r.state == RunState.QUEUED else "") for r in runs]
+             r.message if r.state == RunState.QUEUED else "") for r in runs]  # made safe by the table
     print_table(["ID", "NAME", "STATE", "Q", "GPUS", "COST", "METRIC", "WAITING FOR"], rows)
     return 0
 

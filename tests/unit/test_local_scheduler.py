@@ -81,3 +81,11 @@ def test_waiting_runs_say_why():
     why = {}
     plan(q(("a", 2, None)), CPU, {"local": 1}, why=why)
     assert why == {"a": "tier limit: profile local may take 1 more GPU(s), this run needs 2"}
+
+
+def test_cli_text_keeps_printable_text_and_shows_control_characters():
+    from dlaas_tui.cli.output import safe_text
+
+    assert safe_text("CPUs busy: needs 1 core(s)") == "CPUs busy: needs 1 core(s)"
+    assert safe_text("é ü\u200b") == "é ü\u200b"  # printable or harmless: kept as is
+    assert safe_text("a\x1b[31mb\tc\x9b\x7f") == "a\\x1b[31mb\tc\\x9b\\x7f"
