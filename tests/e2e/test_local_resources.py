@@ -169,6 +169,12 @@ def test_hold_release_and_begin(dlaas_home, tmp_path, cli):
         assert get(later).state == RunState.QUEUED
         res = cli("hold", held)
         assert res.returncode == 2 and "only a queued run can be held" in res.stderr
+        from backend import clock
+
+        begin = clock.time() + 2
+        soon = submit(manifest(tmp_path, "soon", command="true", gpus=0), begin_at=begin)
+        run = wait_state(soon, "COMPLETED", "FAILED")
+        assert run.state == RunState.COMPLETED and run.admitted_at.timestamp() >= begin
     finally:
         stop_everything(dlaas_home)
 

@@ -89,3 +89,26 @@ def test_cli_text_keeps_printable_text_and_shows_control_characters():
     assert safe_text("CPUs busy: needs 1 core(s)") == "CPUs busy: needs 1 core(s)"
     assert safe_text("é ü\u200b") == "é ü\u200b"  # printable or harmless: kept as is
     assert safe_text("a\x1b[31mb\tc\x9b\x7f") == "a\\x1b[31mb\tc\\x9b\\x7f"
+
+
+def test_begin_times_read_against_the_one_clock():
+    from datetime import datetime, timedelta, timezone
+
+    import pytest
+
+    from backend import clock
+    from backend.errors import BadInput
+    from backend.runs import parse_begin
+
+    at = datetime(2031, 3, 4, 12, 30, tzinfo=timezone.utc)
+    with clock.use(clock.FrozenClock(at)):
+        local = at.astimezone()
+        assert parse_begin("+90m") == at.timestamp() + 5400
+        got = datetime.fromtimestamp(parse_begin("22:00")).astimezone()
+        assert (got.hour, got.minute) == (22, 0) and 0 < got.timestamp() - at.timestamp() <= 86400
+        earlier = (local - timedelta(minutes=1)).strftime("%H:%M")  # already past today: tomorrow
+        assert 86000 < parse_begin(earlier) - at.timestamp() <= 86400
+        assert parse_begin("2031-03-05T08:00+00:00") == datetime(2031, 3, 5, 8, tzinfo=timezone.utc).timestamp()
+        for bad in ("soon", "+5", "25:99"):
+            with pytest.raises(BadInput):
+                parse_begin(bad)
