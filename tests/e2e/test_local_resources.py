@@ -214,3 +214,36 @@ def test_a_failing_run_is_retried_each_attempt_in_the_events_and_billed(dlaas_ho
         assert wait_state(halted, "HALTED").state == RunState.HALTED
     finally:
         stop_everything(dlaas_home)
+
+
+@pytest.mark.slow
+def test_a_run_waiting_for_gpus_says_who_holds_them(dlaas_home, tmp_path, monkeypatch):
+    import json
+    import os
+
+    from backend.engines.local.gpulock import try_acquire
+
+    gpus = tmp_path / "gpus.json"
+    gpus.write_text(json.dumps({"gpus": [
+        # busy with a process no agent started (this test's own pid stands for it)
+        {"uuid": "GPU-aaaa-0001", "name": "NVIDIA H100 80GB HBM3", "memory_total": 85899345920,
+         "processes": [os.getpid()]},
+        {"uuid": "GPU-bbbb-0002", "name": "NVIDIA H100 80GB HBM3", "memory_total": 85899345920},
+    ]}))
+    monkeypatch.setenv("DLAAS_FAKE_NVML", str(gpus))
+    monkeypatch.setenv("DLAAS_GPU_LOCK_DIR", str(tmp_path / "locks"))
+    seed_home(dlaas_home)
+    other = try_acquire("GPU-bbbb-0002", owner="training-elsewhere")  # another user's agent, say
+    assert other is not None
+    try:
+        rid = submit(manifest(tmp_path, "wants-a-gpu", command="true", gpus=1))
+        run = wait_for(lambda: (r := get(rid)).message and r)
+        assert run.state == RunState.QUEUED
+        assert run.message.startswith("GPUs busy: needs 1, 0 free (")
+        assert f"held by {__import__('getpass').getuser()}'s agent (pid {os.getpid()})" in run.message
+        assert "used by a process we did not start" in run.message
+        other.release()
+        assert wait_state(rid, "COMPLETED", "FAILED").state == RunState.COMPLETED
+    finally:
+        other.release()
+        stop_everything(dlaas_home)
