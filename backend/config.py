@@ -109,6 +109,8 @@ class Profile(_Strict):
     store: Literal["local", "s3"] = "local"
     tier: str = "unlimited"
     cpu_slots: int = Field(default=1, ge=1, le=256)
+    cpus: int | None = Field(default=None, ge=1, le=4096)  # cores runs may hold (default: all the agent may use)
+    memory: str | None = None  # memory runs may hold, e.g. "16GiB" (default: the machine's MemTotal)
     read_only: bool = False
     queue_policy: Literal["fifo", "best-effort"] = "fifo"
     max_model_mb: int = Field(default=500, ge=1)
@@ -130,6 +132,15 @@ class Profile(_Strict):
             if data.get("scheduler") == "kubernetes" and "store" not in data:
                 data["store"] = "s3"
         return data
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None:
+            from .manifest.units import parse_memory
+
+            parse_memory(value)
+        return value
 
 
 class FrameworkVersion(_Strict):

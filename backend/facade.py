@@ -39,6 +39,7 @@ from .runs import (  # noqa: F401
     SubmitRequest,
     attempt_of,
     iso,
+    parse_begin,
     utcnow,
 )
 

@@ -52,13 +52,22 @@ def resume_message(attempt: int) -> str:
     return f"{RESUME_NOTE}: attempt {attempt} will continue from its checkpoints"
 
 
+RETRY_NOTE = "retry"  # how an automatic retry's QUEUED event begins (`max_retries`): a new attempt too
+
+
+def retry_message(attempt: int, retries: int, code: str | None, why: str) -> str:
+    return (f"{RETRY_NOTE}: attempt {attempt} of at most {retries + 1}, after attempt {attempt - 1} "
+            f"failed ({code}: {why[:300]})")
+
+
 def attempt_started_message(attempt: int) -> str:
     return f"devices assigned; attempt {attempt} started"
 
 
 def attempt_of(events: Sequence[RunEvent]) -> int:
     """A run's current attempt: 1, plus one for every resume in its ledger."""
-    return 1 + sum(1 for e in events if e.state == RunState.QUEUED and e.message.startswith(RESUME_NOTE))
+    return 1 + sum(1 for e in events if e.state == RunState.QUEUED
+                   and e.message.startswith((RESUME_NOTE, RETRY_NOTE + ":")))
 
 # The transitions an engine may record. Anything may fail or be halted; a billed run may be
 # preempted back to QUEUED; a run cut off in STORING may be stored again.
@@ -84,6 +93,7 @@ class ErrorCode(enum.StrEnum):
     MAX_DURATION = "C203"
     EARLY_STOP = "C204"
     SWEEP_MAX_FAILED = "C205"  # not started: its experiment reached the sweep's max_failed
+    DEPENDENCY_FAILED = "C206"  # not started: a run it depends on failed, was halted or is gone
     LOAD_FAILED = "S301"
     START_FAILED = "S302"  # the cluster could not start it: image pull, container config, pod creation
     STORE_FAILED = "S303"
@@ -100,6 +110,7 @@ ERROR_DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.MAX_DURATION: "the run exceeded its max_duration",
     ErrorCode.EARLY_STOP: "halted by the sweep's early-stopping rule",
     ErrorCode.SWEEP_MAX_FAILED: "not started: the sweep reached its max_failed",
+    ErrorCode.DEPENDENCY_FAILED: "not started: a run it depends on failed, was halted or is gone",
     ErrorCode.LOAD_FAILED: "loading the model or data failed",
     ErrorCode.START_FAILED: "the cluster could not start the run (image, container config, pod creation)",
     ErrorCode.STORE_FAILED: "storing results failed (a local copy is kept)",
@@ -112,6 +123,36 @@ def utcnow() -> datetime:
     from backend import clock
 
     return clock.now()
+
+
+def parse_begin(text: str) -> float:
+    """`22:00` (the next 22:00, local time), `2026-12-24T08:00[+01:00]`, or `+90m`: epoch seconds."""
+    from datetime import datetime, timedelta
+
+    from backend import clock
+
+    from .errors import BadInput
+
+    text = text.strip()
+    now = clock.now().astimezone()
+    if text.startswith("+"):
+        from .manifest.units import parse_duration
+
+        try:
+            return now.timestamp() + parse_duration(text[1:])
+        except ValueError as exc:
+            raise BadInput(f"--begin {text}: {exc}") from None
+    try:
+        hh, mm = text.split(":")
+        at = now.replace(hour=int(hh), minute=int(mm), second=0, microsecond=0)
+        return (at if at > now else at + timedelta(days=1)).timestamp()
+    except ValueError:
+        pass
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadInput(f"--begin {text!r}: expected HH:MM, an ISO date-time or +DURATION") from None
+    return (at if at.tzinfo else at.replace(tzinfo=now.tzinfo)).timestamp()
 
 
 def iso(ts: datetime | None) -> str | None:
@@ -178,6 +219,7 @@ class Run:
     priority: str = "normal"
     params: dict[str, Any] = field(default_factory=dict)
     results_bucket: str | None = None
+    depends_on: list[str] = field(default_factory=list)  # runs that must complete before this one
     node: str | None = None
     updated_at: datetime | None = None
 
@@ -210,6 +252,7 @@ class Run:
             "learners": self.learners,
             "priority": self.priority,
             "params": dict(self.params),
+            "depends_on": list(self.depends_on),
         }
 
 
@@ -275,6 +318,9 @@ class SubmitRequest:
     name: str | None = None
     experiment: str | None = None
     dry_run: bool = False
+    after: Sequence[str] = ()  # run ids (or "@", the last submission) that must complete first
+    hold: bool = False  # queued but not started until released
+    begin_at: float | None = None  # epoch seconds: not started before
 
 
 @runtime_checkable

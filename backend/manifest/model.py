@@ -48,6 +48,21 @@ def _as_text(value: Any) -> Any:
 
 Text = Annotated[str, BeforeValidator(_as_text)]
 
+_RUN_REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+
+
+def _run_ref(value: str) -> str:
+    if not _RUN_REF_RE.match(value):
+        raise ValueError(f"{value!r} is not a run id (letters, digits, '.', '_', '-')")
+    return value
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+RunRef = Annotated[str, AfterValidator(_run_ref)]
+
 
 def _env_name(name: str) -> str:
     if not ENV_NAME_RE.match(name):
@@ -258,6 +273,10 @@ class Manifest(_Model):
     max_duration: Text | None = None
     priority: str = "normal"
     sweep: Sweep | None = None
+    # Runs that must complete before this one starts (run ids); if one fails or is halted, this one
+    # ends FAILED (C206) without starting.
+    depends_on: Annotated[list[RunRef], BeforeValidator(_one_or_many)] = []
+    max_retries: int = Field(default=0, ge=0, le=100)  # a failed run is started again up to N times
 
     @field_validator("name")
     @classmethod

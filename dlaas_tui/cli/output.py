@@ -38,6 +38,8 @@ def print_json_encoded(items: Sequence[str]) -> None:
 def safe_text(text: str) -> str:
     """Make control characters (and bidi controls) visible so data never drives the terminal: the
     TUI's escaping (backend/text.py), in its ASCII rendering (`\\x1b`, `\\u202e`) for pipes."""
+    if text.isprintable():  # nothing to escape: C0, DEL, C1, bidi controls and separators never are
+        return text
     from backend.facade import visible
 
     return visible(text, pictures=False)

@@ -16,6 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--experiment", metavar="NAME", help="group the runs under an experiment")
     p.add_argument("--json", action="store_true", help="print the run objects as JSON")
     p.add_argument("--dry-run", action="store_true", help="validate and show, record nothing")
+    p.add_argument("--after", action="append", default=[], metavar="RUN|@",
+                   help="start only when RUN completes (@ = the last submission; repeatable)")
+    p.add_argument("--hold", action="store_true", help="queue it held: it starts after `release`")
+    p.add_argument("--begin", metavar="WHEN",
+                   help="not before WHEN: HH:MM (the next one, local time), an ISO date-time, or +DURATION")
     p.add_argument("-o", "--output", choices=["yaml"],
                    help="with --dry-run: print each run's manifest (sweep expanded) as YAML")
     p.set_defaults(func=cmd_submit)
@@ -24,7 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--state", action="append", metavar="S", help="only runs in state S (repeatable)")
     p.add_argument("--limit", type=int, metavar="N", help="at most N runs (N >= 1)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--tree", action="store_true", help="runs under the runs they depend on")
     p.set_defaults(func=cmd_runs)
+
+    for verb, what in (("hold", "keep queued runs from starting"), ("release", "let held runs start")):
+        p = sub.add_parser(verb, help=what)
+        p.add_argument("runs", nargs="+", metavar="RUN")
+        p.set_defaults(func=cmd_hold, verb=verb)
 
     p = sub.add_parser("show", help="one run: state, queue, devices, cost, metrics, events")
     p.add_argument("run", metavar="RUN")
@@ -95,14 +106,18 @@ def _print_expanded_yaml(paths: list[Path]) -> None:
 
 
 def cmd_submit(args, ctx) -> int:
-    from backend.facade import BadInput, SubmitRequest
+    from backend.facade import BadInput, SubmitRequest, parse_begin
 
     from .output import print_json
 
     if args.output and not args.dry_run:
         raise BadInput("-o yaml goes with --dry-run")
+    gated = bool(args.after or args.hold or args.begin)
+    if gated and ctx.backend.profile.scheduler != "local":
+        raise BadInput("--after, --hold and --begin work on local profiles only")
     req = SubmitRequest(manifests=args.manifests, model=args.model, name=args.name,
-                        experiment=args.experiment, dry_run=args.dry_run)
+                        experiment=args.experiment, dry_run=args.dry_run, after=tuple(args.after),
+                        hold=args.hold, begin_at=parse_begin(args.begin) if args.begin else None)
     runs = ctx.backend.engine.submit(req)
     if args.output == "yaml":
         if ctx.backend.profile.scheduler == "kubernetes":
@@ -140,6 +155,44 @@ def _print_estimate(backend, manifests, out) -> None:
     print(describe_budget(status, known), file=out)
 
 
+def cmd_hold(args, ctx) -> int:
+    from backend.facade import BadInput
+
+    engine = ctx.backend.engine
+    if not hasattr(engine, args.verb):
+        raise BadInput(f"{args.verb} works on local profiles only")
+    for rid in args.runs:
+        run = getattr(engine, args.verb)(rid)
+        print(f"{run.id}: {run.state.value}{' held' if args.verb == 'hold' else ''}")
+    return 0
+
+
+def _print_tree(runs) -> None:
+    """Each run under the runs it depends on (a run with several parents shows under each)."""
+    from .output import safe_text
+
+    by_id = {r.id: r for r in runs}
+    children: dict[str, list] = {}
+    roots = []
+    for r in sorted(runs, key=lambda r: r.submitted_at):
+        parents = [p for p in r.depends_on if p in by_id]
+        for p in parents:
+            children.setdefault(p, []).append(r)
+        if not parents:
+            roots.append(r)
+
+    def line(r, prefix: str, branch: str) -> None:
+        why = f"  {safe_text(r.message)}" if r.message and r.state.value in ("QUEUED", "FAILED") else ""
+        print(f"{prefix}{branch}{r.id}  {safe_text(r.name)}  {r.state.value}{why}")
+        kids = children.get(r.id, [])
+        inner = prefix + ("" if not branch else ("   " if branch == "└─ " else "│  "))
+        for i, kid in enumerate(kids):
+            line(kid, inner, "└─ " if i == len(kids) - 1 else "├─ ")
+
+    for r in roots:
+        line(r, "", "")
+
+
 def cmd_runs(args, ctx) -> int:
     from backend.facade import BadInput, RunState
 
@@ -154,18 +207,22 @@ def cmd_runs(args, ctx) -> int:
         except ValueError:
             raise BadInput(f"--state must be one of {', '.join(s.value for s in RunState)}") from None
     engine = ctx.backend.engine
-    if args.json and hasattr(engine, "list_runs_json"):  # 10,000 runs: finished ones pre-encoded
+    if args.json and not args.tree and hasattr(engine, "list_runs_json"):  # 10,000 runs: finished ones pre-encoded
         print_json_encoded(engine.list_runs_json(states=states, limit=args.limit))
         return 0
     runs = engine.list_runs(states=states, limit=args.limit)
+    if args.tree:
+        _print_tree(runs)
+        return 0
     if args.json:
         print_json([r.to_json() for r in runs])
         return 0
     from backend.facade import format_eta
 
     rows = [(r.id, r.name, r.state.value, f"{r.queue_position} {format_eta(r.eta)}".strip()
-             if r.queue_position else "", r.gpus, _money(r), _metric(r)) for r in runs]
-    print_table(["ID", "NAME", "STATE", "Q", "GPUS", "COST", "METRIC"], rows)
+             if r.queue_position else "", r.gpus, _money(r), _metric(r),
+             r.message if r.state == RunState.QUEUED else "") for r in runs]  # made safe by the table
+    print_table(["ID", "NAME", "STATE", "Q", "GPUS", "COST", "METRIC", "WAITING FOR"], rows)
     return 0
 
 
@@ -194,6 +251,8 @@ def cmd_show(args, ctx) -> int:
 
     if (attempt := attempt_of(events)) > 1:
         print(f"{'attempt':15} {attempt} (resumed; cost covers every attempt)")
+    if run.depends_on:
+        print(f"{'depends_on':15} {safe_text(', '.join(run.depends_on))}")
     print(f"{'cost':15} {_money(run)}")
     if run.message:
         print(f"{'message':15} {safe_text(run.message)[:400]}")

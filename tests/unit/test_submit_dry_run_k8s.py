@@ -42,3 +42,17 @@ def test_local_dry_run_prints_the_expanded_manifests(cli):
     assert res.returncode == 0, res.stderr
     docs = [d for d in yaml.safe_load_all(res.stdout) if d]
     assert len(docs) == 12 and all("sweep" not in d for d in docs)
+
+
+def test_kubernetes_refuses_what_only_the_local_agent_schedules(cli, dlaas_home, tmp_path):
+    (dlaas_home / "config.toml").write_text(CONFIG)
+    doc = yaml.safe_load(SAMPLE.read_text())
+    doc.update(depends_on=["training-ab12cd34"], max_retries=2)
+    manifest = tmp_path / "manifest.yml"
+    manifest.write_text(yaml.safe_dump(doc))
+    env = {"DLAAS_AGENT_AUTOSTART": "0"}
+    res = cli("--profile", "lab", "submit", str(manifest), "--dry-run", env=env)
+    assert res.returncode == 2
+    assert "depends_on, max_retries work on local profiles only" in res.stderr
+    res = cli("--profile", "lab", "submit", str(SAMPLE), "--dry-run", "--hold", env=env)
+    assert res.returncode == 2 and "--after, --hold and --begin work on local profiles only" in res.stderr

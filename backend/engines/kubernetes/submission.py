@@ -109,6 +109,7 @@ class Submitting:
             if request.name:
                 manifest = manifest.model_copy(update={"name": request.name})
             self.check_fits(manifest)
+            _local_only(path, manifest, request)
             trials = expand(manifest)
             sizes.append((manifest, len(trials)))
             for trial in trials:
@@ -249,6 +250,16 @@ class Submitting:
                            f"allows {tier} at once; it could never run", code=ErrorCode.NEVER_FITS.value)
 
     # -- observing -----------------------------------------------------------------------------------
+
+def _local_only(path: Any, manifest: Manifest, request: SubmitRequest) -> None:
+    """What only the local agent schedules is refused here, not silently dropped."""
+    used = [k for k, on in (("depends_on", manifest.depends_on), ("max_retries", manifest.max_retries),
+                            ("--after", request.after), ("--hold", request.hold),
+                            ("--begin", request.begin_at is not None)) if on]
+    if used:
+        raise BadInput(f"{path}: {', '.join(used)} work on local profiles only; not on a cluster",
+                       code=ErrorCode.BAD_MANIFEST.value)
+
 
 def _policy(path: Any) -> dict[str, int | None]:
     """The sweep's `parallel` and `max_failed` (the local agent's SweepPolicy reads the same fields)."""

@@ -22,14 +22,15 @@ import socket
 import sys
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from backend import clock
-from ...runs import RunState, attempt_started_message, iso, utcnow
+from ...runs import ErrorCode, RunState, attempt_started_message, iso, utcnow
 from . import db, deps
 from .control import lock_path, pid_path, release_start_lock, sock_path, wake
-from .scheduler import FreeDevice, plan
+from .scheduler import Box, FreeDevice, plan
 
 log = logging.getLogger("dlaas.agent")
 TICK = 0.5
@@ -51,6 +52,18 @@ class Agent:
         self.halt_grace = float(os.environ.get("DLAAS_HALT_GRACE", "10"))
         self.stopping = threading.Event()
         self._passed = -1  # the change sequence the last admission pass had seen
+        self._gates_seen, self._gates_next = -1, 0.0  # when gated runs were last looked at
+        self._gated: set[str] = set()  # queued runs held back by a gate (spec.wait)
+        from .limits import capacity
+
+        self.capacity = capacity(backend.profile)  # the cores and memory runs may hold
+        self.cores: dict[str, tuple[int, ...]] = {}  # run id -> the cores its learners are pinned to
+        # run id -> the reason last written to a queued run's message; at start, what an earlier
+        # agent wrote, so the first pass clears what no longer holds
+        self._why: dict[str, str] = dict(self.conn.execute(
+            "SELECT id, message FROM runs WHERE state = 'QUEUED' AND message != '' "
+            "AND json_extract(spec, '$.wait') IS NULL").fetchall())
+        self._foreign: dict[str, dict] = {}  # device -> who holds its lock (another user's agent)
         from .sweeps import SweepGovernor
 
         self.sweeps = SweepGovernor(self.conn, self.halt_for_policy)
@@ -88,6 +101,31 @@ class Agent:
                 out[name] = str(value)
         return out
 
+    def cores_for(self, run_id: str) -> tuple[int, ...]:
+        with self._lock:
+            return self.cores.get(run_id, ())
+
+    def _pick_cores(self, run_id: str, count: int, procs: list | None = None) -> None:
+        """Give the run `count` cores nobody holds (or, for a run whose learners already run, the
+        cores they are pinned to)."""
+        if count <= 0:
+            return
+        mine: tuple[int, ...] = ()
+        for p in procs or ():
+            try:
+                mine += tuple(sorted(os.sched_getaffinity(p["pid"])))
+            except (OSError, KeyError, TypeError):
+                continue
+        with self._lock:
+            taken = {c for cs in self.cores.values() for c in cs}
+            if mine and len(set(mine)) < len(self.capacity.cores):
+                self.cores[run_id] = tuple(dict.fromkeys(mine))
+                return
+            free = [c for c in self.capacity.cores if c not in taken]
+            # More asked than free can only follow a config edit or a restart: share, never refuse.
+            pick = (free + [c for c in self.capacity.cores if c in taken])[:count]
+            self.cores[run_id] = tuple(pick)
+
     def lock_fds(self, run_id: str) -> list[int]:
         with self._lock:
             return [lk.fd for lk in self.locks.get(run_id, []) if lk.fd is not None]
@@ -95,6 +133,7 @@ class Agent:
     def release(self, run_id: str) -> None:
         with self._lock:
             self.workers.pop(run_id, None)
+            self.cores.pop(run_id, None)
             locks = self.locks.pop(run_id, [])
         for lk in locks:
             lk.release()
@@ -194,11 +233,11 @@ class Agent:
 
     def recover(self) -> None:
         rows = self.conn.execute(
-            "SELECT id, state, assigned FROM runs WHERE state IN "
-            "('PENDING','DOWNLOADING','PROCESSING','STORING') ORDER BY submitted_at"
+            "SELECT id, state, assigned, COALESCE(json_extract(spec, '$.cpus_total'), 0), procs FROM runs "
+            "WHERE state IN ('PENDING','DOWNLOADING','PROCESSING','STORING') ORDER BY submitted_at"
         ).fetchall()
 
-        for rid, state, assigned in rows:
+        for rid, state, assigned, ncores, procs in rows:
             fds: list | None = []
             for uuid in json.loads(assigned):
                 lk = deps.try_lock_device(uuid, self.paths.state_dir, owner=rid)
@@ -216,6 +255,7 @@ class Agent:
                               assigned=[], labels=[])
                 continue
             db.note(self.conn, rid, f"agent restarted; resuming from {state}")
+            self._pick_cores(rid, int(ncores), json.loads(procs or "[]"))
             self._start_worker(rid, fds)
 
     def _start_worker(self, rid: str, fds: list) -> None:
@@ -244,6 +284,87 @@ class Agent:
 
                     seal_run(self.conn, rid)
 
+    def open_gates(self) -> None:
+        """Queued runs held back by a gate: a prerequisite that must complete (one that failed, was
+        halted or is gone fails the run with C206), a hold, a begin time. Opened gates are removed
+        from the spec, so admission sees the run; the rest say why they wait."""
+        seq = db.current_seq(self.conn)
+        now = time.monotonic()
+        if seq == self._gates_seen and now < self._gates_next:
+            return
+        # Only runs changed since the last look can have become gated (runs_by_seq), so a queue
+        # of 10,000 is not read again each pass; the gated ones are then read by id.
+        for (rid,) in self.conn.execute(
+                "SELECT id FROM runs WHERE seq > ? AND state = 'QUEUED' AND json_extract(spec, '$.wait') "
+                "IS NOT NULL", (self._gates_seen,)):
+            self._gated.add(rid)
+        self._gates_seen, self._gates_next = seq, now + 1.0
+        if not self._gated:
+            return
+        ids = sorted(self._gated)
+        rows = []
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            rows += self.conn.execute(
+                f"SELECT id, json_extract(spec, '$.wait'), message, state FROM runs "
+                f"WHERE id IN ({', '.join('?' for _ in chunk)})", chunk).fetchall()
+        self._gated = {r[0] for r in rows if r[1] is not None and r[3] == RunState.QUEUED.value}
+        rows = [r[:3] for r in rows if r[0] in self._gated]
+        for rid, raw, message in rows:
+            try:
+                gate = json.loads(raw)
+            except (TypeError, ValueError):
+                gate = {}
+            failed, reason = self._gate(gate)
+            if failed:
+                if db.transition(self.conn, rid, RunState.FAILED, message=failed,
+                                 error_code=ErrorCode.DEPENDENCY_FAILED.value, finished_at=clock.time(),
+                                 expect=frozenset({RunState.QUEUED})):
+                    from .engine import seal_run
+
+                    seal_run(self.conn, rid)
+                continue
+            if reason is None or reason != message:
+                with db.write(self.conn):
+                    row = self.conn.execute("SELECT spec, state FROM runs WHERE id = ?", (rid,)).fetchone()
+                    if row is None or row[1] != RunState.QUEUED.value:
+                        continue
+                    spec = json.loads(row[0])
+                    if reason is None:  # every gate open (re-read: a hold may have just been set)
+                        if spec.get("wait") != gate:
+                            continue
+                        spec.pop("wait", None)
+                        db._update(self.conn, rid, {"spec": spec, "message": ""})
+                    else:
+                        db._update(self.conn, rid, {"message": reason})
+
+    def _gate(self, gate: dict) -> tuple[str | None, str | None]:
+        """(why the run fails, why it waits); (None, None) when every gate is open."""
+        waits = []
+        if gate.get("hold"):
+            waits.append("held (release it to let it start)")
+        after = gate.get("after") or []
+        if after:
+            states = dict(self.conn.execute(
+                f"SELECT id, state FROM runs WHERE id IN ({', '.join('?' for _ in after)})", after).fetchall())
+            codes = dict(self.conn.execute(
+                f"SELECT id, error_code FROM runs WHERE id IN ({', '.join('?' for _ in after)})", after).fetchall())
+            for dep in after:
+                st = states.get(dep)
+                if st is None:
+                    return f"not started: {dep}, which it depends on, is gone", None
+                if st in (RunState.FAILED.value, RunState.HALTED.value):
+                    code = f" ({codes[dep]})" if codes.get(dep) else ""
+                    return f"not started: {dep}, which it depends on, ended {st}{code}", None
+            pending = [f"{d} ({states[d]})" for d in after if states[d] != RunState.COMPLETED.value]
+            if pending:
+                waits.append("waiting for " + ", ".join(pending[:3]) + (f" and {len(pending) - 3} more"
+                                                                     if len(pending) > 3 else ""))
+        begin = gate.get("begin_at")
+        if begin and clock.time() < begin:
+            waits.append(f"begins at {iso(datetime.fromtimestamp(begin, timezone.utc))[:16].replace('T', ' ')} UTC")
+        return None, ("; ".join(waits) or None)
+
     def admit(self) -> int:
         """One admission pass; returns how many runs were admitted."""
         seen = db.current_seq(self.conn)
@@ -252,13 +373,18 @@ class Agent:
         free = [FreeDevice(d.uuid, d.gpu_type) for d in devices
                 if d.uuid not in held and not d.busy_foreign]
         nvml_gpus = any(not d.is_cpu_slot for d in devices)
+        self._foreign = {}  # learned again below, when a lock another agent holds is met
         best_effort = self.backend.profile.queue_policy == "best-effort"
         admitted = 0
+        why: dict[str, str] = {}
         for _attempt in range(3):
             room = _Room(self)
+            box = self._box()
+            why = {}
             cur = self.sweeps.queue(best_effort=best_effort, free=len(free))  # parallel caps
             todo = plan(cur, free, room, best_effort=best_effort, match_type=nvml_gpus,
-                        cpu_slots=bool(devices) and not nvml_gpus)
+                        cpu_slots=bool(devices) and not nvml_gpus, box=box, why=why,
+                        busy_note=self._busy_note(devices, held))
             cur.close()
             retry = False
             for adm in todo:
@@ -277,6 +403,7 @@ class Agent:
                     for lk in fds:
                         lk.release()
                     free = [f for f in free if f.uuid != lost]  # another user's agent holds it
+                    self._foreign[lost] = deps.lock_holder(lost) or {}
                     retry = True
                     break
                 labels = [self._label(devices, u) for u in adm.devices]
@@ -292,13 +419,61 @@ class Agent:
                     continue
                 free = [f for f in free if f.uuid not in adm.devices]
                 admitted += 1
+                self._pick_cores(adm.run_id, self._cores_needed(adm.run_id))
                 self._start_worker(adm.run_id, fds)
             if not retry:
                 break
+        self._say_why(why)
         if seen != self._passed:
             db.mark_pass(self.conn, seen)
             self._passed = seen
         return admitted
+
+    def _cores_needed(self, run_id: str) -> int:
+        row = self.conn.execute("SELECT COALESCE(json_extract(spec, '$.cpus_total'), 0) FROM runs "
+                                "WHERE id = ?", (run_id,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _box(self) -> Box:
+        """The cores and memory not held by this home's running runs."""
+        used_cpus, used_mem = self.conn.execute(
+            "SELECT COALESCE(SUM(json_extract(spec, '$.cpus_total')), 0), "
+            "COALESCE(SUM(json_extract(spec, '$.memory_total')), 0) FROM runs "
+            "WHERE state IN ('PENDING','DOWNLOADING','PROCESSING','STORING')").fetchone()
+        cap = self.capacity
+        return Box(cpus=len(cap.cores) - int(used_cpus), memory=cap.memory - int(used_mem) if cap.memory else None,
+                   cpus_total=len(cap.cores), memory_total=cap.memory or None)
+
+    def _busy_note(self, devices: list, held: dict[str, str]) -> str:
+        """Who holds the GPUs a waiting run cannot have: our runs, another user's agent, or a
+        process we did not start."""
+        parts = []
+        ours = sum(1 for d in devices if d.uuid in held and not d.is_cpu_slot)
+        if ours:
+            parts.append(f"{ours} held by runs here")
+        for d in devices:
+            if d.is_cpu_slot or d.uuid in held:
+                continue
+            if d.uuid in self._foreign:
+                info = self._foreign[d.uuid]
+                who = info.get("user") or "another user"
+                parts.append(f"{d.label} held by {who}'s agent" + (f" (pid {info['pid']})" if info.get("pid") else ""))
+            elif d.busy_foreign:
+                parts.append(f"{d.label} used by a process we did not start")
+        return "; ".join(parts)
+
+    def _say_why(self, why: dict[str, str]) -> None:
+        """Write each waiting run's reason into its message, only where it changed; a run no longer
+        looked at goes back to an empty message (readers then say "behind N runs")."""
+        changes = {rid: text for rid, text in why.items() if self._why.get(rid) != text}
+        changes.update({rid: "" for rid in self._why if rid not in why})
+        if not changes:
+            return
+        with db.write(self.conn):
+            for rid, text in changes.items():
+                if self.conn.execute("SELECT 1 FROM runs WHERE id = ? AND state = 'QUEUED'", (rid,)).fetchone():
+                    db._update(self.conn, rid, {"message": text})
+        self._why = dict(why)
 
     def tier_room(self, profile: str) -> int | None:
         """Devices `profile` may still take under its tier; None = no limit."""
@@ -338,8 +513,11 @@ class Agent:
         except Exception as exc:  # a broken edit: keep the last good config, say why
             log.warning("config not reloaded: %s", exc)
         else:
+            from .limits import capacity
+
             with self._lock:
                 self.backend, self.config = backend, backend.config
+                self.capacity = capacity(backend.profile)
                 self._backends = {backend.profile.name: backend}
                 self._stores = {}
             self._inventory = (0.0, [])
@@ -353,6 +531,7 @@ class Agent:
                 self.reload_config_if_changed()
                 self.handle_control()
                 self.sweeps.tick()
+                self.open_gates()
                 self.admit()
             except Exception:
                 log.exception("agent pass failed")

@@ -22,7 +22,7 @@ from typing import Any
 from backend import clock
 from ...errors import BadInput, EngineError, NotFound
 from ...paths import private_dir
-from ...runs import ALLOWED_TRANSITIONS, RESUMABLE_STATES, RESUME_NOTE, RunState, resume_message
+from ...runs import ALLOWED_TRANSITIONS, RESUMABLE_STATES, RESUME_NOTE, RETRY_NOTE, RunState, resume_message
 
 SCHEMA_VERSION = 1
 
@@ -317,10 +317,11 @@ def transition(
 
 
 def attempt(conn: sqlite3.Connection, run_id: str) -> int:
-    """The run's current attempt: 1, plus one for every resume in its ledger."""
+    """The run's current attempt: 1, plus one for every resume or retry in its ledger."""
     return 1 + conn.execute(
-        "SELECT COUNT(*) FROM run_events WHERE run_id = ? AND state = 'QUEUED' AND message LIKE ?",
-        (run_id, RESUME_NOTE + "%"),
+        "SELECT COUNT(*) FROM run_events WHERE run_id = ? AND state = 'QUEUED' AND "
+        "(message LIKE ? OR message LIKE ?)",
+        (run_id, RESUME_NOTE + "%", RETRY_NOTE + ":%"),
     ).fetchone()[0]
 
 

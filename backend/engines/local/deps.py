@@ -139,6 +139,13 @@ def try_lock_device(uuid: str, state_dir: Path, owner: str = ""):
     return lock
 
 
+def lock_holder(uuid: str) -> dict | None:
+    """Who holds a device's host-wide lock (pid, user, run), or None."""
+    from .gpulock import held_by
+
+    return held_by(uuid)
+
+
 def pids_in_groups(pgids: set[int]) -> set[int]:
     """Every live pid whose process group is one of `pgids` (our runs' processes and children)."""
     out: set[int] = set()

@@ -35,7 +35,8 @@ from .eta import engine_etas
 LIST_COLUMNS = (
     "id, name, experiment, profile, state, priority, submitted_at, admitted_at, started_at, "
     "finished_at, gpus, learners, gpu_type, labels, error_code, message, metrics, primary_metric, "
-    "params, results_bucket, cost_micro, priced, seq, metric_goal"
+    "params, results_bucket, cost_micro, priced, seq, metric_goal, "
+    "json_extract(spec, '$.depends_on') AS depends_on"
 )
 
 
@@ -61,11 +62,29 @@ def row_to_run(row, *, cost: int | None = 0, position: int | None = None,
         gpus=row["gpus"] * row["learners"], gpu_type=row["gpu_type"], assigned=js("labels", []),
         admitted_at=_dt(row["admitted_at"]), started_at=_dt(row["started_at"]),
         finished_at=_dt(row["finished_at"]), cost_micro_usd=cost, error_code=row["error_code"],
-        message=row["message"] or "", metrics=js("metrics", {}), primary_metric=row["primary_metric"],
+        message=row["message"] or _waiting(row["state"], position), metrics=js("metrics", {}), primary_metric=row["primary_metric"],
         learners=row["learners"], priority=row["priority"], params=js("params", {}),
         results_bucket=row["results_bucket"],
         metric_goal=row["metric_goal"] if "metric_goal" in row.keys() else "minimize",
+        depends_on=_depends_on(row),
     )
+
+
+def _depends_on(row) -> list[str]:
+    keys = row.keys()
+    if "depends_on" in keys:
+        raw = row["depends_on"]
+        return json.loads(raw) if isinstance(raw, str) and raw else list(raw or [])
+    if "spec" in keys and isinstance(row["spec"], dict):  # a decoded full row (db.get_row)
+        return list(row["spec"].get("depends_on") or [])
+    return []
+
+
+def _waiting(state: str, position: int | None) -> str:
+    """A queued run the agent gave no reason of its own waits for the runs ahead of it."""
+    if state == RunState.QUEUED.value and position and position > 1:
+        return f"behind {position - 1} run{'s' if position > 2 else ''}"
+    return ""
 
 
 # A finished run never changes, so its JSON is written once when it ends and `runs --json` copies
@@ -352,6 +371,40 @@ class LocalEngine:
             raise BadInput(f"{run_id} is {self.get_run(run_id).state.value}: it can no longer be resumed")
         self._nudge()
         return self.get_run(run_id)
+
+    def hold(self, run_id: str) -> Run:
+        """Keep a queued run from starting until `release`."""
+        self.backend.require_writable("hold")
+        self._set_hold(run_id, True)
+        return self.get_run(run_id)
+
+    def release(self, run_id: str) -> Run:
+        self.backend.require_writable("release")
+        self._set_hold(run_id, False)
+        self._nudge()
+        return self.get_run(run_id)
+
+    def _set_hold(self, run_id: str, held: bool) -> None:
+        with db.write(self.conn):
+            row = self.conn.execute("SELECT state, spec FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no run {run_id!r}")
+            if row[0] != RunState.QUEUED.value:
+                raise BadInput(f"{run_id}: run is {row[0]}; only a queued run can be "
+                               f"{'held' if held else 'released'}")
+            spec = json.loads(row[1])
+            gate = dict(spec.get("wait") or {})
+            if held:
+                gate["hold"] = True
+            else:
+                gate.pop("hold", None)
+            if gate:
+                spec["wait"] = gate
+            else:
+                spec.pop("wait", None)
+            db._update(self.conn, run_id, {"spec": spec, "message": "held (release it to let it start)"
+                                           if held else ""})
+        wake(self.paths.state_dir)
 
     def delete(self, run_id: str) -> None:
         self.backend.require_writable("delete")

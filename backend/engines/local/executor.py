@@ -18,15 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 from backend import clock
 from ...packaging import ArchiveError, safe_unzip
-from ...runs import ErrorCode, RunState
+from ...runs import ErrorCode, RunState, retry_message
 from . import db, deps
+from .limits import enforcement
 from .procs import Learner, launch, start_time, stop_group, was_started
 
 if TYPE_CHECKING:
     from .agent import Agent
 
 log = logging.getLogger("dlaas.agent")
-OOM_PATTERNS = re.compile(rb"CUDA out of memory|OutOfMemoryError|torch\.OutOfMemoryError|Killed\s*$", re.M)
+OOM_PATTERNS = re.compile(rb"CUDA out of memory|OutOfMemoryError|torch\.OutOfMemoryError|Killed\s*$|"
+                          rb"^MemoryError|Cannot allocate memory|std::bad_alloc", re.M)
 TAIL_LINES = 5
 
 
@@ -140,6 +142,8 @@ class RunWorker(threading.Thread):
                 self.learners = [Learner.from_json(p) for p in db.get_row(self.conn, self.run_id)["procs"]]
                 self._reset_metrics()
             outcome = self._monitor()
+            if outcome["state"] == RunState.FAILED.value and self._retry(outcome):
+                return
             if not self._move(RunState.STORING, "storing results", outcome=outcome):
                 return
             state = RunState.STORING
@@ -310,12 +314,17 @@ class RunWorker(threading.Thread):
 
             src, dest, also = self._ro_data
             prefix = tuple(helper_argv(src, dest, [], also))
+        cores = self.agent.cores_for(self.run_id)
+        each = len(cores) // n if cores else 0
+        memory = int(self.spec.get("memory") or 0)
         for i in range(1, n + 1):
             mine = devices[(i - 1) * per : i * per]
             self.learners.append(launch(
                 i, self.spec["command"], cwd=self.model_dir, env=self._env(i, mine, port),
                 log_file=self.learner_log_dir(i) / "training-log.txt",
                 state_base=self.wd / "state" / f"learner-{i}", pass_fds=fds, prefix=prefix,
+                cores=tuple(cores[(i - 1) * each : i * each]) if each else tuple(cores),
+                memory=memory, memory_mode=enforcement(),
             ))
         self._move(RunState.PROCESSING, "command started", started_at=clock.time(),
                    procs=[lr.to_json() for lr in self.learners])
@@ -358,18 +367,41 @@ class RunWorker(threading.Thread):
                                          f"learner {lr.index}'s process vanished", lr.index)
                 if code == 137 or self._oom_in_log(lr.index):
                     return self._failure(ErrorCode.OUT_OF_MEMORY.value,
-                                         f"learner {lr.index} ran out of memory (exit {code})", lr.index)
+                                         f"learner {lr.index} ran out of memory (exit {code}"
+                                         f"{self._memory_note()})", lr.index)
                 return self._failure(ErrorCode.COMMAND_FAILED.value,
                                      f"learner {lr.index} exited with {code}", lr.index)
             if len(done) == len(self.learners):
                 return {"state": RunState.COMPLETED.value, "code": None, "message": ""}
             self.halt_requested.wait(0.2)
 
+    def _retry(self, outcome: dict[str, Any]) -> bool:
+        """A failed attempt of a run with `max_retries` left goes back to QUEUED as its next attempt,
+        as a resume would: its folder (checkpoints, logs) kept, its time so far billed (the ledger
+        has every attempt). Every attempt counts, resumed ones too."""
+        retries = int(self.spec.get("max_retries") or 0)
+        attempt = db.attempt(self.conn, self.run_id)
+        if attempt > retries:
+            return False
+        return self._move(RunState.QUEUED, retry_message(attempt + 1, retries, outcome.get("code"),
+                                                         outcome.get("message", "")),
+                          assigned=[], labels=[], procs=[], outcome={})
+
     def _failure(self, code: str, message: str, learner: int = 1) -> dict[str, Any]:
         lines = tail_lines(self.learner_log_dir(learner) / "training-log.txt", TAIL_LINES)
         if lines:
             message += ": " + " | ".join(lines)
         return {"state": RunState.FAILED.value, "code": code, "message": message}
+
+    def _memory_note(self) -> str:
+        """The limit the run was held to, and by what, for an out-of-memory failure."""
+        memory = int(self.spec.get("memory") or 0)
+        if not memory:
+            return ""
+        from .limits import describe
+        from .scheduler import fmt_bytes
+
+        return f"; limit {fmt_bytes(memory)} per learner, enforced by {describe()}"
 
     def _oom_in_log(self, learner: int) -> bool:
         lines = tail_lines(self.learner_log_dir(learner) / "training-log.txt", 50)

@@ -12,13 +12,16 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 STARTED_WAIT_S = 10.0
 
-# $0 = state file base, $1 = the user's command.
+# $0 = state file base, $1 = the user's command, $2 = the memory limit in KiB for RLIMIT_DATA (or "").
 WRAPPER = (
+    'if [ -n "$2" ]; then ulimit -d "$2" 2>/dev/null || :; fi; '
     'echo $$ > "$0.pid.tmp" && mv "$0.pid.tmp" "$0.pid"; '
     'sh -c "$1"; rc=$?; '
     'echo $rc > "$0.exit.tmp" && mv "$0.exit.tmp" "$0.exit"; exit $rc'
@@ -76,14 +79,26 @@ class Learner:
 
 
 def launch(index: int, command: str, *, cwd: Path, env: dict[str, str], log_file: Path,
-           state_base: Path, pass_fds: tuple[int, ...], prefix: tuple[str, ...] = ()) -> Learner:
+           state_base: Path, pass_fds: tuple[int, ...], prefix: tuple[str, ...] = (),
+           cores: tuple[int, ...] = (), memory: int = 0, memory_mode: str = "rlimit") -> Learner:
     """Start the wrapper in its own session; `prefix` is a program that sets up and execs it
-    (the read-only data helper), so the learner's pid is the wrapper's all the same."""
+    (the read-only data helper), so the learner's pid is the wrapper's all the same. The learner
+    is pinned to `cores` (if any) and held to `memory` bytes (if any), by an RLIMIT_DATA on its
+    shell or, with memory_mode "cgroup", in its own systemd scope."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     state_base.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "ab") as log:
+    argv = [*prefix, "sh", "-c", WRAPPER, str(state_base), command,
+            str(max(1, memory // 1024)) if memory and memory_mode == "rlimit" else ""]
+    if memory and memory_mode == "cgroup":
+        from .limits import scope_prefix
+
+        argv = scope_prefix(memory) + argv
+    with open(log_file, "ab") as log, _pinned(cores):
+        # Affinity is per thread on Linux and a child inherits its parent thread's: pinning this
+        # thread around the fork pins the learner before it runs anything (no race), and the
+        # agent's other threads are untouched.
         popen = subprocess.Popen(
-            [*prefix, "sh", "-c", WRAPPER, str(state_base), command],
+            argv,
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -92,6 +107,11 @@ def launch(index: int, command: str, *, cwd: Path, env: dict[str, str], log_file
             start_new_session=True,
             pass_fds=pass_fds,
         )
+    if cores:
+        try:
+            os.sched_setaffinity(popen.pid, cores)
+        except OSError:
+            pass  # already gone: its exit is read as usual
     learner = Learner(index, popen.pid, start_time(popen.pid), state_base, popen)
     # Started means the wrapper wrote its pid (a prefix takes a moment to exec it): an agent that
     # dies after this call finds the pid file and adopts the learner, never starts it twice.
@@ -99,6 +119,19 @@ def launch(index: int, command: str, *, cwd: Path, env: dict[str, str], log_file
     while not was_started(state_base) and popen.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
     return learner
+
+
+@contextmanager
+def _pinned(cores: tuple[int, ...]) -> Iterator[None]:
+    if not cores:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cores)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def was_started(state_base: Path) -> bool:

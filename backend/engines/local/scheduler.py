@@ -10,15 +10,28 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-# Read through the covering index `runs_queue` (db.SCHEMA), so SQLite never sorts.
+# The queue's order (queue positions read it through the covering index `runs_queue`, db.SCHEMA,
+# so SQLite never sorts).
 QUEUE_SQL = (
     "SELECT id, gpus * learners, profile, gpu_type, learners FROM runs WHERE state = 'QUEUED' "
+    "ORDER BY prio DESC, submitted_at, id"
+)
+# What admission reads: the same order, plus each run's cores and memory (recorded in its spec at
+# submit; 0 for runs recorded before they were), leaving out runs held back by a gate (a dependency
+# not yet complete, a hold, a begin time: spec.wait, cleared by the agent when it opens).
+ADMIT_COLS = (
+    "id, gpus * learners, profile, gpu_type, learners, "
+    "COALESCE(json_extract(spec, '$.cpus_total'), 0), COALESCE(json_extract(spec, '$.memory_total'), 0)"
+)
+GATE_FILTER = "json_extract(spec, '$.wait') IS NULL"
+ADMIT_SQL = (
+    f"SELECT {ADMIT_COLS} FROM runs WHERE state = 'QUEUED' AND {GATE_FILTER} "
     "ORDER BY prio DESC, submitted_at, id"
 )
 # Best-effort may skip runs: those needing more devices than are free are skipped inside SQLite's
 # index scan instead of one by one in Python.
 FITTING_SQL = (
-    "SELECT id, gpus * learners, profile, gpu_type, learners FROM runs WHERE state = 'QUEUED' "
+    f"SELECT {ADMIT_COLS} FROM runs WHERE state = 'QUEUED' AND {GATE_FILTER} "
     "AND gpus * learners <= ? ORDER BY prio DESC, submitted_at, id"
 )
 
@@ -26,7 +39,7 @@ FITTING_SQL = (
 def queue_cursor(conn, *, best_effort: bool, free: int):
     if best_effort:
         return conn.execute(FITTING_SQL, (free,))
-    return conn.execute(QUEUE_SQL)
+    return conn.execute(ADMIT_SQL)
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,38 @@ class Admission:
     devices: tuple[str, ...]
 
 
+@dataclass
+class Box:
+    """The machine's cores and memory not held by running runs (None = not counted)."""
+
+    cpus: int | None = None
+    memory: int | None = None
+    cpus_total: int | None = None
+    memory_total: int | None = None
+
+
+WHY_LIMIT = 50  # reasons written per pass; the rest of the queue is "behind N runs"
+
+
+def fmt_bytes(n: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            v = n / size
+            return f"{v:.0f} {unit}" if v == int(v) or v >= 10 else f"{v:.1f} {unit}"
+    return f"{n} B"
+
+
+def _box_reason(box: Box | None, cpus: int, memory: int) -> str | None:
+    if box is None:
+        return None
+    if box.cpus is not None and cpus > box.cpus:
+        return f"CPUs busy: needs {cpus} core(s), {box.cpus} of {box.cpus_total} free"
+    if box.memory is not None and memory > box.memory:
+        return (f"memory busy: needs {fmt_bytes(memory)}, {fmt_bytes(max(0, box.memory))} of "
+                f"{fmt_bytes(box.memory_total or 0)} free")
+    return None
+
+
 def plan(
     queue: Iterable[tuple],
     free: list[FreeDevice],
@@ -49,33 +94,64 @@ def plan(
     best_effort: bool = False,
     match_type: bool = False,
     cpu_slots: bool = False,
+    box: Box | None = None,
+    why: dict[str, str] | None = None,
+    busy_note: str = "",
 ) -> list[Admission]:
     """Admissions for one pass.
 
-    queue: (run id, devices needed, profile, wanted gpu type[, learners]) in queue order.
+    queue: (run id, devices needed, profile, wanted gpu type[, learners[, cores, memory bytes]]) in
+    queue order.
     free: devices nobody holds. room: devices each profile may still take (None = no tier limit);
     a mapping that may compute missing profiles on demand.
     match_type: only hand a run devices of its `gpu_type` (real GPUs; cpu slots stand in for any).
     cpu_slots: the devices are cpu slots; a run that asks for no GPU then holds one slot per learner
     (what it is billed for), so it shows as assigned and busy; tiers count GPUs, not these slots.
+    box: the cores and memory left; every run, whatever its GPUs, waits until its own fit (and
+    takes them from `box` when admitted).
+    why: filled with the reason each run looked at but not admitted waits (the first WHY_LIMIT);
+    busy_note: who holds the busy GPUs, added to a "GPUs busy" reason.
     """
     free = list(free)
     spent: dict[str, int] = {}
     out: list[Admission] = []
+
+    def wait(run_id: str, reason: str) -> None:
+        if why is not None and len(why) < WHY_LIMIT:
+            why[run_id] = reason
+
+    def take(cpus: int, memory: int) -> None:
+        if box is not None:
+            if box.cpus is not None:
+                box.cpus -= cpus
+            if box.memory is not None:
+                box.memory -= memory
+
     for item in queue:
         run_id, need, profile, want = item[:4]
+        cpus = int(item[5]) if len(item) > 6 else 0
+        memory = int(item[6]) if len(item) > 6 else 0
         limit = room[profile]
         if limit is not None:
             limit -= spent.get(profile, 0)
+        short = _box_reason(box, cpus, memory)
+        if short is not None:
+            wait(run_id, short)
+            if not best_effort:
+                break
+            continue
         if need == 0:
             if not cpu_slots:
+                take(cpus, memory)
                 out.append(Admission(run_id, ()))
                 continue
             slots = max(1, item[4] if len(item) > 4 else 1)
             if slots <= len(free):
                 taken, free = free[:slots], free[slots:]
+                take(cpus, memory)
                 out.append(Admission(run_id, tuple(d.uuid for d in taken)))
                 continue
+            wait(run_id, f"cpu slots busy: needs {slots}, {len(free)} free")
             if not best_effort or not free:
                 break
             continue
@@ -88,8 +164,15 @@ def plan(
             taken = {d.uuid for d in chosen}
             free = [d for d in free if d.uuid not in taken]
             spent[profile] = spent.get(profile, 0) + need
+            take(cpus, memory)
             out.append(Admission(run_id, tuple(d.uuid for d in chosen)))
             continue
+        if limit is not None and need > limit:
+            wait(run_id, f"tier limit: profile {profile} may take {max(0, limit)} more GPU(s), "
+                         f"this run needs {need}")
+        else:
+            kind = f"{want} GPUs" if match_type and want else ("cpu slots" if not match_type else "GPUs")
+            wait(run_id, f"{kind} busy: needs {need}, {len(pool)} free" + (f" ({busy_note})" if busy_note else ""))
         if not best_effort:
             break
         if not free:

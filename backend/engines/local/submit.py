@@ -8,6 +8,7 @@ ONE transaction, so a sweep is recorded whole or not at all.
 """
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
 import string
@@ -59,6 +60,7 @@ def resolve_framework(config, framework) -> str:
 def check_fits(engine, manifest) -> None:
     """C104 with the numbers when the request exceeds the tier or the machine, ever."""
     backend = engine.backend
+    _check_box(backend, manifest)
     need = manifest.gpus * manifest.learners
     if need == 0:
         return
@@ -81,6 +83,25 @@ def check_fits(engine, manifest) -> None:
         raise BadInput(
             f"{manifest.name}: needs {need} GPU(s) ({manifest.gpus} x {manifest.learners} learner(s)) "
             f"but this machine has {len(pool)} {what}", code=ErrorCode.NEVER_FITS.value)
+
+
+def _check_box(backend, manifest) -> None:
+    """The cores and memory a run holds must fit what this machine lets runs hold, ever."""
+    from .limits import capacity, cores_per_learner
+    from .scheduler import fmt_bytes
+
+    cap = capacity(backend.profile)
+    cores = cores_per_learner(manifest.cpus) * manifest.learners
+    if cores > len(cap.cores):
+        raise BadInput(
+            f"{manifest.name}: needs {cores} core(s) ({manifest.cpus} x {manifest.learners} learner(s)) "
+            f"but runs here may hold {len(cap.cores)}", code=ErrorCode.NEVER_FITS.value)
+    memory = manifest.memory_bytes * manifest.learners
+    if cap.memory and memory > cap.memory:
+        raise BadInput(
+            f"{manifest.name}: needs {fmt_bytes(memory)} of memory ({manifest.memory} x "
+            f"{manifest.learners} learner(s)) but runs here may hold {fmt_bytes(cap.memory)}",
+            code=ErrorCode.NEVER_FITS.value)
 
 
 def _check_secrets(config, manifest) -> None:
@@ -153,11 +174,13 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
         trials = deps.expand_sweep(m)
         prepared.append((Path(path), m, Path(path).read_text(), python, trials))
     from . import sweeps
+    from .limits import cores_per_learner
 
     if not request.dry_run:  # refused over budget before anything is written
         from ...budget import check_budget
 
         check_budget(backend, [(m, len(trials)) for _p, m, _t, _py, trials in prepared], engine=engine)
+    after = resolve_after(engine, request, prepared)
     experiments, policies = sweeps.assign_experiments(
         None if request.dry_run else engine.conn, request.experiment, [p[1] for p in prepared])
 
@@ -196,7 +219,13 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
                     "max_model_bytes": max_bytes, "max_unpacked_bytes": max_unpacked,
                     "manifest_path": manifest_path, "model_source": model_source,
                     "manifest_name": m.name,
+                    # Cores and memory held while it runs, per learner and in all (limits.py).
+                    "cpus": tm.cpus, "memory": tm.memory_bytes,
+                    "cpus_total": cores_per_learner(tm.cpus) * tm.learners,
+                    "memory_total": tm.memory_bytes * tm.learners,
+                    "max_retries": m.max_retries,
                 }
+                spec.update(_gates(after[k], request))
                 name = request.name or m.name
                 if len(trials) > 1:
                     name = f"{name}-{i + 1}"
@@ -222,7 +251,65 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
         for row in rows:
             db.insert_run(conn, row, seq)
         sweeps.record_policies(conn, policies, now)
+    remember_submission(engine, [r["id"] for r in rows])
     return sweeps.recorded_runs(engine, [r["id"] for r in rows])  # as recorded: QUEUED, positions
+
+
+LAST_SUBMIT = "last-submit.json"  # the run ids of this home's last submission (`submit --after @`)
+
+
+def remember_submission(engine, ids: list[str]) -> None:
+    from ...paths import write_private
+
+    write_private(engine.backend.paths.state_dir / LAST_SUBMIT, json.dumps(ids))
+
+
+def last_submission(engine) -> list[str]:
+    try:
+        ids = json.loads((engine.backend.paths.state_dir / LAST_SUBMIT).read_text())
+    except (OSError, ValueError):
+        ids = []
+    if not ids:
+        raise BadInput("--after @: nothing has been submitted from this home yet")
+    return list(ids)
+
+
+def resolve_after(engine, request: SubmitRequest, prepared: list) -> list[list[str]]:
+    """Each manifest's prerequisites (its `depends_on` and `--after`), checked to exist and not to
+    have failed already; "@" is the last submission."""
+    common: list[str] = []
+    for ref in request.after:
+        common += last_submission(engine) if ref == "@" else [ref]
+    out = []
+    for path, m, *_ in prepared:
+        ids = list(dict.fromkeys([*m.depends_on, *common]))
+        for rid in ids:
+            where = f"{path}: depends_on" if rid in m.depends_on else "--after"
+            row = engine.conn.execute("SELECT state, error_code FROM runs WHERE id = ?", (rid,)).fetchone()
+            if row is None:
+                raise BadInput(f"{where}: no run {rid!r}", code=ErrorCode.BAD_MANIFEST.value)
+            if row[0] in (RunState.FAILED.value, RunState.HALTED.value):
+                raise BadInput(f"{where}: {rid} already ended {row[0]}"
+                               f"{f' ({row[1]})' if row[1] else ''}; this run could never start",
+                               code=ErrorCode.DEPENDENCY_FAILED.value)
+        out.append(ids)
+    return out
+
+
+def _gates(after: list[str], request: SubmitRequest) -> dict[str, Any]:
+    """The spec keys that keep a run queued until its gates open (the agent opens them)."""
+    out: dict[str, Any] = {}
+    wait: dict[str, Any] = {}
+    if after:
+        out["depends_on"] = after
+        wait["after"] = after
+    if request.hold:
+        wait["hold"] = True
+    if request.begin_at is not None and request.begin_at > clock.time():
+        wait["begin_at"] = request.begin_at
+    if wait:
+        out["wait"] = wait
+    return out
 
 
 def rerun(engine, run_id: str) -> list[Run]:
@@ -231,6 +318,8 @@ def rerun(engine, run_id: str) -> list[Run]:
     old = db.get_row(engine.conn, run_id)
     rid = new_run_id()
     spec = dict(old["spec"], model_key=f"{rid}/_submitted_code/model.zip")
+    for gate in ("wait", "depends_on"):  # its prerequisites were met for the first one
+        spec.pop(gate, None)
     backend = engine.backend
     if old["profile"] != backend.profile.name:
         backend = backend.__class__(config=backend.config, profile=backend.config.profile(old["profile"]),

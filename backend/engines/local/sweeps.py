@@ -27,7 +27,7 @@ from typing import Any
 from backend import clock
 from ...experiments import median_stop
 from ...runs import ErrorCode, RunState
-from .scheduler import queue_cursor
+from .scheduler import ADMIT_COLS, GATE_FILTER, queue_cursor
 
 log = logging.getLogger("dlaas.agent")
 SCHEMA = (
@@ -183,7 +183,7 @@ def capped_queue(conn, *, best_effort: bool, free: int, room: dict[str, int]) ->
         yield from queue_cursor(conn, best_effort=best_effort, free=free)
         return
     full = [e for e, n in room.items() if n <= 0]
-    sql = ("SELECT id, gpus * learners, profile, gpu_type, experiment, learners FROM runs WHERE state = 'QUEUED'")
+    sql = f"SELECT {ADMIT_COLS}, experiment FROM runs WHERE state = 'QUEUED' AND {GATE_FILTER}"
     args: list[Any] = []
     if best_effort:
         sql += " AND gpus * learners <= ?"
@@ -195,12 +195,12 @@ def capped_queue(conn, *, best_effort: bool, free: int, room: dict[str, int]) ->
     left = dict(room)
     cur = conn.execute(sql, args)
     try:
-        for rid, need, profile, gtype, exp, learners in cur:
+        for *row, exp in cur:
             if exp in left:
                 if left[exp] <= 0:
                     continue
                 left[exp] -= 1
-            yield rid, need, profile, gtype, learners
+            yield tuple(row)
     finally:
         cur.close()
 

@@ -1,0 +1,242 @@
+"""The local engine next to gflow (PyPI `runqd`: gbatch, gqueue, gflowd), a single-node scheduler.
+
+Same machine, same moment, medians of a few repetitions; each dlaas-tui figure is printed next to
+its target and gflow's figure:
+  submit one job, wall clock         target <= 0.15 s   (`dlaas-tui submit` vs `gbatch`)
+  submit -> the command starts       no worse than before (the command stamps the time it began)
+  listing 200 jobs                   (`dlaas-tui runs` vs `gqueue -a`)
+  listing 600 runs                   target <= 0.08 s
+  idle memory of agent / daemon      target <= 30 MB   (VmRSS)
+gflow runs in a throwaway HOME on its own port; its jobs run in tmux login shells, so that HOME's
+.bash_profile puts gcancel on PATH (its jobs call it) and jobs are submitted with --auto-close.
+Everything started is stopped by pid. Skipped (exit 0, said so) when runqd or tmux is missing.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+BIN = Path(sys.executable).parent
+REPS = 5
+
+
+def line(label: str, ours: float, unit: str, target: str, gflow: float | None) -> None:
+    anchor = "-" if gflow is None else f"{gflow:.3f} {unit}"
+    print(f"{label:34} {ours:8.3f} {unit:3} target {target:10} gflow {anchor}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    for ln in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if ln.startswith("VmRSS:"):
+            return int(ln.split()[1]) / 1024
+    return float("nan")
+
+
+def wait_stamp(stamp: Path, timeout: float = 60) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            text = stamp.read_text().strip()
+        except OSError:
+            text = ""
+        if text:
+            return float(text)
+        time.sleep(0.002)
+    raise SystemExit(f"{stamp}: the command did not start within {timeout} s")
+
+
+class Gflow:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.home = root / "home"
+        for d in ("home", "config", "data", "state", "run", "tmux"):
+            (root / d).mkdir(parents=True, exist_ok=True)
+        path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+        # Jobs run in tmux login shells, where /etc/profile resets PATH: put gcancel back.
+        for rc in (".bash_profile", ".bashrc", ".profile"):
+            (self.home / rc).write_text(f'export PATH="{path}"\n')
+        self.env = {**os.environ, "HOME": str(self.home), "XDG_CONFIG_HOME": str(root / "config"),
+                    "XDG_DATA_HOME": str(root / "data"), "XDG_STATE_HOME": str(root / "state"),
+                    "XDG_RUNTIME_DIR": str(root / "run"), "TMUX_TMPDIR": str(root / "tmux"), "PATH": path}
+        self.env.pop("TMUX", None)
+        self.pid: int | None = None
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run([str(BIN / args[0]), *args[1:]], env=self.env, capture_output=True,
+                              text=True, check=check, cwd=self.root, timeout=60)
+
+    def start(self) -> None:
+        self.run("gflowd", "init", "--yes", "--force", "--port", str(free_port()), "--timezone", "UTC")
+        self.run("gflowd", "start")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            out = self.run("gflowd", "status", check=False).stdout
+            for ln in out.splitlines():
+                if ln.startswith("PID:"):
+                    self.pid = int(ln.split()[1])
+            if self.pid and self.run("gqueue", "-a", check=False).returncode == 0:
+                return
+            time.sleep(0.1)
+        raise SystemExit("gflowd did not start")
+
+    def stop(self) -> None:
+        self.run("gflowd", "stop", check=False)
+        tmux = subprocess.run(["tmux", "display", "-p", "#{pid}"], env=self.env, capture_output=True,
+                              text=True)
+        if tmux.returncode == 0 and tmux.stdout.strip().isdigit():
+            try:
+                os.kill(int(tmux.stdout.strip()), signal.SIGTERM)  # the tmux server of this HOME only
+            except ProcessLookupError:
+                pass
+
+
+def dlaas_env(home: Path) -> dict[str, str]:
+    return {**os.environ, "DLAAS_HOME": str(home),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+
+
+def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dlaas_tui", *args], env=env, cwd=REPO,
+                          capture_output=True, text=True, check=True, timeout=120)
+
+
+def fill(home: Path, n: int) -> None:
+    """n runs in the ledger, a third finished: the shape of a listing after a day's work."""
+    old = os.environ.get("DLAAS_HOME")
+    os.environ["DLAAS_HOME"] = str(home)
+    try:
+        from backend.engines.local import db
+        from backend.engines.local.engine import seal_run
+
+        conn = db.connect(home / "state" / "state.db")
+        t0 = time.time() - n
+        with db.write(conn):
+            seq = db.next_seq(conn)
+            for i in range(n):
+                state = "COMPLETED" if i % 3 == 0 else "QUEUED"
+                db.insert_run(conn, {
+                    "id": f"training-f{n:03d}{i:04d}", "name": f"fill-{i}", "profile": "local",
+                    "state": state, "priority": "normal", "prio": 0, "submitted_at": t0 + i,
+                    "gpus": 64, "learners": 1,  # waiting for GPUs the box lacks: the agent stays idle
+                    "spec": {"command": "true"}, "results_bucket": "bench",
+                    "cost_micro": 833 if state == "COMPLETED" else None,
+                }, seq)
+        for (rid,) in conn.execute("SELECT id FROM runs WHERE state = 'COMPLETED'").fetchall():
+            seal_run(conn, rid)
+        conn.close()
+    finally:
+        if old is None:
+            os.environ.pop("DLAAS_HOME", None)
+        else:
+            os.environ["DLAAS_HOME"] = old
+
+
+def main() -> int:
+    if not (BIN / "gbatch").exists() or shutil.which("tmux") is None:
+        print("skipped: gflow (pip install runqd, the bench extra) or tmux is missing")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="dlaas-bench-sched-") as d:
+        tmp = Path(d)
+        gf = Gflow(tmp / "gflow")
+        home = tmp / "home"
+        (home / "store" / "bench-data").mkdir(parents=True)
+        (home / "config.toml").write_text('[profiles.local]\ncpu_slots = 2\n')
+        os.chmod(home / "config.toml", 0o600)
+        env = dlaas_env(home)
+        model = tmp / "model"
+        model.mkdir()
+        (model / "train.py").write_text("print('hi')\n")
+        stamp = tmp / "stamp"
+        manifest = tmp / "manifest.yaml"
+        manifest.write_text(
+            "name: latency\ngpus: 0\n"
+            "data_stores:\n  - id: d\n    type: local\n    training_data: {container: bench-data}\n"
+            "    training_results: {container: bench-results}\n"
+            f"framework:\n  name: python\n  command: date +%s.%N > {stamp}\n")
+        job = tmp / "job.sh"
+        job.write_text(f"#!/bin/sh\ndate +%s.%N > {stamp}\n")
+        job.chmod(0o755)
+        try:
+            gf.start()
+            cli(env, "agent", "start")
+            from backend.engines.local.control import agent_pid
+
+            figures: dict[str, tuple[list[float], list[float]]] = {"submit": ([], []), "start": ([], [])}
+            for _ in range(REPS):
+                for who in ("gflow", "dlaas"):
+                    stamp.unlink(missing_ok=True)
+                    t0 = time.time()
+                    t = time.perf_counter()
+                    if who == "gflow":
+                        gf.run("gbatch", "--auto-close", str(job))
+                    else:
+                        cli(env, "submit", str(manifest), "--model", str(model))
+                    wall = time.perf_counter() - t
+                    began = wait_stamp(stamp) - t0
+                    k = 0 if who == "dlaas" else 1
+                    figures["submit"][k].append(wall)
+                    figures["start"][k].append(began)
+            # Let both go idle before the memory figures (runs end, gflow's jobs close).
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and "PROCESSING" in cli(env, "runs").stdout:
+                time.sleep(0.1)
+            time.sleep(1.0)
+            rss_agent = rss_mb(agent_pid(home / "state"))
+            rss_gflow = rss_mb(gf.pid) if gf.pid else float("nan")
+            # Listing: 200 jobs each (gflow's held back by --begin so they stay queued), then 600 runs.
+            for _ in range(200 - REPS):
+                gf.run("gbatch", "--begin", "now+1d", str(job))
+            fill(home, 200 - REPS)
+            lists: dict[str, list[float]] = {"gqueue": [], "runs200": [], "runs600": []}
+            for _ in range(REPS):
+                t = time.perf_counter()
+                out = gf.run("gqueue", "-a").stdout
+                lists["gqueue"].append(time.perf_counter() - t)
+                t = time.perf_counter()
+                cli(env, "runs")
+                lists["runs200"].append(time.perf_counter() - t)
+            assert out.count("\n") >= 200, out[-500:]
+            fill(home, 400)
+            for _ in range(REPS):
+                t = time.perf_counter()
+                cli(env, "runs")
+                lists["runs600"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            for _ in range(REPS):
+                subprocess.run([sys.executable, "-c", "pass"], check=True)
+            floor = (time.perf_counter() - t) / REPS
+        finally:
+            gf.stop()
+            from backend.engines.local.control import agent_pid
+
+            pid = agent_pid(home / "state")
+            if pid and pid > 0:
+                os.kill(pid, signal.SIGTERM)
+        med = statistics.median
+        print(f"(medians of {REPS}; python -c pass: {floor:.3f} s)")
+        line("submit one job, wall clock", med(figures["submit"][0]), "s", "<= 0.15 s", med(figures["submit"][1]))
+        line("submit -> the command starts", med(figures["start"][0]), "s", "<= today", med(figures["start"][1]))
+        line("listing 200 jobs (runs / gqueue -a)", med(lists["runs200"]), "s", "-", med(lists["gqueue"]))
+        line("listing 600 runs (runs)", med(lists["runs600"]), "s", "<= 0.08 s", None)
+        line("idle RSS, agent / gflowd", rss_agent, "MB", "<= 30 MB", rss_gflow)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
