@@ -50,6 +50,15 @@ def test_zero_gpu_runs_hold_a_cpu_slot_where_slots_are_the_devices():
     assert [a.run_id for a in plan(queue[:1], CPU[:1], {"local": 0}, cpu_slots=True)] == ["a"]
 
 
+def test_a_gpu_less_run_with_more_learners_than_the_box_has_slots_still_starts():
+    # Two learners asking for no GPU on a one-slot box: they share the one slot rather than wait forever.
+    queue = [("ddp", 0, "local", None, 2)]
+    got = plan(queue, CPU[:1], {"local": None}, cpu_slots=True, slot_count=1)
+    assert [(a.run_id, a.devices) for a in got] == [("ddp", ("cpu:0",))]
+    # with the slot taken by another run, it waits its turn as any other run does
+    assert plan(queue, [], {"local": None}, cpu_slots=True, slot_count=1) == []
+
+
 def test_cores_and_memory_queue_runs_whatever_their_gpus():
     from backend.engines.local.scheduler import Box
 

@@ -383,7 +383,7 @@ class Agent:
             why = {}
             cur = self.sweeps.queue(best_effort=best_effort, free=len(free))  # parallel caps
             todo = plan(cur, free, room, best_effort=best_effort, match_type=nvml_gpus,
-                        cpu_slots=bool(devices) and not nvml_gpus, box=box, why=why,
+                        cpu_slots=bool(devices) and not nvml_gpus, slot_count=len(devices), box=box, why=why,
                         busy_note=self._busy_note(devices, held))
             cur.close()
             retry = False

@@ -94,6 +94,7 @@ def plan(
     best_effort: bool = False,
     match_type: bool = False,
     cpu_slots: bool = False,
+    slot_count: int | None = None,
     box: Box | None = None,
     why: dict[str, str] | None = None,
     busy_note: str = "",
@@ -107,6 +108,8 @@ def plan(
     match_type: only hand a run devices of its `gpu_type` (real GPUs; cpu slots stand in for any).
     cpu_slots: the devices are cpu slots; a run that asks for no GPU then holds one slot per learner
     (what it is billed for), so it shows as assigned and busy; tiers count GPUs, not these slots.
+    slot_count: how many cpu slots the box has in all: a GPU-less run's learners beyond it share
+    the slots it holds (it needs no device, so it must never wait for one that does not exist).
     box: the cores and memory left; every run, whatever its GPUs, waits until its own fit (and
     takes them from `box` when admitted).
     why: filled with the reason each run looked at but not admitted waits (the first WHY_LIMIT);
@@ -146,6 +149,8 @@ def plan(
                 out.append(Admission(run_id, ()))
                 continue
             slots = max(1, item[4] if len(item) > 4 else 1)
+            if slot_count:
+                slots = min(slots, slot_count)
             if slots <= len(free):
                 taken, free = free[:slots], free[slots:]
                 take(cpus, memory)
