@@ -91,12 +91,12 @@ async def test_q_goes_back_from_sub_screens_and_quits_only_from_home(size):
     app, _clock, engine = make_app(30, poll_interval=60)
     async with app.run_test(size=size) as pilot:
         await loaded(pilot)
-        assert "? Help" in footer(app) and ": Command" in footer(app)
+        await wait_for(pilot, lambda: "? Help" in footer(app) and ": Command" in footer(app), 30)
 
         await pilot.press("l")  # a run's Logs tab, where `less` habit presses q
         await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen))
         await pilot.pause(0.2)
-        assert "? Help" in footer(app) and ": Command" in footer(app) and "q Back" in footer(app)
+        await wait_for(pilot, lambda: "? Help" in footer(app) and ": Command" in footer(app) and "q Back" in footer(app), 30)
         await pilot.press("q")
         await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
         assert app.is_running
