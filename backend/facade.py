@@ -288,17 +288,10 @@ class Backend:
         own = getattr(self.engine, "cost", None)
         if callable(own):
             return own(run_id)
-        from .cost import PriceTable, billable_devices, run_cost
+        from .cost import Meter
 
         run = self.engine.get_run(run_id)
-        return run_cost(
-            self.engine.events(run_id),
-            run.gpu_type,
-            billable_devices(run.gpus),
-            PriceTable.from_config(self.config),
-            utcnow(),
-            self.config.billing.minimum_seconds,
-        )
+        return Meter.from_config(self.config).bill_run(run, self.engine.events(run_id), utcnow())
 
     def close(self) -> None:
         if self._engine is not None:

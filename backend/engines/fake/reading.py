@@ -6,7 +6,7 @@ import copy
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from ...cost import CostBreakdown, billable_devices, run_cost
+from ...cost import CostBreakdown, Meter
 from ...runs import Run
 from .lifecycle import S, _Rec
 
@@ -46,10 +46,7 @@ class Reading:
     def _cost_micro(self, rec: _Rec) -> int | None:
         # Cost moves with time only while billed; otherwise it changes only with a new event.
         if rec.run.state.billed or rec.cost_key != len(rec.events):
-            cost = run_cost(
-                rec.events, rec.run.gpu_type, billable_devices(rec.need), self.prices, self.clock.now(),
-                self.minimum_seconds,
-            )
+            cost = self._bill(rec)
             rec.cost_micro, rec.cost_key = cost.total_micro, len(rec.events)
         return rec.cost_micro
 
@@ -57,11 +54,10 @@ class Reading:
         """The cost breakdown (for the UI's Cost tab)."""
         with self._lock:
             self._tick()
-            rec = self._rec(run_id)
-            return run_cost(
-                rec.events, rec.run.gpu_type, billable_devices(rec.need), self.prices, self.clock.now(),
-                self.minimum_seconds,
-            )
+            return self._bill(self._rec(run_id))
+
+    def _bill(self, rec: _Rec) -> CostBreakdown:
+        return Meter(self.prices, self.minimum_seconds).bill_run(rec.run, rec.events, self.clock.now())
 
     def _follow(self, run_id: str, learner: int, index: int, follow: bool) -> Iterator[str]:
         while True:

@@ -77,7 +77,7 @@ class KubernetesEngine(Submitting):
         self.workload_version = "v1beta2"  # settled by discovery on the first read (`_workloads`)
         self._served: dict[str, tuple[str, ...]] = {}  # API group -> versions served, from discovery
         self._manifests: dict[str, str] = {}
-        self._prices: Any = None
+        self._meter: Any = None
         self._submitting: set[str] = set()
         self._devices_read: set[str] = set()
         self._registered: dict[str, datetime] = {}  # when a run entered the ledger (its Job existed by then)
@@ -228,6 +228,9 @@ class KubernetesEngine(Submitting):
         new: list[RunEvent] = []
         seen = set()
         with self._lock:
+            # What the cluster said holds as of the listing: a live cost runs to then, not to later,
+            # when the Job may already have ended at a time the next listing will report.
+            self._as_of = listed_at
             for job in jobs:
                 run_id = job["metadata"]["name"]
                 seen.add(run_id)
@@ -327,7 +330,8 @@ class KubernetesEngine(Submitting):
             run.queue_position = None
         if obs.state != RunState.QUEUED:
             run.queue_position = None
-        run.cost_micro_usd = self._cost(run, now)
+        as_of = getattr(self, "_as_of", None)
+        run.cost_micro_usd = self._cost(run, min(now, as_of) if as_of else now)
         if obs.state.terminal and obs.state != RunState.HALTED:
             self._final_metrics(run)
         # Only real changes reach the ledger, so `changes(cursor)` stays quiet for quiet runs.
@@ -339,13 +343,11 @@ class KubernetesEngine(Submitting):
         return out
 
     def _cost(self, run: Run, now: Any) -> int | None:
-        from backend.cost import PriceTable, billable_devices, run_cost
+        from backend.cost import Meter
 
-        if self._prices is None:
-            self._prices = PriceTable.from_config(self.config)
-        cost = run_cost(self.ledger.events(run.id), run.gpu_type, billable_devices(run.gpus), self._prices, now,
-                        self.config.billing.minimum_seconds)
-        return cost.total_micro
+        if self._meter is None:
+            self._meter = Meter.from_config(self.config)
+        return self._meter.bill_run(run, self.ledger.events(run.id), now).total_micro
 
     def _final_metrics(self, run: Run) -> None:
         from backend.metrics import last_values, primary_metric
