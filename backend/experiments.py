@@ -198,14 +198,21 @@ def estimate_cost(
 
 @dataclass(frozen=True)
 class BudgetStatus:
+    """A profile's budgets and what counts against them: spent (the runs' cost so far, today and this
+    month, UTC) plus committed (what every queued and running run is estimated to cost still: its
+    estimate less what it has already spent). A submission is refused when spent + committed + its
+    own estimate would exceed a budget."""
+
     daily_limit: float | None
     monthly_limit: float | None
     spent_today: float
     spent_month: float
+    committed: float = 0.0
+    unestimated: int = 0  # active runs whose cost cannot be estimated (unpriced, or no duration known)
 
     def fraction_used(self) -> float:
         fractions = [
-            spent / limit
+            (spent + self.committed) / limit
             for spent, limit in ((self.spent_today, self.daily_limit), (self.spent_month, self.monthly_limit))
             if limit
         ]
@@ -213,11 +220,27 @@ class BudgetStatus:
 
     @property
     def warning(self) -> str | None:
-        """Said in the TUI header at 80 % of a budget."""
+        """Said in the TUI header at 80 % of a budget (spent and committed together)."""
         used = self.fraction_used()
         if used >= 0.8:
-            return f"budget {used:.0%} used (today ${self.spent_today:,.2f}, month ${self.spent_month:,.2f})"
+            return (f"budget {used:.0%} used (today ${self.spent_today:,.2f}, month ${self.spent_month:,.2f}, "
+                    f"committed ${self.committed:,.2f})")
         return None
+
+    def windows(self) -> list[tuple[str, float, float]]:
+        """(label, limit, spent) for each budget set."""
+        return [(label, limit, spent) for label, limit, spent in (
+            ("daily", self.daily_limit, self.spent_today), ("monthly", self.monthly_limit, self.spent_month))
+            if limit is not None]
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"committed_usd": self.committed, "unestimated_runs": self.unestimated}
+        for label, limit, spent in (("daily", self.daily_limit, self.spent_today),
+                                    ("monthly", self.monthly_limit, self.spent_month)):
+            out[label] = None if limit is None else {
+                "budget_usd": limit, "spent_usd": spent, "committed_usd": self.committed,
+                "left_usd": max(0.0, limit - spent - self.committed)}
+        return out
 
     def check(self, estimate: CostEstimate) -> None:
         """Refuse a submission whose estimate exceeds what is left, with the figures."""
@@ -228,17 +251,12 @@ class BudgetStatus:
 
     def check_total(self, total: float, detail: str = "") -> None:
         """As `check`, for the sum of several estimates (`detail` says how it was reached)."""
-        for label, limit, spent in (
-            ("daily", self.daily_limit, self.spent_today),
-            ("monthly", self.monthly_limit, self.spent_month),
-        ):
-            if limit is None:
-                continue
-            left = max(0.0, limit - spent)
-            if total > left:
+        for label, limit, spent in self.windows():
+            if spent + self.committed + total > limit + 1e-9:
                 raise BadInput(
-                    f"over the {label} budget: this submission is estimated at ${total:,.2f} "
-                    f"but only ${left:,.2f} of ${limit:,.2f} is left (spent ${spent:,.2f})"
+                    f"over the {label} budget: spent ${spent:,.2f} + committed ${self.committed:,.2f} "
+                    f"+ this submission ${total:,.2f} = ${spent + self.committed + total:,.2f}, "
+                    f"but the {label} budget is ${limit:,.2f}; nothing was queued"
                     + (f" [{detail}]" if detail else "")
                 )
 

@@ -170,18 +170,29 @@ def estimate_manifest(backend: Backend, manifest: Manifest) -> CostEstimate:
 
 
 def budget_status(backend: Backend, runs: list[Run] | None = None) -> BudgetStatus | None:
-    """Spend against the profile's budget (from `runs` when given); None when no budget is set."""
-    budget = backend.profile.budget
-    if budget.daily_usd is None and budget.monthly_usd is None:
-        return None
+    """Spent and committed against the profile's budget (from `runs` when given, else the engine's);
+    None when no budget is set."""
     if runs is None:
         from .budget import budget_status as status
 
         return status(backend)
-    from .experiments import BudgetStatus, spend
+    from .budget import status_from_runs
 
-    today, month = spend(runs, utcnow())
-    return BudgetStatus(budget.daily_usd, budget.monthly_usd, today, month)
+    return status_from_runs(backend, runs, utcnow())
+
+
+def committed_usd(backend: Backend, runs: list[Run]) -> float:
+    """What the queued and running runs among `runs` are estimated to cost still (USD)."""
+    from .budget import committed_micro
+    from .cost import Meter
+
+    return committed_micro(runs, Meter.from_config(backend.config))[0] / 1_000_000
+
+
+def budget_lines(status: BudgetStatus | None) -> list[str]:
+    from .budget import budget_lines as lines
+
+    return lines(status)
 
 
 def describe_budget(status: BudgetStatus | None, estimate_usd: float | None = None) -> str:

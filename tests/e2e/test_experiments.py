@@ -190,6 +190,33 @@ def test_parallel_caps_and_max_failed_stops_launching(home, tmp_path, cli):
 
 
 @pytest.mark.slow
+def test_budget_counts_what_queued_and_running_runs_have_committed(home, tmp_path, cli):
+    """A $6 sweep is taken; a second $6 sweep against a $10 budget is refused while the first still
+    holds its money, with spent, committed, the estimate and the budget, and nothing is queued."""
+    configure(home, "[profiles.local]\ncpu_slots = 1\nbudget = { daily_usd = 10.0 }\n"
+                    "[prices]\ncpu = 360.0\n[billing]\nminimum_seconds = 0\n")  # $0.10 a second
+    # two trials x 30 s of max_duration x $0.10/s = $6 a sweep
+    sweep = {"parameters": {"i": {"values": [1, 2]}}, "parallel": 1}
+    first = sweep_manifest(tmp_path, "first", "sleep 30", sweep, max_duration="30s")
+    taken = submit_json(cli, str(first))
+    assert len(taken) == 2
+    budget = json.loads(cli("budget", "--json").stdout)["budget"]
+    daily = budget["daily"]
+    assert daily["budget_usd"] == 10.0
+    assert daily["spent_usd"] + daily["committed_usd"] == pytest.approx(6.0, abs=0.01)
+    second = sweep_manifest(tmp_path, "second", "sleep 30", sweep, max_duration="30s")
+    res = cli("submit", str(second))
+    assert res.returncode == 2, res.stdout
+    assert "over the daily budget" in res.stderr and "committed $" in res.stderr
+    assert "this submission $6.00" in res.stderr and "budget is $10.00" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert {r["id"] for r in runs_json(cli)} == {r["id"] for r in taken}
+    text = cli("budget")
+    assert text.returncode == 0 and "committed $" in text.stdout and "$10.00" in text.stdout
+    assert cli("halt", *[r["id"] for r in taken]).returncode == 0
+
+
+@pytest.mark.slow
 def test_budget_refusal_with_the_figures_and_the_estimate_in_dry_run(home, tmp_path, cli):
     configure(home, "[profiles.local]\ncpu_slots = 2\nbudget = { daily_usd = 1.0 }\n"
                     "[prices]\ncpu = 2.0\n")

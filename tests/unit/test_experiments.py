@@ -91,11 +91,23 @@ def test_estimate_from_max_duration_and_history():
 
 def test_budget_refuses_with_figures_and_warns_at_80_percent():
     status = BudgetStatus(daily_limit=50, monthly_limit=500, spent_today=45, spent_month=100)
-    with pytest.raises(BadInput, match=r"over the daily budget: .*\$6.88 .*only \$5.00 of \$50.00 is left"):
+    with pytest.raises(BadInput, match=r"over the daily budget: spent \$45.00 \+ committed \$0.00 "
+                                      r"\+ this submission \$6.88 = \$51.88, but the daily budget is \$50.00"):
         status.check(estimate_cost(1, 1, 6.88, 3600))
     status.check(estimate_cost(1, 1, 4.10, 3600))
     assert "90%" in status.warning
     assert BudgetStatus(50, None, 10, 10).warning is None
+
+
+def test_committed_money_counts_against_the_budget():
+    status = BudgetStatus(daily_limit=10, monthly_limit=None, spent_today=1, spent_month=1, committed=5)
+    with pytest.raises(BadInput, match=r"spent \$1.00 \+ committed \$5.00 \+ this submission \$6.00 = \$12.00"):
+        status.check_total(6.0)
+    status.check_total(4.0)  # exactly what is left fits
+    assert status.to_json()["daily"] == {"budget_usd": 10, "spent_usd": 1, "committed_usd": 5, "left_usd": 4}
+    assert status.to_json()["monthly"] is None
+    assert BudgetStatus(10, None, 1, 1, committed=5).warning is None  # 60 % used
+    assert "committed $7.00" in BudgetStatus(10, None, 1, 1, committed=7).warning
 
 
 def test_spend_counts_today_and_month():

@@ -230,6 +230,8 @@ class FakeEngine(Controls, Reading, Lifecycle):
                 results_bucket=manifest.data_store.training_results.container,
                 metric_goal=sweep_metric.goal if sweep_metric else "minimize",
                 updated_at=now,
+                manifest_name=manifest.name,
+                max_duration_s=manifest.max_duration_seconds,
             )
             rec = _Rec(
                 run=run,
