@@ -107,7 +107,7 @@ class StatusHeader(Widget):
             over = s.budget_daily_usd is not None and s.spend_today_usd >= s.budget_daily_usd
             budget = f" of ${s.budget_daily_usd:,.2f}" if s.budget_daily_usd is not None else ""
             field("today", f"{format_usd(s.spend_today_usd)}{budget}", f"bold {theme.error}" if over else "bold")
-        if s.committed_usd is not None:
+        if s.committed_usd:  # only when queued or running runs hold money
             field("committed", format_usd(s.committed_usd))
         if s.budget_warning:
             field("", f"⚠ {visible(s.budget_warning)}", f"bold {theme.warning}")
