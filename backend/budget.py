@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from .experiments import BudgetStatus, CostEstimate, estimate_cost, spend
+from .eta import manifest_key
 from .runs import Run, RunState, utcnow
 
 
@@ -68,11 +69,6 @@ def estimate_manifest(backend, manifest, runs: int | None = None, *, engine: Any
     if est.seconds_per_run is not None and est.seconds_per_run < minimum:
         est = replace(est, seconds_per_run=float(minimum))
     return est
-
-
-def manifest_key(run: Run) -> str:
-    """The manifest a run came from: its recorded manifest name, else its name less a trial suffix."""
-    return run.manifest_name or re.sub(r"-\d+$", "", run.name)
 
 
 def completed_durations(runs: Iterable[Run]) -> dict[str, list[float]]:

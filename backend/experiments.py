@@ -1,20 +1,19 @@
-"""Experiments: leaderboards, the median early-stopping rule, cost estimates, budgets and queue ETAs.
+"""Experiments: leaderboards, the median early-stopping rule, cost estimates and budgets.
 
 Pure functions over runs and metric series, shared by every engine and by the UI, so the local agent
 and the Kubernetes agent stop, rank and estimate in exactly the same way.
 """
 from __future__ import annotations
 
-import heapq
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from . import clock
 from .errors import BadInput
+from .eta import format_eta  # noqa: F401  (the one ETA model lives in backend/eta.py)
 from .runs import Run, RunState
 
 MICRO = 1_000_000
@@ -274,50 +273,6 @@ def spend(runs: Iterable[Run], now: datetime) -> tuple[float, float]:
     return day / MICRO, month / MICRO
 
 
-def queue_etas(
-    running: Sequence[tuple[int, datetime]],
-    queued: Sequence[tuple[str, int, float]],
-    capacity: int,
-    now: datetime,
-) -> dict[str, datetime]:
-    """Estimated start of each queued run, simulating the queue in admission order.
-
-    running: (devices held, expected end) of runs holding devices now; queued: (run id, devices
-    needed, expected seconds) in the order the scheduler admits them; capacity: devices the tier
-    allows at once. Runs past their expected end are taken to end now.
-    """
-    ends: list[tuple[datetime, int]] = [(max(end, now), n) for n, end in running]
-    heapq.heapify(ends)
-    free = capacity - sum(n for n, _ in running)
-    clock = now
-    etas: dict[str, datetime] = {}
-    for run_id, need, seconds in queued:
-        need = min(need, capacity) if capacity > 0 else need
-        while free < need and ends:
-            t, n = heapq.heappop(ends)
-            clock = max(clock, t)
-            free += n
-        etas[run_id] = clock
-        free -= need
-        heapq.heappush(ends, (clock + timedelta(seconds=seconds), need))
-    return etas
-
-
-def format_eta(eta: datetime | None, now: datetime | None = None) -> str:
-    """`~12m`: the tilde says it is an estimate."""
-    if eta is None:
-        return ""
-    now = now or clock.now()
-    s = max(0, int((eta - now).total_seconds()))
-    if s < 60:
-        return "~now" if s < 5 else f"~{s}s"
-    if s < 3600:
-        return f"~{s // 60}m"
-    if s < 86400:
-        return f"~{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"~{s // 86400}d{s % 86400 // 3600:02d}h"
-
-
 def experiment_summaries(runs: Iterable[Run]) -> list[dict[str, Any]]:
     """One line per experiment: counts by state, best value of the primary metric, cost."""
     groups: dict[str, list[Run]] = {}
@@ -368,6 +323,5 @@ __all__ = [
     "halt_candidates",
     "leaderboard",
     "median_stop",
-    "queue_etas",
     "spend",
 ]

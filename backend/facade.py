@@ -56,12 +56,12 @@ _LAZY = {
         "CostEstimate",
         "Leaderboard",
         "experiment_summaries",
-        "format_eta",
         "format_params",
         "halt_candidates",
         "leaderboard",
         "spend",
     ),
+    ".eta": ("format_eta",),
     ".samples_seed": ("ensure_sample_data",),
     ".preflight": ("check_for_profile", "never_fits"),
     ".store.base": (
@@ -90,12 +90,12 @@ _LAZY_NAMES = {name: module for module, names in _LAZY.items() for name in names
 if TYPE_CHECKING:
     from .config import Config, Profile, Secret, load_config  # noqa: F401
     from .cost import CostBreakdown, PriceTable, canonical_gpu_type, format_usd  # noqa: F401
+    from .eta import format_eta  # noqa: F401
     from .experiments import (  # noqa: F401
         BudgetStatus,
         CostEstimate,
         Leaderboard,
         experiment_summaries,
-        format_eta,
         format_params,
         halt_candidates,
         leaderboard,

@@ -12,7 +12,6 @@ from backend.experiments import (
     halt_candidates,
     leaderboard,
     median_stop,
-    queue_etas,
     spend,
 )
 from backend.runs import Run, RunState
@@ -114,20 +113,6 @@ def test_spend_counts_today_and_month():
     runs = [run(1), run(2)]
     runs[1].submitted_at = T0 - timedelta(days=3)
     assert spend(runs, T0) == (1.0, 2.0)
-
-
-def test_queue_etas_follow_admission_order():
-    running = [(1, T0 + timedelta(minutes=10))]
-    queued = [("a", 1, 600), ("b", 1, 600), ("c", 1, 600)]
-    etas = queue_etas(running, queued, capacity=1, now=T0)
-    assert etas == {
-        "a": T0 + timedelta(minutes=10),
-        "b": T0 + timedelta(minutes=20),
-        "c": T0 + timedelta(minutes=30),
-    }
-    two = queue_etas([], queued, capacity=2, now=T0)
-    assert two["a"] == two["b"] == T0 and two["c"] == T0 + timedelta(minutes=10)
-    assert sorted(etas, key=etas.get) == ["a", "b", "c"]
 
 
 def test_summaries_and_halt_the_rest():

@@ -111,7 +111,8 @@ class FakeEngine(Controls, Reading, Lifecycle):
         self._submitted = itertools.count()
         self._planted: list[PlantedFailure] = []
         self._closed = False
-        self._eta_cache: tuple[tuple[int, datetime], dict[str, datetime]] | None = None
+        self._eta_cache: tuple[tuple[int, datetime], dict] | None = None
+        self._model_cache: tuple[int, Any] | None = None  # (seq, DurationModel) learned from completed runs
         subscribe = getattr(self.clock, "subscribe", None)
         if subscribe:
             subscribe(self._on_clock)

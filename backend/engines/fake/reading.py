@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from datetime import datetime, timedelta
 
 from ...cost import CostBreakdown, Meter
 from ...runs import Run
@@ -21,25 +20,24 @@ class Reading:
         run.params = dict(rec.run.params)
         run.cost_micro_usd = self._cost_micro(rec)
         if run.state == S.QUEUED:
-            run.eta = self._etas().get(run.id)
+            got = self._etas().get(run.id)
+            run.eta, run.eta_bound = (got.at, got.bound) if got else (None, False)
         return run
 
-    def _etas(self) -> dict[str, datetime]:
-        """Expected admission times of the queue, recomputed only when something changed."""
+    def _etas(self):
+        """Expected admission times of the queue (backend/eta.py's model, as every engine uses),
+        recomputed only when something changed."""
+        from ...eta import DurationModel, queue_etas
+
         now = self.clock.now()
         if self._eta_cache is not None and self._eta_cache[0] == (self._seq, now):
             return self._eta_cache[1]
-        from ...experiments import queue_etas
-
-        running = []
-        for rec in self._runs.values():
-            if rec.run.state.billed and rec.run.admitted_at is not None:
-                end = rec.run.admitted_at + timedelta(seconds=sum(rec.durations.values()))
-                running.append((rec.need, end))
-        queued = [(rid, self._runs[rid].need, sum(self._runs[rid].durations.values())) for rid in self._queue]
+        runs = [rec.run for rec in self._runs.values()]
+        if self._model_cache is None or self._model_cache[0] != self._seq:
+            self._model_cache = (self._seq, DurationModel.learn(runs))
         usable = self.device_count - len(self._foreign)
         capacity = min(self.tier_gpus, usable) if self.tier_gpus else usable
-        etas = queue_etas(running, queued, capacity, now)
+        etas = queue_etas(runs, capacity=capacity, now=now, order=list(self._queue), model=self._model_cache[1])
         self._eta_cache = ((self._seq, now), etas)
         return etas
 

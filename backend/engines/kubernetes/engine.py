@@ -330,6 +330,7 @@ class KubernetesEngine(Submitting):
             run.queue_position = None
         if obs.state != RunState.QUEUED:
             run.queue_position = None
+            run.eta, run.eta_bound = None, False
         as_of = getattr(self, "_as_of", None)
         run.cost_micro_usd = self._cost(run, min(now, as_of) if as_of else now)
         if obs.state.terminal and obs.state != RunState.HALTED:
@@ -482,6 +483,36 @@ class KubernetesEngine(Submitting):
             if pos != run.queue_position or approximate != run.queue_position_approximate:
                 run.queue_position = pos
                 run.queue_position_approximate = approximate
+                self.ledger.put_run(run)
+        self._refresh_etas()
+
+    def _refresh_etas(self) -> None:
+        """Queue ETAs by backend/eta.py's model, as every engine gives them: Kueue's order, the
+        tier's GPUs (else the nodes'), learned durations. No capacity known: no ETAs."""
+        from time import monotonic
+
+        from backend.eta import queue_etas
+
+        at, capacity = getattr(self, "_eta_capacity", (0.0, 0))
+        if monotonic() - at > 60:
+            capacity = self.config.tier_gpus(self.profile)
+            if not capacity:
+                try:
+                    capacity = self.inventory().gpu_count
+                except Exception:
+                    capacity = 0
+            self._eta_capacity = (monotonic(), capacity)
+        runs = self.ledger.runs()
+        etas = queue_etas(runs, capacity=capacity, now=self.cluster_now()) if capacity else {}
+        for run in runs:
+            if run.state != RunState.QUEUED:
+                continue
+            got = etas.get(run.id)
+            eta, bound = (got.at, got.bound) if got else (None, False)
+            moved = (eta is None) != (run.eta is None) or (
+                eta is not None and run.eta is not None and abs((eta - run.eta).total_seconds()) >= 5)
+            if moved or bound != run.eta_bound:
+                run.eta, run.eta_bound = eta, bound
                 self.ledger.put_run(run)
 
     def _write_run_json(self, run: Run) -> None:
