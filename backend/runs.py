@@ -239,6 +239,7 @@ class Run:
             "queue_position": self.queue_position,
             "queue_position_approximate": self.queue_position_approximate,
             "eta": iso(self.eta),
+            "eta_upper_bound": self.eta_bound,  # eta is max_duration's bound, not a learned estimate
             "gpus": self.gpus,
             "gpu_type": self.gpu_type,
             "assigned": list(self.assigned),
