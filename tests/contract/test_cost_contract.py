@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
+from backend import clock
 from backend.cost import canonical_gpu_type
 from backend.runs import Run, RunState
 
@@ -130,3 +131,29 @@ def test_a_run_halted_while_queued_costs_zero_even_unpriced(engine_factory, tmp_
     assert settled_figures(harness, waiting.id) == {0}
     harness.engine.halt(busy.id)
     harness.wait_for(busy.id, lambda r: r.state.terminal)
+
+
+def test_every_engine_gives_the_same_learned_eta(engine_factory, tmp_path):
+    """backend/eta.py on every engine: nothing known -> no ETA; after a run of the manifest has
+    completed, a queued run's ETA is the running one's admission plus what that run took."""
+    harness = engine_factory(devices=1, tier_gpus=1)
+    blocker = harness.submit(tmp_path, kind="long", name="learn")
+    waiting = harness.submit(tmp_path, kind="quick", name="learn")
+    harness.wait_for(blocker.id, lambda r: r.state == S.PROCESSING)
+    assert harness.engine.get_run(waiting.id).eta is None  # no max_duration, nothing completed: unknown
+    harness.engine.halt(blocker.id)
+    first = harness.wait_for(waiting.id, lambda r: r.state.terminal, timeout=90)
+    assert first.state == S.COMPLETED
+    took = (first.finished_at - first.admitted_at).total_seconds()
+    running = harness.submit(tmp_path, kind="long", name="learn")
+    queued = harness.submit(tmp_path, kind="quick", name="learn")
+    running = harness.wait_for(running.id, lambda r: r.state == S.PROCESSING)
+    seen = harness.wait_for(queued.id, lambda r: r.eta is not None, timeout=30)
+    assert seen.state == S.QUEUED and not seen.eta_bound and seen.to_json()["eta_upper_bound"] is False
+    looked = (harness.clock.now() if hasattr(harness, "clock") else clock.now()).timestamp()
+    expected = running.admitted_at.timestamp() + took  # or "now", once the running run is past it
+    # an engine may keep an ETA that moved by under a second (the Kubernetes ledger does)
+    assert expected - 1.5 <= seen.eta.timestamp() <= max(expected, looked) + 1.5, (seen.eta, took)
+    harness.engine.halt(queued.id)
+    harness.engine.halt(running.id)
+    harness.wait_for(running.id, lambda r: r.state.terminal)

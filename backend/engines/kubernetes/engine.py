@@ -510,7 +510,7 @@ class KubernetesEngine(Submitting):
             got = etas.get(run.id)
             eta, bound = (got.at, got.bound) if got else (None, False)
             moved = (eta is None) != (run.eta is None) or (
-                eta is not None and run.eta is not None and abs((eta - run.eta).total_seconds()) >= 5)
+                eta is not None and run.eta is not None and abs((eta - run.eta).total_seconds()) >= 1)
             if moved or bound != run.eta_bound:
                 run.eta, run.eta_bound = eta, bound
                 self.ledger.put_run(run)
