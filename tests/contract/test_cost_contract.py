@@ -157,3 +157,25 @@ def test_every_engine_gives_the_same_learned_eta(engine_factory, tmp_path):
     harness.engine.halt(queued.id)
     harness.engine.halt(running.id)
     harness.wait_for(running.id, lambda r: r.state.terminal)
+
+
+def test_a_resumed_run_pays_for_each_attempt_once(engine_factory, tmp_path):
+    harness = engine_factory(devices=2, minimum_seconds=0)
+    run = harness.submit(tmp_path, kind="long", name="resumed", gpus=1)
+    live: list[int | None] = []
+    harness.wait_for(run.id, sampling(harness, run.id, live, lambda r: r.state == S.PROCESSING))
+    harness.settle(1)
+    harness.engine.halt(run.id)
+    first = harness.wait_for(run.id, sampling(harness, run.id, live, lambda r: r.state.terminal))
+    assert first.state == S.HALTED
+    harness.engine.resume(run.id)
+    harness.wait_for(run.id, sampling(harness, run.id, live, lambda r: r.state == S.PROCESSING))
+    harness.settle(1)
+    harness.engine.halt(run.id)
+    done = harness.wait_for(run.id, sampling(harness, run.id, live, lambda r: r.state.terminal))
+    events = harness.engine.events(run.id)
+    assert len(held_intervals(events)) == 2
+    want = expected_micro(done, events, gpus=1, learners=1, minimum_s=0)
+    assert done.cost_micro_usd == want and want > first.cost_micro_usd
+    assert all(c is not None and c <= want for c in live)
+    assert settled_figures(harness, run.id) == {want}
