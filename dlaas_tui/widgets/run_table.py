@@ -52,20 +52,6 @@ def run_duration(run: Run, now: datetime) -> float:
     return (end - start).total_seconds()
 
 
-def format_age(run: Run, now: datetime) -> str:
-    """The AGE column says what it measures: `wait 3m05s` (queued for), `run 3m05s` (running for),
-    `ran 3m05s` (a finished run's time holding devices)."""
-    if run.admitted_at is None:
-        what = "wait"
-    elif run.state.terminal:
-        what = "ran"
-    elif run.state is RunState.QUEUED:
-        what = "wait"  # requeued or resumed: waiting again
-    else:
-        what = "run"
-    return f"{what} {human_duration(run_duration(run, now))}"
-
-
 def format_cost(run: Run) -> str:
     if run.cost_micro_usd is None:
         return "unpriced"
@@ -133,7 +119,7 @@ ALWAYS = frozenset({"name", "state"})
 NAME_FLOOR = 12  # a name is cut below its length only when even this much is not left
 # Spare width goes to these, in order, up to what their content wants.
 GROW_ORDER = ("name", "metric", "params", "experiment", "assigned", "id")
-AGE_WIDTH = 11  # format_age: `wait 59m59s`, `run 23h59m`, `ran 12d03h`
+AGE_WIDTH = 6  # human_duration: `59m59s`, `23h59m`, `12d03h`
 
 STATE_ORDER = {s: i for i, s in enumerate(RunState)}
 _DIGITS = re.compile(r"(\d+)")
@@ -686,7 +672,7 @@ class RunTable(ScrollView, can_focus=True):
     def _row_cells(self, run: Run) -> dict[str, str]:
         cells = dict(zip(STATIC_KEYS, self._cells[run.id]))
         cells["queue"] = format_queue(run, self._now)
-        cells["age"] = format_age(run, self._now)
+        cells["age"] = human_duration(run_duration(run, self._now))
         return cells
 
     def render_line(self, y: int) -> Strip:
