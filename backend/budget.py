@@ -1,20 +1,27 @@
 """Cost before you spend: a submission's estimate and the profile's budget, for every engine.
 
-The estimate is runs × devices × price × duration, the duration being `max_duration`, else the mean
-billed time of earlier COMPLETED runs of the same manifest name, with the per-run billing minimum.
-A run that asks for no GPU is billed one cpu slot, as the meter does. Spend comes from the engine's
-runs (today and this month, UTC), so the check is the same on the local engine and on a cluster.
+The estimate is runs × units × price × duration, the duration being `max_duration`, else the mean
+billed time of earlier COMPLETED runs of the same manifest name, with the per-run billing minimum;
+units and the cpu price for a run that asks for no GPU follow the meter (backend/cost.py).
+
+A budget counts spent + committed + the new submission's estimate. Spent is the engine's runs' cost
+(today and this month, UTC). Committed is, for every QUEUED and running run, its estimate (by the
+same rule) less what it has already spent: money a run already taken will still cost, so two
+sweeps submitted back to back cannot both fit a budget only one of them fits. The check is the same
+on the local engine and on a cluster.
 """
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import statistics
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from .experiments import BudgetStatus, CostEstimate, estimate_cost, spend
-from .runs import RunState, utcnow
+from .eta import manifest_key
+from .runs import Run, RunState, utcnow
 
 
 def _gpu_type(manifest, engine) -> str | None:
@@ -54,22 +61,89 @@ def estimate_manifest(backend, manifest, runs: int | None = None, *, engine: Any
         runs = len(expand(manifest)) if manifest.sweep is not None else 1
     rate = PriceTable.from_config(backend.config).rate(_gpu_type(manifest, engine))
     history = [] if manifest.max_duration_seconds else _history(engine, manifest.name)
-    est = estimate_cost(runs, manifest.gpus * manifest.learners, None if rate is None else rate / 1e6,
-                        manifest.max_duration_seconds, history)
+    from .cost import billable_units
+
+    units = billable_units(manifest.gpus * manifest.learners, manifest.learners)
+    est = estimate_cost(runs, units, None if rate is None else rate / 1e6, manifest.max_duration_seconds, history)
     minimum = backend.config.billing.minimum_seconds
     if est.seconds_per_run is not None and est.seconds_per_run < minimum:
         est = replace(est, seconds_per_run=float(minimum))
     return est
 
 
+def completed_durations(runs: Iterable[Run]) -> dict[str, list[float]]:
+    """Billed-span seconds (admitted to finished) of COMPLETED runs, per manifest."""
+    out: dict[str, list[float]] = {}
+    for r in runs:
+        if r.state == RunState.COMPLETED and r.admitted_at and r.finished_at:
+            out.setdefault(manifest_key(r), []).append((r.finished_at - r.admitted_at).total_seconds())
+    return out
+
+
+def run_estimate_micro(run: Run, meter, history: dict[str, list[float]],
+                       default_type: str | None = None) -> int | None:
+    """What a run is expected to cost in all, by the submission estimate's rule; None when unknown."""
+    from .cost import US_PER_HOUR, billable_units, billed_type
+
+    key = manifest_key(run)
+    seconds = run.max_duration_s or (statistics.fmean(history[key]) if history.get(key) else None)
+    if seconds is None:
+        return None
+    rate = meter.prices.rate(billed_type(run.gpus, run.gpu_type or default_type))
+    if rate is None:
+        return None
+    charged_us = int(max(float(seconds), float(meter.minimum_seconds)) * 1_000_000)
+    return (rate * billable_units(run.gpus, run.learners) * charged_us + US_PER_HOUR // 2) // US_PER_HOUR
+
+
+def committed_micro(runs: Iterable[Run], meter, default_type: str | None = None) -> tuple[int, int]:
+    """(micro-dollars the active runs will still cost, how many of them cannot be estimated)."""
+    runs = list(runs)
+    history = completed_durations(runs)
+    total = unknown = 0
+    for r in runs:
+        if r.state.terminal:
+            continue
+        estimate = run_estimate_micro(r, meter, history, default_type)
+        if estimate is None:
+            unknown += 1
+            continue
+        total += max(0, estimate - (r.cost_micro_usd or 0))
+    return total, unknown
+
+
+def status_from_runs(backend, runs: Iterable[Run], now: datetime | None = None, *,
+                     engine: Any = None) -> BudgetStatus | None:
+    """The budget against these runs (the engine's, or the table's); None when no budget is set."""
+    from .cost import Meter
+
+    budget = backend.profile.budget
+    if budget.daily_usd is None and budget.monthly_usd is None:
+        return None
+    runs = list(runs)
+    today, month = spend(runs, now or utcnow())
+    default_type = None
+    if engine is not None and any(r.gpus and not r.gpu_type and not r.state.terminal for r in runs):
+        default_type = _engine_type(engine)
+    committed, unknown = committed_micro(runs, Meter.from_config(backend.config), default_type)
+    return BudgetStatus(budget.daily_usd, budget.monthly_usd, today, month, committed / 1_000_000, unknown)
+
+
+def _engine_type(engine) -> str | None:
+    try:
+        types = {d.gpu_type for d in engine.inventory().devices}
+    except Exception:
+        return None
+    return types.pop() if len(types) == 1 else None
+
+
 def budget_status(backend, *, engine: Any = None, now: datetime | None = None) -> BudgetStatus | None:
-    """Spend against the profile's budget; None when the profile sets no budget."""
+    """Spent and committed against the profile's budget; None when the profile sets no budget."""
     budget = backend.profile.budget
     if budget.daily_usd is None and budget.monthly_usd is None:
         return None
     engine = engine or backend.engine
-    today, month = spend(engine.list_runs(), now or utcnow())
-    return BudgetStatus(budget.daily_usd, budget.monthly_usd, today, month)
+    return status_from_runs(backend, engine.list_runs(), now, engine=engine)
 
 
 def total(estimates: Sequence[CostEstimate]) -> float | None:
@@ -106,18 +180,35 @@ def estimate_paths(backend, paths: Sequence[Any]) -> tuple[list[tuple[str, CostE
 
 
 def describe_budget(status: BudgetStatus | None, estimate_usd: float | None = None) -> str:
-    """One line: what is left of the budget, and whether this estimate fits."""
+    """One line: spent, committed and what is left of each budget, and whether this estimate fits."""
     if status is None:
         return "budget: none set for this profile"
     parts = []
-    for label, limit, spent in (("today", status.daily_limit, status.spent_today),
-                                ("this month", status.monthly_limit, status.spent_month)):
-        if limit is not None:
-            parts.append(f"${max(0.0, limit - spent):,.2f} of ${limit:,.2f} left {label}")
+    for label, limit, spent in status.windows():
+        left = max(0.0, limit - spent - status.committed)
+        parts.append(f"{label} ${spent:,.2f} spent + ${status.committed:,.2f} committed of ${limit:,.2f}"
+                     f" (${left:,.2f} left)")
     line = "budget: " + ", ".join(parts)
+    if status.unestimated:
+        line += f"; {status.unestimated} active run(s) not estimated"
     if estimate_usd is not None:
         try:
             status.check_total(estimate_usd)
         except Exception as exc:  # BadInput: say why it would be refused
             return f"{line} — would be REFUSED: {exc}"
     return line
+
+
+def budget_lines(status: BudgetStatus | None) -> list[str]:
+    """`dlaas-tui budget`: one line per budget with spent, committed and left."""
+    if status is None:
+        return ["no budget set for this profile (config: budget = { daily_usd = ..., monthly_usd = ... })"]
+    out = []
+    for label, limit, spent in status.windows():
+        left = max(0.0, limit - spent - status.committed)
+        out.append(f"{label:8} budget ${limit:,.2f}: spent ${spent:,.2f} + committed ${status.committed:,.2f}"
+                   f" = ${spent + status.committed:,.2f}; ${left:,.2f} left")
+    if status.unestimated:
+        out.append(f"{status.unestimated} queued or running run(s) have no estimate (unpriced, or no "
+                   "max_duration and no earlier run) and count as committed $0")
+    return out

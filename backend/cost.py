@@ -1,10 +1,19 @@
 """Cost: canonical GPU types, the price table, and per-second metering over the event ledger.
 
-Money is integer micro-dollars everywhere; floats appear only when a number is shown. A run is
-billed from PENDING (devices assigned) until STORING ends, over every interval the ledger records
-(a preempted run goes back to QUEUED and starts a new interval when admitted again). Each run pays
-at least `minimum_seconds` once it has been billed at all. A type with no price and no `default`
-is "unpriced" (None), never $0: a zero would read as "free" in a budget.
+This module owns billing; every engine, the facade and the live table call it, so a run's live cost
+and its final cost are the same sum:
+
+- billed states: PENDING (devices assigned) until STORING ends (`BILLED_STATES`, `BILLED_SQL`);
+- billed intervals: every span the ledger records in those states (a preempted run goes back to
+  QUEUED and starts a new interval when admitted again);
+- billable units: the run's GPUs (GPUs x learners), or, for a run that asked for no GPU, one cpu
+  slot per learner, priced as `cpu` (`billable_units`);
+- the minimum: each run pays at least `minimum_seconds` once it has been billed at all; a run never
+  billed (halted while queued) costs $0 whatever its type;
+- the price: USD per device-hour by canonical type. A type with no price and no `default` is
+  "unpriced" (None), never $0: a zero would read as "free" in a budget.
+
+Money is integer micro-dollars everywhere; floats appear only when a number is shown.
 """
 from __future__ import annotations
 
@@ -128,9 +137,20 @@ class PriceTable:
 Interval = tuple[datetime, datetime]
 
 
-def billable_devices(gpus: int) -> int:
-    """Devices a run pays for: its GPUs, or one cpu slot for a run that asked for none."""
-    return max(1, gpus)
+# The billed states, in lifecycle order, as an SQL list for engines that keep runs in SQLite.
+BILLED_SQL = "(" + ", ".join(
+    f"'{s.value}'" for s in RunState if s in BILLED_STATES) + ")"
+
+
+def billable_units(gpus: int, learners: int = 1) -> int:
+    """Devices a run pays for: `gpus` is the run's total (GPUs x learners); a run that asked for no
+    GPU holds one cpu slot per learner."""
+    return gpus if gpus > 0 else max(1, learners)
+
+
+def billed_type(gpus: int, gpu_type: str | None) -> str | None:
+    """The type a run is priced as: `cpu` for a run that asked for no GPU, else its GPU type."""
+    return CPU if gpus <= 0 else gpu_type
 
 
 def billed_intervals(events: Iterable[RunEvent], now: datetime) -> list[Interval]:
@@ -248,7 +268,9 @@ def run_cost(
     canon = canonical_gpu_type(gpu_type) if gpu_type else None
     rate = prices.rate(canon or gpu_type)
     total = None
-    if rate is not None:
+    if not intervals:
+        total = 0  # never billed (halted while queued): nothing to pay, priced or not
+    elif rate is not None:
         # Round half up on the exact integer product: no float ever touches the money.
         total = (rate * device_count * charged + US_PER_HOUR // 2) // US_PER_HOUR
     return CostBreakdown(
@@ -264,13 +286,50 @@ def run_cost(
     )
 
 
+@dataclass(frozen=True)
+class Meter:
+    """The price table and the per-run minimum of one config: what every engine bills with."""
+
+    prices: PriceTable
+    minimum_seconds: int = 60
+
+    @classmethod
+    def from_config(cls, config: Any) -> Meter:
+        billing = getattr(config, "billing", None)
+        return cls(PriceTable.from_config(config), getattr(billing, "minimum_seconds", 60))
+
+    def bill(self, events: Iterable[RunEvent], *, gpus: int, learners: int, gpu_type: str | None,
+             now: datetime) -> CostBreakdown:
+        """A run's cost from its ledger; `gpus` is the run's total (GPUs x learners)."""
+        return run_cost(events, billed_type(gpus, gpu_type), billable_units(gpus, learners), self.prices,
+                        now, self.minimum_seconds)
+
+    def bill_run(self, run: Any, events: Iterable[RunEvent], now: datetime) -> CostBreakdown:
+        """As `bill`, for a Run (its `gpus` is already the total)."""
+        return self.bill(events, gpus=run.gpus, learners=run.learners or 1, gpu_type=run.gpu_type, now=now)
+
+    def bill_epochs(self, events: Iterable[tuple[float, str | None]], *, gpus: int, learners: int,
+                    gpu_type: str | None, now: float) -> int | None:
+        """Micro-dollars from a ledger of (epoch seconds, state) rows, as SQLite keeps it."""
+        from datetime import timezone
+
+        utc = timezone.utc
+        ev = [RunEvent("run", datetime.fromtimestamp(at, utc), RunState(s) if s else None) for at, s in events]
+        return self.bill(ev, gpus=gpus, learners=learners, gpu_type=gpu_type,
+                         now=datetime.fromtimestamp(now, utc)).total_micro
+
+
 __all__ = [
+    "BILLED_SQL",
+    "BILLED_STATES",
+    "Meter",
     "CANONICAL_GPU_TYPES",
     "CPU",
     "CostBreakdown",
     "PriceTable",
     "RunState",
-    "billable_devices",
+    "billable_units",
+    "billed_type",
     "billed_intervals",
     "canonical_gpu_type",
     "format_usd",

@@ -1,20 +1,19 @@
-"""Experiments: leaderboards, the median early-stopping rule, cost estimates, budgets and queue ETAs.
+"""Experiments: leaderboards, the median early-stopping rule, cost estimates and budgets.
 
 Pure functions over runs and metric series, shared by every engine and by the UI, so the local agent
 and the Kubernetes agent stop, rank and estimate in exactly the same way.
 """
 from __future__ import annotations
 
-import heapq
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from . import clock
 from .errors import BadInput
+from .eta import format_eta  # noqa: F401  (the one ETA model lives in backend/eta.py)
 from .runs import Run, RunState
 
 MICRO = 1_000_000
@@ -198,14 +197,21 @@ def estimate_cost(
 
 @dataclass(frozen=True)
 class BudgetStatus:
+    """A profile's budgets and what counts against them: spent (the runs' cost so far, today and this
+    month, UTC) plus committed (what every queued and running run is estimated to cost still: its
+    estimate less what it has already spent). A submission is refused when spent + committed + its
+    own estimate would exceed a budget."""
+
     daily_limit: float | None
     monthly_limit: float | None
     spent_today: float
     spent_month: float
+    committed: float = 0.0
+    unestimated: int = 0  # active runs whose cost cannot be estimated (unpriced, or no duration known)
 
     def fraction_used(self) -> float:
         fractions = [
-            spent / limit
+            (spent + self.committed) / limit
             for spent, limit in ((self.spent_today, self.daily_limit), (self.spent_month, self.monthly_limit))
             if limit
         ]
@@ -213,11 +219,27 @@ class BudgetStatus:
 
     @property
     def warning(self) -> str | None:
-        """Said in the TUI header at 80 % of a budget."""
+        """Said in the TUI header at 80 % of a budget (spent and committed together)."""
         used = self.fraction_used()
         if used >= 0.8:
-            return f"budget {used:.0%} used (today ${self.spent_today:,.2f}, month ${self.spent_month:,.2f})"
+            return (f"budget {used:.0%} used (today ${self.spent_today:,.2f}, month ${self.spent_month:,.2f}, "
+                    f"committed ${self.committed:,.2f})")
         return None
+
+    def windows(self) -> list[tuple[str, float, float]]:
+        """(label, limit, spent) for each budget set."""
+        return [(label, limit, spent) for label, limit, spent in (
+            ("daily", self.daily_limit, self.spent_today), ("monthly", self.monthly_limit, self.spent_month))
+            if limit is not None]
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"committed_usd": self.committed, "unestimated_runs": self.unestimated}
+        for label, limit, spent in (("daily", self.daily_limit, self.spent_today),
+                                    ("monthly", self.monthly_limit, self.spent_month)):
+            out[label] = None if limit is None else {
+                "budget_usd": limit, "spent_usd": spent, "committed_usd": self.committed,
+                "left_usd": max(0.0, limit - spent - self.committed)}
+        return out
 
     def check(self, estimate: CostEstimate) -> None:
         """Refuse a submission whose estimate exceeds what is left, with the figures."""
@@ -228,17 +250,12 @@ class BudgetStatus:
 
     def check_total(self, total: float, detail: str = "") -> None:
         """As `check`, for the sum of several estimates (`detail` says how it was reached)."""
-        for label, limit, spent in (
-            ("daily", self.daily_limit, self.spent_today),
-            ("monthly", self.monthly_limit, self.spent_month),
-        ):
-            if limit is None:
-                continue
-            left = max(0.0, limit - spent)
-            if total > left:
+        for label, limit, spent in self.windows():
+            if spent + self.committed + total > limit + 1e-9:
                 raise BadInput(
-                    f"over the {label} budget: this submission is estimated at ${total:,.2f} "
-                    f"but only ${left:,.2f} of ${limit:,.2f} is left (spent ${spent:,.2f})"
+                    f"over the {label} budget: spent ${spent:,.2f} + committed ${self.committed:,.2f} "
+                    f"+ this submission ${total:,.2f} = ${spent + self.committed + total:,.2f}, "
+                    f"but the {label} budget is ${limit:,.2f}; nothing was queued"
                     + (f" [{detail}]" if detail else "")
                 )
 
@@ -254,50 +271,6 @@ def spend(runs: Iterable[Run], now: datetime) -> tuple[float, float]:
             if ts.date() == now.date():
                 day += micro
     return day / MICRO, month / MICRO
-
-
-def queue_etas(
-    running: Sequence[tuple[int, datetime]],
-    queued: Sequence[tuple[str, int, float]],
-    capacity: int,
-    now: datetime,
-) -> dict[str, datetime]:
-    """Estimated start of each queued run, simulating the queue in admission order.
-
-    running: (devices held, expected end) of runs holding devices now; queued: (run id, devices
-    needed, expected seconds) in the order the scheduler admits them; capacity: devices the tier
-    allows at once. Runs past their expected end are taken to end now.
-    """
-    ends: list[tuple[datetime, int]] = [(max(end, now), n) for n, end in running]
-    heapq.heapify(ends)
-    free = capacity - sum(n for n, _ in running)
-    clock = now
-    etas: dict[str, datetime] = {}
-    for run_id, need, seconds in queued:
-        need = min(need, capacity) if capacity > 0 else need
-        while free < need and ends:
-            t, n = heapq.heappop(ends)
-            clock = max(clock, t)
-            free += n
-        etas[run_id] = clock
-        free -= need
-        heapq.heappush(ends, (clock + timedelta(seconds=seconds), need))
-    return etas
-
-
-def format_eta(eta: datetime | None, now: datetime | None = None) -> str:
-    """`~12m`: the tilde says it is an estimate."""
-    if eta is None:
-        return ""
-    now = now or clock.now()
-    s = max(0, int((eta - now).total_seconds()))
-    if s < 60:
-        return "~now" if s < 5 else f"~{s}s"
-    if s < 3600:
-        return f"~{s // 60}m"
-    if s < 86400:
-        return f"~{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"~{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
 def experiment_summaries(runs: Iterable[Run]) -> list[dict[str, Any]]:
@@ -350,6 +323,5 @@ __all__ = [
     "halt_candidates",
     "leaderboard",
     "median_stop",
-    "queue_etas",
     "spend",
 ]

@@ -56,12 +56,12 @@ _LAZY = {
         "CostEstimate",
         "Leaderboard",
         "experiment_summaries",
-        "format_eta",
         "format_params",
         "halt_candidates",
         "leaderboard",
         "spend",
     ),
+    ".eta": ("format_eta",),
     ".samples_seed": ("ensure_sample_data",),
     ".preflight": ("check_for_profile", "never_fits"),
     ".store.base": (
@@ -90,12 +90,12 @@ _LAZY_NAMES = {name: module for module, names in _LAZY.items() for name in names
 if TYPE_CHECKING:
     from .config import Config, Profile, Secret, load_config  # noqa: F401
     from .cost import CostBreakdown, PriceTable, canonical_gpu_type, format_usd  # noqa: F401
+    from .eta import format_eta  # noqa: F401
     from .experiments import (  # noqa: F401
         BudgetStatus,
         CostEstimate,
         Leaderboard,
         experiment_summaries,
-        format_eta,
         format_params,
         halt_candidates,
         leaderboard,
@@ -170,18 +170,29 @@ def estimate_manifest(backend: Backend, manifest: Manifest) -> CostEstimate:
 
 
 def budget_status(backend: Backend, runs: list[Run] | None = None) -> BudgetStatus | None:
-    """Spend against the profile's budget (from `runs` when given); None when no budget is set."""
-    budget = backend.profile.budget
-    if budget.daily_usd is None and budget.monthly_usd is None:
-        return None
+    """Spent and committed against the profile's budget (from `runs` when given, else the engine's);
+    None when no budget is set."""
     if runs is None:
         from .budget import budget_status as status
 
         return status(backend)
-    from .experiments import BudgetStatus, spend
+    from .budget import status_from_runs
 
-    today, month = spend(runs, utcnow())
-    return BudgetStatus(budget.daily_usd, budget.monthly_usd, today, month)
+    return status_from_runs(backend, runs, utcnow())
+
+
+def committed_usd(backend: Backend, runs: list[Run]) -> float:
+    """What the queued and running runs among `runs` are estimated to cost still (USD)."""
+    from .budget import committed_micro
+    from .cost import Meter
+
+    return committed_micro(runs, Meter.from_config(backend.config))[0] / 1_000_000
+
+
+def budget_lines(status: BudgetStatus | None) -> list[str]:
+    from .budget import budget_lines as lines
+
+    return lines(status)
 
 
 def describe_budget(status: BudgetStatus | None, estimate_usd: float | None = None) -> str:
@@ -288,17 +299,10 @@ class Backend:
         own = getattr(self.engine, "cost", None)
         if callable(own):
             return own(run_id)
-        from .cost import PriceTable, billable_devices, run_cost
+        from .cost import Meter
 
         run = self.engine.get_run(run_id)
-        return run_cost(
-            self.engine.events(run_id),
-            run.gpu_type,
-            billable_devices(run.gpus),
-            PriceTable.from_config(self.config),
-            utcnow(),
-            self.config.billing.minimum_seconds,
-        )
+        return Meter.from_config(self.config).bill_run(run, self.engine.events(run_id), utcnow())
 
     def close(self) -> None:
         if self._engine is not None:

@@ -222,6 +222,9 @@ class Run:
     depends_on: list[str] = field(default_factory=list)  # runs that must complete before this one
     node: str | None = None
     updated_at: datetime | None = None
+    manifest_name: str | None = None  # the manifest's own name (a sweep's trials are named NAME-N)
+    max_duration_s: float | None = None  # the manifest's max_duration, when it set one
+    eta_bound: bool = False  # True: `eta` is an upper bound (from max_duration), not a learned estimate
 
     @property
     def cost_usd(self) -> float | None:
@@ -236,6 +239,7 @@ class Run:
             "queue_position": self.queue_position,
             "queue_position_approximate": self.queue_position_approximate,
             "eta": iso(self.eta),
+            "eta_upper_bound": self.eta_bound,  # eta is max_duration's bound, not a learned estimate
             "gpus": self.gpus,
             "gpu_type": self.gpu_type,
             "assigned": list(self.assigned),

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "store_cmd",
     "gpus_cmd",
     "experiments_cmd",
+    "budget_cmd",
     "agent_cmd",
     "cluster_cmd",
     "serve_cmd",

@@ -219,7 +219,7 @@ def cmd_runs(args, ctx) -> int:
         return 0
     from backend.facade import format_eta
 
-    rows = [(r.id, r.name, r.state.value, f"{r.queue_position} {format_eta(r.eta)}".strip()
+    rows = [(r.id, r.name, r.state.value, f"{r.queue_position} {format_eta(r.eta, bound=r.eta_bound)}".strip()
              if r.queue_position else "", r.gpus, _money(r), _metric(r),
              r.message if r.state == RunState.QUEUED else "") for r in runs]  # made safe by the table
     print_table(["ID", "NAME", "STATE", "Q", "GPUS", "COST", "METRIC", "WAITING FOR"], rows)
@@ -245,7 +245,8 @@ def cmd_show(args, ctx) -> int:
     if run.eta is not None:
         from backend.facade import format_eta, iso
 
-        print(f"{'eta':15} {iso(run.eta)} ({format_eta(run.eta)}, an estimate)")
+        what = "an upper bound: max_duration" if run.eta_bound else "an estimate"
+        print(f"{'eta':15} {iso(run.eta)} ({format_eta(run.eta, bound=run.eta_bound)}, {what})")
     print(f"{'assigned':15} {safe_text(', '.join(run.assigned)) or '-'}")
     from backend.facade import attempt_of
 

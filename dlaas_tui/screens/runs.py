@@ -26,6 +26,7 @@ from backend.facade import (
     Inventory,
     Run,
     RunState,
+    committed_usd,
     spend,
 )
 
@@ -200,7 +201,8 @@ class RunsScreen(Screen):
         running = sum(1 for r in runs if r.state.billed)
         today, month = spend(runs, self.app.clock())
         profile = backend.profile
-        budget = BudgetStatus(profile.budget.daily_usd, profile.budget.monthly_usd, today, month)
+        committed = committed_usd(backend, runs)
+        budget = BudgetStatus(profile.budget.daily_usd, profile.budget.monthly_usd, today, month, committed)
         total = None
         label = "GPUs"
         if inventory is not None:
@@ -219,6 +221,7 @@ class RunsScreen(Screen):
             queued=queued,
             running=running,
             spend_today_usd=today,
+            committed_usd=committed,
             read_only=backend.read_only,
             budget_daily_usd=profile.budget.daily_usd,
             budget_warning=budget.warning,

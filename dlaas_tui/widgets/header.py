@@ -42,6 +42,7 @@ class HeaderStats:
     read_only: bool = False
     budget_daily_usd: float | None = None
     budget_warning: str | None = None  # said at 80 % of the daily or monthly budget
+    committed_usd: float | None = None  # what queued and running runs are estimated to cost still
 
 
 class StatusHeader(Widget):
@@ -106,6 +107,8 @@ class StatusHeader(Widget):
             over = s.budget_daily_usd is not None and s.spend_today_usd >= s.budget_daily_usd
             budget = f" of ${s.budget_daily_usd:,.2f}" if s.budget_daily_usd is not None else ""
             field("today", f"{format_usd(s.spend_today_usd)}{budget}", f"bold {theme.error}" if over else "bold")
+        if s.committed_usd:  # only when queued or running runs hold money
+            field("committed", format_usd(s.committed_usd))
         if s.budget_warning:
             field("", f"⚠ {visible(s.budget_warning)}", f"bold {theme.warning}")
         if s.read_only:

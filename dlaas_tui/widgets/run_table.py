@@ -82,7 +82,7 @@ def format_queue(run: Run, now: datetime | None = None) -> str:
     position = f"{'~' if run.queue_position_approximate else ''}#{run.queue_position}"
     if now is None or run.eta is None:
         return position
-    return f"{position} {format_eta(run.eta, now)}"
+    return f"{position} {format_eta(run.eta, now, bound=run.eta_bound)}"
 
 
 def format_params(params: dict) -> str:

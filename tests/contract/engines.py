@@ -5,17 +5,21 @@ harness advances its clock, a real engine's harness polls in real time. The suit
 (tests/contract/test_engine_contract.py) only talks to harnesses.
 
 Adding an engine is one line in HARNESSES: `"name": "module.path:HarnessClass"`. The class takes
-`(workdir, *, devices=2, tier_gpus=0, priced=True)` and provides what EngineHarness lists:
+`(workdir, *, devices=2, tier_gpus=0, priced=True, minimum_seconds=60)` and provides what
+EngineHarness lists:
 
 - `engine`: the Engine under test, with `devices` devices (or cpu slots), a tier allowing
   `tier_gpus` at once (0 = everything), and default prices; `priced=False` must give devices that
-  have no price (e.g. an NVML fake reporting an L4) or call `pytest.skip` with the reason.
+  have no price (e.g. an NVML fake reporting an L4) or call `pytest.skip` with the reason;
+  `minimum_seconds` is the config's per-run billing minimum.
 - `manifest(tmp_path, kind=..., command=..., gpus=..., name=..., priority=...)`: writes a manifest and
   its `model/` folder and returns the manifest's path. `kind` is "quick" (prints falling
   `epoch=N loss=...` lines and exits 0 within a few seconds), "long" (keeps running until halted)
   or "fail" (prints a line and exits 3). Override `extra_env(kind)` to steer a simulated engine.
 - `wait_for(run_id, predicate, timeout)`: returns the run once `predicate(run)` holds, else fails
   the test naming the run and its last state.
+- `evict(run_id)`: sends a running run back to QUEUED as the scheduler's preemption does, or calls
+  `pytest.skip` saying why the engine has none.
 - `close()`: stops whatever the harness started (by pid).
 
 A harness whose engine cannot be imported yet is skipped, never passed.
@@ -62,11 +66,13 @@ class EngineHarness:
     engine: Any
     poll_interval = 0.05
 
-    def __init__(self, workdir: Path, *, devices: int = 2, tier_gpus: int = 0, priced: bool = True) -> None:
+    def __init__(self, workdir: Path, *, devices: int = 2, tier_gpus: int = 0, priced: bool = True,
+                 minimum_seconds: int = 60) -> None:
         self.workdir = workdir
         self.devices = devices
         self.tier_gpus = tier_gpus
         self.priced = priced
+        self.minimum_seconds = minimum_seconds
         workdir.mkdir(parents=True, exist_ok=True)
 
     def extra_env(self, kind: str) -> dict[str, str]:
@@ -131,6 +137,9 @@ class EngineHarness:
         """Let `seconds` of engine time pass (real or simulated)."""
         time.sleep(seconds)
 
+    def evict(self, run_id: str) -> None:
+        pytest.skip(f"{self.name}: this harness cannot preempt a run")
+
     def close(self) -> None:
         self.engine.close()
 
@@ -151,6 +160,7 @@ class FakeHarness(EngineHarness):
             gpu_type="H100" if self.priced else "L4",
             tier_gpus=self.tier_gpus,
             follow_step=1.0,
+            minimum_seconds=self.minimum_seconds,
         )
 
     def extra_env(self, kind: str) -> dict[str, str]:
@@ -173,6 +183,9 @@ class FakeHarness(EngineHarness):
 
     def settle(self, seconds: float) -> None:
         self.clock.advance(seconds)
+
+    def evict(self, run_id: str) -> None:
+        self.engine.preempt(run_id)
 
 
 def load_harness(name: str) -> type[EngineHarness]:

@@ -190,6 +190,33 @@ def test_parallel_caps_and_max_failed_stops_launching(home, tmp_path, cli):
 
 
 @pytest.mark.slow
+def test_budget_counts_what_queued_and_running_runs_have_committed(home, tmp_path, cli):
+    """A $6 sweep is taken; a second $6 sweep against a $10 budget is refused while the first still
+    holds its money, with spent, committed, the estimate and the budget, and nothing is queued."""
+    configure(home, "[profiles.local]\ncpu_slots = 1\nbudget = { daily_usd = 10.0 }\n"
+                    "[prices]\ncpu = 360.0\n[billing]\nminimum_seconds = 0\n")  # $0.10 a second
+    # two trials x 30 s of max_duration x $0.10/s = $6 a sweep
+    sweep = {"parameters": {"i": {"values": [1, 2]}}, "parallel": 1}
+    first = sweep_manifest(tmp_path, "first", "sleep 30", sweep, max_duration="30s")
+    taken = submit_json(cli, str(first))
+    assert len(taken) == 2
+    budget = json.loads(cli("budget", "--json").stdout)["budget"]
+    daily = budget["daily"]
+    assert daily["budget_usd"] == 10.0
+    assert daily["spent_usd"] + daily["committed_usd"] == pytest.approx(6.0, abs=0.01)
+    second = sweep_manifest(tmp_path, "second", "sleep 30", sweep, max_duration="30s")
+    res = cli("submit", str(second))
+    assert res.returncode == 2, res.stdout
+    assert "over the daily budget" in res.stderr and "committed $" in res.stderr
+    assert "this submission $6.00" in res.stderr and "budget is $10.00" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert {r["id"] for r in runs_json(cli)} == {r["id"] for r in taken}
+    text = cli("budget")
+    assert text.returncode == 0 and "committed $" in text.stdout and "$10.00" in text.stdout
+    assert cli("halt", *[r["id"] for r in taken]).returncode == 0
+
+
+@pytest.mark.slow
 def test_budget_refusal_with_the_figures_and_the_estimate_in_dry_run(home, tmp_path, cli):
     configure(home, "[profiles.local]\ncpu_slots = 2\nbudget = { daily_usd = 1.0 }\n"
                     "[prices]\ncpu = 2.0\n")
@@ -226,9 +253,9 @@ def test_eta_order_matches_admission_order(home, tmp_path, cli):
     assert [r["id"] for r in by_eta] == [r["id"] for r in by_position]
     assert by_position[0]["name"] == "q2" and by_position[-1]["name"] == "q3"
     text = cli("runs")
-    assert "~" in text.stdout  # the table marks ETAs as estimates
+    assert "≤" in text.stdout  # nothing of these manifests has run yet: max_duration bounds the ETAs
     shown = cli("show", by_position[0]["id"])
-    assert "an estimate" in shown.stdout and by_position[0]["eta"][:16] in shown.stdout
+    assert "an upper bound" in shown.stdout and by_position[0]["eta"][:16] in shown.stdout
     assert cli("halt", blocker["id"]).returncode == 0
     assert cli("wait", *[r["id"] for r in queued], "--timeout", str(WAIT_S), timeout=WAIT_S + 60).returncode == 0
     admitted = sorted(runs_json(cli), key=lambda r: r["admitted_at"])

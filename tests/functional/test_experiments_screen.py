@@ -182,8 +182,12 @@ async def test_colon_experiments_opens_the_screen_and_the_header_warns_at_80_per
     engine.seed(24, experiment_size=6)
     spent = sum((r.cost_micro_usd or 0) for r in engine.list_runs()) / 1e6
     assert spent > 0
-    # A daily budget the seeded spend has used 90 % of (seeded runs are billed "today").
-    app.backend.profile = app.backend.profile.model_copy(update={"budget": Budget(daily_usd=spent / 0.9)})
+    from backend.facade import committed_usd
+
+    committed = committed_usd(app.backend, engine.list_runs())  # the seeded queue holds money too
+    # A daily budget the seeded spend and commitments have used 90 % of (seeded runs are billed "today").
+    app.backend.profile = app.backend.profile.model_copy(
+        update={"budget": Budget(daily_usd=(spent + committed) / 0.9)})
     async with app.run_test(size=(120, 36)) as pilot:
         header = app.screen.query_one(StatusHeader)
         await wait_for(pilot, lambda: header.stats.budget_warning is not None)

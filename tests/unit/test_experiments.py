@@ -12,7 +12,6 @@ from backend.experiments import (
     halt_candidates,
     leaderboard,
     median_stop,
-    queue_etas,
     spend,
 )
 from backend.runs import Run, RunState
@@ -91,31 +90,29 @@ def test_estimate_from_max_duration_and_history():
 
 def test_budget_refuses_with_figures_and_warns_at_80_percent():
     status = BudgetStatus(daily_limit=50, monthly_limit=500, spent_today=45, spent_month=100)
-    with pytest.raises(BadInput, match=r"over the daily budget: .*\$6.88 .*only \$5.00 of \$50.00 is left"):
+    with pytest.raises(BadInput, match=r"over the daily budget: spent \$45.00 \+ committed \$0.00 "
+                                      r"\+ this submission \$6.88 = \$51.88, but the daily budget is \$50.00"):
         status.check(estimate_cost(1, 1, 6.88, 3600))
     status.check(estimate_cost(1, 1, 4.10, 3600))
     assert "90%" in status.warning
     assert BudgetStatus(50, None, 10, 10).warning is None
 
 
+def test_committed_money_counts_against_the_budget():
+    status = BudgetStatus(daily_limit=10, monthly_limit=None, spent_today=1, spent_month=1, committed=5)
+    with pytest.raises(BadInput, match=r"spent \$1.00 \+ committed \$5.00 \+ this submission \$6.00 = \$12.00"):
+        status.check_total(6.0)
+    status.check_total(4.0)  # exactly what is left fits
+    assert status.to_json()["daily"] == {"budget_usd": 10, "spent_usd": 1, "committed_usd": 5, "left_usd": 4}
+    assert status.to_json()["monthly"] is None
+    assert BudgetStatus(10, None, 1, 1, committed=5).warning is None  # 60 % used
+    assert "committed $7.00" in BudgetStatus(10, None, 1, 1, committed=7).warning
+
+
 def test_spend_counts_today_and_month():
     runs = [run(1), run(2)]
     runs[1].submitted_at = T0 - timedelta(days=3)
     assert spend(runs, T0) == (1.0, 2.0)
-
-
-def test_queue_etas_follow_admission_order():
-    running = [(1, T0 + timedelta(minutes=10))]
-    queued = [("a", 1, 600), ("b", 1, 600), ("c", 1, 600)]
-    etas = queue_etas(running, queued, capacity=1, now=T0)
-    assert etas == {
-        "a": T0 + timedelta(minutes=10),
-        "b": T0 + timedelta(minutes=20),
-        "c": T0 + timedelta(minutes=30),
-    }
-    two = queue_etas([], queued, capacity=2, now=T0)
-    assert two["a"] == two["b"] == T0 and two["c"] == T0 + timedelta(minutes=10)
-    assert sorted(etas, key=etas.get) == ["a", "b", "c"]
 
 
 def test_summaries_and_halt_the_rest():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -295,16 +296,21 @@ def test_sweep_gives_one_run_per_trial(tmp_path, clock):
     assert any("--lr 0.1" in line for line in engine.logs(runs[0].id))
 
 
-def test_queued_runs_have_an_eta(clock):
+def test_queued_runs_have_an_eta_that_learns(clock):
+    """The one ETA model (backend/eta.py): max_duration as an upper bound until a run of the same
+    manifest has completed, then what it took."""
     engine = FakeEngine(clock, devices=1, durations={"PENDING": 1, "DOWNLOADING": 2, "PROCESSING": 30, "STORING": 2})
-    runs = [engine.submit_manifest(manifest(f"r{i}")) for i in range(3)]
+    runs = [engine.submit_manifest(manifest("r", max_duration="10m")) for i in range(3)]
     first, second, third = (engine.get_run(r.id) for r in runs)
     assert first.eta is None  # admitted already
-    assert (second.eta - clock.now()).total_seconds() == 35
-    assert (third.eta - clock.now()).total_seconds() == 70
+    assert (second.eta - clock.now()).total_seconds() == 600 and second.eta_bound
+    assert (third.eta - clock.now()).total_seconds() == 1200 and third.eta_bound
     clock.advance(35)
-    assert engine.get_run(runs[1].id).state == S.PENDING
-    assert engine.get_run(runs[2].id).eta == engine.get_run(runs[1].id).admitted_at + (third.eta - second.eta)
+    assert engine.get_run(runs[0].id).state == S.COMPLETED
+    second = engine.get_run(runs[1].id)
+    assert second.state == S.PENDING
+    third = engine.get_run(runs[2].id)
+    assert third.eta == second.admitted_at + timedelta(seconds=35) and not third.eta_bound
 
 
 def test_seeded_running_runs_go_on_with_consistent_metrics():

@@ -142,17 +142,18 @@ def test_etas_follow_admission_order_with_priorities_and_caps(conn):
     add(conn, "q-normal", at=1, max_s=300)
     add(conn, "q-high", at=2, prio=1000, max_s=300)
     add(conn, "q-low", at=0, prio=-100, max_s=300)
-    etas = eta.queue_etas(conn, capacity=1, now=now)
-    order = sorted(etas, key=lambda r: etas[r])
+    etas = eta.local_etas(conn, capacity=1, now=now)
+    order = sorted(etas, key=lambda r: etas[r].at)
     assert order == ["q-high", "q-normal", "q-low"]
-    assert etas["q-high"].timestamp() == pytest.approx(now + 500)
-    assert etas["q-normal"].timestamp() == pytest.approx(now + 800)
+    assert etas["q-high"].at.timestamp() == pytest.approx(now + 500)
+    assert etas["q-normal"].at.timestamp() == pytest.approx(now + 800)
+    assert all(e.bound for e in etas.values())  # nothing completed yet: max_duration, an upper bound
     # A parallel cap delays an experiment's second run even with devices free.
-    assert eta.queue_etas(conn, capacity=4, now=now, caps={})["q-low"].timestamp() == now
+    assert eta.local_etas(conn, capacity=4, now=now, caps={})["q-low"].at.timestamp() == now
     add(conn, "c1", experiment="cap", at=5, max_s=60)
     add(conn, "c2", experiment="cap", at=6, max_s=60)
-    etas = eta.queue_etas(conn, capacity=10, now=now, caps={"cap": 1})
-    assert etas["c2"].timestamp() == pytest.approx(etas["c1"].timestamp() + 60)
+    etas = eta.local_etas(conn, capacity=10, now=now, caps={"cap": 1})
+    assert etas["c2"].at.timestamp() == pytest.approx(etas["c1"].at.timestamp() + 60)
 
 
 def test_etas_use_history_and_stop_where_nothing_is_known(conn):
@@ -160,14 +161,15 @@ def test_etas_use_history_and_stop_where_nothing_is_known(conn):
     add(conn, "old", state="COMPLETED", name="m", admitted_at=now - 1000, finished_at=now - 880)
     add(conn, "running", state="PROCESSING", name="m", admitted_at=now - 20, max_s=None)
     add(conn, "next", name="m", at=1, max_s=None)
-    etas = eta.queue_etas(conn, capacity=1, now=now)
-    assert etas["next"].timestamp() == pytest.approx(now + 100)  # 120 s mean, 20 s gone
+    etas = eta.local_etas(conn, capacity=1, now=now)
+    assert etas["next"].at.timestamp() == pytest.approx(now + 100)  # 120 s learned, 20 s gone
+    assert not etas["next"].bound
     add(conn, "mystery-running", state="PROCESSING", name="unknown", admitted_at=now, max_s=None)
     add(conn, "after", name="z", at=2, max_s=None)
     add(conn, "last", name="z", at=3, max_s=None)
-    etas = eta.queue_etas(conn, capacity=2, now=now)
-    assert etas["next"].timestamp() == pytest.approx(now + 100)
-    assert etas["after"].timestamp() == pytest.approx(now + 220)  # behind `next`'s expected end
+    etas = eta.local_etas(conn, capacity=2, now=now)
+    assert etas["next"].at.timestamp() == pytest.approx(now + 100)
+    assert etas["after"].at.timestamp() == pytest.approx(now + 220)  # behind `next`'s expected end
     assert "last" not in etas  # it waits on runs whose ends nobody can estimate
 
 
@@ -179,6 +181,7 @@ def test_format_eta_marks_an_estimate():
     assert format_eta(now + timedelta(seconds=2), now) == "~now"
     assert format_eta(now + timedelta(hours=2, minutes=3), now) == "~2h03m"
     assert format_eta(None, now) == ""
+    assert format_eta(now + timedelta(minutes=12, seconds=5), now, bound=True) == "≤12m"
 
 
 def test_policy_json_round_trip_and_emptiness():

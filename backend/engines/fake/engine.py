@@ -111,7 +111,8 @@ class FakeEngine(Controls, Reading, Lifecycle):
         self._submitted = itertools.count()
         self._planted: list[PlantedFailure] = []
         self._closed = False
-        self._eta_cache: tuple[tuple[int, datetime], dict[str, datetime]] | None = None
+        self._eta_cache: tuple[tuple[int, datetime], dict] | None = None
+        self._model_cache: tuple[int, Any] | None = None  # (seq, DurationModel) learned from completed runs
         subscribe = getattr(self.clock, "subscribe", None)
         if subscribe:
             subscribe(self._on_clock)
@@ -230,6 +231,8 @@ class FakeEngine(Controls, Reading, Lifecycle):
                 results_bucket=manifest.data_store.training_results.container,
                 metric_goal=sweep_metric.goal if sweep_metric else "minimize",
                 updated_at=now,
+                manifest_name=manifest.name,
+                max_duration_s=manifest.max_duration_seconds,
             )
             rec = _Rec(
                 run=run,

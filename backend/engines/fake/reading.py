@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from datetime import datetime, timedelta
 
-from ...cost import CostBreakdown, billable_devices, run_cost
+from ...cost import CostBreakdown, Meter
 from ...runs import Run
 from .lifecycle import S, _Rec
 
@@ -21,35 +20,31 @@ class Reading:
         run.params = dict(rec.run.params)
         run.cost_micro_usd = self._cost_micro(rec)
         if run.state == S.QUEUED:
-            run.eta = self._etas().get(run.id)
+            got = self._etas().get(run.id)
+            run.eta, run.eta_bound = (got.at, got.bound) if got else (None, False)
         return run
 
-    def _etas(self) -> dict[str, datetime]:
-        """Expected admission times of the queue, recomputed only when something changed."""
+    def _etas(self):
+        """Expected admission times of the queue (backend/eta.py's model, as every engine uses),
+        recomputed only when something changed."""
+        from ...eta import DurationModel, queue_etas
+
         now = self.clock.now()
         if self._eta_cache is not None and self._eta_cache[0] == (self._seq, now):
             return self._eta_cache[1]
-        from ...experiments import queue_etas
-
-        running = []
-        for rec in self._runs.values():
-            if rec.run.state.billed and rec.run.admitted_at is not None:
-                end = rec.run.admitted_at + timedelta(seconds=sum(rec.durations.values()))
-                running.append((rec.need, end))
-        queued = [(rid, self._runs[rid].need, sum(self._runs[rid].durations.values())) for rid in self._queue]
+        runs = [rec.run for rec in self._runs.values()]
+        if self._model_cache is None or self._model_cache[0] != self._seq:
+            self._model_cache = (self._seq, DurationModel.learn(runs))
         usable = self.device_count - len(self._foreign)
         capacity = min(self.tier_gpus, usable) if self.tier_gpus else usable
-        etas = queue_etas(running, queued, capacity, now)
+        etas = queue_etas(runs, capacity=capacity, now=now, order=list(self._queue), model=self._model_cache[1])
         self._eta_cache = ((self._seq, now), etas)
         return etas
 
     def _cost_micro(self, rec: _Rec) -> int | None:
         # Cost moves with time only while billed; otherwise it changes only with a new event.
         if rec.run.state.billed or rec.cost_key != len(rec.events):
-            cost = run_cost(
-                rec.events, rec.run.gpu_type, billable_devices(rec.need), self.prices, self.clock.now(),
-                self.minimum_seconds,
-            )
+            cost = self._bill(rec)
             rec.cost_micro, rec.cost_key = cost.total_micro, len(rec.events)
         return rec.cost_micro
 
@@ -57,11 +52,10 @@ class Reading:
         """The cost breakdown (for the UI's Cost tab)."""
         with self._lock:
             self._tick()
-            rec = self._rec(run_id)
-            return run_cost(
-                rec.events, rec.run.gpu_type, billable_devices(rec.need), self.prices, self.clock.now(),
-                self.minimum_seconds,
-            )
+            return self._bill(self._rec(run_id))
+
+    def _bill(self, rec: _Rec) -> CostBreakdown:
+        return Meter(self.prices, self.minimum_seconds).bill_run(rec.run, rec.events, self.clock.now())
 
     def _follow(self, run_id: str, learner: int, index: int, follow: bool) -> Iterator[str]:
         while True:

@@ -77,7 +77,7 @@ class KubernetesEngine(Submitting):
         self.workload_version = "v1beta2"  # settled by discovery on the first read (`_workloads`)
         self._served: dict[str, tuple[str, ...]] = {}  # API group -> versions served, from discovery
         self._manifests: dict[str, str] = {}
-        self._prices: Any = None
+        self._meter: Any = None
         self._submitting: set[str] = set()
         self._devices_read: set[str] = set()
         self._registered: dict[str, datetime] = {}  # when a run entered the ledger (its Job existed by then)
@@ -228,6 +228,9 @@ class KubernetesEngine(Submitting):
         new: list[RunEvent] = []
         seen = set()
         with self._lock:
+            # What the cluster said holds as of the listing: a live cost runs to then, not to later,
+            # when the Job may already have ended at a time the next listing will report.
+            self._as_of = listed_at
             for job in jobs:
                 run_id = job["metadata"]["name"]
                 seen.add(run_id)
@@ -327,7 +330,9 @@ class KubernetesEngine(Submitting):
             run.queue_position = None
         if obs.state != RunState.QUEUED:
             run.queue_position = None
-        run.cost_micro_usd = self._cost(run, now)
+            run.eta, run.eta_bound = None, False
+        as_of = getattr(self, "_as_of", None)
+        run.cost_micro_usd = self._cost(run, min(now, as_of) if as_of else now)
         if obs.state.terminal and obs.state != RunState.HALTED:
             self._final_metrics(run)
         # Only real changes reach the ledger, so `changes(cursor)` stays quiet for quiet runs.
@@ -339,13 +344,11 @@ class KubernetesEngine(Submitting):
         return out
 
     def _cost(self, run: Run, now: Any) -> int | None:
-        from backend.cost import PriceTable, billable_devices, run_cost
+        from backend.cost import Meter
 
-        if self._prices is None:
-            self._prices = PriceTable.from_config(self.config)
-        cost = run_cost(self.ledger.events(run.id), run.gpu_type, billable_devices(run.gpus), self._prices, now,
-                        self.config.billing.minimum_seconds)
-        return cost.total_micro
+        if self._meter is None:
+            self._meter = Meter.from_config(self.config)
+        return self._meter.bill_run(run, self.ledger.events(run.id), now).total_micro
 
     def _final_metrics(self, run: Run) -> None:
         from backend.metrics import last_values, primary_metric
@@ -480,6 +483,36 @@ class KubernetesEngine(Submitting):
             if pos != run.queue_position or approximate != run.queue_position_approximate:
                 run.queue_position = pos
                 run.queue_position_approximate = approximate
+                self.ledger.put_run(run)
+        self._refresh_etas()
+
+    def _refresh_etas(self) -> None:
+        """Queue ETAs by backend/eta.py's model, as every engine gives them: Kueue's order, the
+        tier's GPUs (else the nodes'), learned durations. No capacity known: no ETAs."""
+        from time import monotonic
+
+        from backend.eta import queue_etas
+
+        at, capacity = getattr(self, "_eta_capacity", (0.0, 0))
+        if monotonic() - at > 60:
+            capacity = self.config.tier_gpus(self.profile)
+            if not capacity:
+                try:
+                    capacity = self.inventory().gpu_count
+                except Exception:
+                    capacity = 0
+            self._eta_capacity = (monotonic(), capacity)
+        runs = self.ledger.runs()
+        etas = queue_etas(runs, capacity=capacity, now=self.cluster_now()) if capacity else {}
+        for run in runs:
+            if run.state != RunState.QUEUED:
+                continue
+            got = etas.get(run.id)
+            eta, bound = (got.at, got.bound) if got else (None, False)
+            moved = (eta is None) != (run.eta is None) or (
+                eta is not None and run.eta is not None and abs((eta - run.eta).total_seconds()) >= 1)
+            if moved or bound != run.eta_bound:
+                run.eta, run.eta_bound = eta, bound
                 self.ledger.put_run(run)
 
     def _write_run_json(self, run: Run) -> None:

@@ -66,6 +66,7 @@ ANN_EXPERIMENT = "dlaas.io/experiment"
 ANN_GPU_TYPE = "dlaas.io/gpu-type"
 ANN_RESULTS = "dlaas.io/results"
 ANN_SUBMITTED = "dlaas.io/submitted-at"
+ANN_MAX_DURATION = "dlaas.io/max-duration-s"  # the manifest's max_duration (ETAs and budgets)
 
 UID_PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
 MASKED = "****"
@@ -197,6 +198,8 @@ def render_job(manifest: Manifest, spec: RunSpec, profile: Profile, config: Conf
         annotations[ANN_GPU_TYPE] = manifest.gpu_type
     if spec.submitted_at:
         annotations[ANN_SUBMITTED] = spec.submitted_at
+    if max_seconds:
+        annotations[ANN_MAX_DURATION] = str(max_seconds)
     job_spec: dict[str, Any] = {
         "suspend": True,
         "backoffLimit": 0,

@@ -73,7 +73,18 @@ def run_from_job(job: dict[str, Any], config: Any = None) -> Run:
         learners=learners,
         priority=_priority(labels.get(render.PRIORITY_LABEL, "normal"), config),
         results_bucket=results.split("/", 1)[0] or None,
+        manifest_name=labels.get(render.LABEL_MANIFEST) or ann.get(render.ANN_NAME),
+        max_duration_s=_max_duration(job, config),
     )
+
+
+def _max_duration(job: dict[str, Any], config: Any) -> float | None:
+    """The manifest's max_duration, as render recorded it (the Job's deadline adds allowances)."""
+    ann = (job.get("metadata") or {}).get("annotations") or {}
+    try:
+        return float(ann[render.ANN_MAX_DURATION])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def inventory_from_nodes(nodes: list[dict[str, Any]], product_label: str, held: dict[str, str],

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from backend import clock
+from ...cost import BILLED_SQL
 from ...runs import ErrorCode, RunState, attempt_started_message, iso, utcnow
 from . import db, deps
 from .control import lock_path, pid_path, release_start_lock, sock_path, wake
@@ -52,6 +53,7 @@ class Agent:
         self.halt_grace = float(os.environ.get("DLAAS_HALT_GRACE", "10"))
         self.stopping = threading.Event()
         self._passed = -1  # the change sequence the last admission pass had seen
+        self._limit_errors: set[str] = set()  # limits that could not be read, logged once each
         self._gates_seen, self._gates_next = -1, 0.0  # when gated runs were last looked at
         self._gated: set[str] = set()  # queued runs held back by a gate (spec.wait)
         from .limits import capacity
@@ -141,8 +143,10 @@ class Agent:
         self.wake_self()
 
     def cost_micro(self, row: dict, events: list[tuple[float, str | None]], now: float) -> int | None:
-        return deps.run_cost_micro(events, row["gpus"] * row["learners"], row.get("gpu_type") or "cpu",
-                                   self.config, now)
+        """The run's cost up to `now`, by the same rule as the live table (backend/cost.py)."""
+        from .engine import row_cost
+
+        return row_cost(self.config, row, events, now)
 
     def run_document(self, conn, run_id: str, outcome: dict) -> dict:
         from .engine import row_to_run
@@ -183,7 +187,7 @@ class Agent:
         if time.monotonic() - at > INVENTORY_TTL or not devs:
             pgids: set[int] = set()
             for (procs,) in self.conn.execute(
-                "SELECT procs FROM runs WHERE state IN ('PENDING','DOWNLOADING','PROCESSING','STORING')"
+                f"SELECT procs FROM runs WHERE state IN {BILLED_SQL}"
             ):
                 pgids.update(p["pid"] for p in json.loads(procs))
             inv = deps.read_inventory(self.backend.profile.cpu_slots,
@@ -195,7 +199,7 @@ class Agent:
     def _held(self) -> dict[str, str]:
         held = {}
         for rid, assigned in self.conn.execute(
-            "SELECT id, assigned FROM runs WHERE state IN ('PENDING','DOWNLOADING','PROCESSING','STORING')"
+            f"SELECT id, assigned FROM runs WHERE state IN {BILLED_SQL}"
         ):
 
             for uuid in json.loads(assigned):
@@ -211,7 +215,7 @@ class Agent:
         except Exception as exc:  # a profile whose store cannot open: nothing to tidy there
             log.warning("leftovers not reclaimed: %s", exc)
         for rid, profile, spec in self.conn.execute(
-            "SELECT id, profile, spec FROM runs WHERE state IN ('PENDING','DOWNLOADING','PROCESSING','STORING')"
+            f"SELECT id, profile, spec FROM runs WHERE state IN {BILLED_SQL}"
         ).fetchall():
             try:
                 store = self.store_for(profile, json.loads(spec).get("connection"))
@@ -234,7 +238,7 @@ class Agent:
     def recover(self) -> None:
         rows = self.conn.execute(
             "SELECT id, state, assigned, COALESCE(json_extract(spec, '$.cpus_total'), 0), procs FROM runs "
-            "WHERE state IN ('PENDING','DOWNLOADING','PROCESSING','STORING') ORDER BY submitted_at"
+            f"WHERE state IN {BILLED_SQL} ORDER BY submitted_at"
         ).fetchall()
 
         for rid, state, assigned, ncores, procs in rows:
@@ -439,7 +443,7 @@ class Agent:
         used_cpus, used_mem = self.conn.execute(
             "SELECT COALESCE(SUM(json_extract(spec, '$.cpus_total')), 0), "
             "COALESCE(SUM(json_extract(spec, '$.memory_total')), 0) FROM runs "
-            "WHERE state IN ('PENDING','DOWNLOADING','PROCESSING','STORING')").fetchone()
+            f"WHERE state IN {BILLED_SQL}").fetchone()
         cap = self.capacity
         return Box(cpus=len(cap.cores) - int(used_cpus), memory=cap.memory - int(used_mem) if cap.memory else None,
                    cpus_total=len(cap.cores), memory_total=cap.memory or None)
@@ -476,17 +480,27 @@ class Agent:
         self._why = dict(why)
 
     def tier_room(self, profile: str) -> int | None:
-        """Devices `profile` may still take under its tier; None = no limit."""
+        """Devices `profile` may still take under its tier; None = no limit.
+
+        Fails closed: when the limit cannot be read (a profile since removed from the config, an
+        unknown tier, a broken config) the profile gets no room, and the reason is logged."""
         try:
-            limit = self.config.all_tiers().get(self.backend_for(profile).profile.tier, 0)
-        except Exception:  # a profile since removed from the config: no tier to enforce
-            limit = 0
+            limit = self.config.tier_gpus(self.backend_for(profile).profile)
+        except Exception as exc:
+            self._limit_error(f"profile {profile!r}: tier limit unreadable ({exc}); admitting none of its runs")
+            return 0
         if not limit:
             return None
         used = self.conn.execute(
             "SELECT COALESCE(SUM(gpus * learners), 0) FROM runs WHERE profile = ? AND state IN "
-            "('PENDING','DOWNLOADING','PROCESSING','STORING')", (profile,)).fetchone()[0]
+            f"{BILLED_SQL}", (profile,)).fetchone()[0]
         return max(0, limit - used)
+
+    def _limit_error(self, message: str) -> None:
+        """Log a limit that could not be read: once per distinct reason, not on every pass."""
+        if message not in self._limit_errors:
+            self._limit_errors.add(message)
+            log.error("%s", message)
 
     @staticmethod
     def _label(devices: list, uuid: str) -> str:

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ...errors import BadInput
-from ...runs import Device, ErrorCode, RunState
+from ...runs import Device, ErrorCode
 
 # --------------------------------------------------------------------------------------------
 # Manifests and sweeps
@@ -85,25 +85,6 @@ def canonical_gpu_type(name: str | None) -> str | None:
     from ...cost import canonical_gpu_type as real
 
     return real(name) if name else None
-
-
-def run_cost_micro(events: list[tuple[float, str | None]], gpus: int, gpu_type: str | None,
-                   config, now: float) -> int | None:
-    """Integer micro-dollars over the ledger's billed intervals; None = unpriced.
-
-    `events` are (epoch seconds, state) in ledger order; `gpus` is the run's total request (a run
-    that asked for none pays for one cpu slot).
-    """
-    from datetime import timezone
-
-    from ...cost import PriceTable, billable_devices, run_cost
-    from ...runs import RunEvent
-
-    ev = [RunEvent("run", datetime.fromtimestamp(at, timezone.utc), RunState(s) if s else None)
-          for at, s in events]
-    breakdown = run_cost(ev, gpu_type, billable_devices(gpus), PriceTable.from_config(config),
-                         datetime.fromtimestamp(now, timezone.utc), config.billing.minimum_seconds)
-    return breakdown.total_micro
 
 
 # --------------------------------------------------------------------------------------------

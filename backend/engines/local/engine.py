@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from backend import clock
+from ...cost import BILLED_SQL
 from ...errors import BadInput, NotFound
 from ...runs import (
-    BILLED_STATES,
     RESUMABLE_STATES,
     ChangeSet,
     Inventory,
@@ -36,7 +36,9 @@ LIST_COLUMNS = (
     "id, name, experiment, profile, state, priority, submitted_at, admitted_at, started_at, "
     "finished_at, gpus, learners, gpu_type, labels, error_code, message, metrics, primary_metric, "
     "params, results_bucket, cost_micro, priced, seq, metric_goal, "
-    "json_extract(spec, '$.depends_on') AS depends_on"
+    "json_extract(spec, '$.depends_on') AS depends_on, "
+    "json_extract(spec, '$.manifest_name') AS manifest_name, "
+    "json_extract(spec, '$.max_duration_s') AS max_duration_s"
 )
 
 
@@ -67,7 +69,21 @@ def row_to_run(row, *, cost: int | None = 0, position: int | None = None,
         results_bucket=row["results_bucket"],
         metric_goal=row["metric_goal"] if "metric_goal" in row.keys() else "minimize",
         depends_on=_depends_on(row),
+        **_spec_fields(row),
     )
+
+
+def _spec_fields(row) -> dict[str, Any]:
+    """The manifest's name and max_duration, from the listing's columns or a decoded spec."""
+    keys = row.keys()
+    if "max_duration_s" in keys:
+        return {"manifest_name": row["manifest_name"], "max_duration_s": row["max_duration_s"]}
+    spec = row["spec"] if "spec" in keys else None
+    if isinstance(spec, str):
+        spec = json.loads(spec)
+    if isinstance(spec, dict):
+        return {"manifest_name": spec.get("manifest_name"), "max_duration_s": spec.get("max_duration_s")}
+    return {}
 
 
 def _depends_on(row) -> list[str]:
@@ -179,13 +195,18 @@ class LocalEngine:
     def _costs(self, rows) -> dict[str, int | None]:
         """Live cost of billed runs (from the ledger); finished runs carry their final cost."""
         # A QUEUED run that was admitted before (requeued, or resumed) has paid for earlier attempts.
-        live = [r for r in rows if r["state"] in {s.value for s in BILLED_STATES}
+        live = [r for r in rows if RunState(r["state"]).billed
                 or (r["state"] == "QUEUED" and r["admitted_at"] is not None)]
         out: dict[str, int | None] = {}
+        if not live:
+            return out
+        from ...cost import Meter
+
+        meter = Meter.from_config(self.backend.config)
         now = clock.time()
         for r in live:
             evs = [(e["at"], e["state"]) for e in db.events(self.conn, r["id"])]
-            out[r["id"]] = _cost(self.backend.config, r, evs, now)
+            out[r["id"]] = row_cost(self.backend.config, r, evs, now, meter)
         return out
 
     def _build(self, rows) -> list[Run]:
@@ -202,7 +223,8 @@ class LocalEngine:
             else:
                 cost = r["cost_micro"] if r["priced"] else None
             run = row_to_run(r, cost=cost, position=positions.get(r["id"]), approximate=best_effort)
-            run.eta = etas.get(run.id)
+            got = etas.get(run.id) if run.state == RunState.QUEUED else None
+            run.eta, run.eta_bound = (got.at, got.bound) if got else (None, False)
             out.append(run)
         return out
 
@@ -415,7 +437,7 @@ class LocalEngine:
         pgids: set[int] = set()
         for rid, assigned, procs in self.conn.execute(
             "SELECT id, assigned, procs FROM runs WHERE state IN "
-            "('PENDING','DOWNLOADING','PROCESSING','STORING')"
+            f"{BILLED_SQL}"
         ):
             for uuid in json.loads(assigned):
                 held[uuid] = rid
@@ -430,15 +452,18 @@ def queued_end_cost(config, conn, run_id: str) -> dict[str, int | None]:
     the queue keeps what it ran up), and $0.00, never "unpriced", when it never held a device."""
     row = db.get_row(conn, run_id)
     events = [(e["at"], e["state"]) for e in db.events(conn, run_id)]
-    cost = _cost(config, row, events, clock.time())
-    if cost is None and not any(s in {b.value for b in BILLED_STATES} for _at, s in events):
-        cost = 0
+    cost = row_cost(config, row, events, clock.time())  # backend/cost.py: never billed = $0
     return {"cost_micro": cost, "priced": 0 if cost is None else 1}
 
 
-def _cost(config, row, events, now) -> int | None:
-    units = row["gpus"] * row["learners"] if row["gpus"] else row["learners"]
-    return deps.run_cost_micro(events, units, row["gpu_type"] or "cpu", config, now)
+def row_cost(config, row, events, now: float, meter=None) -> int | None:
+    """Micro-dollars of a run row over its ledger (epoch, state) up to `now`: the live cost in the
+    table and, with the final event appended, the cost the agent stores. backend/cost.py bills."""
+    from ...cost import Meter
+
+    meter = meter or Meter.from_config(config)
+    return meter.bill_epochs(events, gpus=row["gpus"] * row["learners"], learners=row["learners"],
+                             gpu_type=row["gpu_type"], now=now)
 
 
 def _read_log(engine: LocalEngine, run_id: str, path: Path, tail: int | None,

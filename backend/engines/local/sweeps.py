@@ -13,7 +13,9 @@ submit that creates it is recorded, so the agent never re-reads manifests:
   backend/experiments.py). A loser is halted like `halt` does (SIGTERM to its group, logs stored) but
   ends HALTED with error code C204 and "early stop: ..."; its billing ends when storing ends.
 
-Queue ETAs, which honour the `parallel` caps recorded here, are in eta.py.
+Reading a cap fails closed: only SQLite's "no such table" (no sweep submitted yet) means "no cap";
+any other error (a locked or corrupt database) stops the admission pass, which the agent logs.
+Queue ETAs honour the `parallel` caps recorded here (backend/eta.py).
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from backend import clock
+from ...cost import BILLED_SQL
 from ...experiments import median_stop
 from ...runs import ErrorCode, RunState
 from .scheduler import ADMIT_COLS, GATE_FILTER, queue_cursor
@@ -34,7 +37,6 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS experiments (id TEXT PRIMARY KEY, created_at REAL NOT NULL, "
     "policy TEXT NOT NULL DEFAULT '{}')"
 )
-BILLED_SQL = "('PENDING','DOWNLOADING','PROCESSING','STORING')"
 MAX_FAILED_CODE = ErrorCode.SWEEP_MAX_FAILED.value  # runs never started: their experiment reached max_failed
 EARLY_STOP_EVERY = 1.0  # seconds between early-stop checks
 
@@ -159,11 +161,27 @@ def record_policies(conn, policies: dict[str, SweepPolicy], now: float | None = 
             (exp, now, json.dumps(asdict(policy))))
 
 
-def read_policies(conn) -> dict[str, SweepPolicy]:
+def no_such_table(exc: BaseException) -> bool:
+    """True only for SQLite's "no such table" (nothing has created it yet). Any other error while
+    reading a limit - a locked or corrupt database - must not read as "no limit"."""
+    import sqlite3
+
+    return isinstance(exc, sqlite3.OperationalError) and str(exc).startswith("no such table")
+
+
+def policy_rows(conn) -> list:
+    """(experiment, policy JSON) rows; [] only when no submit has created the table yet. Any other
+    error is raised: the caller's pass then admits nothing (fails closed) and logs why."""
     try:
-        rows = conn.execute("SELECT id, policy FROM experiments").fetchall()
-    except Exception:  # no submit has created the table yet
-        return {}
+        return conn.execute("SELECT id, policy FROM experiments").fetchall()
+    except Exception as exc:
+        if no_such_table(exc):
+            return []
+        raise
+
+
+def read_policies(conn) -> dict[str, SweepPolicy]:
+    rows = policy_rows(conn)
     out = {}
     for exp, text in rows:
         policy = SweepPolicy.from_json(text)
@@ -220,10 +238,7 @@ class SweepGovernor:
     def policies(self) -> dict[str, SweepPolicy]:
         """Read on every pass (a submit may have just added one): a small table, parsed only when
         its text changed."""
-        try:
-            rows = self.conn.execute("SELECT id, policy FROM experiments").fetchall()
-        except Exception:  # no submit has created the table yet
-            return {}
+        rows = policy_rows(self.conn)  # raises on a locked/corrupt database: admission stops
         if rows != self._rows:
             self._rows = rows
             self._policies = {e: p for e, p in ((e, SweepPolicy.from_json(t)) for e, t in rows)

@@ -1,0 +1,114 @@
+"""Queue-ETA error: a real sweep on the local engine, measured against when its trials really started.
+
+A 6-trial sweep (`parallel: 1`, each trial `sleep 3`, `max_duration: 10m`, no GPU) runs under a
+throwaway DLAAS_HOME with its own agent. Once 2 trials have COMPLETED, the ETAs the engine shows
+for the trials still QUEUED are read once; each trial's real start (admitted_at) is then awaited.
+Figure: the worst |ETA - real start| over those trials, against the goal max(10 s, 50 % of the
+wait it predicted). Anchor: the same error for the rule before it learned (max_duration: an ETA
+600 s per trial ahead), computed from the same real starts.
+Stops the agent it starts (by pid).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+TRIALS, SLEEP_S, MAX_S = 6, 3, 600
+
+
+def manifest(tmp: Path) -> Path:
+    folder = tmp / "sweep"
+    (folder / "model").mkdir(parents=True)
+    (folder / "model" / "noop.txt").write_text("")
+    path = folder / "manifest.yaml"
+    path.write_text(
+        "name: eta-sweep\ngpus: 0\nmax_duration: 10m\n"
+        "data_stores:\n  - id: d\n    type: local\n    training_data: {container: bench-data}\n"
+        "    training_results: {container: bench-results}\n"
+        f"framework:\n  name: python\n  command: sleep {SLEEP_S}\n"
+        f"sweep:\n  parallel: 1\n  parameters:\n    i: {{values: {list(range(TRIALS))}}}\n"
+    )
+    return path
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="dlaas-bench-eta-") as d:
+        tmp = Path(d)
+        home = tmp / "home"
+        (home / "store" / "bench-data").mkdir(parents=True)
+        (home / "config.toml").write_text("[profiles.local]\ncpu_slots = 2\n")
+        os.chmod(home / "config.toml", 0o600)
+        os.environ["DLAAS_HOME"] = str(home)
+        from backend import clock
+        from backend.facade import SubmitRequest, open_backend
+
+        engine = open_backend().engine
+        try:
+            path = manifest(tmp)
+            runs = engine.submit(SubmitRequest(manifests=[path], model=path.parent / "model"))
+            ids = [r.id for r in runs]
+            deadline = time.monotonic() + 120
+            while True:
+                now_runs = {r.id: r for r in engine.list_runs() if r.id in ids}
+                done = sum(1 for r in now_runs.values() if r.state.value == "COMPLETED")
+                if done >= 2:
+                    break
+                if time.monotonic() > deadline:
+                    raise SystemExit("the sweep did not complete 2 trials in 120 s")
+                time.sleep(0.05)
+            seen_at = clock.now()
+            predicted = {r.id: (r.eta, r.eta_bound) for r in now_runs.values()
+                         if r.state.value == "QUEUED" and r.eta is not None}
+            queued = sorted((r for r in now_runs.values() if r.state.value == "QUEUED"),
+                            key=lambda r: r.queue_position or 0)
+            waiting = [r.id for r in queued]
+            while not all(engine.get_run(i).admitted_at for i in waiting):
+                if time.monotonic() > deadline + 120:
+                    raise SystemExit("queued trials did not start in time")
+                time.sleep(0.05)
+            worst = worst_old = 0.0
+            misses = over = 0
+            for rank, rid in enumerate(waiting, 1):
+                started = engine.get_run(rid).admitted_at
+                if rid not in predicted:
+                    misses += 1
+                    continue
+                eta, bound = predicted[rid]
+                error = abs((eta - started).total_seconds())
+                wait = max(0.0, (eta - seen_at).total_seconds())
+                goal = max(10.0, 0.5 * wait)
+                old_eta_s = rank * MAX_S  # max_duration per trial ahead of it (the rule before)
+                old_error = abs(old_eta_s - (started - seen_at).total_seconds())
+                print(f"  trial #{rank}: predicted in {wait:6.1f} s ({'bound' if bound else 'learned'}), "
+                      f"started in {(started - seen_at).total_seconds():6.1f} s, error {error:5.1f} s "
+                      f"(goal <= {goal:.1f} s)", flush=True)
+                worst, worst_old = max(worst, error), max(worst_old, old_error)
+                over += error > goal
+            ok = "ok" if misses == 0 and over == 0 else "OVER GOAL"
+            print(f"{'ETA error, queued trials after 2 done':40} {worst:8.2f} s  goal <= max(10 s, 50 %)  [{ok}]"
+                  f"   anchor (max_duration rule) {worst_old:.2f} s; {len(waiting)} queued, {misses} without an ETA",
+                  flush=True)
+            print(json.dumps({"bench": "eta", "worst_error_s": worst, "anchor_error_s": worst_old,
+                              "queued": len(waiting), "without_eta": misses}))
+            for rid in ids:
+                engine.halt(rid)
+        finally:
+            from backend.engines.local.control import agent_pid
+
+            engine.close()
+            pid = agent_pid(home / "state")
+            if pid and pid > 0:
+                os.kill(pid, signal.SIGTERM)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
