@@ -15,6 +15,26 @@ from .base import Transfer
 CHUNK = 1 << 20
 
 
+def process_alive(pid: int) -> bool:
+    """Whether the process runs; a zombie (killed, not yet reaped by its parent) does not: a
+    temp file or an upload whose writer is gone may be reclaimed."""
+    try:
+        raw = open(f"/proc/{pid}/stat", "rb").read()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        raw = b""
+    if raw:
+        return raw[raw.rfind(b")") + 2 : raw.rfind(b")") + 3] not in (b"Z", b"X")
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def within(path: str, base: str) -> bool:
     return path == base or path.startswith(base.rstrip(os.sep) + os.sep)
 

@@ -44,7 +44,7 @@ from .base import (
     validate_bucket_name,
     validate_key,
 )
-from .files import copy_stream, folder_files, safe_dest_path, within
+from .files import copy_stream, folder_files, process_alive, safe_dest_path, within
 from .local_listing import (
     TMP_DIR,
     ScanCache,
@@ -151,7 +151,7 @@ class LocalStore:
                 pid = int(head) if head.isdigit() and "-" in entry.name else None
                 try:
                     if pid is not None:
-                        if pid == os.getpid() or _alive(pid):
+                        if pid == os.getpid() or process_alive(pid):
                             continue
                     elif clock.machine_time() - entry.stat().st_mtime < legacy_age_s:
                         continue
@@ -509,21 +509,3 @@ def _prune_empty(folder: Path, base: Path) -> None:
 
 __all__ = ["LocalStore", "safe_dest_path", "TransferCancelled"]
 
-
-def _alive(pid: int) -> bool:
-    """Whether the process runs; a zombie (killed, not yet reaped by its parent) does not."""
-    try:
-        raw = open(f"/proc/{pid}/stat", "rb").read()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        raw = b""
-    if raw:
-        return raw[raw.rfind(b")") + 2 : raw.rfind(b")") + 3] not in (b"Z", b"X")
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -18,6 +18,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .files import process_alive
+
 log = logging.getLogger("dlaas.store")
 
 
@@ -31,24 +33,6 @@ def _entry_path(root: Path, endpoint: str, bucket: str, key: str, upload_id: str
     digest = hashlib.sha256(f"{endpoint}\0{bucket}\0{key}\0{upload_id}".encode()).hexdigest()[:32]
     return root / f"{digest}.json"
 
-
-def _alive(pid: int) -> bool:
-    """Whether the process runs; a zombie (killed, not yet reaped by its parent) does not."""
-    try:
-        raw = open(f"/proc/{pid}/stat", "rb").read()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        raw = b""
-    if raw:
-        return raw[raw.rfind(b")") + 2 : raw.rfind(b")") + 3] not in (b"Z", b"X")
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class UploadJournal:
@@ -115,7 +99,7 @@ class UploadJournal:
             if pid == os.getpid():
                 if self.active:
                     continue
-            elif pid and _alive(pid):
+            elif pid and process_alive(pid):
                 continue
             out.append(entry)
         return out
