@@ -115,8 +115,9 @@ def test_dependencies_start_after_their_prerequisite_and_fail_with_it(dlaas_home
         second = res.stdout.strip()
         third = submit(manifest(tmp_path, "third", command="true", gpus=0, depends_on=[second]))
         wait_state(first, "PROCESSING")
-        waiting = wait_for(lambda: (r := get(second)).message and r)
-        assert waiting.state == RunState.QUEUED and waiting.message == f"waiting for {first} (PROCESSING)"
+        # the reason follows the prerequisite's state (it may say DOWNLOADING for a pass or two first)
+        waiting = wait_for(lambda: (r := get(second)).message == f"waiting for {first} (PROCESSING)" and r)
+        assert waiting.state == RunState.QUEUED
         assert waiting.depends_on == [first]
         tree = cli("runs", "--tree")
         assert tree.returncode == 0, tree.stderr
