@@ -101,6 +101,25 @@ def engine():
     return open_backend().engine
 
 
+
+def submit(path: Path, **kw) -> str:
+    """Submit one manifest through an engine of this process; the first run's id."""
+    from backend.runs import SubmitRequest
+
+    eng = engine()
+    try:
+        return eng.submit(SubmitRequest(manifests=[path], **kw))[0].id
+    finally:
+        eng.close()
+
+
+def get(run_id: str):
+    eng = engine()
+    try:
+        return eng.get_run(run_id)
+    finally:
+        eng.close()
+
 def runs_json(cli, *args) -> list[dict]:
     res = cli("runs", "--json", *args)
     assert res.returncode == 0, res.stderr

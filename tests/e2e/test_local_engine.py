@@ -12,16 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from backend.runs import RunState, SubmitRequest
+from backend.runs import RunState
 
 from .local_helpers import (
     WAIT_S,
     agent_pid,
     engine,
+    get,
     manifest,
     runs_json,
     seed_home,
     stop_everything,
+    submit,
     wait_for,
 )
 
@@ -33,22 +35,6 @@ def home(dlaas_home: Path):
     seed_home(dlaas_home)
     yield dlaas_home
     stop_everything(dlaas_home)
-
-
-def submit(path: Path, **kw) -> str:
-    eng = engine()
-    try:
-        return eng.submit(SubmitRequest(manifests=[path], **kw))[0].id
-    finally:
-        eng.close()
-
-
-def get(run_id: str):
-    eng = engine()
-    try:
-        return eng.get_run(run_id)
-    finally:
-        eng.close()
 
 
 def wait_state(run_id: str, *states: str, timeout: float = WAIT_S):

@@ -6,30 +6,14 @@ from pathlib import Path
 import pytest
 
 from backend.errors import BadInput
-from backend.runs import RunState, SubmitRequest
+from backend.runs import RunState
 
-from .local_helpers import engine, manifest, seed_home, stop_everything, wait_for
+from .local_helpers import engine, get, manifest, seed_home, stop_everything, submit, wait_for
 
 pytestmark = pytest.mark.e2e
 
 # Waits for a file the test creates, so a run stays busy exactly as long as the test needs.
 HOLD = 'python -c "import os; print(sorted(os.sched_getaffinity(0)))"; while [ ! -f "$GO" ]; do sleep 0.05; done'
-
-
-def submit(path: Path, **kw) -> str:
-    eng = engine()
-    try:
-        return eng.submit(SubmitRequest(manifests=[path], **kw))[0].id
-    finally:
-        eng.close()
-
-
-def get(run_id: str):
-    eng = engine()
-    try:
-        return eng.get_run(run_id)
-    finally:
-        eng.close()
 
 
 def wait_state(run_id: str, *states: str, timeout: float = 60):
