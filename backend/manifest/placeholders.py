@@ -67,6 +67,15 @@ def placeholder_problems(manifest: Manifest, marks: Marks, text: str) -> list[Pr
             report(nth, "`${}` names nothing: sh stops with \"bad substitution\"")
         elif name is None or (rest and rest[0] not in _SHELL_OPERATORS):
             report(nth, f"`${{{inner}}}` is not a name sh can expand: it stops with \"bad substitution\"")
+        elif rest and name.group(0) in params and name.group(0) not in env:
+            # `${lr:-0.1}`: only a bare `${lr}` is filled in per trial; sh sees an unset `lr` and
+            # every trial would run with the same fallback.
+            param = name.group(0)
+            from .sweep import hp_env_name
+
+            report(nth, f"`${{{inner}}}` is not filled in by the sweep (only `${{{param}}}` is): sh sees no "
+                        f"variable {param} and every trial gets the same value; write ${{{param}}}, or "
+                        f"${{{hp_env_name(param)}{rest}}} to keep the fallback")
         elif not rest and inner not in env and params:
             close_to = difflib.get_close_matches(inner, params, n=1, cutoff=0.75)
             if close_to:

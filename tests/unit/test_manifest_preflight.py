@@ -55,6 +55,15 @@ def test_stray_and_empty_placeholders_are_errors_anywhere() -> None:
     assert [p[0] for p in problems("python t.py ${oops", sweep=False)] == ["error"]
 
 
+def test_a_shell_operator_on_a_sweep_parameter_is_an_error() -> None:
+    # `${lr:-0.1}` is left to sh, which has no variable `lr`: every trial would get 0.1.
+    [(severity, line, col, message)] = problems("python t.py --lr ${lr:-0.1}")
+    assert (severity, line, col) == ("error", 10, 29)
+    assert "every trial gets the same value" in message and "${HP_LR:-0.1}" in message
+    assert problems("python t.py --lr ${HP_LR:-0.1} ${lr}") == []
+    assert problems("python t.py ${lr:-0.1}", sweep=False) == []  # no sweep: lr is just an unset variable
+
+
 def test_other_unknown_names_warn_only_in_a_sweep() -> None:
     [(severity, *_rest)] = problems("python t.py ${other} ${lr}")
     assert severity == "warning"
