@@ -26,14 +26,14 @@ KNOWN_CIRCLES = {
     ("backend/engines/kubernetes/engine.py", "backend/engines/kubernetes/keeper.py"),
     ("backend/engines/kubernetes/render.py", "backend/engines/kubernetes/runview.py",
      "backend/engines/kubernetes/states.py", "backend/engines/kubernetes/submission.py"),
-    ("backend/engines/local/agent.py", "backend/engines/local/executor.py"),
+    ("backend/agent/agent.py", "backend/engines/local/executor.py"),
     ("backend/engines/local/engine.py", "backend/engines/local/eta.py", "backend/engines/local/submit.py",
      "backend/engines/local/sweeps.py"),
     ("dlaas_tui/app.py", "dlaas_tui/screens/run_detail.py", "dlaas_tui/screens/runs.py"),
 }
 # Modules below the facade that still open a backend through it (the agent's processes): to be passed in.
 KNOWN_FACADE_USERS = {
-    "backend/engines/kubernetes/keeper.py", "backend/engines/local/agent.py", "backend/store/local.py",
+    "backend/agent/agent.py", "backend/engines/kubernetes/keeper.py", "backend/store/local.py",
 }
 
 

@@ -101,7 +101,7 @@ class KubernetesEngine(Submitting):
         return engine
 
     def _agent_running(self) -> bool:
-        from ..local.control import agent_pid
+        from backend.agent.control import agent_pid
 
         paths = getattr(self, "_paths", None)
         return bool(paths is not None and (agent_pid(paths.state_dir) or 0) > 0)
@@ -111,7 +111,7 @@ class KubernetesEngine(Submitting):
         False when no agent serves this home, so the caller does the agent's part itself."""
         import os
 
-        from ..local.control import ensure_agent, wake
+        from backend.agent.control import ensure_agent, wake
 
         paths = getattr(self, "_paths", None)
         if paths is None:

@@ -1,7 +1,7 @@
 """The Kubernetes engine's `Ledger` kept in SQLite, so the history outlives every process.
 
 One file per kubernetes profile (`<state>/kubernetes/<profile>.db`) with the local engine's schema
-(backend/engines/local/db.py): `runs` holds each run's latest view (the whole Run as JSON in `spec`,
+(backend/ledger/db.py): `runs` holds each run's latest view (the whole Run as JSON in `spec`,
 the columns beside it for queries), `run_events` is the append-only ledger, `counter`/`deleted` serve
 `changes(cursor)`. A file of its own keeps the local scheduler from ever seeing these runs as its
 queue. Two tables are added here: `k8s_flags` (one-time marks such as "run.json written") and
@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from backend.runs import RESUMABLE_STATES, Run, RunEvent, RunState
 
-from ..local import db
+from backend.ledger import db
 
 EXTRA_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS k8s_flags (run_id TEXT NOT NULL, flag TEXT NOT NULL, PRIMARY KEY (run_id, flag))",

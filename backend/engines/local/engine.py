@@ -27,8 +27,9 @@ from ...runs import (
     RunState,
     SubmitRequest,
 )
-from . import db, deps
-from .control import ensure_agent, wake
+from ...ledger import db
+from . import deps
+from ...agent.control import ensure_agent, wake
 from .scheduler import QUEUE_SQL
 from .eta import engine_etas
 

@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 from backend import clock
 from ...packaging import ArchiveError, safe_unzip
 from ...runs import ErrorCode, RunState, retry_message
-from . import db, deps
+from ...ledger import db
+from . import deps
 from .limits import enforcement
 from .procs import Learner, launch, start_time, stop_group, was_started
 
 if TYPE_CHECKING:
-    from .agent import Agent
+    from ...agent.agent import Agent
 
 log = logging.getLogger("dlaas.agent")
 OOM_PATTERNS = re.compile(rb"CUDA out of memory|OutOfMemoryError|torch\.OutOfMemoryError|Killed\s*$|"

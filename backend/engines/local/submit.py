@@ -21,7 +21,8 @@ from backend import clock
 from ...errors import BadInput, NotFound, StoreError
 from ...packaging import check_zip, unpacked_cap, zip_model
 from ...runs import ErrorCode, Run, RunState, SubmitRequest
-from . import db, deps
+from ...ledger import db
+from . import deps
 
 ID_ALPHABET = string.ascii_lowercase + string.digits
 DEFAULT_ENV_FRAMEWORKS = ("pytorch", "python")

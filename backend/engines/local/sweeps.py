@@ -348,7 +348,7 @@ class SweepGovernor:
 
 def halt_queued(conn, experiment: str, code: str, message: str) -> int:
     """One transaction: every QUEUED run of the experiment to HALTED, each with its ledger event."""
-    from . import db
+    from ...ledger import db
 
     now = clock.time()
     with db.write(conn):

@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from backend import clock
-from ...cost import BILLED_SQL
-from ...runs import ErrorCode, RunState, attempt_started_message, iso, utcnow
-from . import db, deps
+from ..cost import BILLED_SQL
+from ..runs import ErrorCode, RunState, attempt_started_message, iso, utcnow
+from ..engines.local import deps
+from ..engines.local.scheduler import Box, FreeDevice, plan
+from ..ledger import db
 from .control import lock_path, pid_path, release_start_lock, sock_path, wake
-from .scheduler import Box, FreeDevice, plan
 
 log = logging.getLogger("dlaas.agent")
 TICK = 0.5
@@ -56,7 +57,7 @@ class Agent:
         self._limit_errors: set[str] = set()  # limits that could not be read, logged once each
         self._gates_seen, self._gates_next = -1, 0.0  # when gated runs were last looked at
         self._gated: set[str] = set()  # queued runs held back by a gate (spec.wait)
-        from .limits import capacity
+        from ..engines.local.limits import capacity
 
         self.capacity = capacity(backend.profile)  # the cores and memory runs may hold
         self.cores: dict[str, tuple[int, ...]] = {}  # run id -> the cores its learners are pinned to
@@ -66,21 +67,21 @@ class Agent:
             "SELECT id, message FROM runs WHERE state = 'QUEUED' AND message != '' "
             "AND json_extract(spec, '$.wait') IS NULL").fetchall())
         self._foreign: dict[str, dict] = {}  # device -> who holds its lock (another user's agent)
-        from .sweeps import SweepGovernor
+        from ..engines.local.sweeps import SweepGovernor
 
         self.sweeps = SweepGovernor(self.conn, self.halt_for_policy)
-        from ..kubernetes.keeper import KubeKeeper
+        from ..engines.kubernetes.keeper import KubeKeeper
 
         # The same agent serves kubernetes profiles: their watch loops and held sweep runs.
         self.kube = KubeKeeper(self.paths)
-        from ...notify import EndNotices
+        from ..notify import EndNotices
 
         self.notices = EndNotices(self.paths)  # [notify]: word when runs and sweeps end
 
     # -- helpers the workers use ------------------------------------------------------------------
     def backend_for(self, profile: str):
         if profile not in self._backends:
-            from ...facade import open_backend
+            from ..facade import open_backend
 
             self._backends[profile] = open_backend(profile)
         return self._backends[profile]
@@ -144,12 +145,12 @@ class Agent:
 
     def cost_micro(self, row: dict, events: list[tuple[float, str | None]], now: float) -> int | None:
         """The run's cost up to `now`, by the same rule as the live table (backend/cost.py)."""
-        from .engine import row_cost
+        from ..engines.local.engine import row_cost
 
         return row_cost(self.config, row, events, now)
 
     def run_document(self, conn, run_id: str, outcome: dict) -> dict:
-        from .engine import row_to_run
+        from ..engines.local.engine import row_to_run
 
         row = db.get_row(conn, run_id)
         evs = db.events(conn, run_id)
@@ -263,7 +264,7 @@ class Agent:
             self._start_worker(rid, fds)
 
     def _start_worker(self, rid: str, fds: list) -> None:
-        from .executor import RunWorker
+        from ..engines.local.executor import RunWorker
 
         worker = RunWorker(self, rid)
         with self._lock:
@@ -280,7 +281,7 @@ class Agent:
             if worker is not None:
                 worker.halt_requested.set()
             else:
-                from .engine import queued_end_cost, seal_run
+                from ..engines.local.engine import queued_end_cost, seal_run
 
                 if db.transition(self.conn, rid, RunState.HALTED, message="halted while queued",
                                  finished_at=clock.time(), expect=frozenset({RunState.QUEUED}),
@@ -324,7 +325,7 @@ class Agent:
                 if db.transition(self.conn, rid, RunState.FAILED, message=failed,
                                  error_code=ErrorCode.DEPENDENCY_FAILED.value, finished_at=clock.time(),
                                  expect=frozenset({RunState.QUEUED})):
-                    from .engine import seal_run
+                    from ..engines.local.engine import seal_run
 
                     seal_run(self.conn, rid)
                 continue
@@ -520,14 +521,14 @@ class Agent:
         stamp = self._config_stamp()
         if stamp == self._stamp:
             return
-        from ...facade import open_backend
+        from ..facade import open_backend
 
         try:
             backend = open_backend(self.backend.profile.name)
         except Exception as exc:  # a broken edit: keep the last good config, say why
             log.warning("config not reloaded: %s", exc)
         else:
-            from .limits import capacity
+            from ..engines.local.limits import capacity
 
             with self._lock:
                 self.backend, self.config = backend, backend.config
@@ -588,7 +589,7 @@ def _detach(log_file: Path, pid_file: Path) -> None:
     for the middle one, which writes the final pid before exiting, so whoever launched the agent
     finds the lock held and the pid file true the moment the launcher returns.
     """
-    from ...paths import write_private
+    from ..paths import write_private
 
     middle = os.fork()
     if middle > 0:
@@ -612,12 +613,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dlaas-agent")
     parser.add_argument("--detach", action="store_true")
     args = parser.parse_args(argv)
-    from ...facade import open_backend
-    from ...paths import get_paths, private_dir
+    from ..facade import open_backend
+    from ..paths import get_paths, private_dir
 
     paths = get_paths()
     private_dir(paths.state_dir)
-    here = str(Path(__file__).resolve().parents[3])
+    here = str(Path(__file__).resolve().parents[2])
     if here not in sys.path:
         sys.path.insert(0, here)
     lock_fd = os.open(lock_path(paths.state_dir), os.O_RDWR | os.O_CREAT, 0o600)
@@ -627,7 +628,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0  # another agent already serves this DLAAS_HOME
     finally:
         release_start_lock()  # whoever launched us: the start is decided either way
-    from ...paths import write_private
+    from ..paths import write_private
 
     # The database and the wake-up socket are in place before the pid file names us, so whoever sees
     # the pid finds both (the connection itself is made after the fork: SQLite's rule).
