@@ -33,7 +33,7 @@ from backend.runs import (
 
 from . import kueue, logs, render
 from .client import KubeApi, KubeError, KubeNotFound, jobs_path, pods_path, workloads_path
-from .ledger import Ledger, MemoryLedger, last_state
+from .ledger import SYNCED, Ledger, MemoryLedger, last_state
 from .runview import assigned_label, canonical_gpu, flavor_gpu, inventory_from_nodes, run_from_job
 from .states import PERMANENT_ERRORS, Observation, gpu_line, observe, parse_time, report_outcome
 from .submission import Submitting, new_run_id  # noqa: F401
@@ -127,8 +127,6 @@ class KubernetesEngine(Submitting):
         """A profile the running agent has never listed (its ledger was just created): wake the agent
         and give it a moment, so a first `runs` does not show an empty cluster."""
         import time
-
-        from .keeper import SYNCED
 
         has_mark = getattr(self.ledger, "has_mark", None)
         if has_mark is None or has_mark("", SYNCED):

@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Any
 
+from .ledger import SYNCED
 from .sqlite_ledger import SqliteLedger, ledger_path, profiles_with_ledgers
 
 log = logging.getLogger("dlaas.agent")
@@ -28,9 +29,6 @@ def resync_seconds() -> float:
         return max(0.1, float(os.environ.get("DLAAS_K8S_RESYNC", "30")))
     except ValueError:
         return 30.0
-
-
-SYNCED = "agent-synced"  # a ledger flag (run id "") once an agent has listed the profile's cluster
 
 
 class _Watcher:
