@@ -162,7 +162,7 @@ def bench_runs_json(tmp: Path, env: dict) -> None:
     conn = db.connect(home / "state" / "state.db")
     fill(conn, 9_000, "COMPLETED", prio_spread=False)
     fill(conn, 1_000, "QUEUED", gpus=64)  # waiting for devices the box lacks: the agent stays idle
-    from backend.engines.local.engine import seal_run
+    from backend.engines.local.rows import seal_run
 
     for (rid,) in conn.execute("SELECT id FROM runs WHERE state = 'COMPLETED'").fetchall():
         seal_run(conn, rid)  # as the agent does when a run ends

@@ -122,7 +122,7 @@ def fill(home: Path, n: int) -> None:
     os.environ["DLAAS_HOME"] = str(home)
     try:
         from backend.ledger import db
-        from backend.engines.local.engine import seal_run
+        from backend.engines.local.rows import seal_run
 
         conn = db.connect(home / "state" / "state.db")
         t0 = time.time() - n

@@ -145,12 +145,12 @@ class Agent:
 
     def cost_micro(self, row: dict, events: list[tuple[float, str | None]], now: float) -> int | None:
         """The run's cost up to `now`, by the same rule as the live table (backend/cost.py)."""
-        from ..engines.local.engine import row_cost
+        from ..engines.local.rows import row_cost
 
         return row_cost(self.config, row, events, now)
 
     def run_document(self, conn, run_id: str, outcome: dict) -> dict:
-        from ..engines.local.engine import row_to_run
+        from ..engines.local.rows import row_to_run
 
         row = db.get_row(conn, run_id)
         evs = db.events(conn, run_id)
@@ -281,7 +281,7 @@ class Agent:
             if worker is not None:
                 worker.halt_requested.set()
             else:
-                from ..engines.local.engine import queued_end_cost, seal_run
+                from ..engines.local.rows import queued_end_cost, seal_run
 
                 if db.transition(self.conn, rid, RunState.HALTED, message="halted while queued",
                                  finished_at=clock.time(), expect=frozenset({RunState.QUEUED}),
@@ -325,7 +325,7 @@ class Agent:
                 if db.transition(self.conn, rid, RunState.FAILED, message=failed,
                                  error_code=ErrorCode.DEPENDENCY_FAILED.value, finished_at=clock.time(),
                                  expect=frozenset({RunState.QUEUED})):
-                    from ..engines.local.engine import seal_run
+                    from ..engines.local.rows import seal_run
 
                     seal_run(self.conn, rid)
                 continue

@@ -24,8 +24,6 @@ KNOWN_CIRCLES = {
      "backend/engines/fake/reading.py", "backend/engines/fake/seeding.py"),
     ("backend/manifest/__init__.py", "backend/manifest/messages.py", "backend/manifest/parser.py"),
     ("backend/agent/agent.py", "backend/engines/local/executor.py"),
-    ("backend/engines/local/engine.py", "backend/engines/local/eta.py", "backend/engines/local/submit.py",
-     "backend/engines/local/sweeps.py"),
     ("dlaas_tui/app.py", "dlaas_tui/screens/run_detail.py", "dlaas_tui/screens/runs.py"),
 }
 # Modules below the facade that still open a backend through it (the agent's processes): to be passed in.

@@ -171,7 +171,7 @@ class RunWorker(threading.Thread):
                                      db.get_row(self.conn, self.run_id), ev, now)
         if db.transition(self.conn, self.run_id, state, message=message, error_code=code, at=now,
                          finished_at=now, cost_micro=cost, priced=0 if cost is None else 1):
-            from .engine import seal_run
+            from .rows import seal_run
 
             seal_run(self.conn, self.run_id)
 

@@ -152,7 +152,7 @@ def _seed_samples(store, bucket: str) -> None:
 
 
 def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
-    from .engine import row_to_run
+    from .rows import row_to_run
 
     backend = engine.backend
     config = backend.config
