@@ -90,7 +90,7 @@ def bench_admission(tmp: Path) -> None:
         conn = db.connect(tmp / "adm-home" / "state" / "state.db")
         fill(conn, 10_000, "QUEUED", gpus=2)  # one cpu slot: nothing fits, nothing is started
         conn.close()
-        agent = Agent(open_backend())
+        agent = Agent(open_backend(), open_backend)
         agent.admit()  # first pass warms the inventory cache
         samples = []
         for _ in range(20):

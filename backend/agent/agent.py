@@ -1,6 +1,7 @@
 """The agent: one detached process per DLAAS_HOME that admits QUEUED runs and runs them.
 
-Started on demand (`ensure_agent`) by any command or the TUI: it double-forks into its own session
+Started on demand (`ensure_agent`, control.py) by any command or the TUI as `python -m backend.agent`
+(__main__.py): it double-forks into its own session
 with no controlling terminal, so it outlives the TUI and a dropped SSH connection; its output goes to
 `agent.log` in the state dir. An exclusive flock on `agent.lock` makes a second agent exit at once.
 It wakes on a datagram to `agent.sock` (sent after a submit or a halt) and otherwise checks every
@@ -11,19 +12,15 @@ watches their clusters into their ledgers and creates the Jobs of runs held back
 """
 from __future__ import annotations
 
-import argparse
-import fcntl
 import json
 import logging
 import os
 import select
-import signal
 import socket
-import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from backend import clock
@@ -32,7 +29,7 @@ from ..runs import ErrorCode, RunState, attempt_started_message, iso, utcnow
 from ..engines.local import deps
 from ..engines.local.scheduler import Box, FreeDevice, plan
 from ..ledger import db
-from .control import lock_path, pid_path, release_start_lock, sock_path, wake
+from .control import wake
 
 log = logging.getLogger("dlaas.agent")
 TICK = 0.5
@@ -40,8 +37,12 @@ INVENTORY_TTL = 5.0
 
 
 class Agent:
-    def __init__(self, backend) -> None:
+    """`open_backend(profile=None)` opens a profile's backend (backend.facade.open_backend, passed in by
+    the agent's entry point, backend/agent/__main__.py): for runs of other profiles and config reloads."""
+
+    def __init__(self, backend, open_backend: Callable[..., Any]) -> None:
         self.backend = backend
+        self.open_backend = open_backend
         self.paths = backend.paths
         self.config = backend.config
         self.conn = db.connect(self.paths.db_file)
@@ -73,7 +74,7 @@ class Agent:
         from ..engines.kubernetes.keeper import KubeKeeper
 
         # The same agent serves kubernetes profiles: their watch loops and held sweep runs.
-        self.kube = KubeKeeper(self.paths)
+        self.kube = KubeKeeper(self.paths, open_backend)
         from ..notify import EndNotices
 
         self.notices = EndNotices(self.paths)  # [notify]: word when runs and sweeps end
@@ -81,9 +82,7 @@ class Agent:
     # -- helpers the workers use ------------------------------------------------------------------
     def backend_for(self, profile: str):
         if profile not in self._backends:
-            from ..facade import open_backend
-
-            self._backends[profile] = open_backend(profile)
+            self._backends[profile] = self.open_backend(profile)
         return self._backends[profile]
 
     def store_for(self, profile: str, connection: dict | None = None):
@@ -521,10 +520,8 @@ class Agent:
         stamp = self._config_stamp()
         if stamp == self._stamp:
             return
-        from ..facade import open_backend
-
         try:
-            backend = open_backend(self.backend.profile.name)
+            backend = self.open_backend(self.backend.profile.name)
         except Exception as exc:  # a broken edit: keep the last good config, say why
             log.warning("config not reloaded: %s", exc)
         else:
@@ -580,102 +577,3 @@ class _Room(dict):
     def __missing__(self, profile: str) -> int | None:
         value = self[profile] = self.agent.tier_room(profile)
         return value
-
-
-def _detach(log_file: Path, pid_file: Path) -> None:
-    """Double fork: own session, no controlling terminal, not a child of whoever started us.
-
-    The caller already holds the agent lock; fork keeps it held throughout. The first process waits
-    for the middle one, which writes the final pid before exiting, so whoever launched the agent
-    finds the lock held and the pid file true the moment the launcher returns.
-    """
-    from ..paths import write_private
-
-    middle = os.fork()
-    if middle > 0:
-        os.waitpid(middle, 0)
-        os._exit(0)
-    os.setsid()
-    final = os.fork()
-    if final > 0:
-        write_private(pid_file, f"{final}\n")
-        os._exit(0)
-    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-    os.close(null)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dlaas-agent")
-    parser.add_argument("--detach", action="store_true")
-    args = parser.parse_args(argv)
-    from ..facade import open_backend
-    from ..paths import get_paths, private_dir
-
-    paths = get_paths()
-    private_dir(paths.state_dir)
-    here = str(Path(__file__).resolve().parents[2])
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    lock_fd = os.open(lock_path(paths.state_dir), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return 0  # another agent already serves this DLAAS_HOME
-    finally:
-        release_start_lock()  # whoever launched us: the start is decided either way
-    from ..paths import write_private
-
-    # The database and the wake-up socket are in place before the pid file names us, so whoever sees
-    # the pid finds both (the connection itself is made after the fork: SQLite's rule).
-    try:
-        db.connect(paths.db_file).close()
-    except Exception as exc:  # a damaged database: say so where `agent start` points, then leave
-        with open(paths.state_dir / "agent.log", "a") as fh:
-            fh.write(f"{iso(utcnow())} ERROR agent cannot start: {exc}\n")
-        return 1
-    sp = sock_path(paths.state_dir)
-    sock: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        sp.unlink(missing_ok=True)
-        sock.bind(str(sp))
-        os.chmod(sp, 0o600)
-    except OSError:  # a path too long for a unix socket: fall back to polling
-        sock.close()
-        sock = None
-    if args.detach:
-        _detach(paths.state_dir / "agent.log", pid_path(paths.state_dir))
-    else:
-        write_private(pid_path(paths.state_dir), f"{os.getpid()}\n")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                        stream=sys.stderr)
-    backend = open_backend()
-    agent = Agent(backend)
-
-    def on_term(signum, frame):
-        agent.stopping.set()
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    log.info("agent %d serving %s", os.getpid(), paths.state_dir)
-    agent.reclaim_leftovers()
-    agent.recover()
-    try:
-        agent.loop(sock)
-    finally:
-        log.info("agent %d stopping", os.getpid())
-        agent.kube.stop()
-        agent.notices.stop()
-        pid_path(paths.state_dir).unlink(missing_ok=True)
-        if sock is not None:
-            sp.unlink(missing_ok=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

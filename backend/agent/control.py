@@ -118,7 +118,7 @@ def start_agent(paths) -> bool:
             env["DLAAS_HOME"] = str(paths.config_dir)
         try:
             launcher = subprocess.Popen(
-                [sys.executable, "-m", "backend.agent.agent", "--detach"],
+                [sys.executable, "-m", "backend.agent", "--detach"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                 cwd=str(Path(__file__).resolve().parents[2]), pass_fds=(fd,), start_new_session=True,
             )

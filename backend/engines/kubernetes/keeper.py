@@ -80,7 +80,9 @@ class _Watcher:
 
 
 class KubeKeeper:
-    def __init__(self, paths: Any, open_backend: Any = None) -> None:
+    """`open_backend(profile)` opens a profile's backend (the agent passes backend.facade's)."""
+
+    def __init__(self, paths: Any, open_backend: Any) -> None:
         self.paths = paths
         self._open_backend = open_backend
         self.watchers: dict[str, _Watcher] = {}
@@ -89,10 +91,7 @@ class KubeKeeper:
     def _engine(self, profile: str) -> Any:
         from .engine import KubernetesEngine
 
-        opener = self._open_backend
-        if opener is None:
-            from backend.facade import open_backend as opener
-        backend = opener(profile)
+        backend = self._open_backend(profile)
         if backend.profile.scheduler != "kubernetes":
             return None
         engine = KubernetesEngine(None, backend.profile, backend.config,
