@@ -253,7 +253,7 @@ class EndNotices:
         self._sender: Sender | None = None
 
     def _ledgers(self) -> list[Path]:
-        from .engines.kubernetes.sqlite_ledger import ledger_dir
+        from .ledger.files import ledger_dir
 
         found = [Path(self.paths.db_file)]
         folder = ledger_dir(self.paths)

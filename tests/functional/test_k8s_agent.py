@@ -19,7 +19,8 @@ import pytest
 
 from backend.engines.kubernetes.client import KubeApi
 from backend.engines.kubernetes.engine import KubernetesEngine
-from backend.engines.kubernetes.sqlite_ledger import SqliteLedger, ledger_path
+from backend.engines.kubernetes.sqlite_ledger import SqliteLedger
+from backend.ledger.files import ledger_path
 from backend.runs import RunState
 from tests.fixtures import k8s_objects as fx
 from tests.fixtures import kube_sim

@@ -91,7 +91,9 @@ class KubernetesEngine(Submitting):
     @classmethod
     def from_backend(cls, backend: Any) -> KubernetesEngine:
         """The engine the CLI and TUI use: the profile's SQLite ledger, which the agent keeps."""
-        from .sqlite_ledger import SqliteLedger, ledger_path
+        from backend.ledger.files import ledger_path
+
+        from .sqlite_ledger import SqliteLedger
 
         ledger = SqliteLedger(ledger_path(backend.paths, backend.profile.name), backend.profile.name)
         engine = cls(None, backend.profile, backend.config, ledger=ledger)

@@ -15,8 +15,10 @@ import threading
 import time
 from typing import Any
 
+from backend.ledger.files import ledger_path, profiles_with_ledgers
+
 from .ledger import SYNCED
-from .sqlite_ledger import SqliteLedger, ledger_path, profiles_with_ledgers
+from .sqlite_ledger import SqliteLedger
 
 log = logging.getLogger("dlaas.agent")
 RETRY_SECONDS = 5.0

@@ -18,11 +18,9 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
-
-from backend.runs import RESUMABLE_STATES, Run, RunEvent, RunState
 
 from backend.ledger import db
+from backend.runs import RESUMABLE_STATES, Run, RunEvent, RunState
 
 EXTRA_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS k8s_flags (run_id TEXT NOT NULL, flag TEXT NOT NULL, PRIMARY KEY (run_id, flag))",
@@ -31,24 +29,6 @@ EXTRA_SCHEMA = (
     "manifest_text TEXT NOT NULL DEFAULT '', released INTEGER NOT NULL DEFAULT 0)",
 )
 _ACTIVE = tuple(s.value for s in RunState if not s.terminal)
-
-
-def ledger_dir(paths: Any) -> Path:
-    return Path(paths.state_dir) / "kubernetes"
-
-
-def ledger_path(paths: Any, profile: str) -> Path:
-    # profile names come from the user's config: quoted, so none can name a path elsewhere
-    return ledger_dir(paths) / f"{quote(profile, safe='')}.db"
-
-
-def profiles_with_ledgers(paths: Any) -> list[str]:
-    from urllib.parse import unquote
-
-    folder = ledger_dir(paths)
-    if not folder.is_dir():
-        return []
-    return sorted(unquote(p.stem) for p in folder.glob("*.db"))
 
 
 def _ts(value: datetime | None) -> float | None:
