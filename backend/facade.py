@@ -324,21 +324,21 @@ def open_backend(profile: str | None = None, *, read_only: bool | None = None) -
 # -- the agent (one per DLAAS_HOME; imported lazily so `--help` stays light) ----------------------
 def agent_start(paths: Paths | None = None) -> int:
     """Start the agent unless one runs; returns its pid."""
-    from .engines.local.control import ensure_agent
+    from .agent.control import ensure_agent
 
     return ensure_agent(paths or get_paths())
 
 
 def agent_stop(paths: Paths | None = None) -> int | None:
     """Stop the agent (its runs go on and are adopted by the next one); returns the pid stopped."""
-    from .engines.local.control import stop_agent
+    from .agent.control import stop_agent
 
     return stop_agent(paths or get_paths())
 
 
 def agent_status(paths: Paths | None = None) -> int | None:
     """The running agent's pid, or None."""
-    from .engines.local.control import agent_pid
+    from .agent.control import agent_pid
 
     pid = agent_pid((paths or get_paths()).state_dir)
     return pid if pid and pid > 0 else None
@@ -351,7 +351,7 @@ def explain_failure(exc: BaseException) -> DlaasError | None:
 
     if "sqlite3" not in sys.modules:  # nothing has opened a database: not that
         return None
-    from .engines.local import db
+    from .ledger import db
 
     if db.damaged(exc):
         return db.damaged_error(get_paths().db_file, exc)

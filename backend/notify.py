@@ -178,7 +178,7 @@ class LedgerWatch:
     """New run and sweep ends in one ledger (the local database, or a kubernetes profile's)."""
 
     def __init__(self, path: Path) -> None:
-        from .engines.local import db
+        from .ledger import db
 
         self.path = path
         self.conn = db.connect(path)
@@ -191,7 +191,7 @@ class LedgerWatch:
         return None if row is None else row[0]
 
     def _set_cursor(self, value: int) -> None:
-        from .engines.local import db
+        from .ledger import db
 
         with db.write(self.conn):
             self.conn.execute("INSERT OR REPLACE INTO counter (k, v) VALUES (?, ?)", (CURSOR_KEY, value))
@@ -253,7 +253,7 @@ class EndNotices:
         self._sender: Sender | None = None
 
     def _ledgers(self) -> list[Path]:
-        from .engines.kubernetes.sqlite_ledger import ledger_dir
+        from .ledger.files import ledger_dir
 
         found = [Path(self.paths.db_file)]
         folder = ledger_dir(self.paths)

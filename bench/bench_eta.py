@@ -101,7 +101,7 @@ def main() -> int:
             for rid in ids:
                 engine.halt(rid)
         finally:
-            from backend.engines.local.control import agent_pid
+            from backend.agent.control import agent_pid
 
             engine.close()
             pid = agent_pid(home / "state")

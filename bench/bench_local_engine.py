@@ -28,7 +28,7 @@ def line(label: str, value: float, unit: str, target: float, anchor: float, anch
 
 
 def fill(conn, n: int, state: str, *, prio_spread: bool = True, gpus: int | None = None) -> None:
-    from backend.engines.local import db
+    from backend.ledger import db
 
     t0 = time.time() - n
     with db.write(conn):
@@ -47,7 +47,7 @@ def fill(conn, n: int, state: str, *, prio_spread: bool = True, gpus: int | None
 
 
 def bench_admission(tmp: Path) -> None:
-    from backend.engines.local import db
+    from backend.ledger import db
     from backend.engines.local.scheduler import FreeDevice, plan, queue_cursor
 
     conn = db.connect(tmp / "adm" / "state.db")
@@ -84,13 +84,13 @@ def bench_admission(tmp: Path) -> None:
     old = os.environ.get("DLAAS_HOME")
     os.environ["DLAAS_HOME"] = str(tmp / "adm-home")
     try:
-        from backend.engines.local.agent import Agent
+        from backend.agent.agent import Agent
         from backend.facade import open_backend
 
         conn = db.connect(tmp / "adm-home" / "state" / "state.db")
         fill(conn, 10_000, "QUEUED", gpus=2)  # one cpu slot: nothing fits, nothing is started
         conn.close()
-        agent = Agent(open_backend())
+        agent = Agent(open_backend(), open_backend)
         agent.admit()  # first pass warms the inventory cache
         samples = []
         for _ in range(20):
@@ -113,7 +113,7 @@ def bench_admission(tmp: Path) -> None:
 
 
 def bench_submit_latency(tmp: Path, env: dict) -> None:
-    from backend.engines.local.control import ensure_agent
+    from backend.agent.control import ensure_agent
     from backend.paths import get_paths
 
     home = Path(env["DLAAS_HOME"])
@@ -156,13 +156,13 @@ def bench_submit_latency(tmp: Path, env: dict) -> None:
 
 
 def bench_runs_json(tmp: Path, env: dict) -> None:
-    from backend.engines.local import db
+    from backend.ledger import db
 
     home = Path(env["DLAAS_HOME"])
     conn = db.connect(home / "state" / "state.db")
     fill(conn, 9_000, "COMPLETED", prio_spread=False)
     fill(conn, 1_000, "QUEUED", gpus=64)  # waiting for devices the box lacks: the agent stays idle
-    from backend.engines.local.engine import seal_run
+    from backend.engines.local.rows import seal_run
 
     for (rid,) in conn.execute("SELECT id FROM runs WHERE state = 'COMPLETED'").fetchall():
         seal_run(conn, rid)  # as the agent does when a run ends
@@ -192,7 +192,7 @@ def main() -> int:
             bench_submit_latency(tmp, env)
             bench_runs_json(tmp, env)
         finally:
-            from backend.engines.local.control import agent_pid
+            from backend.agent.control import agent_pid
 
             pid = agent_pid(home / "state")
             if pid and pid > 0:

@@ -121,8 +121,8 @@ def fill(home: Path, n: int) -> None:
     old = os.environ.get("DLAAS_HOME")
     os.environ["DLAAS_HOME"] = str(home)
     try:
-        from backend.engines.local import db
-        from backend.engines.local.engine import seal_run
+        from backend.ledger import db
+        from backend.engines.local.rows import seal_run
 
         conn = db.connect(home / "state" / "state.db")
         t0 = time.time() - n
@@ -175,7 +175,7 @@ def main() -> int:
         try:
             gf.start()
             cli(env, "agent", "start")
-            from backend.engines.local.control import agent_pid
+            from backend.agent.control import agent_pid
 
             figures: dict[str, tuple[list[float], list[float]]] = {"submit": ([], []), "start": ([], [])}
             for _ in range(REPS):
@@ -223,7 +223,7 @@ def main() -> int:
             floor = (time.perf_counter() - t) / REPS
         finally:
             gf.stop()
-            from backend.engines.local.control import agent_pid
+            from backend.agent.control import agent_pid
 
             pid = agent_pid(home / "state")
             if pid and pid > 0:

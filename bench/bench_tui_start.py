@@ -189,7 +189,7 @@ def fill_ledger(home: Path, n: int) -> None:
     sys.path.insert(0, str(REPO / "bench"))
     from bench_local_engine import fill
 
-    from backend.engines.local import db
+    from backend.ledger import db
 
     conn = db.connect(home / "state" / "state.db")
     queued = max(1, n // 10)
@@ -209,7 +209,7 @@ def start_ledger_home(ledger_runs: int) -> tuple[Path, dict[str, str], int | Non
     if started.returncode != 0:
         raise SystemExit(f"agent start failed: {started.stderr[-400:]}")
     sys.path.insert(0, str(REPO))
-    from backend.engines.local.control import agent_pid
+    from backend.agent.control import agent_pid
 
     return home, env, agent_pid(home / "state")
 

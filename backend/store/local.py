@@ -32,7 +32,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import Any, BinaryIO
 
 from ..errors import BadInput, NotFound, StoreError
 from .base import (
@@ -55,9 +55,6 @@ from .local_listing import (
     walk,
 )
 
-if TYPE_CHECKING:
-    from ..facade import Backend
-
 ETAG_MD5_LIMIT = 8 << 20
 
 
@@ -71,7 +68,8 @@ class LocalStore:
         self._scans = ScanCache()
 
     @classmethod
-    def from_backend(cls, backend: Backend) -> LocalStore:
+    def from_backend(cls, backend: Any) -> LocalStore:
+        """The home's folder store (`backend`: the facade's Backend, whose paths name the folder)."""
         return cls(backend.paths.store_dir)
 
     def describe(self) -> str:

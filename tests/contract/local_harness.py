@@ -67,7 +67,7 @@ class LocalHarness(EngineHarness):
         os.environ[key] = value
 
     def close(self) -> None:
-        from backend.engines.local.control import agent_pid, settled_pid
+        from backend.agent.control import agent_pid, settled_pid
 
         self.engine.close()
         state = self.home / "state"

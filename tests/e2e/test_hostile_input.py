@@ -170,7 +170,7 @@ def test_bidi_controls_are_escaped_in_runs_and_manifest_validate(home, tmp_path,
 
 def test_a_database_locked_past_the_busy_timeout_is_a_clear_error(home):
     """Fault injection in-process: the error the CLI would get, through the same translation."""
-    from backend.engines.local import db as state
+    from backend.ledger import db as state
     from backend.facade import explain_failure, get_paths
 
     locked = sqlite3.OperationalError("database is locked")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.engines.local import db
+from backend.ledger import db
 from backend.runs import RunState
 
 from .local_helpers import WAIT_S, agent_pid, manifest, runs_json, seed_home, stop_everything, wait_for

@@ -204,7 +204,7 @@ def test_kill_9_of_the_agent_mid_run_is_recovered(dlaas_home, tmp_path, cli):
 
 
 def test_two_agents_started_at_once_one_runs(home):
-    procs = [subprocess.Popen([sys.executable, "-m", "backend.engines.local.agent"],
+    procs = [subprocess.Popen([sys.executable, "-m", "backend.agent"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
     try:
         pid = wait_for(lambda: agent_pid(home))

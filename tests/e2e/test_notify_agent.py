@@ -34,7 +34,7 @@ def home(dlaas_home: Path, hook, tmp_path):
 
 
 def _cursor_set(home: Path) -> bool:
-    from backend.engines.local import db
+    from backend.ledger import db
 
     conn = db.connect(home / "state" / "state.db")
     try:

@@ -19,7 +19,8 @@ import pytest
 
 from backend.engines.kubernetes.client import KubeApi
 from backend.engines.kubernetes.engine import KubernetesEngine
-from backend.engines.kubernetes.sqlite_ledger import SqliteLedger, ledger_path
+from backend.engines.kubernetes.sqlite_ledger import SqliteLedger
+from backend.ledger.files import ledger_path
 from backend.runs import RunState
 from tests.fixtures import k8s_objects as fx
 from tests.fixtures import kube_sim
@@ -221,7 +222,7 @@ def _wait(predicate, what, timeout=30.0):
 
 @pytest.mark.slow
 def test_agent_watches_and_catches_up_after_a_restart(sim, dlaas_home, tmp_path, monkeypatch):
-    from backend.engines.local.control import agent_pid, ensure_agent, stop_agent
+    from backend.agent.control import agent_pid, ensure_agent, stop_agent
     from backend.facade import open_backend
 
     fx.write_sim_profile(sim.url, NS, dlaas_home, tmp_path)

@@ -4,7 +4,10 @@ too, since a type is a dependency as well), so that a layering fix stays fixed:
 - the UI (`dlaas_tui/`) reaches the backend only through `backend.facade`, and never imports the heavy
   or storage libraries itself;
 - the backend never imports the UI;
-- no module below the facade imports it (an engine that needs a backend takes one as an argument);
+- no module below the facade imports it (an engine that needs a backend takes one as an argument, or
+  an opener: the agent's entry point, a program of its own like the UI, passes the facade's in);
+- no engine imports another: what both stand on (the agent's control socket, the SQLite ledger) is
+  in backend/agent/ and backend/ledger/, and only the agent (above both) imports both engines;
 - no new import circle: KNOWN_CIRCLES lists the ones still to be taken apart, and must only shrink.
 """
 from __future__ import annotations
@@ -23,18 +26,11 @@ KNOWN_CIRCLES = {
     ("backend/engines/fake/controls.py", "backend/engines/fake/engine.py", "backend/engines/fake/lifecycle.py",
      "backend/engines/fake/reading.py", "backend/engines/fake/seeding.py"),
     ("backend/manifest/__init__.py", "backend/manifest/messages.py", "backend/manifest/parser.py"),
-    ("backend/engines/kubernetes/engine.py", "backend/engines/kubernetes/keeper.py"),
-    ("backend/engines/kubernetes/render.py", "backend/engines/kubernetes/runview.py",
-     "backend/engines/kubernetes/states.py", "backend/engines/kubernetes/submission.py"),
-    ("backend/engines/local/agent.py", "backend/engines/local/executor.py"),
-    ("backend/engines/local/engine.py", "backend/engines/local/eta.py", "backend/engines/local/submit.py",
-     "backend/engines/local/sweeps.py"),
     ("dlaas_tui/app.py", "dlaas_tui/screens/run_detail.py", "dlaas_tui/screens/runs.py"),
 }
-# Modules below the facade that still open a backend through it (the agent's processes): to be passed in.
-KNOWN_FACADE_USERS = {
-    "backend/engines/kubernetes/keeper.py", "backend/engines/local/agent.py", "backend/store/local.py",
-}
+# Programs of their own that open a backend through the facade, as the UI does: above it, not below.
+PROGRAMS = {"backend/agent/__main__.py"}
+ENGINES = "backend.engines"
 
 
 def _module_name(path: Path) -> str:
@@ -159,8 +155,55 @@ def test_nothing_below_the_facade_imports_it():
     graph = _graph()
     users = {_rel(m) for m, ts in graph.items() if m.startswith("backend") and m != "backend.facade"
              and "backend.facade" in ts}
-    assert users <= KNOWN_FACADE_USERS, f"new upward imports of backend.facade: {sorted(users - KNOWN_FACADE_USERS)}"
-    assert users == KNOWN_FACADE_USERS, f"no longer upward, remove from KNOWN_FACADE_USERS: {sorted(KNOWN_FACADE_USERS - users)}"
+    assert users - PROGRAMS == set(), f"upward imports of backend.facade: {sorted(users - PROGRAMS)}"
+    assert not any(t in {_module_name(REPO / p) for p in PROGRAMS} for ts in graph.values() for t in ts), \
+        "a program's entry point is imported by a module"
+
+
+def test_engines_and_stores_never_import_the_facade():
+    graph = _graph()
+    offenders = [f"{_rel(m)} -> backend.facade" for m, ts in graph.items()
+                 if m.startswith(("backend.engines.", "backend.store.")) and "backend.facade" in ts]
+    assert offenders == []
+
+
+def _engine_of(module: str) -> str | None:
+    """`local` for backend.engines.local.x; None outside an engine package."""
+    parts = module.split(".")
+    return parts[2] if len(parts) > 2 and module.startswith(ENGINES + ".") else None
+
+
+def _cross_engine_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{m} -> {t}" for m, ts in graph.items() for t in ts
+                  if _engine_of(m) and _engine_of(t) and _engine_of(m) != _engine_of(t))
+
+
+def test_no_engine_imports_another():
+    assert _cross_engine_imports(_graph()) == []
+
+
+def test_the_cross_engine_check_sees_one_engine_importing_another():
+    graph = {"backend.engines.kubernetes.sqlite_ledger": {"backend.engines.local.db", "backend.runs"},
+             "backend.engines.local.engine": {"backend.engines.local.rows", "backend.ledger.db"},
+             "backend.agent.agent": {"backend.engines.local.engine", "backend.engines.kubernetes.keeper"}}
+    assert _cross_engine_imports(graph) == [
+        "backend.engines.kubernetes.sqlite_ledger -> backend.engines.local.db"]
+
+
+def test_the_platform_sits_between_the_engines_and_the_agent():
+    """backend/ledger and backend/agent/control.py are below the engines (they import neither engine
+    nor the agent); engines reach the agent only through control.py (start, wake)."""
+    graph = _graph()
+    offenders = []
+    for module, targets in graph.items():
+        below = module.startswith("backend.ledger") or module == "backend.agent.control"
+        for t in targets:
+            if below and t.startswith((ENGINES, "backend.agent", "backend.facade")) and t != module:
+                offenders.append(f"{_rel(module)} -> {t}")
+            if _engine_of(module) and t.startswith("backend.agent") and t not in {"backend.agent",
+                                                                                   "backend.agent.control"}:
+                offenders.append(f"{_rel(module)} -> {t}")
+    assert offenders == []
 
 
 def test_no_new_import_circles():

@@ -8,8 +8,9 @@ import sqlite3
 import pytest
 
 from backend.config import parse_config
-from backend.engines.local import db, sweeps
-from backend.engines.local.agent import Agent
+from backend.engines.local import sweeps
+from backend.ledger import db
+from backend.agent.agent import Agent
 from backend.engines.local.scheduler import FreeDevice, plan
 from backend.engines.local.sweeps import SweepGovernor, SweepPolicy
 from backend.errors import ConfigError

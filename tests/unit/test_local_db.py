@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from backend.engines.local import db
+from backend.ledger import db
 from backend.engines.local.scheduler import QUEUE_SQL
 from backend.runs import RunState
 

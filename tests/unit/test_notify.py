@@ -151,7 +151,7 @@ def _alive(pid: int) -> bool:
 
 
 def _ledger(tmp_path: Path):
-    from backend.engines.local import db
+    from backend.ledger import db
 
     conn = db.connect(tmp_path / "dlaas.db")
 

@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from backend.engines.local import db, eta, sweeps
+from backend.engines.local import eta, sweeps
+from backend.ledger import db
 from backend.engines.local.scheduler import FreeDevice, plan
 from backend.engines.local.sweeps import SweepGovernor, SweepPolicy
 from backend.experiments import format_eta

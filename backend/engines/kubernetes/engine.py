@@ -33,7 +33,7 @@ from backend.runs import (
 
 from . import kueue, logs, render
 from .client import KubeApi, KubeError, KubeNotFound, jobs_path, pods_path, workloads_path
-from .ledger import Ledger, MemoryLedger, last_state
+from .ledger import SYNCED, Ledger, MemoryLedger, last_state
 from .runview import assigned_label, canonical_gpu, flavor_gpu, inventory_from_nodes, run_from_job
 from .states import PERMANENT_ERRORS, Observation, gpu_line, observe, parse_time, report_outcome
 from .submission import Submitting, new_run_id  # noqa: F401
@@ -91,7 +91,9 @@ class KubernetesEngine(Submitting):
     @classmethod
     def from_backend(cls, backend: Any) -> KubernetesEngine:
         """The engine the CLI and TUI use: the profile's SQLite ledger, which the agent keeps."""
-        from .sqlite_ledger import SqliteLedger, ledger_path
+        from backend.ledger.files import ledger_path
+
+        from .sqlite_ledger import SqliteLedger
 
         ledger = SqliteLedger(ledger_path(backend.paths, backend.profile.name), backend.profile.name)
         engine = cls(None, backend.profile, backend.config, ledger=ledger)
@@ -101,7 +103,7 @@ class KubernetesEngine(Submitting):
         return engine
 
     def _agent_running(self) -> bool:
-        from ..local.control import agent_pid
+        from backend.agent.control import agent_pid
 
         paths = getattr(self, "_paths", None)
         return bool(paths is not None and (agent_pid(paths.state_dir) or 0) > 0)
@@ -111,7 +113,7 @@ class KubernetesEngine(Submitting):
         False when no agent serves this home, so the caller does the agent's part itself."""
         import os
 
-        from ..local.control import ensure_agent, wake
+        from backend.agent.control import ensure_agent, wake
 
         paths = getattr(self, "_paths", None)
         if paths is None:
@@ -127,8 +129,6 @@ class KubernetesEngine(Submitting):
         """A profile the running agent has never listed (its ledger was just created): wake the agent
         and give it a moment, so a first `runs` does not show an empty cluster."""
         import time
-
-        from .keeper import SYNCED
 
         has_mark = getattr(self.ledger, "has_mark", None)
         if has_mark is None or has_mark("", SYNCED):

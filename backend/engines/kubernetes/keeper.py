@@ -15,7 +15,10 @@ import threading
 import time
 from typing import Any
 
-from .sqlite_ledger import SqliteLedger, ledger_path, profiles_with_ledgers
+from backend.ledger.files import ledger_path, profiles_with_ledgers
+
+from .ledger import SYNCED
+from .sqlite_ledger import SqliteLedger
 
 log = logging.getLogger("dlaas.agent")
 RETRY_SECONDS = 5.0
@@ -28,9 +31,6 @@ def resync_seconds() -> float:
         return max(0.1, float(os.environ.get("DLAAS_K8S_RESYNC", "30")))
     except ValueError:
         return 30.0
-
-
-SYNCED = "agent-synced"  # a ledger flag (run id "") once an agent has listed the profile's cluster
 
 
 class _Watcher:
@@ -82,7 +82,9 @@ class _Watcher:
 
 
 class KubeKeeper:
-    def __init__(self, paths: Any, open_backend: Any = None) -> None:
+    """`open_backend(profile)` opens a profile's backend (the agent passes backend.facade's)."""
+
+    def __init__(self, paths: Any, open_backend: Any) -> None:
         self.paths = paths
         self._open_backend = open_backend
         self.watchers: dict[str, _Watcher] = {}
@@ -91,10 +93,7 @@ class KubeKeeper:
     def _engine(self, profile: str) -> Any:
         from .engine import KubernetesEngine
 
-        opener = self._open_backend
-        if opener is None:
-            from backend.facade import open_backend as opener
-        backend = opener(profile)
+        backend = self._open_backend(profile)
         if backend.profile.scheduler != "kubernetes":
             return None
         engine = KubernetesEngine(None, backend.profile, backend.config,

@@ -14,6 +14,8 @@ from typing import Protocol
 
 from backend.runs import RESUMABLE_STATES, Run, RunEvent, RunState
 
+SYNCED = "agent-synced"  # a ledger flag (run id "") once an agent has listed the profile's cluster
+
 
 class Ledger(Protocol):
     def record(self, event: RunEvent) -> None: ...

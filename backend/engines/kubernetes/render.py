@@ -343,8 +343,6 @@ def submission_yaml(manifest_paths: list[Any], profile: Profile, config: Config,
     from backend.manifest import load_manifest
     from backend.manifest.sweep import expand
 
-    from .submission import new_run_id
-
     parts = []
     for path in manifest_paths:
         manifest = load_manifest(path)
@@ -354,6 +352,14 @@ def submission_yaml(manifest_paths: list[Any], profile: Profile, config: Config,
             parts.append(dry_run_yaml(trial.manifest, new_run_id(), profile, config, user=user,
                                       experiment=experiment, params=trial.params))
     return "---\n".join(parts)
+
+
+def new_run_id() -> str:
+    import secrets
+    import string
+
+    alphabet = string.ascii_lowercase + string.digits
+    return "training-" + "".join(secrets.choice(alphabet) for _ in range(8))
 
 
 def _current_user() -> str:

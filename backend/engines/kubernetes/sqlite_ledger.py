@@ -1,7 +1,7 @@
 """The Kubernetes engine's `Ledger` kept in SQLite, so the history outlives every process.
 
 One file per kubernetes profile (`<state>/kubernetes/<profile>.db`) with the local engine's schema
-(backend/engines/local/db.py): `runs` holds each run's latest view (the whole Run as JSON in `spec`,
+(backend/ledger/db.py): `runs` holds each run's latest view (the whole Run as JSON in `spec`,
 the columns beside it for queries), `run_events` is the append-only ledger, `counter`/`deleted` serve
 `changes(cursor)`. A file of its own keeps the local scheduler from ever seeing these runs as its
 queue. Two tables are added here: `k8s_flags` (one-time marks such as "run.json written") and
@@ -18,11 +18,9 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
+from backend.ledger import db
 from backend.runs import RESUMABLE_STATES, Run, RunEvent, RunState
-
-from ..local import db
 
 EXTRA_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS k8s_flags (run_id TEXT NOT NULL, flag TEXT NOT NULL, PRIMARY KEY (run_id, flag))",
@@ -31,24 +29,6 @@ EXTRA_SCHEMA = (
     "manifest_text TEXT NOT NULL DEFAULT '', released INTEGER NOT NULL DEFAULT 0)",
 )
 _ACTIVE = tuple(s.value for s in RunState if not s.terminal)
-
-
-def ledger_dir(paths: Any) -> Path:
-    return Path(paths.state_dir) / "kubernetes"
-
-
-def ledger_path(paths: Any, profile: str) -> Path:
-    # profile names come from the user's config: quoted, so none can name a path elsewhere
-    return ledger_dir(paths) / f"{quote(profile, safe='')}.db"
-
-
-def profiles_with_ledgers(paths: Any) -> list[str]:
-    from urllib.parse import unquote
-
-    folder = ledger_dir(paths)
-    if not folder.is_dir():
-        return []
-    return sorted(unquote(p.stem) for p in folder.glob("*.db"))
 
 
 def _ts(value: datetime | None) -> float | None:

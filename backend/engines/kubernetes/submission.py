@@ -11,6 +11,7 @@ from backend.runs import ErrorCode, Run, RunEvent, RunState, SubmitRequest, iso,
 
 from . import render
 from .client import KubeError, jobs_path, path_for
+from .render import new_run_id
 from .runview import run_from_job
 
 if TYPE_CHECKING:
@@ -267,14 +268,6 @@ def _policy(path: Any) -> dict[str, int | None]:
 
     sweep = load_manifest(path).sweep
     return {"parallel": getattr(sweep, "parallel", None), "max_failed": getattr(sweep, "max_failed", None)}
-
-
-def new_run_id() -> str:
-    import secrets
-    import string
-
-    alphabet = string.ascii_lowercase + string.digits
-    return "training-" + "".join(secrets.choice(alphabet) for _ in range(8))
 
 
 def _default_model(manifest_path: Any) -> Any:

@@ -36,7 +36,7 @@ def local_etas(conn, capacity: int, now: float | None = None,
     capacity: devices this profile may hold at once (tier, else the machine's devices).
     caps: `parallel` per experiment (default: from the experiments table).
     """
-    from .engine import LIST_COLUMNS, row_to_run
+    from .rows import LIST_COLUMNS, row_to_run
 
     now = clock.time() if now is None else now
     if caps is None:

@@ -14,17 +14,15 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from backend import clock
+from ...ledger import db
 from ...packaging import ArchiveError, safe_unzip
 from ...runs import ErrorCode, RunState, retry_message
-from . import db, deps
+from . import deps
 from .limits import enforcement
 from .procs import Learner, launch, start_time, stop_group, was_started
-
-if TYPE_CHECKING:
-    from .agent import Agent
 
 log = logging.getLogger("dlaas.agent")
 OOM_PATTERNS = re.compile(rb"CUDA out of memory|OutOfMemoryError|torch\.OutOfMemoryError|Killed\s*$|"
@@ -44,8 +42,30 @@ def tail_lines(path: Path, n: int) -> list[str]:
     return [ln for ln in data.decode("utf-8", "replace").splitlines() if ln.strip()][-n:]
 
 
+class RunHost(Protocol):
+    """What a RunWorker needs from the process that runs it (the agent, backend/agent/agent.py)."""
+
+    paths: Any
+    config: Any
+    halt_grace: float
+
+    def store_for(self, profile: str, connection: dict | None = None) -> Any: ...
+
+    def resolve_env(self, env: dict[str, Any]) -> dict[str, str]: ...
+
+    def cores_for(self, run_id: str) -> tuple[int, ...]: ...
+
+    def lock_fds(self, run_id: str) -> list[int]: ...
+
+    def cost_micro(self, row: dict, events: list[tuple[float, str | None]], now: float) -> int | None: ...
+
+    def run_document(self, conn: Any, run_id: str, outcome: dict) -> dict: ...
+
+    def release(self, run_id: str) -> None: ...
+
+
 class RunWorker(threading.Thread):
-    def __init__(self, agent: Agent, run_id: str) -> None:
+    def __init__(self, agent: RunHost, run_id: str) -> None:
         super().__init__(name=f"run-{run_id}", daemon=True)
         self.agent = agent
         self.run_id = run_id
@@ -170,7 +190,7 @@ class RunWorker(threading.Thread):
                                      db.get_row(self.conn, self.run_id), ev, now)
         if db.transition(self.conn, self.run_id, state, message=message, error_code=code, at=now,
                          finished_at=now, cost_micro=cost, priced=0 if cost is None else 1):
-            from .engine import seal_run
+            from .rows import seal_run
 
             seal_run(self.conn, self.run_id)
 

@@ -21,7 +21,8 @@ from backend import clock
 from ...errors import BadInput, NotFound, StoreError
 from ...packaging import check_zip, unpacked_cap, zip_model
 from ...runs import ErrorCode, Run, RunState, SubmitRequest
-from . import db, deps
+from ...ledger import db
+from . import deps
 
 ID_ALPHABET = string.ascii_lowercase + string.digits
 DEFAULT_ENV_FRAMEWORKS = ("pytorch", "python")
@@ -151,7 +152,7 @@ def _seed_samples(store, bucket: str) -> None:
 
 
 def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
-    from .engine import row_to_run
+    from .rows import row_to_run
 
     backend = engine.backend
     config = backend.config

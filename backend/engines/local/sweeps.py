@@ -138,7 +138,7 @@ def assign_experiments(conn, requested: str | None, manifests: list) -> tuple[li
 
 def recorded_runs(engine, ids: list[str]) -> list:
     """The runs just inserted, read back in one query (positions and ETAs worked out once)."""
-    from .engine import LIST_COLUMNS
+    from .rows import LIST_COLUMNS
 
     rows = engine.conn.execute(
         f"SELECT {LIST_COLUMNS} FROM runs WHERE id IN (SELECT value FROM json_each(?))",
@@ -348,7 +348,7 @@ class SweepGovernor:
 
 def halt_queued(conn, experiment: str, code: str, message: str) -> int:
     """One transaction: every QUEUED run of the experiment to HALTED, each with its ledger event."""
-    from . import db
+    from ...ledger import db
 
     now = clock.time()
     with db.write(conn):

@@ -1,6 +1,7 @@
 """The agent: one detached process per DLAAS_HOME that admits QUEUED runs and runs them.
 
-Started on demand (`ensure_agent`) by any command or the TUI: it double-forks into its own session
+Started on demand (`ensure_agent`, control.py) by any command or the TUI as `python -m backend.agent`
+(__main__.py): it double-forks into its own session
 with no controlling terminal, so it outlives the TUI and a dropped SSH connection; its output goes to
 `agent.log` in the state dir. An exclusive flock on `agent.lock` makes a second agent exit at once.
 It wakes on a datagram to `agent.sock` (sent after a submit or a halt) and otherwise checks every
@@ -11,27 +12,24 @@ watches their clusters into their ledgers and creates the Jobs of runs held back
 """
 from __future__ import annotations
 
-import argparse
-import fcntl
 import json
 import logging
 import os
 import select
-import signal
 import socket
-import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from backend import clock
-from ...cost import BILLED_SQL
-from ...runs import ErrorCode, RunState, attempt_started_message, iso, utcnow
-from . import db, deps
-from .control import lock_path, pid_path, release_start_lock, sock_path, wake
-from .scheduler import Box, FreeDevice, plan
+from ..cost import BILLED_SQL
+from ..runs import ErrorCode, RunState, attempt_started_message, iso, utcnow
+from ..engines.local import deps
+from ..engines.local.scheduler import Box, FreeDevice, plan
+from ..ledger import db
+from .control import wake
 
 log = logging.getLogger("dlaas.agent")
 TICK = 0.5
@@ -39,8 +37,12 @@ INVENTORY_TTL = 5.0
 
 
 class Agent:
-    def __init__(self, backend) -> None:
+    """`open_backend(profile=None)` opens a profile's backend (backend.facade.open_backend, passed in by
+    the agent's entry point, backend/agent/__main__.py): for runs of other profiles and config reloads."""
+
+    def __init__(self, backend, open_backend: Callable[..., Any]) -> None:
         self.backend = backend
+        self.open_backend = open_backend
         self.paths = backend.paths
         self.config = backend.config
         self.conn = db.connect(self.paths.db_file)
@@ -56,7 +58,7 @@ class Agent:
         self._limit_errors: set[str] = set()  # limits that could not be read, logged once each
         self._gates_seen, self._gates_next = -1, 0.0  # when gated runs were last looked at
         self._gated: set[str] = set()  # queued runs held back by a gate (spec.wait)
-        from .limits import capacity
+        from ..engines.local.limits import capacity
 
         self.capacity = capacity(backend.profile)  # the cores and memory runs may hold
         self.cores: dict[str, tuple[int, ...]] = {}  # run id -> the cores its learners are pinned to
@@ -66,23 +68,21 @@ class Agent:
             "SELECT id, message FROM runs WHERE state = 'QUEUED' AND message != '' "
             "AND json_extract(spec, '$.wait') IS NULL").fetchall())
         self._foreign: dict[str, dict] = {}  # device -> who holds its lock (another user's agent)
-        from .sweeps import SweepGovernor
+        from ..engines.local.sweeps import SweepGovernor
 
         self.sweeps = SweepGovernor(self.conn, self.halt_for_policy)
-        from ..kubernetes.keeper import KubeKeeper
+        from ..engines.kubernetes.keeper import KubeKeeper
 
         # The same agent serves kubernetes profiles: their watch loops and held sweep runs.
-        self.kube = KubeKeeper(self.paths)
-        from ...notify import EndNotices
+        self.kube = KubeKeeper(self.paths, open_backend)
+        from ..notify import EndNotices
 
         self.notices = EndNotices(self.paths)  # [notify]: word when runs and sweeps end
 
     # -- helpers the workers use ------------------------------------------------------------------
     def backend_for(self, profile: str):
         if profile not in self._backends:
-            from ...facade import open_backend
-
-            self._backends[profile] = open_backend(profile)
+            self._backends[profile] = self.open_backend(profile)
         return self._backends[profile]
 
     def store_for(self, profile: str, connection: dict | None = None):
@@ -144,12 +144,12 @@ class Agent:
 
     def cost_micro(self, row: dict, events: list[tuple[float, str | None]], now: float) -> int | None:
         """The run's cost up to `now`, by the same rule as the live table (backend/cost.py)."""
-        from .engine import row_cost
+        from ..engines.local.rows import row_cost
 
         return row_cost(self.config, row, events, now)
 
     def run_document(self, conn, run_id: str, outcome: dict) -> dict:
-        from .engine import row_to_run
+        from ..engines.local.rows import row_to_run
 
         row = db.get_row(conn, run_id)
         evs = db.events(conn, run_id)
@@ -263,7 +263,7 @@ class Agent:
             self._start_worker(rid, fds)
 
     def _start_worker(self, rid: str, fds: list) -> None:
-        from .executor import RunWorker
+        from ..engines.local.executor import RunWorker
 
         worker = RunWorker(self, rid)
         with self._lock:
@@ -280,7 +280,7 @@ class Agent:
             if worker is not None:
                 worker.halt_requested.set()
             else:
-                from .engine import queued_end_cost, seal_run
+                from ..engines.local.rows import queued_end_cost, seal_run
 
                 if db.transition(self.conn, rid, RunState.HALTED, message="halted while queued",
                                  finished_at=clock.time(), expect=frozenset({RunState.QUEUED}),
@@ -324,7 +324,7 @@ class Agent:
                 if db.transition(self.conn, rid, RunState.FAILED, message=failed,
                                  error_code=ErrorCode.DEPENDENCY_FAILED.value, finished_at=clock.time(),
                                  expect=frozenset({RunState.QUEUED})):
-                    from .engine import seal_run
+                    from ..engines.local.rows import seal_run
 
                     seal_run(self.conn, rid)
                 continue
@@ -520,14 +520,12 @@ class Agent:
         stamp = self._config_stamp()
         if stamp == self._stamp:
             return
-        from ...facade import open_backend
-
         try:
-            backend = open_backend(self.backend.profile.name)
+            backend = self.open_backend(self.backend.profile.name)
         except Exception as exc:  # a broken edit: keep the last good config, say why
             log.warning("config not reloaded: %s", exc)
         else:
-            from .limits import capacity
+            from ..engines.local.limits import capacity
 
             with self._lock:
                 self.backend, self.config = backend, backend.config
@@ -579,102 +577,3 @@ class _Room(dict):
     def __missing__(self, profile: str) -> int | None:
         value = self[profile] = self.agent.tier_room(profile)
         return value
-
-
-def _detach(log_file: Path, pid_file: Path) -> None:
-    """Double fork: own session, no controlling terminal, not a child of whoever started us.
-
-    The caller already holds the agent lock; fork keeps it held throughout. The first process waits
-    for the middle one, which writes the final pid before exiting, so whoever launched the agent
-    finds the lock held and the pid file true the moment the launcher returns.
-    """
-    from ...paths import write_private
-
-    middle = os.fork()
-    if middle > 0:
-        os.waitpid(middle, 0)
-        os._exit(0)
-    os.setsid()
-    final = os.fork()
-    if final > 0:
-        write_private(pid_file, f"{final}\n")
-        os._exit(0)
-    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-    os.close(null)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dlaas-agent")
-    parser.add_argument("--detach", action="store_true")
-    args = parser.parse_args(argv)
-    from ...facade import open_backend
-    from ...paths import get_paths, private_dir
-
-    paths = get_paths()
-    private_dir(paths.state_dir)
-    here = str(Path(__file__).resolve().parents[3])
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    lock_fd = os.open(lock_path(paths.state_dir), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return 0  # another agent already serves this DLAAS_HOME
-    finally:
-        release_start_lock()  # whoever launched us: the start is decided either way
-    from ...paths import write_private
-
-    # The database and the wake-up socket are in place before the pid file names us, so whoever sees
-    # the pid finds both (the connection itself is made after the fork: SQLite's rule).
-    try:
-        db.connect(paths.db_file).close()
-    except Exception as exc:  # a damaged database: say so where `agent start` points, then leave
-        with open(paths.state_dir / "agent.log", "a") as fh:
-            fh.write(f"{iso(utcnow())} ERROR agent cannot start: {exc}\n")
-        return 1
-    sp = sock_path(paths.state_dir)
-    sock: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        sp.unlink(missing_ok=True)
-        sock.bind(str(sp))
-        os.chmod(sp, 0o600)
-    except OSError:  # a path too long for a unix socket: fall back to polling
-        sock.close()
-        sock = None
-    if args.detach:
-        _detach(paths.state_dir / "agent.log", pid_path(paths.state_dir))
-    else:
-        write_private(pid_path(paths.state_dir), f"{os.getpid()}\n")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                        stream=sys.stderr)
-    backend = open_backend()
-    agent = Agent(backend)
-
-    def on_term(signum, frame):
-        agent.stopping.set()
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    log.info("agent %d serving %s", os.getpid(), paths.state_dir)
-    agent.reclaim_leftovers()
-    agent.recover()
-    try:
-        agent.loop(sock)
-    finally:
-        log.info("agent %d stopping", os.getpid())
-        agent.kube.stop()
-        agent.notices.stop()
-        pid_path(paths.state_dir).unlink(missing_ok=True)
-        if sock is not None:
-            sp.unlink(missing_ok=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -94,7 +94,7 @@ def start_agent(paths) -> bool:
     """
     import subprocess
 
-    from ...paths import private_dir
+    from ..paths import private_dir
 
     state_dir = paths.state_dir
     pid = agent_pid(state_dir)
@@ -118,9 +118,9 @@ def start_agent(paths) -> bool:
             env["DLAAS_HOME"] = str(paths.config_dir)
         try:
             launcher = subprocess.Popen(
-                [sys.executable, "-m", "backend.engines.local.agent", "--detach"],
+                [sys.executable, "-m", "backend.agent", "--detach"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                cwd=str(Path(__file__).resolve().parents[3]), pass_fds=(fd,), start_new_session=True,
+                cwd=str(Path(__file__).resolve().parents[2]), pass_fds=(fd,), start_new_session=True,
             )
         except OSError:
             return False
@@ -157,7 +157,7 @@ def ensure_agent(paths, timeout: float = 60.0, *, wait: bool = True) -> int:
     start_agent(paths)
     if not wait:
         return 0
-    from ...errors import EngineError
+    from ..errors import EngineError
 
     log = paths.state_dir / "agent.log"
     launches = 1

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from backend import clock
-from ...errors import BadInput, EngineError, NotFound
-from ...paths import private_dir
-from ...runs import ALLOWED_TRANSITIONS, RESUMABLE_STATES, RESUME_NOTE, RETRY_NOTE, RunState, resume_message
+from ..errors import BadInput, EngineError, NotFound
+from ..paths import private_dir
+from ..runs import ALLOWED_TRANSITIONS, RESUMABLE_STATES, RESUME_NOTE, RETRY_NOTE, RunState, resume_message
 
 SCHEMA_VERSION = 1
 

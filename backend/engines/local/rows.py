@@ -1,0 +1,118 @@
+"""The runs table's rows as Runs: the listing's columns, `row_to_run`, the final JSON a finished run
+is sealed with, and a row's cost over its ledger. The engine, the agent, submits, sweeps and ETAs
+all read rows through here (backend/ledger/db.py holds the table itself)."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from backend import clock
+from ...ledger import db
+from ...runs import Run, RunState
+
+LIST_COLUMNS = (
+    "id, name, experiment, profile, state, priority, submitted_at, admitted_at, started_at, "
+    "finished_at, gpus, learners, gpu_type, labels, error_code, message, metrics, primary_metric, "
+    "params, results_bucket, cost_micro, priced, seq, metric_goal, "
+    "json_extract(spec, '$.depends_on') AS depends_on, "
+    "json_extract(spec, '$.manifest_name') AS manifest_name, "
+    "json_extract(spec, '$.max_duration_s') AS max_duration_s"
+)
+
+
+_UTC = timezone.utc
+
+
+def utc_from_epoch(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, _UTC)
+
+
+def row_to_run(row, *, cost: int | None = 0, position: int | None = None,
+               approximate: bool = False) -> Run:
+    def js(key: str, empty):
+        v = row[key]
+        if isinstance(v, str):
+            return json.loads(v) if len(v) > 2 else empty
+        return v if v is not None else empty
+
+    return Run(
+        id=row["id"], name=row["name"], state=RunState(row["state"]),
+        submitted_at=utc_from_epoch(row["submitted_at"]), experiment=row["experiment"],
+        queue_position=position, queue_position_approximate=approximate and position is not None,
+        gpus=row["gpus"] * row["learners"], gpu_type=row["gpu_type"], assigned=js("labels", []),
+        admitted_at=utc_from_epoch(row["admitted_at"]), started_at=utc_from_epoch(row["started_at"]),
+        finished_at=utc_from_epoch(row["finished_at"]), cost_micro_usd=cost, error_code=row["error_code"],
+        message=row["message"] or _waiting(row["state"], position), metrics=js("metrics", {}), primary_metric=row["primary_metric"],
+        learners=row["learners"], priority=row["priority"], params=js("params", {}),
+        results_bucket=row["results_bucket"],
+        metric_goal=row["metric_goal"] if "metric_goal" in row.keys() else "minimize",
+        depends_on=_depends_on(row),
+        **_spec_fields(row),
+    )
+
+
+def _spec_fields(row) -> dict[str, Any]:
+    """The manifest's name and max_duration, from the listing's columns or a decoded spec."""
+    keys = row.keys()
+    if "max_duration_s" in keys:
+        return {"manifest_name": row["manifest_name"], "max_duration_s": row["max_duration_s"]}
+    spec = row["spec"] if "spec" in keys else None
+    if isinstance(spec, str):
+        spec = json.loads(spec)
+    if isinstance(spec, dict):
+        return {"manifest_name": spec.get("manifest_name"), "max_duration_s": spec.get("max_duration_s")}
+    return {}
+
+
+def _depends_on(row) -> list[str]:
+    keys = row.keys()
+    if "depends_on" in keys:
+        raw = row["depends_on"]
+        return json.loads(raw) if isinstance(raw, str) and raw else list(raw or [])
+    if "spec" in keys and isinstance(row["spec"], dict):  # a decoded full row (db.get_row)
+        return list(row["spec"].get("depends_on") or [])
+    return []
+
+
+def _waiting(state: str, position: int | None) -> str:
+    """A queued run the agent gave no reason of its own waits for the runs ahead of it."""
+    if state == RunState.QUEUED.value and position and position > 1:
+        return f"behind {position - 1} run{'s' if position > 2 else ''}"
+    return ""
+
+
+# A finished run never changes, so its JSON is written once when it ends and `runs --json` copies
+# it out instead of rebuilding 10,000 Run objects. The shape (Run's fields) guards against a cached
+# document from an older program version.
+JSON_SHAPE = ",".join(Run.__dataclass_fields__)
+
+
+def seal_run(conn, run_id: str) -> None:
+    """Store a terminal run's final JSON document (called by whoever made it terminal)."""
+    row = conn.execute(f"SELECT {LIST_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None or not RunState(row["state"]).terminal:
+        return
+    run = row_to_run(row, cost=row["cost_micro"] if row["priced"] else None)
+    with db.write(conn):
+        conn.execute("UPDATE runs SET final_json = ?, json_shape = ? WHERE id = ?",
+                     (json.dumps(run.to_json()), JSON_SHAPE, run_id))
+
+
+def queued_end_cost(config, conn, run_id: str) -> dict[str, int | None]:
+    """The cost columns of a run that ends while QUEUED: what its ledger billed (a run put back in
+    the queue keeps what it ran up), and $0.00, never "unpriced", when it never held a device."""
+    row = db.get_row(conn, run_id)
+    events = [(e["at"], e["state"]) for e in db.events(conn, run_id)]
+    cost = row_cost(config, row, events, clock.time())  # backend/cost.py: never billed = $0
+    return {"cost_micro": cost, "priced": 0 if cost is None else 1}
+
+
+def row_cost(config, row, events, now: float, meter=None) -> int | None:
+    """Micro-dollars of a run row over its ledger (epoch, state) up to `now`: the live cost in the
+    table and, with the final event appended, the cost the agent stores. backend/cost.py bills."""
+    from ...cost import Meter
+
+    meter = meter or Meter.from_config(config)
+    return meter.bill_epochs(events, gpus=row["gpus"] * row["learners"], learners=row["learners"],
+                             gpu_type=row["gpu_type"], now=now)

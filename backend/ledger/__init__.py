@@ -1,0 +1,1 @@
+"""The SQLite ledger every engine keeps its runs' history in (backend/ledger/db.py)."""
