@@ -22,14 +22,12 @@ HEAVY = {"boto3", "botocore", "kubernetes", "sqlite3", "pynvml", "awscrt"}
 KNOWN_CIRCLES = {
     ("backend/engines/fake/controls.py", "backend/engines/fake/engine.py", "backend/engines/fake/lifecycle.py",
      "backend/engines/fake/reading.py", "backend/engines/fake/seeding.py"),
-    ("backend/manifest/__init__.py", "backend/manifest/messages.py", "backend/manifest/parser.py"),
     ("backend/engines/kubernetes/engine.py", "backend/engines/kubernetes/keeper.py"),
     ("backend/engines/kubernetes/render.py", "backend/engines/kubernetes/runview.py",
      "backend/engines/kubernetes/states.py", "backend/engines/kubernetes/submission.py"),
     ("backend/engines/local/agent.py", "backend/engines/local/executor.py"),
     ("backend/engines/local/engine.py", "backend/engines/local/eta.py", "backend/engines/local/submit.py",
      "backend/engines/local/sweeps.py"),
-    ("dlaas_tui/app.py", "dlaas_tui/screens/run_detail.py", "dlaas_tui/screens/runs.py"),
 }
 # Modules below the facade that still open a backend through it (the agent's processes): to be passed in.
 KNOWN_FACADE_USERS = {
