@@ -20,8 +20,6 @@ HEAVY = {"boto3", "botocore", "kubernetes", "sqlite3", "pynvml", "awscrt"}
 # Circles that exist today, each as its sorted files. Remove an entry when its circle is broken; the
 # test fails if a listed circle no longer exists (so the list cannot go stale) or a new one appears.
 KNOWN_CIRCLES = {
-    ("backend/engines/fake/controls.py", "backend/engines/fake/engine.py", "backend/engines/fake/lifecycle.py",
-     "backend/engines/fake/reading.py", "backend/engines/fake/seeding.py"),
     ("backend/engines/kubernetes/engine.py", "backend/engines/kubernetes/keeper.py"),
     ("backend/engines/kubernetes/render.py", "backend/engines/kubernetes/runview.py",
      "backend/engines/kubernetes/states.py", "backend/engines/kubernetes/submission.py"),
