@@ -22,7 +22,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
-from backend.facade import RESUMABLE_STATES, MetricPoint, Run, RunEvent, private_dir
+from backend.facade import RESUMABLE_STATES, LogFiles, MetricPoint, Run, RunEvent, private_dir
 
 from ..error_text import describe_error
 from ..widgets.footer import KeysFooter
@@ -268,8 +268,7 @@ class RunDetailScreen(Screen):
         view = self.log_view
         try:
             engine = backend.engine
-            log_path = getattr(engine, "log_path", None)
-            path = log_path(self.run_id, learner=self.learner) if callable(log_path) else None
+            path = engine.log_path(self.run_id, learner=self.learner) if isinstance(engine, LogFiles) else None
             if path is not None and Path(path).is_file():
                 self._from_thread(stop, view.open, Path(path))
                 return

@@ -23,6 +23,7 @@ from backend.facade import (
     BudgetStatus,
     ChangeSet,
     Inventory,
+    QueueHead,
     Run,
     RunState,
     committed_usd,
@@ -55,8 +56,8 @@ def first_page(engine) -> list[Run]:
     of the queue, and the newest finished runs."""
     live = [s for s in ACTIVE_STATES if s is not RunState.QUEUED]
     runs = engine.list_runs(states=live)
-    head = getattr(engine, "queue_head", None)
-    runs += head(FIRST_PAGE) if head is not None else engine.list_runs(states=[RunState.QUEUED])
+    runs += engine.queue_head(FIRST_PAGE) if isinstance(engine, QueueHead) else engine.list_runs(
+        states=[RunState.QUEUED])
     runs += engine.list_runs(states=sorted(TERMINAL_STATES), limit=FIRST_PAGE)
     return runs
 
