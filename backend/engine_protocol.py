@@ -144,6 +144,7 @@ class Holds(Protocol):
     def release(self, run_id: str) -> Run: ...
 
 
+@runtime_checkable
 class Clock(Protocol):
     def now(self) -> datetime: ...
 

@@ -25,6 +25,7 @@ from .errors import (  # noqa: F401
 from .paths import Paths, get_paths, private_dir, resource_dir, write_private  # noqa: F401
 from .text import NEEDS_VISIBLE, visible  # noqa: F401
 from .engine_protocol import (  # noqa: F401
+    Clock,
     CostBreakdowns,
     EncodedListing,
     Engine,
@@ -318,7 +319,7 @@ class Backend:
     def now(self) -> datetime:
         """Now, as the engine sees it: a fake engine's driven clock keeps ages and costs in step;
         the wall clock otherwise, and before the engine is opened (this never opens it)."""
-        if isinstance(self._engine, OwnClock):
+        if isinstance(self._engine, OwnClock) and isinstance(self._engine.clock, Clock):
             return self._engine.clock.now()
         return utcnow()
 
