@@ -29,7 +29,8 @@ from .keymap import apply_keymap
 from .theme_cache import cached_themes
 from .themes import DEFAULT_THEME
 from .ui_state import UiState
-from .widgets.command_bar import CommandScreen, CommandSuggester
+from .screens.command import CommandScreen
+from .widgets.command_bar import CommandSuggester
 from .widgets.safe_text import visible
 
 if TYPE_CHECKING:
