@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 # Light (standard library only) and needed by nearly every caller, the TUI's first frame included.
@@ -23,13 +24,25 @@ from .errors import (  # noqa: F401
 )
 from .paths import Paths, get_paths, private_dir, resource_dir, write_private  # noqa: F401
 from .text import NEEDS_VISIBLE, visible  # noqa: F401
+from .engine_protocol import (  # noqa: F401
+    Clock,
+    CostBreakdowns,
+    EncodedListing,
+    Engine,
+    FitCheck,
+    Holds,
+    LogFiles,
+    OwnClock,
+    QueueHead,
+    Reruns,
+    ResultsDownload,
+)
 from .runs import (  # noqa: F401
     ACTIVE_STATES,
     RESUMABLE_STATES,
     TERMINAL_STATES,
     ChangeSet,
     Device,
-    Engine,
     ErrorCode,
     Inventory,
     MetricPoint,
@@ -296,13 +309,19 @@ class Backend:
 
     def cost_breakdown(self, run_id: str) -> CostBreakdown:
         """A run's billed intervals x devices x price, for the Cost tab (any engine)."""
-        own = getattr(self.engine, "cost", None)
-        if callable(own):
-            return own(run_id)
+        if isinstance(self.engine, CostBreakdowns):
+            return self.engine.cost(run_id)
         from .cost import Meter
 
         run = self.engine.get_run(run_id)
         return Meter.from_config(self.config).bill_run(run, self.engine.events(run_id), utcnow())
+
+    def now(self) -> datetime:
+        """Now, as the engine sees it: a fake engine's driven clock keeps ages and costs in step;
+        the wall clock otherwise, and before the engine is opened (this never opens it)."""
+        if isinstance(self._engine, OwnClock) and isinstance(self._engine.clock, Clock):
+            return self._engine.clock.now()
+        return utcnow()
 
     def close(self) -> None:
         if self._engine is not None:

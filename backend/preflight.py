@@ -46,13 +46,14 @@ def check_for_profile(backend: Backend, text: str, source: str = "<manifest>") -
 def never_fits(backend: Backend, manifest: Manifest) -> str | None:
     """Why the profile could never run `manifest` (the engine's own check), or None when it could,
     or when the engine cannot say (it has no check, or cannot be reached now)."""
+    from .engine_protocol import FitCheck
     from .errors import BadInput
 
     try:
-        check = getattr(backend.engine, "check_fits", None)
-        if check is None:
+        engine = backend.engine
+        if not isinstance(engine, FitCheck):
             return None
-        check(manifest)
+        engine.check_fits(manifest)
     except BadInput as exc:
         return f"never fits this profile ({exc.code or 'C104'}): {exc.message}"
     except Exception:  # an engine that cannot be opened is the submit's problem, not the editor's

@@ -1,4 +1,6 @@
-"""Runs as plain typed data, and the Engine protocol every scheduler implements.
+"""Runs as plain typed data: states, events, metrics, devices, and what a submission asks for.
+
+The Engine protocol that every scheduler implements over these is backend/engine_protocol.py.
 
 The same state names are used on every engine (FfDL's lifecycle):
 
@@ -10,11 +12,11 @@ A preempted run goes back to QUEUED and a new billed interval starts when it is 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 
 class RunState(enum.StrEnum):
@@ -326,56 +328,3 @@ class SubmitRequest:
     hold: bool = False  # queued but not started until released
     begin_at: float | None = None  # epoch seconds: not started before
 
-
-@runtime_checkable
-class Engine(Protocol):
-    """A scheduler: the local agent, a Kubernetes cluster, or the in-memory fake.
-
-    Calls are synchronous but cheap; anything slow happens in the engine's own agent or cluster.
-    `changes` and `logs(follow=True)` are the streaming parts, shaped for both a local process and a
-    remote watch. Errors are `backend.errors` types naming the run id.
-    """
-
-    name: str
-
-    def submit(self, request: SubmitRequest) -> list[Run]: ...
-
-    def list_runs(
-        self,
-        *,
-        states: Sequence[RunState] | None = None,
-        experiment: str | None = None,
-        limit: int | None = None,
-    ) -> list[Run]: ...
-
-    def get_run(self, run_id: str) -> Run: ...
-
-    def changes(self, cursor: int | None = None) -> ChangeSet: ...
-
-    def events(self, run_id: str) -> list[RunEvent]: ...
-
-    def metrics(self, run_id: str) -> list[MetricPoint]: ...
-
-    def manifest_text(self, run_id: str) -> str: ...
-
-    def logs(
-        self,
-        run_id: str,
-        *,
-        learner: int = 0,
-        tail: int | None = None,
-        follow: bool = False,
-    ) -> Iterator[str]: ...
-
-    def halt(self, run_id: str) -> Run: ...
-
-    def resume(self, run_id: str) -> Run:
-        """Start a HALTED or FAILED run again as a new attempt of the same run id, its checkpoints
-        restored; every attempt's billed intervals count. BadInput when the run is not resumable."""
-        ...
-
-    def delete(self, run_id: str) -> None: ...
-
-    def inventory(self) -> Inventory: ...
-
-    def close(self) -> None: ...

@@ -29,7 +29,8 @@ from .keymap import apply_keymap
 from .theme_cache import cached_themes
 from .themes import DEFAULT_THEME
 from .ui_state import UiState
-from .widgets.command_bar import CommandScreen, CommandSuggester
+from .screens.command import CommandScreen
+from .widgets.command_bar import CommandSuggester
 from .widgets.safe_text import visible
 
 if TYPE_CHECKING:
@@ -99,9 +100,7 @@ class DlaasApp(App[None]):
         """Now, as the engine sees it: a fake engine's driven clock keeps ages and costs in step."""
         if self._fixed_clock is not None:
             return self._fixed_clock()
-        engine_clock = getattr(getattr(self._backend, "_engine", None), "clock", None)
-        now = getattr(engine_clock, "now", None)
-        return now() if callable(now) else utcnow()
+        return self._backend.now() if self._backend is not None else utcnow()
 
     # ------------------------------------------------------------ start
     def _load_themes(self, cache_file: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from . import model as _model
+import backend.manifest.model as _model  # the module itself, not the package: no import circle
 from .model import Located, Manifest
 from .problems import Marks, Path_, Problem, format_path
 

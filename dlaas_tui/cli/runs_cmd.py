@@ -156,13 +156,13 @@ def _print_estimate(backend, manifests, out) -> None:
 
 
 def cmd_hold(args, ctx) -> int:
-    from backend.facade import BadInput
+    from backend.facade import BadInput, Holds
 
     engine = ctx.backend.engine
-    if not hasattr(engine, args.verb):
+    if not isinstance(engine, Holds):
         raise BadInput(f"{args.verb} works on local profiles only")
     for rid in args.runs:
-        run = getattr(engine, args.verb)(rid)
+        run = engine.hold(rid) if args.verb == "hold" else engine.release(rid)
         print(f"{run.id}: {run.state.value}{' held' if args.verb == 'hold' else ''}")
     return 0
 
@@ -194,7 +194,7 @@ def _print_tree(runs) -> None:
 
 
 def cmd_runs(args, ctx) -> int:
-    from backend.facade import BadInput, RunState
+    from backend.facade import BadInput, EncodedListing, RunState
 
     from .output import print_json, print_json_encoded, print_table
 
@@ -207,7 +207,7 @@ def cmd_runs(args, ctx) -> int:
         except ValueError:
             raise BadInput(f"--state must be one of {', '.join(s.value for s in RunState)}") from None
     engine = ctx.backend.engine
-    if args.json and not args.tree and hasattr(engine, "list_runs_json"):  # 10,000 runs: finished ones pre-encoded
+    if args.json and not args.tree and isinstance(engine, EncodedListing):  # 10,000 runs: finished ones pre-encoded
         print_json_encoded(engine.list_runs_json(states=states, limit=args.limit))
         return 0
     runs = engine.list_runs(states=states, limit=args.limit)
@@ -305,13 +305,11 @@ def cmd_halt(args, ctx) -> int:
 
 
 def cmd_resume(args, ctx) -> int:
-    from backend.facade import EngineError, attempt_of
+    from backend.facade import attempt_of
 
     from .output import print_json
 
-    engine = ctx.backend.engine
-    if not hasattr(engine, "resume"):
-        raise EngineError(f"the {engine.name} engine cannot resume runs")
+    engine = ctx.backend.engine  # every engine resumes (the Engine protocol)
     runs = [engine.resume(rid) for rid in args.runs]
     if args.json:
         print_json([r.to_json() for r in runs])
@@ -330,12 +328,12 @@ def cmd_delete(args, ctx) -> int:
 
 
 def cmd_rerun(args, ctx) -> int:
-    from backend.facade import EngineError
+    from backend.facade import EngineError, Reruns
 
     from .output import print_json
 
     engine = ctx.backend.engine
-    if not hasattr(engine, "rerun"):
+    if not isinstance(engine, Reruns):
         raise EngineError(f"the {engine.name} engine cannot rerun runs")
     runs = engine.rerun(args.run)
     if args.json:
@@ -363,14 +361,14 @@ def _results_folder(dest: Path) -> None:
 
 
 def cmd_results(args, ctx) -> int:
-    from backend.facade import NotFound
+    from backend.facade import NotFound, ResultsDownload
 
     engine = ctx.backend.engine
     run = engine.get_run(args.run)
     if not run.results_bucket:
         raise NotFound(f"{run.id}: no results bucket recorded")
     _results_folder(args.dest)
-    if hasattr(engine, "download_results"):
+    if isinstance(engine, ResultsDownload):
         n = engine.download_results(run.id, args.dest)
     else:
         n = ctx.backend.store.get_prefix(run.results_bucket, f"{run.id}/", args.dest)

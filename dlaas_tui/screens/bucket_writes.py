@@ -12,7 +12,7 @@ from textual.message import Message
 
 from ..widgets.safe_text import visible
 from ..widgets.object_list import Entry
-from ..widgets.prompts import InputPrompt
+from .prompts import InputPrompt
 from .confirm import ConfirmScreen
 from ..widgets.transfer_bar import TransferBar, TransferProgress, watch_transfer
 

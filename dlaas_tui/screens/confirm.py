@@ -21,6 +21,10 @@ from rich.text import Text
 
 from ..widgets.safe_text import data_text, visible_lines
 
+# What resuming a run means, said in its confirmation (from the runs table and from the run's screen).
+RESUME_DETAILS = ("It goes back to the queue as its next attempt and continues from the checkpoints "
+                  "its command saved in CHECKPOINT_DIR. Billing starts again when it gets its devices.")
+
 
 class ConfirmScreen(ModalScreen[bool]):
     DEFAULT_CSS = """

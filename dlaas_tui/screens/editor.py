@@ -22,7 +22,7 @@ from textual.widgets.option_list import Option
 from ..widgets.footer import KeysFooter
 from ..widgets.safe_text import visible
 from ..widgets.manifest_area import ManifestArea
-from ..widgets.prompts import InputPrompt
+from .prompts import InputPrompt
 from .manifest_text import (  # noqa: F401  (re-exported: the buckets screen and tests use them)
     BLANK_MANIFEST,
     Problem,

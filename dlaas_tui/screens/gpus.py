@@ -14,6 +14,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
+from ..error_text import describe_error
 from ..widgets.footer import KeysFooter
 from ..widgets.safe_text import visible
 
@@ -134,10 +135,7 @@ class GpusScreen(Screen):
         try:
             inventory = self.app.backend.engine.inventory()
         except Exception as exc:
-            from backend.facade import DlaasError
-
-            text = str(exc) if isinstance(exc, DlaasError) else f"{type(exc).__name__}: {exc}"
-            self.post_message(InventoryLoaded(error=text))
+            self.post_message(InventoryLoaded(error=describe_error(exc)))
             return
         self.post_message(InventoryLoaded(inventory))
 

@@ -22,8 +22,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
-from backend.facade import RESUMABLE_STATES, MetricPoint, Run, RunEvent, private_dir
+from backend.facade import RESUMABLE_STATES, LogFiles, MetricPoint, Run, RunEvent, private_dir
 
+from ..error_text import describe_error
 from ..widgets.footer import KeysFooter
 from ..widgets.command_bar import CommandBar
 from ..widgets.header import StatusHeader
@@ -31,10 +32,9 @@ from ..widgets.log_view import LogView
 from ..widgets.run_table import format_cost
 from ..widgets.safe_text import data_text, visible, visible_lines
 from .cost_view import cost_table
-from .runs import describe_error
 
 if TYPE_CHECKING:
-    from ..app import DlaasApp
+    from ..screen_host import ScreenHost
 
 TABS = ("logs", "metrics", "manifest", "events", "cost")
 TAIL_FIRST = 5000
@@ -43,7 +43,7 @@ SEARCH_HINT = "search (text or regex) · enter jumps, pausing follow · n/N next
 
 
 class RunDetailScreen(Screen):
-    app: DlaasApp
+    app: ScreenHost
 
     DEFAULT_CSS = """
     RunDetailScreen #summary { height: auto; padding: 0 1; background: $surface; }
@@ -268,8 +268,7 @@ class RunDetailScreen(Screen):
         view = self.log_view
         try:
             engine = backend.engine
-            log_path = getattr(engine, "log_path", None)
-            path = log_path(self.run_id, learner=self.learner) if callable(log_path) else None
+            path = engine.log_path(self.run_id, learner=self.learner) if isinstance(engine, LogFiles) else None
             if path is not None and Path(path).is_file():
                 self._from_thread(stop, view.open, Path(path))
                 return
@@ -382,7 +381,7 @@ class RunDetailScreen(Screen):
         self.app.call_from_thread(self._load)  # the summary line shows the new state now
 
     def action_resume(self) -> None:
-        from .confirm import ConfirmScreen
+        from .confirm import RESUME_DETAILS, ConfirmScreen
 
         if self.app.backend.read_only:
             self.app.report_error("Read-only: resume is not allowed")
@@ -415,6 +414,3 @@ class RunDetailScreen(Screen):
         self._log_stop.set()
         self._stream_logs()
 
-
-RESUME_DETAILS = ("It goes back to the queue as its next attempt and continues from the checkpoints "
-                  "its command saved in CHECKPOINT_DIR. Billing starts again when it gets its devices.")

@@ -22,14 +22,15 @@ from backend.facade import (
     TERMINAL_STATES,
     BudgetStatus,
     ChangeSet,
-    DlaasError,
     Inventory,
+    QueueHead,
     Run,
     RunState,
     committed_usd,
     spend,
 )
 
+from ..error_text import describe_error
 from ..notices import announce, notices, run_ends, sweep_ends
 from ..widgets.footer import KeysFooter
 from ..widgets.command_bar import CommandBar
@@ -37,18 +38,12 @@ from ..widgets.filter_line import FilterLine
 from ..widgets.header import HeaderStats, StatusHeader
 from ..widgets.run_table import DEFAULT_SORT, Prepared, RunTable, prepare
 from ..widgets.safe_text import visible
-from .confirm import ConfirmScreen
+from .confirm import RESUME_DETAILS, ConfirmScreen
 
 if TYPE_CHECKING:
     from backend.facade import Backend
 
-    from ..app import DlaasApp
-
-
-def describe_error(exc: BaseException) -> str:
-    if isinstance(exc, DlaasError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+    from ..screen_host import ScreenHost
 
 
 # Engines whose listing is a cheap local read: the first screenful is read and shown before all runs.
@@ -61,8 +56,8 @@ def first_page(engine) -> list[Run]:
     of the queue, and the newest finished runs."""
     live = [s for s in ACTIVE_STATES if s is not RunState.QUEUED]
     runs = engine.list_runs(states=live)
-    head = getattr(engine, "queue_head", None)
-    runs += head(FIRST_PAGE) if head is not None else engine.list_runs(states=[RunState.QUEUED])
+    runs += engine.queue_head(FIRST_PAGE) if isinstance(engine, QueueHead) else engine.list_runs(
+        states=[RunState.QUEUED])
     runs += engine.list_runs(states=sorted(TERMINAL_STATES), limit=FIRST_PAGE)
     return runs
 
@@ -91,7 +86,7 @@ def halt_then_delete(engine, run_id: str, wait_s: float = 15.0) -> None:
 
 
 class RunsScreen(Screen):
-    app: DlaasApp
+    app: ScreenHost
 
     BINDINGS = [
         Binding("slash", "filter", "Filter", id="runs.filter"),
@@ -315,8 +310,6 @@ class RunsScreen(Screen):
         )
 
     def action_resume(self) -> None:
-        from .run_detail import RESUME_DETAILS
-
         run = self._selected()
         if run is None or not self._writable("resume"):
             return

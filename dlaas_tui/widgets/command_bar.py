@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.screen import ModalScreen
 from textual.suggester import Suggester
 from textual.widgets import Input
 
@@ -141,33 +139,3 @@ class CommandBar(Input):
         self.close()
         self.post_message(self.Entered(self, mode, value))
 
-
-class CommandScreen(ModalScreen[str | None]):
-    """`:` from any screen: the bar over whatever is showing; dismisses with the command or None."""
-
-    DEFAULT_CSS = """
-    CommandScreen { background: $background 0%; align: left bottom; }
-    CommandScreen CommandBar { dock: bottom; }
-    """
-
-    def __init__(self, suggester: Suggester, history: list[str], *, hint: str = "command") -> None:
-        super().__init__()
-        self._suggester = suggester
-        self._history = history
-        self._hint = hint
-
-    def compose(self) -> ComposeResult:
-        yield CommandBar(self._suggester, id="command-bar")
-
-    def on_mount(self) -> None:
-        bar = self.query_one(CommandBar)
-        bar.histories[":"] = list(self._history)
-        bar.open(":", hint=self._hint)
-
-    def on_command_bar_entered(self, event: CommandBar.Entered) -> None:
-        event.stop()
-        self.dismiss(event.value or None)
-
-    def on_command_bar_cancelled(self, event: CommandBar.Cancelled) -> None:
-        event.stop()
-        self.dismiss(None)

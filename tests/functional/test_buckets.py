@@ -10,7 +10,7 @@ from rich.table import Table
 from dlaas_tui.screens.buckets import PAGE_SIZE, BucketsScreen
 from dlaas_tui.screens.editor import EditorScreen
 from dlaas_tui.screens.confirm import ConfirmScreen
-from dlaas_tui.widgets.prompts import InputPrompt
+from dlaas_tui.screens.prompts import InputPrompt
 from dlaas_tui.widgets.transfer_bar import TransferBar
 
 from .screens_harness import HarnessApp, MemoryStore, demo_store, make_backend, screen_text, settle

@@ -8,7 +8,7 @@ from rich.console import Console
 
 from dlaas_tui.widgets import osc52
 from dlaas_tui.widgets.preview import decode_head, hex_dump, render_head
-from dlaas_tui.widgets.prompts import PathSuggester
+from dlaas_tui.screens.prompts import PathSuggester
 
 
 def rendered(renderable, width: int = 100) -> str:

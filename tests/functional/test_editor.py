@@ -12,7 +12,7 @@ from dlaas_tui.screens import editor as editor_module
 from dlaas_tui.screens.editor import EditorScreen, SamplePicker, manifest_with_training_data
 from dlaas_tui.screens.submit_confirm import SubmitConfirm, SubmitPlan, plan_table
 from dlaas_tui.screens.confirm import ConfirmScreen
-from dlaas_tui.widgets.prompts import InputPrompt
+from dlaas_tui.screens.prompts import InputPrompt
 
 from .screens_harness import HarnessApp, MiniEngine, make_backend, screen_text, settle
 

@@ -13,7 +13,7 @@ from dlaas_tui.screens.confirm import ConfirmScreen
 from dlaas_tui.screens.help import HelpScreen
 from dlaas_tui.screens.run_detail import RunDetailScreen
 from dlaas_tui.screens.runs import RunsScreen
-from dlaas_tui.widgets.command_bar import CommandScreen
+from dlaas_tui.screens.command import CommandScreen
 from dlaas_tui.widgets.run_table import RunTable
 
 from .screens_harness import screen_text

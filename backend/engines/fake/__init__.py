@@ -6,4 +6,4 @@
 """
 from .clock import FakeClock, WallClock  # noqa: F401
 from .engine import DEFAULT_DURATIONS, FakeEngine, PlantedFailure  # noqa: F401
-from .lifecycle import synthetic_metrics  # noqa: F401
+from .record import synthetic_metrics  # noqa: F401

@@ -1,13 +1,12 @@
 """What tests and demos do to a fake engine that no user can: plant failures, lose a run, preempt
-one, occupy a device from outside, and seed thousands of runs."""
+one, occupy a device from outside (seeding thousands of runs is seeding.py's)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from ...errors import BadInput
 from ...runs import ErrorCode, Run, RunState
-from .lifecycle import S, PlantedFailure, _describe
+from .record import PlantedFailure, failure_message
 
 
 class Controls:
@@ -34,7 +33,7 @@ class Controls:
             if rec.run.state.terminal:
                 raise BadInput(f"run {run_id} is already {rec.run.state.value}")
             code = ErrorCode(code)
-            self._fail(rec, self.clock.now(), code.value, message or _describe(code))
+            self._fail(rec, self.clock.now(), code.value, message or failure_message(code))
             return self._snapshot(rec)
 
     def preempt(self, run_id: str) -> Run:
@@ -45,7 +44,7 @@ class Controls:
             if not rec.run.state.billed:
                 raise BadInput(f"run {run_id} is {rec.run.state.value}, not running")
             now = self.clock.now()
-            self._transition(rec, S.QUEUED, now, "preempted")
+            self._transition(rec, RunState.QUEUED, now, "preempted")
             self._admit(now)
             return self._snapshot(rec)
 
@@ -58,9 +57,3 @@ class Controls:
                 self._foreign.pop(index, None)
                 self._admit(self.clock.now())
 
-    def seed(self, n_runs: int, **kwargs: Any) -> list[str]:
-        """Create `n_runs` runs in mixed states, deterministically (see seeding.py)."""
-        from .seeding import seed_runs
-
-        with self._lock:
-            return seed_runs(self, n_runs, **kwargs)

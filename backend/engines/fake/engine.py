@@ -40,24 +40,18 @@ from ...runs import (
     resume_message,
 )
 from .clock import FakeClock, WallClock
-from .lifecycle import (  # noqa: F401
-    DEFAULT_DURATIONS,
-    GPU_MEMORY,
-    GPU_NAMES,
-    S,
-    Lifecycle,
-    PlantedFailure,
-    _Rec,
-)
 from .controls import Controls
+from .lifecycle import DEFAULT_DURATIONS, GPU_MEMORY, GPU_NAMES, Lifecycle
 from .manifests import expand_sweep, load_manifest_any
 from .reading import Reading
+from .record import PlantedFailure, RunRecord
+from .seeding import Seeding
 
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 _DELETED_KEPT = 10_000
 
 
-class FakeEngine(Controls, Reading, Lifecycle):
+class FakeEngine(Controls, Seeding, Reading, Lifecycle):
     name = "fake"
 
     def __init__(
@@ -97,7 +91,7 @@ class FakeEngine(Controls, Reading, Lifecycle):
         self._rng = random.Random(seed)
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
-        self._runs: dict[str, _Rec] = {}
+        self._runs: dict[str, RunRecord] = {}
         self._order: OrderedDict[str, None] = OrderedDict()  # run ids, least recently changed first
         self._seq = 0
         self._floor = 0  # cursors older than this lost deletions: they get a full change set
@@ -200,7 +194,7 @@ class FakeEngine(Controls, Reading, Lifecycle):
             )
         durations = dict(self.durations)
         if duration is not None or "fake_duration" in env:
-            durations[S.PROCESSING] = float(duration if duration is not None else env["fake_duration"])
+            durations[RunState.PROCESSING] = float(duration if duration is not None else env["fake_duration"])
         if failure is None and "fake_fail" in env:
             failure = PlantedFailure(
                 str(ErrorCode(env["fake_fail"]).value), RunState(env.get("fake_fail_state", "PROCESSING"))
@@ -220,7 +214,7 @@ class FakeEngine(Controls, Reading, Lifecycle):
             run = Run(
                 id=run_id,
                 name=name or manifest.name,
-                state=S.QUEUED,
+                state=RunState.QUEUED,
                 submitted_at=now,
                 experiment=experiment,
                 gpus=need,
@@ -234,7 +228,7 @@ class FakeEngine(Controls, Reading, Lifecycle):
                 manifest_name=manifest.name,
                 max_duration_s=manifest.max_duration_seconds,
             )
-            rec = _Rec(
+            rec = RunRecord(
                 run=run,
                 manifest_text=text if text is not None else manifest.model_dump_json(indent=2),
                 durations=durations,
@@ -249,7 +243,7 @@ class FakeEngine(Controls, Reading, Lifecycle):
             if dry_run:
                 return self._snapshot(rec)
             self._runs[run_id] = rec
-            rec.events.append(RunEvent(run_id, now, S.QUEUED, "submitted"))
+            rec.events.append(RunEvent(run_id, now, RunState.QUEUED, "submitted"))
             held = f"{manifest.learners} cpu slot(s)" if need == 0 and self.cpu_only else f"{need} device(s)"
             self._log(rec, f"[dlaas] {run_id} submitted: {held}, priority {manifest.priority}")
             self._enqueue(rec)
@@ -336,7 +330,7 @@ class FakeEngine(Controls, Reading, Lifecycle):
             if not rec.run.state.terminal:
                 now = self.clock.now()
                 self._log(rec, "[dlaas] halt requested: stopping the command, storing logs")
-                self._transition(rec, S.HALTED, now, "halted by the user")
+                self._transition(rec, RunState.HALTED, now, "halted by the user")
                 self._admit(now)
             return self._snapshot(rec)
 
@@ -352,12 +346,12 @@ class FakeEngine(Controls, Reading, Lifecycle):
             now = self.clock.now()
             attempt = attempt_of(rec.events) + 1
             message = resume_message(attempt)
-            run.state = S.QUEUED
+            run.state = RunState.QUEUED
             run.finished_at = None
             run.error_code = None
             run.message = message
             rec.gen += 1
-            rec.events.append(RunEvent(run.id, now, S.QUEUED, message))
+            rec.events.append(RunEvent(run.id, now, RunState.QUEUED, message))
             self._log(rec, f"[dlaas] attempt {attempt}: resumed, checkpoints kept")
             self._enqueue(rec)
             self._touch(rec)
@@ -424,7 +418,7 @@ class FakeEngine(Controls, Reading, Lifecycle):
             unsubscribe(self._on_clock)
 
     # -- internals --------------------------------------------------------------------------------
-    def _rec(self, run_id: str) -> _Rec:
+    def _rec(self, run_id: str) -> RunRecord:
         rec = self._runs.get(run_id)
         if rec is None:
             raise NotFound(f"no run {run_id!r}")

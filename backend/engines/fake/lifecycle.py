@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import bisect
 import heapq
-import math
-import zlib
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ...errors import EngineError
@@ -19,17 +16,19 @@ from ...runs import (
     ALLOWED_TRANSITIONS,
     ErrorCode,
     MetricPoint,
-    Run,
     RunEvent,
     RunState,
     attempt_of,
     attempt_started_message,
     iso,
 )
+from .record import RunRecord, failure_message, synthetic_metrics
 
-S = RunState
-DEFAULT_DURATIONS: dict[RunState, float] = {S.PENDING: 1.0, S.DOWNLOADING: 2.0, S.PROCESSING: 30.0, S.STORING: 2.0}
-_NEXT = {S.PENDING: S.DOWNLOADING, S.DOWNLOADING: S.PROCESSING, S.STORING: S.COMPLETED}
+DEFAULT_DURATIONS: dict[RunState, float] = {
+    RunState.PENDING: 1.0, RunState.DOWNLOADING: 2.0, RunState.PROCESSING: 30.0, RunState.STORING: 2.0}
+# Where a state goes when its time is up (PROCESSING ends after its steps instead).
+_NEXT = {RunState.PENDING: RunState.DOWNLOADING, RunState.DOWNLOADING: RunState.PROCESSING,
+         RunState.STORING: RunState.COMPLETED}
 GPU_NAMES = {
     "H100": "NVIDIA H100 80GB HBM3",
     "A100": "NVIDIA A100-SXM4-80GB",
@@ -40,38 +39,6 @@ GPU_NAMES = {
 GPU_MEMORY = {"H100": 80, "A100": 80, "V100": 16, "T4": 16, "K80": 12}
 
 
-@dataclass
-class PlantedFailure:
-    """A failure the fake will stage: in `state`, `after` seconds in (None: when the state ends)."""
-
-    code: str = ErrorCode.COMMAND_FAILED.value
-    state: RunState = RunState.PROCESSING
-    after: float | None = None
-    message: str = ""
-
-
-@dataclass
-class _Rec:
-    run: Run
-    manifest_text: str
-    durations: dict[RunState, float]
-    steps: int
-    command: str
-    need: int
-    key: tuple
-    failure: PlantedFailure | None = None
-    events: list[RunEvent] = field(default_factory=list)
-    metric_points: list[MetricPoint] | None = field(default_factory=list)  # None: seeded, made on read
-    logs: list[list[str]] | None = None  # per learner; None: generated on first read (seeded runs)
-    devices: list[int] = field(default_factory=list)
-    gen: int = 0
-    seq: int = 0
-    step: int = 0
-    sweep_metric: str | None = None
-    cost_micro: int | None = 0
-    cost_key: int = -1  # len(events) when cost_micro was computed
-
-
 class Lifecycle:
     """The simulation half of FakeEngine (state lives on the engine; see FakeEngine.__init__)."""
 
@@ -79,7 +46,7 @@ class Lifecycle:
         with self._lock:
             self._tick()
 
-    def _touch(self, rec: _Rec) -> None:
+    def _touch(self, rec: RunRecord) -> None:
         self._seq += 1
         rec.seq = self._seq
         rec.run.updated_at = self.clock.now()
@@ -87,21 +54,21 @@ class Lifecycle:
         self._order.move_to_end(rec.run.id)
         self._cond.notify_all()
 
-    def _log(self, rec: _Rec, line: str, learner: int | None = None) -> None:
+    def _log(self, rec: RunRecord, line: str, learner: int | None = None) -> None:
         if rec.logs is None:
             return
         targets = range(len(rec.logs)) if learner is None else (learner,)
         for i in targets:
             rec.logs[i].append(line)
 
-    def _lines(self, rec: _Rec, learner: int) -> list[str]:
+    def _lines(self, rec: RunRecord, learner: int) -> list[str]:
         if rec.logs is None:
             from .seeding import seeded_logs
 
             rec.logs = seeded_logs(rec)
         return rec.logs[learner]
 
-    def _schedule(self, rec: _Rec, due: datetime, kind: str) -> None:
+    def _schedule(self, rec: RunRecord, due: datetime, kind: str) -> None:
         heapq.heappush(self._heap, (due, next(self._tiebreak), rec.run.id, rec.gen, kind))
 
     def _tick(self) -> None:
@@ -115,7 +82,7 @@ class Lifecycle:
                 continue  # the run moved on (halted, failed, deleted) since this was planned
             self._fire(rec, due, kind)
 
-    def _fire(self, rec: _Rec, at: datetime, kind: str) -> None:
+    def _fire(self, rec: RunRecord, at: datetime, kind: str) -> None:
         state = rec.run.state
         fail = rec.failure if rec.failure and rec.failure.state == state else None
         if kind == "fail" or (kind == "end" and fail and fail.after is None):
@@ -132,57 +99,57 @@ class Lifecycle:
                 self._fail(rec, at, fail.code, fail.message)
                 return
             self._log(rec, "[dlaas] command exited 0")
-            self._transition(rec, S.STORING, at)
+            self._transition(rec, RunState.STORING, at)
             return
         self._transition(rec, _NEXT[state], at)
         if _NEXT[state].terminal:
             self._admit(at)
 
-    def _step_len(self, rec: _Rec) -> timedelta:
-        return timedelta(seconds=rec.durations[S.PROCESSING] / max(1, rec.steps))
+    def _step_len(self, rec: RunRecord) -> timedelta:
+        return timedelta(seconds=rec.durations[RunState.PROCESSING] / max(1, rec.steps))
 
-    def _fail(self, rec: _Rec, at: datetime, code: str, message: str) -> None:
+    def _fail(self, rec: RunRecord, at: datetime, code: str, message: str) -> None:
         code_enum = ErrorCode(code)
-        message = message or _describe(code_enum)
+        message = message or failure_message(code_enum)
         self._log(rec, f"[dlaas] {code}: {message}")
-        self._transition(rec, S.FAILED, at, message, code)
+        self._transition(rec, RunState.FAILED, at, message, code)
         self._admit(at)
 
     def _transition(
-        self, rec: _Rec, state: RunState, at: datetime, message: str = "", error_code: str | None = None
+        self, rec: RunRecord, state: RunState, at: datetime, message: str = "", error_code: str | None = None
     ) -> None:
         run = rec.run
         if state not in ALLOWED_TRANSITIONS[run.state]:
             raise EngineError(f"run {run.id}: {run.state.value} -> {state.value} is not a valid transition")
-        if run.state == S.QUEUED:
+        if run.state == RunState.QUEUED:
             self._dequeue(rec)
-        if state == S.PENDING and not message and (attempt := attempt_of(rec.events)) > 1:
+        if state == RunState.PENDING and not message and (attempt := attempt_of(rec.events)) > 1:
             message = attempt_started_message(attempt)
         run.state = state
         rec.gen += 1
         rec.events.append(RunEvent(run.id, at, state, message, error_code))
-        if state == S.PENDING:
+        if state == RunState.PENDING:
             run.admitted_at = at
             run.queue_position = None
             self._log(rec, f"[dlaas] devices assigned: {', '.join(run.assigned) or 'none (no GPUs asked)'}")
-        elif state == S.DOWNLOADING:
+        elif state == RunState.DOWNLOADING:
             self._log(rec, "[dlaas] downloading model code and data")
-        elif state == S.PROCESSING:
+        elif state == RunState.PROCESSING:
             run.started_at = at
             rec.step = 0
             self._log(rec, f"[dlaas] running: {rec.command}")
-        elif state == S.STORING:
+        elif state == RunState.STORING:
             self._log(rec, f"[dlaas] storing results to {run.results_bucket}/{run.id}/")
-        if state == S.QUEUED or state.terminal:
+        if state == RunState.QUEUED or state.terminal:
             self._release(rec)
-        if state == S.QUEUED:
+        if state == RunState.QUEUED:
             self._enqueue(rec)
         if state.terminal:
             run.finished_at = at
             run.error_code = error_code
             run.message = message
             self._log(rec, f"[dlaas] run {state.value}")
-        if state == S.PROCESSING:
+        if state == RunState.PROCESSING:
             self._schedule(rec, at + self._step_len(rec), "step")
         elif state in _NEXT:
             self._schedule(rec, at + timedelta(seconds=rec.durations[state]), "end")
@@ -191,14 +158,14 @@ class Lifecycle:
             self._schedule(rec, at + timedelta(seconds=fail.after), "fail")
         self._touch(rec)
 
-    def _points(self, rec: _Rec) -> list[MetricPoint]:
+    def _points(self, rec: RunRecord) -> list[MetricPoint]:
         if rec.metric_points is None:
             from .seeding import seeded_points
 
             rec.metric_points = seeded_points(rec)
         return rec.metric_points
 
-    def _emit_step(self, rec: _Rec, at: datetime) -> None:
+    def _emit_step(self, rec: RunRecord, at: datetime) -> None:
         loss, acc = synthetic_metrics(rec.run.id, rec.step, rec.steps)
         stamp = iso(at)
         line = f"{stamp} epoch={rec.step} loss={loss:.6f} accuracy={acc:.6f}"
@@ -214,13 +181,13 @@ class Lifecycle:
         self._touch(rec)
 
     # -- the queue ------------------------------------------------------------------------------
-    def _enqueue(self, rec: _Rec) -> None:
+    def _enqueue(self, rec: RunRecord) -> None:
         i = bisect.bisect_left(self._queue_keys, rec.key)
         self._queue_keys.insert(i, rec.key)
         self._queue.insert(i, rec.run.id)
         self._renumber(i)
 
-    def _dequeue(self, rec: _Rec) -> None:
+    def _dequeue(self, rec: RunRecord) -> None:
         i = bisect.bisect_left(self._queue_keys, rec.key)
         if i < len(self._queue) and self._queue[i] == rec.run.id:
             del self._queue[i], self._queue_keys[i]
@@ -255,13 +222,13 @@ class Lifecycle:
                 for d in taken:
                     self._held[d] = rec.run.id
                 rec.run.assigned = [self._device_label(d) for d in taken]
-                self._transition(rec, S.PENDING, at)
+                self._transition(rec, RunState.PENDING, at)
                 continue
             if self.queue_policy != "best-effort":
                 break
             i += 1
 
-    def _release(self, rec: _Rec) -> None:
+    def _release(self, rec: RunRecord) -> None:
         for d in rec.devices:
             if self._held[d] == rec.run.id:
                 self._held[d] = None
@@ -272,19 +239,3 @@ class Lifecycle:
             return f"cpu:{index}"
         return f"GPU-{index} {GPU_NAMES.get(self.gpu_type, self.gpu_type)}"
 
-
-def synthetic_metrics(run_id: str, step: int, steps: int) -> tuple[float, float]:
-    """A falling loss and rising accuracy, the same for the same run and step."""
-    h = zlib.crc32(run_id.encode())
-    base = 1.5 + (h % 1000) / 1000
-    noise = ((zlib.crc32(f"{run_id}:{step}".encode()) % 1000) / 1000 - 0.5) * 0.02
-    frac = step / max(1, steps)
-    loss = base * math.exp(-2.5 * frac) + 0.05 + noise
-    accuracy = min(0.999, max(0.0, 1.0 - loss / (base + 0.1)))
-    return round(loss, 6), round(accuracy, 6)
-
-
-def _describe(code: ErrorCode) -> str:
-    from ...runs import ERROR_DESCRIPTIONS
-
-    return ERROR_DESCRIPTIONS.get(code, code.value)

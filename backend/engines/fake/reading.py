@@ -6,20 +6,20 @@ import copy
 from collections.abc import Iterator
 
 from ...cost import CostBreakdown, Meter
-from ...runs import Run
-from .lifecycle import S, _Rec
+from ...runs import Run, RunState
+from .record import RunRecord
 
 
 class Reading:
     """Mixed into FakeEngine; everything here runs under its lock except the log stream's yields."""
 
-    def _snapshot(self, rec: _Rec) -> Run:
+    def _snapshot(self, rec: RunRecord) -> Run:
         run = copy.copy(rec.run)
         run.assigned = list(rec.run.assigned)
         run.metrics = dict(rec.run.metrics)
         run.params = dict(rec.run.params)
         run.cost_micro_usd = self._cost_micro(rec)
-        if run.state == S.QUEUED:
+        if run.state == RunState.QUEUED:
             got = self._etas().get(run.id)
             run.eta, run.eta_bound = (got.at, got.bound) if got else (None, False)
         return run
@@ -41,7 +41,7 @@ class Reading:
         self._eta_cache = ((self._seq, now), etas)
         return etas
 
-    def _cost_micro(self, rec: _Rec) -> int | None:
+    def _cost_micro(self, rec: RunRecord) -> int | None:
         # Cost moves with time only while billed; otherwise it changes only with a new event.
         if rec.run.state.billed or rec.cost_key != len(rec.events):
             cost = self._bill(rec)
@@ -54,7 +54,7 @@ class Reading:
             self._tick()
             return self._bill(self._rec(run_id))
 
-    def _bill(self, rec: _Rec) -> CostBreakdown:
+    def _bill(self, rec: RunRecord) -> CostBreakdown:
         return Meter(self.prices, self.minimum_seconds).bill_run(rec.run, rec.events, self.clock.now())
 
     def _follow(self, run_id: str, learner: int, index: int, follow: bool) -> Iterator[str]:

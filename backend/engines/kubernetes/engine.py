@@ -33,7 +33,7 @@ from backend.runs import (
 
 from . import kueue, logs, render
 from .client import KubeApi, KubeError, KubeNotFound, jobs_path, pods_path, workloads_path
-from .ledger import SYNCED, Ledger, MemoryLedger, last_state
+from .ledger import SYNCED, AgentLedger, Ledger, MemoryLedger, last_state
 from .runview import assigned_label, canonical_gpu, flavor_gpu, inventory_from_nodes, run_from_job
 from .states import PERMANENT_ERRORS, Observation, gpu_line, observe, parse_time, report_outcome
 from .submission import Submitting, new_run_id  # noqa: F401
@@ -130,12 +130,12 @@ class KubernetesEngine(Submitting):
         and give it a moment, so a first `runs` does not show an empty cluster."""
         import time
 
-        has_mark = getattr(self.ledger, "has_mark", None)
-        if has_mark is None or has_mark("", SYNCED):
+        ledger = self.ledger
+        if not isinstance(ledger, AgentLedger) or ledger.has_mark("", SYNCED):
             return
         self._wake_agent()
         deadline = time.monotonic() + timeout
-        while not has_mark("", SYNCED) and time.monotonic() < deadline:
+        while not ledger.has_mark("", SYNCED) and time.monotonic() < deadline:
             time.sleep(0.05)
 
     def _ensure_synced(self) -> None:
@@ -148,7 +148,7 @@ class KubernetesEngine(Submitting):
                 return
             self.sync_once()
             release = getattr(self, "release_held", None)
-            if release is not None and hasattr(self.ledger, "releasable"):
+            if release is not None and isinstance(self.ledger, AgentLedger):
                 release()
             self._wake_agent()
 
@@ -169,7 +169,7 @@ class KubernetesEngine(Submitting):
     def close(self) -> None:
         if self._api is not None:
             self._api.close()
-        if hasattr(self.ledger, "close"):
+        if isinstance(self.ledger, AgentLedger):
             self.ledger.close()
 
     def _list(self, path: str, selector: str | None = None) -> list[dict[str, Any]]:
@@ -239,7 +239,7 @@ class KubernetesEngine(Submitting):
                 if uid := job["metadata"].get("uid"):
                     self._uids[run_id] = uid
                 new += self._observe_run(job, by_job_wl.get(run_id), pods_by_run.get(run_id, []))
-            held = self.ledger.held_ids() if hasattr(self.ledger, "held_ids") else set()
+            held = self.ledger.held_ids() if isinstance(self.ledger, AgentLedger) else set()
             for run in self.ledger.runs():
                 if run.id in held or run.id in self._submitting:  # its Job not created yet: nothing to miss
                     continue
@@ -635,7 +635,7 @@ class KubernetesEngine(Submitting):
     def manifest_text(self, run_id: str) -> str:
         self.get_run(run_id)
         if run_id not in self._manifests:
-            stored = self.ledger.manifest_text(run_id) if hasattr(self.ledger, "manifest_text") else None
+            stored = self.ledger.manifest_text(run_id) if isinstance(self.ledger, AgentLedger) else None
             if stored:
                 return stored
             raise NotFound(f"{run_id}: its manifest was not submitted from here")

@@ -2,7 +2,9 @@
 
 Kubernetes keeps only the latest conditions and deletes finished Jobs, so the history lives here. The
 local agent keeps a ledger of its own (SQLite); `Ledger` is the small protocol it implements for this
-engine, and `MemoryLedger` is the in-process one (tests, and a CLI without an agent).
+engine, and `MemoryLedger` is the in-process one (tests, and a CLI without an agent). What only the
+agent's ledger does (hold runs back for the agent to release, keep their manifests, be closed) is
+`AgentLedger`: the engine asks `isinstance(ledger, AgentLedger)`, never for a single name.
 
 Cost comes from backend.cost over the ledger's events.
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from backend.runs import RESUMABLE_STATES, Run, RunEvent, RunState
 
@@ -38,6 +40,35 @@ class Ledger(Protocol):
         """Put an ended (HALTED or FAILED) run back to QUEUED with `event` (a resume), clearing its
         one-time flags; False when it is not resumable any more."""
         ...
+
+
+@runtime_checkable
+class AgentLedger(Ledger, Protocol):
+    """The ledger the local agent keeps for a Kubernetes profile (SQLite, sqlite_ledger.py): it
+    outlives the process, so runs are held in it until the agent creates their Jobs."""
+
+    def hold(self, run: Run, *, manifest: dict[str, Any], group: str, parallel: int | None,
+             max_failed: int | None = None, manifest_text: str = "") -> None:
+        """Record an accepted run (QUEUED) that has no Job yet; the agent releases it."""
+        ...
+
+    def held_ids(self) -> set[str]:
+        """Runs held and not released yet (no Job to look for)."""
+        ...
+
+    def releasable(self) -> list[dict[str, Any]]:
+        """Held runs that may go to the cluster now, oldest first."""
+        ...
+
+    def released(self, run_id: str) -> None: ...
+
+    def manifest_text(self, run_id: str) -> str | None:
+        """The manifest as submitted (held runs), or None."""
+        ...
+
+    def has_mark(self, run_id: str, flag: str) -> bool: ...
+
+    def close(self) -> None: ...
 
 
 class MemoryLedger:

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from backend.errors import BadInput, EngineError, ReadOnly
 from backend.runs import RESUMABLE_STATES, Run, RunEvent, RunState, attempt_of, resume_message
 
+from .ledger import AgentLedger
+
 if TYPE_CHECKING:
     from backend.manifest.model import Manifest
 
@@ -64,7 +66,7 @@ def resume_run(engine: KubernetesEngine, run_id: str) -> Run:
     now = engine.cluster_now()
     message = resume_message(attempt)
     text = engine.manifest_text(run_id)
-    persistent = hasattr(engine.ledger, "hold")  # the agent creates held runs' Jobs
+    persistent = isinstance(engine.ledger, AgentLedger)  # the agent creates held runs' Jobs
     engine._submitting.add(run_id)  # until its Job exists, a sync must not call it vanished
     try:
         with engine._lock:
