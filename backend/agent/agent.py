@@ -26,8 +26,11 @@ from typing import Any
 from backend import clock
 from ..cost import BILLED_SQL
 from ..runs import ErrorCode, RunState, attempt_started_message, iso, utcnow
-from ..engines.local import deps
+from ..engines.local.gpulock import held_by, hold_device
+from ..engines.local.nvml import read_inventory
+from ..engines.local.procs import pids_in_groups
 from ..engines.local.scheduler import Box, FreeDevice, plan
+from ..engines.local.stores import run_store
 from ..ledger import db
 from .control import wake
 
@@ -90,7 +93,7 @@ class Agent:
         key = (profile, json.dumps(connection, sort_keys=True) if connection else "")
         with self._lock:
             if key not in self._stores:
-                self._stores[key] = deps.open_store(self.backend_for(profile), connection)
+                self._stores[key] = run_store(self.backend_for(profile), connection)
             return self._stores[key]
 
     def resolve_env(self, env: dict[str, Any]) -> dict[str, str]:
@@ -190,8 +193,8 @@ class Agent:
                 f"SELECT procs FROM runs WHERE state IN {BILLED_SQL}"
             ):
                 pgids.update(p["pid"] for p in json.loads(procs))
-            inv = deps.read_inventory(self.backend.profile.cpu_slots,
-                                      our_pids=deps.pids_in_groups(pgids) if pgids else frozenset())
+            inv = read_inventory(cpu_slots=self.backend.profile.cpu_slots,
+                                 our_pids=pids_in_groups(pgids) if pgids else frozenset())
             devs = list(inv.devices)
             self._inventory = (time.monotonic(), devs)
         return devs
@@ -244,7 +247,7 @@ class Agent:
         for rid, state, assigned, ncores, procs in rows:
             fds: list | None = []
             for uuid in json.loads(assigned):
-                lk = deps.try_lock_device(uuid, self.paths.state_dir, owner=rid)
+                lk = hold_device(uuid, self.paths.state_dir, owner=rid)
                 if lk is not None:
                     fds.append(lk)
                 elif state == RunState.PENDING.value:
@@ -398,7 +401,7 @@ class Agent:
                     continue
                 fds, lost = [], None
                 for uuid in adm.devices:
-                    lk = deps.try_lock_device(uuid, self.paths.state_dir, owner=adm.run_id)
+                    lk = hold_device(uuid, self.paths.state_dir, owner=adm.run_id)
                     if lk is None:
                         lost = uuid
                         break
@@ -407,7 +410,7 @@ class Agent:
                     for lk in fds:
                         lk.release()
                     free = [f for f in free if f.uuid != lost]  # another user's agent holds it
-                    self._foreign[lost] = deps.lock_holder(lost) or {}
+                    self._foreign[lost] = held_by(lost) or {}
                     retry = True
                     break
                 labels = [self._label(devices, u) for u in adm.devices]

@@ -1,6 +1,6 @@
 """The Kubernetes engine's `Ledger` kept in SQLite, so the history outlives every process.
 
-One file per kubernetes profile (`<state>/kubernetes/<profile>.db`) with the local engine's schema
+One file per kubernetes profile (`<state>/kubernetes/<profile>.db`, backend/ledger/files.py) with the ledger schema
 (backend/ledger/db.py): `runs` holds each run's latest view (the whole Run as JSON in `spec`,
 the columns beside it for queries), `run_events` is the append-only ledger, `counter`/`deleted` serve
 `changes(cursor)`. A file of its own keeps the local scheduler from ever seeing these runs as its

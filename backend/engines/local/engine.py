@@ -8,6 +8,7 @@ without waiting: a recorded submit or halt stands whether or not the agent is up
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -28,10 +29,12 @@ from ...runs import (
 )
 from ...agent.control import ensure_agent, wake
 from ...ledger import db
-from . import deps
 from .eta import engine_etas
+from .nvml import read_inventory
+from .procs import pids_in_groups
 from .rows import JSON_SHAPE, LIST_COLUMNS, queued_end_cost, row_cost, row_to_run, seal_run, utc_from_epoch
 from .scheduler import QUEUE_SQL
+from .stores import folder_of, run_store
 
 
 class LocalEngine:
@@ -264,8 +267,8 @@ class LocalEngine:
 
     def _stored_log(self, run: Run, n: int) -> Path | None:
         try:
-            store = deps.open_store(self.backend)
-            p = deps.local_path(store, run.results_bucket, f"{run.id}/learner-{n}/training-log.txt")
+            store = run_store(self.backend)
+            p = folder_of(store, run.results_bucket, f"{run.id}/learner-{n}/training-log.txt")
         except Exception:
             return None
         return p if p is not None and p.exists() else None
@@ -276,7 +279,7 @@ class LocalEngine:
         if not run.results_bucket:
             raise NotFound(f"{run_id}: no results bucket recorded")
         spec = db.get_row(self.conn, run_id)["spec"]
-        store = deps.open_store(self.backend, spec.get("connection"))
+        store = run_store(self.backend, spec.get("connection"))
         return store.get_prefix(run.results_bucket, f"{run.id}/", Path(dest))
 
     # -- changing ---------------------------------------------------------------------------------
@@ -356,9 +359,9 @@ class LocalEngine:
             for uuid in json.loads(assigned):
                 held[uuid] = rid
             pgids.update(p["pid"] for p in json.loads(procs))
-        return deps.read_inventory(
-            self.backend.profile.cpu_slots, holders=held, our_pids=deps.pids_in_groups(pgids),
-            tier_gpus=self.backend.config.tier_gpus(self.backend.profile))
+        return read_inventory(
+            cpu_slots=self.backend.profile.cpu_slots, holders=held, our_pids=pids_in_groups(pgids),
+            node=socket.gethostname(), tier_gpus=self.backend.config.tier_gpus(self.backend.profile))
 
 
 def _read_log(engine: LocalEngine, run_id: str, path: Path, tail: int | None,

@@ -53,14 +53,14 @@ _capacity: dict[tuple[int, int], tuple[float, int]] = {}
 
 def engine_etas(engine) -> dict[str, Eta]:
     """ETAs for the local engine's queue: the profile's tier, else the machine's device count."""
-    from . import deps
-
     backend = engine.backend
     tier = backend.config.tier_gpus(backend.profile)
     key = (backend.profile.cpu_slots, id(engine))
     at, devices = _capacity.get(key, (0.0, 0))
     if time.monotonic() - at > 5.0:  # NVML is not free: count the devices every few seconds
-        devices = len(deps.discover_devices(backend.profile.cpu_slots)[0])
+        from .nvml import read_inventory
+
+        devices = len(read_inventory(cpu_slots=backend.profile.cpu_slots).devices)
         _capacity[key] = (time.monotonic(), devices)
     capacity = min(tier, devices) if tier and devices else (tier or devices)
     try:

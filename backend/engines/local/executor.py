@@ -18,16 +18,23 @@ from typing import Any, Protocol
 
 from backend import clock
 from ...ledger import db
+from ...metrics import ParsedMetrics, parse_metrics_line, primary_metric, read_metrics_jsonl
 from ...packaging import ArchiveError, safe_unzip
 from ...runs import ErrorCode, RunState, retry_message
-from . import deps
 from .limits import enforcement
-from .procs import Learner, launch, start_time, stop_group, was_started
+from .procs import Learner, free_port, launch, start_time, stop_group, was_started
+from .stores import folder_of
 
 log = logging.getLogger("dlaas.agent")
 OOM_PATTERNS = re.compile(rb"CUDA out of memory|OutOfMemoryError|torch\.OutOfMemoryError|Killed\s*$|"
                           rb"^MemoryError|Cannot allocate memory|std::bad_alloc", re.M)
 TAIL_LINES = 5
+
+
+def _metrics_jsonl_line(line: str) -> ParsedMetrics | None:
+    """The metrics in one line of $RESULT_DIR/metrics.jsonl, or None."""
+    got = read_metrics_jsonl([line])
+    return got[0] if got else None
 
 
 def tail_lines(path: Path, n: int) -> list[str]:
@@ -208,7 +215,7 @@ class RunWorker(threading.Thread):
         self.wd.mkdir(parents=True, exist_ok=True)
         bucket = self.row["results_bucket"]
         zip_path = self.wd / "model.zip"
-        src = deps.local_path(store, bucket, self.spec["model_key"])
+        src = folder_of(store, bucket, self.spec["model_key"])
         if src is None:
             store.get_file(bucket, self.spec["model_key"], zip_path)
             src = zip_path
@@ -244,7 +251,7 @@ class RunWorker(threading.Thread):
         mount, why = rodata.probe(self.agent.paths.state_dir)
         if os.environ.get("DLAAS_DATA_PROTECT") == "copy":
             mount, why = False, "DLAAS_DATA_PROTECT=copy"
-        folder = deps.local_path(store, data["bucket"], data.get("prefix") or "")
+        folder = folder_of(store, data["bucket"], data.get("prefix") or "")
         if folder is not None:
             if not folder.is_dir():
                 raise FileNotFoundError(f"training data {where} is an object, not a folder" if folder.exists()
@@ -312,7 +319,7 @@ class RunWorker(threading.Thread):
         n = self.row["learners"]
         per = self.row["gpus"]
         devices = list(db.get_row(self.conn, self.run_id)["assigned"])
-        port = deps.free_port() if n > 1 else 0
+        port = free_port() if n > 1 else 0
         fds = tuple(self.agent.lock_fds(self.run_id))
         attempt = db.attempt(self.conn, self.run_id)
         if attempt > 1:
@@ -453,22 +460,23 @@ class RunWorker(threading.Thread):
     def _collect_metrics(self) -> None:
         points: list[tuple] = []
         now = clock.time()
-        sources = [(i, self.learner_log_dir(i) / "training-log.txt", deps.parse_metrics_line)
+        sources = [(i, self.learner_log_dir(i) / "training-log.txt", parse_metrics_line)
                    for i in range(1, self.row["learners"] + 1)]
-        sources.append((1, self.result_dir / "metrics.jsonl", deps.parse_metrics_json))
+        sources.append((1, self.result_dir / "metrics.jsonl", _metrics_jsonl_line))
         for learner, path, parse in sources:
             for line in self._read_new(path):
                 got = parse(line)
                 if got is None:
                     continue
+                at = (got.at.timestamp() if got.at is not None else None) or now
                 for name, value in got.values.items():
-                    points.append((learner, name, value, got.step, got.at or now))
+                    points.append((learner, name, value, got.step, at))
                     if name not in self._seen:
                         self._seen.append(name)
                     if learner == 1:
                         self._last[name] = value
         if points:
-            primary = deps.primary_metric(self._seen, self.spec.get("sweep_metric"))
+            primary = primary_metric(self._seen, self.spec.get("sweep_metric"))
             db.add_metrics(self.conn, self.run_id, points, self._last, primary)
 
     # -- storing --------------------------------------------------------------------------------

@@ -122,6 +122,19 @@ def try_acquire(uuid: str, *, owner: str = "", folder: Path | None = None) -> Gp
     return GpuLock(uuid, path, fd)
 
 
+def hold_device(uuid: str, state_dir: Path, owner: str = "") -> GpuLock | None:
+    """A held lock on a device for a run (its fd inheritable, so the run's processes keep it if the
+    agent dies), or None when anyone holds it. GPUs lock host-wide; cpu slots stand for this user's
+    own CPU share, so they lock in the state dir and two users never block each other."""
+    folder = state_dir / "slot-locks" if uuid.startswith("cpu:") else None
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    lock = try_acquire(uuid, owner=owner, folder=folder)
+    if lock is not None and lock.fd is not None:
+        os.set_inheritable(lock.fd, True)
+    return lock
+
+
 def held_by(uuid: str, *, folder: Path | None = None) -> dict[str, Any] | None:
     """Who holds the device's lock ({pid, user, owner, since, ...}), or None when it is free."""
     path = lock_path(uuid, folder)

@@ -167,3 +167,30 @@ def group_exists(pgid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def pids_in_groups(pgids: set[int]) -> set[int]:
+    """Every live pid whose process group is one of `pgids` (our runs' processes and children)."""
+    out: set[int] = set()
+    if not pgids:
+        return out
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry.name}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rfind(")") + 2 :].split()
+        if int(fields[2]) in pgids:
+            out.add(int(entry.name))
+    return out
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the rendezvous port of a run with several learners)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

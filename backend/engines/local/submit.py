@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from backend import clock
+from ...cost import canonical_gpu_type
 from ...errors import BadInput, NotFound, StoreError
+from ...ledger import db
 from ...packaging import check_zip, unpacked_cap, zip_model
 from ...runs import ErrorCode, Run, RunState, SubmitRequest
-from ...ledger import db
-from . import deps
+from .stores import connection_of, run_store
 
 ID_ALPHABET = string.ascii_lowercase + string.digits
 DEFAULT_ENV_FRAMEWORKS = ("pytorch", "python")
@@ -70,12 +71,14 @@ def check_fits(engine, manifest) -> None:
         raise BadInput(
             f"{manifest.name}: needs {need} GPU(s) ({manifest.gpus} x {manifest.learners} learner(s)) "
             f"but tier {backend.profile.tier!r} allows {tier} at a time", code=ErrorCode.NEVER_FITS.value)
-    devices, nvml_ok, _ = deps.discover_devices(backend.profile.cpu_slots)
+    from .nvml import read_inventory
+
+    devices = list(read_inventory(cpu_slots=backend.profile.cpu_slots).devices)
     real = [d for d in devices if not d.is_cpu_slot]
     pool = devices
     what = "device(s)"
     if real and manifest.gpu_type:
-        want = deps.canonical_gpu_type(manifest.gpu_type) or manifest.gpu_type
+        want = canonical_gpu_type(manifest.gpu_type) or manifest.gpu_type
         pool = [d for d in real if d.gpu_type == want]
         what = f"{want} GPU(s)"
     elif not real:
@@ -152,6 +155,8 @@ def _seed_samples(store, bucket: str) -> None:
 
 
 def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
+    from ...manifest import load_manifest
+    from ...manifest.sweep import expand
     from .rows import row_to_run
 
     backend = engine.backend
@@ -165,14 +170,14 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
     max_unpacked = unpacked_cap(backend.profile)
     prepared = []
     for path in request.manifests:
-        m = deps.load_manifest(Path(path))
+        m = load_manifest(Path(path))
         if m.priority not in priorities:
             raise BadInput(f"{path}: priority {m.priority!r} is not one of {', '.join(priorities)}",
                            code=ErrorCode.BAD_MANIFEST.value)
         python = resolve_framework(config, m.framework)
         check_fits(engine, m)
         _check_secrets(config, m)
-        trials = deps.expand_sweep(m)
+        trials = expand(m)
         prepared.append((Path(path), m, Path(path).read_text(), python, trials))
     from . import sweeps
     from .limits import cores_per_learner
@@ -194,8 +199,8 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
             _package(src, zpath, max_bytes, max_unpacked)
             results = m.data_store.training_results.container
             data = m.data_store.training_data
-            connection = deps.connection_of(m)
-            store = None if request.dry_run else deps.open_store(backend, connection)
+            connection = connection_of(m)
+            store = None if request.dry_run else run_store(backend, connection)
             if store is not None:
                 _ensure_bucket(store, results)
                 _seed_samples(store, data.container)
@@ -235,7 +240,7 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
                     "state": RunState.QUEUED.value, "priority": m.priority,
                     "prio": priorities[m.priority], "submitted_at": now + len(rows) * 1e-6,
                     "gpus": m.gpus, "learners": m.learners,
-                    "gpu_type": deps.canonical_gpu_type(m.gpu_type) if m.gpu_type else None,
+                    "gpu_type": canonical_gpu_type(m.gpu_type) if m.gpu_type else None,
                     "params": params, "results_bucket": results, "spec": spec, "manifest_text": text,
                     "metric_goal": m.sweep.metric.goal if m.sweep and m.sweep.metric else "minimize",
                 })
@@ -325,7 +330,7 @@ def rerun(engine, run_id: str) -> list[Run]:
     if old["profile"] != backend.profile.name:
         backend = backend.__class__(config=backend.config, profile=backend.config.profile(old["profile"]),
                                     paths=backend.paths)
-    store = deps.open_store(backend, old["spec"].get("connection"))
+    store = run_store(backend, old["spec"].get("connection"))
     bucket = old["results_bucket"]
     with tempfile.TemporaryDirectory(prefix="dlaas-rerun-") as tmp:
         z = Path(tmp) / "model.zip"
