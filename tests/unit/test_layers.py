@@ -8,6 +8,7 @@ too, since a type is a dependency as well), so that a layering fix stays fixed:
   an opener: the agent's entry point, a program of its own like the UI, passes the facade's in);
 - no engine imports another: what both stand on (the agent's control socket, the SQLite ledger) is
   in backend/agent/ and backend/ledger/, and only the agent (above both) imports both engines;
+- no backend module imports one above its layer (BACKEND_LAYERS, the order docs/architecture.md draws);
 - no new import circle: KNOWN_CIRCLES lists the ones still to be taken apart, and must only shrink.
 """
 from __future__ import annotations
@@ -26,6 +27,21 @@ KNOWN_CIRCLES: set[tuple[str, ...]] = set()
 # Programs of their own that open a backend through the facade, as the UI does: above it, not below.
 PROGRAMS = {"backend/agent/__main__.py"}
 ENGINES = "backend.engines"
+# The backend's order, top down, as docs/architecture.md draws it: a module imports only modules of
+# its own layer or of a layer below it. A module belongs to the layer of the longest name it starts with.
+BACKEND_LAYERS = (
+    ("backend.agent.__main__",),
+    ("backend.facade",),
+    ("backend.agent.agent",),
+    ("backend.engines",),
+    ("backend.notify",),
+    ("backend.agent", "backend.agent.control"),
+    ("backend.ledger",),
+    ("backend.budget", "backend.experiments", "backend.eta", "backend.cost", "backend.metrics",
+     "backend.packaging", "backend.preflight", "backend.datacache", "backend.samples_seed", "backend.store",
+     "backend.manifest", "backend.engine_protocol", "backend.runs", "backend.config"),
+    ("backend", "backend.clock", "backend.errors", "backend.paths", "backend.text"),
+)
 
 
 def _module_name(path: Path) -> str:
@@ -199,6 +215,44 @@ def test_the_platform_sits_between_the_engines_and_the_agent():
                                                                                    "backend.agent.control"}:
                 offenders.append(f"{_rel(module)} -> {t}")
     assert offenders == []
+
+
+def _layer(module: str, layers=BACKEND_LAYERS) -> int | None:
+    """The index of `module`'s layer (0 = top), by the longest listed name it is or starts with."""
+    best, found = -1, None
+    for i, names in enumerate(layers):
+        for name in names:
+            if (module == name or module.startswith(name + ".")) and len(name) > best:
+                best, found = len(name), i
+    return found
+
+
+def _upward_imports(graph: dict[str, set[str]], layers=BACKEND_LAYERS) -> list[str]:
+    out = []
+    for module, targets in graph.items():
+        if not module.startswith("backend"):
+            continue
+        for t in targets:
+            if t.startswith("backend") and _layer(t, layers) < _layer(module, layers):
+                out.append(f"{module} -> {t}")
+    return sorted(out)
+
+
+def test_every_backend_module_has_a_layer():
+    assert [m for m in _modules() if m.startswith("backend") and _layer(m) is None] == []
+
+
+def test_no_backend_module_imports_one_above_its_layer():
+    assert _upward_imports(_graph()) == []
+
+
+def test_the_layer_check_sees_an_upward_import():
+    graph = {"backend.ledger.db": {"backend.runs", "backend.engines.local.rows"},
+             "backend.agent.control": {"backend.paths"},
+             "backend.engines.local.engine": {"backend.agent.control", "backend.ledger.db"},
+             "backend.engines.kubernetes.keeper": {"backend.agent.agent"}}
+    assert _upward_imports(graph) == ["backend.engines.kubernetes.keeper -> backend.agent.agent",
+                                      "backend.ledger.db -> backend.engines.local.rows"]
 
 
 def test_no_new_import_circles():
