@@ -30,11 +30,8 @@ from ...runs import (
 from ...agent.control import ensure_agent, wake
 from ...ledger import db
 from .eta import engine_etas
-from .nvml import read_inventory
-from .procs import pids_in_groups
 from .rows import JSON_SHAPE, LIST_COLUMNS, queued_end_cost, row_cost, row_to_run, seal_run, utc_from_epoch
 from .scheduler import QUEUE_SQL
-from .stores import folder_of, run_store
 
 
 class LocalEngine:
@@ -267,6 +264,8 @@ class LocalEngine:
 
     def _stored_log(self, run: Run, n: int) -> Path | None:
         try:
+            from .stores import folder_of, run_store
+
             store = run_store(self.backend)
             p = folder_of(store, run.results_bucket, f"{run.id}/learner-{n}/training-log.txt")
         except Exception:
@@ -279,6 +278,8 @@ class LocalEngine:
         if not run.results_bucket:
             raise NotFound(f"{run_id}: no results bucket recorded")
         spec = db.get_row(self.conn, run_id)["spec"]
+        from .stores import run_store
+
         store = run_store(self.backend, spec.get("connection"))
         return store.get_prefix(run.results_bucket, f"{run.id}/", Path(dest))
 
@@ -350,6 +351,9 @@ class LocalEngine:
         db.delete_run(self.conn, run_id)
 
     def inventory(self) -> Inventory:
+        from .nvml import read_inventory
+        from .procs import pids_in_groups
+
         held: dict[str, str] = {}
         pgids: set[int] = set()
         for rid, assigned, procs in self.conn.execute(
