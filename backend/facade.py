@@ -64,16 +64,8 @@ _LAZY = {
     ".config": ("Config", "Profile", "Secret", "load_config"),
     ".cost": ("CostBreakdown", "PriceTable", "canonical_gpu_type", "format_usd"),
     ".metrics": ("ParsedMetrics", "parse_metrics_line", "primary_metric"),
-    ".experiments": (
-        "BudgetStatus",
-        "CostEstimate",
-        "Leaderboard",
-        "experiment_summaries",
-        "format_params",
-        "halt_candidates",
-        "leaderboard",
-        "spend",
-    ),
+    ".experiments": ("Leaderboard", "experiment_summaries", "halt_candidates", "leaderboard"),
+    ".budget": ("BudgetStatus", "CostEstimate", "spend"),
     ".eta": ("format_eta",),
     ".samples_seed": ("ensure_sample_data",),
     ".preflight": ("check_for_profile", "never_fits"),
@@ -104,16 +96,8 @@ if TYPE_CHECKING:
     from .config import Config, Profile, Secret, load_config  # noqa: F401
     from .cost import CostBreakdown, PriceTable, canonical_gpu_type, format_usd  # noqa: F401
     from .eta import format_eta  # noqa: F401
-    from .experiments import (  # noqa: F401
-        BudgetStatus,
-        CostEstimate,
-        Leaderboard,
-        experiment_summaries,
-        format_params,
-        halt_candidates,
-        leaderboard,
-        spend,
-    )
+    from .budget import BudgetStatus, CostEstimate, spend  # noqa: F401
+    from .experiments import Leaderboard, experiment_summaries, halt_candidates, leaderboard  # noqa: F401
     from .manifest import (  # noqa: F401
         Manifest,
         ManifestError,
@@ -192,6 +176,14 @@ def budget_status(backend: Backend, runs: list[Run] | None = None) -> BudgetStat
     from .budget import status_from_runs
 
     return status_from_runs(backend, runs, utcnow())
+
+
+def spending(backend: Backend, runs: list[Run], now: datetime | None = None) -> BudgetStatus:
+    """Spent today and this month and committed by `runs`, against the profile's budgets (a limit
+    None where none is set; `now`: the app's clock); by the rule of `budget_status`."""
+    from .budget import spending as figures
+
+    return figures(backend, runs, now)
 
 
 def committed_usd(backend: Backend, runs: list[Run]) -> float:

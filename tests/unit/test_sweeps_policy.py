@@ -10,7 +10,7 @@ import pytest
 from backend.engines.local import db, eta, sweeps
 from backend.engines.local.scheduler import FreeDevice, plan
 from backend.engines.local.sweeps import SweepGovernor, SweepPolicy
-from backend.experiments import format_eta
+from backend.eta import format_eta
 from backend.runs import RunState
 
 
