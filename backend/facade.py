@@ -23,7 +23,7 @@ from .errors import (  # noqa: F401
     StoreError,
 )
 from .paths import Paths, get_paths, private_dir, resource_dir, write_private  # noqa: F401
-from .text import NEEDS_VISIBLE, visible  # noqa: F401
+from .text import NEEDS_VISIBLE, controls_to_spaces, visible  # noqa: F401
 from .engine_protocol import (  # noqa: F401
     Clock,
     CostBreakdowns,
