@@ -94,17 +94,6 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: in
     print(format_table(headers, rows, table_width() if width is None else width, keep))
 
 
-def human_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
 @contextmanager
 def transfer_progress(description: str, *, enabled: bool | None = None) -> Iterator[Transfer]:
     """A Transfer wired to a rich progress bar on stderr (plain, no bar, when not a terminal)."""
