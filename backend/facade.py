@@ -187,11 +187,9 @@ def spending(backend: Backend, runs: list[Run], now: datetime | None = None) -> 
 
 
 def committed_usd(backend: Backend, runs: list[Run]) -> float:
-    """What the queued and running runs among `runs` are estimated to cost still (USD)."""
-    from .budget import committed_micro
-    from .cost import Meter
-
-    return committed_micro(runs, Meter.from_config(backend.config))[0] / 1_000_000
+    """What the queued and running runs among `runs` are estimated to cost still (USD): `spending`'s
+    committed figure."""
+    return spending(backend, runs).committed
 
 
 def budget_lines(status: BudgetStatus | None) -> list[str]:
