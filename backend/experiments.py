@@ -1,4 +1,4 @@
-"""Experiments: leaderboards, the median early-stopping rule, cost estimates and budgets.
+"""Experiments: leaderboards, the median early-stopping rule, and one line per experiment.
 
 Pure functions over runs and metric series, shared by every engine and by the UI, so the local agent
 and the Kubernetes agent stop, rank and estimate in exactly the same way.
@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from .errors import BadInput
-from .eta import format_eta  # noqa: F401  (the one ETA model lives in backend/eta.py)
-from .runs import Run, RunState
-
-MICRO = 1_000_000
+from .cost import MICRO
+from .runs import Run
 
 
 def better(a: float, b: float, goal: str) -> bool:
@@ -144,135 +140,6 @@ def median_stop(
     return False, ""
 
 
-@dataclass(frozen=True)
-class CostEstimate:
-    runs: int
-    devices_per_run: int
-    seconds_per_run: float | None  # None: no max_duration and no history
-    rate_micro_per_hour: int | None  # None: unpriced
-    basis: str  # "max_duration", "history" or "unknown"
-
-    @property
-    def total_micro_usd(self) -> int | None:
-        if self.seconds_per_run is None or self.rate_micro_per_hour is None:
-            return None
-        per_run = self.rate_micro_per_hour * self.devices_per_run * self.seconds_per_run / 3600
-        return int(round(per_run * self.runs))
-
-    @property
-    def total_usd(self) -> float | None:
-        total = self.total_micro_usd
-        return None if total is None else total / MICRO
-
-    def describe(self) -> str:
-        total = self.total_usd
-        if total is None:
-            why = "unpriced" if self.rate_micro_per_hour is None else "no max_duration or history"
-            return f"{self.runs} run(s) × {self.devices_per_run} device(s): cost unknown ({why})"
-        hours = (self.seconds_per_run or 0) / 3600
-        basis = "max_duration" if self.basis == "max_duration" else "mean of earlier runs"
-        return (
-            f"{self.runs} run(s) × {self.devices_per_run} device(s) × "
-            f"${self.rate_micro_per_hour / MICRO:.2f}/h × {hours:.2f} h ({basis}) ≈ ${total:,.2f}"
-        )
-
-
-def estimate_cost(
-    runs: int,
-    devices_per_run: int,
-    rate_usd_per_hour: float | None,
-    max_duration_s: float | None,
-    history_s: Sequence[float] = (),
-) -> CostEstimate:
-    """runs × devices × price × duration, with max_duration, else the mean of earlier durations."""
-    if max_duration_s:
-        seconds, basis = float(max_duration_s), "max_duration"
-    elif history_s:
-        seconds, basis = statistics.fmean(history_s), "history"
-    else:
-        seconds, basis = None, "unknown"
-    rate = None if rate_usd_per_hour is None else int(round(rate_usd_per_hour * MICRO))
-    return CostEstimate(runs, max(1, devices_per_run), seconds, rate, basis)
-
-
-@dataclass(frozen=True)
-class BudgetStatus:
-    """A profile's budgets and what counts against them: spent (the runs' cost so far, today and this
-    month, UTC) plus committed (what every queued and running run is estimated to cost still: its
-    estimate less what it has already spent). A submission is refused when spent + committed + its
-    own estimate would exceed a budget."""
-
-    daily_limit: float | None
-    monthly_limit: float | None
-    spent_today: float
-    spent_month: float
-    committed: float = 0.0
-    unestimated: int = 0  # active runs whose cost cannot be estimated (unpriced, or no duration known)
-
-    def fraction_used(self) -> float:
-        fractions = [
-            (spent + self.committed) / limit
-            for spent, limit in ((self.spent_today, self.daily_limit), (self.spent_month, self.monthly_limit))
-            if limit
-        ]
-        return max(fractions, default=0.0)
-
-    @property
-    def warning(self) -> str | None:
-        """Said in the TUI header at 80 % of a budget (spent and committed together)."""
-        used = self.fraction_used()
-        if used >= 0.8:
-            return (f"budget {used:.0%} used (today ${self.spent_today:,.2f}, month ${self.spent_month:,.2f}, "
-                    f"committed ${self.committed:,.2f})")
-        return None
-
-    def windows(self) -> list[tuple[str, float, float]]:
-        """(label, limit, spent) for each budget set."""
-        return [(label, limit, spent) for label, limit, spent in (
-            ("daily", self.daily_limit, self.spent_today), ("monthly", self.monthly_limit, self.spent_month))
-            if limit is not None]
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"committed_usd": self.committed, "unestimated_runs": self.unestimated}
-        for label, limit, spent in (("daily", self.daily_limit, self.spent_today),
-                                    ("monthly", self.monthly_limit, self.spent_month)):
-            out[label] = None if limit is None else {
-                "budget_usd": limit, "spent_usd": spent, "committed_usd": self.committed,
-                "left_usd": max(0.0, limit - spent - self.committed)}
-        return out
-
-    def check(self, estimate: CostEstimate) -> None:
-        """Refuse a submission whose estimate exceeds what is left, with the figures."""
-        total = estimate.total_usd
-        if total is None:
-            return
-        self.check_total(total, estimate.describe())
-
-    def check_total(self, total: float, detail: str = "") -> None:
-        """As `check`, for the sum of several estimates (`detail` says how it was reached)."""
-        for label, limit, spent in self.windows():
-            if spent + self.committed + total > limit + 1e-9:
-                raise BadInput(
-                    f"over the {label} budget: spent ${spent:,.2f} + committed ${self.committed:,.2f} "
-                    f"+ this submission ${total:,.2f} = ${spent + self.committed + total:,.2f}, "
-                    f"but the {label} budget is ${limit:,.2f}; nothing was queued"
-                    + (f" [{detail}]" if detail else "")
-                )
-
-
-def spend(runs: Iterable[Run], now: datetime) -> tuple[float, float]:
-    """USD spent today and this month (UTC) by runs submitted then."""
-    day = month = 0
-    for r in runs:
-        micro = r.cost_micro_usd or 0
-        ts = r.admitted_at or r.submitted_at
-        if (ts.year, ts.month) == (now.year, now.month):
-            month += micro
-            if ts.date() == now.date():
-                day += micro
-    return day / MICRO, month / MICRO
-
-
 def experiment_summaries(runs: Iterable[Run]) -> list[dict[str, Any]]:
     """One line per experiment: counts by state, best value of the primary metric, cost."""
     groups: dict[str, list[Run]] = {}
@@ -305,23 +172,12 @@ def halt_candidates(runs: Iterable[Run], keep: str | None) -> list[str]:
     return [r.id for r in runs if not r.state.terminal and r.id != keep]
 
 
-def format_params(params: Mapping[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in params.items())
-
-
 __all__ = [
-    "BudgetStatus",
-    "CostEstimate",
     "Leaderboard",
     "LeaderboardRow",
-    "RunState",
     "best_so_far",
-    "estimate_cost",
     "experiment_summaries",
-    "format_eta",
-    "format_params",
     "halt_candidates",
     "leaderboard",
     "median_stop",
-    "spend",
 ]

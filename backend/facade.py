@@ -23,7 +23,7 @@ from .errors import (  # noqa: F401
     StoreError,
 )
 from .paths import Paths, get_paths, private_dir, resource_dir, write_private  # noqa: F401
-from .text import NEEDS_VISIBLE, visible  # noqa: F401
+from .text import NEEDS_VISIBLE, controls_to_spaces, visible  # noqa: F401
 from .engine_protocol import (  # noqa: F401
     Clock,
     CostBreakdowns,
@@ -64,16 +64,8 @@ _LAZY = {
     ".config": ("Config", "Profile", "Secret", "load_config"),
     ".cost": ("CostBreakdown", "PriceTable", "canonical_gpu_type", "format_usd"),
     ".metrics": ("ParsedMetrics", "parse_metrics_line", "primary_metric"),
-    ".experiments": (
-        "BudgetStatus",
-        "CostEstimate",
-        "Leaderboard",
-        "experiment_summaries",
-        "format_params",
-        "halt_candidates",
-        "leaderboard",
-        "spend",
-    ),
+    ".experiments": ("Leaderboard", "experiment_summaries", "halt_candidates", "leaderboard"),
+    ".budget": ("BudgetStatus", "CostEstimate", "spend"),
     ".eta": ("format_eta",),
     ".samples_seed": ("ensure_sample_data",),
     ".preflight": ("check_for_profile", "never_fits"),
@@ -104,16 +96,8 @@ if TYPE_CHECKING:
     from .config import Config, Profile, Secret, load_config  # noqa: F401
     from .cost import CostBreakdown, PriceTable, canonical_gpu_type, format_usd  # noqa: F401
     from .eta import format_eta  # noqa: F401
-    from .experiments import (  # noqa: F401
-        BudgetStatus,
-        CostEstimate,
-        Leaderboard,
-        experiment_summaries,
-        format_params,
-        halt_candidates,
-        leaderboard,
-        spend,
-    )
+    from .budget import BudgetStatus, CostEstimate, spend  # noqa: F401
+    from .experiments import Leaderboard, experiment_summaries, halt_candidates, leaderboard  # noqa: F401
     from .manifest import (  # noqa: F401
         Manifest,
         ManifestError,
@@ -194,12 +178,18 @@ def budget_status(backend: Backend, runs: list[Run] | None = None) -> BudgetStat
     return status_from_runs(backend, runs, utcnow())
 
 
-def committed_usd(backend: Backend, runs: list[Run]) -> float:
-    """What the queued and running runs among `runs` are estimated to cost still (USD)."""
-    from .budget import committed_micro
-    from .cost import Meter
+def spending(backend: Backend, runs: list[Run], now: datetime | None = None) -> BudgetStatus:
+    """Spent today and this month and committed by `runs`, against the profile's budgets (a limit
+    None where none is set; `now`: the app's clock); by the rule of `budget_status`."""
+    from .budget import spending as figures
 
-    return committed_micro(runs, Meter.from_config(backend.config))[0] / 1_000_000
+    return figures(backend, runs, now)
+
+
+def committed_usd(backend: Backend, runs: list[Run]) -> float:
+    """What the queued and running runs among `runs` are estimated to cost still (USD): `spending`'s
+    committed figure."""
+    return spending(backend, runs).committed
 
 
 def budget_lines(status: BudgetStatus | None) -> list[str]:

@@ -7,6 +7,9 @@ like ESC sequences), and the Unicode bidirectional controls (U+202A-U+202E, U+20
 marks U+200E, U+200F, U+061C), which make text display in an order other than its characters
 ("Trojan Source"), plus the line and paragraph separators U+2028/U+2029.
 
+Where not even a stand-in may go (the payload of a terminal escape, a one-line error message),
+`controls_to_spaces()` turns the same set into spaces.
+
 Two renderings of the same set: `pictures=True` (the TUI) shows C0 controls as Unicode control
 pictures (ESC as ␛) and expands a tab; `pictures=False` (the CLI, whose output is piped and grepped)
 writes ASCII escapes (`\\x1b`) and keeps a tab. Everything else in the set is `\\xNN` / `\\uNNNN` in both.
@@ -47,6 +50,14 @@ _NEEDS = {flag: re.compile("[" + "".join(re.escape(chr(c)) for c in table if chr
 
 # Matches any character `visible()` (the TUI rendering) changes: a quick "anything to do?" check.
 NEEDS_VISIBLE = _NEEDS[True]
+
+
+_ANY_ESCAPED = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(ESCAPED)) + "]")
+
+
+def controls_to_spaces(text: str) -> str:
+    """`text` with every character in ESCAPED (the tab too) replaced by a space."""
+    return _ANY_ESCAPED.sub(" ", text)
 
 
 def visible(text: str, *, pictures: bool = True) -> str:

@@ -10,10 +10,11 @@ an escape sequence or a toast.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from backend.facade import controls_to_spaces
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 
 OSC9_PROGRAMS = frozenset({"iTerm.app", "WezTerm", "ghostty"})
 MANY = 3  # more runs than this ending at once make one toast, not one each
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 SEVERITY = {"COMPLETED": "information", "HALTED": "warning", "FAILED": "error"}
 
 
@@ -35,7 +35,7 @@ class Notice:
 
 def clean(text: str, limit: int = 200) -> str:
     """One line of plain text, safe inside an OSC string and a toast."""
-    return _CONTROLS.sub(" ", text)[:limit]
+    return controls_to_spaces(text)[:limit]
 
 
 def terminal_kind(setting: str, env: Mapping[str, str]) -> str:

@@ -8,15 +8,14 @@ exception classes are looked up only when something has already gone wrong.
 from __future__ import annotations
 
 import concurrent.futures
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..errors import BadInput, ConfigError, DlaasError, NotFound, StoreError
+from ..text import controls_to_spaces
 from .base import TransferCancelled
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 CREDENTIAL_CODES = {
     "SignatureDoesNotMatch",
@@ -34,7 +33,7 @@ THROTTLE_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimit
 
 def clean(text: object) -> str:
     """Server or exception text made safe to show: one line, no control characters, bounded."""
-    s = _CONTROL.sub(" ", str(text)).strip()
+    s = controls_to_spaces(str(text)).strip()
     return s if len(s) <= 300 else s[:297] + "..."
 
 

@@ -54,10 +54,10 @@ def list_experiments(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def show_experiment(args: argparse.Namespace, ctx: Context) -> int:
-    from backend.facade import format_params, leaderboard
+    from backend.facade import leaderboard
     from backend.facade import NotFound
 
-    from .output import print_json, print_table
+    from .output import format_params, print_json, print_table
 
     runs = ctx.backend.engine.list_runs(experiment=args.id)
     if not runs:

@@ -5,7 +5,8 @@ import argparse
 import textwrap
 from typing import TYPE_CHECKING, Any
 
-from .output import human_bytes, print_json, print_table, safe_text
+from ..formatting import human_bytes
+from .output import print_json, print_table, safe_text
 
 if TYPE_CHECKING:
     from backend.facade import Device, Inventory

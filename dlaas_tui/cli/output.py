@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,11 @@ def safe_text(text: str) -> str:
     from backend.facade import visible
 
     return visible(text, pictures=False)
+
+
+def format_params(params: Mapping[str, Any]) -> str:
+    """`lr=0.001 hidden=64`: a run's parameters as given (the TUI's table rounds floats instead)."""
+    return " ".join(f"{k}={v}" for k, v in params.items())
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: int | None = 80,
@@ -87,17 +92,6 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: in
                 keep: Sequence[int] = (0,)) -> None:
     """A table cut to the terminal's width, or whole when piped; the first column is never cut."""
     print(format_table(headers, rows, table_width() if width is None else width, keep))
-
-
-def human_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 @contextmanager

@@ -147,7 +147,9 @@ def _ls_buckets(args: argparse.Namespace, ctx: Context) -> int:
 def _ls_level(args: argparse.Namespace, ctx: Context) -> int:
     import sys
 
-    from .output import human_bytes, print_json, print_table
+    from ..formatting import human_bytes
+
+    from .output import print_json, print_table
 
     bucket, prefix = _location(args.location)
     store = ctx.backend.store
@@ -215,7 +217,9 @@ def cmd_rb(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_put(args: argparse.Namespace, ctx: Context) -> int:
     from backend.facade import BadInput, NotFound
 
-    from .output import human_bytes, transfer_progress
+    from ..formatting import human_bytes
+
+    from .output import transfer_progress
 
     backend = ctx.backend
     backend.require_writable("uploading")
@@ -246,7 +250,9 @@ def cmd_put(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_get(args: argparse.Namespace, ctx: Context) -> int:
     from backend.facade import BadInput, NotFound
 
-    from .output import human_bytes, transfer_progress
+    from ..formatting import human_bytes
+
+    from .output import transfer_progress
 
     bucket, key = _location(args.src)
     store = ctx.backend.store

@@ -10,6 +10,7 @@ from pathlib import Path
 from textual import work
 from textual.message import Message
 
+from ..error_text import describe_error
 from ..widgets.safe_text import visible
 from ..widgets.object_list import Entry
 from .prompts import InputPrompt
@@ -35,14 +36,6 @@ class TransferEnded(Message):
     def __init__(self, message: str, severity: str = "information") -> None:
         super().__init__()
         self.message, self.severity = message, severity
-
-
-def _error_text(exc: BaseException) -> str:
-    from backend.facade import DlaasError
-
-    if isinstance(exc, DlaasError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
 
 
 class BucketWrites:
@@ -109,7 +102,7 @@ class BucketWrites:
             self.post_message(TransferEnded("upload cancelled; nothing half-written was kept", "warning"))
             return
         except Exception as exc:
-            self.post_message(TransferEnded(_error_text(exc), "error"))
+            self.post_message(TransferEnded(describe_error(exc), "error"))
             return
         self.post_message(TransferEnded(msg))
 
@@ -156,7 +149,7 @@ class BucketWrites:
             self.post_message(TransferEnded("download cancelled; nothing half-written was kept", "warning"))
             return
         except Exception as exc:
-            self.post_message(TransferEnded(_error_text(exc), "error"))
+            self.post_message(TransferEnded(describe_error(exc), "error"))
             return
         self.post_message(TransferEnded(msg))
 
@@ -205,7 +198,7 @@ class BucketWrites:
                 self.store.delete(bucket, [entry.key])
                 msg = f"deleted {entry.name}"
         except Exception as exc:
-            self.post_message(StoreFailed(_error_text(exc)))
+            self.post_message(StoreFailed(describe_error(exc)))
             return
         self.post_message(StoreChanged(msg))
 
@@ -229,7 +222,7 @@ class BucketWrites:
         try:
             self.store.make_bucket(validate_bucket_name(name))
         except Exception as exc:
-            self.post_message(StoreFailed(_error_text(exc)))
+            self.post_message(StoreFailed(describe_error(exc)))
             return
         self.post_message(StoreChanged(f"created bucket {name}"))
 

@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Input, Static
 
+from ..error_text import describe_error
 from ..widgets.footer import KeysFooter
 from ..widgets.header import StatusHeader
 from ..widgets.safe_text import visible
@@ -22,7 +23,7 @@ from ..widgets import osc52
 from ..widgets.object_list import Entry, ObjectList
 from ..widgets.preview import HEAD_BYTES, Preview
 from ..widgets.transfer_bar import TransferBar
-from .bucket_writes import BucketWrites, StoreFailed, _error_text
+from .bucket_writes import BucketWrites, StoreFailed
 
 PAGE_SIZE = 200
 WRITE_ACTIONS = {"upload", "delete", "new_bucket"}
@@ -143,7 +144,7 @@ class BucketsScreen(BucketWrites, Screen):
             self._store_kind = self.store.kind
             buckets = self.store.list_buckets()
         except Exception as exc:  # a backend error is a notification, never a crash
-            self.post_message(StoreFailed(_error_text(exc), gen))
+            self.post_message(StoreFailed(describe_error(exc), gen))
             return
         entries = [Entry("bucket", b.name, "", None, b.created) for b in buckets]
         self.post_message(Listed(gen, entries, None, True))
@@ -154,7 +155,7 @@ class BucketsScreen(BucketWrites, Screen):
             self._store_kind = self.store.kind
             page = self.store.list(bucket, prefix, page_size=PAGE_SIZE, token=token)
         except Exception as exc:
-            self.post_message(StoreFailed(_error_text(exc), gen))
+            self.post_message(StoreFailed(describe_error(exc), gen))
             return
         entries = [
             Entry(
@@ -334,7 +335,7 @@ class BucketsScreen(BucketWrites, Screen):
             length = min(HEAD_BYTES, entry.size) if entry.size is not None else HEAD_BYTES
             data = self.store.read_range(bucket, entry.key, 0, length) if length else b""
         except Exception as exc:
-            self.post_message(StoreFailed(_error_text(exc)))
+            self.post_message(StoreFailed(describe_error(exc)))
             return
         self.post_message(PreviewReady(gen, entry, data))
 
@@ -372,7 +373,7 @@ class BucketsScreen(BucketWrites, Screen):
         try:
             url = self.store.url(bucket, key, expires_s=3600)
         except Exception as exc:
-            self.post_message(StoreFailed(_error_text(exc)))
+            self.post_message(StoreFailed(describe_error(exc)))
             return
         self.app.call_from_thread(self._copy, url, "presigned URL (1 h)")
 

@@ -20,14 +20,12 @@ from backend.facade import (
     ACTIVE_STATES,
     RESUMABLE_STATES,
     TERMINAL_STATES,
-    BudgetStatus,
     ChangeSet,
     Inventory,
     QueueHead,
     Run,
     RunState,
-    committed_usd,
-    spend,
+    spending,
 )
 
 from ..error_text import describe_error
@@ -194,10 +192,8 @@ class RunsScreen(Screen):
         runs = list(runs)
         queued = sum(1 for r in runs if r.state is RunState.QUEUED)
         running = sum(1 for r in runs if r.state.billed)
-        today, month = spend(runs, self.app.clock())
         profile = backend.profile
-        committed = committed_usd(backend, runs)
-        budget = BudgetStatus(profile.budget.daily_usd, profile.budget.monthly_usd, today, month, committed)
+        budget = spending(backend, runs, self.app.clock())
         total = None
         label = "GPUs"
         if inventory is not None:
@@ -215,8 +211,8 @@ class RunsScreen(Screen):
             devices_label=label,
             queued=queued,
             running=running,
-            spend_today_usd=today,
-            committed_usd=committed,
+            spend_today_usd=budget.spent_today,
+            committed_usd=budget.committed,
             read_only=backend.read_only,
             budget_daily_usd=profile.budget.daily_usd,
             budget_warning=budget.warning,

@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
-from ..cli.output import human_bytes
+from ..formatting import human_bytes
 from .safe_text import visible
 
 NEAR_END_ROWS = 15

@@ -19,7 +19,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from ..cli.output import human_bytes
+from ..formatting import human_bytes
 from .safe_text import visible, visible_lines
 
 if TYPE_CHECKING:

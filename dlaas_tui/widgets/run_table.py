@@ -31,7 +31,7 @@ from textual.strip import Strip
 
 from backend.facade import Run, RunState, format_eta, utcnow
 
-from .safe_text import _NEEDS_TRANSLATE, visible
+from .safe_text import NEEDS_VISIBLE, visible
 
 
 def human_duration(seconds: float) -> str:
@@ -266,7 +266,7 @@ def static_cells(run: Run) -> tuple[str, ...]:
     assigned = ", ".join(run.assigned) or (run.node or "")
     metric = format_metric(run)
     params = format_params(run.params) if run.params else ""
-    if not _NEEDS_TRANSLATE.search(f"{name}{experiment}{assigned}{metric}{params}"):
+    if not NEEDS_VISIBLE.search(f"{name}{experiment}{assigned}{metric}{params}"):
         pass  # the common case: nothing to make visible, one search instead of five
     else:
         name, experiment, assigned, metric, params = map(visible, (name, experiment, assigned, metric, params))

@@ -14,8 +14,8 @@ from rich.text import Text
 from backend.facade import NEEDS_VISIBLE, visible
 
 # The one escaping the CLI shares (backend/text.py): the same characters never reach the terminal.
-__all__ = ["data_text", "visible", "visible_lines"]
-_NEEDS_TRANSLATE = NEEDS_VISIBLE  # a widget's one search before mapping several cells (run_table)
+# NEEDS_VISIBLE: a widget's one search before mapping several cells (run_table).
+__all__ = ["NEEDS_VISIBLE", "data_text", "visible", "visible_lines"]
 
 
 def data_text(text: str, style: str | Style = "") -> Text:

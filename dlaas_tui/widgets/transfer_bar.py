@@ -13,7 +13,7 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Label, ProgressBar
 
-from ..cli.output import human_bytes
+from ..formatting import human_bytes
 from .safe_text import visible
 
 if TYPE_CHECKING:

@@ -284,7 +284,7 @@ def test_training_data_added_when_missing():
 
 
 def test_plan_shows_runs_gpus_cost_and_budget():
-    from backend.experiments import estimate_cost
+    from backend.budget import estimate_cost
 
     estimate = estimate_cost(12, 2, 6.88, 1800)
     plan = SubmitPlan("s", runs=12, gpus_each=2, gpu_type="H100", learners=1, max_duration_s=1800,

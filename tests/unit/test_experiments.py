@@ -5,14 +5,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from backend.errors import BadInput
+from backend.budget import BudgetStatus, estimate_cost, spend
 from backend.experiments import (
-    BudgetStatus,
-    estimate_cost,
     experiment_summaries,
     halt_candidates,
     leaderboard,
     median_stop,
-    spend,
 )
 from backend.runs import Run, RunState
 

@@ -155,6 +155,32 @@ def test_the_ui_reaches_the_backend_only_through_the_facade():
     assert offenders == []
 
 
+def test_the_ui_loads_no_backend_module_by_name():
+    """`importlib.import_module("backend.x")` would pass the import check above: no string in the UI
+    may name a backend module other than the facade."""
+    backend_modules = {m for m in _modules() if m.startswith("backend.") and m != "backend.facade"}
+    offenders = []
+    for module, path in _modules().items():
+        if not module.startswith("dlaas_tui"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                name = node.value.partition(":")[0]
+                if name in backend_modules:
+                    offenders.append(f"{_rel(module)} names {node.value!r}")
+    assert offenders == []
+
+
+def test_inside_the_ui_arrows_point_down():
+    """app (and the CLI) -> screens -> widgets: no widget imports a screen or the app, no screen the app."""
+    graph = _graph()
+    above = {"dlaas_tui.widgets": ("dlaas_tui.screens", "dlaas_tui.app", "dlaas_tui.cli"),
+             "dlaas_tui.screens": ("dlaas_tui.app", "dlaas_tui.cli")}
+    offenders = [f"{_rel(m)} -> {_rel(t)}" for m, ts in graph.items() for layer, higher in above.items()
+                 if m.startswith(layer + ".") for t in ts if t.startswith(higher)]
+    assert offenders == []
+
+
 def test_the_backend_never_imports_the_ui():
     graph = _graph()
     offenders = [f"{_rel(m)} -> {t}" for m, ts in graph.items() if m.startswith("backend") for t in ts

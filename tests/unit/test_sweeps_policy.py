@@ -11,7 +11,7 @@ from backend.engines.local import eta, sweeps
 from backend.ledger import db
 from backend.engines.local.scheduler import FreeDevice, plan
 from backend.engines.local.sweeps import SweepGovernor, SweepPolicy
-from backend.experiments import format_eta
+from backend.eta import format_eta
 from backend.runs import RunState
 
 

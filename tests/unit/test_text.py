@@ -1,7 +1,7 @@
 """The one escaping (backend/text.py) the TUI and the CLI share."""
 from __future__ import annotations
 
-from backend.text import BIDI_CONTROLS, ESCAPED, visible
+from backend.text import BIDI_CONTROLS, ESCAPED, controls_to_spaces, visible
 
 
 def test_no_escaped_character_survives_either_rendering():
@@ -36,3 +36,15 @@ def test_the_quick_check_finds_every_character_the_tui_rendering_changes():
     for code in sorted(ESCAPED):
         assert NEEDS_VISIBLE.search(chr(code)), hex(code)
     assert NEEDS_VISIBLE.search("plain text, épreuve, 日本語") is None
+
+
+def test_where_no_stand_in_may_go_the_same_characters_become_spaces():
+    every = "".join(chr(c) for c in sorted(ESCAPED))
+    assert controls_to_spaces(f"a{every}b") == "a" + " " * len(ESCAPED) + "b"
+    assert controls_to_spaces("plain name ✓") == "plain name ✓"
+
+    from backend.store.s3_errors import clean
+    from dlaas_tui.notices import clean as notice_text
+
+    for shown in (clean("x\u202ey\x1b"), notice_text("x\u202ey\x1b")):
+        assert not any(ord(ch) in ESCAPED for ch in shown)
