@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from dlaas_tui.cli.output import format_table, print_table
 
 LONG_ID = "training-umatp8zz"
@@ -29,6 +31,7 @@ def test_a_terminal_width_cuts_names_but_never_the_id():
     assert "…" in line and LONG_NAME not in line
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_runs_command_piped_shows_whole_ids_and_names(tmp_path: Path):
     home = tmp_path / "home"
     home.mkdir()
