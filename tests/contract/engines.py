@@ -23,7 +23,8 @@ EngineHarness lists:
   with a generous deadline, never a fixed sleep; the fake's harness advances its clock instead.
 - `later(seconds)`: a context manager; reads inside it see the engine `seconds` later (after
   `quiesce()`): the fake's clock moves on, a real engine's reader in this process gets its clock
-  moved ahead while the block runs. "The cost has stopped" is then a check, not a wait.
+  moved ahead while the block runs (an engine that prices in its sync rounds runs one then).
+  "The cost has stopped" is then a check, not a wait.
 - `evict(run_id)`: sends a running run back to QUEUED as the scheduler's preemption does, or calls
   `pytest.skip` saying why the engine has none.
 - `close()`: stops whatever the harness started (by pid).
@@ -151,14 +152,8 @@ class EngineHarness:
         from backend import clock
 
         self.quiesce()
-        with self._paused():
-            with clock.use(clock.SystemClock(clock.shift().total_seconds() + seconds)):
-                yield
-
-    @contextmanager
-    def _paused(self) -> Iterator[None]:
-        """Background work of this harness held still while the clock is moved (none here)."""
-        yield
+        with clock.use(clock.SystemClock(clock.shift().total_seconds() + seconds)):
+            yield
 
     def evict(self, run_id: str) -> None:
         pytest.skip(f"{self.name}: this harness cannot preempt a run")

@@ -185,3 +185,17 @@ def test_a_resumed_run_pays_for_each_attempt_once(engine_factory, tmp_path):
     assert done.cost_micro_usd == want and want > first.cost_micro_usd
     assert all(c is not None and c <= want for c in live)
     assert settled_figures(harness, run.id) == {want}
+
+
+def test_the_live_cost_grows_while_the_run_holds_its_devices(engine_factory, tmp_path):
+    """What makes `settled_figures` a check: read an hour later, a run still running costs more
+    (and one that has ended, the same: see the tests above)."""
+    harness = engine_factory(devices=2, minimum_seconds=0)
+    run = harness.submit(tmp_path, kind="long", name="growing", gpus=1)
+    now = harness.wait_for(run.id, lambda r: r.state == S.PROCESSING).cost_micro_usd or 0
+    with harness.later(3600):
+        later = harness.engine.get_run(run.id).cost_micro_usd
+    # most of an hour more, at the cheapest rate there is (a harness may price a cpu slot)
+    assert later is not None and later - now >= min(RATES.values()) * 9 // 10, (now, later)
+    harness.engine.halt(run.id)
+    assert harness.wait_for(run.id, lambda r: r.state.terminal).state == S.HALTED
