@@ -217,12 +217,15 @@ def cmd_runs(args, ctx) -> int:
     if args.json:
         print_json([r.to_json() for r in runs])
         return 0
-    from backend.facade import format_eta
+    from backend.facade import format_eta, utcnow
 
+    from ..run_time import format_age
+
+    now = utcnow()
     rows = [(r.id, r.name, r.state.value, f"{r.queue_position} {format_eta(r.eta, bound=r.eta_bound)}".strip()
-             if r.queue_position else "", r.gpus, _money(r), _metric(r),
+             if r.queue_position else "", r.gpus, format_age(r, now), _money(r), _metric(r),
              r.message if r.state == RunState.QUEUED else "") for r in runs]  # made safe by the table
-    print_table(["ID", "NAME", "STATE", "Q", "GPUS", "COST", "METRIC", "WAITING FOR"], rows)
+    print_table(["ID", "NAME", "STATE", "Q", "GPUS", "TIME", "COST", "METRIC", "WAITING FOR"], rows)
     return 0
 
 

@@ -31,25 +31,8 @@ from textual.strip import Strip
 
 from backend.facade import Run, RunState, format_eta, utcnow
 
+from ..run_time import AGE_WIDTH, age_verb, bare_age, format_age, human_duration, run_duration  # noqa: F401
 from .safe_text import NEEDS_VISIBLE, visible
-
-
-def human_duration(seconds: float) -> str:
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
-
-
-def run_duration(run: Run, now: datetime) -> float:
-    """Age while waiting, run time once admitted, total time once finished."""
-    start = run.admitted_at or run.submitted_at
-    end = run.finished_at or now
-    return (end - start).total_seconds()
 
 
 def format_cost(run: Run) -> str:
@@ -99,6 +82,11 @@ class Column:
     align_right: bool = False
 
 
+def age_width(run: Run) -> int:
+    """The TIME cell's widest form for `run` (its verb does not move with the clock, the number may)."""
+    return len(age_verb(run)) + 1 + AGE_WIDTH
+
+
 # In display order. Widths come from the content; a column with nothing in it is not shown.
 COLUMNS: tuple[Column, ...] = (
     Column("id", "ID", 6),  # cut to a unique prefix before anything else is dropped
@@ -108,7 +96,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("queue", "QUEUE", 2),
     Column("gpus", "GPUS", 3),
     Column("assigned", "ASSIGNED", 10, cut_to=10),
-    Column("age", "AGE", 8),
+    # `queued 3m02s` / `ran 12m04s`, or just `3m02s` where the width runs short; sorted by the seconds
+    Column("age", "TIME", 8, cut_to=AGE_WIDTH),
     Column("cost", "COST", 4, align_right=True),
     Column("metric", "METRIC", 5, cut_to=12),
     Column("params", "PARAMS", 7, cut_to=12),
@@ -119,7 +108,6 @@ ALWAYS = frozenset({"name", "state"})
 NAME_FLOOR = 12  # a name is cut below its length only when even this much is not left
 # Spare width goes to these, in order, up to what their content wants.
 GROW_ORDER = ("name", "metric", "params", "experiment", "assigned", "id")
-AGE_WIDTH = 6  # human_duration: `59m59s`, `23h59m`, `12d03h`
 
 STATE_ORDER = {s: i for i, s in enumerate(RunState)}
 _DIGITS = re.compile(r"(\d+)")
@@ -150,7 +138,8 @@ SORT_KEYS: dict[str, Callable[[Run], object]] = {
     "queue": lambda r: (r.queue_position is None, r.queue_position or 0),
     "gpus": lambda r: (r.gpus, r.gpu_type or ""),
     "assigned": lambda r: natural(",".join(r.assigned)),
-    # AGE is a duration that moves with the clock: sorted on (start, end) worked out at sort time.
+    # TIME is a duration that moves with the clock: sorted by its seconds, (end or now) - start,
+    # worked out at sort time (never by the text: `9m` before `10m`, `59s` before `2m`).
     "age": lambda r: ((r.admitted_at or r.submitted_at).timestamp(),
                       r.finished_at.timestamp() if r.finished_at else None),
     "cost": lambda r: r.cost_micro_usd if r.cost_micro_usd is not None else -1,
@@ -209,6 +198,8 @@ def plan_columns(width: int, wanted: dict[str, int], id_prefix: int = 0) -> list
             w = most
         elif room >= least:
             w = min(most, room)
+            if c.key == "age" and w < most:
+                w = least  # TIME reads in words or as the bare duration, nothing between
         else:
             continue
         widths[c.key] = w
@@ -231,7 +222,7 @@ def plan_columns(width: int, wanted: dict[str, int], id_prefix: int = 0) -> list
 def layout(width: int) -> list[tuple[Column, int]]:
     """Every column at the width it would take for typical content (for callers with no runs)."""
     typical = {"id": 17, "name": 24, "experiment": 16, "state": 11, "queue": 10, "gpus": 6,
-               "assigned": 22, "age": AGE_WIDTH, "cost": 8, "metric": 12, "params": 20}
+               "assigned": 22, "age": len("queued ") + AGE_WIDTH, "cost": 8, "metric": 12, "params": 20}
     return plan_columns(width, typical, id_prefix=11)
 
 
@@ -273,19 +264,19 @@ def static_cells(run: Run) -> tuple[str, ...]:
     return (run.id, name, experiment, run.state.value, format_gpus(run), assigned, format_cost(run), metric, params)
 
 
-WIDTH_KEYS = (*STATIC_KEYS, "queue")  # the content widths kept per run, in this order
+WIDTH_KEYS = (*STATIC_KEYS, "queue", "age")  # the content widths kept per run, in this order
 _DATA_CELLS = (1, 2, 5, 7, 8)  # the cells that hold user text; the others are ASCII or `×` (one cell)
 
 
 def cells_and_widths(run: Run) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """A run's static cells and the width of each (and of its queue position); 0 = empty."""
+    """A run's static cells and the width of each (and of its queue position and TIME cell); 0 = empty."""
     cells = static_cells(run)
     widths = tuple(map(len, cells))
     if not (cells[1] + cells[2] + cells[5] + cells[7] + cells[8]).isascii():  # e.g. CJK in a name
         widths = tuple(cell_len(c) if i in _DATA_CELLS else w for i, (c, w) in enumerate(zip(cells, widths)))
     position = run.queue_position
     queue = 0 if position is None else len(str(position)) + 1 + run.queue_position_approximate  # `~#12`
-    return cells, (*widths, queue)
+    return cells, (*widths, queue, age_width(run))
 
 
 def count_widths(widths: Iterable[tuple[int, ...]]) -> list[Counter[int]]:
@@ -395,6 +386,7 @@ class RunTable(ScrollView, can_focus=True):
         self._id_prefix: int | None = None  # the unique-prefix length, worked out when needed
         self._layout_key: tuple | None = None
         self._layout: list[tuple[Column, int]] = []
+        self._age_words = True  # the TIME cells read `queued 3m02s` (False: `3m02s`, no room)
 
     # ---------------------------------------------------------------- data
     @property
@@ -511,8 +503,6 @@ class RunTable(ScrollView, can_focus=True):
                 self._eta_stale = False
             if self._latest_eta is not None:  # `#12 ~3m`: the latest ETA is the widest, give or take
                 wanted["queue"] += 1 + max(4, len(format_eta(self._latest_eta, self._now)))
-        if self._runs:
-            wanted["age"] = AGE_WIDTH
         return wanted
 
     def columns(self) -> list[tuple[Column, int]]:
@@ -522,8 +512,11 @@ class RunTable(ScrollView, can_focus=True):
         if key != self._layout_key:
             if self._id_prefix is None:
                 self._id_prefix = unique_prefix_length(self._runs)
-            self._layout = plan_columns(width, self._wanted_widths(), self._id_prefix)
+            wanted = self._wanted_widths()
+            self._layout = plan_columns(width, wanted, self._id_prefix)
             self._layout_key = key
+            # TIME in words when the column got room for the widest, else the bare duration for all
+            self._age_words = any(c.key == "age" and w >= wanted.get("age", 0) for c, w in self._layout)
         return self._layout
 
     @staticmethod
@@ -672,7 +665,7 @@ class RunTable(ScrollView, can_focus=True):
     def _row_cells(self, run: Run) -> dict[str, str]:
         cells = dict(zip(STATIC_KEYS, self._cells[run.id]))
         cells["queue"] = format_queue(run, self._now)
-        cells["age"] = human_duration(run_duration(run, self._now))
+        cells["age"] = (format_age if self._age_words else bare_age)(run, self._now)
         return cells
 
     def render_line(self, y: int) -> Strip:

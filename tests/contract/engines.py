@@ -18,6 +18,13 @@ EngineHarness lists:
   or "fail" (prints a line and exits 3). Override `extra_env(kind)` to steer a simulated engine.
 - `wait_for(run_id, predicate, timeout)`: returns the run once `predicate(run)` holds, else fails
   the test naming the run and its last state.
+- `quiesce()`: returns once the engine has finished the work it had set off (admission passes,
+  workers, sync rounds), so a test can assert that nothing changes any more. It follows events
+  with a generous deadline, never a fixed sleep; the fake's harness advances its clock instead.
+- `later(seconds)`: a context manager; reads inside it see the engine `seconds` later (after
+  `quiesce()`): the fake's clock moves on, a real engine's reader in this process gets its clock
+  moved ahead while the block runs (an engine that prices in its sync rounds runs one then).
+  "The cost has stopped" is then a check, not a wait.
 - `evict(run_id)`: sends a running run back to QUEUED as the scheduler's preemption does, or calls
   `pytest.skip` saying why the engine has none.
 - `close()`: stops whatever the harness started (by pid).
@@ -29,7 +36,8 @@ from __future__ import annotations
 import importlib
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -133,9 +141,19 @@ class EngineHarness:
             run = self.engine.get_run(run_id)
         return run
 
-    def settle(self, seconds: float) -> None:
-        """Let `seconds` of engine time pass (real or simulated)."""
-        time.sleep(seconds)
+    def quiesce(self, timeout: float = 120.0) -> None:
+        """Return once the engine has finished what it set off; a harness for an engine with
+        background work overrides this to follow that work's events."""
+
+    @contextmanager
+    def later(self, seconds: float) -> Iterator[None]:
+        """Reads inside the block see the engine `seconds` later: the engine is quiesced, then this
+        process's clock (the one its reads price and date with) is moved ahead, and back after."""
+        from backend import clock
+
+        self.quiesce()
+        with clock.use(clock.SystemClock(clock.shift().total_seconds() + seconds)):
+            yield
 
     def evict(self, run_id: str) -> None:
         pytest.skip(f"{self.name}: this harness cannot preempt a run")
@@ -181,8 +199,14 @@ class FakeHarness(EngineHarness):
             return run
         pytest.fail(f"fake: run {run_id} still {run.state.value} after {timeout * 20:.0f} simulated s")
 
-    def settle(self, seconds: float) -> None:
+    def quiesce(self, timeout: float = 120.0) -> None:
+        self.clock.advance(5)  # simulated: whatever was due has happened
+
+    @contextmanager
+    def later(self, seconds: float) -> Iterator[None]:
+        self.quiesce()
         self.clock.advance(seconds)
+        yield
 
     def evict(self, run_id: str) -> None:
         self.engine.preempt(run_id)

@@ -57,6 +57,21 @@ class LocalHarness(EngineHarness):
         self.engine.settled()
         return run
 
+    def quiesce(self, timeout: float = 120.0) -> None:
+        """The agent's admission has seen every change recorded so far and no process of an ended
+        run is left: what the agent set off for those runs is over."""
+        import pytest
+
+        deadline = time.monotonic() + timeout
+        if not self.engine.settled(timeout=timeout):
+            pytest.fail(f"local: the agent's admission did not catch up within {timeout} s")
+        ended = [r.id for r in self.engine.list_runs() if r.state.terminal]
+        while alive := [rid for rid in ended if _group_alive(self.home / "state", rid)]:
+            if time.monotonic() > deadline:
+                pytest.fail(f"local: processes of ended runs {alive} still alive after {timeout} s")
+            time.sleep(self.poll_interval)
+        self.engine.settled(timeout=max(1.0, deadline - time.monotonic()))
+
     def evict(self, run_id: str) -> None:
         import pytest
 
@@ -90,3 +105,20 @@ class LocalHarness(EngineHarness):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _group_alive(state: Path, run_id: str) -> bool:
+    """Whether a learner process group of `run_id` still has a live (not zombie) member."""
+    for f in state.glob(f"runs/{run_id}/state/learner-*.pid"):
+        try:
+            pgid = int(f.read_text().strip())
+        except (ValueError, OSError):
+            continue
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":  # fields: state, ppid, pgrp, ...
+                return True
+    return False

@@ -61,9 +61,15 @@ def sampling(harness, run_id: str, samples: list[int | None], until: Callable[[R
 
 
 def settled_figures(harness, run_id: str) -> set[int | None]:
-    harness.settle(2)
-    listed = [r.cost_micro_usd for r in harness.engine.list_runs() if r.id == run_id]
-    return {harness.engine.get_run(run_id).cost_micro_usd, *listed}
+    """The run's cost in get_run and list_runs once the engine is quiet, read an hour later."""
+    with harness.later(3600):
+        listed = [r.cost_micro_usd for r in harness.engine.list_runs() if r.id == run_id]
+        return {harness.engine.get_run(run_id).cost_micro_usd, *listed}
+
+
+def billed_more_than(floor: int) -> Callable[[Run], bool]:
+    """The live cost has passed `floor`: the run has been billed for a while (no fixed sleep)."""
+    return lambda r: (r.cost_micro_usd or 0) > floor
 
 
 @pytest.mark.parametrize(
@@ -102,12 +108,12 @@ def test_an_evicted_run_pays_for_each_interval_once(engine_factory, tmp_path):
     run = harness.submit(tmp_path, kind="long", name="evicted", gpus=1)
     live: list[int | None] = []
     harness.wait_for(run.id, sampling(harness, run.id, live, lambda r: r.state == S.PROCESSING))
-    harness.settle(1)
+    harness.wait_for(run.id, sampling(harness, run.id, live, billed_more_than(0)))
     harness.evict(run.id)
     back = harness.wait_for(run.id, lambda r: any(e.state == S.QUEUED for e in harness.engine.events(r.id)[1:]))
     assert back.state != S.COMPLETED
-    harness.wait_for(run.id, sampling(harness, run.id, live, lambda r: r.state == S.PROCESSING))
-    harness.settle(1)
+    back = harness.wait_for(run.id, sampling(harness, run.id, live, lambda r: r.state == S.PROCESSING))
+    harness.wait_for(run.id, sampling(harness, run.id, live, billed_more_than(back.cost_micro_usd or 0)))
     harness.engine.halt(run.id)
     done = harness.wait_for(run.id, sampling(harness, run.id, live, lambda r: r.state.terminal))
     assert done.state == S.HALTED
@@ -164,13 +170,13 @@ def test_a_resumed_run_pays_for_each_attempt_once(engine_factory, tmp_path):
     run = harness.submit(tmp_path, kind="long", name="resumed", gpus=1)
     live: list[int | None] = []
     harness.wait_for(run.id, sampling(harness, run.id, live, lambda r: r.state == S.PROCESSING))
-    harness.settle(1)
+    harness.wait_for(run.id, sampling(harness, run.id, live, billed_more_than(0)))
     harness.engine.halt(run.id)
     first = harness.wait_for(run.id, sampling(harness, run.id, live, lambda r: r.state.terminal))
     assert first.state == S.HALTED
     harness.engine.resume(run.id)
     harness.wait_for(run.id, sampling(harness, run.id, live, lambda r: r.state == S.PROCESSING))
-    harness.settle(1)
+    harness.wait_for(run.id, sampling(harness, run.id, live, billed_more_than(first.cost_micro_usd or 0)))
     harness.engine.halt(run.id)
     done = harness.wait_for(run.id, sampling(harness, run.id, live, lambda r: r.state.terminal))
     events = harness.engine.events(run.id)
@@ -179,3 +185,17 @@ def test_a_resumed_run_pays_for_each_attempt_once(engine_factory, tmp_path):
     assert done.cost_micro_usd == want and want > first.cost_micro_usd
     assert all(c is not None and c <= want for c in live)
     assert settled_figures(harness, run.id) == {want}
+
+
+def test_the_live_cost_grows_while_the_run_holds_its_devices(engine_factory, tmp_path):
+    """What makes `settled_figures` a check: read an hour later, a run still running costs more
+    (and one that has ended, the same: see the tests above)."""
+    harness = engine_factory(devices=2, minimum_seconds=0)
+    run = harness.submit(tmp_path, kind="long", name="growing", gpus=1)
+    now = harness.wait_for(run.id, lambda r: r.state == S.PROCESSING).cost_micro_usd or 0
+    with harness.later(3600):
+        later = harness.engine.get_run(run.id).cost_micro_usd
+    # most of an hour more, at the cheapest rate there is (a harness may price a cpu slot)
+    assert later is not None and later - now >= min(RATES.values()) * 9 // 10, (now, later)
+    harness.engine.halt(run.id)
+    assert harness.wait_for(run.id, lambda r: r.state.terminal).state == S.HALTED

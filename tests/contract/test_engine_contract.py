@@ -104,7 +104,7 @@ def test_halt_is_terminal(engine_harness, tmp_path):
     engine_harness.engine.halt(run.id)
     halted = engine_harness.wait_for(run.id, terminal)
     assert halted.state == S.HALTED and halted.finished_at is not None
-    engine_harness.settle(2)
+    engine_harness.quiesce()  # the worker is done: nothing it does later may overwrite HALTED
     assert engine_harness.engine.get_run(run.id).state == S.HALTED
     assert engine_harness.engine.halt(run.id).state == S.HALTED  # halting again changes nothing
     assert [e.state for e in engine_harness.engine.events(run.id) if e.state][-1] == S.HALTED
@@ -194,7 +194,7 @@ def test_changes_cursor(engine_harness, tmp_path):
     assert not delta.full and run.id in {r.id for r in delta.runs}
     assert delta.cursor >= start.cursor
     engine_harness.wait_for(run.id, terminal)
-    engine_harness.settle(1)
+    engine_harness.quiesce()
     quiet = engine.changes(engine.changes(delta.cursor).cursor)
     assert quiet.runs == [] and quiet.deleted == [] and not quiet.full
     engine.delete(run.id)
@@ -222,8 +222,8 @@ def test_cost_of_a_billed_run(engine_harness, tmp_path):
     done = engine_harness.wait_for(run.id, terminal)
     assert done.cost_usd is not None and done.cost_usd > 0
     assert isinstance(done.cost_micro_usd, int)
-    engine_harness.settle(5)
-    assert engine_harness.engine.get_run(run.id).cost_micro_usd == done.cost_micro_usd  # stopped
+    with engine_harness.later(3600):  # an hour on, past the per-run minimum: the bill has stopped
+        assert engine_harness.engine.get_run(run.id).cost_micro_usd == done.cost_micro_usd
 
 
 def test_unpriced_cost_is_none(engine_factory, tmp_path):

@@ -10,9 +10,11 @@ from backend.facade import Backend, get_paths
 
 from dlaas_tui.app import DlaasApp
 from dlaas_tui.screens.editor import EditorScreen
+from dlaas_tui.screens.runs import RunsScreen
 from dlaas_tui.screens.submit_confirm import SubmitConfirm
 
 from .screens_harness import settle
+from .tui_fixtures import wait_for
 
 
 def real_app() -> tuple[DlaasApp, FakeEngine]:
@@ -26,11 +28,10 @@ async def test_new_submission_from_the_sample_reaches_the_engine(tmp_path: Path)
     app, engine = real_app()
     before = len(engine.list_runs())
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), timeout=30)
         app.open_lazy("new")
-        await pilot.pause(0.6)
+        await wait_for(pilot, lambda: isinstance(app.screen, EditorScreen), timeout=30)
         await settle(pilot)
-        assert isinstance(app.screen, EditorScreen)
         assert "framework:" in app.screen.area.text  # the shipped sample, not an empty buffer
         assert not app.screen.validation.errors
         await pilot.press("ctrl+r")
@@ -40,7 +41,8 @@ async def test_new_submission_from_the_sample_reaches_the_engine(tmp_path: Path)
         await pilot.pause()
         app.screen.query_one("Input").value = str(tmp_path / "digits.yml")  # save as, then submit
         await pilot.press("enter")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: len(engine.list_runs()) == before + 1 and any(
+            r.id in n.message for r in engine.list_runs() for n in app._notifications), timeout=30)
         await settle(pilot)
         assert (tmp_path / "digits.yml").exists()
         runs = engine.list_runs()

@@ -463,7 +463,15 @@ def test_keeper_marks_its_first_listing_done_and_leaks_no_watches_while_visibili
         while ("", keeper.SYNCED) not in marks and time.monotonic() < deadline:
             time.sleep(0.05)
         assert ("", keeper.SYNCED) in marks
-        time.sleep(0.5)  # several apply() rounds with the visibility API down
+        # several watch rounds with the visibility API down: each opens its three watches again
+        def watches() -> int:
+            return sum(1 for m, p, q in list(sim.requests) if q.get("watch") == "true")
+
+        target = watches() + 6
+        deadline = time.monotonic() + 30
+        while watches() < target and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert watches() >= target, "the watch loop did not go round again"
         assert len(_watch_threads()) - before <= 3
         assert engine.get_run(run_id).queue_position_approximate is True
     finally:

@@ -55,17 +55,28 @@ def _job_env(s3, tmp: Path, command: str, max_seconds: int = 0, run: str = RUN) 
     return env
 
 
-def _run(env, *, signal_after: float | None = None, timeout: float = 60):
+def _catches_sigterm(pid: int) -> bool:
+    """Whether `pid` has a handler for SIGTERM (the SigCgt mask in /proc/PID/status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(mask, 16) & (1 << (signal.SIGTERM - 1)))
+
+
+def _run(env, *, terminate: bool = False, timeout: float = 60):
     script = render.wrapper_script()
     proc = subprocess.Popen(["sh", "-c", script, "dlaas-wrapper"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if signal_after is not None:
-        deadline = time.monotonic() + 20
+    if terminate:
+        deadline = time.monotonic() + 30
         log = Path(env["LOG_DIR"]) / "training-log.txt"
-        # wait until the command itself is running before signalling the wrapper
-        while time.monotonic() < deadline and "started" not in (log.read_text() if log.exists() else ""):
-            time.sleep(0.05)
-        time.sleep(signal_after)
+        # signal once the command has said "started" (after setting its own trap) and the wrapper
+        # has its TERM handler in place: the kubelet's SIGTERM then finds both ready
+        while not ("started" in (log.read_text() if log.exists() else "") and _catches_sigterm(proc.pid)):
+            assert time.monotonic() < deadline and proc.poll() is None, "the command never got going"
+            time.sleep(0.02)
         proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=timeout)
     term = json.loads(Path(env["DLAAS_TERMINATION_LOG"]).read_text())
@@ -112,7 +123,7 @@ def test_sigterm_is_forwarded_waited_for_and_logs_are_stored(s3, tmp_path):
           'echo started; wait $nap'
     env = _job_env(s3, tmp_path, cmd)
     env["DLAAS_RESULTS_REMOTE"] += "-halted"
-    rc, out, _, term = _run(env, signal_after=0.2)
+    rc, out, _, term = _run(env, terminate=True)
     assert rc == 7 and term["terminated"] is True and term["exit_code"] == 7
     halted = s3.root / "mnist-results" / f"{RUN}-halted"
     assert (halted / "ckpt").read_text() == "saved\n"
@@ -195,10 +206,10 @@ def test_checkpoints_stored_on_sigterm_come_back_through_the_loader(s3, tmp_path
 
     run = "training-ckpt0001"
     first = tmp_path / "attempt-1"
-    cmd = ('echo started; echo "epoch=3" > "$CHECKPOINT_DIR/state.txt"; sleep 30 & nap=$!; '
-           'trap "kill $nap; exit 143" TERM; wait $nap')
+    cmd = ('echo "epoch=3" > "$CHECKPOINT_DIR/state.txt"; sleep 30 & nap=$!; '
+           'trap "kill $nap; exit 143" TERM; echo started; wait $nap')
     env = _job_env(s3, first, cmd, run=run)
-    rc, out, _, term = _run(env, signal_after=0.2)
+    rc, out, _, term = _run(env, terminate=True)
     assert term["terminated"] is True and term["stored"] is True, out
     stored = s3.root / "mnist-results" / run / "checkpoints" / "state.txt"
     assert stored.read_text() == "epoch=3\n"

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from dlaas_tui.cli.output import format_table, print_table
 
 LONG_ID = "training-umatp8zz"
@@ -29,6 +31,7 @@ def test_a_terminal_width_cuts_names_but_never_the_id():
     assert "…" in line and LONG_NAME not in line
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_runs_command_piped_shows_whole_ids_and_names(tmp_path: Path):
     home = tmp_path / "home"
     home.mkdir()
@@ -48,3 +51,36 @@ def test_runs_command_piped_shows_whole_ids_and_names(tmp_path: Path):
         assert line.split()[0] == run["id"]
         assert run["name"] in line
     assert "…" not in out
+
+
+def test_runs_table_time_says_queued_for_or_ran_for(capsys, monkeypatch):
+    """`dlaas-tui runs` (in process, on the fake engine): TIME reads `queued …` for a run never
+    admitted and `ran …` since admission, as the TUI's column does."""
+    import argparse
+    from types import SimpleNamespace
+
+    from backend import clock
+    from backend.engines.fake import FakeClock, FakeEngine
+    from dlaas_tui.cli.runs_cmd import cmd_runs
+
+    manifest = {"name": "digits", "gpus": 1, "framework": {"name": "pytorch", "command": "python train.py"},
+                "data_stores": [{"id": "s", "type": "local", "training_data": {"container": "d"},
+                                 "training_results": {"container": "r"}}]}
+    fake = FakeClock()
+    engine = FakeEngine(fake, devices=1, gpu_type="H100")
+    running = engine.submit_manifest(manifest, name="first", duration=3600)
+    fake.advance(5)
+    waiting = engine.submit_manifest(manifest, name="second", duration=3600)
+    fake.advance(125)
+    monkeypatch.setenv("COLUMNS", "200")
+    with clock.use(clock.FrozenClock(fake.now())):
+        args = argparse.Namespace(limit=None, state=None, json=False, tree=False)
+        assert cmd_runs(args, SimpleNamespace(backend=SimpleNamespace(engine=engine))) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:7] == ["ID", "NAME", "STATE", "Q", "GPUS", "TIME", "COST"]
+    row = {line.split()[0]: line for line in lines[1:]}
+    assert engine.get_run(waiting.id).admitted_at is None
+    assert "queued 2m05s" in row[waiting.id]
+    admitted = engine.get_run(running.id).admitted_at
+    ran = int((fake.now() - admitted).total_seconds())
+    assert f"ran {ran // 60}m{ran % 60:02d}s" in row[running.id]

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
 from backend.engines.fake import FakeClock, FakeEngine
 from backend.engines.local.fake_nvml import FakeNVML, example_box
 from backend.engines.local.nvml import read_inventory
@@ -98,6 +100,7 @@ def test_json_fields(capsys):
     assert t4["utilization"] is None and t4["power_watts"] is None
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_cli_with_the_fake_profile(cli, dlaas_home):
     (dlaas_home / "config.toml").write_text('[profiles.fake]\nscheduler = "fake"\ntier = "free"\n')
     env = {"DLAAS_FAKE_DEVICES": "2xA100"}

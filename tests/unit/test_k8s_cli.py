@@ -14,6 +14,7 @@ def _write_config(home, text):
     (home / "config.toml").write_text(text)
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_cluster_setup_prints_yaml_for_kubectl(cli, dlaas_home):
     _write_config(dlaas_home, fx.CONFIG_TOML + "\n[priorities]\nurgent = 5000\n")
     out = cli("--profile", "lab", "cluster", "setup", "--tier", "standard", "--gpu-product", "NVIDIA-H100-80GB-HBM3")
@@ -29,6 +30,7 @@ def test_cluster_setup_prints_yaml_for_kubectl(cli, dlaas_home):
     assert docs[1]["spec"]["nodeLabels"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_cluster_setup_gpus_flag_and_bad_tier(cli, dlaas_home):
     _write_config(dlaas_home, fx.CONFIG_TOML)
     out = cli("cluster", "setup", "--gpus", "3")
@@ -80,6 +82,7 @@ sweep: {method: grid, parameters: {lr: {values: [0.1, 0.01]}}}
     assert len({j["metadata"]["name"] for j in jobs}) == 2
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_cluster_setup_kueue_api_flag(cli, dlaas_home):
     _write_config(dlaas_home, fx.CONFIG_TOML)
     out = cli("cluster", "setup", "--gpus", "1", "--kueue-api", "v1beta1")
@@ -88,6 +91,7 @@ def test_cluster_setup_kueue_api_flag(cli, dlaas_home):
     assert versions == {"kueue.x-k8s.io/v1beta1"}
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_cluster_setup_can_leave_the_shared_priority_classes_alone(cli, dlaas_home):
     _write_config(dlaas_home, fx.CONFIG_TOML)
     out = cli("cluster", "setup", "--gpus", "1", "--no-priority-classes")

@@ -98,6 +98,7 @@ def test_the_docs_print_the_same_table():
     assert images.table_markdown() in (REPO / "docs" / "kubernetes.md").read_text()
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 @pytest.mark.parametrize("sample", ["pytorch-digits", "pytorch-ddp", "pytorch-sweep"])
 def test_a_local_sample_renders_for_the_cluster_without_edits(cli, dlaas_home, sample):
     """`submit --dry-run -o yaml` on the minimal profile: every object valid for 1.29 and 1.37, the

@@ -1,11 +1,13 @@
 """`dlaas-tui store ...` as a user runs it: real subprocesses on the local store of a temporary home."""
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import pytest
+
+# Each test runs the CLI in a subprocess: a second or more each (make test-fast leaves them out).
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -135,22 +137,3 @@ def test_an_os_error_is_one_line(cli, tree, dlaas_home, tmp_path):
     blocker = tmp_path / "file-not-folder"
     blocker.write_text("x")
     assert "store get" in one_line_error(cli("store", "get", "bk1/f", str(blocker / "inside")), 1)
-
-
-def test_progress_bar_shows_keys_as_text_not_markup(monkeypatch):
-    from rich.console import Console
-
-    from dlaas_tui.cli import output
-
-    buf = io.StringIO()
-    monkeypatch.setattr("rich.console.Console", lambda **kw: Console(file=buf, width=100, force_terminal=False))
-    with output.transfer_progress("put [bold]x[/bold]", enabled=True) as transfer:
-        transfer.add_total(10)
-        transfer.advance(10)
-    assert "[bold]x[/bold]" in buf.getvalue()
-
-
-def test_parse_duration():
-    from dlaas_tui.cli.store_cmd import parse_duration
-
-    assert [parse_duration(t) for t in ("90", "90s", "15m", "1h", "7d")] == [90, 90, 900, 3600, 604800]

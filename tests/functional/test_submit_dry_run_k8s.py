@@ -3,7 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
+
+# Each test runs the CLI in a subprocess: a second or more each (make test-fast leaves them out).
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "samples" / "pytorch-digits" / "manifest.yml"

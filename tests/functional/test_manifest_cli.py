@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# Each test runs the CLI in a subprocess: a second or more each (make test-fast leaves them out).
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 GOOD = REPO / "tests" / "data" / "manifests" / "good"
 SAMPLE = REPO / "samples" / "pytorch-digits" / "manifest.yml"
