@@ -341,9 +341,9 @@ class Agent:
                         if spec.get("wait") != gate:
                             continue
                         spec.pop("wait", None)
-                        db._update(self.conn, rid, {"spec": spec, "message": ""})
+                        db.set_fields(self.conn, rid, {"spec": spec, "message": ""})
                     else:
-                        db._update(self.conn, rid, {"message": reason})
+                        db.set_fields(self.conn, rid, {"message": reason})
 
     def _gate(self, gate: dict) -> tuple[str | None, str | None]:
         """(why the run fails, why it waits); (None, None) when every gate is open."""
@@ -479,7 +479,7 @@ class Agent:
         with db.write(self.conn):
             for rid, text in changes.items():
                 if self.conn.execute("SELECT 1 FROM runs WHERE id = ? AND state = 'QUEUED'", (rid,)).fetchone():
-                    db._update(self.conn, rid, {"message": text})
+                    db.set_fields(self.conn, rid, {"message": text})
         self._why = dict(why)
 
     def tier_room(self, profile: str) -> int | None:

@@ -269,10 +269,11 @@ def get_row(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
 def update(conn: sqlite3.Connection, run_id: str, **fields: Any) -> None:
     """Change fields of a run without a state change (metrics, procs); bumps its sequence."""
     with write(conn):
-        _update(conn, run_id, fields)
+        set_fields(conn, run_id, fields)
 
 
-def _update(conn: sqlite3.Connection, run_id: str, fields: dict[str, Any]) -> None:
+def set_fields(conn: sqlite3.Connection, run_id: str, fields: dict[str, Any]) -> None:
+    """Change fields of a run inside the caller's write transaction; bumps its sequence."""
     vals = {k: json.dumps(v) if k in JSON_COLUMNS else v for k, v in fields.items()}
     vals["seq"] = next_seq(conn)
     sets = ", ".join(f"{k} = ?" for k in vals)
@@ -308,7 +309,7 @@ def transition(
             fields["message"] = message
         if error_code is not None:
             fields["error_code"] = error_code
-        _update(conn, run_id, fields)
+        set_fields(conn, run_id, fields)
         conn.execute(
             "INSERT INTO run_events (run_id, at, state, message, error_code) VALUES (?, ?, ?, ?, ?)",
             (run_id, at, state.value, message, error_code),
@@ -335,7 +336,7 @@ def reopen(conn: sqlite3.Connection, run_id: str) -> int | None:
             return None
         n = attempt(conn, run_id) + 1
         message = resume_message(n)
-        _update(conn, run_id, {
+        set_fields(conn, run_id, {
             "state": RunState.QUEUED.value, "message": message, "error_code": None, "finished_at": None,
             "assigned": [], "labels": [], "procs": [], "outcome": {}, "final_json": None, "json_shape": None,
         })
@@ -370,7 +371,7 @@ def add_metrics(conn: sqlite3.Connection, run_id: str, points: list[tuple], last
             "INSERT INTO metrics (run_id, learner, name, value, step, at) VALUES (?, ?, ?, ?, ?, ?)",
             [(run_id, *p) for p in points],
         )
-        _update(conn, run_id, {"metrics": last, "primary_metric": primary})
+        set_fields(conn, run_id, {"metrics": last, "primary_metric": primary})
 
 
 def request_control(conn: sqlite3.Connection, run_id: str, action: str) -> None:

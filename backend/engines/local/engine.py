@@ -123,7 +123,8 @@ class LocalEngine:
             out[r["id"]] = row_cost(self.backend.config, r, evs, now, meter)
         return out
 
-    def _build(self, rows) -> list[Run]:
+    def runs_from_rows(self, rows) -> list[Run]:
+        """Runs from rows of the listing's columns, with queue positions, live costs and ETAs."""
         best_effort = self.backend.profile.queue_policy == "best-effort"
         positions = self._positions() if any(r["state"] == "QUEUED" for r in rows) else {}
         costs = self._costs(rows)
@@ -165,7 +166,7 @@ class LocalEngine:
     def list_runs(self, *, states: Sequence[RunState] | None = None, experiment: str | None = None,
                   limit: int | None = None) -> list[Run]:
         sql, args = self._listing_query(LIST_COLUMNS, states, experiment, limit)
-        return self._build(self.conn.execute(sql, args).fetchall())
+        return self.runs_from_rows(self.conn.execute(sql, args).fetchall())
 
     def queue_head(self, limit: int) -> list[Run]:
         """The first `limit` queued runs in the order they will be admitted (a screenful for the TUI
@@ -173,7 +174,7 @@ class LocalEngine:
         rows = self.conn.execute(
             f"SELECT {LIST_COLUMNS} FROM runs WHERE state = 'QUEUED' "
             "ORDER BY prio DESC, submitted_at, id LIMIT ?", (int(limit),)).fetchall()
-        return self._build(rows)
+        return self.runs_from_rows(rows)
 
     def list_runs_json(self, *, states: Sequence[RunState] | None = None, experiment: str | None = None,
                        limit: int | None = None) -> list[str]:
@@ -189,14 +190,14 @@ class LocalEngine:
                 f"SELECT {LIST_COLUMNS} FROM runs WHERE id IN ({', '.join('?' for _ in chunk)})", chunk
             ).fetchall()
         # One build for all of them: queue positions and ETAs are worked out once, not per chunk.
-        live = {run.id: json.dumps(run.to_json()) for run in self._build(got)}
+        live = {run.id: json.dumps(run.to_json()) for run in self.runs_from_rows(got)}
         return [live[r[0]] if r[0] in live else r[1] for r in rows]
 
     def get_run(self, run_id: str) -> Run:
         row = self.conn.execute(f"SELECT {LIST_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise NotFound(f"no run {run_id!r}")
-        return self._build([row])[0]
+        return self.runs_from_rows([row])[0]
 
     def changes(self, cursor: int | None = None) -> ChangeSet:
         with db.snapshot(self.conn):  # rows and the cursor from one view of the database
@@ -211,7 +212,7 @@ class LocalEngine:
                 deleted = [r[0] for r in self.conn.execute(
                     "SELECT run_id FROM deleted WHERE seq > ?", (cursor,))]
                 full = False
-        runs = self._build(rows)
+        runs = self.runs_from_rows(rows)
         # A queue position moves when a run ahead of it leaves the queue: report the queue too.
         if not full and rows:
             have = {r.id for r in runs}
@@ -342,7 +343,7 @@ class LocalEngine:
                 spec["wait"] = gate
             else:
                 spec.pop("wait", None)
-            db._update(self.conn, run_id, {"spec": spec, "message": "held (release it to let it start)"
+            db.set_fields(self.conn, run_id, {"spec": spec, "message": "held (release it to let it start)"
                                            if held else ""})
         wake(self.paths.state_dir)
 

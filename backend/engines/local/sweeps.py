@@ -143,7 +143,7 @@ def recorded_runs(engine, ids: list[str]) -> list:
     rows = engine.conn.execute(
         f"SELECT {LIST_COLUMNS} FROM runs WHERE id IN (SELECT value FROM json_each(?))",
         (json.dumps(ids),)).fetchall()
-    by_id = {r.id: r for r in engine._build(rows)}
+    by_id = {r.id: r for r in engine.runs_from_rows(rows)}
     return [by_id[i] for i in ids if i in by_id]
 
 
