@@ -12,11 +12,26 @@ A preempted run goes back to QUEUED and a new billed interval starts when it is 
 from __future__ import annotations
 
 import enum
+import secrets
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+RUN_ID_ALPHABET = string.ascii_lowercase + string.digits  # ids are DNS labels: Job names on Kubernetes
+
+
+def new_run_id(randbelow=secrets.randbelow) -> str:
+    """`training-` and 8 characters, every engine's run id. One draw of 36**8 rather than eight choices:
+    the same uniform ids, 10,000 of them in ~10 ms."""
+    n = randbelow(36 ** 8)
+    chars = []
+    for _ in range(8):
+        n, d = divmod(n, 36)
+        chars.append(RUN_ID_ALPHABET[d])
+    return "training-" + "".join(chars)
 
 
 class RunState(enum.StrEnum):

@@ -27,6 +27,7 @@ from ...errors import BadInput, NotFound
 from ...manifest.model import Manifest
 from ...runs import (
     RESUMABLE_STATES,
+    RUN_ID_ALPHABET,
     ChangeSet,
     Device,
     ErrorCode,
@@ -47,7 +48,6 @@ from .reading import Reading
 from .record import PlantedFailure, RunRecord
 from .seeding import Seeding
 
-_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 _DELETED_KEPT = 10_000
 
 
@@ -426,7 +426,7 @@ class FakeEngine(Controls, Seeding, Reading, Lifecycle):
 
     def _new_id(self) -> str:
         while True:
-            run_id = "training-" + "".join(self._rng.choices(_ID_ALPHABET, k=8))
+            run_id = "training-" + "".join(self._rng.choices(RUN_ID_ALPHABET, k=8))
             if run_id not in self._runs:
                 return run_id
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from backend.manifest.model import Manifest
 
 from backend.errors import BadInput
+from backend.runs import new_run_id
 
 from .podspec import (  # noqa: F401  (re-exported: the names other modules and tests use)
     GPU_PRODUCT_LABELS,
@@ -354,12 +355,6 @@ def submission_yaml(manifest_paths: list[Any], profile: Profile, config: Config,
     return "---\n".join(parts)
 
 
-def new_run_id() -> str:
-    import secrets
-    import string
-
-    alphabet = string.ascii_lowercase + string.digits
-    return "training-" + "".join(secrets.choice(alphabet) for _ in range(8))
 
 
 def _current_user() -> str:

@@ -7,11 +7,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from backend.errors import BadInput, EngineError
-from backend.runs import ErrorCode, Run, RunEvent, RunState, SubmitRequest, iso, utcnow
+from backend.runs import ErrorCode, Run, RunEvent, RunState, SubmitRequest, iso, new_run_id, utcnow
 
 from . import render
 from .client import KubeError, jobs_path, path_for
-from .render import new_run_id
 from .runview import run_from_job
 
 if TYPE_CHECKING:

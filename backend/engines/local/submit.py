@@ -9,9 +9,7 @@ ONE transaction, so a sweep is recorded whole or not at all.
 from __future__ import annotations
 
 import json
-import secrets
 import shutil
-import string
 import sys
 import tempfile
 from pathlib import Path
@@ -22,21 +20,12 @@ from ...cost import canonical_gpu_type
 from ...errors import BadInput, NotFound, StoreError
 from ...ledger import db
 from ...packaging import check_zip, unpacked_cap, zip_model
-from ...runs import ErrorCode, Run, RunState, SubmitRequest
+from ...runs import ErrorCode, Run, RunState, SubmitRequest, new_run_id
 from .stores import connection_of, run_store
 
-ID_ALPHABET = string.ascii_lowercase + string.digits
 DEFAULT_ENV_FRAMEWORKS = ("pytorch", "python")
 
 
-def new_run_id() -> str:
-    # One draw of 36**8 rather than eight choices: the same uniform ids, 10,000 of them in ~10 ms.
-    n = secrets.randbelow(36 ** 8)
-    chars = []
-    for _ in range(8):
-        n, d = divmod(n, 36)
-        chars.append(ID_ALPHABET[d])
-    return "training-" + "".join(chars)
 
 
 def resolve_framework(config, framework) -> str:
