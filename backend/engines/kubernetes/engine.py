@@ -65,8 +65,14 @@ class KubernetesEngine(Submitting):
     name = "kubernetes"
 
     def __init__(self, api: KubeApi | None, profile: Profile, config: Config, *, ledger: Ledger | None = None,
-                 store: Any = None, user: str | None = None) -> None:
+                 store: Any = None, user: str | None = None, backend: Any = None) -> None:
         self._api = api
+        # The profile's backend (facade), when one opened this engine: its store (for run.json), its budget.
+        self._backend = backend
+        self._paths: Any = None  # the home's paths, for the CLI/TUI's engine that reads the agent's ledger
+        self._catch_up = False  # that engine looks once for runs submitted while no agent ran
+        self._as_of: datetime | None = None  # when the last cluster listing was read
+        self._eta_capacity: tuple[float, int] = (0.0, 0)
         self.profile = profile
         self.config = config
         self.ledger: Ledger = ledger or MemoryLedger()
@@ -96,8 +102,7 @@ class KubernetesEngine(Submitting):
         from .sqlite_ledger import SqliteLedger
 
         ledger = SqliteLedger(ledger_path(backend.paths, backend.profile.name), backend.profile.name)
-        engine = cls(None, backend.profile, backend.config, ledger=ledger)
-        engine._backend = backend
+        engine = cls(None, backend.profile, backend.config, ledger=ledger, backend=backend)
         engine._paths = backend.paths
         engine._catch_up = True
         return engine
@@ -105,7 +110,7 @@ class KubernetesEngine(Submitting):
     def _agent_running(self) -> bool:
         from backend.agent.control import agent_pid
 
-        paths = getattr(self, "_paths", None)
+        paths = self._paths
         return bool(paths is not None and (agent_pid(paths.state_dir) or 0) > 0)
 
     def _wake_agent(self) -> bool:
@@ -115,7 +120,7 @@ class KubernetesEngine(Submitting):
 
         from backend.agent.control import ensure_agent, wake
 
-        paths = getattr(self, "_paths", None)
+        paths = self._paths
         if paths is None:
             return False
         if not self._agent_running():
@@ -141,7 +146,7 @@ class KubernetesEngine(Submitting):
     def _ensure_synced(self) -> None:
         """First read in a process: an agent keeps the ledger current; without one (not started
         yet, or auto-start turned off) this process catches up from the cluster itself."""
-        if getattr(self, "_catch_up", False):
+        if self._catch_up:
             self._catch_up = False
             if self._agent_running():
                 self._wait_for_agent_listing()
@@ -162,7 +167,7 @@ class KubernetesEngine(Submitting):
 
     @property
     def store(self) -> Any:
-        if self._store is None and getattr(self, "_backend", None) is not None:
+        if self._store is None and self._backend is not None:
             self._store = self._backend.store
         return self._store
 
@@ -331,7 +336,7 @@ class KubernetesEngine(Submitting):
         if obs.state != RunState.QUEUED:
             run.queue_position = None
             run.eta, run.eta_bound = None, False
-        as_of = getattr(self, "_as_of", None)
+        as_of = self._as_of
         run.cost_micro_usd = self._cost(run, min(now, as_of) if as_of else now)
         if obs.state.terminal and obs.state != RunState.HALTED:
             self._final_metrics(run)
@@ -493,7 +498,7 @@ class KubernetesEngine(Submitting):
 
         from backend.eta import queue_etas
 
-        at, capacity = getattr(self, "_eta_capacity", (0.0, 0))
+        at, capacity = self._eta_capacity
         if monotonic() - at > 60:
             capacity = self.config.tier_gpus(self.profile)
             if not capacity:

@@ -97,8 +97,7 @@ class KubeKeeper:
         if backend.profile.scheduler != "kubernetes":
             return None
         engine = KubernetesEngine(None, backend.profile, backend.config,
-                                  ledger=SqliteLedger(ledger_path(self.paths, profile), profile))
-        engine._backend = backend  # the store, for run.json, comes from the profile lazily
+                                  ledger=SqliteLedger(ledger_path(self.paths, profile), profile), backend=backend)
         return engine
 
     def tick(self) -> None:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 class Submitting:
     """Needs from its engine: api, store, ledger, profile, config, user, _lock, _submitting,
-    _registered, _manifests, _delete_job, _refresh_positions, cluster_now and _learn_skew."""
+    _registered, _manifests, _backend, _delete_job, _refresh_positions, cluster_now and _learn_skew."""
 
     def submit_run(self, manifest: Manifest, *, run_id: str | None = None, model_zip: bytes | None = None,
                    experiment: str | None = None, params: dict[str, Any] | None = None,
@@ -118,7 +118,7 @@ class Submitting:
         if not request.dry_run:  # over the profile's budget: refused with the figures, nothing created
             from backend.budget import check_budget
 
-            check_budget(getattr(self, "_backend", None) or self, sizes, engine=self)
+            check_budget(self._backend or self, sizes, engine=self)
         if not request.dry_run:
             self._seed_samples(request.manifests)
         if request.dry_run:
