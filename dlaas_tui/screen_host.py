@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from backend.facade import Backend
 
 
+@runtime_checkable
 class ScreenHost(Protocol):
     backend: Backend
     poll_interval: float
