@@ -41,8 +41,10 @@ def _methods(protocol: type) -> list[str]:
 
 
 def _shape(function) -> list[tuple[str, object, bool]]:
-    """Parameter names, kinds and whether each has a default: what a caller relies on."""
-    return [(p.name, p.kind, p.default is not inspect.Parameter.empty)
+    """Parameter names, kinds and whether each has a default: what a caller relies on (the name of
+    a `*args` or `**kwargs` is not)."""
+    var = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return [("*" if p.kind in var else p.name, p.kind, p.default is not inspect.Parameter.empty)
             for p in inspect.signature(function).parameters.values()]
 
 
@@ -91,3 +93,15 @@ def test_the_feature_check_tells_a_feature_apart():
             return []
 
     assert _same_signatures(WrongShape, Reruns) != []
+
+
+def test_the_kubernetes_ledgers_state_what_they_keep():
+    """The agent's SQLite ledger is an AgentLedger (holds runs, keeps manifests, is closed); the
+    in-process one is a plain Ledger, so the engine never asks it for what it does not keep."""
+    from backend.engines.kubernetes.ledger import AgentLedger, Ledger, MemoryLedger
+    from backend.engines.kubernetes.sqlite_ledger import SqliteLedger
+
+    assert _same_signatures(MemoryLedger, Ledger) == []
+    assert _same_signatures(SqliteLedger, AgentLedger) == []
+    assert issubclass(SqliteLedger, AgentLedger)
+    assert not issubclass(MemoryLedger, AgentLedger)
