@@ -11,6 +11,7 @@ from backend.runs import ErrorCode, Run, RunEvent, RunState, SubmitRequest, iso,
 
 from . import render
 from .client import KubeError, jobs_path, path_for
+from .ledger import AgentLedger
 from .runview import run_from_job
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ class Submitting:
             return [run_from_job(render.render_job(t.manifest, render.RunSpec(new_run_id(), self.user or "unknown",
                                                                               request.experiment, t.params),
                                                    self.profile, self.config), self.config) for _, t in planned]
-        if hasattr(self.ledger, "hold"):
+        if isinstance(self.ledger, AgentLedger):
             return self._hold_all(request, planned)
         runs, zips = [], {}
         for path, trial in planned:
