@@ -4,8 +4,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from typing import Protocol, runtime_checkable
 
 EPOCH = datetime(2026, 1, 5, 9, 0, 0, tzinfo=timezone.utc)
+
+
+@runtime_checkable
+class DrivenClock(Protocol):
+    """A clock that moves when told, telling its listeners (FakeClock); a WallClock is not one."""
+
+    def now(self) -> datetime: ...
+
+    def advance(self, seconds: float) -> datetime: ...
+
+    def subscribe(self, listener: Callable[[], None]) -> None: ...
+
+    def unsubscribe(self, listener: Callable[[], None]) -> None: ...
 
 
 class FakeClock:

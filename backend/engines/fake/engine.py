@@ -40,7 +40,7 @@ from ...runs import (
     attempt_of,
     resume_message,
 )
-from .clock import FakeClock, WallClock
+from .clock import DrivenClock, FakeClock, WallClock
 from .controls import Controls
 from .lifecycle import DEFAULT_DURATIONS, GPU_MEMORY, GPU_NAMES, Lifecycle
 from .manifests import expand_sweep, load_manifest_any
@@ -107,9 +107,8 @@ class FakeEngine(Controls, Seeding, Reading, Lifecycle):
         self._closed = False
         self._eta_cache: tuple[tuple[int, datetime], dict] | None = None
         self._model_cache: tuple[int, Any] | None = None  # (seq, DurationModel) learned from completed runs
-        subscribe = getattr(self.clock, "subscribe", None)
-        if subscribe:
-            subscribe(self._on_clock)
+        if isinstance(self.clock, DrivenClock):
+            self.clock.subscribe(self._on_clock)
 
     # -- construction from a profile ------------------------------------------------------------
     @classmethod
@@ -413,9 +412,8 @@ class FakeEngine(Controls, Seeding, Reading, Lifecycle):
         with self._lock:
             self._closed = True
             self._cond.notify_all()
-        unsubscribe = getattr(self.clock, "unsubscribe", None)
-        if unsubscribe:
-            unsubscribe(self._on_clock)
+        if isinstance(self.clock, DrivenClock):
+            self.clock.unsubscribe(self._on_clock)
 
     # -- internals --------------------------------------------------------------------------------
     def _rec(self, run_id: str) -> RunRecord:

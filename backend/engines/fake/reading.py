@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from ...cost import CostBreakdown, Meter
 from ...runs import Run, RunState
+from .clock import DrivenClock
 from .record import RunRecord
 
 
@@ -73,6 +74,5 @@ class Reading:
             if done:
                 return
             if not new and self.follow_step is not None:
-                advance = getattr(self.clock, "advance", None)
-                if advance:
-                    advance(self.follow_step)
+                if isinstance(self.clock, DrivenClock):
+                    self.clock.advance(self.follow_step)
