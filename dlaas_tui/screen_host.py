@@ -1,7 +1,8 @@
 """What the runs and run-detail screens ask of the app they are pushed on.
 
 `DlaasApp` provides it; the screens name this protocol rather than the app, so the app can import its
-screens without the screens importing the app back.
+screens without the screens importing the app back. It is for type checkers and tests: an
+`isinstance` check at run time would read `backend`, which opens the backend when it is not yet open.
 """
 from __future__ import annotations
 

@@ -120,7 +120,7 @@ class RunsScreen(Screen):
         self._loaded = False
         table = self.query_one(RunTable)
         # The app reads the first screenful in the thread that opened the backend: shown at once.
-        page, self.app.first_page = getattr(self.app, "first_page", None), None
+        page, self.app.first_page = self.app.first_page, None
         if page is not None:
             table.apply(page[0], full=True, prepared=page[1])
         else:
