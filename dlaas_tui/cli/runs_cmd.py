@@ -219,7 +219,7 @@ def cmd_runs(args, ctx) -> int:
         return 0
     from backend.facade import format_eta, utcnow
 
-    from ..run_time import format_age
+    from ..formatting import format_age
 
     now = utcnow()
     rows = [(r.id, r.name, r.state.value, f"{r.queue_position} {format_eta(r.eta, bound=r.eta_bound)}".strip()

@@ -31,7 +31,7 @@ from textual.strip import Strip
 
 from backend.facade import Run, RunState, format_eta, utcnow
 
-from ..run_time import AGE_WIDTH, age_verb, bare_age, format_age, human_duration, run_duration  # noqa: F401
+from ..formatting import AGE_WIDTH, age_verb, bare_age, format_age, human_duration, run_duration  # noqa: F401
 from .safe_text import NEEDS_VISIBLE, visible
 
 

@@ -108,6 +108,7 @@ def test_an_evicted_run_pays_for_each_interval_once(engine_factory, tmp_path):
     run = harness.submit(tmp_path, kind="long", name="evicted", gpus=1)
     live: list[int | None] = []
     harness.wait_for(run.id, sampling(harness, run.id, live, lambda r: r.state == S.PROCESSING))
+    harness.quiesce()  # the engine has taken in the running attempt (Kubernetes: its pod, in a sync round)
     harness.wait_for(run.id, sampling(harness, run.id, live, billed_more_than(0)))
     harness.evict(run.id)
     back = harness.wait_for(run.id, lambda r: any(e.state == S.QUEUED for e in harness.engine.events(r.id)[1:]))
@@ -170,6 +171,7 @@ def test_a_resumed_run_pays_for_each_attempt_once(engine_factory, tmp_path):
     run = harness.submit(tmp_path, kind="long", name="resumed", gpus=1)
     live: list[int | None] = []
     harness.wait_for(run.id, sampling(harness, run.id, live, lambda r: r.state == S.PROCESSING))
+    harness.quiesce()  # the engine has taken in the running attempt (Kubernetes: its pod, in a sync round)
     harness.wait_for(run.id, sampling(harness, run.id, live, billed_more_than(0)))
     harness.engine.halt(run.id)
     first = harness.wait_for(run.id, sampling(harness, run.id, live, lambda r: r.state.terminal))
@@ -183,7 +185,7 @@ def test_a_resumed_run_pays_for_each_attempt_once(engine_factory, tmp_path):
     assert len(held_intervals(events)) == 2
     want = expected_micro(done, events, gpus=1, learners=1, minimum_s=0)
     assert done.cost_micro_usd == want and want > first.cost_micro_usd
-    assert all(c is not None and c <= want for c in live)
+    assert all(c is not None and c <= want for c in live), (live, want)
     assert settled_figures(harness, run.id) == {want}
 
 
