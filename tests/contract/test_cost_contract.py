@@ -186,6 +186,8 @@ def test_a_resumed_run_pays_for_each_attempt_once(engine_factory, tmp_path):
     want = expected_micro(done, events, gpus=1, learners=1, minimum_s=0)
     assert done.cost_micro_usd == want and want > first.cost_micro_usd
     assert all(c is not None and c <= want for c in live), (live, want)
+    # what the first attempt cost stays on the bill while the run waits again (it never goes back)
+    assert all(a <= b for a, b in zip(live, live[1:])), live
     assert settled_figures(harness, run.id) == {want}
 
 

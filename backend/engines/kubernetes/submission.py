@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 class Submitting:
     """Needs from its engine: api, store, ledger, profile, config, user, _lock, _submitting,
-    _registered, _manifests, _backend, _delete_job, _refresh_positions, cluster_now and _learn_skew."""
+    _registered, _manifests, _backend, _cost, _delete_job, _refresh_positions, cluster_now and _learn_skew."""
 
     def submit_run(self, manifest: Manifest, *, run_id: str | None = None, model_zip: bytes | None = None,
                    experiment: str | None = None, params: dict[str, Any] | None = None,
@@ -83,12 +83,16 @@ class Submitting:
         run = run_from_job(created if created.get("spec") else job, self.config)
         held = self.ledger.get_run(run_id)
         run.submitted_at = held.submitted_at if held else now  # a held run was submitted when accepted
+        if held is not None and held.gpu_type and not run.gpu_type:
+            run.gpu_type = held.gpu_type  # a resumed run: its earlier attempts were priced as that type
         with self._lock:  # the sync loop writes runs too; one writer at a time keeps copies fresh
             self._registered[run_id] = self.cluster_now()
-            if self.ledger.events(run_id):  # a held run: QUEUED since it was accepted
+            if self.ledger.events(run_id):  # a held or resumed run: QUEUED since it was accepted
                 self.ledger.record(RunEvent(run_id, now, None, "released: Job created"))
             else:
                 self.ledger.record(RunEvent(run_id, now, RunState.QUEUED, "submitted"))
+            # what earlier attempts cost stays on the bill while this one waits
+            run.cost_micro_usd = self._cost(run, now)
             self.ledger.put_run(run)
             try:
                 self._refresh_positions()
