@@ -153,7 +153,7 @@ def parse_begin(text: str) -> float:
     text = text.strip()
     now = clock.now().astimezone()
     if text.startswith("+"):
-        from .manifest.units import parse_duration
+        from .units import parse_duration
 
         try:
             return now.timestamp() + parse_duration(text[1:])
