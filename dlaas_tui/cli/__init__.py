@@ -25,6 +25,14 @@ COMMAND_MODULES = (
     "serve_cmd",
 )
 
+# The module that registers each command, so that `dlaas-tui runs` imports and builds only the
+# parser it needs (tests/unit/test_cli_lean.py checks this against what the modules register).
+COMMANDS = {
+    **dict.fromkeys(("submit", "runs", "hold", "release", "show", "logs", "halt", "resume", "delete",
+                     "rerun", "results", "wait"), "runs_cmd"),
+    **{name.removesuffix("_cmd"): name for name in COMMAND_MODULES if name != "runs_cmd"},
+}
+
 DESCRIPTION = """\
 Deep-learning training as a service, from the terminal.
 
@@ -55,13 +63,31 @@ def _global_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: tuple[str, ...] = COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = _global_parser()
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for name in COMMAND_MODULES:
+    for name in modules:
         module = importlib.import_module(f"{__name__}.{name}")
         module.register(sub)
     return parser
+
+
+def _command_module(argv: list[str]) -> str | None:
+    """The module of the command `argv` names, when the global options before it are plain ones
+    (`--profile P`, `-p P`, `--profile=P`, `-pP`, `--read-only`); None sends argv to the whole
+    parser, which answers everything else (help, abbreviations, unknown commands) as it always has."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("--profile", "-p"):
+            i += 2
+        elif arg == "--read-only" or arg.startswith("--profile=") or (arg.startswith("-p") and len(arg) > 2):
+            i += 1
+        elif arg.startswith("-"):
+            return None
+        else:
+            return COMMANDS.get(arg)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         # Plain `dlaas-tui` opens the TUI: every command's parser (and module) is not needed for that.
         args = _global_parser().parse_args([], argparse.Namespace(command=None))
     else:
-        args = build_parser().parse_args(argv)
+        module = _command_module(argv)
+        args = build_parser((module,) if module else COMMAND_MODULES).parse_args(argv)
     ctx = Context(profile=args.profile, read_only=args.read_only)
     func = getattr(args, "func", None)
     if func is None:

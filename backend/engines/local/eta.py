@@ -58,9 +58,9 @@ def engine_etas(engine) -> dict[str, Eta]:
     key = (backend.profile.cpu_slots, id(engine))
     at, devices = _capacity.get(key, (0.0, 0))
     if time.monotonic() - at > 5.0:  # NVML is not free: count the devices every few seconds
-        from .nvml import read_inventory
+        from .nvml import device_count
 
-        devices = len(read_inventory(cpu_slots=backend.profile.cpu_slots).devices)
+        devices = device_count(backend.profile.cpu_slots)
         _capacity[key] = (time.monotonic(), devices)
     capacity = min(tier, devices) if tier and devices else (tier or devices)
     try:
