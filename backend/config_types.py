@@ -2,7 +2,6 @@
 `Secret` string and the "did you mean" hint. Standard library only."""
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 MASK = "****"
@@ -34,5 +33,7 @@ class Secret(str):
 
 
 def did_you_mean(word: str, options: list[str]) -> str:
+    import difflib  # only for a wrong name: every command reads the config
+
     close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return f", did you mean {close[0]!r}?" if close else ""

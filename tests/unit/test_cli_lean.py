@@ -33,19 +33,18 @@ def test_the_command_table_matches_what_each_module_registers():
     assert registered == cli.COMMANDS
 
 
-@pytest.mark.parametrize(("argv", "module"), [
-    (["runs"], "runs_cmd"),
-    (["submit", "m.yml"], "runs_cmd"),
-    (["-p", "lab", "runs", "--json"], "runs_cmd"),
-    (["--profile", "runs", "--read-only", "store", "ls"], "store_cmd"),  # a profile named like a command
-    (["--profile=lab", "-plab", "agent", "status"], "agent_cmd"),
+@pytest.mark.parametrize(("argv", "command"), [
+    (["runs"], "runs"),
+    (["submit", "m.yml"], "submit"),
+    (["-p", "lab", "runs", "--json"], "runs"),
+    (["--profile", "runs", "--read-only", "store", "ls"], "store"),  # a profile named like a command
+    (["--profile=lab", "-plab", "agent", "status"], "agent"),
     (["--help"], None),
     (["--prof", "lab", "runs"], None),  # an abbreviation: the whole parser answers, as before
-    (["nosuch"], None),
     (["-p"], None),
 ])
-def test_the_command_is_found_past_plain_global_options(argv, module):
-    assert cli._command_module(argv) == module
+def test_the_command_is_found_past_plain_global_options(argv, command):
+    assert cli._command(argv) == command
 
 
 def _loaded(args: list[str], home) -> set[str]:
@@ -100,13 +99,24 @@ def test_runs_lists_without_heavy_modules(tmp_path):
 
 
 def test_help_of_one_command_is_the_same_as_from_the_whole_parser(capsys):
-    for argv in (["submit", "--help"], ["runs", "-h"], ["-p", "x", "store", "ls", "--help"]):
+    for argv in (["submit", "--help"], ["runs", "-h"], ["-p", "x", "store", "ls", "--help"],
+                 ["runs", "--limit", "x"], ["halt"], ["experiments", "--bogus"]):
         outs = []
-        for modules in (cli.COMMAND_MODULES, (cli._command_module(argv),)):
-            with pytest.raises(SystemExit):
-                cli.build_parser(modules).parse_args(argv)
-            outs.append(capsys.readouterr().out)
-        assert outs[0] == outs[1] and "usage: dlaas-tui" in outs[0]
+        for parser in (cli.build_parser(), cli.build_parser((cli.COMMANDS[cli._command(argv)],),
+                                                             only=cli._command(argv))):
+            with pytest.raises(SystemExit) as stop:
+                parser.parse_args(argv)
+            outs.append((stop.value.code, *capsys.readouterr()))
+        assert outs[0] == outs[1] and "usage: dlaas-tui" in "".join(outs[0][1:])
+
+
+def test_one_command_parses_as_the_whole_parser_does():
+    for argv in (["submit", "a.yml", "b.yml", "--after", "@", "--hold", "--json"], ["-p", "lab", "runs", "--tree"],
+                 ["halt", "r1", "--no-wait"], ["--read-only", "store", "ls", "bucket/x"]):
+        command = cli._command(argv)
+        whole = vars(cli.build_parser().parse_args(argv))
+        one = vars(cli.build_parser((cli.COMMANDS[command],), only=command).parse_args(argv))
+        assert whole == one
 
 
 def test_submit_loads_neither_the_tui_nor_cloud_clients_nor_the_configs_pydantic_models(tmp_path):

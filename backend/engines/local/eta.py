@@ -6,7 +6,6 @@ QUEUED and billed runs, the admission order (QUEUE_SQL: priority, submit time, i
 """
 from __future__ import annotations
 
-import logging
 import time
 from datetime import datetime, timezone
 
@@ -16,7 +15,6 @@ from ...eta import DurationModel, Eta, queue_etas
 from .scheduler import QUEUE_SQL
 from .sweeps import read_policies
 
-log = logging.getLogger("dlaas.engine")
 
 
 def learned(conn) -> DurationModel:
@@ -66,5 +64,7 @@ def engine_etas(engine) -> dict[str, Eta]:
     try:
         return local_etas(engine.conn, capacity)
     except Exception as exc:  # an estimate must not break the listing; say why there is none
-        log.warning("queue ETAs not computed: %s", exc)
+        import logging  # here, not at import: `runs` lists without logging
+
+        logging.getLogger("dlaas.engine").warning("queue ETAs not computed: %s", exc)
         return {}
