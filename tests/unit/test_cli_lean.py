@@ -1,4 +1,4 @@
-"""The CLI's light paths, held structurally (which modules load), not by timing.
+"""The light paths of the CLI and the agent, held structurally (which modules load), not by timing.
 
 `dlaas-tui runs` and `dlaas-tui submit` are called from scripts in loops: they build only their own
 command's parser and read the config without pydantic; `runs` lists without the manifest models,
@@ -144,3 +144,18 @@ def test_submit_loads_neither_the_tui_nor_cloud_clients_nor_the_configs_pydantic
     # The manifest's own validation is pydantic's (it words the FILE:LINE:COL problems); the config's is not.
     assert "backend.manifest" in loaded and "backend.config_schema" not in loaded
     assert not loaded & {"textual", "rich", "boto3", "botocore", "kubernetes", "pynvml"}
+
+
+def test_the_agents_modules_and_its_backend_load_nothing_heavy(tmp_path):
+    """The agent stays resident: what it imports it keeps (RSS target 30 MB, bench_scheduler.py)."""
+    (tmp_path / "config.toml").write_text("[profiles.local]\ncpu_slots = 2\n[notify]\ncommand = 'true'\n")
+    os.chmod(tmp_path / "config.toml", 0o600)
+    code = (
+        "import sys\nimport backend.engines.local.agent, backend.engines.local.executor, backend.notify\n"
+        "from backend.facade import open_backend\nb = open_backend()\nassert b.config.notify.argv() == ['true']\n"
+        f"print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "DLAAS_HOME": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
