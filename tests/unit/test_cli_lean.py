@@ -151,7 +151,7 @@ def test_the_agents_modules_and_its_backend_load_nothing_heavy(tmp_path):
     (tmp_path / "config.toml").write_text("[profiles.local]\ncpu_slots = 2\n[notify]\ncommand = 'true'\n")
     os.chmod(tmp_path / "config.toml", 0o600)
     code = (
-        "import sys\nimport backend.engines.local.agent, backend.engines.local.executor, backend.notify\n"
+        "import sys\nimport backend.agent.agent, backend.engines.local.executor, backend.notify\n"
         "from backend.facade import open_backend\nb = open_backend()\nassert b.config.notify.argv() == ['true']\n"
         f"print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r})))\n"
     )
