@@ -21,11 +21,13 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 from .runs import BILLED_STATES, RunEvent, RunState
+
+if TYPE_CHECKING:
+    from decimal import Decimal
 
 MICRO = 1_000_000
 US_PER_HOUR = 3_600 * MICRO  # microseconds in an hour
@@ -71,6 +73,8 @@ def canonical_gpu_type(name: str | None) -> str | None:
 
 def usd_to_micro(value: float | str | Decimal) -> int:
     """Exact conversion of a USD amount (as written in the config) to integer micro-dollars."""
+    from decimal import Decimal, InvalidOperation  # here: `runs` lists without pricing (~7 ms)
+
     try:
         amount = Decimal(str(value))
     except InvalidOperation:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import heapq
 import re
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,6 +23,14 @@ from datetime import datetime, timedelta
 from .runs import Run, RunState
 
 _FAR = timedelta(days=365 * 100)  # "no expected end known": ETAs behind it are not given
+
+
+def _median(values: Sequence[float]) -> float:
+    """statistics.median's rule (the middle value, or the mean of the two middle ones), without
+    importing statistics (with fractions and decimal) into every `runs` listing."""
+    data = sorted(values)
+    n = len(data)
+    return data[n // 2] if n % 2 else (data[n // 2 - 1] + data[n // 2]) / 2
 
 
 @dataclass(frozen=True)
@@ -63,10 +70,10 @@ class DurationModel:
     def expected(self, run: Run) -> Expected | None:
         same_sweep = self.by_experiment.get(run.experiment or "")
         if same_sweep:
-            return Expected(statistics.median(same_sweep), False)
+            return Expected(_median(same_sweep), False)
         same_manifest = self.by_manifest.get(manifest_key(run))
         if same_manifest:
-            return Expected(statistics.median(same_manifest), False)
+            return Expected(_median(same_manifest), False)
         if run.max_duration_s:
             return Expected(float(run.max_duration_s), True)
         return None

@@ -12,7 +12,6 @@ A preempted run goes back to QUEUED and a new billed interval starts when it is 
 from __future__ import annotations
 
 import enum
-import secrets
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,9 +22,14 @@ from typing import Any
 RUN_ID_ALPHABET = string.ascii_lowercase + string.digits  # ids are DNS labels: Job names on Kubernetes
 
 
-def new_run_id(randbelow=secrets.randbelow) -> str:
+def new_run_id(randbelow=None) -> str:
     """`training-` and 8 characters, every engine's run id. One draw of 36**8 rather than eight choices:
-    the same uniform ids, 10,000 of them in ~10 ms."""
+    the same uniform ids, 10,000 of them in ~10 ms. (`secrets` is imported here, not with the module:
+    every `runs` listing imports this module and never draws an id.)"""
+    if randbelow is None:
+        import secrets
+
+        randbelow = secrets.randbelow
     n = randbelow(36 ** 8)
     chars = []
     for _ in range(8):
@@ -153,7 +157,7 @@ def parse_begin(text: str) -> float:
     text = text.strip()
     now = clock.now().astimezone()
     if text.startswith("+"):
-        from .manifest.units import parse_duration
+        from .units import parse_duration
 
         try:
             return now.timestamp() + parse_duration(text[1:])

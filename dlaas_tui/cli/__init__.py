@@ -25,6 +25,14 @@ COMMAND_MODULES = (
     "serve_cmd",
 )
 
+# The module that registers each command, so that `dlaas-tui runs` imports and builds only the
+# parser it needs (tests/unit/test_cli_lean.py checks this against what the modules register).
+COMMANDS = {
+    **dict.fromkeys(("submit", "runs", "hold", "release", "show", "logs", "halt", "resume", "delete",
+                     "rerun", "results", "wait"), "runs_cmd"),
+    **{name.removesuffix("_cmd"): name for name in COMMAND_MODULES if name != "runs_cmd"},
+}
+
 DESCRIPTION = """\
 Deep-learning training as a service, from the terminal.
 
@@ -55,13 +63,51 @@ def _global_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: tuple[str, ...] = COMMAND_MODULES, only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of the given command modules; with `only`, of that one command alone (its
+    module's other commands are registered into nothing)."""
     parser = _global_parser()
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for name in COMMAND_MODULES:
+    target = sub if only is None else _OneCommand(sub, only)
+    for name in modules:
         module = importlib.import_module(f"{__name__}.{name}")
-        module.register(sub)
+        module.register(target)
     return parser
+
+
+class _Unused:
+    """A parser nobody will use: whatever is declared on it is dropped."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: self
+
+
+class _OneCommand:
+    """The subparsers action as `register` sees it, where only `name` gets a real parser."""
+
+    def __init__(self, sub: argparse._SubParsersAction, name: str) -> None:
+        self._sub, self._name = sub, name
+
+    def add_parser(self, name: str, **kwargs):
+        return self._sub.add_parser(name, **kwargs) if name == self._name else _Unused()
+
+
+def _command(argv: list[str]) -> str | None:
+    """The command `argv` names, when the global options before it are plain ones
+    (`--profile P`, `-p P`, `--profile=P`, `-pP`, `--read-only`); None sends argv to the whole
+    parser, which answers everything else (help, abbreviations, unknown commands) as it always has."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("--profile", "-p"):
+            i += 2
+        elif arg == "--read-only" or arg.startswith("--profile=") or (arg.startswith("-p") and len(arg) > 2):
+            i += 1
+        elif arg.startswith("-"):
+            return None
+        else:
+            return arg
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         # Plain `dlaas-tui` opens the TUI: every command's parser (and module) is not needed for that.
         args = _global_parser().parse_args([], argparse.Namespace(command=None))
     else:
-        args = build_parser().parse_args(argv)
+        command = _command(argv)
+        if command in COMMANDS:
+            args = build_parser((COMMANDS[command],), only=command).parse_args(argv)
+        else:
+            args = build_parser().parse_args(argv)
     ctx = Context(profile=args.profile, read_only=args.read_only)
     func = getattr(args, "func", None)
     if func is None:

@@ -81,6 +81,8 @@ PROCESS_SUBJECTS = {
     "test_gpulock.py": "device locks held by other processes",
     "test_rodata.py": "the read-only data helper is a process",
     "test_facade_lazy.py": "what a fresh interpreter imports",
+    "test_cli_lean.py": "what a fresh interpreter imports for runs, submit and the agent",
+    "test_config_lean.py::test_a_valid_config_is_read_without_pydantic": "what a fresh interpreter imports",
     "test_k8s_cli.py::test_cluster_setup_does_not_import_the_kubernetes_client": "what a fresh interpreter imports",
     "test_nvml.py": "the fake NVML a new process reads from its environment",
     "test_lint.py": "runs ruff over the tree",

@@ -6,7 +6,6 @@ QUEUED and billed runs, the admission order (QUEUE_SQL: priority, submit time, i
 """
 from __future__ import annotations
 
-import logging
 import time
 from datetime import datetime, timezone
 
@@ -16,7 +15,6 @@ from ...eta import DurationModel, Eta, queue_etas
 from .scheduler import QUEUE_SQL
 from .sweeps import read_policies
 
-log = logging.getLogger("dlaas.engine")
 
 
 def learned(conn) -> DurationModel:
@@ -58,13 +56,15 @@ def engine_etas(engine) -> dict[str, Eta]:
     key = (backend.profile.cpu_slots, id(engine))
     at, devices = _capacity.get(key, (0.0, 0))
     if time.monotonic() - at > 5.0:  # NVML is not free: count the devices every few seconds
-        from .nvml import read_inventory
+        from .nvml import device_count
 
-        devices = len(read_inventory(cpu_slots=backend.profile.cpu_slots).devices)
+        devices = device_count(backend.profile.cpu_slots)
         _capacity[key] = (time.monotonic(), devices)
     capacity = min(tier, devices) if tier and devices else (tier or devices)
     try:
         return local_etas(engine.conn, capacity)
     except Exception as exc:  # an estimate must not break the listing; say why there is none
-        log.warning("queue ETAs not computed: %s", exc)
+        import logging  # here, not at import: `runs` lists without logging
+
+        logging.getLogger("dlaas.engine").warning("queue ETAs not computed: %s", exc)
         return {}

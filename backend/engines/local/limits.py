@@ -50,7 +50,7 @@ def capacity(profile) -> Capacity:
         cores = cores[: profile.cpus] if profile.cpus <= len(cores) else cores
     memory = machine_memory()
     if getattr(profile, "memory", None):
-        from ...manifest.units import parse_memory
+        from ...units import parse_memory
 
         memory = parse_memory(profile.memory)
     return Capacity(cores, memory)

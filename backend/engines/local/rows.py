@@ -36,6 +36,7 @@ def row_to_run(row, *, cost: int | None = 0, position: int | None = None,
             return json.loads(v) if len(v) > 2 else empty
         return v if v is not None else empty
 
+    keys = row.keys()  # once: a sqlite3.Row builds the list on every call
     return Run(
         id=row["id"], name=row["name"], state=RunState(row["state"]),
         submitted_at=utc_from_epoch(row["submitted_at"]), experiment=row["experiment"],
@@ -46,15 +47,14 @@ def row_to_run(row, *, cost: int | None = 0, position: int | None = None,
         message=row["message"] or _waiting(row["state"], position), metrics=js("metrics", {}), primary_metric=row["primary_metric"],
         learners=row["learners"], priority=row["priority"], params=js("params", {}),
         results_bucket=row["results_bucket"],
-        metric_goal=row["metric_goal"] if "metric_goal" in row.keys() else "minimize",
-        depends_on=_depends_on(row),
-        **_spec_fields(row),
+        metric_goal=row["metric_goal"] if "metric_goal" in keys else "minimize",
+        depends_on=_depends_on(row, keys),
+        **_spec_fields(row, keys),
     )
 
 
-def _spec_fields(row) -> dict[str, Any]:
+def _spec_fields(row, keys) -> dict[str, Any]:
     """The manifest's name and max_duration, from the listing's columns or a decoded spec."""
-    keys = row.keys()
     if "max_duration_s" in keys:
         return {"manifest_name": row["manifest_name"], "max_duration_s": row["max_duration_s"]}
     spec = row["spec"] if "spec" in keys else None
@@ -65,8 +65,7 @@ def _spec_fields(row) -> dict[str, Any]:
     return {}
 
 
-def _depends_on(row) -> list[str]:
-    keys = row.keys()
+def _depends_on(row, keys) -> list[str]:
     if "depends_on" in keys:
         raw = row["depends_on"]
         return json.loads(raw) if isinstance(raw, str) and raw else list(raw or [])

@@ -20,7 +20,6 @@ Queue ETAs honour the `parallel` caps recorded here (backend/eta.py).
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -28,11 +27,9 @@ from typing import Any
 
 from backend import clock
 from ...cost import BILLED_SQL
-from ...experiments import median_stop
 from ...runs import ErrorCode, RunState
 from .scheduler import ADMIT_COLS, GATE_FILTER, queue_cursor
 
-log = logging.getLogger("dlaas.agent")
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS experiments (id TEXT PRIMARY KEY, created_at REAL NOT NULL, "
     "policy TEXT NOT NULL DEFAULT '{}')"
@@ -264,7 +261,9 @@ class SweepGovernor:
             try:
                 step()
             except Exception:
-                log.exception("sweep policy pass failed")
+                import logging  # here, not at import: `runs` lists without logging
+
+                logging.getLogger("dlaas.agent").exception("sweep policy pass failed")
 
     # -- max_failed --------------------------------------------------------------------------------
     def enforce_max_failed(self) -> int:
@@ -304,6 +303,8 @@ class SweepGovernor:
         return stopped
 
     def _check_experiment(self, exp: str, policy: SweepPolicy) -> list[str]:
+        from ...experiments import median_stop  # here: listings read sweep policies without it
+
         rows = self.conn.execute(
             "SELECT id, state, started_at, error_code FROM runs WHERE experiment = ? "
             "AND started_at IS NOT NULL", (exp,)).fetchall()

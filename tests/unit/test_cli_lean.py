@@ -1,0 +1,161 @@
+"""The light paths of the CLI and the agent, held structurally (which modules load), not by timing.
+
+`dlaas-tui runs` and `dlaas-tui submit` are called from scripts in loops: they build only their own
+command's parser and read the config without pydantic; `runs` lists without the manifest models,
+YAML, pynvml or the TUI. The command table that makes this possible must match what the command
+modules register.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+from backend import clock
+from backend.engines.local.nvml import NVIDIA_DEVICE_NODES
+from dlaas_tui import cli
+
+HEAVY = ("pydantic", "pydantic_core", "yaml", "textual", "rich", "boto3", "botocore", "kubernetes", "pynvml")
+
+
+def test_the_command_table_matches_what_each_module_registers():
+    registered: dict[str, str] = {}
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    for name in cli.COMMAND_MODULES:
+        before = set(sub.choices)
+        importlib.import_module(f"dlaas_tui.cli.{name}").register(sub)
+        registered.update(dict.fromkeys(set(sub.choices) - before, name))
+    assert registered == cli.COMMANDS
+
+
+@pytest.mark.parametrize(("argv", "command"), [
+    (["runs"], "runs"),
+    (["submit", "m.yml"], "submit"),
+    (["-p", "lab", "runs", "--json"], "runs"),
+    (["--profile", "runs", "--read-only", "store", "ls"], "store"),  # a profile named like a command
+    (["--profile=lab", "-plab", "agent", "status"], "agent"),
+    (["--help"], None),
+    (["--prof", "lab", "runs"], None),  # an abbreviation: the whole parser answers, as before
+    (["-p"], None),
+])
+def test_the_command_is_found_past_plain_global_options(argv, command):
+    assert cli._command(argv) == command
+
+
+def _loaded(args: list[str], home) -> set[str]:
+    """Top-level packages loaded by `dlaas-tui ARGS` (run in-process in a child, then listed)."""
+    code = (  # no agent is started for this listing (the engine would start one): nothing to stop after
+        "import sys\nimport backend.agent.control as control\n"
+        "control.ensure_agent = lambda *a, **k: 0\n"
+        "from dlaas_tui.cli import main\n"
+        f"rc = main({args!r})\n"
+        "sys.stdout.flush()\n"
+        "print('\\nLOADED', ' '.join(sorted({m.split('.')[0] for m in sys.modules})), rc)\n"
+    )
+    env = {**os.environ, "DLAAS_HOME": str(home)}
+    env.pop("DLAAS_FAKE_NVML", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    listing, _, line = out.stdout.rpartition("LOADED ")
+    assert line.split()[-1] == "0", out.stdout + out.stderr
+    assert args != ["runs"] or "lean-2" in listing, listing
+    return set(line.split()[:-1])
+
+
+def _seed(home) -> None:
+    """A finished, a running and a queued run: the listing prices, places and estimates them."""
+    from backend.ledger import db
+
+    conn = db.connect(home / "state" / "state.db")
+    now = clock.time()
+    with db.write(conn):
+        seq = db.next_seq(conn)
+        for i, state in enumerate(("COMPLETED", "PROCESSING", "QUEUED")):
+            db.insert_run(conn, {
+                "id": f"training-lean000{i}", "name": f"lean-{i}", "profile": "local", "state": "QUEUED",
+                "priority": "normal", "prio": 0, "submitted_at": now - 100 + i, "gpus": 0, "learners": 1,
+                "spec": {"command": "true", "max_duration_s": 600}, "results_bucket": "b"}, seq)
+            if state != "QUEUED":
+                conn.execute("UPDATE runs SET state = ?, admitted_at = ?, started_at = ?, finished_at = ? "
+                             "WHERE id = ?", (state, now - 90, now - 90, now - 10 if state == "COMPLETED" else None,
+                                              f"training-lean000{i}"))
+    conn.close()
+
+
+def test_runs_lists_without_heavy_modules(tmp_path):
+    (tmp_path / "config.toml").write_text("[profiles.local]\ncpu_slots = 2\n[prices]\ncpu = 0.5\n")
+    os.chmod(tmp_path / "config.toml", 0o600)
+    _seed(tmp_path)
+    heavy = set(HEAVY)
+    if any(map(os.path.exists, NVIDIA_DEVICE_NODES)):
+        heavy.discard("pynvml")  # a GPU box: NVML counts its devices for the queue's estimates
+    loaded = _loaded(["runs"], tmp_path)
+    assert not loaded & heavy, loaded & heavy
+    assert "sqlite3" in loaded  # it did read the ledger
+
+
+def test_help_of_one_command_is_the_same_as_from_the_whole_parser(capsys):
+    for argv in (["submit", "--help"], ["runs", "-h"], ["-p", "x", "store", "ls", "--help"],
+                 ["runs", "--limit", "x"], ["halt"], ["experiments", "--bogus"]):
+        outs = []
+        for parser in (cli.build_parser(), cli.build_parser((cli.COMMANDS[cli._command(argv)],),
+                                                             only=cli._command(argv))):
+            with pytest.raises(SystemExit) as stop:
+                parser.parse_args(argv)
+            outs.append((stop.value.code, *capsys.readouterr()))
+        assert outs[0] == outs[1] and "usage: dlaas-tui" in "".join(outs[0][1:])
+
+
+def test_one_command_parses_as_the_whole_parser_does():
+    for argv in (["submit", "a.yml", "b.yml", "--after", "@", "--hold", "--json"], ["-p", "lab", "runs", "--tree"],
+                 ["halt", "r1", "--no-wait"], ["--read-only", "store", "ls", "bucket/x"]):
+        command = cli._command(argv)
+        whole = vars(cli.build_parser().parse_args(argv))
+        one = vars(cli.build_parser((cli.COMMANDS[command],), only=command).parse_args(argv))
+        assert whole == one
+
+
+def test_submit_loads_neither_the_tui_nor_cloud_clients_nor_the_configs_pydantic_models(tmp_path):
+    (tmp_path / "config.toml").write_text("[profiles.local]\ncpu_slots = 2\n")
+    os.chmod(tmp_path / "config.toml", 0o600)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "train.py").write_text("print('hi')\n")
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("name: lean\ngpus: 0\ndata_stores:\n  - id: d\n    type: local\n"
+                        "    training_data: {container: lean-data}\n    training_results: {container: lean-results}\n"
+                        "framework:\n  name: python\n  command: 'true'\n")
+    code = (
+        "import sys\nimport backend.agent.control as control\n"
+        "control.ensure_agent = lambda *a, **k: 0\n"
+        "from dlaas_tui.cli import main\n"
+        f"rc = main(['submit', {str(manifest)!r}, '--model', {str(tmp_path / 'model')!r}])\n"
+        "sys.stdout.flush()\n"
+        "print('\\nLOADED', ' '.join(sorted(m for m in sys.modules if '.' not in m or m.startswith('backend.'))), rc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "DLAAS_HOME": str(tmp_path)})
+    listing, _, line = out.stdout.rpartition("LOADED ")
+    assert line.split()[-1] == "0" and "training-" in listing, out.stdout + out.stderr
+    loaded = set(line.split()[:-1])
+    # The manifest's own validation is pydantic's (it words the FILE:LINE:COL problems); the config's is not.
+    assert "backend.manifest" in loaded and "backend.config_schema" not in loaded
+    assert not loaded & {"textual", "rich", "boto3", "botocore", "kubernetes", "pynvml"}
+
+
+def test_the_agents_modules_and_its_backend_load_nothing_heavy(tmp_path):
+    """The agent stays resident: what it imports it keeps (RSS target 30 MB, bench_scheduler.py)."""
+    (tmp_path / "config.toml").write_text("[profiles.local]\ncpu_slots = 2\n[notify]\ncommand = 'true'\n")
+    os.chmod(tmp_path / "config.toml", 0o600)
+    code = (
+        "import sys\nimport backend.agent.agent, backend.engines.local.executor, backend.notify\n"
+        "from backend.facade import open_backend\nb = open_backend()\nassert b.config.notify.argv() == ['true']\n"
+        f"print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "DLAAS_HOME": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
