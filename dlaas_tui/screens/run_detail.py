@@ -208,8 +208,12 @@ class RunDetailScreen(Screen):
             text.append(f"  learner {self.learner + 1} of {run.learners} (L)", style="dim")
         cost = format_cost(run)
         text.append(f"  cost {cost}")
-        if run.error_code or run.message:
+        if run.state.value == "QUEUED" and run.message:  # why it waits, in the engine's words
+            text.append("\n" + visible(run.message), style=self._state_style(run.state))
+        elif run.error_code or run.message:
             text.append(f"\n{run.error_code or ''} {visible(run.message)}".rstrip(), style="bold red" if run.error_code else "")
+        if run.depends_on:
+            text.append(f"\ndepends on {', '.join(map(visible, run.depends_on))}", style="dim")
         return text
 
     def _show_metrics(self, metrics: list[MetricPoint]) -> None:
