@@ -25,7 +25,7 @@ from textual.screen import ModalScreen, Screen
 
 from backend.facade import get_paths, resource_dir, utcnow
 
-from .keymap import apply_keymap
+from .keymap import apply_keymap, refused_write
 from .theme_cache import cached_themes
 from .themes import DEFAULT_THEME
 from .ui_state import UiState
@@ -313,6 +313,15 @@ class DlaasApp(App[None]):
             screen.dismiss(None)
         else:
             self.pop_screen()
+
+    def on_key(self, event) -> None:
+        """A write key on a read-only profile says why nothing happens (its binding is disabled)."""
+        if self._backend is None or not self._backend.read_only:
+            return
+        refused = refused_write(self.screen, event.key)
+        if refused:
+            self.notify(f"Read-only: {refused.lower()} is not allowed (read_only profile or --read-only)",
+                        severity="warning", markup=False)
 
     def action_help(self) -> None:
         from .screens.help import HelpScreen

@@ -46,10 +46,15 @@ class Footer(TextualFooter):
         else:
             self.call_after_refresh(self._hide_cut_keys)
 
-    def _hide_cut_keys(self) -> None:
+    def _hide_cut_keys(self, tries: int = 20) -> None:
         """A key that does not fit whole is not shown at all (rather than `^k H` or a lone `^d`),
         nor are the keys after it."""
         pinned = next(iter(self.query(".pinned-keys")), None)
+        if any(key.display and not key.region.width for key in self.query(FooterKey)):
+            # Not laid out yet (a screen under a modal one is laid out later): look again soon.
+            if tries and self.is_attached:
+                self.set_timer(0.05, lambda: self._hide_cut_keys(tries - 1))
+            return
         limit = pinned.region.x if pinned is not None and pinned.region.width else self.region.right
         cut = False
         for key in self.query(FooterKey):

@@ -50,11 +50,11 @@ class StatusHeader(Widget):
     StatusHeader { dock: top; height: 1; background: $panel; color: $foreground; padding: 0 1; }
     """
 
-    def __init__(self, title: str = "dlaas-tui", **kwargs) -> None:
+    def __init__(self, title: str = "dlaas-tui", *, where: str = "", **kwargs) -> None:
         super().__init__(**kwargs)
         self.title_text = title
         self.stats = HeaderStats()
-        self.where = ""
+        self.where = where
 
     def on_mount(self) -> None:
         # A screen opened later starts with the latest figures the runs feed worked out.
@@ -72,15 +72,17 @@ class StatusHeader(Widget):
         self.refresh()
 
     def render(self) -> Text:
-        text = self._build(compact=False)
-        if text.cell_len > self.size.width - 2:
-            text = self._build(compact=True)  # 80 columns: short labels, same facts
-        return text
+        room = self.size.width - 2
+        for sep in (" │ ", "  ", " "):  # whole labels, closer together, before short ones
+            text = self._build(compact=False, sep=sep)
+            if text.cell_len <= room:
+                return text
+        return self._build(compact=True)  # 80 columns: short labels, same facts
 
-    def _build(self, compact: bool) -> Text:
+    def _build(self, compact: bool, sep: str = " │ ") -> Text:
         s = self.stats
         theme = self.app.current_theme
-        sep = (" │ " if not compact else " ", "dim")
+        sep = (" " if compact else sep, "dim")
         label = "dim"
         text = Text(no_wrap=True, overflow="ellipsis", end="")
         text.append(self.title_text, style=f"bold {theme.primary}")
