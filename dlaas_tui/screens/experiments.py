@@ -248,7 +248,8 @@ class ExperimentsScreen(Screen):
                 legend.append("  ")
             legend.append("■", style=f"rgb({color[0]},{color[1]},{color[2]})")  # no space: wraps with its name
             legend.append(visible(name))
-        plt.title(visible(f"{board.metric} of {len(snap.curves)} runs") if board and board.metric
+        n = len(snap.curves)
+        plt.title(visible(f"{board.metric} of {n} run{'' if n == 1 else 's'}") if board and board.metric
                   else "no metric reported yet")
         plt.xlabel("step")
         plot.refresh()

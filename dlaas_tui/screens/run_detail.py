@@ -111,7 +111,7 @@ class RunDetailScreen(Screen):
         yield KeysFooter()
 
     def on_mount(self) -> None:
-        self.query_one(StatusHeader).set_where(f"run {self.run_id}")
+        self.query_one(StatusHeader).set_where("run")  # its id is on the summary line below
         self.call_after_refresh(self._focus_tab, self.initial_tab)
         self._load()
         self._stream_logs()

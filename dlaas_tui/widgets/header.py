@@ -1,6 +1,6 @@
 """The one-line status header: where you are and what is in flight.
 
-    dlaas-tui │ profile local (local) │ tier unlimited │ GPUs 3/8 │ queued 14 │ today $12.34 │ RO
+    dlaas-tui │ READ-ONLY │ profile local (local) │ tier unlimited │ GPUs 3/8 │ queued 14 │ today $12.34
 
 Devices in use are GPUs, or `CPU slots 1/2` where cpu slots stand in for them; spend under a cent
 keeps four decimals, as the COST column does.
@@ -96,8 +96,11 @@ class StatusHeader(Widget):
                 text.append(f"{shown} ", style=label)
             text.append(value, style=style)
 
+        if s.read_only:  # first: a narrow terminal cuts the end of the line, never this
+            field("", "RO" if compact else "READ-ONLY", f"bold {theme.error}")
         if s.profile:
-            engine = f" ({visible(s.engine)})" if s.engine and s.engine != s.profile else ""
+            # At 80 columns the engine gives way to the figures after it (`committed` was cut).
+            engine = f" ({visible(s.engine)})" if s.engine and s.engine != s.profile and not compact else ""
             field("profile", f"{visible(s.profile)}{engine}")
         if s.tier:
             field("tier", visible(s.tier))
@@ -113,6 +116,4 @@ class StatusHeader(Widget):
             field("committed", format_usd(s.committed_usd))
         if s.budget_warning:
             field("", f"⚠ {visible(s.budget_warning)}", f"bold {theme.warning}")
-        if s.read_only:
-            field("", "RO" if compact else "READ-ONLY", f"bold {theme.error}")
         return text

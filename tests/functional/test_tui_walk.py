@@ -4,7 +4,8 @@
 - the GPUs, experiments and editor screens carry the status header the runs screen has;
 - `esc Back` and `q Back` were both in the GPUs and experiments footers;
 - on the experiments list, STATES (the widest column) pushed BEST and COST out of an 80-column view;
-- on a read-only profile, a write key (halt, delete, new) did nothing and said nothing.
+- on a read-only profile, a write key (halt, delete, new) did nothing and said nothing, and at 80
+  columns the header's `RO` (last on the line) was cut off, as was the committed figure.
 """
 from __future__ import annotations
 
@@ -105,6 +106,9 @@ async def test_a_write_key_on_a_read_only_profile_says_why_nothing_happens():
     run = engine.submit_manifest(SAMPLE_MANIFEST)
     async with app.run_test(size=(80, 24)) as pilot:
         await loaded(pilot)
+        # At 80 columns the header still says so: RO comes first, where the line is never cut.
+        await wait_for(pilot, lambda: app.header_stats is not None)
+        assert app.screen.query_one(StatusHeader).render().plain.startswith("dlaas-tui RO ")
         await pilot.press("ctrl+k", "n", "j")
         notes = [str(n.message) for n in app._notifications]
         assert notes == ["Read-only: halt is not allowed (read_only profile or --read-only)",
