@@ -430,7 +430,8 @@ class DlaasApp(App[None]):
         for command, (_, _, description) in LAZY_SCREENS.items():
             if command == "new" and self.backend.read_only:
                 continue
-            yield SystemCommand(command.capitalize(), description, lambda c=command: self.open_lazy(c))
+            title = {"gpus": "GPUs", "new": "New run"}.get(command, command.capitalize())
+            yield SystemCommand(title, description, lambda c=command: self.open_lazy(c))
         for name in self.command_arguments("theme"):
             if name in self._own_themes:
                 yield SystemCommand(f"Theme: {name}", "Switch the colour theme", lambda n=name: self.set_theme(n))

@@ -3,6 +3,7 @@
 - a footer key that does not fit whole is left out (it read `^k H`, or a lone `^d` behind a modal);
 - the GPUs, experiments and editor screens carry the status header the runs screen has;
 - `esc Back` and `q Back` were both in the GPUs and experiments footers;
+- the command palette said `Gpus` and `New`;
 - on the experiments list, STATES (the widest column) pushed BEST and COST out of an 80-column view;
 - on a read-only profile, a write key (halt, delete, new) did nothing and said nothing, and at 80
   columns the header's `RO` (last on the line) was cut off, as was the committed figure.
@@ -121,3 +122,15 @@ async def test_a_write_key_on_a_read_only_profile_says_why_nothing_happens():
         await loaded(pilot)
         await pilot.press("j")
         assert not any("Read-only" in str(n.message) for n in app._notifications)
+
+
+async def test_palette_names_screens_as_the_rest_of_the_app_does():
+    app, _clock, _engine = make_app(2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "GPUs" in titles and "New run" in titles and "Gpus" not in titles
+    app, _clock, _engine = make_app(2, read_only=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        assert "New run" not in [c.title for c in app.get_system_commands(app.screen)]
