@@ -115,6 +115,11 @@ async def test_a_write_key_on_a_read_only_profile_says_why_nothing_happens():
         assert notes == ["Read-only: halt is not allowed (read_only profile or --read-only)",
                          "Read-only: new run is not allowed (read_only profile or --read-only)"]
         assert not engine.get_run(run.id).state.terminal and isinstance(app.screen, RunsScreen)
+        # The same on the other screens that write.
+        app.run_command("buckets")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "BucketsScreen")
+        await pilot.press("u")
+        assert [str(n.message) for n in app._notifications][-1].startswith("Read-only: upload is not allowed")
     # A writable profile says nothing of the kind.
     app, _clock, engine = make_app(0)
     engine.submit_manifest(SAMPLE_MANIFEST)
