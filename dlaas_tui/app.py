@@ -25,7 +25,7 @@ from textual.screen import ModalScreen, Screen
 
 from backend.facade import get_paths, resource_dir, utcnow
 
-from .keymap import apply_keymap
+from .keymap import apply_keymap, refused_write
 from .theme_cache import cached_themes
 from .themes import DEFAULT_THEME
 from .ui_state import UiState
@@ -314,6 +314,15 @@ class DlaasApp(App[None]):
         else:
             self.pop_screen()
 
+    def on_key(self, event) -> None:
+        """A write key on a read-only profile says why nothing happens (its binding is disabled)."""
+        if self._backend is None or not self._backend.read_only:
+            return
+        refused = refused_write(self.screen, event.key)
+        if refused:
+            self.notify(f"Read-only: {refused.lower()} is not allowed (read_only profile or --read-only)",
+                        severity="warning", markup=False)
+
     def action_help(self) -> None:
         from .screens.help import HelpScreen
 
@@ -421,7 +430,8 @@ class DlaasApp(App[None]):
         for command, (_, _, description) in LAZY_SCREENS.items():
             if command == "new" and self.backend.read_only:
                 continue
-            yield SystemCommand(command.capitalize(), description, lambda c=command: self.open_lazy(c))
+            title = {"gpus": "GPUs", "new": "New run"}.get(command, command.capitalize())
+            yield SystemCommand(title, description, lambda c=command: self.open_lazy(c))
         for name in self.command_arguments("theme"):
             if name in self._own_themes:
                 yield SystemCommand(f"Theme: {name}", "Switch the colour theme", lambda n=name: self.set_theme(n))

@@ -43,6 +43,25 @@ def apply_keymap(app: App, keys: dict[str, str]) -> None:
         app.set_keymap({binding_id: value for binding_id, value in keys.items()})
 
 
+# Actions a read-only profile (or `--read-only`) refuses: their keys are hidden from the footer, and
+# pressing one says why rather than doing nothing.
+WRITE_ACTIONS = frozenset({"halt", "resume", "delete", "new", "new_run", "submit", "halt_rest", "upload",
+                           "new_bucket"})
+
+
+def refused_write(screen: Screen, key: str) -> str | None:
+    """The description of a write binding `key` would run on `screen` were it not disabled, or None."""
+    for node, bindings in screen._modal_binding_chain:
+        for binding in bindings.key_to_bindings.get(key, ()):
+            try:
+                _target, action, params = parse_action(binding.action)
+            except Exception:
+                continue
+            if action in WRITE_ACTIONS and binding.description and node.check_action(action, params) is False:
+                return binding.description
+    return None
+
+
 def describe(screen: Screen) -> list[KeyHelp]:
     """Every binding `screen` answers to now, its focused widget's and the app's included."""
     seen: dict[tuple[str, str], KeyHelp] = {}

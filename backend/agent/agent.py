@@ -20,12 +20,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import Any
 
 from backend import clock
 from ..cost import BILLED_SQL
 from ..runs import ErrorCode, RunState, attempt_started_message, iso, utcnow
+from .. import waits as wait_words
 from ..engines.local.gpulock import held_by, hold_device
 from ..engines.local.nvml import read_inventory
 from ..engines.local.procs import pids_in_groups
@@ -349,7 +349,7 @@ class Agent:
         """(why the run fails, why it waits); (None, None) when every gate is open."""
         waits = []
         if gate.get("hold"):
-            waits.append("held (release it to let it start)")
+            waits.append(wait_words.HELD)
         after = gate.get("after") or []
         if after:
             states = dict(self.conn.execute(
@@ -359,18 +359,16 @@ class Agent:
             for dep in after:
                 st = states.get(dep)
                 if st is None:
-                    return f"not started: {dep}, which it depends on, is gone", None
+                    return wait_words.dependency_gone(dep), None
                 if st in (RunState.FAILED.value, RunState.HALTED.value):
-                    code = f" ({codes[dep]})" if codes.get(dep) else ""
-                    return f"not started: {dep}, which it depends on, ended {st}{code}", None
-            pending = [f"{d} ({states[d]})" for d in after if states[d] != RunState.COMPLETED.value]
+                    return wait_words.dependency_ended(dep, st, codes.get(dep)), None
+            pending = [(d, states[d]) for d in after if states[d] != RunState.COMPLETED.value]
             if pending:
-                waits.append("waiting for " + ", ".join(pending[:3]) + (f" and {len(pending) - 3} more"
-                                                                     if len(pending) > 3 else ""))
+                waits.append(wait_words.waiting_for(pending))
         begin = gate.get("begin_at")
         if begin and clock.time() < begin:
-            waits.append(f"begins at {iso(datetime.fromtimestamp(begin, timezone.utc))[:16].replace('T', ' ')} UTC")
-        return None, ("; ".join(waits) or None)
+            waits.append(wait_words.begins_at(begin))
+        return None, (wait_words.join(waits) or None)
 
     def admit(self) -> int:
         """One admission pass; returns how many runs were admitted."""
@@ -457,16 +455,15 @@ class Agent:
         parts = []
         ours = sum(1 for d in devices if d.uuid in held and not d.is_cpu_slot)
         if ours:
-            parts.append(f"{ours} held by runs here")
+            parts.append(wait_words.held_here(ours))
         for d in devices:
             if d.is_cpu_slot or d.uuid in held:
                 continue
             if d.uuid in self._foreign:
                 info = self._foreign[d.uuid]
-                who = info.get("user") or "another user"
-                parts.append(f"{d.label} held by {who}'s agent" + (f" (pid {info['pid']})" if info.get("pid") else ""))
+                parts.append(wait_words.held_by_agent(d.label, info.get("user"), info.get("pid")))
             elif d.busy_foreign:
-                parts.append(f"{d.label} used by a process we did not start")
+                parts.append(wait_words.not_ours(d.label))
         return "; ".join(parts)
 
     def _say_why(self, why: dict[str, str]) -> None:

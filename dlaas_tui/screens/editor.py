@@ -20,6 +20,7 @@ from textual.widgets import OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
 from ..widgets.footer import KeysFooter
+from ..widgets.header import StatusHeader
 from ..widgets.safe_text import visible
 from ..widgets.manifest_area import ManifestArea
 from .prompts import InputPrompt
@@ -128,6 +129,7 @@ class EditorScreen(Screen):
             return None
 
     def compose(self) -> ComposeResult:
+        yield StatusHeader(id="header", where="new run")
         yield Static("", id="editor-title")
         yield ManifestArea(
             self._initial,

@@ -26,6 +26,7 @@ from textual.worker import get_current_worker
 from backend.facade import experiment_summaries, halt_candidates, leaderboard
 
 from ..widgets.footer import KeysFooter
+from ..widgets.header import StatusHeader
 from ..widgets.safe_text import visible
 
 REFRESH_S = 2.0
@@ -63,7 +64,7 @@ class ExperimentsScreen(Screen):
     DEFAULT_CSS = """
     ExperimentsScreen { layout: vertical; }
     #exp-header { height: 1; padding: 0 1; background: $panel; }
-    #experiments { height: auto; max-height: 8; }
+    #experiments { height: auto; max-height: 8; overflow-x: hidden; }  /* STATES, last, is cut */
     #exp-summary { height: auto; max-height: 2; padding: 0 1; color: $text-muted; }
     #exp-body { height: 1fr; }
     #leaderboard { width: 3fr; }
@@ -80,7 +81,7 @@ class ExperimentsScreen(Screen):
         Binding("H", "halt_rest", "Halt the rest", id="experiments.halt_rest"),
         Binding("c", "swap_curves", "Curves", id="experiments.curves"),
         Binding("r", "refresh", "Refresh", id="experiments.refresh"),
-        Binding("escape", "back", "Back", id="experiments.back"),
+        Binding("escape", "back", "Back", show=False, id="experiments.back"),  # `q Back` is in the footer
     ]
 
     def __init__(self, experiment: str | None = None) -> None:
@@ -92,6 +93,7 @@ class ExperimentsScreen(Screen):
         self._exp_cells: list[tuple] = []
 
     def compose(self) -> ComposeResult:
+        yield StatusHeader(id="header", where="experiments")
         yield Static("Experiments", id="exp-header")
         yield DataTable(id="experiments", cursor_type="row", zebra_stripes=True)
         yield Static("", id="exp-summary")
@@ -120,7 +122,8 @@ class ExperimentsScreen(Screen):
     def on_mount(self) -> None:
         self.set_class(self.app.size.width < NARROW, "-narrow")
         exps = self.query_one("#experiments", DataTable)
-        for label in ("EXPERIMENT", "RUNS", "STATES", "BEST", "COST"):
+        # STATES last: the widest and most varied, it is what a narrow terminal cuts, not BEST or COST.
+        for label in ("EXPERIMENT", "RUNS", "BEST", "COST", "STATES"):
             exps.add_column(label, key=label.lower())
         exps.focus()
         self.action_refresh()
@@ -181,7 +184,7 @@ class ExperimentsScreen(Screen):
         for s in snap.summaries:
             states = " ".join(f"{k.lower()}:{v}" for k, v in sorted(s["counts"].items()))
             best = f"{s['metric']}={_value(s['best_value'])}" if s["metric"] else "-"
-            cells.append((visible(s["id"]), str(s["runs"]), states, visible(best), _cost(s["cost_usd"])))
+            cells.append((visible(s["id"]), str(s["runs"]), visible(best), _cost(s["cost_usd"]), states))
         header = (f"Experiments ({len(keys)})" if keys else
                   "Experiments: none yet (submit a manifest with a sweep, or use --experiment)")
         self.query_one("#exp-header", Static).update(header)
@@ -245,7 +248,8 @@ class ExperimentsScreen(Screen):
                 legend.append("  ")
             legend.append("■", style=f"rgb({color[0]},{color[1]},{color[2]})")  # no space: wraps with its name
             legend.append(visible(name))
-        plt.title(visible(f"{board.metric} of {len(snap.curves)} runs") if board and board.metric
+        n = len(snap.curves)
+        plt.title(visible(f"{board.metric} of {n} run{'' if n == 1 else 's'}") if board and board.metric
                   else "no metric reported yet")
         plt.xlabel("step")
         plot.refresh()

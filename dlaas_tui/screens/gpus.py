@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Static
 
 from ..error_text import describe_error
 from ..widgets.footer import KeysFooter
+from ..widgets.header import StatusHeader
 from ..widgets.safe_text import visible
 
 REFRESH_S = 2.0
@@ -72,7 +73,7 @@ class GpusScreen(Screen):
     """
     BINDINGS = [
         Binding("r", "refresh", "Refresh", id="gpus.refresh"),
-        Binding("escape", "back", "Back", id="gpus.back"),
+        Binding("escape", "back", "Back", show=False, id="gpus.back"),  # `q Back` is in the footer
     ]
 
     def __init__(self) -> None:
@@ -80,6 +81,7 @@ class GpusScreen(Screen):
         self.inventory = None
 
     def compose(self) -> ComposeResult:
+        yield StatusHeader(id="header", where="gpus")
         yield Static("GPUs", id="gpus-header")
         yield Static("", id="nvml-banner", markup=False)
         yield DataTable(id="devices", cursor_type="row", zebra_stripes=True)
@@ -212,7 +214,7 @@ class GpusScreen(Screen):
             grid.add_row("MIG of", Text(visible(d.parent_uuid)))
         grid.add_row("run", Text(visible(d.held_by)) if d.held_by else Text("none", style="dim"))
         pids = ", ".join(str(p) for p in d.processes[:12]) + (" …" if len(d.processes) > 12 else "")
-        grid.add_row("processes", Text(pids or "none", style="" if pids else "dim"))
+        grid.add_row("process ids", Text(pids or "none", style="" if pids else "dim"))
         if d.busy_foreign:
             grid.add_row("note", Text("in use by a process this agent did not start", style="yellow"))
         detail.update(grid)

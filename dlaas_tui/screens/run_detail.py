@@ -111,7 +111,7 @@ class RunDetailScreen(Screen):
         yield KeysFooter()
 
     def on_mount(self) -> None:
-        self.query_one(StatusHeader).set_where(f"run {self.run_id}")
+        self.query_one(StatusHeader).set_where("run")  # its id is on the summary line below
         self.call_after_refresh(self._focus_tab, self.initial_tab)
         self._load()
         self._stream_logs()
@@ -208,8 +208,12 @@ class RunDetailScreen(Screen):
             text.append(f"  learner {self.learner + 1} of {run.learners} (L)", style="dim")
         cost = format_cost(run)
         text.append(f"  cost {cost}")
-        if run.error_code or run.message:
+        if run.state.value == "QUEUED" and run.message:  # why it waits, in the engine's words
+            text.append("\n" + visible(run.message), style=self._state_style(run.state))
+        elif run.error_code or run.message:
             text.append(f"\n{run.error_code or ''} {visible(run.message)}".rstrip(), style="bold red" if run.error_code else "")
+        if run.depends_on:
+            text.append(f"\ndepends on {', '.join(map(visible, run.depends_on))}", style="dim")
         return text
 
     def _show_metrics(self, metrics: list[MetricPoint]) -> None:

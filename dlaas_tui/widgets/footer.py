@@ -35,6 +35,34 @@ class Footer(TextualFooter):
     async def _recompose_once(self) -> None:
         self._recompose_pending = False  # changes from here on schedule another
         await self.recompose()
+        self.call_after_refresh(self._hide_cut_keys)
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self._hide_cut_keys)
+
+    async def on_resize(self) -> None:
+        if any(not key.display for key in self.query(FooterKey)):
+            await self._recompose_once()  # wider: the keys hidden before may fit now
+        else:
+            self.call_after_refresh(self._hide_cut_keys)
+
+    def _hide_cut_keys(self, tries: int = 20) -> None:
+        """A key that does not fit whole is not shown at all (rather than `^k H` or a lone `^d`),
+        nor are the keys after it."""
+        pinned = next(iter(self.query(".pinned-keys")), None)
+        if any(key.display and not key.region.width for key in self.query(FooterKey)):
+            # Not laid out yet (a screen under a modal one is laid out later): look again soon.
+            if tries and self.is_attached:
+                self.set_timer(0.05, lambda: self._hide_cut_keys(tries - 1))
+            return
+        limit = pinned.region.x if pinned is not None and pinned.region.width else self.region.right
+        cut = False
+        for key in self.query(FooterKey):
+            if pinned is not None and key.parent is pinned:
+                continue
+            if cut or key.region.right > limit:
+                key.display = False
+                cut = True
 
 
 PINNED = ("help", "command")  # app actions whose keys are always shown

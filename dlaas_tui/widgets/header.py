@@ -1,6 +1,6 @@
 """The one-line status header: where you are and what is in flight.
 
-    dlaas-tui │ profile local (local) │ tier unlimited │ GPUs 3/8 │ queued 14 │ today $12.34 │ RO
+    dlaas-tui │ READ-ONLY │ profile local (local) │ tier unlimited │ GPUs 3/8 │ queued 14 │ today $12.34
 
 Devices in use are GPUs, or `CPU slots 1/2` where cpu slots stand in for them; spend under a cent
 keeps four decimals, as the COST column does.
@@ -50,11 +50,11 @@ class StatusHeader(Widget):
     StatusHeader { dock: top; height: 1; background: $panel; color: $foreground; padding: 0 1; }
     """
 
-    def __init__(self, title: str = "dlaas-tui", **kwargs) -> None:
+    def __init__(self, title: str = "dlaas-tui", *, where: str = "", **kwargs) -> None:
         super().__init__(**kwargs)
         self.title_text = title
         self.stats = HeaderStats()
-        self.where = ""
+        self.where = where
 
     def on_mount(self) -> None:
         # A screen opened later starts with the latest figures the runs feed worked out.
@@ -72,15 +72,17 @@ class StatusHeader(Widget):
         self.refresh()
 
     def render(self) -> Text:
-        text = self._build(compact=False)
-        if text.cell_len > self.size.width - 2:
-            text = self._build(compact=True)  # 80 columns: short labels, same facts
-        return text
+        room = self.size.width - 2
+        for sep in (" │ ", "  ", " "):  # whole labels, closer together, before short ones
+            text = self._build(compact=False, sep=sep)
+            if text.cell_len <= room:
+                return text
+        return self._build(compact=True)  # 80 columns: short labels, same facts
 
-    def _build(self, compact: bool) -> Text:
+    def _build(self, compact: bool, sep: str = " │ ") -> Text:
         s = self.stats
         theme = self.app.current_theme
-        sep = (" │ " if not compact else " ", "dim")
+        sep = (" " if compact else sep, "dim")
         label = "dim"
         text = Text(no_wrap=True, overflow="ellipsis", end="")
         text.append(self.title_text, style=f"bold {theme.primary}")
@@ -94,8 +96,11 @@ class StatusHeader(Widget):
                 text.append(f"{shown} ", style=label)
             text.append(value, style=style)
 
+        if s.read_only:  # first: a narrow terminal cuts the end of the line, never this
+            field("", "RO" if compact else "READ-ONLY", f"bold {theme.error}")
         if s.profile:
-            engine = f" ({visible(s.engine)})" if s.engine and s.engine != s.profile else ""
+            # At 80 columns the engine gives way to the figures after it (`committed` was cut).
+            engine = f" ({visible(s.engine)})" if s.engine and s.engine != s.profile and not compact else ""
             field("profile", f"{visible(s.profile)}{engine}")
         if s.tier:
             field("tier", visible(s.tier))
@@ -111,6 +116,4 @@ class StatusHeader(Widget):
             field("committed", format_usd(s.committed_usd))
         if s.budget_warning:
             field("", f"⚠ {visible(s.budget_warning)}", f"bold {theme.warning}")
-        if s.read_only:
-            field("", "RO" if compact else "READ-ONLY", f"bold {theme.error}")
         return text

@@ -68,6 +68,11 @@ def format_queue(run: Run, now: datetime | None = None) -> str:
     return f"{position} {format_eta(run.eta, now, bound=run.eta_bound)}"
 
 
+def wait_reason(run: Run) -> str:
+    """Why a queued run waits (the engine's words: behind N runs, GPUs busy, waiting for …)."""
+    return run.message if run.state is RunState.QUEUED else ""
+
+
 def format_params(params: dict) -> str:
     """`lr=0.01 hidden=64`: what tells one sweep trial from another."""
     return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
@@ -94,6 +99,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("experiment", "EXPERIMENT", 9, cut_to=10),
     Column("state", "STATE", 1),
     Column("queue", "QUEUE", 2),
+    Column("wait", "WAITING FOR", 6, cut_to=16),  # why a queued run waits (backend/waits.py's words)
     Column("gpus", "GPUS", 3),
     Column("assigned", "ASSIGNED", 10, cut_to=10),
     # `queued 3m02s` / `ran 12m04s`, or just `3m02s` where the width runs short; sorted by the seconds
@@ -107,7 +113,7 @@ BY_KEY = {c.key: c for c in COLUMNS}
 ALWAYS = frozenset({"name", "state"})
 NAME_FLOOR = 12  # a name is cut below its length only when even this much is not left
 # Spare width goes to these, in order, up to what their content wants.
-GROW_ORDER = ("name", "metric", "params", "experiment", "assigned", "id")
+GROW_ORDER = ("name", "metric", "params", "experiment", "wait", "assigned", "id")
 
 STATE_ORDER = {s: i for i, s in enumerate(RunState)}
 _DIGITS = re.compile(r"(\d+)")
@@ -136,6 +142,7 @@ SORT_KEYS: dict[str, Callable[[Run], object]] = {
     "experiment": lambda r: natural(r.experiment or ""),
     "state": _lifecycle,
     "queue": lambda r: (r.queue_position is None, r.queue_position or 0),
+    "wait": lambda r: natural(wait_reason(r)),
     "gpus": lambda r: (r.gpus, r.gpu_type or ""),
     "assigned": lambda r: natural(",".join(r.assigned)),
     # TIME is a duration that moves with the clock: sorted by its seconds, (end or now) - start,
@@ -147,6 +154,39 @@ SORT_KEYS: dict[str, Callable[[Run], object]] = {
     "params": lambda r: tuple(sorted((k, str(v)) for k, v in r.params.items())),
 }
 DEFAULT_SORT = ("state", False)
+
+
+def tree_order(order: list[str], runs: dict[str, Run]) -> tuple[list[str], dict[str, str]]:
+    """Rows as `runs --tree` prints them: each run under the first of its prerequisites that is
+    in `order` (siblings keep `order`'s order), and the branch drawn before each dependent's name."""
+    present = set(order)
+    children: dict[str, list[str]] = {}
+    roots = []
+    for run_id in order:
+        parent = next((p for p in runs[run_id].depends_on if p in present and p != run_id), None)
+        if parent is None:
+            roots.append(run_id)
+        else:
+            children.setdefault(parent, []).append(run_id)
+    out: list[str] = []
+    branches: dict[str, str] = {}
+    seen: set[str] = set()
+    # Depth-first without recursion: (run id, the indent its children get, its own branch).
+    stack = [(run_id, "", "") for run_id in reversed(roots)]
+    while stack:
+        run_id, indent, branch = stack.pop()
+        if run_id in seen:
+            continue
+        seen.add(run_id)
+        out.append(run_id)
+        if branch:
+            branches[run_id] = indent + branch
+        kids = children.get(run_id, [])
+        inner = indent + ("" if not branch else ("   " if branch == "└─ " else "│  "))
+        for i in range(len(kids) - 1, -1, -1):
+            stack.append((kids[i], inner, "└─ " if i == len(kids) - 1 else "├─ "))
+    out += [run_id for run_id in order if run_id not in seen]  # a circle (never made by an engine)
+    return out, branches
 
 
 def unique_prefix_length(ids: Iterable[str]) -> int:
@@ -191,8 +231,9 @@ def plan_columns(width: int, wanted: dict[str, int], id_prefix: int = 0) -> list
     used = -1
     for c in sorted(cols, key=lambda c: c.keep):
         least = narrowest(c)
-        # The name starts at its share and the ID at its prefix: both widen last, from what is left.
-        most = least if c.key in ("name", "id") else want[c.key]
+        # The name starts at its share, the ID at its prefix and a wait reason at its first words:
+        # they widen last, from what is left.
+        most = least if c.key in ("name", "id", "wait") else want[c.key]
         room = width - used - 1
         if c.key in ALWAYS:
             w = most
@@ -249,7 +290,7 @@ def fit_middle(text: str, width: int) -> str:
 
 
 # The cells that depend on the run alone (not on the clock), kept per run: (key, text) pairs.
-STATIC_KEYS = ("id", "name", "experiment", "state", "gpus", "assigned", "cost", "metric", "params")
+STATIC_KEYS = ("id", "name", "experiment", "state", "gpus", "assigned", "cost", "metric", "params", "wait")
 
 
 def static_cells(run: Run) -> tuple[str, ...]:
@@ -257,22 +298,25 @@ def static_cells(run: Run) -> tuple[str, ...]:
     assigned = ", ".join(run.assigned) or (run.node or "")
     metric = format_metric(run)
     params = format_params(run.params) if run.params else ""
-    if not NEEDS_VISIBLE.search(f"{name}{experiment}{assigned}{metric}{params}"):
-        pass  # the common case: nothing to make visible, one search instead of five
+    wait = wait_reason(run)
+    if not NEEDS_VISIBLE.search(f"{name}{experiment}{assigned}{metric}{params}{wait}"):
+        pass  # the common case: nothing to make visible, one search instead of six
     else:
-        name, experiment, assigned, metric, params = map(visible, (name, experiment, assigned, metric, params))
-    return (run.id, name, experiment, run.state.value, format_gpus(run), assigned, format_cost(run), metric, params)
+        name, experiment, assigned, metric, params, wait = map(
+            visible, (name, experiment, assigned, metric, params, wait))
+    return (run.id, name, experiment, run.state.value, format_gpus(run), assigned, format_cost(run), metric, params,
+            wait)
 
 
 WIDTH_KEYS = (*STATIC_KEYS, "queue", "age")  # the content widths kept per run, in this order
-_DATA_CELLS = (1, 2, 5, 7, 8)  # the cells that hold user text; the others are ASCII or `×` (one cell)
+_DATA_CELLS = (1, 2, 5, 7, 8, 9)  # the cells that hold user text; the others are ASCII or `×` (one cell)
 
 
 def cells_and_widths(run: Run) -> tuple[tuple[str, ...], tuple[int, ...]]:
     """A run's static cells and the width of each (and of its queue position and TIME cell); 0 = empty."""
     cells = static_cells(run)
     widths = tuple(map(len, cells))
-    if not (cells[1] + cells[2] + cells[5] + cells[7] + cells[8]).isascii():  # e.g. CJK in a name
+    if not (cells[1] + cells[2] + cells[5] + cells[7] + cells[8] + cells[9]).isascii():  # e.g. CJK in a name
         widths = tuple(cell_len(c) if i in _DATA_CELLS else w for i, (c, w) in enumerate(zip(cells, widths)))
     position = run.queue_position
     queue = 0 if position is None else len(str(position)) + 1 + run.queue_position_approximate  # `~#12`
@@ -349,6 +393,7 @@ class RunTable(ScrollView, can_focus=True):
         Binding("enter", "select", "Detail", id="table.select"),
         Binding("s", "sort_next", "Sort", id="table.sort"),
         Binding("S", "sort_reverse", "Reverse", show=False, id="table.sort_reverse"),
+        Binding("t", "toggle_tree", "Tree", show=False, id="table.tree"),
     ]
 
     cursor: reactive[int] = reactive(0, always_update=True)
@@ -386,6 +431,8 @@ class RunTable(ScrollView, can_focus=True):
         self._id_prefix: int | None = None  # the unique-prefix length, worked out when needed
         self._layout_key: tuple | None = None
         self._layout: list[tuple[Column, int]] = []
+        self.show_tree = False  # dependents under the run they depend on (`runs --tree`)
+        self._branches: dict[str, str] = {}  # in tree mode: the `│  └─ ` drawn before a run's name
         self._age_words = True  # the TIME cells read `queued 3m02s` (False: `3m02s`, no room)
 
     # ---------------------------------------------------------------- data
@@ -503,6 +550,8 @@ class RunTable(ScrollView, can_focus=True):
                 self._eta_stale = False
             if self._latest_eta is not None:  # `#12 ~3m`: the latest ETA is the widest, give or take
                 wanted["queue"] += 1 + max(4, len(format_eta(self._latest_eta, self._now)))
+        if self._branches:
+            wanted["name"] = wanted.get("name", 0) + max(map(len, self._branches.values()))
         return wanted
 
     def columns(self) -> list[tuple[Column, int]]:
@@ -533,6 +582,7 @@ class RunTable(ScrollView, can_focus=True):
                 format_cost(run),
                 format_metric(run),
                 format_params(run.params),
+                wait_reason(run),
                 run.error_code or "",
             )
         )
@@ -554,6 +604,9 @@ class RunTable(ScrollView, can_focus=True):
                 ids, key=lambda i: ((values[i][0][1] or now) - values[i][0][0], i), reverse=self.sort_reverse)
         else:
             self._order = sorted(ids, key=self._sort_values.__getitem__, reverse=self.sort_reverse)
+        if self.show_tree:
+            self._order, self._branches = tree_order(self._order, self._runs)
+            self._layout_key = None
         if selected is not None and selected in self._runs:
             try:
                 self.cursor = self._order.index(selected)
@@ -605,6 +658,15 @@ class RunTable(ScrollView, can_focus=True):
 
     def action_sort_reverse(self) -> None:
         self.sort_reverse = not self.sort_reverse
+
+    def action_toggle_tree(self) -> None:
+        """Show each run under the run it depends on, or the flat table again."""
+        self.show_tree = not self.show_tree
+        self._branches = {}
+        self._layout_key = None
+        self._rebuild_order()
+        if self._selected_id is not None:
+            self._move_to(self.cursor)  # keep the selected run on screen where the tree moved it
 
     # ---------------------------------------------------------------- cursor
     def watch_cursor(self, old: int, new: int) -> None:
@@ -691,7 +753,9 @@ class RunTable(ScrollView, can_focus=True):
             if i:
                 segments.append(Segment(" ", row_style))
             if col.key == "name":
-                text = fit_middle(cells["name"], w)
+                branch = self._branches.get(run.id, "")
+                text = branch + fit_middle(cells["name"], w - len(branch)) if w - len(branch) >= 4 else \
+                    fit(branch + cells["name"], w)
             else:
                 text = fit(cells[col.key], w, col.align_right)
             segments.append(Segment(text, state_style if col.key == "state" else row_style))
@@ -702,6 +766,8 @@ class RunTable(ScrollView, can_focus=True):
         parts = []
         for col, w in cols:
             title = col.title
+            if col.key == "name" and self.show_tree:
+                title = "NAME (tree)"
             if col.key == self.sort_key:
                 title += "▼" if self.sort_reverse else "▲"
             parts.append(fit(title, w, col.align_right))

@@ -83,7 +83,7 @@ async def test_list_leaderboard_with_parameter_columns_and_curves():
         await settle(pilot)
         exps = rows(app, "#experiments")
         assert [r[0] for r in exps] == ["digits", "grouped"]  # newest first
-        assert exps[0][1] == "4" and "completed:2" in exps[0][2] and exps[0][3] == "accuracy=0.97"
+        assert exps[0][1] == "4" and "completed:2" in exps[0][4] and exps[0][2] == "accuracy=0.97"
         board = rows(app, "#leaderboard")
         # Runs by name, as the chart's legend names them
         assert [r[1] for r in board] == ["digits-2", "digits-1", "digits-3", "digits-4"]
@@ -128,7 +128,7 @@ async def test_halt_the_rest_keeps_the_highlighted_run_after_confirmation():
         await pilot.press("y")
         await settle(pilot)
         assert engine.halted == ["training-swpqueue"]
-        assert "halted" in rows(app, "#experiments")[0][2]
+        assert "halted" in rows(app, "#experiments")[0][4]  # STATES
 
 
 async def test_read_only_cannot_halt_and_empty_says_how_to_start():

@@ -39,7 +39,8 @@ async def test_table_shows_every_run_and_header_counts():
         text = widget_text(table)
         assert "ID" in text.splitlines()[0] and "STATE" in text.splitlines()[0]
         first = engine.get_run(table._order[0])
-        assert first.id in text.splitlines()[1]
+        shown = text.splitlines()[1].split()[0].rstrip("…")  # the ID, or a unique prefix of it
+        assert first.id.startswith(shown) and len(shown) >= table._id_prefix
 
 
 async def test_cursor_keys_move_and_wrap_to_ends():
@@ -89,6 +90,8 @@ async def test_sort_cycles_columns_and_reverses():
         assert table.sort_key == "state"
         await pilot.press("s")
         assert table.sort_key == "queue"
+        await pilot.press("s")
+        assert table.sort_key == "wait"  # why queued runs wait: reasons of a kind together
         await pilot.press("s", "s", "s", "s")
         assert table.sort_key == "cost"
         ids = list(table._order)

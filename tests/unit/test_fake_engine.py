@@ -324,3 +324,77 @@ def test_seeded_running_runs_go_on_with_consistent_metrics():
         assert steps == list(range(1, 11))
         assert engine.get_run(run.id).state == S.COMPLETED
         assert engine.get_run(run.id).metrics["loss"] == engine.metrics(run.id)[-2].value
+
+
+def test_queued_runs_say_why_they_wait_in_the_local_engines_words(clock):
+    from backend import waits
+
+    engine = FakeEngine(clock, devices=2, tier_gpus=2)
+    running = engine.submit_manifest(manifest("big", gpus=2))
+    head = engine.submit_manifest(manifest("head"))
+    second = engine.submit_manifest(manifest("second"))
+    third = engine.submit_manifest(manifest("third"))
+    assert engine.get_run(running.id).state == S.PENDING
+    # The head waits for the tier (both GPUs are spent); the runs behind it for the runs ahead.
+    assert engine.get_run(head.id).message == waits.tier_limit("default", 0, 1)
+    assert engine.get_run(second.id).message == "behind 1 run"
+    assert engine.get_run(third.id).message == "behind 2 runs"
+    # Without a tier, the head waits for busy GPUs, and says who holds them.
+    engine = FakeEngine(clock, devices=1)
+    engine.submit_manifest(manifest("one"))
+    waiting = engine.submit_manifest(manifest("two"))
+    assert engine.get_run(waiting.id).message == "GPUs busy: needs 1, 0 free (1 held by runs here)"
+    # Once admitted, the reason is gone.
+    clock.advance(400)
+    assert engine.get_run(waiting.id).state != S.QUEUED
+    assert "busy" not in engine.get_run(waiting.id).message
+    # The reasons travel in the change set, so a UI that follows changes sees them move.
+    engine = FakeEngine(clock, devices=1)
+    engine.submit_manifest(manifest("a"))
+    cursor = engine.changes().cursor
+    late = engine.submit_manifest(manifest("b"))
+    assert any(r.id == late.id and r.message.startswith("GPUs busy") for r in engine.changes(cursor).runs)
+
+
+def test_dependencies_wait_then_start_or_end_with_c206(clock):
+    engine = FakeEngine(clock, devices=2)
+    first = engine.submit_manifest(manifest("prep"))
+    child = engine.submit_manifest(manifest("train", depends_on=[first.id]))
+    grandchild = engine.submit_manifest(manifest("eval"), after=[child.id])
+    assert engine.get_run(child.id).depends_on == [first.id]
+    assert engine.get_run(grandchild.id).depends_on == [child.id]
+    # A free GPU is not enough: the dependent waits for its prerequisite, which does not block others.
+    got = engine.get_run(child.id)
+    assert got.state == S.QUEUED and got.message.startswith(f"waiting for {first.id} (")
+    other = engine.submit_manifest(manifest("other"))
+    assert engine.get_run(other.id).state == S.PENDING
+    clock.advance(600)
+    assert engine.get_run(first.id).state == S.COMPLETED
+    assert engine.get_run(child.id).state != S.QUEUED
+    # A prerequisite that ends FAILED or HALTED ends its dependents, and theirs, with C206.
+    bad = engine.submit_manifest(manifest("bad"))
+    kid = engine.submit_manifest(manifest("kid", depends_on=[bad.id]))
+    grandkid = engine.submit_manifest(manifest("grandkid", depends_on=[kid.id]))
+    engine.halt(bad.id)
+    for rid, dep in ((kid.id, bad.id), (grandkid.id, kid.id)):
+        run = engine.get_run(rid)
+        assert run.state == S.FAILED and run.error_code == ErrorCode.DEPENDENCY_FAILED.value
+        assert run.message.startswith(f"not started: {dep}, which it depends on, ended ")
+    # Unknown or already-failed prerequisites are refused at submit, as on the local engine.
+    with pytest.raises(BadInput, match="no run 'nope'"):
+        engine.submit_manifest(manifest("x", depends_on=["nope"]))
+    with pytest.raises(BadInput, match="could never start"):
+        engine.submit_manifest(manifest("y"), after=[bad.id])
+
+
+def test_submit_after_the_last_submission(tmp_path, clock):
+    engine = FakeEngine(clock, devices=1)
+    path = tmp_path / "m.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(manifest("m")))
+    with pytest.raises(BadInput, match="nothing has been submitted"):
+        engine.submit(SubmitRequest(manifests=[path], after=["@"]))
+    first = engine.submit(SubmitRequest(manifests=[path]))
+    second = engine.submit(SubmitRequest(manifests=[path], after=["@"]))
+    assert second[0].depends_on == [first[0].id]

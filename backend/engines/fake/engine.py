@@ -69,7 +69,9 @@ class FakeEngine(Controls, Seeding, Reading, Lifecycle):
         queue_policy: str = "fifo",
         follow_step: float | None = None,
         seed: int = 0,
+        profile_name: str = "default",
     ) -> None:
+        self.profile_name = profile_name  # named in a "tier limit" wait reason
         self.clock = clock if clock is not None else FakeClock()
         self.gpu_type = canonical_gpu_type(gpu_type) or gpu_type
         self.cpu_only = self.gpu_type == "cpu"
@@ -104,6 +106,7 @@ class FakeEngine(Controls, Seeding, Reading, Lifecycle):
         self._tiebreak = itertools.count()
         self._submitted = itertools.count()
         self._planted: list[PlantedFailure] = []
+        self._last_submission: list[str] = []  # run ids (`submit --after @`)
         self._closed = False
         self._eta_cache: tuple[tuple[int, datetime], dict] | None = None
         self._model_cache: tuple[int, Any] | None = None  # (seq, DurationModel) learned from completed runs
@@ -135,6 +138,7 @@ class FakeEngine(Controls, Seeding, Reading, Lifecycle):
             minimum_seconds=config.billing.minimum_seconds,
             priorities=config.all_priorities(),
             queue_policy=profile.queue_policy,
+            profile_name=profile.name,
         )
         n = int(os.environ.get("DLAAS_FAKE_SEED", "0") or 0)
         if n:
@@ -145,6 +149,11 @@ class FakeEngine(Controls, Seeding, Reading, Lifecycle):
     def submit(self, request: SubmitRequest) -> list[Run]:
         """Every manifest (a sweep gives one run per trial), all checked before any is queued."""
         planned = []
+        after: list[str] = []
+        for ref in request.after:  # "@": the last submission, as on the local engine
+            if ref == "@" and not self._last_submission:
+                raise BadInput("--after @: nothing has been submitted from this home yet")
+            after += self._last_submission if ref == "@" else [ref]
         for path in request.manifests:
             manifest, text = load_manifest_any(Path(path))
             self._check_fits(manifest.name, manifest.total_gpus)
@@ -159,13 +168,16 @@ class FakeEngine(Controls, Seeding, Reading, Lifecycle):
                 planned.append(
                     (trial.manifest, text, f"{base}-{trial.index}", experiment, trial.params, metric)
                 )
-        return [
+        runs = [
             self.submit_manifest(
                 m, text=text, name=name, experiment=exp, params=params, sweep_metric=metric,
-                dry_run=request.dry_run,
+                dry_run=request.dry_run, after=after,
             )
             for m, text, name, exp, params, metric in planned
         ]
+        if not request.dry_run:
+            self._last_submission = [r.id for r in runs]
+        return runs
 
     def submit_manifest(
         self,
@@ -179,10 +191,13 @@ class FakeEngine(Controls, Seeding, Reading, Lifecycle):
         failure: PlantedFailure | None = None,
         sweep_metric: Any = None,
         dry_run: bool = False,
+        after: Sequence[str] = (),
     ) -> Run:
-        """Submit one manifest (a `Manifest`, or a dict in its shape); returns the QUEUED run."""
+        """Submit one manifest (a `Manifest`, or a dict in its shape); returns the QUEUED run.
+        It starts once the runs in its `depends_on` and `after` have completed."""
         if not isinstance(manifest, Manifest):
             manifest, text = load_manifest_any(manifest)
+        depends_on = list(dict.fromkeys([*manifest.depends_on, *after]))
         env = {k: v for k, v in manifest.env.items() if isinstance(v, str)}
         need = manifest.total_gpus
         self._check_fits(manifest.name, need)
@@ -200,6 +215,16 @@ class FakeEngine(Controls, Seeding, Reading, Lifecycle):
             )
         with self._lock:
             self._tick()
+            for rid in depends_on:  # checked as the local engine checks them, in its words
+                where = "depends_on" if rid in manifest.depends_on else "--after"
+                dep = self._runs.get(rid)
+                if dep is None:
+                    raise BadInput(f"{where}: no run {rid!r}", code=ErrorCode.BAD_MANIFEST.value)
+                if dep.run.state in (RunState.FAILED, RunState.HALTED):
+                    code = dep.run.error_code
+                    raise BadInput(f"{where}: {rid} already ended {dep.run.state.value}"
+                                   f"{f' ({code})' if code else ''}; this run could never start",
+                                   code=ErrorCode.DEPENDENCY_FAILED.value)
             if failure is None and self._planted and not dry_run:
                 failure = self._planted.pop(0)
             now = self.clock.now()
@@ -226,6 +251,7 @@ class FakeEngine(Controls, Seeding, Reading, Lifecycle):
                 updated_at=now,
                 manifest_name=manifest.name,
                 max_duration_s=manifest.max_duration_seconds,
+                depends_on=depends_on,
             )
             rec = RunRecord(
                 run=run,

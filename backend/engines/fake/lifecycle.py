@@ -10,6 +10,7 @@ import bisect
 import heapq
 from datetime import datetime, timedelta
 
+from ... import waits
 from ...errors import EngineError
 from ...metrics import parse_metrics_line, primary_metric
 from ...runs import (
@@ -123,6 +124,7 @@ class Lifecycle:
             raise EngineError(f"run {run.id}: {run.state.value} -> {state.value} is not a valid transition")
         if run.state == RunState.QUEUED:
             self._dequeue(rec)
+            run.message = message  # no longer why it waited
         if state == RunState.PENDING and not message and (attempt := attempt_of(rec.events)) > 1:
             message = attempt_started_message(attempt)
         run.state = state
@@ -204,13 +206,63 @@ class Lifecycle:
     def _free_devices(self) -> list[int]:
         return [i for i, h in enumerate(self._held) if h is None and i not in self._foreign]
 
+    def _gate(self, rec: RunRecord) -> tuple[str | None, str]:
+        """(why the run fails, why it waits) for its prerequisites, as the local agent says it."""
+        pending = []
+        for dep in rec.run.depends_on:
+            other = self._runs.get(dep)
+            if other is None:
+                return waits.dependency_gone(dep), ""
+            state = other.run.state
+            if state in (RunState.FAILED, RunState.HALTED):
+                return waits.dependency_ended(dep, state.value, other.run.error_code), ""
+            if state != RunState.COMPLETED:
+                pending.append((dep, state.value))
+        return None, waits.waiting_for(pending) if pending else ""
+
+    def _open_gates(self, at: datetime) -> dict[str, str]:
+        """Queued runs whose prerequisites are not all complete: those with one that failed, was
+        halted or is gone end FAILED (C206); the rest wait, out of admission's sight. Returns the
+        waiting ones' reasons."""
+        gated: dict[str, str] = {}
+        failed = True
+        while failed:  # a run failed here may be another's prerequisite
+            failed = False
+            gated = {}
+            for run_id in list(self._queue):
+                rec = self._runs[run_id]
+                if not rec.run.depends_on:
+                    continue
+                fail, reason = self._gate(rec)
+                if fail:
+                    self._log(rec, f"[dlaas] {ErrorCode.DEPENDENCY_FAILED.value}: {fail}")
+                    self._transition(rec, RunState.FAILED, at, fail, ErrorCode.DEPENDENCY_FAILED.value)
+                    failed = True
+                elif reason:
+                    gated[run_id] = reason
+        return gated
+
+    def _say_why(self, why: dict[str, str]) -> None:
+        """Each queued run's message says why it waits (a run with no reason of its own: the runs
+        ahead of it), in the words of backend/waits.py; a run is touched only when its reason changes."""
+        for pos, run_id in enumerate(self._queue, start=1):
+            rec = self._runs[run_id]
+            reason = why.get(run_id) or waits.behind(pos)
+            if reason and rec.run.message != reason:
+                rec.run.message = reason
+                self._touch(rec)
+
     def _admit(self, at: datetime) -> None:
         """Admit from the head of the queue while runs fit (best-effort: smaller ones may pass)."""
+        why = self._open_gates(at)
         free = self._free_devices()
         in_use = sum(1 for h in self._held if h is not None)
         i = 0
         while i < len(self._queue):
             rec = self._runs[self._queue[i]]
+            if rec.run.id in why:  # waits for a prerequisite: admission does not see it
+                i += 1
+                continue
             # Where cpu slots are the devices, a run asking for no GPU holds one slot per learner
             # (what it is billed for), as the local agent does; tiers count GPUs only.
             slots = max(1, rec.run.learners) if rec.need == 0 and self.cpu_only else rec.need
@@ -224,9 +276,26 @@ class Lifecycle:
                 rec.run.assigned = [self._device_label(d) for d in taken]
                 self._transition(rec, RunState.PENDING, at)
                 continue
+            if self.tier_gpus and in_use + rec.need > self.tier_gpus:
+                why[rec.run.id] = waits.tier_limit(self.profile_name, self.tier_gpus - in_use, rec.need)
+            else:
+                why[rec.run.id] = waits.busy("cpu slots" if self.cpu_only else "GPUs", slots, len(free),
+                                             self._busy_note())
             if self.queue_policy != "best-effort":
                 break
             i += 1
+        self._say_why(why)
+
+    def _busy_note(self) -> str:
+        """Who holds the busy GPUs, as the local agent says it."""
+        if self.cpu_only:
+            return ""
+        parts = []
+        ours = sum(1 for h in self._held if h is not None)
+        if ours:
+            parts.append(waits.held_here(ours))
+        parts += [waits.not_ours(self._device_label(i)) for i in sorted(self._foreign) if self._held[i] is None]
+        return "; ".join(parts)
 
     def _release(self, rec: RunRecord) -> None:
         for d in rec.devices:

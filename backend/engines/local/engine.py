@@ -32,6 +32,7 @@ from ...ledger import db
 from .eta import engine_etas
 from .rows import JSON_SHAPE, LIST_COLUMNS, queued_end_cost, row_cost, row_to_run, seal_run, utc_from_epoch
 from .scheduler import QUEUE_SQL
+from ...waits import HELD
 
 
 class LocalEngine:
@@ -343,8 +344,7 @@ class LocalEngine:
                 spec["wait"] = gate
             else:
                 spec.pop("wait", None)
-            db.set_fields(self.conn, run_id, {"spec": spec, "message": "held (release it to let it start)"
-                                           if held else ""})
+            db.set_fields(self.conn, run_id, {"spec": spec, "message": HELD if held else ""})
         wake(self.paths.state_dir)
 
     def delete(self, run_id: str) -> None:

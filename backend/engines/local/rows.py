@@ -10,6 +10,7 @@ from typing import Any
 from backend import clock
 from ...ledger import db
 from ...runs import Run, RunState
+from ...waits import behind
 
 LIST_COLUMNS = (
     "id, name, experiment, profile, state, priority, submitted_at, admitted_at, started_at, "
@@ -76,9 +77,7 @@ def _depends_on(row, keys) -> list[str]:
 
 def _waiting(state: str, position: int | None) -> str:
     """A queued run the agent gave no reason of its own waits for the runs ahead of it."""
-    if state == RunState.QUEUED.value and position and position > 1:
-        return f"behind {position - 1} run{'s' if position > 2 else ''}"
-    return ""
+    return behind(position) if state == RunState.QUEUED.value else ""
 
 
 # A finished run never changes, so its JSON is written once when it ends and `runs --json` copies

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from ... import waits
+
 # The queue's order (queue positions read it through the covering index `runs_queue`, db.SCHEMA,
 # so SQLite never sorts).
 QUEUE_SQL = (
@@ -156,7 +158,7 @@ def plan(
                 take(cpus, memory)
                 out.append(Admission(run_id, tuple(d.uuid for d in taken)))
                 continue
-            wait(run_id, f"cpu slots busy: needs {slots}, {len(free)} free")
+            wait(run_id, waits.busy("cpu slots", slots, len(free)))
             if not best_effort or not free:
                 break
             continue
@@ -173,11 +175,10 @@ def plan(
             out.append(Admission(run_id, tuple(d.uuid for d in chosen)))
             continue
         if limit is not None and need > limit:
-            wait(run_id, f"tier limit: profile {profile} may take {max(0, limit)} more GPU(s), "
-                         f"this run needs {need}")
+            wait(run_id, waits.tier_limit(profile, limit, need))
         else:
             kind = f"{want} GPUs" if match_type and want else ("cpu slots" if not match_type else "GPUs")
-            wait(run_id, f"{kind} busy: needs {need}, {len(pool)} free" + (f" ({busy_note})" if busy_note else ""))
+            wait(run_id, waits.busy(kind, need, len(pool), busy_note))
         if not best_effort:
             break
         if not free:
