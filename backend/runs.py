@@ -115,6 +115,7 @@ class ErrorCode(enum.StrEnum):
     EARLY_STOP = "C204"
     SWEEP_MAX_FAILED = "C205"  # not started: its experiment reached the sweep's max_failed
     DEPENDENCY_FAILED = "C206"  # not started: a run it depends on failed, was halted or is gone
+    GPU_MEMORY_CAP = "C207"  # stopped: a learner used more GPU memory than its gpu_memory cap
     LOAD_FAILED = "S301"
     START_FAILED = "S302"  # the cluster could not start it: image pull, container config, pod creation
     STORE_FAILED = "S303"
@@ -132,6 +133,7 @@ ERROR_DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.EARLY_STOP: "halted by the sweep's early-stopping rule",
     ErrorCode.SWEEP_MAX_FAILED: "not started: the sweep reached its max_failed",
     ErrorCode.DEPENDENCY_FAILED: "not started: a run it depends on failed, was halted or is gone",
+    ErrorCode.GPU_MEMORY_CAP: "stopped: it used more GPU memory than its gpu_memory cap",
     ErrorCode.LOAD_FAILED: "loading the model or data failed",
     ErrorCode.START_FAILED: "the cluster could not start the run (image, container config, pod creation)",
     ErrorCode.STORE_FAILED: "storing results failed (a local copy is kept)",

@@ -27,9 +27,9 @@ from ..cost import BILLED_SQL
 from ..runs import ErrorCode, RunState, attempt_started_message, iso, utcnow
 from .. import waits as wait_words
 from ..engines.local.gpulock import held_by, hold_device
-from ..engines.local.nvml import read_inventory
-from ..engines.local.procs import pids_in_groups
-from ..engines.local.scheduler import Box, FreeDevice, plan
+from ..engines.local.nvml import process_memory, read_inventory
+from ..engines.local.procs import pids_by_group, pids_in_groups
+from ..engines.local.scheduler import Box, FreeDevice, SharedGpu, plan
 from ..engines.local.stores import run_store
 from ..ledger import db
 from .control import wake
@@ -37,6 +37,7 @@ from .control import wake
 log = logging.getLogger("dlaas.agent")
 TICK = 0.5
 INVENTORY_TTL = 5.0
+GPU_WATCH_S = 1.0  # how often the GPU memory of runs with a gpu_memory cap is read
 
 
 class Agent:
@@ -71,6 +72,7 @@ class Agent:
             "SELECT id, message FROM runs WHERE state = 'QUEUED' AND message != '' "
             "AND json_extract(spec, '$.wait') IS NULL").fetchall())
         self._foreign: dict[str, dict] = {}  # device -> who holds its lock (another user's agent)
+        self._gpu_watch_next = 0.0
         from ..engines.local.sweeps import SweepGovernor
 
         self.sweeps = SweepGovernor(self.conn, self.halt_for_policy)
@@ -200,14 +202,49 @@ class Agent:
         return devs
 
     def _held(self) -> dict[str, str]:
-        held = {}
-        for rid, assigned in self.conn.execute(
-            f"SELECT id, assigned FROM runs WHERE state IN {BILLED_SQL}"
-        ):
+        return self._holders([])[0]
 
+    def _holders(self, devices: list) -> tuple[dict[str, str], dict[str, SharedGpu]]:
+        """(device -> a run holding it, the GPUs only sharing runs hold with the room left on each:
+        their memory less the runs' gpu_memory caps)."""
+        held: dict[str, str] = {}
+        caps: dict[str, int] = {}
+        exclusive: set[str] = set()
+        for rid, assigned, share, cap in self.conn.execute(
+            "SELECT id, assigned, COALESCE(json_extract(spec, '$.share'), 0), json_extract(spec, '$.gpu_memory') "
+            f"FROM runs WHERE state IN {BILLED_SQL}"
+        ):
             for uuid in json.loads(assigned):
                 held[uuid] = rid
-        return held
+                if share and cap:
+                    caps[uuid] = caps.get(uuid, 0) + int(cap)
+                else:
+                    exclusive.add(uuid)
+        shared = {}
+        for d in devices:
+            if d.uuid in caps and d.uuid not in exclusive and not d.busy_foreign:
+                total = d.memory_total
+                shared[d.uuid] = SharedGpu(d.uuid, d.gpu_type, None if total is None else total - caps[d.uuid],
+                                           total)
+        return held, shared
+
+    def _lock_for(self, uuid: str, rid: str, sharing: bool, ours_shared: set[str]) -> tuple[bool, Any]:
+        """(got it, the lock to hold or None). A sharing run joins the lock another sharing run here
+        holds on the device; on a device our sharing runs' processes hold (after an agent restart)
+        it needs no lock of its own."""
+        if sharing:
+            with self._lock:
+                mine = next((lk for lks in self.locks.values() for lk in lks
+                             if lk.uuid == uuid and lk.fd is not None and lk.shared), None)
+            if mine is not None:
+                return True, mine.join()
+            if uuid in ours_shared:
+                return True, None
+        lk = hold_device(uuid, self.paths.state_dir, owner=rid)
+        if lk is None:
+            return False, None
+        lk.shared = sharing
+        return True, lk
 
     # -- the loop -----------------------------------------------------------------------------------
     def reclaim_leftovers(self) -> None:
@@ -240,14 +277,15 @@ class Agent:
 
     def recover(self) -> None:
         rows = self.conn.execute(
-            "SELECT id, state, assigned, COALESCE(json_extract(spec, '$.cpus_total'), 0), procs FROM runs "
-            f"WHERE state IN {BILLED_SQL} ORDER BY submitted_at"
+            "SELECT id, state, assigned, COALESCE(json_extract(spec, '$.cpus_total'), 0), procs, "
+            "COALESCE(json_extract(spec, '$.share'), 0) AND json_extract(spec, '$.gpu_memory') IS NOT NULL "
+            f"FROM runs WHERE state IN {BILLED_SQL} ORDER BY submitted_at"
         ).fetchall()
 
-        for rid, state, assigned, ncores, procs in rows:
+        for rid, state, assigned, ncores, procs, sharing in rows:
             fds: list | None = []
             for uuid in json.loads(assigned):
-                lk = hold_device(uuid, self.paths.state_dir, owner=rid)
+                _got, lk = self._lock_for(uuid, rid, bool(sharing), set())
                 if lk is not None:
                     fds.append(lk)
                 elif state == RunState.PENDING.value:
@@ -374,8 +412,8 @@ class Agent:
         """One admission pass; returns how many runs were admitted."""
         seen = db.current_seq(self.conn)
         devices = self.devices()
-        held = self._held()
-        free = [FreeDevice(d.uuid, d.gpu_type) for d in devices
+        held, _ = self._holders(devices)
+        free = [FreeDevice(d.uuid, d.gpu_type, d.memory_total) for d in devices
                 if d.uuid not in held and not d.busy_foreign]
         nvml_gpus = any(not d.is_cpu_slot for d in devices)
         self._foreign = {}  # learned again below, when a lock another agent holds is met
@@ -386,10 +424,12 @@ class Agent:
             room = _Room(self)
             box = self._box()
             why = {}
-            cur = self.sweeps.queue(best_effort=best_effort, free=len(free))  # parallel caps
+            held, shared = self._holders(devices)
+            ours_shared = set(shared)
+            cur = self.sweeps.queue(best_effort=best_effort, free=len(free) + len(shared))  # parallel caps
             todo = plan(cur, free, room, best_effort=best_effort, match_type=nvml_gpus,
                         cpu_slots=bool(devices) and not nvml_gpus, slot_count=len(devices), box=box, why=why,
-                        busy_note=self._busy_note(devices, held))
+                        busy_note=self._busy_note(devices, held), shared=shared)
             cur.close()
             retry = False
             for adm in todo:
@@ -399,11 +439,12 @@ class Agent:
                     continue
                 fds, lost = [], None
                 for uuid in adm.devices:
-                    lk = hold_device(uuid, self.paths.state_dir, owner=adm.run_id)
-                    if lk is None:
+                    got, lk = self._lock_for(uuid, adm.run_id, adm.shared, ours_shared)
+                    if not got:
                         lost = uuid
                         break
-                    fds.append(lk)
+                    if lk is not None:
+                        fds.append(lk)
                 if lost is not None:
                     for lk in fds:
                         lk.release()
@@ -433,6 +474,49 @@ class Agent:
             db.mark_pass(self.conn, seen)
             self._passed = seen
         return admitted
+
+    def watch_gpu_memory(self) -> list[str]:
+        """Stop each running run a learner of which uses more GPU memory on one of its GPUs than its
+        `gpu_memory` cap (NVML's per-process figure): it ends FAILED with C207 and the figure.
+        Returns the runs stopped. Costs nothing while no running run has a cap."""
+        now = time.monotonic()
+        if now < self._gpu_watch_next:
+            return []
+        self._gpu_watch_next = now + GPU_WATCH_S
+        rows = self.conn.execute(
+            "SELECT id, assigned, procs, json_extract(spec, '$.gpu_memory') FROM runs "
+            "WHERE state = 'PROCESSING' AND json_extract(spec, '$.gpu_memory') IS NOT NULL").fetchall()
+        if not rows:
+            return []
+        used = process_memory()
+        if not used:
+            return []
+        procs = {rid: json.loads(raw or "[]") for rid, _, raw, _ in rows}
+        groups = pids_by_group({p["pid"] for ps in procs.values() for p in ps if p.get("pid")})
+        stopped = []
+        for rid, assigned, _, cap in rows:
+            cap = int(cap)
+            over = None
+            for p in procs[rid]:
+                pids = groups.get(p.get("pid"), set())
+                for uuid in json.loads(assigned):
+                    figure = sum(b for pid, b in used.get(uuid, {}).items() if pid in pids)
+                    if figure > cap and (over is None or figure > over[2]):
+                        over = (p.get("learner", 1), uuid, figure)
+            if over is None:
+                continue
+            index, uuid, figure = over
+            message = (f"learner {index} used {_gib(figure)} of its {_gib(cap)} gpu_memory cap on {uuid} "
+                       "and was stopped")
+            with self._lock:
+                worker = self.workers.get(rid)
+            if worker is None or worker.fail_reason is not None:
+                continue
+            log.warning("run %s: %s", rid, message)
+            worker.fail_reason = (ErrorCode.GPU_MEMORY_CAP.value, message)
+            worker.halt_requested.set()
+            stopped.append(rid)
+        return stopped
 
     def _cores_needed(self, run_id: str) -> int:
         row = self.conn.execute("SELECT COALESCE(json_extract(spec, '$.cpus_total'), 0) FROM runs "
@@ -545,6 +629,7 @@ class Agent:
                 self.sweeps.tick()
                 self.open_gates()
                 self.admit()
+                self.watch_gpu_memory()
             except Exception:
                 log.exception("agent pass failed")
             try:
@@ -565,6 +650,12 @@ class Agent:
                         pass
             else:
                 time.sleep(TICK)
+
+
+def _gib(n: int) -> str:
+    """Bytes as GiB with one decimal where it matters: 23.1 GiB, 20 GiB."""
+    text = f"{n / 2**30:.1f}"
+    return (text[:-2] if text.endswith(".0") else text) + " GiB"
 
 
 class _Room(dict):

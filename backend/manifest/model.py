@@ -277,6 +277,10 @@ class Manifest(_Model):
     # ends FAILED (C206) without starting.
     depends_on: Annotated[list[RunRef], BeforeValidator(_one_or_many)] = []
     max_retries: int = Field(default=0, ge=0, le=100)  # a failed run is started again up to N times
+    # GPU sharing (local engine): the most GPU memory each learner may use on its GPU, and whether
+    # runs may share a GPU while their caps fit. A run over its cap is stopped (C207).
+    gpu_memory: Text | None = None
+    share: bool = False
 
     @field_validator("name")
     @classmethod
@@ -288,6 +292,25 @@ class Manifest(_Model):
     def _memory(cls, value: str) -> str:
         parse_memory(value)
         return value
+
+    @field_validator("gpu_memory")
+    @classmethod
+    def _gpu_memory(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_memory(value)
+        return value
+
+    @model_validator(mode="after")
+    def _sharing(self) -> Manifest:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        if self.gpu_memory is not None and self.gpus < 1:
+            problems.append((("gpu_memory",), "needs gpus: 1 or more (it caps the memory a learner may use on its GPU)"))
+        if self.share and self.gpu_memory is None:
+            problems.append((("share",), "sharing a GPU needs gpu_memory (the cap that says how much of "
+                                         "the GPU the run may use)"))
+        if problems:
+            raise Located(*problems)
+        return self
 
     @field_validator("max_duration")
     @classmethod
@@ -312,6 +335,10 @@ class Manifest(_Model):
     @property
     def memory_bytes(self) -> int:
         return parse_memory(self.memory)
+
+    @property
+    def gpu_memory_bytes(self) -> int | None:
+        return parse_memory(self.gpu_memory) if self.gpu_memory is not None else None
 
     @property
     def memory_kubernetes(self) -> str:

@@ -31,6 +31,10 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "max_duration": "Longest the command may run, e.g. 90m, 2h, 30s, 1h30m (then C203).",
         "priority": "A priority name from the config's [priorities] (default normal).",
         "sweep": "Run many variants: grid or random over parameters.",
+        "gpu_memory": "Local engine: most GPU memory each learner may use on its GPU (e.g. 20GiB); over it the "
+                      "run is stopped (C207). Needs gpus >= 1.",
+        "share": "Local engine: let this run share a GPU with other sharing runs while their gpu_memory caps "
+                 "fit. Needs gpu_memory.",
     },
     "DataStore": {
         "id": "A name for the store.",
@@ -107,6 +111,7 @@ def manifest_schema() -> dict[str, Any]:
     text_or_number = {"type": ["string", "number"]}
     props["version"] = dict(text_or_number)
     props["memory"] = {"type": "string", "pattern": MEMORY_PATTERN, "default": "4GiB"}
+    props["gpu_memory"] = {"type": "string", "pattern": MEMORY_PATTERN}
     props["max_duration"] = {"type": "string", "pattern": DURATION_PATTERN}
     props["data_stores"].update(minItems=1, maxItems=1)
     props["env"]["propertyNames"] = {"pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"}

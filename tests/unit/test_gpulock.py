@@ -113,3 +113,18 @@ def test_claim_is_all_or_none_and_skips_taken_devices(lock_dir):
             lock.release()
     finally:
         child.communicate("\n", timeout=60)
+
+
+def test_runs_sharing_a_gpu_hold_its_lock_until_the_last_lets_go(lock_dir):
+    first = try_acquire(UUID, owner="training-share001")
+    first.shared = True
+    second = first.join()
+    assert second.shared and second.fd != first.fd
+    first.release()  # the first sharing run ends: the GPU stays locked for the second
+    assert held_by(UUID) is not None
+    assert try_acquire(UUID) is None
+    second.release()  # the last one ends: the lock is free
+    assert held_by(UUID) is None
+    again = try_acquire(UUID)
+    assert again is not None
+    again.release()

@@ -322,3 +322,28 @@ def test_secret_looking_env_values_warn_and_are_masked() -> None:
     shown = result.manifest.masked_dict()["env"]
     assert shown == {"WANDB_API_KEY": "****", "MODE": "fast"}
     assert result.manifest.env_values() == {"WANDB_API_KEY": "abc123", "MODE": "fast"}
+
+
+def test_gpu_memory_and_share_parse_with_the_memory_units() -> None:
+    result = parse_manifest(BASE + "gpu_memory: 20GiB\nshare: true\n", "m.yml")
+    assert result.ok, [str(e) for e in result.errors]
+    assert result.manifest.gpu_memory_bytes == 20 * 2**30 and result.manifest.share is True
+    assert parse_manifest(BASE, "m.yml").manifest.gpu_memory_bytes is None
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "words"),
+    [
+        (variant({2: "gpus: 0"}, append="gpu_memory: 20GiB\n"), (17, 13), "needs gpus: 1 or more"),
+        (BASE + "share: true\n", (17, 8), "sharing a GPU needs gpu_memory"),
+        (BASE + "gpu_memory: 20Gx\n", (17, 13), "unknown memory unit 'Gx'"),
+        (BASE + "gpu_memory: 20\n", (17, 13), "has no unit"),
+        (BASE + "gpu_memory: 20GiB\nshare: 1\n", (18, 8), "share"),
+    ],
+)
+def test_gpu_sharing_mistakes_are_named_at_file_line_col(text: str, where: tuple[int, int], words: str) -> None:
+    result = parse_manifest(text, "m.yml")
+    assert not result.ok
+    problem = result.errors[0]
+    assert (problem.line, problem.col) == where, str(problem)
+    assert str(problem).startswith(f"m.yml:{where[0]}:{where[1]}: ") and words in str(problem)

@@ -259,6 +259,7 @@ class Submitting:
 def _local_only(path: Any, manifest: Manifest, request: SubmitRequest) -> None:
     """What only the local agent schedules is refused here, not silently dropped."""
     used = [k for k, on in (("depends_on", manifest.depends_on), ("max_retries", manifest.max_retries),
+                            ("gpu_memory", manifest.gpu_memory is not None), ("share", manifest.share),
                             ("--after", request.after), ("--hold", request.hold),
                             ("--begin", request.begin_at is not None)) if on]
     if used:

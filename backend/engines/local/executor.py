@@ -78,6 +78,8 @@ class RunWorker(threading.Thread):
         self.run_id = run_id
         self.halt_requested = threading.Event()
         self.stop_reason: tuple[str, str] | None = None  # (error code, message) when a policy halts it
+        # (error code, message) when the agent stops it for a failure of its own (over its gpu_memory cap)
+        self.fail_reason: tuple[str, str] | None = None
         self.learners: list[Learner] = []
         self.conn = db.connect(agent.paths.db_file)
         self.wd = agent.paths.runs_dir / run_id
@@ -376,6 +378,8 @@ class RunWorker(threading.Thread):
                 next_metrics = now + 0.5
             if self.halt_requested.is_set():
                 stop_group(self.learners, self.agent.halt_grace)
+                if self.fail_reason is not None:
+                    return self._failure(*self.fail_reason)
                 code, message = self.stop_reason or (None, "halted by request")
                 return {"state": RunState.HALTED.value, "code": code, "message": message}
             if limit and clock.time() - started > limit:

@@ -6,7 +6,7 @@ fails `nvmlInit`. Specs are plain data (JSON in a file for `DLAAS_FAKE_NVML`):
 
     {"gpus": [{"name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-…", "memory_total": 85899345920,
                "memory_used": 0, "utilization": 3, "temperature": 31, "power_mw": 70000,
-               "processes": [1234],
+               "processes": [1234, {"pid": 1235, "used_memory": 21474836480}],
                "mig": [{"name": "NVIDIA A100-SXM4-40GB MIG 3g.20gb", "uuid": "MIG-…", …}]}],
      "error": null}     # or "library_not_found" / "driver_not_loaded"
 """
@@ -139,7 +139,9 @@ class FakeNVML:
         return self._field(handle, "power_mw")
 
     def nvmlDeviceGetComputeRunningProcesses(self, handle: dict[str, Any]) -> list[_Process]:  # noqa: N802
-        return [_Process(pid) for pid in self._field(handle, "processes")]
+        # An entry is a pid, or {"pid": N, "used_memory": bytes} for its usedGpuMemory.
+        return [_Process(p["pid"], p.get("used_memory")) if isinstance(p, dict) else _Process(p)
+                for p in self._field(handle, "processes")]
 
     def nvmlDeviceGetGraphicsRunningProcesses(self, handle: dict[str, Any]) -> list[_Process]:  # noqa: N802
         self._check()

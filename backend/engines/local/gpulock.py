@@ -68,15 +68,31 @@ class GpuLock:
     uuid: str
     path: Path
     fd: int | None
+    # Held for runs sharing the device (gpu_memory + share): each run has its own duplicate of
+    # one open file, and releasing only closes it; the kernel lets the lock go when the last
+    # duplicate (the agent's or a run process's inherited one) is closed.
+    shared: bool = False
 
     @property
     def held(self) -> bool:
         return self.fd is not None
 
+    def join(self) -> GpuLock:
+        """Another hold on this lock for a run that shares the device (see `shared`)."""
+        if self.fd is None:
+            raise ValueError(f"{self.uuid}: the lock is not held")
+        fd = os.dup(self.fd)
+        os.set_inheritable(fd, True)
+        self.shared = True
+        return GpuLock(self.uuid, self.path, fd, shared=True)
+
     def release(self) -> None:
         if self.fd is None:
             return
         fd, self.fd = self.fd, None
+        if self.shared:
+            os.close(fd)
+            return
         try:
             os.ftruncate(fd, 0)
         except OSError:

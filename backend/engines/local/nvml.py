@@ -192,6 +192,50 @@ def device_count(cpu_slots: int) -> int:
     return len(read_inventory(cpu_slots=cpu_slots).devices)
 
 
+def process_memory(nvml: Any = None) -> dict[str, dict[int, int]]:
+    """The GPU memory each compute process uses, per device: uuid -> {pid: bytes}, from
+    nvmlDeviceGetComputeRunningProcesses' usedGpuMemory (MIG slices by their own uuid). A process
+    the driver gives no figure for is left out; without NVML the answer is {}."""
+    if nvml is None and not os.environ.get("DLAAS_FAKE_NVML") and not any(map(os.path.exists, NVIDIA_DEVICE_NODES)):
+        return {}
+    try:
+        module = nvml if nvml is not None else load_nvml()
+    except NvmlUnavailable:
+        return {}
+    try:
+        module.nvmlInit()
+    except module.NVMLError:
+        return {}
+    out: dict[str, dict[int, int]] = {}
+    try:
+        read = _reader(module)
+        handles = []
+        for index in range(read("nvmlDeviceGetCount") or 0):
+            handle = read("nvmlDeviceGetHandleByIndex", index)
+            if handle is None:
+                continue
+            handles.append(handle)
+            handles += _mig_slices(read, module, handle) or []
+        for handle in handles:
+            uuid = read("nvmlDeviceGetUUID", handle)
+            procs = read("nvmlDeviceGetComputeRunningProcesses", handle)
+            if uuid is None or not procs:
+                continue
+            used: dict[int, int] = {}
+            for p in procs:
+                figure = getattr(p, "usedGpuMemory", None)
+                if figure is not None:
+                    used[int(p.pid)] = used.get(int(p.pid), 0) + int(figure)
+            if used:
+                out[_decode(uuid)] = used
+    finally:
+        try:
+            module.nvmlShutdown()
+        except module.NVMLError:
+            pass
+    return out
+
+
 def _cpu_inventory(
     cpu_slots: int, holders: Mapping[str, str], why: str, node: str | None, tier_gpus: int
 ) -> Inventory:

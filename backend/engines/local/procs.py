@@ -171,7 +171,12 @@ def group_exists(pgid: int) -> bool:
 
 def pids_in_groups(pgids: set[int]) -> set[int]:
     """Every live pid whose process group is one of `pgids` (our runs' processes and children)."""
-    out: set[int] = set()
+    return {pid for pids in pids_by_group(pgids).values() for pid in pids}
+
+
+def pids_by_group(pgids: set[int]) -> dict[int, set[int]]:
+    """The live pids of each process group in `pgids` (a learner's processes and children)."""
+    out: dict[int, set[int]] = {}
     if not pgids:
         return out
     for entry in os.scandir("/proc"):
@@ -182,8 +187,9 @@ def pids_in_groups(pgids: set[int]) -> set[int]:
         except OSError:
             continue
         fields = raw[raw.rfind(")") + 2 :].split()
-        if int(fields[2]) in pgids:
-            out.add(int(entry.name))
+        group = int(fields[2])
+        if group in pgids:
+            out.setdefault(group, set()).add(int(entry.name))
     return out
 
 

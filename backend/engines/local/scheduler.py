@@ -21,9 +21,11 @@ QUEUE_SQL = (
 # What admission reads: the same order, plus each run's cores and memory (recorded in its spec at
 # submit; 0 for runs recorded before they were), leaving out runs held back by a gate (a dependency
 # not yet complete, a hold, a begin time: spec.wait, cleared by the agent when it opens).
+# And, for GPU sharing, its per-GPU memory cap (bytes, or NULL) and whether it may share a GPU.
 ADMIT_COLS = (
     "id, gpus * learners, profile, gpu_type, learners, "
-    "COALESCE(json_extract(spec, '$.cpus_total'), 0), COALESCE(json_extract(spec, '$.memory_total'), 0)"
+    "COALESCE(json_extract(spec, '$.cpus_total'), 0), COALESCE(json_extract(spec, '$.memory_total'), 0), "
+    "json_extract(spec, '$.gpu_memory'), COALESCE(json_extract(spec, '$.share'), 0)"
 )
 GATE_FILTER = "json_extract(spec, '$.wait') IS NULL"
 ADMIT_SQL = (
@@ -48,12 +50,25 @@ def queue_cursor(conn, *, best_effort: bool, free: int):
 class FreeDevice:
     uuid: str
     gpu_type: str | None
+    memory_total: int | None = None  # bytes; None = NVML did not say
+
+
+@dataclass
+class SharedGpu:
+    """A GPU that only sharing runs hold: `room` is its memory less the caps of the runs on it
+    (None = its memory is unknown, so nothing more may join)."""
+
+    uuid: str
+    gpu_type: str | None
+    room: int | None
+    total: int | None = None
 
 
 @dataclass(frozen=True)
 class Admission:
     run_id: str
     devices: tuple[str, ...]
+    shared: bool = False  # placed as a sharing run (gpu_memory + share)
 
 
 @dataclass
@@ -100,6 +115,7 @@ def plan(
     box: Box | None = None,
     why: dict[str, str] | None = None,
     busy_note: str = "",
+    shared: dict[str, SharedGpu] | None = None,
 ) -> list[Admission]:
     """Admissions for one pass.
 
@@ -116,8 +132,13 @@ def plan(
     takes them from `box` when admitted).
     why: filled with the reason each run looked at but not admitted waits (the first WHY_LIMIT);
     busy_note: who holds the busy GPUs, added to a "GPUs busy" reason.
+    shared: the GPUs that sharing runs hold (uuid -> SharedGpu), updated as runs are placed. A run
+    with `share` and a `gpu_memory` cap (queue items' 8th and 9th fields) goes on GPUs whose room
+    fits its cap, fullest first, then on free GPUs; an exclusive run only ever takes a free GPU,
+    and a GPU a sharing run took is not free to anyone else.
     """
     free = list(free)
+    shared = shared if shared is not None else {}
     spent: dict[str, int] = {}
     out: list[Admission] = []
 
@@ -136,6 +157,8 @@ def plan(
         run_id, need, profile, want = item[:4]
         cpus = int(item[5]) if len(item) > 6 else 0
         memory = int(item[6]) if len(item) > 6 else 0
+        cap = int(item[7]) if len(item) > 8 and item[7] else 0
+        sharing = bool(item[8]) and cap > 0 and match_type and need > 0 if len(item) > 8 else False
         limit = room[profile]
         if limit is not None:
             limit -= spent.get(profile, 0)
@@ -162,6 +185,36 @@ def plan(
             if not best_effort or not free:
                 break
             continue
+        if sharing:
+            joined = sorted((g for g in shared.values()
+                             if g.room is not None and g.room >= cap and (not want or g.gpu_type == want)),
+                            key=lambda g: (g.room, g.uuid))
+            fresh = [d for d in free if (not want or d.gpu_type == want)
+                     and (d.memory_total is None or d.memory_total >= cap)]
+            if need <= len(joined) + len(fresh) and (limit is None or need <= limit):
+                chosen_ids = [g.uuid for g in joined[:need]]
+                for d in fresh[: need - len(chosen_ids)]:
+                    chosen_ids.append(d.uuid)
+                    shared[d.uuid] = SharedGpu(d.uuid, d.gpu_type, None if d.memory_total is None
+                                               else d.memory_total, d.memory_total)
+                    free = [f for f in free if f.uuid != d.uuid]
+                for uuid in chosen_ids:
+                    g = shared[uuid]
+                    g.room = None if g.room is None else g.room - cap
+                spent[profile] = spent.get(profile, 0) + need
+                take(cpus, memory)
+                out.append(Admission(run_id, tuple(chosen_ids), True))
+                continue
+            if limit is not None and need > limit:
+                wait(run_id, f"tier limit: profile {profile} may take {max(0, limit)} more GPU(s), "
+                             f"this run needs {need}")
+            else:
+                kind = f"{want} GPUs" if want else "GPUs"
+                wait(run_id, f"{kind} busy: needs {need} with {fmt_bytes(cap)} of GPU memory free, "
+                             f"{len(joined) + len(fresh)} fit" + (f" ({busy_note})" if busy_note else ""))
+            if not best_effort:
+                break
+            continue
         if match_type and want:
             pool = [d for d in free if d.gpu_type == want]
         else:
@@ -181,7 +234,7 @@ def plan(
             wait(run_id, waits.busy(kind, need, len(pool), busy_note))
         if not best_effort:
             break
-        if not free:
+        if not free and not shared:
             break
     return out
 

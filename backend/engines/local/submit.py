@@ -76,6 +76,15 @@ def check_fits(engine, manifest) -> None:
         raise BadInput(
             f"{manifest.name}: needs {need} GPU(s) ({manifest.gpus} x {manifest.learners} learner(s)) "
             f"but this machine has {len(pool)} {what}", code=ErrorCode.NEVER_FITS.value)
+    cap = manifest.gpu_memory_bytes
+    if cap and real and manifest.share:
+        big = [d for d in pool if d.memory_total is None or d.memory_total >= cap]
+        if need > len(big):
+            from .scheduler import fmt_bytes
+
+            raise BadInput(
+                f"{manifest.name}: needs {need} GPU(s) with {fmt_bytes(cap)} of memory to share (gpu_memory) "
+                f"but this machine has {len(big)} that large", code=ErrorCode.NEVER_FITS.value)
 
 
 def _check_box(backend, manifest) -> None:
@@ -219,6 +228,8 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
                     "cpus_total": cores_per_learner(tm.cpus) * tm.learners,
                     "memory_total": tm.memory_bytes * tm.learners,
                     "max_retries": m.max_retries,
+                    # GPU sharing: the per-GPU memory cap the agent watches, and whether to share.
+                    "gpu_memory": tm.gpu_memory_bytes, "share": bool(tm.share),
                 }
                 spec.update(_gates(after[k], request))
                 name = request.name or m.name
