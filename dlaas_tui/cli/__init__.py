@@ -28,7 +28,7 @@ COMMAND_MODULES = (
 # The module that registers each command, so that `dlaas-tui runs` imports and builds only the
 # parser it needs (tests/unit/test_cli_lean.py checks this against what the modules register).
 COMMANDS = {
-    **dict.fromkeys(("submit", "runs", "hold", "release", "show", "logs", "halt", "resume", "delete",
+    **dict.fromkeys(("submit", "runs", "hold", "release", "priority", "show", "logs", "halt", "resume", "delete",
                      "rerun", "results", "wait"), "runs_cmd"),
     **{name.removesuffix("_cmd"): name for name in COMMAND_MODULES if name != "runs_cmd"},
 }

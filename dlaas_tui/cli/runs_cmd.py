@@ -37,6 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("runs", nargs="+", metavar="RUN")
         p.set_defaults(func=cmd_hold, verb=verb)
 
+    p = sub.add_parser("priority", help="change queued runs' priority (their place in the queue)")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("priority", metavar="PRIORITY", help="a name from [priorities] (high, normal, low) or a number")
+    p.add_argument("--json", action="store_true", help="print the run objects as JSON")
+    p.set_defaults(func=cmd_priority)
+
     p = sub.add_parser("show", help="one run: state, queue, devices, cost, metrics, events")
     p.add_argument("run", metavar="RUN")
     p.add_argument("--json", action="store_true")
@@ -164,6 +170,24 @@ def cmd_hold(args, ctx) -> int:
     for rid in args.runs:
         run = engine.hold(rid) if args.verb == "hold" else engine.release(rid)
         print(f"{run.id}: {run.state.value}{' held' if args.verb == 'hold' else ''}")
+    return 0
+
+
+def cmd_priority(args, ctx) -> int:
+    from backend.facade import BadInput
+
+    engine = ctx.backend.engine
+    if not hasattr(engine, "set_priority"):
+        raise BadInput("priority works on local profiles only")
+    changed = [engine.set_priority(rid, args.priority) for rid in args.runs]
+    if args.json:
+        from .output import print_json
+
+        print_json([r.to_json() for r in changed])
+        return 0
+    for run in changed:
+        pos = f", queue position {run.queue_position}" if run.queue_position else ""
+        print(f"{run.id}: priority {run.priority}{pos}")
     return 0
 
 

@@ -326,6 +326,25 @@ class LocalEngine:
         self._nudge()
         return self.get_run(run_id)
 
+    def set_priority(self, run_id: str, priority: str) -> Run:
+        """Change a queued run's priority: a name from [priorities] or a whole number. Its place in
+        the queue (and every queue position) follows at once; the change is an event."""
+        self.backend.require_writable("priority")
+        name, value = resolve_priority(self.backend.config.all_priorities(), priority)
+        with db.write(self.conn):
+            row = self.conn.execute("SELECT state, priority, prio FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no run {run_id!r}")
+            if row[0] != RunState.QUEUED.value:
+                raise BadInput(f"{run_id}: run is {row[0]}; only a queued run's priority can be changed")
+            if (row[1], row[2]) != (name, value):
+                db.set_fields(self.conn, run_id, {"priority": name, "prio": value})
+                self.conn.execute(
+                    "INSERT INTO run_events (run_id, at, state, message) VALUES (?, ?, NULL, ?)",
+                    (run_id, clock.time(), f"priority changed from {row[1]} ({row[2]}) to {name} ({value})"))
+        self._nudge()
+        return self.get_run(run_id)
+
     def _set_hold(self, run_id: str, held: bool) -> None:
         with db.write(self.conn):
             row = self.conn.execute("SELECT state, spec FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -405,3 +424,17 @@ def _read_log(engine: LocalEngine, run_id: str, path: Path, tail: int | None,
             return
         time.sleep(0.25)
 
+
+def resolve_priority(priorities: dict[str, int], text: str) -> tuple[str, int]:
+    """(name, value) of a priority given by name (from [priorities]) or as a whole number; a
+    number that a name stands for takes that name."""
+    text = str(text).strip()
+    if text in priorities:
+        return text, priorities[text]
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadInput(f"priority {text!r} is neither a number nor one of "
+                       f"{', '.join(f'{k} ({v})' for k, v in priorities.items())}") from None
+    named = [k for k, v in priorities.items() if v == value]
+    return (named[0] if named else str(value)), value
