@@ -67,7 +67,9 @@ def test_full_lifecycle_states_times_gpus_and_cost(sim, engine):
     sim.add_workload(run_id)
     engine.sync_once()
     run = engine.get_run(run_id)
-    assert run.state == RunState.QUEUED and "insufficient unused quota" in run.message
+    # Kueue's "insufficient unused quota ... 2 more needed", in the local engine's words
+    assert run.state == RunState.QUEUED
+    assert run.message == "GPUs busy: needs 2, 0 free (quota of flavor h100 in use, 2 more needed)"
     assert run.queue_position == 1 and run.queue_position_approximate is False
 
     sim.admit(run_id, at=60)
@@ -255,6 +257,37 @@ def test_visibility_positions_v1beta2_then_v1beta1_then_approximation(sim, engin
     run = engine.get_run("training-bbbbbbb3")
     assert run.queue_position == 3 and run.queue_position_approximate is True
     assert run.to_json()["queue_position_approximate"] is True
+
+
+def test_kueue_pending_reasons_read_as_the_local_engines_words_and_follow_the_queue(sim, engine):
+    ids = ["training-wwwwwww1", "training-wwwwwww2", "training-wwwwwww3"]
+    for i, rid in enumerate(ids):
+        engine.submit_run(fx.manifest(), run_id=rid)
+        sim.add_workload(rid, created=10 + i)
+    # Kueue has looked at the head only; the others carry no reason of their own yet
+    for rid in ids[1:]:
+        sim.workloads[rid]["status"]["conditions"] = []
+    engine.sync_once()
+    engine.sync_once()  # the second pass words the queue places the first one learned
+    said = {rid: engine.get_run(rid).message for rid in ids}
+    assert said == {ids[0]: "GPUs busy: needs 2, 0 free (quota of flavor h100 in use, 2 more needed)",
+                    ids[1]: "behind 1 run", ids[2]: "behind 2 runs"}
+    notes_before = [e.message for e in engine.events(ids[2]) if e.state is None]
+    # the head leaves the queue (admitted): the others move up, and that is no event of theirs
+    sim.admit(ids[0], at=60)
+    engine.sync_once()
+    assert engine.get_run(ids[2]).message == "behind 1 run"
+    assert engine.get_run(ids[1]).message == "waiting for Kueue to admit it"
+    assert [e.message for e in engine.events(ids[2]) if e.state is None] == notes_before
+    # the LocalQueue removed, a Workload deactivated, a preemption: each said in those words, as an event
+    sim.set_conditions(ids[1], kube_sim.cond("QuotaReserved", False, 70, "Inadmissible",
+                                             "LocalQueue team-a-queue doesn't exist"))
+    sim.workloads[ids[2]]["spec"]["active"] = False
+    engine.sync_once()
+    run = engine.get_run(ids[1])
+    assert run.message.startswith("queue missing: LocalQueue team-a-queue does not exist")
+    assert any(e.message == run.message for e in engine.events(ids[1]))
+    assert engine.get_run(ids[2]).message.startswith("held (its Workload is deactivated")
 
 
 def test_log_follow_moves_to_the_next_pod_after_a_restart(sim, engine):

@@ -35,6 +35,7 @@ from . import kueue, logs, render
 from .client import KubeApi, KubeError, KubeNotFound, jobs_path, pods_path, workloads_path
 from .ledger import SYNCED, AgentLedger, Ledger, MemoryLedger, last_state
 from .runview import assigned_label, canonical_gpu, flavor_gpu, inventory_from_nodes, run_from_job
+from .kueue_waits import AT_HEAD, behind, is_behind
 from .states import PERMANENT_ERRORS, Observation, gpu_line, observe, parse_time, report_outcome
 from .submission import Submitting, new_run_id  # noqa: F401
 from .watch import Reflector
@@ -266,7 +267,8 @@ class KubernetesEngine(Submitting):
             self.ledger.record(RunEvent(run_id, run.submitted_at, RunState.QUEUED, "found on the cluster"))
         if run.state.terminal:
             return []
-        obs = observe(job, workload, pods)  # STORING from the learner's readiness: no log read per pod
+        # STORING from the learner's readiness: no log read per pod
+        obs = observe(job, workload, pods, need_gpus=run.gpus, position=run.queue_position)
         if run.state == RunState.STORING and obs.state == RunState.PROCESSING:
             obs.state, obs.at, obs.message = RunState.STORING, None, run.message  # a probe that passed again
         if obs.stuck and not obs.state.terminal:
@@ -323,7 +325,8 @@ class KubernetesEngine(Submitting):
                 run.admitted_at = run.admitted_at or at
             if state == RunState.PROCESSING:
                 run.started_at = run.started_at or at
-        if not steps and obs.message and obs.message != run.message:
+        # A queued run's place in the queue (`behind N runs`) moves with others' runs: not an event.
+        if not steps and obs.message and obs.message != run.message and not is_behind(obs.message):
             note = RunEvent(run.id, now, None, obs.message)
             self.ledger.record(note)
             out.append(note)
@@ -485,9 +488,12 @@ class KubernetesEngine(Submitting):
                 # Not in Kueue's pending list: its Workload is not there yet, or it is admitted and
                 # waits for a node. Either way nothing known is behind it.
                 pos, approximate = positions.total + 1, True
-            if pos != run.queue_position or approximate != run.queue_position_approximate:
+            message = (behind(pos) or AT_HEAD) if is_behind(run.message) else run.message
+            if (pos != run.queue_position or approximate != run.queue_position_approximate
+                    or message != run.message):
                 run.queue_position = pos
                 run.queue_position_approximate = approximate
+                run.message = message
                 self.ledger.put_run(run)
         self._refresh_etas()
 

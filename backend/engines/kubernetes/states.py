@@ -33,6 +33,7 @@ from typing import Any
 
 from backend.runs import ErrorCode, RunState
 
+from .kueue_waits import condition, is_true, workload_wait_reason
 from .render import LEARNER, LOADER
 
 STORING_MARKER = "dlaas: storing results"
@@ -64,18 +65,6 @@ def parse_time(value: str | None) -> datetime | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-
-
-def condition(obj: dict[str, Any] | None, ctype: str) -> dict[str, Any] | None:
-    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if cond.get("type") == ctype:
-            return cond
-    return None
-
-
-def is_true(obj: dict[str, Any] | None, ctype: str) -> bool:
-    cond = condition(obj, ctype)
-    return bool(cond and cond.get("status") == "True")
 
 
 def _cond_time(obj: dict[str, Any] | None, ctype: str) -> datetime | None:
@@ -234,24 +223,12 @@ def _pod_state(pod: dict[str, Any], storing: bool) -> Observation:
                        stuck=stuck)
 
 
-def workload_wait_reason(workload: dict[str, Any] | None) -> str:
-    if workload is None:
-        return "waiting for Kueue to create the Workload"
-    for ctype in ("Evicted", "QuotaReserved", "Admitted"):
-        cond = condition(workload, ctype)
-        if cond and (ctype == "Evicted") == (cond.get("status") == "True"):
-            parts = [cond.get("reason") or "", cond.get("message") or ""]
-            text = ": ".join(p for p in parts if p)
-            if text:
-                return text
-    return "waiting for quota"
-
-
 def observe(job: dict[str, Any], workload: dict[str, Any] | None, pods: list[dict[str, Any]],
-            *, storing: bool = False) -> Observation:
+            *, storing: bool = False, need_gpus: int | None = None, position: int | None = None) -> Observation:
     """The run's state now. `storing`: the wrapper is known to be storing by other means than the
-    learner's readiness (which `_pod_state` reads itself)."""
-    obs = _observe(job, workload, pods, storing)
+    learner's readiness (which `_pod_state` reads itself). `need_gpus` (the run's GPUs in all) and
+    `position` (its place in Kueue's queue) word why a queued run waits (kueue_waits.py)."""
+    obs = _observe(job, workload, pods, storing, {"need_gpus": need_gpus, "position": position})
     live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp") and not disrupted(p)] or pods
     if live and not obs.evicted:
         newest = max(live, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "")
@@ -261,7 +238,7 @@ def observe(job: dict[str, Any], workload: dict[str, Any] | None, pods: list[dic
 
 
 def _observe(job: dict[str, Any], workload: dict[str, Any] | None, pods: list[dict[str, Any]],
-             storing: bool) -> Observation:
+             storing: bool, wait: dict[str, Any]) -> Observation:
     if is_true(job, "Complete") or is_true(job, "SuccessCriteriaMet"):
         at = parse_time((job.get("status") or {}).get("completionTime")) or _cond_time(job, "Complete")
         return Observation(RunState.COMPLETED, at=at)
@@ -282,10 +259,10 @@ def _observe(job: dict[str, Any], workload: dict[str, Any] | None, pods: list[di
     suspended = bool((job.get("spec") or {}).get("suspend"))
     if is_true(workload, "Evicted") and (suspended or not is_true(workload, "Admitted")):
         return Observation(RunState.QUEUED, at=_cond_time(workload, "Evicted"), evicted=True,
-                           message=f"evicted: {workload_wait_reason(workload)}")
+                           message=workload_wait_reason(workload, **wait))
     admitted = is_true(workload, "Admitted") or (workload is None and not suspended)
     if not admitted or suspended:
-        return Observation(RunState.QUEUED, message=workload_wait_reason(workload))
+        return Observation(RunState.QUEUED, message=workload_wait_reason(workload, **wait))
     current = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
     live = [p for p in current if not disrupted(p)]
     if not live and any(disrupted(p) for p in current):
