@@ -39,7 +39,7 @@ def pid_of(tmp: Path, name: str) -> int:
                     and int((tmp / f"{name}.pid").read_text()))
 
 
-def test_sharing_runs_share_a_gpu_and_one_over_its_cap_is_stopped_with_c207(dlaas_home, tmp_path, monkeypatch):
+def test_sharing_runs_share_a_gpu_and_one_over_its_cap_is_stopped_with_c207(dlaas_home, tmp_path, monkeypatch, cli):
     nvml = tmp_path / "nvml.json"
     set_gpu(nvml, [])
     monkeypatch.setenv("DLAAS_FAKE_NVML", str(nvml))
@@ -57,6 +57,10 @@ def test_sharing_runs_share_a_gpu_and_one_over_its_cap_is_stopped_with_c207(dlaa
         ra, rb = wait_state(a, "PROCESSING"), wait_state(b, "PROCESSING")
         # one 40 GiB GPU holds both 16 GiB caps
         assert ra.assigned == rb.assigned == [f"{GPU} NVIDIA A100-SXM4-40GB"]
+        shown = cli("gpus", "--json")
+        assert shown.returncode == 0, shown.stderr
+        holders = json.loads(shown.stdout)["devices"][0]["held_by"]
+        assert sorted(holders.split(", ")) == sorted([a, b])  # both runs named on the shared GPU
         pa, pb = pid_of(tmp_path, "a"), pid_of(tmp_path, "b")
         set_gpu(nvml, [{"pid": pa, "used_memory": int(17.5 * GiB)}, {"pid": pb, "used_memory": 10 * GiB}])
         over = wait_state(a, "FAILED", "COMPLETED")

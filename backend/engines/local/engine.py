@@ -381,7 +381,8 @@ class LocalEngine:
             f"{BILLED_SQL}"
         ):
             for uuid in json.loads(assigned):
-                held[uuid] = rid
+                # runs sharing a GPU (gpu_memory + share) are all named
+                held[uuid] = f"{held[uuid]}, {rid}" if uuid in held else rid
             pgids.update(p["pid"] for p in json.loads(procs))
         return read_inventory(
             cpu_slots=self.backend.profile.cpu_slots, holders=held, our_pids=pids_in_groups(pgids),
