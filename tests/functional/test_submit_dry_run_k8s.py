@@ -51,12 +51,12 @@ def test_local_dry_run_prints_the_expanded_manifests(cli):
 def test_kubernetes_refuses_what_only_the_local_agent_schedules(cli, dlaas_home, tmp_path):
     (dlaas_home / "config.toml").write_text(CONFIG)
     doc = yaml.safe_load(SAMPLE.read_text())
-    doc.update(depends_on=["training-ab12cd34"], max_retries=2)
+    doc.update(depends_on=["training-ab12cd34"], max_retries=2, gpus=1, gpu_memory="20GiB", share=True)
     manifest = tmp_path / "manifest.yml"
     manifest.write_text(yaml.safe_dump(doc))
     env = {"DLAAS_AGENT_AUTOSTART": "0"}
     res = cli("--profile", "lab", "submit", str(manifest), "--dry-run", env=env)
     assert res.returncode == 2
-    assert "depends_on, max_retries work on local profiles only" in res.stderr
+    assert "depends_on, max_retries, gpu_memory, share work on local profiles only" in res.stderr
     res = cli("--profile", "lab", "submit", str(SAMPLE), "--dry-run", "--hold", env=env)
     assert res.returncode == 2 and "--after, --hold and --begin work on local profiles only" in res.stderr
