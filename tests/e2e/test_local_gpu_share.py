@@ -81,3 +81,47 @@ def test_sharing_runs_share_a_gpu_and_one_over_its_cap_is_stopped_with_c207(dlaa
         assert get(x).admitted_at >= max(get(b).finished_at, get(c).finished_at)
     finally:
         stop_everything(dlaas_home)
+
+
+def test_sharing_runs_keep_their_gpu_locked_across_an_agent_kill_and_are_still_watched(
+        dlaas_home, tmp_path, monkeypatch, cli):
+    import signal
+
+    from backend.engines.local.gpulock import held_by, try_acquire
+
+    from .local_helpers import agent_pid
+
+    nvml = tmp_path / "nvml.json"
+    set_gpu(nvml, [])
+    monkeypatch.setenv("DLAAS_FAKE_NVML", str(nvml))
+    monkeypatch.setenv("DLAAS_GPU_LOCK_DIR", str(tmp_path / "locks"))
+    seed_home(dlaas_home)
+    go = tmp_path / "go"
+
+    def sharing(name: str):
+        env = {"GO": str(go), "PIDFILE": str(tmp_path / f"{name}.pid")}
+        return submit(manifest(tmp_path / "m", name, command=HOLD, env=env, gpus=1, memory="256MiB",
+                               gpu_memory="10GiB", share=True))
+
+    try:
+        a, b = sharing("a"), sharing("b")
+        wait_state(a, "PROCESSING"), wait_state(b, "PROCESSING")
+        pa, pb = pid_of(tmp_path, "a"), pid_of(tmp_path, "b")
+        pid = agent_pid(dlaas_home)
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: agent_pid(dlaas_home) is None)
+        # no agent: the runs' own processes still hold the GPU's host-wide lock
+        assert held_by(GPU) is not None and try_acquire(GPU, owner="someone-else") is None
+        assert cli("runs").returncode == 0  # any command restarts the agent
+        # (the new agent holds its lock a moment before its pid file names it)
+        wait_for(lambda: agent_pid(dlaas_home) not in (None, -1, pid))
+        set_gpu(nvml, [{"pid": pa, "used_memory": 4 * GiB}, {"pid": pb, "used_memory": int(10.6 * GiB)}])
+        over = wait_state(b, "FAILED", "COMPLETED")
+        assert over.error_code == "C207" and "used 10.6 GiB of its 10 GiB gpu_memory cap" in over.message
+        set_gpu(nvml, [{"pid": pa, "used_memory": 4 * GiB}])
+        assert get(a).state == RunState.PROCESSING
+        go.write_text("")
+        assert wait_state(a, "COMPLETED", "FAILED").state == RunState.COMPLETED
+        wait_for(lambda: held_by(GPU) is None)  # the last holder gone, the lock is free
+    finally:
+        stop_everything(dlaas_home)
