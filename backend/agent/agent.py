@@ -201,9 +201,6 @@ class Agent:
             self._inventory = (time.monotonic(), devs)
         return devs
 
-    def _held(self) -> dict[str, str]:
-        return self._holders([])[0]
-
     def _holders(self, devices: list) -> tuple[dict[str, str], dict[str, SharedGpu]]:
         """(device -> a run holding it, the GPUs only sharing runs hold with the room left on each:
         their memory less the runs' gpu_memory caps)."""
