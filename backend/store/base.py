@@ -220,3 +220,29 @@ class ObjectStore(Protocol):
     def uri(self, bucket: str, key: str = "") -> str:
         """`s3://bucket/key` (or `local://bucket/key`)."""
         ...
+
+
+# -- optional features: a store offers one by having its method; callers ask `isinstance(store, F)` --
+
+
+@runtime_checkable
+class ManyGets(Protocol):
+    """Download listed objects to the given paths in one go (one transfer manager, no HEAD per object)."""
+
+    def get_many(
+        self, bucket: str, items: Iterable[tuple[ObjectInfo, Path]], *, transfer: Transfer | None = None
+    ) -> int:
+        """The caller has checked the paths; returns how many objects were downloaded."""
+        ...
+
+
+@runtime_checkable
+class LeftoverReclaim(Protocol):
+    """Tidy what killed writers left in the store (temp files, open multipart uploads)."""
+
+    def reclaim_leftovers(self) -> str:
+        """What it did, for the log ("" if nothing)."""
+        ...
+
+
+OPTIONAL_STORE_FEATURES: tuple[type, ...] = (ManyGets, LeftoverReclaim)
