@@ -245,4 +245,13 @@ class LeftoverReclaim(Protocol):
         ...
 
 
-OPTIONAL_STORE_FEATURES: tuple[type, ...] = (ManyGets, LeftoverReclaim)
+@runtime_checkable
+class LocalFolders(Protocol):
+    """A folder store: the folder or file behind a bucket/prefix, for read-only views (no copy)."""
+
+    def local_path(self, bucket: str, key_or_prefix: str = "") -> Path:
+        """Safely resolved; the bucket must exist, the path itself may not (yet)."""
+        ...
+
+
+OPTIONAL_STORE_FEATURES: tuple[type, ...] = (ManyGets, LeftoverReclaim, LocalFolders)

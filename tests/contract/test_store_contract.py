@@ -36,7 +36,7 @@ import pytest
 
 from backend.errors import BadInput, DlaasError, NotFound
 from backend.store.base import (
-    OPTIONAL_STORE_FEATURES, LeftoverReclaim, ManyGets, ObjectStore, Transfer, TransferCancelled)
+    OPTIONAL_STORE_FEATURES, LeftoverReclaim, LocalFolders, ManyGets, ObjectStore, Transfer, TransferCancelled)
 
 
 def _utf8(key: str) -> bytes:
@@ -399,7 +399,7 @@ def test_cancel_before_start_moves_nothing(store, bucket, tmp_path):
 
 STORE_CLASSES = {"local": "backend.store.local:LocalStore", "s3": "backend.store.s3:S3Store"}
 STORE_FEATURES = {
-    "local": {LeftoverReclaim},  # a get is a file copy: no batched get to offer
+    "local": {LeftoverReclaim, LocalFolders},  # a get is a file copy: no batched get to offer
     "s3": {ManyGets, LeftoverReclaim},
 }
 
