@@ -31,7 +31,7 @@ from typing import Any
 
 from backend import clock
 from .errors import BadInput, StoreError
-from .store.base import ObjectInfo, ObjectStore, Transfer, validate_key
+from .store.base import ManyGets, ObjectInfo, ObjectStore, Transfer, validate_key
 
 GROUP = 256  # entries locked at once: bounds open lock files for huge prefixes
 
@@ -220,9 +220,8 @@ class DataCache:
     def _download(self, store: ObjectStore, bucket: str, pairs: list[tuple[ObjectInfo, Path]], transfer: Transfer | None) -> None:
         if not pairs:
             return
-        get_many = getattr(store, "get_many", None)
-        if get_many is not None:  # one transfer manager for the lot, no HEAD per object
-            get_many(bucket, pairs, transfer=transfer)
+        if isinstance(store, ManyGets):  # one transfer manager for the lot, no HEAD per object
+            store.get_many(bucket, pairs, transfer=transfer)
             return
         for _, path in pairs:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import local_home, local_manifest, stop_agent  # noqa: E402  (the checkout is on sys.path)
 
 TRIALS, SLEEP_S, MAX_S = 6, 3, 600
 
@@ -28,24 +28,15 @@ def manifest(tmp: Path) -> Path:
     folder = tmp / "sweep"
     (folder / "model").mkdir(parents=True)
     (folder / "model" / "noop.txt").write_text("")
-    path = folder / "manifest.yaml"
-    path.write_text(
-        "name: eta-sweep\ngpus: 0\nmax_duration: 10m\n"
-        "data_stores:\n  - id: d\n    type: local\n    training_data: {container: bench-data}\n"
-        "    training_results: {container: bench-results}\n"
-        f"framework:\n  name: python\n  command: sleep {SLEEP_S}\n"
-        f"sweep:\n  parallel: 1\n  parameters:\n    i: {{values: {list(range(TRIALS))}}}\n"
-    )
-    return path
+    return local_manifest(
+        folder / "manifest.yaml", name="eta-sweep", command=f"sleep {SLEEP_S}",
+        extra=f"max_duration: 10m\nsweep:\n  parallel: 1\n  parameters:\n    i: {{values: {list(range(TRIALS))}}}\n")
 
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="dlaas-bench-eta-") as d:
         tmp = Path(d)
-        home = tmp / "home"
-        (home / "store" / "bench-data").mkdir(parents=True)
-        (home / "config.toml").write_text("[profiles.local]\ncpu_slots = 2\n")
-        os.chmod(home / "config.toml", 0o600)
+        home = local_home(tmp / "home", cpu_slots=2)
         os.environ["DLAAS_HOME"] = str(home)
         from backend import clock
         from backend.facade import SubmitRequest, open_backend
@@ -101,12 +92,8 @@ def main() -> int:
             for rid in ids:
                 engine.halt(rid)
         finally:
-            from backend.agent.control import agent_pid
-
             engine.close()
-            pid = agent_pid(home / "state")
-            if pid and pid > 0:
-                os.kill(pid, signal.SIGTERM)
+            stop_agent(home)
     return 0
 
 

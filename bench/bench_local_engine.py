@@ -9,7 +9,6 @@ Runs under a throwaway DLAAS_HOME and stops the agent it starts (by pid).
 from __future__ import annotations
 
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -17,8 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import (  # noqa: E402  (the checkout is on sys.path from here)
+    REPO, fill_ledger, home_env, local_home, local_manifest, model_dir, seal_finished, stop_agent)
 
 
 def line(label: str, value: float, unit: str, target: float, anchor: float, anchor_label: str) -> None:
@@ -28,22 +29,8 @@ def line(label: str, value: float, unit: str, target: float, anchor: float, anch
 
 
 def fill(conn, n: int, state: str, *, prio_spread: bool = True, gpus: int | None = None) -> None:
-    from backend.ledger import db
-
-    t0 = time.time() - n
-    with db.write(conn):
-        seq = db.next_seq(conn)
-        for i in range(n):
-            rid = f"training-{state[:2].lower()}{i:06d}"
-            db.insert_run(conn, {
-                "id": rid, "name": f"bench-{i}", "profile": "local", "state": state,
-                "priority": "normal", "prio": (i % 3) * 100 if prio_spread else 0,
-                "submitted_at": t0 + i, "gpus": gpus or 1 + i % 2, "learners": 1,
-                "spec": {"command": "true"}, "results_bucket": "bench",
-                "metrics": {"loss": 0.1 * (i % 7), "accuracy": 0.9} if state != "QUEUED" else {},
-                "primary_metric": "loss" if state != "QUEUED" else None,
-                "cost_micro": 833 if state == "COMPLETED" else None,
-            }, seq)
+    fill_ledger(conn, [(f"training-{state[:2].lower()}{i:06d}", state, (i % 3) * 100 if prio_spread else 0,
+                        gpus or 1 + i % 2) for i in range(n)], t0=time.time() - n)
 
 
 def bench_admission(tmp: Path) -> None:
@@ -116,19 +103,10 @@ def bench_submit_latency(tmp: Path, env: dict) -> None:
     from backend.agent.control import ensure_agent
     from backend.paths import get_paths
 
-    home = Path(env["DLAAS_HOME"])
-    (home / "store" / "bench-data").mkdir(parents=True, exist_ok=True)
-    model = tmp / "model"
-    model.mkdir()
-    (model / "train.py").write_text("print('hi')\n")
+    local_home(Path(env["DLAAS_HOME"]))
+    model = model_dir(tmp / "model")
     stamp = tmp / "stamp"
-    manifest = tmp / "manifest.yaml"
-    manifest.write_text(
-        "name: latency\ngpus: 1\n"
-        "data_stores:\n  - id: d\n    type: local\n    training_data: {container: bench-data}\n"
-        "    training_results: {container: bench-results}\n"
-        f"framework:\n  name: python\n  command: date +%s.%N > {stamp}\n"
-    )
+    manifest = local_manifest(tmp / "manifest.yaml", name="latency", gpus=1, command=f"date +%s.%N > {stamp}")
     os.environ.update(env)
     ensure_agent(get_paths())
     from backend.facade import SubmitRequest, open_backend
@@ -162,10 +140,7 @@ def bench_runs_json(tmp: Path, env: dict) -> None:
     conn = db.connect(home / "state" / "state.db")
     fill(conn, 9_000, "COMPLETED", prio_spread=False)
     fill(conn, 1_000, "QUEUED", gpus=64)  # waiting for devices the box lacks: the agent stays idle
-    from backend.engines.local.rows import seal_run
-
-    for (rid,) in conn.execute("SELECT id FROM runs WHERE state = 'COMPLETED'").fetchall():
-        seal_run(conn, rid)  # as the agent does when a run ends
+    seal_finished(conn)
     conn.close()
     cmd = [sys.executable, "-m", "dlaas_tui", "runs", "--json"]
     samples = []
@@ -185,18 +160,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="dlaas-bench-") as d:
         tmp = Path(d)
         home = tmp / "home"
-        env = {**os.environ, "DLAAS_HOME": str(home),
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        env = home_env(home)
         try:
             bench_admission(tmp)
             bench_submit_latency(tmp, env)
             bench_runs_json(tmp, env)
         finally:
-            from backend.agent.control import agent_pid
-
-            pid = agent_pid(home / "state")
-            if pid and pid > 0:
-                os.kill(pid, signal.SIGTERM)
+            stop_agent(home)
     return 0
 
 

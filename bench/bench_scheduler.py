@@ -25,8 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import (  # noqa: E402  (the checkout is on sys.path from here)
+    REPO, fill_ledger, home_env, local_home, local_manifest, model_dir, seal_finished, stop_agent)
 BIN = Path(sys.executable).parent
 REPS = 5
 
@@ -113,14 +115,6 @@ class Gflow:
                 pass
 
 
-def dlaas_env(home: Path) -> dict[str, str]:
-    # Bytecode is written (as an installed app has its .pyc files): a shell with
-    # PYTHONDONTWRITEBYTECODE=1 would otherwise have every call recompile our modules.
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "DLAAS_PROFILE")}
-    return {**env, "DLAAS_HOME": str(home),
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-
-
 def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "dlaas_tui", *args], env=env, cwd=REPO,
                           capture_output=True, text=True, check=True, timeout=120)
@@ -132,23 +126,12 @@ def fill(home: Path, n: int) -> None:
     os.environ["DLAAS_HOME"] = str(home)
     try:
         from backend.ledger import db
-        from backend.engines.local.rows import seal_run
 
         conn = db.connect(home / "state" / "state.db")
-        t0 = time.time() - n
-        with db.write(conn):
-            seq = db.next_seq(conn)
-            for i in range(n):
-                state = "COMPLETED" if i % 3 == 0 else "QUEUED"
-                db.insert_run(conn, {
-                    "id": f"training-f{n:03d}{i:04d}", "name": f"fill-{i}", "profile": "local",
-                    "state": state, "priority": "normal", "prio": 0, "submitted_at": t0 + i,
-                    "gpus": 64, "learners": 1,  # waiting for GPUs the box lacks: the agent stays idle
-                    "spec": {"command": "true"}, "results_bucket": "bench",
-                    "cost_micro": 833 if state == "COMPLETED" else None,
-                }, seq)
-        for (rid,) in conn.execute("SELECT id FROM runs WHERE state = 'COMPLETED'").fetchall():
-            seal_run(conn, rid)
+        # 64 GPUs each: waiting for GPUs the box lacks, the agent stays idle
+        fill_ledger(conn, [(f"training-f{n:03d}{i:04d}", "COMPLETED" if i % 3 == 0 else "QUEUED", 0, 64)
+                           for i in range(n)], t0=time.time() - n, name="fill", metrics=False)
+        seal_finished(conn)
         conn.close()
     finally:
         if old is None:
@@ -164,21 +147,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="dlaas-bench-sched-") as d:
         tmp = Path(d)
         gf = Gflow(tmp / "gflow")
-        home = tmp / "home"
-        (home / "store" / "bench-data").mkdir(parents=True)
-        (home / "config.toml").write_text('[profiles.local]\ncpu_slots = 2\n')
-        os.chmod(home / "config.toml", 0o600)
-        env = dlaas_env(home)
-        model = tmp / "model"
-        model.mkdir()
-        (model / "train.py").write_text("print('hi')\n")
+        home = local_home(tmp / "home", cpu_slots=2)
+        env = home_env(home)
+        model = model_dir(tmp / "model")
         stamp = tmp / "stamp"
-        manifest = tmp / "manifest.yaml"
-        manifest.write_text(
-            "name: latency\ngpus: 0\n"
-            "data_stores:\n  - id: d\n    type: local\n    training_data: {container: bench-data}\n"
-            "    training_results: {container: bench-results}\n"
-            f"framework:\n  name: python\n  command: date +%s.%N > {stamp}\n")
+        manifest = local_manifest(tmp / "manifest.yaml", name="latency", command=f"date +%s.%N > {stamp}")
         job = tmp / "job.sh"
         job.write_text(f"#!/bin/sh\ndate +%s.%N > {stamp}\n")
         job.chmod(0o755)
@@ -243,11 +216,7 @@ def main() -> int:
             floor_cpu = (child_cpu() - c) / REPS
         finally:
             gf.stop()
-            from backend.agent.control import agent_pid
-
-            pid = agent_pid(home / "state")
-            if pid and pid > 0:
-                os.kill(pid, signal.SIGTERM)
+            stop_agent(home)
         med = statistics.median
         print(f"(medians of {REPS}; python -c pass: {floor:.3f} s)")
         line("submit one job, wall clock", med(figures["submit"][0]), "s", "<= 0.15 s", med(figures["submit"][1]))

@@ -32,6 +32,7 @@ from ..engines.local.procs import pids_by_group, pids_in_groups
 from ..engines.local.scheduler import Box, FreeDevice, SharedGpu, plan
 from ..engines.local.stores import run_store
 from ..ledger import db
+from ..store.base import LeftoverReclaim
 from .control import wake
 
 log = logging.getLogger("dlaas.agent")
@@ -261,11 +262,10 @@ class Agent:
                 continue
             stores[id(store)] = store
         for store in stores.values():
-            fn = getattr(store, "reclaim_leftovers", None)
-            if fn is None:
+            if not isinstance(store, LeftoverReclaim):  # a store with nothing to tidy
                 continue
             try:
-                done = fn()
+                done = store.reclaim_leftovers()
             except Exception as exc:  # an unreachable server: the next start tries again
                 log.warning("leftovers in %s not reclaimed: %s", store.describe(), exc)
                 continue

@@ -220,3 +220,38 @@ class ObjectStore(Protocol):
     def uri(self, bucket: str, key: str = "") -> str:
         """`s3://bucket/key` (or `local://bucket/key`)."""
         ...
+
+
+# -- optional features: a store offers one by having its method; callers ask `isinstance(store, F)` --
+
+
+@runtime_checkable
+class ManyGets(Protocol):
+    """Download listed objects to the given paths in one go (one transfer manager, no HEAD per object)."""
+
+    def get_many(
+        self, bucket: str, items: Iterable[tuple[ObjectInfo, Path]], *, transfer: Transfer | None = None
+    ) -> int:
+        """The caller has checked the paths; returns how many objects were downloaded."""
+        ...
+
+
+@runtime_checkable
+class LeftoverReclaim(Protocol):
+    """Tidy what killed writers left in the store (temp files, open multipart uploads)."""
+
+    def reclaim_leftovers(self) -> str:
+        """What it did, for the log ("" if nothing)."""
+        ...
+
+
+@runtime_checkable
+class LocalFolders(Protocol):
+    """A folder store: the folder or file behind a bucket/prefix, for read-only views (no copy)."""
+
+    def local_path(self, bucket: str, key_or_prefix: str = "") -> Path:
+        """Safely resolved; the bucket must exist, the path itself may not (yet)."""
+        ...
+
+
+OPTIONAL_STORE_FEATURES: tuple[type, ...] = (ManyGets, LeftoverReclaim, LocalFolders)

@@ -30,19 +30,22 @@ class InventoryLoaded(Message):
 
 
 def bar(fraction: float | None, width: int) -> Text:
-    """A text bar: green under 50 %, yellow under 80 %, red above."""
+    """A text bar: green under 50 %, yellow under 80 %, red above.
+
+    Only the filled part carries the colour (the Text has no style of its own), so the figures put
+    after it keep the row's colours, and the table keeps the bar's colour on the cursor row."""
     if fraction is None:
         return Text(NA.ljust(width), style="dim")
     fraction = max(0.0, min(1.0, fraction))
     filled = round(fraction * width)
     colour = "green" if fraction < 0.5 else "yellow" if fraction < 0.8 else "red"
-    return Text("█" * filled, style=colour) + Text("░" * (width - filled), style="dim")
+    return Text.assemble(("█" * filled, colour), ("░" * (width - filled), "dim"))
 
 
 def util_cell(util: int | None, width: int = 6) -> Text:
     if util is None:
         return Text(NA, style="dim")
-    return bar(util / 100, width) + Text(f"{util:>4}%")
+    return Text.assemble(bar(util / 100, width), f"{util:>4}%")
 
 
 def mem_cell(used: int | None, total: int | None, width: int = 4) -> Text:
@@ -50,11 +53,21 @@ def mem_cell(used: int | None, total: int | None, width: int = 4) -> Text:
         if total:
             return Text(f"{NA}/{_gib(total)}", style="dim")
         return Text(NA, style="dim")
-    return bar(used / total, width) + Text(f" {_gib(used, unit=False)}/{_gib(total)}")
+    return Text.assemble(bar(used / total, width), f" {_gib(used, unit=False)}/{_gib(total)}")
 
 
 def _gib(n: int, unit: bool = True) -> str:
     return f"{n / 1024**3:.1f}" + ("G" if unit else "")
+
+
+def _run_cell(d, *, selected: bool) -> Text:
+    """Who holds the device. On the cursor row, whose colours win (for the bars), the yellow of
+    "other process" would be hard to read: it is drawn plain there (the detail below says it)."""
+    if d.held_by:
+        return Text(visible(d.held_by), style="bold")
+    if d.busy_foreign:
+        return Text("other process", style="" if selected else "yellow")
+    return Text("idle", style="dim")
 
 
 def _na(value, fmt: str) -> Text:
@@ -84,7 +97,10 @@ class GpusScreen(Screen):
         yield StatusHeader(id="header", where="gpus")
         yield Static("GPUs", id="gpus-header")
         yield Static("", id="nvml-banner", markup=False)
-        yield DataTable(id="devices", cursor_type="row", zebra_stripes=True)
+        # The bars' colours win over the cursor's foreground: with the cursor's, the selected row's
+        # bars would draw filled and empty alike, in one colour. (What else is coloured, `_run_cell`
+        # draws plain on the cursor row.)
+        yield DataTable(id="devices", cursor_type="row", zebra_stripes=True, cursor_foreground_priority="renderable")
         yield Static("", id="device-detail")
         yield KeysFooter()
 
@@ -170,13 +186,12 @@ class GpusScreen(Screen):
         table = self.query_one(DataTable)
         row, scroll = table.cursor_row, table.scroll_y
         table.clear()
-        for d in devices:
+        target = min(row, len(devices) - 1)
+        self._highlighted = target
+        for i, d in enumerate(devices):
             name = Text(visible(d.name.removeprefix("NVIDIA ")), no_wrap=True, overflow="ellipsis")
             if d.is_mig:
                 name.append(" MIG", style="dim")
-            run = Text(visible(d.held_by), style="bold") if d.held_by else (
-                Text("other process", style="yellow") if d.busy_foreign else Text("idle", style="dim")
-            )
             table.add_row(
                 Text(str(d.index)),
                 name,
@@ -184,15 +199,24 @@ class GpusScreen(Screen):
                 mem_cell(d.memory_used, d.memory_total, 4 + self._extra),
                 _na(d.temperature, "{}C"),
                 _na(None if d.power_watts is None else round(d.power_watts), "{}W"),
-                run,
+                _run_cell(d, selected=i == target),
                 key=d.uuid,
             )
         if devices:
-            table.move_cursor(row=min(row, len(devices) - 1), animate=False, scroll=False)
+            table.move_cursor(row=target, animate=False, scroll=False)
             table.scroll_y = scroll
         self._show_detail()
 
+    _highlighted = -1  # the row whose run cell is drawn for the cursor
+
     def on_data_table_row_highlighted(self, event) -> None:
+        table = self.query_one(DataTable)
+        devices = self.inventory.devices if self.inventory is not None else ()
+        if event.cursor_row != self._highlighted:
+            for i, selected in ((self._highlighted, False), (event.cursor_row, True)):
+                if 0 <= i < min(len(devices), table.row_count):
+                    table.update_cell_at((i, len(self.COLUMNS)), _run_cell(devices[i], selected=selected))
+            self._highlighted = event.cursor_row
         self._show_detail()
 
     def _show_detail(self) -> None:

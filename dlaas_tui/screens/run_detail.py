@@ -169,10 +169,10 @@ class RunDetailScreen(Screen):
                 time.sleep(0.1)
 
     def _show(self, run: Run, events: list[RunEvent], metrics: list[MetricPoint], manifest, breakdown) -> None:
-        first = self.run is None
+        was = self.run
         self.run = run
-        if first:
-            self.refresh_bindings()  # `L` shows only for runs with several learners
+        if was is None or was.state.terminal != run.state.terminal:
+            self.refresh_bindings()  # `L` shows only for runs with several learners, Halt only for live ones
         self.summary.update(self._summary(run))
         if manifest is not None:
             syntax = Syntax(visible_lines(manifest), "yaml", line_numbers=True,
@@ -343,6 +343,8 @@ class RunDetailScreen(Screen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("halt", "resume") and self.app.backend.read_only:
             return False
+        if action == "halt":  # a finished run has nothing to halt: the footer does not offer it
+            return self.run is None or not self.run.state.terminal
         if action == "next_learner":
             return self.run is not None and self.run.learners > 1
         return True

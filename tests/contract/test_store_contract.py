@@ -25,6 +25,8 @@ Semantics pinned here that the protocol's signatures leave open:
 """
 from __future__ import annotations
 
+import importlib
+import inspect
 import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +35,8 @@ from pathlib import Path
 import pytest
 
 from backend.errors import BadInput, DlaasError, NotFound
-from backend.store.base import ObjectStore, Transfer, TransferCancelled
+from backend.store.base import (
+    OPTIONAL_STORE_FEATURES, LeftoverReclaim, LocalFolders, ManyGets, ObjectStore, Transfer, TransferCancelled)
 
 
 def _utf8(key: str) -> bytes:
@@ -390,3 +393,92 @@ def test_cancel_before_start_moves_nothing(store, bucket, tmp_path):
     with pytest.raises(TransferCancelled):
         store.put_folder(tmp_path / "src", bucket, "x/", transfer=transfer)
     assert store.list(bucket).items == []
+
+
+# ----- optional features: each store offers one or states that it does not ----------------------
+
+STORE_CLASSES = {"local": "backend.store.local:LocalStore", "s3": "backend.store.s3:S3Store"}
+STORE_FEATURES = {
+    "local": {LeftoverReclaim, LocalFolders},  # a get is a file copy: no batched get to offer
+    "s3": {ManyGets, LeftoverReclaim},
+}
+
+
+def _store_class(kind: str) -> type:
+    module, _, attr = STORE_CLASSES[kind].partition(":")
+    if kind == "s3":
+        pytest.importorskip("boto3")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _callable_as(cls: type, feature: type) -> list[str]:
+    """Each of the feature's methods takes the feature's parameters, in order, of the same kinds;
+    any more it takes have defaults (a caller going by the feature never passes them)."""
+    wrong = []
+    for name, proto in vars(feature).items():
+        if not inspect.isfunction(proto) or name.startswith("_"):
+            continue
+        mine = getattr(cls, name, None)
+        if mine is None:
+            wrong.append(f"{name}: missing")
+            continue
+        want = [(p.name, p.kind) for p in inspect.signature(proto).parameters.values()]
+        have = list(inspect.signature(mine).parameters.values())
+        extra = have[len(want):]
+        if [(p.name, p.kind) for p in have[:len(want)]] != want or any(
+                p.default is inspect.Parameter.empty for p in extra):
+            wrong.append(f"{name}{inspect.signature(mine)} is not {name}{inspect.signature(proto)}")
+    return wrong
+
+
+def test_every_store_is_in_the_feature_table():
+    assert set(STORE_FEATURES) == set(STORE_CLASSES)
+
+
+@pytest.mark.parametrize("kind", sorted(STORE_CLASSES))
+def test_the_store_offers_the_optional_features_it_states(kind):
+    cls = _store_class(kind)
+    assert cls.kind == kind
+    offered = {f for f in OPTIONAL_STORE_FEATURES if issubclass(cls, f)}
+    assert {f.__name__ for f in offered} == {f.__name__ for f in STORE_FEATURES[kind]}
+    for feature in offered:
+        assert _callable_as(cls, feature) == [], f"{kind} store, {feature.__name__}"
+
+
+def test_the_feature_check_tells_a_feature_apart():
+    class Tidy:
+        def reclaim_leftovers(self, older_than_s: float = 60.0) -> str:
+            return ""
+
+    class Untidy:
+        def reclaim_leftovers(self, older_than_s: float) -> str:
+            return ""
+
+    assert isinstance(Tidy(), LeftoverReclaim) and not isinstance(Tidy(), ManyGets)
+    assert _callable_as(Tidy, LeftoverReclaim) == []
+    assert _callable_as(Untidy, LeftoverReclaim) != []
+
+
+def test_a_fresh_store_has_no_leftovers(store, bucket):
+    if not isinstance(store, LeftoverReclaim):
+        pytest.skip(f"the {store.kind} store states it keeps no leftovers")
+    store.put_bytes(bucket, "kept", b"1")
+    assert store.reclaim_leftovers() == ""
+    assert store.read_range(bucket, "kept") == b"1"  # what was written whole stays
+
+
+def test_get_many_downloads_what_was_listed(store, bucket, tmp_path):
+    if not isinstance(store, ManyGets):
+        pytest.skip(f"the {store.kind} store states it has no batched get")
+    files = _make_tree(tmp_path / "src")
+    store.put_folder(tmp_path / "src", bucket, "m/")
+    objects = list(store.iter_objects(bucket, "m/"))
+    pairs = [(o, tmp_path / "out" / f"{i}.bin") for i, o in enumerate(objects)]
+    for _, path in pairs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    transfer = Transfer()
+    transfer.add_total(sum(o.size for o in objects), files=len(objects))
+    assert store.get_many(bucket, pairs, transfer=transfer) == len(files)
+    for o, path in pairs:
+        assert path.read_bytes() == files[o.key.removeprefix("m/")]
+    assert transfer.done == transfer.total

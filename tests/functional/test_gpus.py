@@ -79,3 +79,31 @@ async def test_engine_error_is_a_notification():
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, GpusScreen)
+
+
+def _colours(table, row: int, glyph: str) -> set:
+    """The foreground colours the table draws `glyph` in on `row` (the header is line 0)."""
+    return {seg.style.color for seg in table.render_line(row + 1) if glyph in seg.text and seg.style}
+
+
+async def test_the_cursor_row_keeps_its_bar_colours():
+    app = HarnessApp(make_backend(engine=MiniEngine(sample_inventory())), GpusScreen)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one("#devices")
+        assert table.cursor_row == 0
+        on_cursor = _colours(table, 0, "█")
+        cursor_fg = table.get_component_rich_style("datatable--cursor").color
+        assert on_cursor and cursor_fg not in on_cursor  # 97 %: the filled part keeps its colour
+        await pilot.press("down")
+        await pilot.pause()
+        assert _colours(table, 0, "█") == on_cursor  # the same colour off the cursor
+        # what else is coloured is drawn plain on the cursor row, and gets its colour back after
+        off = _colours(table, 2, "other process")
+        assert cursor_fg not in off
+        await pilot.press("down")
+        await pilot.pause()
+        assert _colours(table, 2, "other process") == {cursor_fg}
+        await pilot.press("up")
+        await pilot.pause()
+        assert _colours(table, 2, "other process") == off

@@ -113,6 +113,50 @@ async def test_halt_from_detail_and_read_only_refusal():
         assert not engine.get_run(run.id).state.terminal
 
 
+def footer_actions(screen) -> set[str]:
+    """The actions the footer offers now (Textual leaves out what `check_action` refuses)."""
+    return {b.binding.action for b in screen.active_bindings.values() if b.enabled and b.binding.show}
+
+
+def screen_footer(app) -> str:
+    from textual.widgets import Footer
+
+    footer = app.screen.query_one(Footer)
+    return " ".join(str(key.render()) for key in footer.children)
+
+
+async def test_halt_is_offered_only_while_the_run_lives():
+    app, clock, engine = make_app(0, poll_interval=0.2)
+    live = engine.submit_manifest(SAMPLE_MANIFEST, duration=1000)
+    clock.advance(10)
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await open_detail(pilot, live.id, "events")
+        await wait_for(pilot, lambda: screen.run is not None)
+        assert "halt" in footer_actions(screen)
+        await pilot.pause()
+        assert "^k Halt" in screen_footer(app)
+        engine.halt(live.id)  # ended elsewhere (the CLI, another window): the footer follows
+        await wait_for(pilot, lambda: screen.run.state is RunState.HALTED, timeout=15)
+        await pilot.pause()
+        assert "halt" not in footer_actions(screen)
+        assert "Halt" not in screen_footer(app)
+        await pilot.press("ctrl+k")  # the key does nothing now: no dialog, no notice
+        await pilot.pause()
+        assert app.screen is screen
+        assert not any("has already finished" in str(n.message) for n in app._notifications)
+
+    app, clock, engine = make_app(0)
+    done = engine.submit_manifest(SAMPLE_MANIFEST, duration=5)
+    clock.advance(60)
+    assert engine.get_run(done.id).state.terminal
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await open_detail(pilot, done.id, "events")
+        await wait_for(pilot, lambda: screen.run is not None)
+        await pilot.pause()
+        assert screen.check_action("halt", ()) is False
+        assert "Halt" not in screen_footer(app)
+
+
 async def test_unknown_run_is_a_notification():
     app, _clock, _engine = make_app(0)
     async with app.run_test(size=(120, 30)) as pilot:

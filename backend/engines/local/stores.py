@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ...store.base import LocalFolders
+
 
 def run_store(backend: Any, connection: dict | None = None) -> Any:
     """The profile's store, or an S3 store on the manifest's own `connection`."""
@@ -33,7 +35,6 @@ def connection_of(manifest: Any) -> dict | None:
 
 def folder_of(store: Any, bucket: str, prefix: str = "") -> Path | None:
     """The folder behind bucket/prefix on a folder store (None on a remote store)."""
-    fn = getattr(store, "local_path", None)
-    if fn is None:
+    if not isinstance(store, LocalFolders):
         return None
-    return Path(fn(bucket, prefix))
+    return Path(store.local_path(bucket, prefix))
