@@ -20,13 +20,14 @@ A Workload says why it is not admitted in its conditions (the shapes of Kueue's 
 
 The words are the local engine's (backend/engines/local/scheduler.py, agent.py): `GPUs busy: needs 2,
 0 free (...)`, `tier limit: ...`, `CPUs busy`, `memory busy`, `held (...)`, `behind N runs`; the
-Kueue detail follows in parentheses. These phrase helpers are the same as backend/waits.py's on the
-branch that adds it; once it lands they should be imported from there.
+Kueue detail follows in parentheses, built with backend/waits.py's phrases.
 """
 from __future__ import annotations
 
 import re
 from typing import Any
+
+from backend.waits import behind, busy
 
 
 def condition(obj: dict[str, Any] | None, ctype: str) -> dict[str, Any] | None:
@@ -57,18 +58,6 @@ _QUEUE_STOPPED = re.compile(r"(?P<kind>LocalQueue|ClusterQueue) (?P<name>\S*) is
 _PREEMPTING = re.compile(r"Pending the preemption of (\d+) workload")
 
 
-# -- the local engine's phrases (backend/waits.py on the branch that adds it) ---------------------------
-def behind(position: int | None) -> str:
-    if position and position > 1:
-        return f"behind {position - 1} run{'s' if position > 2 else ''}"
-    return ""
-
-
-def busy(kind: str, need: int, free: int, note: str = "") -> str:
-    return f"{kind} busy: needs {need}, {free} free" + (f" ({note})" if note else "")
-
-
-HELD_PREFIX = "held"
 
 
 def is_behind(message: str) -> bool:
