@@ -51,7 +51,8 @@ def wake(state_dir: Path) -> None:
 
 
 def agent_pid(state_dir: Path) -> int | None:
-    """The running agent's pid, or None: the lock, not the pid file, says whether one runs."""
+    """The running agent's pid, or None: the lock, not the pid file, says whether one runs; -1 while
+    one runs whose pid is not known yet (its pid file is not written, or still names a dead agent)."""
     lp = lock_path(state_dir)
     if not lp.exists():
         return None
@@ -61,9 +62,14 @@ def agent_pid(state_dir: Path) -> int | None:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             try:
-                return int(pid_path(state_dir).read_text().split()[0])
+                pid = int(pid_path(state_dir).read_text().split()[0])
             except (OSError, ValueError, IndexError):
                 return -1
+            from backend.store.files import process_alive
+
+            # A new agent holds the lock a moment before its pid file names it: the file may still
+            # name the agent before it (killed). Never hand that pid out to be signalled.
+            return pid if pid > 0 and process_alive(pid) else -1
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:

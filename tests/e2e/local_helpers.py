@@ -70,7 +70,7 @@ def stop_everything(home: Path) -> None:
 
     settled_pid(home / "state", timeout=WAIT_S)
     pid = agent_pid(home)
-    if pid:
+    if pid and pid > 0:  # never -1: kill(-1) signals every process we may signal
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -81,7 +81,7 @@ def stop_everything(home: Path) -> None:
         except (ProcessLookupError, PermissionError):
             pass
     deadline = time.monotonic() + WAIT_S
-    while pid and time.monotonic() < deadline and agent_pid(home):
+    while pid and pid > 0 and time.monotonic() < deadline and agent_pid(home):
         time.sleep(0.05)
 
 
