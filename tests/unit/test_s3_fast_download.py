@@ -146,7 +146,7 @@ def test_the_fast_path_steps_aside_where_botocore_would_connect_differently(s3_s
 
 
 def test_bytes_that_do_not_match_the_md5_are_fetched_again_then_reported_with_the_key(store, tmp_path, monkeypatch):
-    from backend.store import s3_transfer
+    from backend.store import s3_retry, s3_transfer
     from backend.store.s3_fastget import FastGetter
 
     bucket = _bucket(store)
@@ -163,7 +163,7 @@ def test_bytes_that_do_not_match_the_md5_are_fetched_again_then_reported_with_th
     with pytest.raises(StoreError) as err:
         store.get_file(bucket, "data/x.bin", dest)
     assert "data/x.bin" in str(err.value) and "MD5" in str(err.value)
-    assert len(calls) == s3_transfer.SMALL_ATTEMPTS  # retried before giving up
+    assert len(calls) == s3_retry.ATTEMPTS  # retried before giving up
     assert list(tmp_path.iterdir()) == []  # no file and no temp file
 
     monkeypatch.undo()
