@@ -45,15 +45,15 @@ class FastGetter:
     @classmethod
     def for_client(cls, client: Any, *, verify_tls: bool = True) -> FastGetter | None:
         """A getter beside this client, or None where its plain connections would not match what
-        botocore does: a proxy (config or environment), a client certificate, or a CA bundle from
-        the environment. Reads only the client's public `meta`."""
+        botocore does: a proxy (config or environment), a client certificate, or (for https) a CA
+        bundle from the environment. Reads only the client's public `meta`."""
         cfg = client.meta.config
         url = client.meta.endpoint_url or ""
         scheme = urlsplit(url).scheme
         if cfg.proxies or cfg.client_cert or (scheme and urllib.request.getproxies().get(scheme)):
             return None
-        if os.environ.get("AWS_CA_BUNDLE") and verify_tls:
-            return None
+        if scheme == "https" and verify_tls and os.environ.get("AWS_CA_BUNDLE"):
+            return None  # botocore would verify against that bundle (plain http has nothing to verify)
         timeout = max(cfg.read_timeout or 60, cfg.connect_timeout or 60)
         return cls(client, verify_tls, timeout)
 

@@ -73,12 +73,14 @@ def test_errors_mid_folder_are_retried_and_the_bar_counts_each_byte_and_file_onc
     files = _folder(tmp_path / "src")
     total = sum(map(len, files.values()))
     proxy.add("PUT", "partNumber=2", "500")  # botocore's retry sends the part again
-    proxy.add("PUT", "/up/s/f03.bin", "500")  # the fast PUT steps aside; put_object sends it
+    proxy.add("PUT", "/up/s/f03.bin", "500")  # the fast (presigned) PUT steps aside; put_object sends it
     proxy.add("PUT", "partNumber=3", "cut")  # the answer breaks off after the part was stored
     up = Recorder()
     assert store.put_folder(tmp_path / "src", store.bucket, "up", transfer=up) == len(files)
     assert (up.done, up.total, up.files_done, up.files_total) == (total, total, len(files), len(files))
     assert up.peak <= total
+    f03 = [(target, what) for method, target, what in proxy.seen if method == "PUT" and "/up/s/f03.bin" in target]
+    assert [("X-Amz-Signature=" in t, what) for t, what in f03] == [(True, "500"), (False, "pass")]
 
     proxy.add("GET", "/up/s/f05.bin", "cut")  # half a small body: read again
     proxy.add("GET", "/up/big/model.bin", "cut")  # half of one range: that part read again
