@@ -33,7 +33,7 @@ from .s3_ranged import RangedDownload
 from .s3_retry import BrokenBody, retry
 
 _POLL_S = 0.05
-# Multipart parts in flight at once, at most. Measured (bench_s3_levers, 340 MiB to weed mini on
+# Multipart parts in flight at once, at most. Measured (bench/s3_levers.py, 340 MiB to weed mini on
 # 2 busy cores, median of 3; load 9-13): 8 MiB parts x 16 7.3 s, 8 x 8 8.2 s, 16 x 8 8.2 s,
 # 16 x 16 12.0 s, 16 x 32 12.5 s; rclone 13.5 s. Uploads wait on the server's disk more than on
 # either CPU, and more parts at once only queue there. Small files keep the whole concurrency.

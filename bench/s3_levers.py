@@ -9,7 +9,9 @@ the client (this process and rclone) and of the server: on a busy shared machine
 is noisy, the CPU a variant costs much less so. rclone's defaults and `--transfers 8` run in
 the same rounds as the anchor.
 
-    .venv/bin/python bench/bench_s3_levers.py [--object MIB] [--small N] [--repeat N] [--only WORD]
+    .venv/bin/python bench/s3_levers.py [--object MIB] [--small N] [--repeat N] [--only WORD,...]
+
+A study, not a target: `make bench` (bench_*.py) does not run it.
 """
 from __future__ import annotations
 
