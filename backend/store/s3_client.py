@@ -109,7 +109,10 @@ def add_content_md5(params: dict[str, Any], **_: Any) -> None:
     if isinstance(body, bytes | bytearray):
         md5.update(body)
     else:
-        start = body.tell()
+        try:
+            start = body.tell()
+        except (AttributeError, OSError):  # a stream that cannot be rewound goes without
+            return
         while block := body.read(1024 * 1024):
             md5.update(block)
         body.seek(start)
