@@ -36,7 +36,7 @@ class S3Settings(_Strict):
     connect_timeout: float = Field(default=10, gt=0)
     read_timeout: float = Field(default=60, gt=0)
     multipart_threshold_mb: int = Field(default=16, ge=5)
-    multipart_chunksize_mb: int = Field(default=16, ge=5)
+    multipart_chunksize_mb: int = Field(default=8, ge=5)
     max_concurrency: int = Field(default=32, ge=1, le=256)  # measured: 32 beat 16 on uploads
 
     @field_validator("access_key_id", "secret_access_key", mode="before")

@@ -8,8 +8,9 @@ sent on a kept-alive http.client connection ~0.3 ms (signing 0.15 ms included).
 Signing stays botocore's (a presigned URL: the same SigV4, credentials chain, addressing style and
 endpoint rules as every other call); only the sending is ours. Anything this path cannot honour
 the way botocore would (a proxy, a client certificate) switches it off, and any surprise on a
-request (an error status, a broken connection) hands that object back to the caller, whose
-get_object retries and maps errors as usual.
+request (an error status, a connection that cannot send) hands that request to botocore, whose
+retries and error mapping apply as usual; a body that breaks mid-way raises BrokenBody, which the
+caller's retry (s3_retry, the one policy) reads again.
 """
 from __future__ import annotations
 
@@ -24,12 +25,10 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+from .s3_retry import BrokenBody
+
 BLOCK = 256 * 1024
 PUT_MAX = 1024 * 1024  # larger files stream through put_object rather than sit in memory
-
-
-class ShortBody(Exception):
-    """The connection ended before the object's size was read."""
 
 
 class FastGetter:
@@ -46,15 +45,15 @@ class FastGetter:
     @classmethod
     def for_client(cls, client: Any, *, verify_tls: bool = True) -> FastGetter | None:
         """A getter beside this client, or None where its plain connections would not match what
-        botocore does: a proxy (config or environment), a client certificate, or a CA bundle from
-        the environment. Reads only the client's public `meta`."""
+        botocore does: a proxy (config or environment), a client certificate, or (for https) a CA
+        bundle from the environment. Reads only the client's public `meta`."""
         cfg = client.meta.config
         url = client.meta.endpoint_url or ""
         scheme = urlsplit(url).scheme
         if cfg.proxies or cfg.client_cert or (scheme and urllib.request.getproxies().get(scheme)):
             return None
-        if os.environ.get("AWS_CA_BUNDLE") and verify_tls:
-            return None
+        if scheme == "https" and verify_tls and os.environ.get("AWS_CA_BUNDLE"):
+            return None  # botocore would verify against that bundle (plain http has nothing to verify)
         timeout = max(cfg.read_timeout or 60, cfg.connect_timeout or 60)
         return cls(client, verify_tls, timeout)
 
@@ -71,9 +70,11 @@ class FastGetter:
             self._ssl = ctx
         return self._ssl
 
-    def _conn(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+    def _conn(self, scheme: str, netloc: str) -> tuple[http.client.HTTPConnection, bool]:
+        """This thread's connection to the endpoint, and whether it is new (never used yet)."""
         conns: dict[tuple[str, str], http.client.HTTPConnection] = self._local.__dict__.setdefault("conns", {})
         conn = conns.get((scheme, netloc))
+        fresh = conn is None
         if conn is None:
             if scheme == "https":
                 conn = http.client.HTTPSConnection(netloc, timeout=self._timeout, context=self._context())
@@ -82,7 +83,15 @@ class FastGetter:
             conns[(scheme, netloc)] = conn
             with self._lock:
                 self._conns.append(conn)
-        return conn
+        return conn, fresh
+
+    def _failed(self, scheme: str, netloc: str, fresh: bool) -> None:
+        """A request could not be sent or answered. On a kept-alive connection the server may just
+        have closed it (botocore sends this one; the next gets a new connection); on a new one,
+        this path cannot reach the server the way botocore does, so it steps aside for good."""
+        self._drop(scheme, netloc)
+        if fresh:
+            self.broken = True
 
     def _drop(self, scheme: str, netloc: str) -> None:
         conn = self._local.__dict__.get("conns", {}).pop((scheme, netloc), None)
@@ -118,22 +127,17 @@ class FastGetter:
         headers = {"If-Match": f'"{etag}"'} if etag else {}
         if span is not None:
             headers["Range"] = f"bytes={span[0]}-{span[0] + span[1] - 1}"
-        for attempt in range(2):  # a kept-alive connection the server closed gets one fresh try
-            conn = self._conn(parts.scheme, parts.netloc)
-            try:
-                conn.request("GET", target, headers=headers)
-                resp = conn.getresponse()
-            except (ConnectionError, http.client.HTTPException, TimeoutError, OSError):
-                self._drop(parts.scheme, parts.netloc)
-                if attempt:
-                    self.broken = True
-                    return None
-                continue
-            if resp.status != (200 if span is None else 206):
-                self._drop(parts.scheme, parts.netloc)  # its body is not worth reading
-                return None
-            return self._body(resp, parts.scheme, parts.netloc, into)
-        return None
+        conn, fresh = self._conn(parts.scheme, parts.netloc)
+        try:
+            conn.request("GET", target, headers=headers)
+            resp = conn.getresponse()
+        except (ConnectionError, http.client.HTTPException, TimeoutError, OSError):
+            self._failed(parts.scheme, parts.netloc, fresh)
+            return None
+        if resp.status != (200 if span is None else 206):
+            self._drop(parts.scheme, parts.netloc)  # its body is not worth reading
+            return None
+        return self._body(resp, parts.scheme, parts.netloc, into)
 
     def put(self, bucket: str, key: str, path: Any, size: int) -> bool:
         """PUT a small file; False when the caller must use put_object (it maps the errors)."""
@@ -150,23 +154,18 @@ class FastGetter:
         # A presigned URL does not sign the payload, as put_object does on plain http: the
         # server checks this digest instead.
         headers = {"Content-MD5": base64.b64encode(hashlib.md5(data).digest()).decode()}
-        for attempt in range(2):  # a kept-alive connection the server closed: one fresh try
-            conn = self._conn(parts.scheme, parts.netloc)
-            try:
-                conn.request("PUT", target, body=data, headers=headers)
-                resp = conn.getresponse()
-                resp.read()
-            except (ConnectionError, http.client.HTTPException, TimeoutError, OSError):
-                self._drop(parts.scheme, parts.netloc)
-                if attempt:
-                    self.broken = True
-                    return False
-                continue
-            if resp.status != 200:
-                self._drop(parts.scheme, parts.netloc)
-                return False
-            return True
-        return False
+        conn, fresh = self._conn(parts.scheme, parts.netloc)
+        try:
+            conn.request("PUT", target, body=data, headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+        except (ConnectionError, http.client.HTTPException, TimeoutError, OSError):
+            self._failed(parts.scheme, parts.netloc, fresh)
+            return False
+        if resp.status != 200:
+            self._drop(parts.scheme, parts.netloc)
+            return False
+        return True
 
     def _body(
         self, resp: http.client.HTTPResponse, scheme: str, netloc: str, into: bytearray | None
@@ -181,8 +180,8 @@ class FastGetter:
                 while n := resp.readinto(view):
                     yield view[:n]
             ok = True
-        except Exception as exc:  # noqa: BLE001 - a broken body is fetched again by the caller
-            raise ShortBody(str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - the caller's retry reads it again
+            raise BrokenBody(f"the connection broke mid-body: {exc}") from None
         finally:
             if not ok:  # a half-read answer leaves the connection unusable
                 self._drop(scheme, netloc)

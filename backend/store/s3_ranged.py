@@ -17,20 +17,22 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .base import Transfer
-from .s3_fastget import FastGetter, ShortBody
+from .s3_errors import Where
+from .s3_fastget import FastGetter
+from .s3_retry import BrokenBody, retry
 
 BLOCK = 1024 * 1024
 MIN_PART = 32 * 1024 * 1024  # fewer, larger requests: each costs a round of signing and parsing
-ATTEMPTS = 3  # a part whose body breaks mid-way is fetched again this often
 
 
 class RangedDownload:
     def __init__(
-        self, client: Any, fast: FastGetter | None, bucket: str, job: Any, part_size: int,
+        self, client: Any, fast: FastGetter | None, where: Where, job: Any, part_size: int,
         transfer: Transfer | None, stop: threading.Event,
         report: Callable[[str, concurrent.futures.Future], None],
     ) -> None:
-        self.client, self.fast, self.bucket, self.job = client, fast, bucket, job
+        self.client, self.fast, self.bucket, self.job = client, fast, where.bucket, job
+        self.where = Where(where.endpoint, where.op, where.bucket, job.key)
         self.part_size = max(part_size, MIN_PART)
         self.transfer, self.stop, self.report = transfer, stop, report
         self.tmp = job.dest.with_name(f".{job.dest.name}.{secrets.token_hex(4)}.part")
@@ -89,40 +91,33 @@ class RangedDownload:
         )
 
     def _part(self, span: tuple[int, int]) -> None:
-        import botocore.exceptions as bx
-
-        broken = (bx.ReadTimeoutError, bx.ResponseStreamingError, bx.IncompleteReadError,
-                  bx.ConnectionClosedError, ShortBody)
-        off, length = span
         buf = bytearray(BLOCK)
-        last: BaseException | None = None
-        for attempt in range(ATTEMPTS):
-            if self._halted():
-                raise concurrent.futures.CancelledError()
-            got = 0
-            try:
-                blocks = ((self.fast.get(self.bucket, self.job.key, self.job.etag, span, buf)
-                           if self.fast is not None and attempt == 0 else None)
-                          or self._slow(span))
-                for block in blocks:
-                    if got + len(block) > length:
-                        raise ShortBody(f"{self.job.key}: more than the {length} bytes asked for")
-                    os.pwrite(self.fd, block, off + got)
-                    got += len(block)
-                    if self.transfer is not None:
-                        self.transfer.advance(len(block))
-                    if self._halted():
-                        blocks.close()  # type: ignore[attr-defined]
-                        raise concurrent.futures.CancelledError()
-                if got != length:
-                    raise ShortBody(f"{self.job.key}: got {got} of {length} bytes at {off}")
-                return
-            except broken as exc:
-                last = exc
+        retry(lambda attempt: self._read_part(span, buf, attempt), self.where, self._halted)
+
+    def _read_part(self, span: tuple[int, int], buf: bytearray, attempt: int) -> None:
+        """One attempt at a part: the fast getter first, botocore when it steps aside or on a retry."""
+        off, length = span
+        got = 0
+        try:
+            blocks = ((self.fast.get(self.bucket, self.job.key, self.job.etag, span, buf)
+                       if self.fast is not None and attempt == 0 else None)
+                      or self._slow(span))
+            for block in blocks:
+                if got + len(block) > length:
+                    raise BrokenBody(f"more than the {length} bytes asked for at offset {off}")
+                os.pwrite(self.fd, block, off + got)
+                got += len(block)
                 if self.transfer is not None:
-                    self.transfer.advance(-got)
-        assert last is not None
-        raise last
+                    self.transfer.advance(len(block))
+                if self._halted():
+                    blocks.close()  # type: ignore[attr-defined]
+                    raise concurrent.futures.CancelledError()
+            if got != length:
+                raise BrokenBody(f"got {got} of {length} bytes at offset {off}")
+        except BaseException:
+            if self.transfer is not None:  # the bar counts each byte once, whatever is read again
+                self.transfer.advance(-got)
+            raise
 
     def _slow(self, span: tuple[int, int]) -> Iterator[bytes]:
         off, length = span

@@ -13,6 +13,7 @@ every download removes its temp file.
 from __future__ import annotations
 
 import concurrent.futures
+import copy
 import hashlib
 import os
 import re
@@ -28,12 +29,16 @@ from ..errors import BadInput, StoreError
 from .base import ObjectInfo, Transfer, TransferCancelled, validate_key
 from .s3_errors import Where, clean, translate
 from .s3_fastget import FastGetter
-from .s3_fastget import ShortBody as _ShortBody
 from .s3_ranged import RangedDownload
+from .s3_retry import BrokenBody, retry
 
 _POLL_S = 0.05
+# Multipart parts in flight at once, at most. Measured (bench/s3_levers.py, 340 MiB to weed mini on
+# 2 busy cores, median of 3; load 9-13): 8 MiB parts x 16 7.3 s, 8 x 8 8.2 s, 16 x 8 8.2 s,
+# 16 x 16 12.0 s, 16 x 32 12.5 s; rclone 13.5 s. Uploads wait on the server's disk more than on
+# either CPU, and more parts at once only queue there. Small files keep the whole concurrency.
+PART_CONCURRENCY = 16
 _MD5_ETAG = re.compile(r"[0-9a-fA-F]{32}")
-SMALL_ATTEMPTS = 3  # a small GET whose body breaks mid-way is fetched again this often
 
 
 @dataclass(frozen=True)
@@ -122,63 +127,58 @@ def run_downloads(
         manager.download(bucket, job.key, str(job.dest), subscribers=[sub])
 
     fast = FastGetter.for_client(client, verify_tls=verify_tls)
+    where = Where(endpoint, "download", bucket)
 
     def small(job: DownloadJob, stop: threading.Event) -> None:
-        _get_small(client, bucket, job, transfer, stop, fast)
+        _get_small(client, where, job, transfer, stop, fast)
 
     def ranged(job: DownloadJob, pool: Any, stop: threading.Event, report: Callable[[str, Any], None]) -> None:
         part = config.multipart_chunksize
-        RangedDownload(client, fast, bucket, job, part, transfer, stop, report).start(pool)
+        RangedDownload(client, fast, where, job, part, transfer, stop, report).start(pool)
 
     try:
-        _run(client, config, jobs, submit, small, transfer, Where(endpoint, "download", bucket), ranged)
+        _run(client, config, jobs, submit, small, transfer, where, ranged)
     finally:
         if fast is not None:
             fast.close()
 
 
 def _get_small(
-    client: Any, bucket: str, job: DownloadJob, transfer: Transfer | None, stop: threading.Event,
+    client: Any, where: Where, job: DownloadJob, transfer: Transfer | None, stop: threading.Event,
     fast: FastGetter | None = None,
 ) -> None:
-    """One GET into a temp file beside the target, then rename; a broken body is fetched again."""
-    import botocore.exceptions as bx
-
-    broken_body = (bx.ReadTimeoutError, bx.ResponseStreamingError, bx.IncompleteReadError,
-                   bx.ConnectionClosedError, _ShortBody)
+    """One GET into a temp file beside the target, then rename; a broken body is read again."""
     tmp = job.dest.with_name(f".{job.dest.name}.{secrets.token_hex(4)}.part")
-    last: BaseException | None = None
     # A single-part object's ETag is the MD5 of its bytes (a multipart one has a `-N` suffix).
-    md5_etag = job.etag if job.etag and _MD5_ETAG.fullmatch(job.etag) else None
+    md5_etag = job.etag.lower() if job.etag and _MD5_ETAG.fullmatch(job.etag) else None
+
+    def attempt(n: int) -> None:
+        got = 0
+        digest = hashlib.md5(usedforsecurity=False) if md5_etag else None
+        try:
+            chunks = ((fast.get(where.bucket, job.key, job.etag) if fast is not None and n == 0 else None)
+                      or _slow_get(client, where.bucket, job))
+            with open(tmp, "wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+                    got += len(chunk)
+                    if digest is not None:
+                        digest.update(chunk)
+                    if transfer is not None:
+                        transfer.advance(len(chunk))
+            if job.size is not None and got != job.size:
+                raise BrokenBody(f"got {got} of {job.size} bytes")
+            if digest is not None and digest.hexdigest() != md5_etag:
+                raise BrokenBody(f"the bytes do not match the object's MD5 (ETag {md5_etag})")
+        except BaseException:
+            if transfer is not None:  # the bar counts each byte once, whatever is read again
+                transfer.advance(-got)
+            raise
+        os.replace(tmp, job.dest)
+
     try:
-        for attempt in range(SMALL_ATTEMPTS):
-            if stop.is_set():
-                raise concurrent.futures.CancelledError()
-            got = 0
-            digest = hashlib.md5(usedforsecurity=False) if md5_etag else None
-            try:
-                chunks = ((fast.get(bucket, job.key, job.etag) if fast is not None and attempt == 0 else None)
-                          or _slow_get(client, bucket, job))
-                with open(tmp, "wb") as out:
-                    for chunk in chunks:
-                        out.write(chunk)
-                        got += len(chunk)
-                        if digest is not None:
-                            digest.update(chunk)
-                        if transfer is not None:
-                            transfer.advance(len(chunk))
-                if job.size is not None and got != job.size:
-                    raise _ShortBody(f"{job.key}: got {got} of {job.size} bytes")
-                if digest is not None and digest.hexdigest() != md5_etag.lower():
-                    raise _ShortBody(f"{job.key}: the bytes do not match the object's MD5 (ETag {md5_etag})")
-                os.replace(tmp, job.dest)
-                return
-            except broken_body as exc:
-                last = exc
-                if transfer is not None:
-                    transfer.advance(-got)
-        assert last is not None
-        raise last
+        retry(attempt, Where(where.endpoint, where.op, where.bucket, job.key),
+              lambda: stop.is_set() or (transfer is not None and transfer.cancelled))
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -220,7 +220,9 @@ def _run(
 
     pool = concurrent.futures.ThreadPoolExecutor(config.max_request_concurrency, thread_name_prefix="s3-small")
     try:
-        with TransferManager(client, config) as manager:
+        parts = copy.copy(config)
+        parts.max_request_concurrency = min(config.max_request_concurrency, PART_CONCURRENCY)
+        with TransferManager(client, parts) as manager:
             count = 0
             for job in large:
                 if transfer is not None and transfer.cancelled:

@@ -69,3 +69,45 @@ def test_context_manager_translates_and_passes_our_errors_through():
 def test_clean_drops_control_characters_and_bounds_length():
     assert clean("a\x1b[2Jb\nc") == "a [2Jb c"
     assert len(clean("x" * 1000)) == 300
+
+
+def test_one_retry_policy_for_broken_bodies(monkeypatch):
+    from backend.store import s3_retry
+
+    monkeypatch.setattr(s3_retry, "PAUSE_S", 0.0)
+    where = Where("http://127.0.0.1:9", "download", "b", "data/k.bin")
+    calls: list[int] = []
+
+    def broken(n: int) -> None:
+        calls.append(n)
+        raise s3_retry.BrokenBody("got 10 of 20 bytes")
+
+    with pytest.raises(StoreError, match=r"^download s3://b/data/k\.bin failed after 3 attempts: got 10 of 20 bytes$"):
+        s3_retry.retry(broken, where, lambda: False)
+    assert calls == [0, 1, 2]
+
+    calls.clear()
+
+    def second_time_lucky(n: int) -> str:
+        calls.append(n)
+        if n == 0:
+            raise ConnectionResetError("reset by peer")
+        return "ok"
+
+    assert s3_retry.retry(second_time_lucky, where, lambda: False) == "ok" and calls == [0, 1]
+
+    calls.clear()
+
+    def missing(n: int) -> None:
+        calls.append(n)
+        raise NotFound("object s3://b/data/k.bin not found")
+
+    with pytest.raises(NotFound):  # reading again cannot help: raised at once
+        s3_retry.retry(missing, where, lambda: False)
+    assert calls == [0]
+    with pytest.raises(concurrent.futures.CancelledError):  # a cancel: nothing more is sent
+        s3_retry.retry(missing, where, lambda: True)
+    assert calls == [0]
+    assert [s3_retry.pause_s(n) for n in range(3)] == [0.0, 0.0, 0.0]
+    monkeypatch.setattr(s3_retry, "PAUSE_S", 0.2)
+    assert [s3_retry.pause_s(n) for n in range(5)] == [0.0, 0.2, 0.4, 0.8, 1.6]

@@ -120,8 +120,8 @@ def test_small_uploads_and_downloads_with_a_wrong_secret_say_so(s3_server, store
 
 
 def test_the_fast_path_steps_aside_where_botocore_would_connect_differently(s3_server, monkeypatch):
-    """A proxy (config or environment), a client certificate or a CA bundle from the environment
-    keep every request on botocore; otherwise the fast getter follows the profile's verify_tls."""
+    """A proxy (config or environment), a client certificate or (for https) a CA bundle from the
+    environment keep every request on botocore; otherwise the fast getter follows the profile's verify_tls."""
     from botocore.config import Config
 
     from backend.store.s3_fastget import FastGetter
@@ -141,12 +141,15 @@ def test_the_fast_path_steps_aside_where_botocore_would_connect_differently(s3_s
     assert FastGetter.for_client(plain) is None
     monkeypatch.delenv("http_proxy")
     monkeypatch.setenv("AWS_CA_BUNDLE", "/nonexistent/ca.pem")
-    assert FastGetter.for_client(plain) is None
-    assert FastGetter.for_client(plain, verify_tls=False) is not None  # nothing to verify against
+    assert FastGetter.for_client(plain) is not None  # plain http: no certificate to verify
+    tls = boto3.client("s3", endpoint_url="https://127.0.0.1:9", region_name=s3_server.region,
+                       aws_access_key_id="a", aws_secret_access_key="b")
+    assert FastGetter.for_client(tls) is None  # botocore would verify against that bundle
+    assert FastGetter.for_client(tls, verify_tls=False) is not None  # nothing to verify against
 
 
 def test_bytes_that_do_not_match_the_md5_are_fetched_again_then_reported_with_the_key(store, tmp_path, monkeypatch):
-    from backend.store import s3_transfer
+    from backend.store import s3_retry, s3_transfer
     from backend.store.s3_fastget import FastGetter
 
     bucket = _bucket(store)
@@ -163,7 +166,7 @@ def test_bytes_that_do_not_match_the_md5_are_fetched_again_then_reported_with_th
     with pytest.raises(StoreError) as err:
         store.get_file(bucket, "data/x.bin", dest)
     assert "data/x.bin" in str(err.value) and "MD5" in str(err.value)
-    assert len(calls) == s3_transfer.SMALL_ATTEMPTS  # retried before giving up
+    assert len(calls) == s3_retry.ATTEMPTS  # retried before giving up
     assert list(tmp_path.iterdir()) == []  # no file and no temp file
 
     monkeypatch.undo()
