@@ -1,7 +1,6 @@
 """Builders for TUI tests: an app on a seeded fake engine with a clock that moves only when told."""
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from backend.config import Config, Profile
@@ -9,6 +8,8 @@ from backend.engines.fake.clock import FakeClock
 from backend.engines.fake.engine import FakeEngine
 from backend.facade import Backend, get_paths
 from dlaas_tui.app import DlaasApp
+
+from .screens_harness import wait_for  # noqa: F401  (the tests import it from here too)
 
 SAMPLE_MANIFEST: dict[str, Any] = {
     "name": "sample",
@@ -43,19 +44,6 @@ def make_app(
     backend = Backend(config=config or Config(), profile=profile, paths=get_paths(), _engine=engine)
     app = DlaasApp(backend, poll_interval=poll_interval)
     return app, clock, engine
-
-
-async def wait_for(pilot, predicate, timeout: float = 20.0, what: str = "") -> None:
-    """Pause the pilot until `predicate()` holds (workers post from threads, feeds poll).
-
-    The deadline is generous on purpose: it only bounds a hang, it never decides a pass, so a loaded
-    machine takes longer but does not fail."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            label = what or getattr(predicate, "__doc__", None) or "condition"
-            raise AssertionError(f"{label} not reached within {timeout:g} s")
-        await pilot.pause(0.02)
 
 
 def widget_text(widget) -> str:
