@@ -49,3 +49,19 @@ def make_app(
 def widget_text(widget) -> str:
     """The lines a Line-API widget shows now, as plain text."""
     return "\n".join(widget.render_line(y).text for y in range(widget.size.height))
+
+
+async def feed_rounds(pilot, rounds: int = 2, timeout: float = 20.0) -> None:
+    """Until the runs feed has published its figures `rounds` more times. With 2 (the default), at
+    least one whole round of the feed began after this call, so it saw whatever the test changed."""
+    app = pilot.app
+    state = {"last": app.header_stats, "seen": 0}
+
+    def published() -> bool:
+        if app.header_stats is not state["last"]:
+            state["last"] = app.header_stats
+            state["seen"] += 1
+        return state["seen"] >= rounds
+
+    await wait_for(pilot, published, timeout, what=f"{rounds} rounds of the runs feed")
+
