@@ -65,3 +65,18 @@ async def feed_rounds(pilot, rounds: int = 2, timeout: float = 20.0) -> None:
 
     await wait_for(pilot, published, timeout, what=f"{rounds} rounds of the runs feed")
 
+
+
+async def drawn(pilot) -> None:
+    """Let everything already posted run, animations end, and what they changed be drawn (for a
+    snapshot of a screen whose data has arrived: the waits for the data come before this)."""
+    await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause()
+
+
+def full_log_shown(screen) -> bool:
+    """A finished run's detail shows the tail first, then swaps in the whole log: that happened."""
+    view = screen.log_view
+    lf = view.log_file
+    return lf is not None and lf.path.name.endswith(".full.log") and lf.fully_indexed
