@@ -287,7 +287,7 @@ async def wait_for(pilot, predicate, timeout: float = 20.0, what: str = "") -> N
         if time.monotonic() > deadline:
             label = what or getattr(predicate, "__doc__", None) or "condition"
             raise AssertionError(f"{label} not reached within {timeout:g} s")
-        await pilot.pause(0.02)
+        await pilot.pause(0.05)  # how often to look, not how long to wait
 
 
 async def wait_preview(pilot, name: str) -> None:
