@@ -119,6 +119,7 @@ class EditorScreen(Screen):
         # A new buffer counts as changed only once it is edited; a file, when it differs from disk.
         self.dirty = self.path is not None and text != self._read_saved()
         self._gen = 0
+        self._shown_gen = -1  # the text generation whose check is on screen
         self._timer: Timer | None = None
         self.validation = Validation()
 
@@ -192,7 +193,13 @@ class EditorScreen(Screen):
     def on_validated(self, message: Validated) -> None:
         if message.gen != self._gen:
             return  # the text changed again since
+        self._shown_gen = message.gen
         self._show_validation(message.validation)
+
+    @property
+    def checking(self) -> bool:
+        """True until the check of the text as it is now is on screen."""
+        return self._shown_gen != self._gen
 
     def _show_validation(self, validation: Validation) -> None:
         self.validation = validation

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -274,6 +275,29 @@ class HarnessApp(App[None]):
     @property
     def top(self) -> Screen:
         return self.screen
+
+
+async def wait_for(pilot, predicate, timeout: float = 20.0, what: str = "") -> None:
+    """Pause the pilot until `predicate()` holds (workers post from threads, feeds poll).
+
+    The deadline is generous on purpose: it only bounds a hang, it never decides a pass, so a loaded
+    machine takes longer but does not fail."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            label = what or getattr(predicate, "__doc__", None) or "condition"
+            raise AssertionError(f"{label} not reached within {timeout:g} s")
+        await pilot.pause(0.05)  # how often to look, not how long to wait
+
+
+async def wait_preview(pilot, name: str) -> None:
+    """Until the bucket browser's preview shows object `name` (after its debounce and its read)."""
+    from dlaas_tui.widgets.preview import Preview
+
+    pane = pilot.app.screen.query_one(Preview)
+    await wait_for(pilot, lambda: pane._object is not None and pane._object[0] == name,
+                   what=f"the preview of {name!r}")
+    await settle(pilot)
 
 
 async def settle(pilot, rounds: int = 3) -> None:

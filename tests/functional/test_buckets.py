@@ -13,7 +13,9 @@ from dlaas_tui.screens.confirm import ConfirmScreen
 from dlaas_tui.screens.prompts import InputPrompt
 from dlaas_tui.widgets.transfer_bar import TransferBar
 
-from .screens_harness import HarnessApp, MemoryStore, demo_store, make_backend, screen_text, settle
+from .screens_harness import (
+    HarnessApp, MemoryStore, demo_store, make_backend, screen_text, settle, wait_for, wait_preview,
+)
 
 
 def app_for(store: MemoryStore, **kw) -> HarnessApp:
@@ -111,8 +113,7 @@ async def test_preview_kinds_and_ranged_reads():
         async def preview(name: str):
             table = app.screen.objects
             table.move_cursor(row=names(app).index(name))
-            await pilot.pause(0.2)
-            await settle(pilot)
+            await wait_preview(pilot, name)
             return pane.shown
 
         shown = await preview("meta.json")
@@ -145,8 +146,7 @@ async def test_keys_with_markup_and_escapes_are_shown_literally():
         await open_path(pilot, "datasets")
         row = [e.name for e in app.screen.objects.entries].index(evil)
         app.screen.objects.move_cursor(row=row)
-        await pilot.pause(0.3)
-        await settle(pilot)
+        await wait_preview(pilot, evil)
         cell = app.screen.objects.get_row_at(row)[0]
         assert "[bold red]boom[reverse]" in cell.plain and "\u241b[31m" in cell.plain and "\\x9b" in cell.plain
         assert "\x1b" not in cell.plain and "\x07" not in cell.plain
@@ -178,8 +178,9 @@ async def test_upload_file_with_progress_then_listed(tmp_path: Path):
         assert isinstance(app.screen, InputPrompt)
         app.screen.query_one("Input").value = str(src)
         await pilot.press("enter")
-        await pilot.pause(0.4)
         bar = app.screen.query_one(TransferBar)
+        # 3 chunks move, then the store holds the transfer: the bar's poll shows where it stands
+        await wait_for(pilot, lambda: "12.0 KiB/39.1 KiB" in screen_text(app), what="the progress shown")
         assert bar.active
         assert "12.0 KiB/39.1 KiB" in screen_text(app)
         assert app.screen.query_one("#transfer-progress").percentage == pytest.approx(12288 / 40000)
@@ -221,7 +222,7 @@ async def test_upload_cancel_with_esc_keeps_nothing(tmp_path: Path):
         await pilot.press("u")
         app.screen.query_one("Input").value = str(src)
         await pilot.press("enter")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.screen.query_one(TransferBar).active, what="the upload started")
         assert app.screen.query_one(TransferBar).active
         await pilot.press("escape")
         await settle(pilot)
@@ -266,7 +267,7 @@ async def test_download_cancel_leaves_no_file(tmp_path: Path):
         await pilot.press("d")
         app.screen.query_one("Input").value = str(tmp_path / "blob.bin")
         await pilot.press("enter")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.screen.query_one(TransferBar).active, what="the download started")
         await pilot.press("escape")
         await settle(pilot)
         store.gate.set()

@@ -15,7 +15,9 @@ from dlaas_tui.screens import buckets as buckets_module
 from dlaas_tui.screens.buckets import BucketsScreen
 from dlaas_tui.screens.editor import EditorScreen
 
-from .screens_harness import screen_text, settle
+from dlaas_tui.screens.runs import RunsScreen
+
+from .screens_harness import screen_text, settle, wait_for
 
 
 def real_app(read_only: bool = False) -> DlaasApp:
@@ -23,6 +25,11 @@ def real_app(read_only: bool = False) -> DlaasApp:
     profile = Profile(name="local", scheduler="fake", store="local", read_only=read_only)
     backend = Backend(config=Config(), profile=profile, paths=get_paths(), _engine=engine)
     return DlaasApp(backend, poll_interval=0.25)
+
+
+async def home(pilot) -> None:
+    """Until the app's first screen, the runs table, is up."""
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, RunsScreen), what="the runs screen")
 
 
 @pytest.mark.slow
@@ -37,7 +44,7 @@ async def test_browse_page_upload_and_train_on_the_local_store(tmp_path: Path, m
     src = tmp_path / "extra.json"
     src.write_text('{"k": 1}')
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause(0.3)  # the runs screen's feed runs for as long as the app does
+        await home(pilot)  # the runs screen's feed runs for as long as the app does
         await pilot.press("colon")
         await pilot.pause()
         await pilot.press(*"buckets", "enter")
@@ -71,7 +78,8 @@ async def test_browse_page_upload_and_train_on_the_local_store(tmp_path: Path, m
         await settle(pilot)
         assert isinstance(app.screen, EditorScreen)
         assert 'container: "digits"' in app.screen.area.text and 'prefix: "train/"' in app.screen.area.text
-        await pilot.pause(0.5)
+        editor = app.screen
+        await wait_for(pilot, lambda: not editor.checking, what="the manifest check")
         await settle(pilot)
         assert not app.screen.validation.errors  # the sample with our data store still validates
 
@@ -81,7 +89,7 @@ async def test_read_only_profile_in_the_app(tmp_path: Path):
     app.backend.store.make_bucket("keep")
     app.backend.store.put_bytes("keep", "a.txt", b"a")
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause(0.3)
+        await home(pilot)
         app.open_lazy("buckets")
         await settle(pilot)
         assert "read-only" in screen_text(app)

@@ -15,6 +15,7 @@ from dlaas_tui.screens.confirm import ConfirmScreen
 from dlaas_tui.screens.prompts import InputPrompt
 
 from .screens_harness import HarnessApp, MiniEngine, make_backend, screen_text, settle
+from .tui_fixtures import wait_for
 
 GOOD = """\
 name: digits  # the sample
@@ -48,7 +49,10 @@ def notes(app) -> list[str]:
 
 
 async def wait_validated(pilot) -> None:
-    await pilot.pause(editor_module.DEBOUNCE_S + 0.15)
+    """Until the check of the editor's text as it is now is on screen (the debounce, then the worker)."""
+    await pilot.pause()  # the key presses' Changed messages restart the debounce first
+    screen = pilot.app.screen
+    await wait_for(pilot, lambda: not screen.checking, what="the manifest check")
     await settle(pilot)
 
 
@@ -334,10 +338,7 @@ async def test_a_new_manifest_from_the_sample_submits_with_the_samples_model_cod
         app.screen.query_one("Input").value = str(target)
         await pilot.press("enter")
         await settle(pilot)
-        for _ in range(20):
-            if engine.submitted:
-                break
-            await pilot.pause(0.1)
+        await wait_for(pilot, lambda: engine.submitted, what="the submission")
         (request,) = engine.submitted
         assert list(request.manifests) == [target]
         assert request.model is not None and (request.model / "train.py").is_file()

@@ -8,7 +8,7 @@ from backend.facade import EngineError, Inventory
 from dlaas_tui.screens import gpus as gpus_module
 from dlaas_tui.screens.gpus import GpusScreen
 
-from .screens_harness import HarnessApp, MiniEngine, make_backend, sample_inventory, screen_text, settle
+from .screens_harness import HarnessApp, MiniEngine, make_backend, sample_inventory, screen_text, settle, wait_for
 
 
 def cells(app, row: int) -> list[str]:
@@ -61,7 +61,7 @@ async def test_refreshes_periodically_and_keeps_the_cursor(monkeypatch):
         await pilot.press("down")
         changed = replace(inv.devices[1], utilization=55, held_by="training-zzzz9999")
         engine.inventory_value = replace(inv, devices=(inv.devices[0], changed, inv.devices[2]))
-        await pilot.pause(0.5)
+        await wait_for(pilot, lambda: cells(app, 1)[-1] == "training-zzzz9999", what="the next refresh shown")
         await settle(pilot)
         assert "55%" in cells(app, 1)[2] and cells(app, 1)[-1] == "training-zzzz9999"
         assert app.screen.query_one("#devices").cursor_row == 1

@@ -30,6 +30,33 @@ def huge_log(tmp_path_factory) -> Path:
     return path
 
 
+class Steps:
+    """Counts the index's steps (the view takes one a tick), so a test can wait for ticks, not time."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.step = LogFile.step  # the counted step, once counted_steps has patched it in
+
+    async def more(self, pilot, n: int) -> None:
+        target = self.count + n
+        await wait_for(pilot, lambda: self.count >= target, what=f"{n} more steps of the log index")
+        await pilot.pause()  # what the last tick refreshed is drawn
+
+
+def counted_steps(monkeypatch) -> Steps:
+    """LogFile.step, counted; a test may wrap it further by patching again and calling `steps.step`."""
+    real = LogFile.step
+    steps = Steps()
+
+    def step(self, *args, **kwargs):
+        steps.count += 1
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(LogFile, "step", step)
+    steps.step = step
+    return steps
+
+
 class LogApp(App[None]):
     def __init__(self, path: Path) -> None:
         super().__init__()
@@ -57,11 +84,11 @@ async def timed_press(pilot, key: str, view: LogView, predicate) -> float:
 @pytest.mark.parametrize("size", SIZES)
 async def test_top_and_bottom_of_a_huge_log_while_the_index_is_stalled(size, huge_log, monkeypatch):
     """The index makes no progress at all: the first lines still come from the head of the file."""
-    real_step = LogFile.step
     stalled = {"on": True}
+    steps = counted_steps(monkeypatch)
 
     def step(self, budget_s: float = 0.008):
-        return real_step(self, 0.0 if stalled["on"] else budget_s)
+        return steps.step(self, 0.0 if stalled["on"] else budget_s)
 
     monkeypatch.setattr(LogFile, "step", step)
     app = LogApp(huge_log)
@@ -93,8 +120,8 @@ async def test_top_and_bottom_of_a_huge_log_while_the_index_is_stalled(size, hug
         at = int(first_shown(view).split()[1])
         assert at == 40 * height
         stalled["on"] = False
-        await wait_for(pilot, lambda: view.log_file.fully_indexed, timeout=60)
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: view.log_file.fully_indexed and not view.at_head, timeout=60)
+        await steps.more(pilot, 3)  # the view's ticks after the join
         assert first_shown(view).startswith(f"line {at} ")
         assert not view.at_head and f"of {LINES:,} " in status(view) + " "
         await pilot.press("g")
@@ -104,8 +131,9 @@ async def test_top_and_bottom_of_a_huge_log_while_the_index_is_stalled(size, hug
 
 
 @pytest.mark.parametrize("size", SIZES)
-async def test_g_right_after_opening_a_huge_log_reaches_line_one(size, huge_log):
+async def test_g_right_after_opening_a_huge_log_reaches_line_one(size, huge_log, monkeypatch):
     """The index runs as it does for a user: `g` at once, then again while it works, then after."""
+    steps = counted_steps(monkeypatch)
     app = LogApp(huge_log)
     async with app.run_test(size=size) as pilot:
         view = app.query_one(LogView)
@@ -114,10 +142,10 @@ async def test_g_right_after_opening_a_huge_log_reaches_line_one(size, huge_log)
         assert took < 1.0, f"g: {took:.2f}s"
         # Whatever the index does now, the view stays on the first line.
         for _ in range(10):
-            await pilot.pause(0.05)
+            await steps.more(pilot, 1)  # one more step of the index at a time
             assert first_shown(view).startswith("line 0 ")
-        await wait_for(pilot, lambda: view.log_file.fully_indexed, timeout=60)
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: view.log_file.fully_indexed and not view.at_head, timeout=60)
+        await steps.more(pilot, 3)  # the view's ticks after the join
         assert first_shown(view).startswith("line 0 ")
         took = await timed_press(pilot, "end", view, lambda: f"line {LINES - 1} " in widget_text(view))
         assert took < 1.0, f"end: {took:.2f}s"

@@ -38,7 +38,7 @@ async def test_opens_at_the_tail(tmp_path):
     app = LogApp(path)
     async with app.run_test(size=(80, 24)) as pilot:
         view = app.query_one(LogView)
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: "line 199999" in widget_text(view), what="the tail shown")
         text = widget_text(view)
         assert "line 199999" in text.splitlines()[-1] or "line 199999" in text
         assert "line 0\n" not in text
@@ -58,7 +58,7 @@ async def test_follows_a_writer_and_stops_following_when_scrolled_up(tmp_path):
     app = LogApp(path)
     async with app.run_test(size=(80, 24)) as pilot:
         view = app.query_one(LogView)
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: "old 99" in widget_text(view), what="the log shown")
         write_lines(path, (f"new {i}" for i in range(500)), mode="a")
         await wait_for(pilot, lambda: "new 499" in widget_text(view))
         await pilot.press("k")
@@ -85,7 +85,7 @@ async def test_wrap_and_timestamps_toggle(tmp_path):
     app = LogApp(path)
     async with app.run_test(size=(80, 24)) as pilot:
         view = app.query_one(LogView)
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: "message 4" in widget_text(view), what="the log shown")
         text = widget_text(view)
         assert "message 4" in text and "2026-01-05T09" not in text
         await pilot.press("t")
@@ -103,7 +103,7 @@ async def test_search_highlights_every_match_and_jumps(tmp_path):
     app = LogApp(path)
     async with app.run_test(size=(80, 24)) as pilot:
         view = app.query_one(LogView)
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: "step 999 " in widget_text(view), what="the log shown")
         await pilot.press("g")
         view.set_search("error")
         await wait_for(pilot, lambda: view.current_match == 7)
@@ -135,7 +135,8 @@ async def test_ctrl_s_saves_the_log(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     app = LogApp(path)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause(0.1)
+        view = app.query_one(LogView)
+        await wait_for(pilot, lambda: "l49" in widget_text(view), what="the log shown")
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: (tmp_path / "saved.log").exists())
         assert (tmp_path / "saved.log").read_bytes() == path.read_bytes()
@@ -154,7 +155,7 @@ async def test_markup_ansi_and_osc_are_shown_literally(tmp_path):
     app = LogApp(path)
     async with app.run_test(size=(160, 24)) as pilot:
         view = app.query_one(LogView)
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: view.line_count == 3 and "c1-csi" in widget_text(view), what="the log shown")
         segments = [seg for y in range(view.size.height) for seg in view.render_line(y)]
         text = "".join(seg.text for seg in segments)
         for ch in "\x1b\x07\x9b\t":
@@ -173,7 +174,8 @@ async def test_a_ten_megabyte_line_stays_responsive(tmp_path):
     app = LogApp(path)
     async with app.run_test(size=(80, 24)) as pilot:
         view = app.query_one(LogView)
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: "next line" in widget_text(view) and "start yyyy" in widget_text(view),
+                       what="both lines shown")
         text = widget_text(view)
         assert "next line" in text and "start yyyy" in text
         started = time.perf_counter()

@@ -12,6 +12,7 @@ from dlaas_tui.screens.experiments import ExperimentsScreen
 
 from .screens_harness import T0, HarnessApp, make_backend
 from .test_experiments_screen import settle
+from .tui_fixtures import drawn, wait_for
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 
@@ -58,7 +59,7 @@ def leaderboard_app():
 def test_leaderboard_snapshot(snap_compare, size):
     async def loaded(pilot):
         await settle(pilot)
-        await pilot.pause(0.2)
+        await drawn(pilot)
 
     assert snap_compare(leaderboard_app(), terminal_size=size, run_before=loaded)
 
@@ -68,7 +69,8 @@ def test_leaderboard_chart_in_turn_at_80_columns(snap_compare):
     async def curves(pilot):
         await settle(pilot)
         await pilot.press("c")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: pilot.app.screen.has_class("-swapped"), what="the chart swapped in")
+        await drawn(pilot)
 
     assert snap_compare(leaderboard_app(), terminal_size=(80, 24), run_before=curves)
 
@@ -78,14 +80,14 @@ async def test_leaderboard_columns_fit_and_nothing_overlaps(size):
     app = leaderboard_app()
     async with app.run_test(size=size) as pilot:
         await settle(pilot)
-        await pilot.pause(0.2)
+        await drawn(pilot)
         board = app.screen.query_one("#leaderboard")
         assert board.virtual_size.width <= board.scrollable_content_region.width  # LR, HIDDEN whole
         box = app.screen.query_one("#curves-box")
         if size[0] < 100:
             assert not box.display
             await pilot.press("c")
-            await pilot.pause(0.1)
+            await wait_for(pilot, lambda: box.display and not board.display, what="the chart in the board's place")
             assert box.display and not board.display
         else:
             assert box.display

@@ -11,7 +11,7 @@ from dlaas_tui.screens.run_detail import RunDetailScreen
 from dlaas_tui.screens.runs import RunsScreen
 from dlaas_tui.widgets.run_table import RunTable
 
-from .tui_fixtures import make_app, wait_for
+from .tui_fixtures import drawn, full_log_shown, make_app, wait_for
 
 SIZES = [(80, 24), (160, 50)]
 TABLE_SIZES = [(80, 24), (120, 40), (200, 50)]
@@ -48,7 +48,8 @@ async def runs_loaded(pilot) -> None:
     app = pilot.app
     await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.query_one(RunTable).row_count)
     await wait_for(pilot, lambda: app.header_stats is not None)
-    await pilot.pause(0.2)
+    await wait_for(pilot, lambda: app.screen.query_one(RunTable).has_focus, what="the table focused")
+    await drawn(pilot)
 
 
 @pytest.mark.parametrize("size", TABLE_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -80,7 +81,9 @@ def test_run_detail_logs(snap_compare, size):
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, RunDetailScreen))
         screen = pilot.app.screen
         await wait_for(pilot, lambda: screen.log_view.line_count > 5 and screen.run is not None)
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: full_log_shown(screen) and screen.log_view.has_focus,
+                       what="the whole log shown and focused")
+        await drawn(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=before)
 
@@ -96,6 +99,7 @@ def test_run_detail_events(snap_compare, size):
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, RunDetailScreen))
         screen = pilot.app.screen
         await wait_for(pilot, lambda: screen.events_table.row_count > 1)
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: screen.events_table.has_focus, what="the events focused")
+        await drawn(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=before)

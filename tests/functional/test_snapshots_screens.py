@@ -15,7 +15,19 @@ from dlaas_tui.screens.buckets import BucketsScreen
 from dlaas_tui.screens.editor import EditorScreen
 from dlaas_tui.screens.gpus import GpusScreen
 
-from .screens_harness import HarnessApp, MiniEngine, demo_store, make_backend, sample_inventory, settle
+from dlaas_tui.screens.submit_confirm import SubmitConfirm
+from dlaas_tui.widgets.preview import Preview
+
+from .screens_harness import (
+    HarnessApp, MiniEngine, demo_store, make_backend, sample_inventory, settle, wait_for, wait_preview,
+)
+
+async def wait_checked(pilot) -> None:
+    """Until the editor shows the check of its text."""
+    editor = pilot.app.screen
+    await wait_for(pilot, lambda: not editor.checking, what="the manifest check")
+    await settle(pilot)
+
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((160, 50), id="160x50")]
 
@@ -58,8 +70,7 @@ def test_buckets_snapshot(snap_compare, size):
         await pilot.press("j", "enter")  # into digits/
         await settle(pilot)
         await pilot.press("j")  # meta.json
-        await pilot.pause(0.3)
-        await settle(pilot)
+        await wait_preview(pilot, "meta.json")
 
     assert snap_compare(app, terminal_size=size, run_before=browse)
 
@@ -78,10 +89,11 @@ def test_buckets_hex_preview_focused_snapshot(snap_compare, size):
         table.move_cursor(row=[e.name for e in table.entries].index("models/"))
         await pilot.press("enter")
         await settle(pilot)
-        await pilot.pause(0.3)
-        await settle(pilot)
+        await wait_preview(pilot, "net.pt")
         await pilot.press("enter", "j")  # net.pt: into the preview, one line down
-        await pilot.pause(0.2)
+        preview = pilot.app.screen.query_one(Preview)
+        await wait_for(pilot, lambda: preview.scroll_y == 1, what="the preview one line down")
+        await pilot.wait_for_scheduled_animations()
 
     assert snap_compare(app, terminal_size=size, run_before=browse)
 
@@ -92,8 +104,7 @@ def test_editor_snapshot(snap_compare, size):
 
     async def validated(pilot):
         pilot.app.screen.area.cursor_blink = False
-        await pilot.pause(0.5)
-        await settle(pilot)
+        await wait_checked(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=validated)
 
@@ -120,7 +131,7 @@ def test_submit_confirmation_snapshot(snap_compare, tmp_path, monkeypatch):
     async def confirm(pilot):
         pilot.app.screen.area.cursor_blink = False
         await pilot.press("ctrl+r")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, SubmitConfirm), what="the confirmation")
         await settle(pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=confirm)

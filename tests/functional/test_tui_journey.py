@@ -48,7 +48,8 @@ async def test_filter_text_and_counts_show_while_typing_and_after_enter(size):
         await pilot.press("slash", *"seed-0005")
         await pilot.pause()
         shown = lines(app)
-        typing = next(line for line in shown if "seed-0005" in line and "runs" in line)
+        # the filter bar's line (a queued row's "behind N runs" also holds both words)
+        typing = next(line for line in shown if "seed-0005" in line and " of 60 runs" in line)
         assert re.search(r"/ ?seed-0005", typing) and "10 of 60 runs" in typing
         assert footer(app) not in typing  # above the footer, not under it
         assert table.row_count == 10
@@ -95,7 +96,6 @@ async def test_q_goes_back_from_sub_screens_and_quits_only_from_home(size):
 
         await pilot.press("l")  # a run's Logs tab, where `less` habit presses q
         await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen))
-        await pilot.pause(0.2)
         await wait_for(pilot, lambda: "? Help" in footer(app) and ": Command" in footer(app) and "q Back" in footer(app), 30)
         await pilot.press("q")
         await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
@@ -268,7 +268,9 @@ async def test_log_search_while_following_pauses_and_jumps_verbatim(size, tmp_pa
             await wait_for(pilot, lambda: "epoch=12 loss" in screen_text(app))
             before = view.line_count
             await wait_for(pilot, lambda: view.line_count > before + 5)  # the log keeps growing...
-            await pilot.pause(0.2)
+            grown = view.line_count
+            await wait_for(pilot, lambda: view.line_count > grown)  # ...through one more tick after that
+            await pilot.pause()
             assert "epoch=12 loss" in screen_text(app)  # ...and the view stays on the match
             assert "search /epoch=12 /" in screen_text(app)
             assert "epoch=120 " not in [line.strip()[:10] for line in lines(app)]
@@ -346,10 +348,9 @@ async def test_buckets_header_crumbs_hex_rows_and_preview_keys(size):
         await settle(pilot)
         assert "datasets › models" in lines(app)[1]
         table.move_cursor(row=[e.name for e in table.entries].index("weights.bin"))
-        await pilot.pause(0.3)
-        await settle(pilot)
         preview = screen.query_one(Preview)
-        await wait_for(pilot, lambda: "first bytes" in screen_text(app))
+        await wait_for(pilot, lambda: "first bytes" in screen_text(app))  # after the debounce and the read
+        await settle(pilot)
 
         # Whole rows: every byte of a row and its ASCII column are on screen.
         rows = [line for line in str(preview.shown.renderables[1]).splitlines() if line]
@@ -401,7 +402,6 @@ sweep:
 
 @pytest.mark.parametrize("size", SIZES)
 async def test_editor_flags_what_cannot_run_with_line_and_column(size):
-    from dlaas_tui.screens import editor as editor_module
     from dlaas_tui.screens.editor import EditorScreen
 
     from .screens_harness import settle
@@ -415,7 +415,8 @@ async def test_editor_flags_what_cannot_run_with_line_and_column(size):
 
         async def shows(text: str) -> str:
             screen.area.load_text(text)
-            await pilot.pause(editor_module.DEBOUNCE_S + 0.15)
+            await pilot.pause()  # the Changed message restarts the debounce
+            await wait_for(pilot, lambda: not screen.checking, what="the manifest check")
             await settle(pilot)
             await wait_for(pilot, lambda: "checking" not in screen_text(app))
             return screen_text(app)

@@ -1,6 +1,7 @@
 """Pilot tests: every key path of the runs screen, on a seeded fake engine."""
 from __future__ import annotations
 
+import collections
 import json
 
 import pytest
@@ -14,7 +15,13 @@ from dlaas_tui.screens.command import CommandScreen
 from dlaas_tui.widgets.header import StatusHeader
 from dlaas_tui.widgets.run_table import RunTable
 
-from .tui_fixtures import SAMPLE_MANIFEST, make_app, wait_for, widget_text
+from .tui_fixtures import SAMPLE_MANIFEST, feed_rounds, make_app, wait_for, widget_text
+
+
+async def suggested(pilot, bar) -> None:
+    """Until the command bar's suggester has answered for what is typed (it runs in a worker)."""
+    await wait_for(pilot, lambda: bar._suggestion.startswith(bar.value) and bar._suggestion != bar.value,
+                   what=f"a completion of {bar.value!r}")
 
 
 async def loaded(pilot) -> RunTable:
@@ -115,7 +122,7 @@ async def test_updates_keep_selection_and_scroll():
         for _ in range(5):
             clock.advance(7)
             app.screen.poke()
-            await pilot.pause(0.15)
+            await feed_rounds(pilot)  # the feed read the runs after the clock moved, and they are shown
         assert table.selected_run.id == selected
         assert table.scroll_y == scroll
 
@@ -197,7 +204,7 @@ async def test_new_and_lazy_screens_notify_when_missing(monkeypatch):
         await loaded(pilot)
         await pilot.press("n")
         await pilot.press("colon", *"buckets", "enter")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: len(notes(app)) >= 2, what="both notifications")
         assert isinstance(app.screen, RunsScreen)
         text = " ".join(notes(app))
         assert "new screen is not in this build" in text and "buckets screen is not in this build" in text
@@ -209,12 +216,12 @@ async def test_command_bar_theme_completion_and_history(dlaas_home):
         await loaded(pilot)
         await pilot.press("colon", *"the")
         assert isinstance(app.screen, CommandScreen)
-        await pilot.pause(0.1)
-        await pilot.press("tab")  # completes the command name
         bar = app.screen.query_one("CommandBar")
+        await suggested(pilot, bar)
+        await pilot.press("tab")  # completes the command name
         assert bar.value == "theme"
         await pilot.press("space", "l")
-        await pilot.pause(0.1)
+        await suggested(pilot, bar)
         await pilot.press("tab", "enter")
         assert app.theme == "light"
         state = json.loads(app.backend.paths.ui_state_file.read_text())
@@ -301,7 +308,9 @@ async def test_config_keys_remap_bindings(dlaas_home):
 
 
 async def test_command_palette_opens():
-    from textual.command import CommandPalette
+    from textual.command import CommandList, CommandPalette
+
+    from .screens_harness import settle
 
     app, _clock, _engine = make_app(2)
     async with app.run_test(size=(120, 30)) as pilot:
@@ -309,7 +318,9 @@ async def test_command_palette_opens():
         await pilot.press("ctrl+p")
         assert isinstance(app.screen, CommandPalette)
         await pilot.press(*"light")
-        await pilot.pause(0.3)
+        await settle(pilot)  # the palette's search workers
+        hits = app.screen.query_one(CommandList)
+        await wait_for(pilot, lambda: hits.option_count > 0, what="the palette's hits")
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.theme == "light")
 
@@ -319,21 +330,29 @@ class BrokenEngine:
 
     name = "broken"
 
+    def __init__(self) -> None:
+        self.asked: collections.Counter[str] = collections.Counter()  # calls, by method
+
     def __getattr__(self, name):
         def fail(*args, **kwargs):
+            self.asked[name] += 1
             raise EngineError("the cluster is unreachable: connection refused")
 
         return fail
 
 
 async def test_backend_errors_are_notifications_not_crashes():
-    app, _clock, _engine = make_app(engine=BrokenEngine())
+    engine = BrokenEngine()
+    app, _clock, _engine = make_app(engine=engine)
     async with app.run_test(size=(120, 30)) as pilot:
         await wait_for(pilot, lambda: any("unreachable" in n for n in notes(app)))
         await pilot.press("j", "enter", "l", "ctrl+k", "slash", "x", "escape")
         assert app.is_running and isinstance(app.screen, RunsScreen)
-        # The same error repeating is reported once, not once a tick.
-        await pilot.pause(0.3)
+        # The same error repeating is reported once, not once a tick: let the feed fail 3 more rounds
+        # (a round's report has been handled once the next round asks the engine again).
+        asked = engine.asked["changes"]
+        await wait_for(pilot, lambda: engine.asked["changes"] >= asked + 3, what="3 more rounds of the feed")
+        await pilot.pause()
         assert sum("unreachable" in n for n in notes(app)) == 1
 
 

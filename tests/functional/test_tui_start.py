@@ -64,7 +64,7 @@ async def test_an_opener_that_fails_ends_the_app_with_its_exit_code():
     app = DlaasApp(opener=opener)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app.open_error is not None)
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: app.return_code is not None, what="the app's exit")
     assert isinstance(app.open_error, ConfigError)
     assert app.return_code == 2
 
@@ -117,7 +117,7 @@ async def test_a_key_that_needs_the_backend_before_it_is_open_opens_it_or_ends_c
     app = DlaasApp(opener=broken)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("colon", *"profile", "enter")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.return_code is not None, what="the app's exit")
     assert isinstance(app.open_error, ConfigError) and app.return_code == 2
     assert not app._exit_renderables  # no traceback: the CLI prints the one-line error
 
@@ -130,7 +130,10 @@ async def test_a_theme_chosen_at_start_styles_as_one_switched_to_later(theme):
         async with app.run_test(size=(80, 24)) as pilot:
             if app.theme != theme:
                 app.theme = theme
-            await pilot.pause(0.2)
+            # The switch restyles on the next turn of the message loop (call_next), then draws.
+            await pilot.pause()
+            await pilot.wait_for_scheduled_animations()
+            await pilot.pause()
             return (sorted(app.classes), dict(app.stylesheet._variables), app.screen.styles.background,
                     app.screen.query_one(RunTable).styles.color)
 

@@ -12,7 +12,7 @@ from dlaas_tui.screens.run_detail import RunDetailScreen
 from dlaas_tui.screens.runs import RunsScreen
 from dlaas_tui.widgets.run_table import RunTable
 
-from .tui_fixtures import SAMPLE_MANIFEST, FakeClock, make_app, wait_for, widget_text
+from .tui_fixtures import SAMPLE_MANIFEST, FakeClock, drawn, make_app, wait_for, widget_text
 
 SIZES = [(80, 24), (120, 40)]
 
@@ -136,7 +136,8 @@ async def _at_rest(pilot) -> None:
     app = pilot.app
     await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.query_one(RunTable).row_count)
     await wait_for(pilot, lambda: app.header_stats is not None)
-    await pilot.pause(0.2)
+    await wait_for(pilot, lambda: app.screen.query_one(RunTable).has_focus, what="the table focused")
+    await drawn(pilot)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -154,7 +155,9 @@ def test_snapshot_dependency_tree(snap_compare, size):
     async def before(pilot):
         await _at_rest(pilot)
         await pilot.press("t")
-        await pilot.pause(0.2)
+        table = pilot.app.screen.query_one(RunTable)
+        await wait_for(pilot, lambda: table.show_tree, what="the dependency tree")
+        await drawn(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=before)
 
@@ -170,7 +173,8 @@ def test_snapshot_detail_of_a_waiting_run(snap_compare, size):
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, RunDetailScreen))
         screen = pilot.app.screen
         await wait_for(pilot, lambda: screen.run is not None and screen.events_table.row_count >= 1)
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: screen.events_table.has_focus, what="the events focused")
+        await drawn(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=before)
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 import pytest
 from textual.widgets._footer import FooterKey
 
+from dlaas_tui.screens.help import HelpScreen
 from dlaas_tui.screens.runs import RunsScreen
 from dlaas_tui.widgets.footer import KeysFooter
 from dlaas_tui.widgets.header import StatusHeader
 from dlaas_tui.widgets.run_table import RunTable
 
-from .tui_fixtures import SAMPLE_MANIFEST, make_app, wait_for
+from .tui_fixtures import SAMPLE_MANIFEST, drawn, make_app, wait_for
 
 
 async def loaded(pilot) -> RunTable:
@@ -49,7 +50,8 @@ async def test_footer_shows_whole_keys_only_and_gives_them_back_when_wider():
         assert "^k" in at_80 and "^d" not in at_80  # `^d Delete` does not fit whole at 80
         # Behind a modal screen the footer is rebuilt too, and still shows no cut key.
         await pilot.press("question_mark")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="the help screen")
+        await drawn(pilot)  # the footer below is rebuilt after the modal's refresh
         await wait_for(pilot, lambda: footer_fits(screen))
         await pilot.press("escape")
         await pilot.resize_terminal(160, 30)
