@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .config_types import MASK, Secret, did_you_mean  # noqa: F401  (MASK and Secret: re-exported)
+from .config_types import MASK, Secret, did_you_mean, implied_by_tables  # noqa: F401  (MASK and Secret: re-exported)
 from .errors import ConfigError, NotFound
 from .paths import Paths, get_paths, write_private
 
@@ -348,15 +348,7 @@ class Profile(_Lean):
 
     @classmethod
     def _before(cls, data: dict[str, Any]) -> dict[str, Any]:
-        """A profile that gives a `kubernetes` table runs there, unless it says otherwise, and a
-        cluster's runs store in S3 (pods cannot reach a local store): `kubernetes = {...}` plus
-        `s3 = {...}` is a whole profile."""
-        data = dict(data)
-        if "kubernetes" in data and "scheduler" not in data:
-            data["scheduler"] = "kubernetes"
-        if data.get("scheduler") == "kubernetes" and "store" not in data:
-            data["store"] = "s3"
-        return data
+        return implied_by_tables(data)
 
     @classmethod
     def _after(cls, values: dict[str, Any]) -> None:

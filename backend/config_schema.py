@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .config_types import Secret, did_you_mean
+from .config_types import Secret, did_you_mean, implied_by_tables
 
 
 class _Strict(BaseModel):
@@ -85,16 +85,7 @@ class Profile(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _implied_by_tables(cls, data: Any) -> Any:
-        """A profile that gives a `kubernetes` table runs there, unless it says otherwise, and a
-        cluster's runs store in S3 (pods cannot reach a local store): `kubernetes = {...}` plus
-        `s3 = {...}` is a whole profile."""
-        if isinstance(data, dict):
-            data = dict(data)
-            if "kubernetes" in data and "scheduler" not in data:
-                data["scheduler"] = "kubernetes"
-            if data.get("scheduler") == "kubernetes" and "store" not in data:
-                data["store"] = "s3"
-        return data
+        return implied_by_tables(data) if isinstance(data, dict) else data
 
     @field_validator("memory")
     @classmethod

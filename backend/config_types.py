@@ -1,5 +1,5 @@
 """What the config's two readers (backend/config.py, backend/config_schema.py) share: the masked
-`Secret` string and the "did you mean" hint. Standard library only."""
+`Secret` string, the "did you mean" hint and what a profile's tables imply. Standard library only."""
 from __future__ import annotations
 
 from typing import Any
@@ -37,3 +37,15 @@ def did_you_mean(word: str, options: list[str]) -> str:
 
     close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return f", did you mean {close[0]!r}?" if close else ""
+
+
+def implied_by_tables(data: dict[str, Any]) -> dict[str, Any]:
+    """A profile that gives a `kubernetes` table runs there, unless it says otherwise, and a
+    cluster's runs store in S3 (pods cannot reach a local store): `kubernetes = {...}` plus
+    `s3 = {...}` is a whole profile."""
+    data = dict(data)
+    if "kubernetes" in data and "scheduler" not in data:
+        data["scheduler"] = "kubernetes"
+    if data.get("scheduler") == "kubernetes" and "store" not in data:
+        data["store"] = "s3"
+    return data
