@@ -103,15 +103,26 @@ def main(argv: list[str] | None = None) -> int:
     log.info("agent %d serving %s", os.getpid(), paths.state_dir)
     agent.reclaim_leftovers()
     agent.recover()
+    served = os.fstat(lock_fd)
+
+    def still_home() -> bool:
+        """The lock file we hold is still the home's (a deleted or recreated home has another, or none)."""
+        try:
+            now = os.stat(lock_path(paths.state_dir))
+        except OSError:
+            return False
+        return (now.st_dev, now.st_ino) == (served.st_dev, served.st_ino)
+
     try:
-        agent.loop(sock)
+        agent.loop(sock, still_home)
     finally:
         log.info("agent %d stopping", os.getpid())
         agent.kube.stop()
         agent.notices.stop()
-        pid_path(paths.state_dir).unlink(missing_ok=True)
-        if sock is not None:
-            sp.unlink(missing_ok=True)
+        if still_home():  # else these names are another agent's, in the home made since
+            pid_path(paths.state_dir).unlink(missing_ok=True)
+            if sock is not None:
+                sp.unlink(missing_ok=True)
     return 0
 
 

@@ -617,9 +617,13 @@ class Agent:
             log.info("config reloaded")
         self._stamp = stamp
 
-    def loop(self, sock: socket.socket | None) -> None:
+    def loop(self, sock: socket.socket | None, still_home: Callable[[], bool] | None = None) -> None:
+        """Passes until told to stop, or until `still_home()` says the home it serves is gone."""
         self._stamp = self._config_stamp()
         while not self.stopping.is_set():
+            if still_home is not None and not still_home():
+                log.warning("the state directory this agent serves is gone: stopping")
+                break
             try:
                 self.reload_config_if_changed()
                 self.handle_control()

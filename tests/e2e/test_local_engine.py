@@ -242,6 +242,28 @@ def test_cli_agent_start_status_stop(home, cli):
     assert res.returncode == 0 and agent_pid(home) is None
 
 
+def test_an_agent_whose_home_is_deleted_stops_and_leaves_the_new_home_alone(home, cli):
+    """`rm -rf` of a home under its agent: the agent stops by itself (it does not serve a directory
+    that is gone for ever), and an agent started meanwhile in the home made again keeps its pid file."""
+    import shutil
+
+    from backend.store.files import process_alive
+
+    assert cli("agent", "start").returncode == 0
+    old = wait_for(lambda: (p := agent_pid(home)) and p > 0 and p)
+    state = home / "state"
+    shutil.rmtree(state)
+    assert cli("agent", "start").returncode == 0  # a new home, a new agent, while the old one may still run
+    new = wait_for(lambda: agent_pid(home) not in (None, -1, old) and agent_pid(home))
+    try:
+        assert wait_for(lambda: not process_alive(old)), f"agent {old} kept serving a deleted home"
+        assert agent_pid(home) == new and process_alive(new)  # its pid file was not taken away
+        assert (state / "agent.pid").read_text().split()[0] == str(new)
+    finally:
+        if process_alive(old):
+            os.kill(old, signal.SIGKILL)
+
+
 @pytest.mark.slow
 def test_two_homes_on_one_fake_two_gpu_box_never_share_a_gpu(tmp_path, cli):
     gpus = tmp_path / "gpus.json"
