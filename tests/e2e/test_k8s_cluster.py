@@ -172,6 +172,14 @@ def test_the_agents_watcher_lists_once_and_keeps_three_watches_whatever_the_visi
     from backend.engines.kubernetes import keeper
 
     engine = backend.engine
+    applied = []  # one entry per re-application of the caches (a change, or the positions timer)
+    apply = engine.apply
+
+    def counting_apply(*args, **kwargs):
+        applied.append(time.monotonic())
+        return apply(*args, **kwargs)
+
+    engine.apply = counting_apply
     before = {t.name for t in threading.enumerate()}
     w = keeper._Watcher(engine)
     w.start()
@@ -180,7 +188,12 @@ def test_the_agents_watcher_lists_once_and_keeps_three_watches_whatever_the_visi
         while not engine.ledger.has_mark("", keeper.SYNCED) and time.monotonic() < deadline:
             time.sleep(1)
         assert engine.ledger.has_mark("", keeper.SYNCED)
-        time.sleep(25)  # a few position refreshes, whatever the visibility API answers (200, 403, 503, 429)
+        # A few position refreshes, whatever the visibility API answers (200, 403, 503, 429).
+        seen = len(applied)
+        deadline = time.monotonic() + 120
+        while len(applied) < seen + 3 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert len(applied) >= seen + 3, f"{len(applied) - seen} refreshes in 120 s"
         extra = [t for t in threading.enumerate() if t.name.startswith("watch-") and t.name not in before]
         assert len(extra) <= 3
     finally:

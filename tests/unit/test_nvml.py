@@ -75,10 +75,10 @@ def test_fake_nvml_from_env_in_a_subprocess(tmp_path):
     assert out.stdout.split() == ["True", "5", "H100"]
 
 
-def test_inventory_takes_cpu_slots_first():
-    from backend.engines.local.nvml import inventory
+def test_a_gpu_less_box_lists_its_cpu_slots_and_a_gpu_box_its_gpus():
+    from backend.engines.local.nvml import read_inventory
 
-    inv = inventory(4, nvml=FakeNVML({"gpus": []}))
+    inv = read_inventory(cpu_slots=4, nvml=FakeNVML({"gpus": []}))
     assert [d.uuid for d in inv.devices] == ["cpu:0", "cpu:1", "cpu:2", "cpu:3"]
-    plain = inventory(nvml=FakeNVML([{"uuid": "GPU-x", "name": "NVIDIA L4", "memory_total": 24 * GiB}]))
+    plain = read_inventory(nvml=FakeNVML([{"uuid": "GPU-x", "name": "NVIDIA L4", "memory_total": 24 * GiB}]))
     assert plain.devices[0].gpu_type == "L4" and plain.devices[0].utilization is None

@@ -241,8 +241,3 @@ def _cpu_inventory(
 ) -> Inventory:
     message = f"{why}: {cpu_slots} cpu slot(s) stand in for GPUs, runs execute on the CPU"
     return Inventory(cpu_slot_devices(cpu_slots, holders), False, message, node, tier_gpus)
-
-
-def inventory(cpu_slots: int = 1, **kwargs: Any) -> Inventory:
-    """`read_inventory` with the cpu slot count first (the local engine's call)."""
-    return read_inventory(cpu_slots=cpu_slots, **kwargs)
