@@ -1,8 +1,9 @@
 """Figures as a person reads them, the same in the TUI and the CLI (standard library only)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from backend.facade import Run
@@ -17,6 +18,14 @@ def human_bytes(n: int | None) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+def format_params(params: Mapping[str, Any], *, round_floats: bool = False) -> str:
+    """`lr=0.001 hidden=64`: what tells one sweep trial from another. The CLI prints values as
+    given; the runs table, short of room, rounds floats to four significant digits."""
+    if round_floats:
+        return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    return " ".join(f"{k}={v}" for k, v in params.items())
 
 
 # How long a run has waited or run, in words: the runs table's TIME column and `dlaas-tui runs`.

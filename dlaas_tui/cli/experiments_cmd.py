@@ -57,7 +57,8 @@ def show_experiment(args: argparse.Namespace, ctx: Context) -> int:
     from backend.facade import leaderboard
     from backend.facade import NotFound
 
-    from .output import format_params, print_json, print_table
+    from ..formatting import format_params
+    from .output import print_json, print_table
 
     runs = ctx.backend.engine.list_runs(experiment=args.id)
     if not runs:

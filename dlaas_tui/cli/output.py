@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -43,11 +43,6 @@ def safe_text(text: str) -> str:
     from backend.facade import visible
 
     return visible(text, pictures=False)
-
-
-def format_params(params: Mapping[str, Any]) -> str:
-    """`lr=0.001 hidden=64`: a run's parameters as given (the TUI's table rounds floats instead)."""
-    return " ".join(f"{k}={v}" for k, v in params.items())
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: int | None = 80,

@@ -31,7 +31,7 @@ from textual.strip import Strip
 
 from backend.facade import Run, RunState, format_eta, utcnow
 
-from ..formatting import AGE_WIDTH, age_verb, bare_age, format_age, human_duration, run_duration  # noqa: F401
+from ..formatting import AGE_WIDTH, age_verb, bare_age, format_age, format_params, human_duration, run_duration  # noqa: F401
 from .safe_text import NEEDS_VISIBLE, visible
 
 
@@ -71,11 +71,6 @@ def format_queue(run: Run, now: datetime | None = None) -> str:
 def wait_reason(run: Run) -> str:
     """Why a queued run waits (the engine's words: behind N runs, GPUs busy, waiting for …)."""
     return run.message if run.state is RunState.QUEUED else ""
-
-
-def format_params(params: dict) -> str:
-    """`lr=0.01 hidden=64`: what tells one sweep trial from another."""
-    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
 @dataclass(frozen=True)
@@ -297,7 +292,7 @@ def static_cells(run: Run) -> tuple[str, ...]:
     name, experiment = run.name, run.experiment or ""
     assigned = ", ".join(run.assigned) or (run.node or "")
     metric = format_metric(run)
-    params = format_params(run.params) if run.params else ""
+    params = format_params(run.params, round_floats=True) if run.params else ""
     wait = wait_reason(run)
     if not NEEDS_VISIBLE.search(f"{name}{experiment}{assigned}{metric}{params}{wait}"):
         pass  # the common case: nothing to make visible, one search instead of six
@@ -581,7 +576,7 @@ class RunTable(ScrollView, can_focus=True):
                 " ".join(run.assigned),
                 format_cost(run),
                 format_metric(run),
-                format_params(run.params),
+                format_params(run.params, round_floats=True),
                 wait_reason(run),
                 run.error_code or "",
             )
