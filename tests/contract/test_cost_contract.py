@@ -72,6 +72,17 @@ def billed_more_than(floor: int) -> Callable[[Run], bool]:
     return lambda r: (r.cost_micro_usd or 0) > floor
 
 
+def billed_and_running(harness, tmp_path, name: str) -> tuple[Run, list[int | None]]:
+    """A one-GPU run that keeps running, taken in by the engine and billed for a while; the live
+    costs sampled on the way (the start the evicted and resumed runs share)."""
+    run = harness.submit(tmp_path, kind="long", name=name, gpus=1)
+    live: list[int | None] = []
+    harness.wait_for(run.id, sampling(harness, run.id, live, lambda r: r.state == S.PROCESSING))
+    harness.quiesce()  # the engine has taken in the running attempt (Kubernetes: its pod, in a sync round)
+    harness.wait_for(run.id, sampling(harness, run.id, live, billed_more_than(0)))
+    return run, live
+
+
 @pytest.mark.parametrize(
     "shape, gpus, learners",
     [("one-gpu", 1, 1), ("cpu-slots", 0, 2), ("multi-learner", 1, 2)],
@@ -105,11 +116,7 @@ def test_the_minimum_is_charged_once_per_run(engine_factory, tmp_path):
 
 def test_an_evicted_run_pays_for_each_interval_once(engine_factory, tmp_path):
     harness = engine_factory(devices=2, minimum_seconds=0)
-    run = harness.submit(tmp_path, kind="long", name="evicted", gpus=1)
-    live: list[int | None] = []
-    harness.wait_for(run.id, sampling(harness, run.id, live, lambda r: r.state == S.PROCESSING))
-    harness.quiesce()  # the engine has taken in the running attempt (Kubernetes: its pod, in a sync round)
-    harness.wait_for(run.id, sampling(harness, run.id, live, billed_more_than(0)))
+    run, live = billed_and_running(harness, tmp_path, "evicted")
     harness.evict(run.id)
     back = harness.wait_for(run.id, lambda r: any(e.state == S.QUEUED for e in harness.engine.events(r.id)[1:]))
     assert back.state != S.COMPLETED
@@ -168,11 +175,7 @@ def test_every_engine_gives_the_same_learned_eta(engine_factory, tmp_path):
 
 def test_a_resumed_run_pays_for_each_attempt_once(engine_factory, tmp_path):
     harness = engine_factory(devices=2, minimum_seconds=0)
-    run = harness.submit(tmp_path, kind="long", name="resumed", gpus=1)
-    live: list[int | None] = []
-    harness.wait_for(run.id, sampling(harness, run.id, live, lambda r: r.state == S.PROCESSING))
-    harness.quiesce()  # the engine has taken in the running attempt (Kubernetes: its pod, in a sync round)
-    harness.wait_for(run.id, sampling(harness, run.id, live, billed_more_than(0)))
+    run, live = billed_and_running(harness, tmp_path, "resumed")
     harness.engine.halt(run.id)
     first = harness.wait_for(run.id, sampling(harness, run.id, live, lambda r: r.state.terminal))
     assert first.state == S.HALTED
