@@ -226,18 +226,22 @@ class Agent:
                                            total)
         return held, shared
 
-    def _lock_for(self, uuid: str, rid: str, sharing: bool, ours_shared: set[str]) -> tuple[bool, Any]:
+    def _joinable(self) -> set[str]:
+        """The devices whose lock this agent holds for sharing runs: a new sharing run joins it there.
+        A GPU whose lock only older runs' processes hold (they inherited it before an agent restart)
+        is not joinable: a run placed there would hold nothing once those processes end."""
+        with self._lock:
+            return {lk.uuid for lks in self.locks.values() for lk in lks if lk.fd is not None and lk.shared}
+
+    def _lock_for(self, uuid: str, rid: str, sharing: bool) -> tuple[bool, Any]:
         """(got it, the lock to hold or None). A sharing run joins the lock another sharing run here
-        holds on the device; on a device our sharing runs' processes hold (after an agent restart)
-        it needs no lock of its own."""
+        holds on the device; otherwise it takes the device's lock like an exclusive run."""
         if sharing:
             with self._lock:
                 mine = next((lk for lks in self.locks.values() for lk in lks
                              if lk.uuid == uuid and lk.fd is not None and lk.shared), None)
             if mine is not None:
                 return True, mine.join()
-            if uuid in ours_shared:
-                return True, None
         lk = hold_device(uuid, self.paths.state_dir, owner=rid)
         if lk is None:
             return False, None
@@ -282,7 +286,7 @@ class Agent:
         for rid, state, assigned, ncores, procs, sharing in rows:
             fds: list | None = []
             for uuid in json.loads(assigned):
-                _got, lk = self._lock_for(uuid, rid, bool(sharing), set())
+                _got, lk = self._lock_for(uuid, rid, bool(sharing))
                 if lk is not None:
                     fds.append(lk)
                 elif state == RunState.PENDING.value:
@@ -422,7 +426,8 @@ class Agent:
             box = self._box()
             why = {}
             held, shared = self._holders(devices)
-            ours_shared = set(shared)
+            joinable = self._joinable()
+            shared = {uuid: gpu for uuid, gpu in shared.items() if uuid in joinable}
             cur = self.sweeps.queue(best_effort=best_effort, free=len(free) + len(shared))  # parallel caps
             todo = plan(cur, free, room, best_effort=best_effort, match_type=nvml_gpus,
                         cpu_slots=bool(devices) and not nvml_gpus, slot_count=len(devices), box=box, why=why,
@@ -436,7 +441,7 @@ class Agent:
                     continue
                 fds, lost = [], None
                 for uuid in adm.devices:
-                    got, lk = self._lock_for(uuid, adm.run_id, adm.shared, ours_shared)
+                    got, lk = self._lock_for(uuid, adm.run_id, adm.shared)
                     if not got:
                         lost = uuid
                         break

@@ -98,7 +98,7 @@ def test_sharing_runs_keep_their_gpu_locked_across_an_agent_kill_and_are_still_w
     seed_home(dlaas_home)
     go = tmp_path / "go"
 
-    def sharing(name: str):
+    def sharing(name: str, go: Path = go):
         env = {"GO": str(go), "PIDFILE": str(tmp_path / f"{name}.pid")}
         return submit(manifest(tmp_path / "m", name, command=HOLD, env=env, gpus=1, memory="256MiB",
                                gpu_memory="10GiB", share=True))
@@ -120,8 +120,22 @@ def test_sharing_runs_keep_their_gpu_locked_across_an_agent_kill_and_are_still_w
         assert over.error_code == "C207" and "used 10.6 GiB of its 10 GiB gpu_memory cap" in over.message
         set_gpu(nvml, [{"pid": pa, "used_memory": 4 * GiB}])
         assert get(a).state == RunState.PROCESSING
+        # A new sharing run does not join a GPU whose lock only a's process holds (inherited from
+        # the killed agent): it would hold nothing once a ends. It waits, and says why.
+        go_c = tmp_path / "go-c"
+        c = sharing("c", go_c)
+        waiting = wait_for(lambda: (r := get(c)).message and r)
+        print("DEBUG", waiting.state, waiting.message)
+        assert waiting.state == RunState.QUEUED, waiting.message
         go.write_text("")
         assert wait_state(a, "COMPLETED", "FAILED").state == RunState.COMPLETED
+        set_gpu(nvml, [])
+        # a gone, c takes the GPU's lock itself: nobody else can take the GPU while c runs
+        wait_state(c, "PROCESSING")
+        assert wait_for(lambda: (held_by(GPU) or {}).get("owner")) == c
+        assert try_acquire(GPU, owner="someone-else") is None
+        go_c.write_text("")
+        assert wait_state(c, "COMPLETED", "FAILED").state == RunState.COMPLETED, get(c).message
         wait_for(lambda: held_by(GPU) is None)  # the last holder gone, the lock is free
     finally:
         stop_everything(dlaas_home)
