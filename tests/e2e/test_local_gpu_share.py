@@ -125,7 +125,6 @@ def test_sharing_runs_keep_their_gpu_locked_across_an_agent_kill_and_are_still_w
         go_c = tmp_path / "go-c"
         c = sharing("c", go_c)
         waiting = wait_for(lambda: (r := get(c)).message and r)
-        print("DEBUG", waiting.state, waiting.message)
         assert waiting.state == RunState.QUEUED, waiting.message
         go.write_text("")
         assert wait_state(a, "COMPLETED", "FAILED").state == RunState.COMPLETED
