@@ -120,11 +120,12 @@ def test_sharing_runs_keep_their_gpu_locked_across_an_agent_kill_and_are_still_w
         assert over.error_code == "C207" and "used 10.6 GiB of its 10 GiB gpu_memory cap" in over.message
         set_gpu(nvml, [{"pid": pa, "used_memory": 4 * GiB}])
         assert get(a).state == RunState.PROCESSING
-        # A new sharing run does not join a GPU whose lock only a's process holds (inherited from
-        # the killed agent): it would hold nothing once a ends. It waits, and says why.
+        # A new sharing run does not join a GPU whose lock only a's process holds (inherited from the
+        # killed agent), though 36 GiB are free: it would hold nothing once a ends. It waits, saying
+        # so once the agent has seen that only a's process is on the GPU (b's has left it).
         go_c = tmp_path / "go-c"
         c = sharing("c", go_c)
-        waiting = wait_for(lambda: (r := get(c)).message and r)
+        waiting = wait_for(lambda: ((r := get(c)).state != RunState.QUEUED or "held by runs here" in r.message) and r)
         assert waiting.state == RunState.QUEUED, waiting.message
         go.write_text("")
         assert wait_state(a, "COMPLETED", "FAILED").state == RunState.COMPLETED
