@@ -178,6 +178,23 @@ def parse_begin(text: str) -> float:
     return (at if at.tzinfo else at.replace(tzinfo=now.tzinfo)).timestamp()
 
 
+def resolve_priority(priorities: dict[str, int], text: str) -> tuple[str, int]:
+    """(name, value) of a priority given by name (from [priorities]) or as a whole number; a
+    number that a name stands for takes that name."""
+    from .errors import BadInput
+
+    text = str(text).strip()
+    if text in priorities:
+        return text, priorities[text]
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadInput(f"priority {text!r} is neither a number nor one of "
+                       f"{', '.join(f'{k} ({v})' for k, v in priorities.items())}") from None
+    named = [k for k, v in priorities.items() if v == value]
+    return (named[0] if named else str(value)), value
+
+
 def iso(ts: datetime | None) -> str | None:
     if ts is None:
         return None

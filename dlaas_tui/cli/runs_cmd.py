@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("priority", help="change queued runs' priority (their place in the queue)")
     p.add_argument("runs", nargs="+", metavar="RUN")
-    p.add_argument("priority", metavar="PRIORITY", help="a name from [priorities] (high, normal, low) or a number")
+    p.add_argument("priority", metavar="PRIORITY", help="a name from [priorities] (high, normal, low), or on local profiles a number")
     p.add_argument("--json", action="store_true", help="print the run objects as JSON")
     p.set_defaults(func=cmd_priority)
 
@@ -178,7 +178,7 @@ def cmd_priority(args, ctx) -> int:
 
     engine = ctx.backend.engine
     if not hasattr(engine, "set_priority"):
-        raise BadInput("priority works on local profiles only")
+        raise BadInput(f"priority: profile {ctx.backend.profile.name!r} cannot change a run's priority")
     changed = [engine.set_priority(rid, args.priority) for rid in args.runs]
     if args.json:
         from .output import print_json

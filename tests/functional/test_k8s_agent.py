@@ -266,3 +266,21 @@ def test_agent_watches_and_catches_up_after_a_restart(sim, dlaas_home, tmp_path,
     assert "watching namespace" in log and "Traceback" not in log
     backend.close()
     assert os.path.exists(path)
+
+
+def test_a_held_runs_priority_goes_into_its_job_when_it_is_released(sim, tmp_path, monkeypatch):
+    from backend.engines.kubernetes import render
+
+    monkeypatch.setenv("DLAAS_AGENT_AUTOSTART", "0")
+    engine = _engine(sim, tmp_path / "lab.db")
+    first, held = engine.submit(_sweep_request(tmp_path, trials=2, parallel=1))
+    assert held.id not in sim.jobs
+    assert engine.set_priority(held.id, "low").priority == "low"
+    assert sim.patches == []  # no Job to patch: the held manifest carries it
+    assert any(e.message == "priority changed from high to low (-100)" for e in engine.events(held.id))
+    sim.finish_job(first.id, 600, ok=True)
+    engine.sync_once()
+    engine.release_held()
+    assert sim.jobs[held.id]["metadata"]["labels"][render.PRIORITY_LABEL] == "low"
+    engine.sync_once()
+    assert engine.get_run(held.id).priority == "low"

@@ -849,3 +849,48 @@ def test_a_job_gone_while_the_store_cannot_be_read_is_not_declared_lost_yet(sim,
                     json.dumps({"exit_code": 0, "stored": True, "finished_at": ts(50)}).encode())
     engine.sync_once()
     assert engine.get_run(run_id).state == RunState.COMPLETED
+
+
+def test_a_queued_runs_priority_is_its_jobs_priority_class_and_kueue_reorders_the_queue(sim, engine):
+    ids = ["training-ppppppp1", "training-ppppppp2"]
+    for i, rid in enumerate(ids):
+        engine.submit_run(fx.manifest(), run_id=rid)  # priority "high"
+        sim.add_workload(rid, created=10 + i, priority=1000)
+    engine.sync_once()
+    assert [engine.get_run(r).queue_position for r in ids] == [1, 2]
+    run = engine.set_priority(ids[0], "low")
+    assert run.priority == "low"
+    # one JSON merge patch of the Job's label; Kueue reads the WorkloadPriorityClass from it
+    assert sim.patches == [(ids[0], {"metadata": {"labels": {render.PRIORITY_LABEL: "low"}}})]
+    job = sim.jobs[ids[0]]
+    assert job["metadata"]["labels"][render.PRIORITY_LABEL] == "low"
+    assert job["metadata"]["labels"][render.QUEUE_LABEL] == "team-a-queue"  # the other labels kept
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    for version in fx.K8S_VERSIONS:
+        kubernetes_validate.validate(job, version, strict=True)
+    assert any(e.message == "priority changed from high to low (-100)" for e in engine.events(ids[0]))
+    # Kueue gives the Workload its new class's value and reorders; the ledger keeps the name
+    sim.workloads[ids[0]]["spec"]["priority"] = -100
+    engine.sync_once()
+    assert [engine.get_run(r).queue_position for r in ids] == [2, 1]
+    assert [r.priority for r in engine.list_runs() if r.id == ids[0]] == ["low"]
+    # unchanged: nothing sent, no event
+    events = len(engine.events(ids[0]))
+    assert engine.set_priority(ids[0], "low").priority == "low" and len(sim.patches) == 1
+    assert len(engine.events(ids[0])) == events
+
+
+def test_a_priority_change_on_kubernetes_takes_a_named_class_and_a_queued_run_only(sim, engine):
+    from backend.errors import BadInput
+
+    rid = "training-ppppppp3"
+    engine.submit_run(fx.manifest(), run_id=rid)
+    sim.add_workload(rid, created=10, priority=1000)
+    engine.sync_once()
+    with pytest.raises(BadInput, match="WorkloadPriorityClass, one of high, normal, low"):
+        engine.set_priority(rid, "5")  # no class on the cluster stands for a bare number
+    assert engine.set_priority(rid, "0").priority == "normal"  # a number a name stands for is that name
+    engine.halt(rid)
+    with pytest.raises(BadInput, match=f"{rid}: run is HALTED"):
+        engine.set_priority(rid, "low")
+    assert [name for name, _ in sim.patches] == [rid]

@@ -14,6 +14,7 @@ from typing import Any
 from backend.errors import EngineError, NotFound
 
 JSON = "application/json"
+MERGE_PATCH = "application/merge-patch+json"  # RFC 7386: the fields given replace theirs
 
 
 class KubeError(EngineError):

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from backend.errors import BadInput, NotFound
+from backend.errors import BadInput, NotFound, ReadOnly
 from backend.runs import (
     ChangeSet,
     ErrorCode,
@@ -32,7 +32,7 @@ from backend.runs import (
 )
 
 from . import kueue, logs, render
-from .client import KubeApi, KubeError, KubeNotFound, jobs_path, pods_path, workloads_path
+from .client import MERGE_PATCH, KubeApi, KubeError, KubeNotFound, jobs_path, pods_path, workloads_path
 from .ledger import SYNCED, AgentLedger, Ledger, MemoryLedger, last_state
 from .runview import assigned_label, canonical_gpu, flavor_gpu, inventory_from_nodes, run_from_job
 from .kueue_waits import AT_HEAD, behind, is_behind
@@ -695,6 +695,41 @@ class KubernetesEngine(Submitting):
         self._delete_job(run_id)
         with self._lock:
             self._transition(run, Observation(RunState.HALTED, message="halted by the user"))
+        return self.get_run(run_id)
+
+    def set_priority(self, run_id: str, priority: str) -> Run:
+        """Change a queued run's priority to a name from [priorities]: the Job's priority-class label
+        (Kueue gives its Workload the new WorkloadPriorityClass and reorders the queue), or the held
+        manifest of a run whose Job is not created yet. A bare number has no WorkloadPriorityClass
+        on the cluster, so only names are taken. The change is an event."""
+        from backend.runs import resolve_priority
+
+        if self.profile.read_only:
+            raise ReadOnly(f"profile {self.profile.name!r} is read-only: priority is not allowed")
+        priorities = self.config.all_priorities()
+        name, value = resolve_priority(priorities, priority)
+        if name not in priorities:
+            raise BadInput(f"priority {priority!r}: on Kubernetes a priority is a WorkloadPriorityClass, "
+                           f"one of {', '.join(priorities)}")
+        run = self.get_run(run_id)
+        if run.state != RunState.QUEUED:
+            raise BadInput(f"{run_id}: run is {run.state.value}; only a queued run's priority can be changed")
+        if run.priority == name:
+            return run
+        held = isinstance(self.ledger, AgentLedger) and run_id in self.ledger.held_ids()
+        if not (held and self.ledger.reprioritize_held(run_id, name)):  # released meanwhile: its Job
+            patch = {"metadata": {"labels": {render.PRIORITY_LABEL: render.priority_class(name)}}}
+            try:
+                self.api.request("PATCH", jobs_path(self.ns, run_id), body=patch, content_type=MERGE_PATCH)
+            except KubeNotFound:
+                raise NotFound(f"{run_id}: its Job is gone from the cluster") from None
+        with self._lock:
+            before = run.priority
+            run = self.ledger.get_run(run_id) or run
+            run.priority = name
+            self.ledger.put_run(run)
+            self.ledger.record(RunEvent(run_id, self.cluster_now(), None,
+                                        f"priority changed from {before} to {name} ({value})"))
         return self.get_run(run_id)
 
     def resume(self, run_id: str) -> Run:

@@ -62,6 +62,11 @@ class AgentLedger(Ledger, Protocol):
 
     def released(self, run_id: str) -> None: ...
 
+    def reprioritize_held(self, run_id: str, priority: str) -> bool:
+        """A held run's manifest takes `priority` (its Job, once created, carries it); False when
+        the run is not held any more."""
+        ...
+
     def manifest_text(self, run_id: str) -> str | None:
         """The manifest as submitted (held runs), or None."""
         ...

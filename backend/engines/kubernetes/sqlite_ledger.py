@@ -250,6 +250,13 @@ class SqliteLedger:
         with self._lock, db.write(self.conn):
             self.conn.execute("UPDATE k8s_held SET released = 1 WHERE run_id = ?", (run_id,))
 
+    def reprioritize_held(self, run_id: str, priority: str) -> bool:
+        with self._lock, db.write(self.conn):
+            cur = self.conn.execute(
+                "UPDATE k8s_held SET manifest = json_set(manifest, '$.priority', ?) WHERE run_id = ? AND released = 0",
+                (priority, run_id))
+            return cur.rowcount == 1
+
     def manifest_text(self, run_id: str) -> str | None:
         with self._lock:
             row = self.conn.execute("SELECT manifest_text FROM k8s_held WHERE run_id = ?", (run_id,)).fetchone()

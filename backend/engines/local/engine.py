@@ -26,6 +26,7 @@ from ...runs import (
     RunEvent,
     RunState,
     SubmitRequest,
+    resolve_priority,
 )
 from ...agent.control import ensure_agent, wake
 from ...ledger import db
@@ -424,18 +425,3 @@ def _read_log(engine: LocalEngine, run_id: str, path: Path, tail: int | None,
                 yield buf.decode("utf-8", "replace")
             return
         time.sleep(0.25)
-
-
-def resolve_priority(priorities: dict[str, int], text: str) -> tuple[str, int]:
-    """(name, value) of a priority given by name (from [priorities]) or as a whole number; a
-    number that a name stands for takes that name."""
-    text = str(text).strip()
-    if text in priorities:
-        return text, priorities[text]
-    try:
-        value = int(text)
-    except ValueError:
-        raise BadInput(f"priority {text!r} is neither a number nor one of "
-                       f"{', '.join(f'{k} ({v})' for k, v in priorities.items())}") from None
-    named = [k for k, v in priorities.items() if v == value]
-    return (named[0] if named else str(value)), value
