@@ -145,6 +145,14 @@ class Holds(Protocol):
 
 
 @runtime_checkable
+class Priorities(Protocol):
+    """Changes a queued run's priority (a name from `[priorities]` or a whole number): its place in
+    the queue and every queue position follow at once. Any other state is refused with the run's id."""
+
+    def set_priority(self, run_id: str, priority: str) -> Run: ...
+
+
+@runtime_checkable
 class Clock(Protocol):
     def now(self) -> datetime: ...
 
@@ -159,4 +167,5 @@ class OwnClock(Protocol):
 
 OPTIONAL_FEATURES: tuple[type, ...] = (
     FitCheck, CostBreakdowns, QueueHead, EncodedListing, Reruns, ResultsDownload, LogFiles, Holds,
+    Priorities,
 )

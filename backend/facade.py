@@ -33,6 +33,7 @@ from .engine_protocol import (  # noqa: F401
     Holds,
     LogFiles,
     OwnClock,
+    Priorities,
     QueueHead,
     Reruns,
     ResultsDownload,
@@ -329,6 +330,29 @@ def open_backend(profile: str | None = None, *, read_only: bool | None = None) -
         prof = prof.model_copy(update={"read_only": True})
     return Backend(config=config, profile=prof, paths=paths)
 
+
+
+# -- a queued run's priority (`priority RUN NAME|N`, `p` in the TUI) ---------------------------------
+def offers_priority(backend: Backend) -> bool:
+    """Whether the profile's engine, once open, can change a queued run's priority (the local and
+    fake engines can; Kubernetes cannot). Never opens the engine: False until it is open."""
+    return isinstance(backend._engine, Priorities)
+
+
+def priority_choices(backend: Backend) -> dict[str, int]:
+    """The priorities a run may be given by name (`[priorities]` and the defaults), name -> value."""
+    return backend.config.all_priorities()
+
+
+def set_priority(backend: Backend, run_id: str, priority: str) -> Run:
+    """Give queued run `run_id` a priority (a name from `priority_choices` or a whole number); the run
+    as it is now, its new queue position included. BadInput (with the run id) where the engine cannot,
+    or the run is no longer queued; ReadOnly on a read-only profile."""
+    backend.require_writable("priority")
+    engine = backend.engine
+    if not isinstance(engine, Priorities):
+        raise BadInput(f"{run_id}: the {backend.profile.scheduler} engine cannot change a run's priority")
+    return engine.set_priority(run_id, priority)
 
 # -- the agent (one per DLAAS_HOME; imported lazily so `--help` stays light) ----------------------
 def agent_start(paths: Paths | None = None) -> int:

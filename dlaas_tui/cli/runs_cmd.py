@@ -174,10 +174,10 @@ def cmd_hold(args, ctx) -> int:
 
 
 def cmd_priority(args, ctx) -> int:
-    from backend.facade import BadInput
+    from backend.facade import BadInput, Priorities
 
     engine = ctx.backend.engine
-    if not hasattr(engine, "set_priority"):
+    if not isinstance(engine, Priorities):
         raise BadInput(f"priority: profile {ctx.backend.profile.name!r} cannot change a run's priority")
     changed = [engine.set_priority(rid, args.priority) for rid in args.runs]
     if args.json:

@@ -18,6 +18,7 @@ from backend.engine_protocol import (
     FitCheck,
     Holds,
     LogFiles,
+    Priorities,
     QueueHead,
     Reruns,
     ResultsDownload,
@@ -25,9 +26,9 @@ from backend.engine_protocol import (
 from backend.facade import ENGINES
 
 FEATURES = {
-    "fake": {FitCheck, CostBreakdowns},
-    "local": {FitCheck, QueueHead, EncodedListing, Reruns, ResultsDownload, LogFiles, Holds},
-    "kubernetes": {FitCheck},
+    "fake": {FitCheck, CostBreakdowns, Priorities},
+    "local": {FitCheck, QueueHead, EncodedListing, Reruns, ResultsDownload, LogFiles, Holds, Priorities},
+    "kubernetes": {FitCheck, Priorities},
 }
 
 

@@ -398,3 +398,26 @@ def test_submit_after_the_last_submission(tmp_path, clock):
     first = engine.submit(SubmitRequest(manifests=[path]))
     second = engine.submit(SubmitRequest(manifests=[path], after=["@"]))
     assert second[0].depends_on == [first[0].id]
+
+
+def test_set_priority_moves_a_queued_run_and_refuses_any_other(clock):
+    """As the local engine: by name or number, the queue and every position follow at once, an event
+    says so; a run that is not queued, or a priority that is neither, is refused with its id."""
+    engine = FakeEngine(clock, devices=1)
+    running = engine.submit_manifest(manifest("running"))
+    a, b, c = (engine.submit_manifest(manifest(n)) for n in ("a", "b", "c"))
+    assert [engine.get_run(r.id).queue_position for r in (a, b, c)] == [1, 2, 3]
+    moved = engine.set_priority(c.id, "high")
+    assert moved.priority == "high" and moved.queue_position == 1
+    assert [engine.get_run(r.id).queue_position for r in (a, b)] == [2, 3]
+    assert engine.events(c.id)[-1].message == "priority changed from normal (0) to high (1000)"
+    assert engine.set_priority(a.id, "-100").priority == "low"  # a number a name stands for takes it
+    assert engine.get_run(a.id).queue_position == 3
+    assert engine.set_priority(b.id, "7").priority == "7"
+    with pytest.raises(BadInput, match=f"{running.id}: run is PENDING"):
+        engine.set_priority(running.id, "high")
+    with pytest.raises(BadInput, match="neither a number nor one of high"):
+        engine.set_priority(b.id, "urgent")
+    engine.halt(running.id)
+    clock.advance(60)
+    assert engine.get_run(c.id).state is not S.QUEUED  # the high one went first

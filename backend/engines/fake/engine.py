@@ -38,6 +38,7 @@ from ...runs import (
     RunState,
     SubmitRequest,
     attempt_of,
+    resolve_priority,
     resume_message,
 )
 from .clock import DrivenClock, FakeClock, WallClock
@@ -381,6 +382,29 @@ class FakeEngine(Controls, Seeding, Reading, Lifecycle):
             self._enqueue(rec)
             self._touch(rec)
             self._admit(now)
+            return self._snapshot(rec)
+
+    def set_priority(self, run_id: str, priority: str) -> Run:
+        """Change a queued run's priority (a name from the priorities or a whole number), as the
+        local engine does: its place in the queue and every position follow at once; an event says so."""
+        with self._lock:
+            self._tick()
+            rec = self._rec(run_id)
+            run = rec.run
+            if run.state is not RunState.QUEUED:
+                raise BadInput(f"{run_id}: run is {run.state.value}; only a queued run's priority can be changed")
+            name, value = resolve_priority(self.priorities, priority)
+            old_value = -rec.key[0]
+            if (run.priority, old_value) != (name, value):
+                now = self.clock.now()
+                self._dequeue(rec)
+                rec.key = (-value, *rec.key[1:])
+                old, run.priority = run.priority, name
+                rec.events.append(RunEvent(run_id, now, None,
+                                           f"priority changed from {old} ({old_value}) to {name} ({value})"))
+                self._enqueue(rec)
+                self._touch(rec)
+                self._admit(now)
             return self._snapshot(rec)
 
     def delete(self, run_id: str) -> None:
