@@ -25,7 +25,7 @@ from textual.screen import ModalScreen, Screen
 
 from backend.facade import get_paths, resource_dir, utcnow
 
-from .keymap import apply_keymap, refused_write
+from .keymap import apply_keymap, refusal
 from .theme_cache import cached_themes
 from .themes import DEFAULT_THEME
 from .ui_state import UiState
@@ -315,13 +315,13 @@ class DlaasApp(App[None]):
             self.pop_screen()
 
     def on_key(self, event) -> None:
-        """A write key on a read-only profile says why nothing happens (its binding is disabled)."""
-        if self._backend is None or not self._backend.read_only:
+        """A key whose bindings are all disabled says why nothing happens, in one notice: a write key on
+        a read-only profile, or a run key that does not apply to the selected run (halting a finished run)."""
+        if self._backend is None:
             return
-        refused = refused_write(self.screen, event.key)
-        if refused:
-            self.notify(f"Read-only: {refused.lower()} is not allowed (read_only profile or --read-only)",
-                        severity="warning", markup=False)
+        said = refusal(self.screen, event.key, self._backend.read_only)
+        if said:
+            self.notify(visible(said), severity="warning", markup=False)
 
     def action_help(self) -> None:
         from .screens.help import HelpScreen
@@ -426,6 +426,10 @@ class DlaasApp(App[None]):
             pass  # the old profile's engine going away badly must not disturb the new one
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        # The selected run's actions that apply to it now (halt, resume, priority, ...), first.
+        run_commands = getattr(screen, "palette_commands", None)
+        if callable(run_commands):
+            yield from run_commands()
         yield SystemCommand("Runs", "The live table of runs", self.show_runs)
         for command, (_, _, description) in LAZY_SCREENS.items():
             if command == "new" and self.backend.read_only:

@@ -46,24 +46,34 @@ def apply_keymap(app: App, keys: dict[str, str]) -> None:
 # Actions a read-only profile (or `--read-only`) refuses: their keys are hidden from the footer, and
 # pressing one says why rather than doing nothing.
 WRITE_ACTIONS = frozenset({"halt", "resume", "delete", "new", "new_run", "submit", "halt_rest", "upload",
-                           "new_bucket"})
+                           "new_bucket", "priority"})
 
 
-def refused_write(screen: Screen, key: str) -> str | None:
-    """The description of a write binding `key` would run on `screen` were it not disabled, or None."""
+def refusal(screen: Screen, key: str, read_only: bool) -> str | None:
+    """What pressing `key` on `screen` should say when none of its bindings there may run: that the
+    profile is read-only, or why the action does not apply now (the screen's `why_not(action)`, e.g.
+    halting a finished run). None when a binding takes the key, or none has it."""
+    said = None
     for node, bindings in screen._modal_binding_chain:
         for binding in bindings.key_to_bindings.get(key, ()):
             try:
                 _target, action, params = parse_action(binding.action)
             except Exception:
                 continue
-            if action in WRITE_ACTIONS and binding.description and node.check_action(action, params) is False:
-                return binding.description
-    return None
+            if node.check_action(action, params) is not False:
+                return None  # this binding takes the key
+            if said is not None or not binding.description:
+                continue
+            if action in WRITE_ACTIONS and read_only:
+                said = f"Read-only: {binding.description.lower()} is not allowed (read_only profile or --read-only)"
+            elif callable(why := getattr(node, "why_not", None)):
+                said = why(action)
+    return said
 
 
 def describe(screen: Screen) -> list[KeyHelp]:
-    """Every binding `screen` answers to now, its focused widget's and the app's included."""
+    """Every binding `screen` answers to now, its focused widget's and the app's included, and the run
+    keys (halt, resume, priority) its profile allows that do not apply to the selected run now."""
     seen: dict[tuple[str, str], KeyHelp] = {}
     for node, bindings in screen._modal_binding_chain:
         owner = type(node).__name__
@@ -83,7 +93,9 @@ def describe(screen: Screen) -> list[KeyHelp]:
                     enabled = node.check_action(action, params)
                 except Exception:
                     enabled = True
-                if enabled is False:
+                # Not now (the selected run has finished, say) but on this profile: `?` still lists it.
+                offered = getattr(node, "offers", None)
+                if enabled is False and not (callable(offered) and offered(action)):
                     continue
                 description = binding.description
                 is_home = getattr(screen.app, "is_home", None)

@@ -31,7 +31,11 @@ class HelpScreen(ModalScreen[None]):
         table.add_column(Text("KEY"), style="bold", no_wrap=True, min_width=10)
         table.add_column(Text("ACTION"), no_wrap=True, min_width=14)
         table.add_column(Text("ID (config [keys])"), style="dim", no_wrap=True)
-        for item in describe(self._target):
+        # The screen's own keys first, then the app's (quit, help, command), then the focused widget's
+        # moves: at 80×24 the list scrolls, and what a new user looks for is on top.
+        target, app = type(self._target).__name__, type(self.app).__name__
+        rank = {target: 0, app: 1}
+        for item in sorted(describe(self._target), key=lambda item: rank.get(item.owner, 2)):
             table.add_row(Text(item.keys), Text(item.description), Text(item.binding_id))
         with VerticalScroll() as scroll:
             scroll.border_title = f"Keys: {self._target.__class__.__name__.removesuffix('Screen')}"

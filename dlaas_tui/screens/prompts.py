@@ -1,4 +1,5 @@
-"""A one-line modal prompt with local path completion, for the bucket browser and the editor."""
+"""A one-line modal prompt with local path completion (the bucket browser, the editor) or completion
+from a list (a run's priority)."""
 from __future__ import annotations
 
 import os
@@ -58,20 +59,22 @@ class InputPrompt(ModalScreen[str | None]):
     ]
 
     def __init__(
-        self, question: str, value: str = "", *, paths: bool = False, hint: str = ""
+        self, question: str, value: str = "", *, paths: bool = False, hint: str = "",
+        suggester: Suggester | None = None,
     ) -> None:
         super().__init__()
         self.question = question
         self.value = value
         self.paths = paths
         self.hint = hint
+        self.suggester = suggester
 
     def compose(self) -> ComposeResult:
         with Vertical(id="prompt-box"):
             yield Label(self.question, markup=False)
             yield Input(
                 value=self.value,
-                suggester=PathSuggester() if self.paths else None,
+                suggester=PathSuggester() if self.paths else self.suggester,
                 id="prompt-input",
             )
             if self.hint:

@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING
 from rich.syntax import Syntax
 from rich.text import Text
 from textual import work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
-from backend.facade import RESUMABLE_STATES, LogFiles, MetricPoint, Run, RunEvent, private_dir
+from backend.facade import RESUMABLE_STATES, LogFiles, MetricPoint, Run, RunEvent, private_dir, set_priority
 
 from ..error_text import describe_error
 from ..widgets.footer import KeysFooter
@@ -31,6 +31,7 @@ from ..widgets.header import StatusHeader
 from ..widgets.log_view import LogView
 from ..widgets.run_table import format_cost
 from ..widgets.safe_text import data_text, visible, visible_lines
+from . import run_actions
 from .cost_view import cost_table
 
 if TYPE_CHECKING:
@@ -65,8 +66,10 @@ class RunDetailScreen(Screen):
         Binding("5", "tab('cost')", "Cost", show=False, id="detail.cost"),
         Binding("slash", "search", "Search", id="detail.search"),
         Binding("L", "next_learner", "Next learner", id="detail.learner"),
+        # Only the run's actions that apply to it now are in the footer (check_action).
         Binding("ctrl+k", "halt", "Halt", id="detail.halt"),
-        Binding("ctrl+e", "resume", "Resume", show=False, id="detail.resume"),
+        Binding("ctrl+e", "resume", "Resume", id="detail.resume"),
+        Binding("p", "priority", "Priority", id="detail.priority"),
     ]
 
     def __init__(self, run_id: str, *, tab: str = "logs", learner: int = 0) -> None:
@@ -171,8 +174,9 @@ class RunDetailScreen(Screen):
     def _show(self, run: Run, events: list[RunEvent], metrics: list[MetricPoint], manifest, breakdown) -> None:
         was = self.run
         self.run = run
-        if was is None or was.state.terminal != run.state.terminal:
-            self.refresh_bindings()  # `L` shows only for runs with several learners, Halt only for live ones
+        if was is None or was.state != run.state:
+            # `L` shows only for runs with several learners; halt, resume and priority only where they apply
+            self.refresh_bindings()
         self.summary.update(self._summary(run))
         if manifest is not None:
             syntax = Syntax(visible_lines(manifest), "yaml", line_numbers=True,
@@ -339,15 +343,38 @@ class RunDetailScreen(Screen):
             "HALTED": "dim",
         }.get(state.value, f"{theme.secondary or theme.primary}")
 
-    # ------------------------------------------------------------ halt
+    # ------------------------------------------------------------ the run's actions
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("halt", "resume") and self.app.backend.read_only:
+        if action in ("halt", "resume", "priority") and self.app.backend.read_only:
             return False
-        if action == "halt":  # a finished run has nothing to halt: the footer does not offer it
-            return self.run is None or not self.run.state.terminal
+        if action in run_actions.RUN_ACTIONS:  # a finished run has nothing to halt: not offered
+            if self.run is None:  # still loading: halting asks first, and says so if it has finished
+                return action == "halt"
+            return run_actions.available(self.app, action, self.run)
         if action == "next_learner":
             return self.run is not None and self.run.learners > 1
         return True
+
+    def offers(self, action: str) -> bool:
+        """`?` lists a run key the profile allows even while the run is past it."""
+        return action in run_actions.RUN_ACTIONS and run_actions.offers(self.app, action)
+
+    def why_not(self, action: str) -> str | None:
+        """Why a run key does nothing for this run (said when it is pressed)."""
+        if self.run is None and action in run_actions.RUN_ACTIONS:
+            return f"{self.run_id} is not loaded yet"
+        return run_actions.why_not(self.app, action, self.run)
+
+    def palette_commands(self):
+        """The command palette's entries for this run: the actions that apply to it now."""
+        entries = (
+            ("halt", f"Halt {self.run_id}", "Stop this run; its results so far are kept (asks first)"),
+            ("resume", f"Resume {self.run_id}", "Queue this run's next attempt from its checkpoints (asks first)"),
+            ("priority", f"Priority of {self.run_id}", "Move this queued run in the queue"),
+        )
+        for action, title, help_text in entries:
+            if self.check_action(action, ()):
+                yield SystemCommand(title, help_text, getattr(self, f"action_{action}"))
 
     def action_next_learner(self) -> None:
         if self.run is None or self.run.learners < 2:
@@ -400,6 +427,28 @@ class RunDetailScreen(Screen):
             ConfirmScreen(f"Resume {self.run_id}?", RESUME_DETAILS, confirm_label="Resume"),
             callback=lambda ok: self._resume() if ok else None,
         )
+
+    def action_priority(self) -> None:
+        if self.app.backend.read_only:
+            self.app.report_error("Read-only: priority is not allowed")
+            return
+        why = self.why_not("priority")
+        if why or self.run is None:
+            self.notify(why or f"{self.run_id} is not loaded yet", markup=False)
+            return
+        self.app.push_screen(run_actions.priority_prompt(self.app, self.run),
+                             callback=lambda value: self._set_priority(value) if value else None)
+
+    @work(thread=True, group="detail-actions", exit_on_error=False)
+    def _set_priority(self, value: str) -> None:
+        try:
+            run = set_priority(self.app.backend, self.run_id, value)
+        except Exception as exc:
+            self.app.call_from_thread(self.app.report_error, run_actions.priority_error(self.run_id, exc))
+            return
+        self.app.call_from_thread(self.notify, run_actions.priority_done(run), markup=False)
+        self.app.call_from_thread(self.app.poke_runs)
+        self.app.call_from_thread(self._load)  # the summary line shows the new queue position
 
     @work(thread=True, group="detail-actions", exit_on_error=False)
     def _resume(self) -> None:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
+from textual.app import SystemCommand
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
@@ -25,6 +27,7 @@ from backend.facade import (
     QueueHead,
     Run,
     RunState,
+    set_priority,
     spending,
 )
 
@@ -36,6 +39,7 @@ from ..widgets.filter_line import FilterLine
 from ..widgets.header import HeaderStats, StatusHeader
 from ..widgets.run_table import DEFAULT_SORT, Prepared, RunTable, prepare
 from ..widgets.safe_text import visible
+from . import run_actions
 from .confirm import RESUME_DETAILS, ConfirmScreen
 
 if TYPE_CHECKING:
@@ -89,9 +93,11 @@ class RunsScreen(Screen):
     BINDINGS = [
         Binding("slash", "filter", "Filter", id="runs.filter"),
         Binding("l", "logs", "Logs", id="runs.logs"),
-        Binding("n", "new", "New run", id="runs.new"),
+        # The selected run's actions: only those that apply to it are in the footer (check_action).
         Binding("ctrl+k", "halt", "Halt", id="runs.halt"),
-        Binding("ctrl+e", "resume", "Resume", show=False, id="runs.resume"),
+        Binding("ctrl+e", "resume", "Resume", id="runs.resume"),
+        Binding("p", "priority", "Priority", id="runs.priority"),
+        Binding("n", "new", "New run", id="runs.new"),
         Binding("ctrl+d", "delete", "Delete", id="runs.delete"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="runs.clear_filter"),
     ]
@@ -100,6 +106,7 @@ class RunsScreen(Screen):
         super().__init__()
         self._wake = threading.Event()
         self._loaded = False
+        self._offered_for: tuple | None = None  # (run id, state, priority offered) the footer was built for
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="header")
@@ -195,17 +202,20 @@ class RunsScreen(Screen):
         profile = backend.profile
         budget = spending(backend, runs, self.app.clock())
         total = None
+        tier_gpus = None
         label = "GPUs"
         if inventory is not None:
             if inventory.devices and all(d.is_cpu_slot for d in inventory.devices):
                 label = "CPU slots"
             total = inventory.gpu_count
+            tier_gpus = inventory.tier_gpus
             if inventory.tier_gpus:
                 total = min(total, inventory.tier_gpus) if total else inventory.tier_gpus
         return HeaderStats(
             profile=profile.name,
             engine=profile.scheduler if profile.store == "local" else f"{profile.scheduler}+{profile.store}",
             tier=profile.tier,
+            tier_gpus=tier_gpus,
             gpus_in_use=inventory.in_use if inventory is not None else None,
             gpus_total=total,
             devices_label=label,
@@ -232,6 +242,7 @@ class RunsScreen(Screen):
             self.app.publish_header_stats(stats)  # every screen's header, not only this one's
         if self.query_one(FilterLine).query_text:
             self.query_one(FilterLine).set_counts(table.row_count, table.total_count)
+        self._sync_bindings()
 
     def _announce(self, said) -> None:
         """Runs or sweeps ended: a toast each, and the bell or a desktop notification ([notify] terminal)."""
@@ -245,9 +256,53 @@ class RunsScreen(Screen):
 
     # ------------------------------------------------------------ keys
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("halt", "resume", "delete", "new") and self.app.read_only:
+        if action in ("halt", "resume", "delete", "new", "priority") and self.app.read_only:
             return False
+        if action in run_actions.RUN_ACTIONS:  # only what applies to the selected run
+            return run_actions.available(self.app, action, self._current())
         return True
+
+    def offers(self, action: str) -> bool:
+        """`?` lists a run key the profile allows even while the selected run is past it."""
+        return action in run_actions.RUN_ACTIONS and run_actions.offers(self.app, action)
+
+    def why_not(self, action: str) -> str | None:
+        """Why a run key does nothing for the selected run (said when it is pressed)."""
+        return run_actions.why_not(self.app, action, self._current())
+
+    def _sync_bindings(self) -> None:
+        """The footer and the palette follow the selected run: another run, or a new state."""
+        run = self._current()
+        offered = (run.id if run else None, run.state if run else None, run_actions.priority_offered(self.app))
+        if offered != self._offered_for:
+            self._offered_for = offered
+            self.refresh_bindings()
+
+    def _current(self) -> Run | None:
+        """The selected run (None before the table is there, or while it is empty)."""
+        try:
+            return self.query_one(RunTable).selected_run
+        except NoMatches:
+            return None
+
+    def on_run_table_cursor_moved(self, event: RunTable.CursorMoved) -> None:
+        self._sync_bindings()
+
+    def palette_commands(self):
+        """The command palette's entries for the selected run: the actions that apply to it now."""
+        run = self._current()
+        if run is None:
+            return
+        entries = (
+            ("logs", f"Logs of {run.id}", "The selected run's log"),
+            ("halt", f"Halt {run.id}", "Stop the selected run; its results so far are kept (asks first)"),
+            ("resume", f"Resume {run.id}", "Queue the selected run's next attempt from its checkpoints (asks first)"),
+            ("priority", f"Priority of {run.id}", "Move the selected queued run in the queue"),
+            ("delete", f"Delete {run.id}", "Remove the selected run's record and logs (asks first)"),
+        )
+        for action, title, help_text in entries:
+            if self.check_action(action, ()):
+                yield SystemCommand(title, help_text, getattr(self, f"action_{action}"))
 
     def action_filter(self) -> None:
         self.query_one(FilterLine).edit()
@@ -256,6 +311,7 @@ class RunsScreen(Screen):
         table = self.query_one(RunTable)
         ok = table.set_filter(query)
         self.query_one(FilterLine).set_query(query, table.row_count, table.total_count)
+        self._sync_bindings()  # the selected run may be another one now
         return ok
 
     def on_command_bar_typed(self, event: CommandBar.Typed) -> None:
@@ -320,6 +376,27 @@ class RunsScreen(Screen):
     @work(thread=True, group="runs-actions", exit_on_error=False)
     def _resume(self, run_id: str) -> None:
         self._engine_call(f"Resuming {run_id}", lambda e: e.resume(run_id), f"Resumed {run_id}", "resume")
+
+    def action_priority(self) -> None:
+        run = self._selected()
+        if run is None or not self._writable("priority"):
+            return
+        why = run_actions.why_not(self.app, "priority", run)
+        if why:
+            self.notify(why, markup=False)
+            return
+        self.app.push_screen(run_actions.priority_prompt(self.app, run),
+                             callback=lambda value: self._set_priority(run.id, value) if value else None)
+
+    @work(thread=True, group="runs-actions", exit_on_error=False)
+    def _set_priority(self, run_id: str, value: str) -> None:
+        try:
+            run = set_priority(self.app.backend, run_id, value)
+        except Exception as exc:
+            self.app.call_from_thread(self.app.report_error, run_actions.priority_error(run_id, exc))
+            return
+        self.app.call_from_thread(self.notify, run_actions.priority_done(run), markup=False)
+        self.poke()
 
     def action_delete(self) -> None:
         run = self._selected()

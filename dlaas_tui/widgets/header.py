@@ -3,7 +3,10 @@
     dlaas-tui │ READ-ONLY │ profile local (local) │ tier unlimited │ GPUs 3/8 │ queued 14 │ today $12.34
 
 Devices in use are GPUs, or `CPU slots 1/2` where cpu slots stand in for them; spend under a cent
-keeps four decimals, as the COST column does.
+keeps four decimals, as the COST column does. At 80 columns the labels shorten and the spaces
+narrow, but every figure keeps a label (`today $12.34`); a tier that limits nothing is left out:
+
+    dlaas-tui RO local GPU 3/8 run 2 queued 14 today $12.34 committed $3.10
 
 Built from plain values as a rich Text (never markup), so a profile name cannot style the line.
 """
@@ -17,8 +20,10 @@ from textual.widget import Widget
 from .safe_text import visible
 
 
-SHORT = {"profile": "", "tier": "", "GPUs": "GPU", "CPU slots": "CPU", "running": "run", "queued": "queued",
-         "today": ""}
+SHORT = {"profile": "", "tier": "tier", "GPUs": "GPU", "CPU slots": "CPU", "running": "run", "queued": "queued",
+         "today": "today", "committed": "committed"}
+# Where even the short labels do not fit, the tier's label gives way (its name stays), and the title.
+TIGHT = {**SHORT, "tier": ""}
 
 
 def format_usd(amount: float) -> str:
@@ -43,6 +48,7 @@ class HeaderStats:
     budget_daily_usd: float | None = None
     budget_warning: str | None = None  # said at 80 % of the daily or monthly budget
     committed_usd: float | None = None  # what queued and running runs are estimated to cost still
+    tier_gpus: int | None = None  # the tier's GPU limit, 0 for none (None: not known)
 
 
 class StatusHeader(Widget):
@@ -77,21 +83,28 @@ class StatusHeader(Widget):
             text = self._build(compact=False, sep=sep)
             if text.cell_len <= room:
                 return text
-        return self._build(compact=True)  # 80 columns: short labels, same facts
+        text = self._build(compact=True)  # 80 columns: short labels, same facts
+        if text.cell_len <= room:
+            return text
+        # Tighter still: no title, no tier label, the budget as `$12.34/$50`; what does not fit even
+        # so is cut at the end (RO, first, never is).
+        return self._build(compact=True, labels=TIGHT, tight=True)
 
-    def _build(self, compact: bool, sep: str = " │ ") -> Text:
+    def _build(self, compact: bool, sep: str = " │ ", labels: dict[str, str] = SHORT, tight: bool = False) -> Text:
         s = self.stats
         theme = self.app.current_theme
         sep = (" " if compact else sep, "dim")
         label = "dim"
         text = Text(no_wrap=True, overflow="ellipsis", end="")
-        text.append(self.title_text, style=f"bold {theme.primary}")
+        if not tight:
+            text.append(self.title_text, style=f"bold {theme.primary}")
         if self.where and not compact:
             text.append(f"  {visible(self.where)}", style="bold")
 
         def field(name: str, value: str, style: str = "bold") -> None:
-            text.append(*sep)
-            shown = SHORT.get(name, name) if compact else name
+            if text:
+                text.append(*sep)
+            shown = labels.get(name, name) if compact else name
             if shown:
                 text.append(f"{shown} ", style=label)
             text.append(value, style=style)
@@ -102,7 +115,7 @@ class StatusHeader(Widget):
             # At 80 columns the engine gives way to the figures after it (`committed` was cut).
             engine = f" ({visible(s.engine)})" if s.engine and s.engine != s.profile and not compact else ""
             field("profile", f"{visible(s.profile)}{engine}")
-        if s.tier:
+        if s.tier and not (compact and s.tier_gpus == 0):  # at 80 columns, only a tier that limits
             field("tier", visible(s.tier))
         if s.gpus_total is not None:
             field(s.devices_label, f"{s.gpus_in_use or 0}/{s.gpus_total}")
@@ -110,7 +123,10 @@ class StatusHeader(Widget):
         field("queued", str(s.queued), f"bold {theme.warning}" if s.queued else "bold")
         if s.spend_today_usd is not None:
             over = s.budget_daily_usd is not None and s.spend_today_usd >= s.budget_daily_usd
-            budget = f" of ${s.budget_daily_usd:,.2f}" if s.budget_daily_usd is not None else ""
+            budget = ""
+            if s.budget_daily_usd is not None:
+                daily = s.budget_daily_usd
+                budget = (f"/${daily:,.0f}" if daily == int(daily) else f"/${daily:,.2f}") if tight else f" of ${daily:,.2f}"
             field("today", f"{format_usd(s.spend_today_usd)}{budget}", f"bold {theme.error}" if over else "bold")
         if s.committed_usd:  # only when queued or running runs hold money
             field("committed", format_usd(s.committed_usd))

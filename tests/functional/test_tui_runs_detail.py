@@ -140,10 +140,12 @@ async def test_halt_is_offered_only_while_the_run_lives():
         await pilot.pause()
         assert "halt" not in footer_actions(screen)
         assert "Halt" not in screen_footer(app)
-        await pilot.press("ctrl+k")  # the key does nothing now: no dialog, no notice
+        assert "^e Resume" in screen_footer(app)  # what a halted run offers instead
+        await pilot.press("ctrl+k")  # not offered now: no dialog, one short notice that says why
         await pilot.pause()
         assert app.screen is screen
-        assert not any("has already finished" in str(n.message) for n in app._notifications)
+        said = [str(n.message) for n in app._notifications if "has already finished" in str(n.message)]
+        assert said == [f"{live.id} has already finished (HALTED): nothing to halt"]
 
     app, clock, engine = make_app(0)
     done = engine.submit_manifest(SAMPLE_MANIFEST, duration=5)
