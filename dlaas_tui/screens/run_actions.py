@@ -70,7 +70,7 @@ def priority_prompt(app, run: Run) -> InputPrompt:
     names = ", ".join(f"{name} ({value})" for name, value in choices)
     return InputPrompt(
         f"Priority of {run.id} ({visible(run.name)}), now {visible(run.priority)}",
-        hint=f"{names}, or a whole number. tab completes, enter sets, esc cancels",
+        hint=f"Higher starts first: {names}, or a whole number. tab completes, enter sets, esc cancels",
         suggester=SuggestFromList([name for name, _ in choices], case_sensitive=False),
     )
 

@@ -137,7 +137,8 @@ async def test_priority_from_the_table_moves_a_queued_run_and_says_where():
         assert isinstance(app.screen, InputPrompt)
         text = screen_text(app)
         assert f"Priority of {second}" in text and "now normal" in text
-        assert "high (1000), normal (0), low (-100), or a whole number" in text
+        assert "high (1000), normal (0), low (-100), or a whole number" in app.screen.hint
+        assert "Higher starts first" in text and "esc cancels" in text  # all of it on screen at 80×24
         await pilot.press("escape")  # cancelled: nothing changes
         assert isinstance(app.screen, RunsScreen) and engine.get_run(second).priority == "normal"
 
