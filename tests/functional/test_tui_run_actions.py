@@ -2,6 +2,7 @@
 (footer, command palette, keys), say why when a key does not apply, and change a queued run's priority."""
 from __future__ import annotations
 
+from textual.command import CommandList, CommandPalette
 from textual.widgets import Input
 
 from backend.engines.fake.engine import FakeEngine
@@ -14,7 +15,7 @@ from dlaas_tui.screens.runs import RunsScreen
 from dlaas_tui.widgets.header import HeaderStats, StatusHeader
 from dlaas_tui.widgets.run_table import RunTable
 
-from .screens_harness import screen_text
+from .screens_harness import screen_text, settle
 from .tui_fixtures import SAMPLE_MANIFEST, FakeClock, feed_rounds, make_app, wait_for, widget_text
 
 
@@ -163,6 +164,19 @@ async def test_priority_from_the_table_moves_a_queued_run_and_says_where():
         refused = notes(app)[-1]
         assert refused.startswith(f"Priority of {first}: priority 'urgent' is neither a number nor one of")
         assert engine.get_run(first).priority == "2000"
+
+        # The command palette offers the same for the selected queued run.
+        await pilot.press("ctrl+p")
+        assert isinstance(app.screen, CommandPalette)
+        await pilot.press(*"priority of")
+        await settle(pilot)  # the palette's search workers
+        hits = app.screen.query_one(CommandList)
+        await wait_for(pilot, lambda: hits.option_count > 0, what="the palette's hits")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, InputPrompt), what="the prompt from the palette")
+        assert f"Priority of {first}" in screen_text(app)
+        await pilot.press(*"low", "enter")
+        await wait_for(pilot, lambda: engine.get_run(first).priority == "low")
 
 
 async def test_a_run_that_left_the_queue_while_the_prompt_was_open_is_named():
