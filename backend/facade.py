@@ -331,12 +331,17 @@ def open_backend(profile: str | None = None, *, read_only: bool | None = None) -
     return Backend(config=config, profile=prof, paths=paths)
 
 
-
 # -- a queued run's priority (`priority RUN NAME|N`, `p` in the TUI) ---------------------------------
 def offers_priority(backend: Backend) -> bool:
-    """Whether the profile's engine, once open, can change a queued run's priority (the local and
-    fake engines can; Kubernetes cannot). Never opens the engine: False until it is open."""
+    """Whether the profile's engine, once open, can change a queued run's priority (the local, fake and
+    Kubernetes engines can). Never opens the engine: False until it is open."""
     return isinstance(backend._engine, Priorities)
+
+
+def priority_numbers(backend: Backend) -> bool:
+    """Whether a priority may be a bare number as well as a name: not on Kubernetes, where a priority
+    is a WorkloadPriorityClass and only the names from `[priorities]` exist on the cluster."""
+    return backend.profile.scheduler != "kubernetes"
 
 
 def priority_choices(backend: Backend) -> dict[str, int]:
@@ -353,6 +358,7 @@ def set_priority(backend: Backend, run_id: str, priority: str) -> Run:
     if not isinstance(engine, Priorities):
         raise BadInput(f"{run_id}: the {backend.profile.scheduler} engine cannot change a run's priority")
     return engine.set_priority(run_id, priority)
+
 
 # -- the agent (one per DLAAS_HOME; imported lazily so `--help` stays light) ----------------------
 def agent_start(paths: Paths | None = None) -> int:

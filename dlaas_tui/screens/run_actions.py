@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from textual.suggester import SuggestFromList
 
-from backend.facade import RESUMABLE_STATES, RunState, offers_priority, priority_choices
+from backend.facade import RESUMABLE_STATES, RunState, offers_priority, priority_choices, priority_numbers
 
 from ..error_text import describe_error
 from ..keymap import WRITE_ACTIONS
@@ -65,12 +65,14 @@ def available(app, action: str, run: Run | None) -> bool:
 
 # ------------------------------------------------------------------ priority
 def priority_prompt(app, run: Run) -> InputPrompt:
-    """Ask for a priority: a name from the config's priorities (tab completes) or a whole number."""
+    """Ask for a priority: a name from the config's priorities (tab completes) or, where the engine
+    takes one, a whole number."""
     choices = sorted(priority_choices(app.backend).items(), key=lambda kv: -kv[1])
     names = ", ".join(f"{name} ({value})" for name, value in choices)
+    number = ", or a whole number" if priority_numbers(app.backend) else ""
     return InputPrompt(
         f"Priority of {run.id} ({visible(run.name)}), now {visible(run.priority)}",
-        hint=f"Higher starts first: {names}, or a whole number. tab completes, enter sets, esc cancels",
+        hint=f"Higher starts first: {names}{number}. tab completes, enter sets, esc cancels",
         suggester=SuggestFromList([name for name, _ in choices], case_sensitive=False),
     )
 

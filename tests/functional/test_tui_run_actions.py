@@ -210,7 +210,7 @@ async def test_read_only_refuses_priority_like_the_other_write_keys():
 
 
 class NoPriorityEngine(FakeEngine):
-    """An engine that cannot change a queued run's priority, as the Kubernetes engine."""
+    """An engine that cannot change a queued run's priority (no `set_priority`)."""
 
     set_priority = None
 

@@ -12,6 +12,7 @@ from backend.facade import (
     get_paths,
     offers_priority,
     priority_choices,
+    priority_numbers,
     set_priority,
 )
 
@@ -25,7 +26,7 @@ MANIFEST = {
 
 
 class NoPriorityEngine(FakeEngine):
-    """As the Kubernetes engine: no way to change a queued run's priority."""
+    """An engine with no way to change a queued run's priority."""
 
     set_priority = None
 
@@ -69,3 +70,9 @@ def test_read_only_is_refused_and_an_unopened_engine_is_not_opened(dlaas_home):
     assert engine.get_run(queued.id).priority == "normal"
     unopened = Backend(config=Config(), profile=Profile(name="fake", scheduler="fake"), paths=get_paths())
     assert not offers_priority(unopened) and unopened._engine is None
+
+
+def test_only_names_on_kubernetes(dlaas_home):
+    kube = Backend(config=Config(), profile=Profile(name="k", scheduler="kubernetes"), paths=get_paths())
+    assert not priority_numbers(kube)
+    assert priority_numbers(backend_with(None))
