@@ -360,6 +360,39 @@ def set_priority(backend: Backend, run_id: str, priority: str) -> Run:
     return engine.set_priority(run_id, priority)
 
 
+def submit_through_agent(backend: Backend, request: SubmitRequest, *, read_only: bool = False) -> list[dict] | None:
+    """Submit through the agent's submission worker (backend/agent/handoff.py): the runs' JSON
+    documents, or the error the worker met, raised as the CLI would print it. None when it was not
+    handed over (not a local profile, a dry run, no agent or worker to take it, a test's own clock):
+    then submit with `backend.engine.submit(request)`, which nothing else has done.
+
+    Imports neither pydantic nor YAML nor SQLite: that is what makes a submit on a running agent fast."""
+    import os
+    import sys
+    from pathlib import Path
+
+    from . import clock
+
+    current = clock.current()
+    if request.dry_run or backend.profile.scheduler != "local" or type(current) is not clock.SystemClock:
+        return None
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        return None
+    from .agent.handoff import hand_off
+
+    return hand_off(backend.paths.state_dir, {
+        "home": str(backend.paths.state_dir), "code": str(Path(__file__).resolve().parent),
+        "python": sys.executable, "env": dict(os.environ), "cwd": cwd, "clock_shift": current.shift_s,
+        "profile": backend.profile.name, "read_only": read_only,
+        "manifests": [str(p) for p in request.manifests],
+        "model": str(request.model) if request.model is not None else None, "name": request.name,
+        "experiment": request.experiment, "after": list(request.after), "hold": request.hold,
+        "begin_at": request.begin_at,
+    })
+
+
 # -- the agent (one per DLAAS_HOME; imported lazily so `--help` stays light) ----------------------
 def agent_start(paths: Paths | None = None) -> int:
     """Start the agent unless one runs; returns its pid."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..ledger import db
 from ..runs import iso, utcnow
 from .agent import Agent, log
-from .control import lock_path, pid_path, release_start_lock, sock_path
+from .control import lock_path, pid_path, release_start_lock, sock_path, submit_sock_path
 
 
 def _detach(log_file: Path, pid_file: Path) -> None:
@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError:  # a path too long for a unix socket: fall back to polling
         sock.close()
         sock = None
+    from .submit_door import SubmitDoor, listen
+
+    door_sock = listen(paths.state_dir)  # `submit` hands its request over here (handoff.py)
     if args.detach:
         _detach(paths.state_dir / "agent.log", pid_path(paths.state_dir))
     else:
@@ -101,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     log.info("agent %d serving %s", os.getpid(), paths.state_dir)
+    door = SubmitDoor(door_sock, Path(here)) if door_sock is not None else None
+    if door is not None:
+        door.start()
     agent.reclaim_leftovers()
     agent.recover()
     served = os.fstat(lock_fd)
@@ -119,10 +125,14 @@ def main(argv: list[str] | None = None) -> int:
         log.info("agent %d stopping", os.getpid())
         agent.kube.stop()
         agent.notices.stop()
+        if door is not None:
+            door.stop()  # its worker exits once the request in hand is answered
         if still_home():  # else these names are another agent's, in the home made since
             pid_path(paths.state_dir).unlink(missing_ok=True)
             if sock is not None:
                 sp.unlink(missing_ok=True)
+            if door is not None:
+                submit_sock_path(paths.state_dir).unlink(missing_ok=True)
     return 0
 
 

@@ -1,7 +1,8 @@
 """Finding, starting, waking and stopping the agent of a DLAAS_HOME, from any process.
 
 The agent's flock on `agent.lock` is the truth about whether one runs (a pid file alone could be
-stale after `kill -9`); `agent.pid` names it; `agent.sock` is a datagram socket that wakes it.
+stale after `kill -9`); `agent.pid` names it; `agent.sock` is a datagram socket that wakes it;
+`submit.sock` is a stream socket a `submit` hands its request to (handoff.py).
 
 Starting it is best-effort and single-flight: whoever takes the flock on `agent.start.lock` launches
 the agent and hands that lock to it (the agent lets go once it holds `agent.lock`, or exits); every
@@ -29,6 +30,12 @@ def pid_path(state_dir: Path) -> Path:
 
 def sock_path(state_dir: Path) -> Path:
     return state_dir / "agent.sock"
+
+
+def submit_sock_path(state_dir: Path) -> Path:
+    """The stream socket `submit` hands its request to (handoff.py): the agent's submission worker
+    answers it."""
+    return state_dir / "submit.sock"
 
 
 def start_lock_path(state_dir: Path) -> Path:

@@ -112,7 +112,7 @@ def _print_expanded_yaml(paths: list[Path]) -> None:
 
 
 def cmd_submit(args, ctx) -> int:
-    from backend.facade import BadInput, SubmitRequest, parse_begin
+    from backend.facade import BadInput, SubmitRequest, parse_begin, submit_through_agent
 
     from .output import print_json
 
@@ -124,6 +124,16 @@ def cmd_submit(args, ctx) -> int:
     req = SubmitRequest(manifests=args.manifests, model=args.model, name=args.name,
                         experiment=args.experiment, dry_run=args.dry_run, after=tuple(args.after),
                         hold=args.hold, begin_at=parse_begin(args.begin) if args.begin else None)
+    # On a local profile whose agent runs, its submission worker (which has the manifest models
+    # loaded) submits; else, or when it does not take the request, this process does.
+    docs = submit_through_agent(ctx.backend, req, read_only=ctx.read_only)
+    if docs is not None:
+        if args.json:
+            print_json(docs)
+        else:
+            for doc in docs:
+                print(doc["id"])
+        return 0
     runs = ctx.backend.engine.submit(req)
     if args.output == "yaml":
         if ctx.backend.profile.scheduler == "kubernetes":

@@ -53,6 +53,24 @@ def agent_pid(home: Path) -> int | None:
     return pid if pid and pid > 0 else None
 
 
+def submit_worker_pids(agent: int | None) -> list[int]:
+    """The agent's submission worker (backend/agent/submit_worker.py): its children running it."""
+    out = []
+    for children in Path(f"/proc/{agent}/task").glob("*/children") if agent and agent > 0 else ():
+        try:
+            pids = [int(p) for p in children.read_text().split()]
+        except OSError:
+            continue
+        for pid in pids:
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"backend.agent.submit_worker" in cmdline:
+                out.append(pid)
+    return out
+
+
 def run_pids(home: Path) -> list[int]:
     out = []
     for f in (home / "state" / "runs").glob("*/state/learner-*.pid"):
@@ -70,9 +88,10 @@ def stop_everything(home: Path) -> None:
 
     settled_pid(home / "state", timeout=WAIT_S)
     pid = agent_pid(home)
-    if pid and pid > 0:  # never -1: kill(-1) signals every process we may signal
+    workers = submit_worker_pids(pid) if pid and pid > 0 else []
+    for p in ([pid] if pid and pid > 0 else []) + workers:  # never -1: kill(-1) signals every process we may
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(p, signal.SIGKILL)
         except ProcessLookupError:
             pass
     for rp in run_pids(home):

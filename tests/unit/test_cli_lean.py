@@ -159,3 +159,46 @@ def test_the_agents_modules_and_its_backend_load_nothing_heavy(tmp_path):
                          env={**os.environ, "DLAAS_HOME": str(tmp_path)})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+@pytest.mark.slow  # it starts the agent (and the agent its submission worker)
+def test_submit_through_a_running_agent_loads_neither_pydantic_nor_yaml_nor_sqlite(tmp_path):
+    """With the agent up, `submit` hands the request to its submission worker (backend/agent/handoff.py):
+    the CLI process itself reads no manifest and opens no database."""
+    import signal
+    import time
+
+    (tmp_path / "config.toml").write_text("[profiles.local]\ncpu_slots = 2\n")
+    os.chmod(tmp_path / "config.toml", 0o600)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "train.py").write_text("print('hi')\n")
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("name: lean\ngpus: 0\ndata_stores:\n  - id: d\n    type: local\n"
+                        "    training_data: {container: lean-data}\n    training_results: {container: lean-results}\n"
+                        "framework:\n  name: python\n  command: 'true'\n")
+    env = {**os.environ, "DLAAS_HOME": str(tmp_path)}
+    started = subprocess.run([sys.executable, "-m", "dlaas_tui", "agent", "start"], capture_output=True,
+                             text=True, env=env, timeout=300)
+    assert started.returncode == 0, started.stderr
+    agent = int(started.stdout.split()[-1])
+    try:
+        code = (
+            "import sys\nfrom dlaas_tui.cli import main\n"
+            f"rc = main(['submit', {str(manifest)!r}, '--model', {str(tmp_path / 'model')!r}])\n"
+            "sys.stdout.flush()\n"
+            "print('\\nLOADED', ' '.join(sorted({m.split('.')[0] for m in sys.modules})), rc)\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+        listing, _, line = out.stdout.rpartition("LOADED ")
+        assert line.split()[-1] == "0" and "training-" in listing, out.stdout + out.stderr
+        rid = listing.split()[0]
+        assert f"submitted {rid}" in (tmp_path / "state" / "agent.log").read_text()  # the worker took it
+        loaded = set(line.split()[:-1])
+        assert not loaded & (set(HEAVY) | {"sqlite3"}), loaded & (set(HEAVY) | {"sqlite3"})
+    finally:
+        os.kill(agent, signal.SIGTERM)
+        deadline = time.monotonic() + 120
+        log = tmp_path / "state" / "agent.log"
+        while time.monotonic() < deadline and "the agent stopped, exiting" not in log.read_text():
+            time.sleep(0.05)
+    assert "the agent stopped, exiting" in log.read_text()  # its submission worker went with it

@@ -25,12 +25,13 @@ HEAVY = {"boto3", "botocore", "kubernetes", "sqlite3", "pynvml", "awscrt"}
 # test fails if a listed circle no longer exists (so the list cannot go stale) or a new one appears.
 KNOWN_CIRCLES: set[tuple[str, ...]] = set()
 # Programs of their own that open a backend through the facade, as the UI does: above it, not below.
-PROGRAMS = {"backend/agent/__main__.py"}
+# The agent's submission worker is one too: the agent starts it as `python -m backend.agent.submit_worker`.
+PROGRAMS = {"backend/agent/__main__.py", "backend/agent/submit_worker.py"}
 ENGINES = "backend.engines"
 # The backend's order, top down, as docs/architecture.md draws it: a module imports only modules of
 # its own layer or of a layer below it. A module belongs to the layer of the longest name it starts with.
 BACKEND_LAYERS = (
-    ("backend.agent.__main__",),
+    ("backend.agent.__main__", "backend.agent.submit_worker"),
     ("backend.facade",),
     ("backend.agent.agent",),
     ("backend.engines",),

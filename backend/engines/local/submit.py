@@ -12,6 +12,7 @@ import json
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,7 @@ def _seed_samples(store, bucket: str) -> None:
         ensure_sample_data(store)
 
 
-def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
+def prepare_and_record(engine, request: SubmitRequest, before_record: Callable[[], None] | None = None) -> list[Run]:
     from ...manifest import load_manifest
     from ...manifest.sweep import expand
     from .rows import row_to_run
@@ -251,6 +252,8 @@ def prepare_and_record(engine, request: SubmitRequest) -> list[Run]:
         return [row_to_run(dict(r, admitted_at=None, started_at=None, finished_at=None, labels="[]",
                                 error_code=None, message="", metrics="{}", primary_metric=None,
                                 params=r["params"]), cost=0) for r in rows]
+    if before_record is not None:
+        before_record()
     conn = engine.conn
     with db.write(conn):
         seq = db.next_seq(conn)

@@ -1,0 +1,250 @@
+"""`submit` through the agent's submission worker (backend/agent/handoff.py, submit_worker.py).
+
+With the agent up, `dlaas-tui submit` hands its request to a worker the agent starts; the worker
+records exactly what an in-process submit records, words its errors the same, serves only its own
+home, exits when idle, and a worker that dies is reported without the submit being made twice.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from backend import clock
+from backend.ledger import db
+
+from .local_helpers import (
+    TINY, WAIT_S, agent_pid, manifest, runs_json, seed_home, stop_everything, submit_worker_pids, wait_for)
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[2]
+SAME = ("name", "experiment", "profile", "state", "priority", "prio", "gpus", "learners", "gpu_type", "params",
+        "results_bucket", "manifest_text", "metric_goal", "error_code")
+# What a run's document says about its place in the queue (the second run is behind the first).
+QUEUE_DEPENDENT = ("id", "submitted_at", "queue_position", "eta", "message")
+
+
+@pytest.fixture
+def home(dlaas_home: Path):
+    seed_home(dlaas_home, "[profiles.local]\ncpu_slots = 2\n[profiles.lab]\ncpu_slots = 1\n")
+    yield dlaas_home
+    stop_everything(dlaas_home)
+
+
+def _log(home: Path) -> str:
+    try:
+        return (home / "state" / "agent.log").read_text()
+    except OSError:
+        return ""
+
+
+def _row(home: Path, run_id: str) -> tuple[dict, list]:
+    conn = db.connect(home / "state" / "state.db")
+    try:
+        row = db.get_row(conn, run_id)
+        events = [(e["state"], e["message"], e["error_code"]) for e in db.events(conn, run_id)]
+    finally:
+        conn.close()
+    return row, events
+
+
+def _start_agent(cli, **env: str) -> int:
+    res = cli("agent", "start", env=env)
+    assert res.returncode == 0, res.stderr
+    return int(res.stdout.split()[-1])
+
+
+def test_the_worker_records_what_an_in_process_submit_records(home, tmp_path, cli):
+    path = manifest(tmp_path, "same", command="true")
+    first = cli("submit", str(path), "--hold", "--json")  # no agent yet: this process submits (and starts it)
+    assert first.returncode == 0, first.stderr
+    mine = json.loads(first.stdout)[0]
+    pid = _start_agent(cli)
+    assert mine["id"] not in _log(home)
+    second = cli("submit", str(path), "--hold", "--json")
+    assert second.returncode == 0, second.stderr
+    theirs = json.loads(second.stdout)[0]
+    assert f"submitted {theirs['id']}" in _log(home)  # the worker took it
+    assert submit_worker_pids(pid)
+    assert set(theirs) == set(mine)
+    assert {k: v for k, v in theirs.items() if k not in QUEUE_DEPENDENT} == \
+           {k: v for k, v in mine.items() if k not in QUEUE_DEPENDENT}
+    (a, a_events), (b, b_events) = _row(home, mine["id"]), _row(home, theirs["id"])
+    assert {k: a[k] for k in SAME} == {k: b[k] for k in SAME}
+    spec = {k: v for k, v in a["spec"].items() if k != "model_key"}
+    assert spec == {k: v for k, v in b["spec"].items() if k != "model_key"}
+    assert b["spec"]["model_key"] == f"{theirs['id']}/_submitted_code/model.zip"
+    assert (home / "store" / "tiny-results" / b["spec"]["model_key"]).is_file()
+    assert a_events == b_events
+    # `--after @` names the worker's submission, as the last one from this home
+    after = cli("submit", str(path), "--after", "@", "--hold")
+    assert after.returncode == 0, after.stderr
+    assert _row(home, after.stdout.strip())[0]["spec"]["depends_on"] == [theirs["id"]]
+
+
+def test_errors_read_word_for_word_as_in_process(home, tmp_path, cli):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(manifest(tmp_path, "bad").read_text().replace("name: bad", "name: bad\nlearners: many"))
+    (tmp_path / "model").symlink_to(TINY / "model", target_is_directory=True)
+
+    def submit(*args: str):
+        # From the manifest's folder with a relative path: the FILE:LINE:COL names the file as typed.
+        return subprocess.run([sys.executable, "-m", "dlaas_tui", *args], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=120)
+
+    cases = [("submit", "bad.yaml", "--model", "model"), ("submit", "bad.yaml", "--model", "nowhere"),
+             ("--read-only", "submit", str(manifest(tmp_path, "ro"))),
+             ("submit", str(manifest(tmp_path, "ghost")), "--after", "training-nosuchxx")]
+    before = [submit(*args) for args in cases]
+    stop_everything(home)  # the first submit started an agent: let it go, and start one we wait for
+    _start_agent(cli)
+    after = [submit(*args) for args in cases]
+    assert "submission worker" in _log(home)
+    for args, old, new in zip(cases, before, after, strict=True):
+        assert (new.returncode, new.stdout, new.stderr) == (old.returncode, old.stdout, old.stderr), args
+        assert old.returncode in (1, 2) and old.stderr.startswith("dlaas-tui: ") and "Traceback" not in old.stderr
+    assert before[0].stderr.startswith("dlaas-tui: bad.yaml:") and before[0].returncode == 2
+    assert "read-only" in before[2].stderr
+    assert runs_json(cli) == []
+
+
+def test_the_worker_takes_the_clis_profile_and_clock(home, tmp_path, cli):
+    _start_agent(cli)
+    shifted = {"DLAAS_CLOCK_SHIFT": "400d"}
+    res = cli("-p", "lab", "submit", str(manifest(tmp_path, "later")), "--hold", env=shifted)
+    assert res.returncode == 0, res.stderr
+    rid = res.stdout.strip()
+    assert f"submitted {rid}" in _log(home)
+    row, _ = _row(home, rid)
+    assert row["profile"] == "lab"
+    assert abs(row["submitted_at"] - (clock.machine_time() + 400 * 86400)) < 3600
+    res = cli("submit", str(manifest(tmp_path, "now")), "--hold", env={"DLAAS_CLOCK_SHIFT": "0", "DLAAS_PROFILE": "lab"})
+    row, _ = _row(home, res.stdout.strip())
+    assert row["profile"] == "lab" and abs(row["submitted_at"] - clock.machine_time()) < 3600
+
+
+def test_a_request_of_another_home_is_never_served(home, tmp_path, cli):
+    from backend.agent.handoff import hand_off
+
+    _start_agent(cli)
+    other = tmp_path / "other-home"
+    seed_home(other, "[profiles.local]\ncpu_slots = 1\n")
+    path = manifest(tmp_path, "stray")
+    request = {"home": str(home / "state"), "code": str(REPO / "backend"), "python": sys.executable,
+               "env": {**os.environ, "DLAAS_HOME": str(home)}, "cwd": str(tmp_path), "clock_shift": 0.0,
+               "profile": "local", "read_only": False, "manifests": [str(path)], "model": None, "name": None,
+               "experiment": None, "after": [], "hold": True, "begin_at": None}
+    assert hand_off(home / "state", {**request, "home": str(other / "state")}) is None
+    assert hand_off(home / "state", {**request, "env": {**os.environ, "DLAAS_HOME": str(other)}}) is None
+    assert hand_off(home / "state", {**request, "python": "/usr/bin/python-other"}) is None
+    assert runs_json(cli) == [] and not (other / "state" / "state.db").exists()
+    docs = hand_off(home / "state", request)  # the same request from its own home is served
+    assert docs is not None and [r["id"] for r in runs_json(cli)] == [docs[0]["id"]]
+
+
+def test_no_agent_or_a_dead_one_means_the_cli_submits_itself(home, tmp_path, cli):
+    res = cli("submit", str(manifest(tmp_path, "cold")))
+    assert res.returncode == 0, res.stderr
+    pid = _start_agent(cli)
+    assert (home / "state" / "submit.sock").exists()
+    os.kill(pid, signal.SIGKILL)  # its socket file stays behind, with nobody listening
+    wait_for(lambda: agent_pid(home) is None)
+    assert (home / "state" / "submit.sock").exists()
+    res = cli("submit", str(manifest(tmp_path, "stale")))
+    assert res.returncode == 0, res.stderr
+    assert len(runs_json(cli)) == 2
+
+
+def test_an_idle_worker_exits_and_the_next_submit_starts_another(home, tmp_path, cli):
+    pid = _start_agent(cli, DLAAS_SUBMIT_WORKER_IDLE_S="1")
+    res = cli("submit", str(manifest(tmp_path, "one")))
+    assert res.returncode == 0, res.stderr
+    assert f"submitted {res.stdout.strip()}" in _log(home)
+    wait_for(lambda: "idle for 1 s, exiting" in _log(home))
+    wait_for(lambda: not submit_worker_pids(pid))
+    res = cli("submit", str(manifest(tmp_path, "two")))
+    assert res.returncode == 0, res.stderr
+    assert f"submitted {res.stdout.strip()}" in _log(home)
+    assert _log(home).count("submission worker") >= 3  # started, idle exit, started again
+    cli("agent", "stop")
+    wait_for(lambda: not submit_worker_pids(pid))
+
+
+def _blocked_submit(home: Path, tmp_path: Path, pid: int) -> tuple[subprocess.Popen, int, Path]:
+    """A submit whose manifest is a FIFO: the worker blocks reading it until the test writes."""
+    fifo = tmp_path / "slow.yaml"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([sys.executable, "-m", "dlaas_tui", "submit", str(fifo), "--model", str(TINY / "model")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    return proc, wait_for(lambda: _writer(fifo)), fifo
+
+
+def _holds_open(pid: int, path: Path) -> bool:
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if os.readlink(fd) == str(path):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _writer(fifo: Path) -> int | None:
+    try:  # succeeds once a reader (the worker, reading the manifest) has the FIFO open
+        return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+
+
+def test_a_worker_that_dies_mid_submit_is_reported_and_the_submit_is_not_made_twice(home, tmp_path, cli):
+    pid = _start_agent(cli)
+    proc, fd, _ = _blocked_submit(home, tmp_path, pid)
+    try:
+        workers = submit_worker_pids(pid)
+        assert len(workers) == 1
+        os.kill(workers[0], signal.SIGKILL)
+        out, err = proc.communicate(timeout=WAIT_S)  # a CLI that fell back would block on the FIFO
+    finally:
+        os.close(fd)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1 and out == ""
+    assert "submission worker ended before it answered" in err and "not retried" in err
+    assert runs_json(cli) == []
+    wait_for(lambda: "submission worker" in _log(home) and "exited with status -9" in _log(home))
+    # Meanwhile submits are turned away by the agent, and this process submits them itself.
+    res = cli("submit", str(manifest(tmp_path, "after-crash")))
+    assert res.returncode == 0, res.stderr
+    assert [r["id"] for r in runs_json(cli)] == [res.stdout.strip()]
+
+
+def test_a_cli_gone_before_the_runs_are_recorded_records_nothing(home, tmp_path, cli):
+    pid = _start_agent(cli)
+    text = manifest(tmp_path, "gone").read_text()
+    proc, fd, fifo = _blocked_submit(home, tmp_path, pid)
+    try:
+        proc.kill()  # Ctrl-C, or a closed terminal: the CLI is gone while the worker reads the manifest
+        proc.wait()
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    # The manifest is read twice (to parse it, and to keep its text): once the worker has closed the
+    # FIFO after the first read, the next writer feeds the second.
+    worker = submit_worker_pids(pid)[0]
+    wait_for(lambda: not _holds_open(worker, fifo))
+    fd = wait_for(lambda: _writer(fifo))
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    wait_for(lambda: "abandoned by its client" in _log(home))
+    assert runs_json(cli) == []
+    assert submit_worker_pids(pid)  # it goes on serving
+    res = cli("submit", str(manifest(tmp_path, "next")))
+    assert res.returncode == 0 and f"submitted {res.stdout.strip()}" in _log(home)
