@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 # Light (standard library only) and needed by nearly every caller, the TUI's first frame included.
@@ -24,44 +25,44 @@ from .errors import (  # noqa: F401
 )
 from .paths import Paths, get_paths, private_dir, resource_dir, write_private  # noqa: F401
 from .text import NEEDS_VISIBLE, controls_to_spaces, visible  # noqa: F401
-from .engine_protocol import (  # noqa: F401
-    Clock,
-    CostBreakdowns,
-    EncodedListing,
-    Engine,
-    FitCheck,
-    Holds,
-    LogFiles,
-    OwnClock,
-    Priorities,
-    QueueHead,
-    Reruns,
-    ResultsDownload,
-)
-from .runs import (  # noqa: F401
-    ACTIVE_STATES,
-    RESUMABLE_STATES,
-    TERMINAL_STATES,
-    ChangeSet,
-    Device,
-    ErrorCode,
-    Inventory,
-    MetricPoint,
-    Run,
-    RunEvent,
-    RunState,
-    SubmitRequest,
-    attempt_of,
-    iso,
-    parse_begin,
-    utcnow,
-)
-
 # Re-exported too, but loaded on first use: config and manifests pull in pydantic (0.1-0.25 s), which
-# the TUI's first frame and `--help` never need; the others are small, and not needed there either.
+# the TUI's first frame and `--help` never need; the others are small, and not needed there either
+# (the run types and the engine protocols, ~12 ms, are not needed by a `submit` handed to the agent).
 # `from backend.facade import Config` works as before (module `__getattr__`, PEP 562); each module is
 # imported once, and the name then cached here.
 _LAZY = {
+    ".runs": (
+        "ACTIVE_STATES",
+        "RESUMABLE_STATES",
+        "TERMINAL_STATES",
+        "ChangeSet",
+        "Device",
+        "ErrorCode",
+        "Inventory",
+        "MetricPoint",
+        "Run",
+        "RunEvent",
+        "RunState",
+        "SubmitRequest",
+        "attempt_of",
+        "iso",
+        "parse_begin",
+        "utcnow",
+    ),
+    ".engine_protocol": (
+        "Clock",
+        "CostBreakdowns",
+        "EncodedListing",
+        "Engine",
+        "FitCheck",
+        "Holds",
+        "LogFiles",
+        "OwnClock",
+        "Priorities",
+        "QueueHead",
+        "Reruns",
+        "ResultsDownload",
+    ),
     ".config": ("Config", "Profile", "Secret", "load_config"),
     ".cost": ("CostBreakdown", "PriceTable", "canonical_gpu_type", "format_usd"),
     ".metrics": ("ParsedMetrics", "parse_metrics_line", "primary_metric"),
@@ -95,6 +96,38 @@ _LAZY_NAMES = {name: module for module, names in _LAZY.items() for name in names
 
 if TYPE_CHECKING:
     from .config import Config, Profile, Secret, load_config  # noqa: F401
+    from .engine_protocol import (  # noqa: F401
+        Clock,
+        CostBreakdowns,
+        EncodedListing,
+        Engine,
+        FitCheck,
+        Holds,
+        LogFiles,
+        OwnClock,
+        Priorities,
+        QueueHead,
+        Reruns,
+        ResultsDownload,
+    )
+    from .runs import (  # noqa: F401
+        ACTIVE_STATES,
+        RESUMABLE_STATES,
+        TERMINAL_STATES,
+        ChangeSet,
+        Device,
+        ErrorCode,
+        Inventory,
+        MetricPoint,
+        Run,
+        RunEvent,
+        RunState,
+        SubmitRequest,
+        attempt_of,
+        iso,
+        parse_begin,
+        utcnow,
+    )
     from .cost import CostBreakdown, PriceTable, canonical_gpu_type, format_usd  # noqa: F401
     from .eta import format_eta  # noqa: F401
     from .budget import BudgetStatus, CostEstimate, spend  # noqa: F401
@@ -175,6 +208,8 @@ def budget_status(backend: Backend, runs: list[Run] | None = None) -> BudgetStat
 
         return status(backend)
     from .budget import status_from_runs
+
+    from .runs import utcnow
 
     return status_from_runs(backend, runs, utcnow())
 
@@ -300,6 +335,9 @@ class Backend:
 
     def cost_breakdown(self, run_id: str) -> CostBreakdown:
         """A run's billed intervals x devices x price, for the Cost tab (any engine)."""
+        from .engine_protocol import CostBreakdowns
+        from .runs import utcnow
+
         if isinstance(self.engine, CostBreakdowns):
             return self.engine.cost(run_id)
         from .cost import Meter
@@ -310,6 +348,9 @@ class Backend:
     def now(self) -> datetime:
         """Now, as the engine sees it: a fake engine's driven clock keeps ages and costs in step;
         the wall clock otherwise, and before the engine is opened (this never opens it)."""
+        from .engine_protocol import Clock, OwnClock
+        from .runs import utcnow
+
         if isinstance(self._engine, OwnClock) and isinstance(self._engine.clock, Clock):
             return self._engine.clock.now()
         return utcnow()
@@ -335,6 +376,8 @@ def open_backend(profile: str | None = None, *, read_only: bool | None = None) -
 def offers_priority(backend: Backend) -> bool:
     """Whether the profile's engine, once open, can change a queued run's priority (the local, fake and
     Kubernetes engines can). Never opens the engine: False until it is open."""
+    from .engine_protocol import Priorities
+
     return isinstance(backend._engine, Priorities)
 
 
@@ -353,6 +396,8 @@ def set_priority(backend: Backend, run_id: str, priority: str) -> Run:
     """Give queued run `run_id` a priority (a name from `priority_choices` or a whole number); the run
     as it is now, its new queue position included. BadInput (with the run id) where the engine cannot,
     or the run is no longer queued; ReadOnly on a read-only profile."""
+    from .engine_protocol import Priorities
+
     backend.require_writable("priority")
     engine = backend.engine
     if not isinstance(engine, Priorities):
@@ -360,13 +405,17 @@ def set_priority(backend: Backend, run_id: str, priority: str) -> Run:
     return engine.set_priority(run_id, priority)
 
 
-def submit_through_agent(backend: Backend, request: SubmitRequest, *, read_only: bool = False) -> list[dict] | None:
-    """Submit through the agent's submission worker (backend/agent/handoff.py): the runs' JSON
-    documents, or the error the worker met, raised as the CLI would print it. None when it was not
-    handed over (not a local profile, a dry run, no agent or worker to take it, a test's own clock):
-    then submit with `backend.engine.submit(request)`, which nothing else has done.
+def submit_through_agent(backend: Backend, *, manifests: Sequence[Any], model: Any = None, name: str | None = None,
+                         experiment: str | None = None, after: Sequence[str] = (), hold: bool = False,
+                         begin_at: float | None = None, read_only: bool = False) -> list[dict] | None:
+    """Submit (not a dry run: that is the engine's) through the agent's submission worker
+    (backend/agent/handoff.py), with SubmitRequest's fields: the runs' JSON documents, or the error
+    the worker met, raised as the CLI would print it. None when it was not handed over (not a local
+    profile, no agent or worker to take it, a test's own clock): then submit with
+    `backend.engine.submit(SubmitRequest(...))`, which nothing else has done.
 
-    Imports neither pydantic nor YAML nor SQLite: that is what makes a submit on a running agent fast."""
+    Imports neither pydantic nor YAML nor SQLite, nor the run types: that is what makes a submit on a
+    running agent fast."""
     import os
     import sys
     from pathlib import Path
@@ -374,7 +423,7 @@ def submit_through_agent(backend: Backend, request: SubmitRequest, *, read_only:
     from . import clock
 
     current = clock.current()
-    if request.dry_run or backend.profile.scheduler != "local" or type(current) is not clock.SystemClock:
+    if backend.profile.scheduler != "local" or type(current) is not clock.SystemClock:
         return None
     try:
         cwd = os.getcwd()
@@ -385,11 +434,9 @@ def submit_through_agent(backend: Backend, request: SubmitRequest, *, read_only:
     return hand_off(backend.paths.state_dir, {
         "home": str(backend.paths.state_dir), "code": str(Path(__file__).resolve().parent),
         "python": sys.executable, "env": dict(os.environ), "cwd": cwd, "clock_shift": current.shift_s,
-        "profile": backend.profile.name, "read_only": read_only,
-        "manifests": [str(p) for p in request.manifests],
-        "model": str(request.model) if request.model is not None else None, "name": request.name,
-        "experiment": request.experiment, "after": list(request.after), "hold": request.hold,
-        "begin_at": request.begin_at,
+        "profile": backend.profile.name, "read_only": read_only, "manifests": [str(p) for p in manifests],
+        "model": str(model) if model is not None else None, "name": name, "experiment": experiment,
+        "after": list(after), "hold": hold, "begin_at": begin_at,
     })
 
 

@@ -112,7 +112,7 @@ def _print_expanded_yaml(paths: list[Path]) -> None:
 
 
 def cmd_submit(args, ctx) -> int:
-    from backend.facade import BadInput, SubmitRequest, parse_begin, submit_through_agent
+    from backend.facade import BadInput, submit_through_agent
 
     from .output import print_json
 
@@ -121,19 +121,28 @@ def cmd_submit(args, ctx) -> int:
     gated = bool(args.after or args.hold or args.begin)
     if gated and ctx.backend.profile.scheduler != "local":
         raise BadInput("--after, --hold and --begin work on local profiles only")
-    req = SubmitRequest(manifests=args.manifests, model=args.model, name=args.name,
-                        experiment=args.experiment, dry_run=args.dry_run, after=tuple(args.after),
-                        hold=args.hold, begin_at=parse_begin(args.begin) if args.begin else None)
-    # On a local profile whose agent runs, its submission worker (which has the manifest models
-    # loaded) submits; else, or when it does not take the request, this process does.
-    docs = submit_through_agent(ctx.backend, req, read_only=ctx.read_only)
-    if docs is not None:
-        if args.json:
-            print_json(docs)
-        else:
-            for doc in docs:
-                print(doc["id"])
-        return 0
+    if args.begin:
+        from backend.facade import parse_begin
+
+        begin_at = parse_begin(args.begin)
+    else:
+        begin_at = None
+    fields = dict(manifests=args.manifests, model=args.model, name=args.name, experiment=args.experiment,
+                  after=tuple(args.after), hold=args.hold, begin_at=begin_at)
+    if not args.dry_run:
+        # On a local profile whose agent runs, its submission worker (which has the manifest models
+        # loaded) submits; else, or when it does not take the request, this process does.
+        docs = submit_through_agent(ctx.backend, read_only=ctx.read_only, **fields)
+        if docs is not None:
+            if args.json:
+                print_json(docs)
+            else:
+                for doc in docs:
+                    print(doc["id"])
+            return 0
+    from backend.facade import SubmitRequest
+
+    req = SubmitRequest(dry_run=args.dry_run, **fields)
     runs = ctx.backend.engine.submit(req)
     if args.output == "yaml":
         if ctx.backend.profile.scheduler == "kubernetes":

@@ -31,7 +31,8 @@ QUEUE_DEPENDENT = ("id", "submitted_at", "queue_position", "eta", "message")
 
 @pytest.fixture
 def home(dlaas_home: Path):
-    seed_home(dlaas_home, "[profiles.local]\ncpu_slots = 2\n[profiles.lab]\ncpu_slots = 1\n")
+    seed_home(dlaas_home, "[profiles.local]\ncpu_slots = 2\n[profiles.lab]\ncpu_slots = 1\n"
+                          "[profiles.tight]\ncpu_slots = 1\nbudget = { daily_usd = 0.01 }\n[prices]\ncpu = 360.0\n")
     yield dlaas_home
     stop_everything(dlaas_home)
 
@@ -99,9 +100,13 @@ def test_errors_read_word_for_word_as_in_process(home, tmp_path, cli):
 
     cases = [("submit", "bad.yaml", "--model", "model"), ("submit", "bad.yaml", "--model", "nowhere"),
              ("--read-only", "submit", str(manifest(tmp_path, "ro"))),
-             ("submit", str(manifest(tmp_path, "ghost")), "--after", "training-nosuchxx")]
-    before = [submit(*args) for args in cases]
-    stop_everything(home)  # the first submit started an agent: let it go, and start one we wait for
+             ("submit", str(manifest(tmp_path, "ghost")), "--after", "training-nosuchxx"),
+             ("-p", "tight", "submit", str(manifest(tmp_path, "dear", max_duration="1h")))]
+    before = []
+    for args in cases:  # each in the CLI's own process: a submit may start the agent, stopped here
+        assert agent_pid(home) is None
+        before.append(submit(*args))
+        stop_everything(home)
     _start_agent(cli)
     after = [submit(*args) for args in cases]
     assert "submission worker" in _log(home)
@@ -110,6 +115,7 @@ def test_errors_read_word_for_word_as_in_process(home, tmp_path, cli):
         assert old.returncode in (1, 2) and old.stderr.startswith("dlaas-tui: ") and "Traceback" not in old.stderr
     assert before[0].stderr.startswith("dlaas-tui: bad.yaml:") and before[0].returncode == 2
     assert "read-only" in before[2].stderr
+    assert "over the daily budget" in before[4].stderr and before[4].returncode == 2
     assert runs_json(cli) == []
 
 
