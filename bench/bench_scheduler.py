@@ -242,6 +242,8 @@ def main() -> int:
                 subprocess.run([sys.executable, "-c", "pass"], check=True)
             floor = (time.perf_counter() - t) / REPS
             floor_cpu = (child_cpu() - c) / REPS
+            # Each submit the worker made is a line in agent.log: the figures are of that path, or say not.
+            handed = (home / "state" / "agent.log").read_text().count(" submitted training-")
         finally:
             gf.stop()
             stop_agent(home)
@@ -250,6 +252,8 @@ def main() -> int:
         print(f"(medians of {REPS}; python -c pass: {floor:.3f} s)")
         print(f"(load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the start, "
               f"{end_load[0]:.2f} {end_load[1]:.2f} {end_load[2]:.2f} at the end; 2 shared cores)")
+        print(f"({handed} of the {REPS + 1} submits were made by the agent's submission worker, "
+              "the others by the command itself)")
         line("first submit (starts the worker)", first_submit, "s", "-", None)
         line("first submit -> the command starts", first_start, "s", "-", None)
         line("submit one job, wall clock", med(figures["submit"][0]), "s", "<= 0.15 s", med(figures["submit"][1]))
