@@ -429,11 +429,13 @@ def submit_through_agent(backend: Backend, *, manifests: Sequence[Any], model: A
         cwd = os.getcwd()
     except OSError:
         return None
+    umask = os.umask(0o077)  # read it (there is no other way), and put it back at once
+    os.umask(umask)
     from .agent.handoff import hand_off
 
     return hand_off(backend.paths.state_dir, {
         "home": str(backend.paths.state_dir), "code": str(Path(__file__).resolve().parent),
-        "python": sys.executable, "env": dict(os.environ), "cwd": cwd, "clock_shift": current.shift_s,
+        "python": sys.executable, "env": dict(os.environ), "cwd": cwd, "umask": umask, "clock_shift": current.shift_s,
         "profile": backend.profile.name, "read_only": read_only, "manifests": [str(p) for p in manifests],
         "model": str(model) if model is not None else None, "name": name, "experiment": experiment,
         "after": list(after), "hold": hold, "begin_at": begin_at,

@@ -4,7 +4,7 @@ It imports what a submit needs (pydantic, the manifest models, YAML, SQLite) onc
 connections on the agent's `submit.sock` and runs each request through the engine's own submit, as
 the CLI would have in its own process: under the CLI's environment (DLAAS_HOME, DLAAS_PROFILE, the
 fake-NVML and store settings), in its working folder (manifest paths and their FILE:LINE:COL errors
-read as typed), with its clock shift, its profile and `--read-only`. It serves only requests of its
+read as typed), with its umask and its clock shift, its profile and `--read-only`. It serves only requests of its
 own home, checkout and python; it exits after `IDLE_S` seconds without a request, and when the agent
 stops (its lifeline closes), once the request in hand is answered.
 """
@@ -80,6 +80,9 @@ class Worker:
             os.chdir(req["cwd"])
         except (OSError, KeyError, TypeError) as exc:
             raise Declined(f"working folder: {exc}") from None
+        if not isinstance(req.get("umask"), int):
+            raise Declined("no umask")
+        os.umask(req["umask"])  # the files it writes (the stored code, buckets) get the CLI's mode
         if get_paths().state_dir != self.state_dir:
             raise Declined("the environment names another home")
         clock.set_clock(clock.SystemClock(float(req.get("clock_shift") or 0.0)))

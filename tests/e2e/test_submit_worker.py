@@ -142,7 +142,7 @@ def test_a_request_of_another_home_is_never_served(home, tmp_path, cli):
     seed_home(other, "[profiles.local]\ncpu_slots = 1\n")
     path = manifest(tmp_path, "stray")
     request = {"home": str(home / "state"), "code": str(REPO / "backend"), "python": sys.executable,
-               "env": {**os.environ, "DLAAS_HOME": str(home)}, "cwd": str(tmp_path), "clock_shift": 0.0,
+               "env": {**os.environ, "DLAAS_HOME": str(home)}, "cwd": str(tmp_path), "umask": 0o022, "clock_shift": 0.0,
                "profile": "local", "read_only": False, "manifests": [str(path)], "model": None, "name": None,
                "experiment": None, "after": [], "hold": True, "begin_at": None}
     assert hand_off(home / "state", {**request, "home": str(other / "state")}) is None
