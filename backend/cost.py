@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
-from .runs import BILLED_STATES, RunEvent, RunState
+from .runs import BILLED_SQL, BILLED_STATES, RunEvent, RunState  # noqa: F401  (BILLED_SQL: re-exported)
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -139,11 +139,6 @@ class PriceTable:
 
 
 Interval = tuple[datetime, datetime]
-
-
-# The billed states, in lifecycle order, as an SQL list for engines that keep runs in SQLite.
-BILLED_SQL = "(" + ", ".join(
-    f"'{s.value}'" for s in RunState if s in BILLED_STATES) + ")"
 
 
 def billable_units(gpus: int, learners: int = 1) -> int:

@@ -63,6 +63,9 @@ BILLED_STATES = frozenset(
     {RunState.PENDING, RunState.DOWNLOADING, RunState.PROCESSING, RunState.STORING}
 )
 ACTIVE_STATES = frozenset(set(RunState) - TERMINAL_STATES)
+# The billed states as an SQL list, `state IN {BILLED_SQL}` (here, not in backend/cost.py: the listing
+# reads it without loading the cost rules).
+BILLED_SQL = "(" + ", ".join(f"'{s.value}'" for s in RunState if s in BILLED_STATES) + ")"
 # A run that ended this way may be resumed: it goes back to QUEUED as a new attempt of the same run,
 # its CHECKPOINT_DIR restored (`Engine.resume`). This is the one way out of a terminal state.
 RESUMABLE_STATES = frozenset({RunState.FAILED, RunState.HALTED})

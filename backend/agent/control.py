@@ -14,7 +14,6 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -48,6 +47,8 @@ START_FD_ENV = "DLAAS_AGENT_START_FD"
 
 def wake(state_dir: Path) -> None:
     """Nudge the agent to look at the queue and control requests now."""
+    import socket  # here: a listing reads the state without waking anyone
+
     path = sock_path(state_dir)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from ..errors import BadInput
-from .base import Transfer
+
+if TYPE_CHECKING:  # the agent's pid check imports this module: not the store's types with it
+    from .base import Transfer
 
 CHUNK = 1 << 20
 

@@ -8,16 +8,15 @@ without waiting: a recorded submit or halt stands whether or not the agent is up
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from backend import clock
-from ...cost import BILLED_SQL
 from ...errors import BadInput, NotFound
 from ...runs import (
+    BILLED_SQL,
     RESUMABLE_STATES,
     ChangeSet,
     Inventory,
@@ -30,9 +29,16 @@ from ...runs import (
 )
 from ...agent.control import ensure_agent, wake
 from ...ledger import db
-from .eta import engine_etas
-from .rows import JSON_SHAPE, LIST_COLUMNS, queued_end_cost, row_cost, row_to_run, seal_run, utc_from_epoch
-from .scheduler import QUEUE_SQL
+from .rows import (
+    JSON_SHAPE,
+    LIST_COLUMNS,
+    QUEUE_SQL,
+    queued_end_cost,
+    row_cost,
+    row_to_run,
+    seal_run,
+    utc_from_epoch,
+)
 from ...waits import HELD
 
 
@@ -108,6 +114,7 @@ class LocalEngine:
 
     # -- reading ----------------------------------------------------------------------------------
     def _positions(self) -> dict[str, int]:
+        """Queue position by run id, in the queue's order."""
         return {row[0]: i for i, row in enumerate(self.conn.execute(QUEUE_SQL), start=1)}
 
     def _costs(self, rows) -> dict[str, int | None]:
@@ -132,7 +139,6 @@ class LocalEngine:
         best_effort = self.backend.profile.queue_policy == "best-effort"
         positions = self._positions() if any(r["state"] == "QUEUED" for r in rows) else {}
         costs = self._costs(rows)
-        etas = engine_etas(self) if positions else {}
         out = []
         for r in rows:
             if r["id"] in costs:
@@ -141,10 +147,17 @@ class LocalEngine:
                 cost = 0  # never admitted: nothing billed yet
             else:
                 cost = r["cost_micro"] if r["priced"] else None
-            run = row_to_run(r, cost=cost, position=positions.get(r["id"]), approximate=best_effort)
-            got = etas.get(run.id) if run.state == RunState.QUEUED else None
-            run.eta, run.eta_bound = (got.at, got.bound) if got else (None, False)
-            out.append(run)
+            out.append(row_to_run(r, cost=cost, position=positions.get(r["id"]), approximate=best_effort))
+        if positions:
+            from .eta import engine_etas
+
+            # The ETAs simulate the queue over the QUEUED and billed runs: those built here are
+            # handed over, not read and built a second time.
+            etas = engine_etas(self, built={run.id: run for run in out}, order=list(positions))
+            for run in out:
+                got = etas.get(run.id) if run.state == RunState.QUEUED else None
+                if got:
+                    run.eta, run.eta_bound = got.at, got.bound
         return out
 
     @staticmethod
@@ -389,7 +402,7 @@ class LocalEngine:
             pgids.update(p["pid"] for p in json.loads(procs))
         return read_inventory(
             cpu_slots=self.backend.profile.cpu_slots, holders=held, our_pids=pids_in_groups(pgids),
-            node=socket.gethostname(), tier_gpus=self.backend.config.tier_gpus(self.backend.profile))
+            node=_hostname(), tier_gpus=self.backend.config.tier_gpus(self.backend.profile))
 
 
 def _read_log(engine: LocalEngine, run_id: str, path: Path, tail: int | None,
@@ -427,3 +440,9 @@ def _read_log(engine: LocalEngine, run_id: str, path: Path, tail: int | None,
                 yield buf.decode("utf-8", "replace")
             return
         time.sleep(0.25)
+
+
+def _hostname() -> str:
+    import socket  # here: a listing never names the host
+
+    return socket.gethostname()

@@ -18,8 +18,15 @@ import os
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from ...cost import canonical_gpu_type
 from ...runs import Device, Inventory
+
+
+
+def _gpu_type(name: str, parent_name: str | None) -> str | None:
+    from ...cost import canonical_gpu_type  # here: `runs` counts devices without the price rules
+
+    return canonical_gpu_type(name) or canonical_gpu_type(parent_name)
+
 
 class NvmlUnavailable(Exception):
     """NVML cannot be used here; the message says why in plain words."""
@@ -96,7 +103,7 @@ def _device(
         index=index,
         uuid=uuid,
         name=name,
-        gpu_type=canonical_gpu_type(name) or canonical_gpu_type(parent_name),
+        gpu_type=_gpu_type(name, parent_name),
         memory_total=int(memory.total) if memory is not None else None,
         memory_used=int(memory.used) if memory is not None else None,
         utilization=int(util.gpu) if util is not None else None,

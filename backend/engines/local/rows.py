@@ -21,6 +21,12 @@ LIST_COLUMNS = (
     "json_extract(spec, '$.max_duration_s') AS max_duration_s"
 )
 
+# The queue's order (queue positions read it through the covering index `runs_queue`, db.SCHEMA,
+# so SQLite never sorts); admission (scheduler.py) reads the same order.
+QUEUE_SQL = (
+    "SELECT id, gpus * learners, profile, gpu_type, learners FROM runs WHERE state = 'QUEUED' "
+    "ORDER BY prio DESC, submitted_at, id"
+)
 
 _UTC = timezone.utc
 

@@ -11,13 +11,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ... import waits
+# The queue's order lives with the listing's queries: a listing reads queue positions without the planner.
+from .rows import QUEUE_SQL  # noqa: F401
 
-# The queue's order (queue positions read it through the covering index `runs_queue`, db.SCHEMA,
-# so SQLite never sorts).
-QUEUE_SQL = (
-    "SELECT id, gpus * learners, profile, gpu_type, learners FROM runs WHERE state = 'QUEUED' "
-    "ORDER BY prio DESC, submitted_at, id"
-)
 # What admission reads: the same order, plus each run's cores and memory (recorded in its spec at
 # submit; 0 for runs recorded before they were), leaving out runs held back by a gate (a dependency
 # not yet complete, a hold, a begin time: spec.wait, cleared by the agent when it opens).
