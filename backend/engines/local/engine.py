@@ -151,9 +151,7 @@ class LocalEngine:
         if positions:
             from .eta import engine_etas
 
-            # The ETAs simulate the queue over the QUEUED and billed runs: those built here are
-            # handed over, not read and built a second time.
-            etas = engine_etas(self, built={run.id: run for run in out}, order=list(positions))
+            etas = engine_etas(self, order=list(positions))  # the queue as read for the positions
             for run in out:
                 got = etas.get(run.id) if run.state == RunState.QUEUED else None
                 if got:
