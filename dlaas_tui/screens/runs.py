@@ -107,6 +107,7 @@ class RunsScreen(Screen):
         self._wake = threading.Event()
         self._loaded = False
         self._offered_for: tuple | None = None  # (run id, state, priority offered) the footer was built for
+        self._feeds = 0  # restarts so far: a feed start deferred past a newer restart is dropped
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="header")
@@ -125,14 +126,22 @@ class RunsScreen(Screen):
     def restart_feed(self) -> None:
         """(Re)start reading runs from the app's current backend, e.g. after `:profile`."""
         self._loaded = False
+        self._feeds += 1
         table = self.query_one(RunTable)
         # The app reads the first screenful in the thread that opened the backend: shown at once.
         page, self.app.first_page = self.app.first_page, None
-        if page is not None:
-            table.apply(page[0], full=True, prepared=page[1])
-        else:
+        if page is None:
             table.apply([], full=True)
-        self._feed(self.app.backend, self.app.poll_interval, page is None)
+            self._feed(self.app.backend, self.app.poll_interval, True)
+            return
+        table.apply(page[0], full=True, prepared=page[1])
+        # The full read (10,000 runs: half a second of a thread that holds the GIL most of the time)
+        # starts once this screenful is on the screen, not while it is being drawn.
+        self.call_after_refresh(self._start_feed, self._feeds, self.app.backend)
+
+    def _start_feed(self, feeds: int, backend: Backend) -> None:
+        if feeds == self._feeds:  # no newer restart (a profile switch) since
+            self._feed(backend, self.app.poll_interval, False)
 
     def poke(self) -> None:
         """Ask the feed for changes now rather than at the next tick."""

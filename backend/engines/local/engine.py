@@ -151,7 +151,9 @@ class LocalEngine:
         if positions:
             from .eta import engine_etas
 
-            etas = engine_etas(self, order=list(positions))  # the queue as read for the positions
+            # The queue as read for the positions, up to the last queued run among these rows.
+            last = max(positions.get(r["id"], 0) for r in rows)
+            etas = engine_etas(self, order=list(positions)[:last])
             for run in out:
                 got = etas.get(run.id) if run.state == RunState.QUEUED else None
                 if got:
@@ -164,7 +166,10 @@ class LocalEngine:
         """The one listing query (filters, newest first) that `list_runs` and `list_runs_json` share."""
         where, args = [], []
         if states:
-            where.append(f"state IN ({', '.join('?' for _ in states)})")
+            # With a limit, `+state` keeps SQLite off the state index: it walks runs_by_submitted
+            # newest first and stops at the limit (0.5-3 ms on 10,000 runs), rather than sorting every
+            # run in those states, all columns, to keep the first few (18 ms for 9,000 finished runs).
+            where.append(f"{'+' if limit else ''}state IN ({', '.join('?' for _ in states)})")
             args += [RunState(s).value for s in states]
         if experiment is not None:
             where.append("experiment = ?")

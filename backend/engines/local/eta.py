@@ -68,15 +68,20 @@ def local_etas(conn, capacity: int, now: float | None = None,
 
     capacity: devices this profile may hold at once (tier, else the machine's devices).
     caps: `parallel` per experiment (default: from the experiments table).
-    order: the QUEUED ids in admission order, when the caller has read them already (QUEUE_SQL).
+    order: the QUEUED ids in admission order, when the caller has read them already (QUEUE_SQL); or
+    only the head of that order, when only the head's ETAs are wanted (a first screenful): a run's
+    estimate depends on the runs ahead of it, never on those behind.
     """
     now = clock.time() if now is None else now
     if caps is None:
         caps = parallel_caps(conn)
-    runs = [QueueRow(r) for r in conn.execute(
-        f"SELECT {QUEUE_ROW_COLUMNS} FROM runs WHERE state = 'QUEUED' OR state IN {BILLED_SQL}")]
+    rows = conn.execute(f"SELECT {QUEUE_ROW_COLUMNS} FROM runs WHERE state = 'QUEUED' OR state IN {BILLED_SQL}")
     if order is None:
+        runs = [QueueRow(r) for r in rows]
         order = [row[0] for row in conn.execute(QUEUE_SQL)]
+    else:
+        wanted = set(order)
+        runs = [QueueRow(r) for r in rows if r[1] != "QUEUED" or r[0] in wanted]
     return queue_etas(runs, capacity=capacity, now=datetime.fromtimestamp(now, timezone.utc), caps=caps,
                       order=order, model=learned(conn))
 
