@@ -12,10 +12,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from .runs import ChangeSet, Inventory, MetricPoint, Run, RunEvent, RunState, SubmitRequest
+from .runs import ChangeSet, MetricPoint, Run, RunEvent, RunState, SubmitRequest
 
 if TYPE_CHECKING:
     from .cost import CostBreakdown
+    from .devices import Inventory
     from .manifest.model import Manifest
 
 

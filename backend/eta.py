@@ -17,9 +17,9 @@ from __future__ import annotations
 import heapq
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from .records import FrozenRecord
 from .runs import Run, RunState
 
 _FAR = timedelta(days=365 * 100)  # "no expected end known": ETAs behind it are not given
@@ -33,10 +33,13 @@ def _median(values: Sequence[float]) -> float:
     return data[n // 2] if n % 2 else (data[n // 2 - 1] + data[n // 2]) / 2
 
 
-@dataclass(frozen=True)
-class Expected:
+class Expected(FrozenRecord):
     seconds: float
     bound: bool  # True: max_duration, an upper bound; False: learned from completed runs
+    _fields = ("seconds", "bound")
+
+    def __init__(self, seconds: float, bound: bool) -> None:
+        self._set(seconds=seconds, bound=bound)
 
 
 def manifest_key(run: Run) -> str:
@@ -44,12 +47,13 @@ def manifest_key(run: Run) -> str:
     return run.manifest_name or re.sub(r"-\d+$", "", run.name)
 
 
-@dataclass
 class DurationModel:
     """Durations of completed runs by experiment and by manifest name."""
 
-    by_experiment: dict[str, list[float]] = field(default_factory=dict)
-    by_manifest: dict[str, list[float]] = field(default_factory=dict)
+    def __init__(self, by_experiment: dict[str, list[float]] | None = None,
+                 by_manifest: dict[str, list[float]] | None = None) -> None:
+        self.by_experiment: dict[str, list[float]] = {} if by_experiment is None else by_experiment
+        self.by_manifest: dict[str, list[float]] = {} if by_manifest is None else by_manifest
 
     def add(self, experiment: str | None, manifest: str | None, seconds: float) -> None:
         if seconds < 0:
@@ -79,10 +83,13 @@ class DurationModel:
         return None
 
 
-@dataclass(frozen=True)
-class Eta:
+class Eta(FrozenRecord):
     at: datetime
     bound: bool  # an upper bound (some run it waits on is only known by its max_duration)
+    _fields = ("at", "bound")
+
+    def __init__(self, at: datetime, bound: bool) -> None:
+        self._set(at=at, bound=bound)
 
 
 def queue_etas(

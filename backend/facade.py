@@ -8,7 +8,6 @@ imports boto3, kubernetes or pynvml. Everything the presentation layer needs is 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
 from datetime import datetime
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -24,6 +23,7 @@ from .errors import (  # noqa: F401
     StoreError,
 )
 from .paths import Paths, get_paths, private_dir, resource_dir, write_private  # noqa: F401
+from .records import Record
 from .text import NEEDS_VISIBLE, controls_to_spaces, visible  # noqa: F401
 # Re-exported too, but loaded on first use: config and manifests pull in pydantic (0.1-0.25 s), which
 # the TUI's first frame and `--help` never need; the others are small, and not needed there either
@@ -36,9 +36,7 @@ _LAZY = {
         "RESUMABLE_STATES",
         "TERMINAL_STATES",
         "ChangeSet",
-        "Device",
         "ErrorCode",
-        "Inventory",
         "MetricPoint",
         "Run",
         "RunEvent",
@@ -63,6 +61,7 @@ _LAZY = {
         "Reruns",
         "ResultsDownload",
     ),
+    ".devices": ("Device", "Inventory"),
     ".config": ("Config", "Profile", "Secret", "load_config"),
     ".cost": ("CostBreakdown", "PriceTable", "canonical_gpu_type", "format_usd"),
     ".metrics": ("ParsedMetrics", "parse_metrics_line", "primary_metric"),
@@ -115,9 +114,7 @@ if TYPE_CHECKING:
         RESUMABLE_STATES,
         TERMINAL_STATES,
         ChangeSet,
-        Device,
         ErrorCode,
-        Inventory,
         MetricPoint,
         Run,
         RunEvent,
@@ -129,6 +126,7 @@ if TYPE_CHECKING:
         utcnow,
     )
     from .cost import CostBreakdown, PriceTable, canonical_gpu_type, format_usd  # noqa: F401
+    from .devices import Device, Inventory  # noqa: F401
     from .eta import format_eta  # noqa: F401
     from .budget import BudgetStatus, CostEstimate, spend  # noqa: F401
     from .experiments import Leaderboard, experiment_summaries, halt_candidates, leaderboard  # noqa: F401
@@ -296,13 +294,22 @@ def _load(target: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
-@dataclass
-class Backend:
+class Backend(Record):
     config: Config
     profile: Profile
     paths: Paths
-    _engine: Engine | None = field(default=None, repr=False)
-    _store: ObjectStore | None = field(default=None, repr=False)
+    _engine: Engine | None
+    _store: ObjectStore | None
+    _fields = ("config", "profile", "paths", "_engine", "_store")
+    _repr_fields = ("config", "profile", "paths")
+
+    def __init__(self, config: Config, profile: Profile, paths: Paths, _engine: Engine | None = None,
+                 _store: ObjectStore | None = None) -> None:
+        self.config = config
+        self.profile = profile
+        self.paths = paths
+        self._engine = _engine
+        self._store = _store
 
     @property
     def store(self) -> ObjectStore:

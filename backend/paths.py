@@ -7,18 +7,22 @@ created 0700, files 0600.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+
+from .records import FrozenRecord
 
 APP_NAME = "dlaas-tui"
 
 
-@dataclass(frozen=True)
-class Paths:
+class Paths(FrozenRecord):
     config_dir: Path
     state_dir: Path
     store_dir: Path
     cache_dir: Path
+    _fields = ("config_dir", "state_dir", "store_dir", "cache_dir")
+
+    def __init__(self, config_dir: Path, state_dir: Path, store_dir: Path, cache_dir: Path) -> None:
+        self._set(config_dir=config_dir, state_dir=state_dir, store_dir=store_dir, cache_dir=cache_dir)
 
     @property
     def config_file(self) -> Path:

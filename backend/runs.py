@@ -14,10 +14,11 @@ from __future__ import annotations
 import enum
 import string
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from .records import FrozenRecord, Record
 
 RUN_ID_ALPHABET = string.ascii_lowercase + string.digits  # ids are DNS labels: Job names on Kubernetes
 
@@ -204,15 +205,19 @@ def iso(ts: datetime | None) -> str | None:
     return ts.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-@dataclass(frozen=True)
-class RunEvent:
+class RunEvent(FrozenRecord):
     """One transition (or an informational note) in a run's ledger."""
 
     run_id: str
     at: datetime
     state: RunState | None  # None for a note that changes no state (progress, reasons to wait)
-    message: str = ""
-    error_code: str | None = None
+    message: str
+    error_code: str | None
+    _fields = ("run_id", "at", "state", "message", "error_code")
+
+    def __init__(self, run_id: str, at: datetime, state: RunState | None, message: str = "",
+                 error_code: str | None = None) -> None:
+        self._set(run_id=run_id, at=at, state=state, message=message, error_code=error_code)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -224,50 +229,123 @@ class RunEvent:
         }
 
 
-@dataclass(frozen=True)
-class MetricPoint:
+class MetricPoint(FrozenRecord):
     name: str
     value: float
-    step: float | None = None
-    at: datetime | None = None
-    learner: int = 0
+    step: float | None
+    at: datetime | None
+    learner: int
+    _fields = ("name", "value", "step", "at", "learner")
+
+    def __init__(self, name: str, value: float, step: float | None = None, at: datetime | None = None,
+                 learner: int = 0) -> None:
+        self._set(name=name, value=value, step=step, at=at, learner=learner)
 
 
-@dataclass
-class Run:
+class Run(Record):
     """A run as every engine reports it. `to_json` is the CLI's and API's contract (DESIGN.md)."""
 
     id: str
     name: str
     state: RunState
     submitted_at: datetime
-    experiment: str | None = None
-    queue_position: int | None = None
-    queue_position_approximate: bool = False
-    eta: datetime | None = None
-    gpus: int = 0
-    gpu_type: str | None = None
-    assigned: list[str] = field(default_factory=list)
-    admitted_at: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    cost_micro_usd: int | None = 0  # None = unpriced; integer micro-dollars, never floats
-    error_code: str | None = None
-    message: str = ""
-    metrics: dict[str, float] = field(default_factory=dict)
-    primary_metric: str | None = None
-    metric_goal: str = "minimize"  # the sweep's goal for primary_metric: minimize | maximize
+    experiment: str | None
+    queue_position: int | None
+    queue_position_approximate: bool
+    eta: datetime | None
+    gpus: int
+    gpu_type: str | None
+    assigned: list[str]
+    admitted_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    cost_micro_usd: int | None  # None = unpriced; integer micro-dollars, never floats
+    error_code: str | None
+    message: str
+    metrics: dict[str, float]
+    primary_metric: str | None
+    metric_goal: str  # the sweep's goal for primary_metric: minimize | maximize
     # Beyond the JSON contract: what the UI and engines also need.
-    learners: int = 1
-    priority: str = "normal"
-    params: dict[str, Any] = field(default_factory=dict)
-    results_bucket: str | None = None
-    depends_on: list[str] = field(default_factory=list)  # runs that must complete before this one
-    node: str | None = None
-    updated_at: datetime | None = None
-    manifest_name: str | None = None  # the manifest's own name (a sweep's trials are named NAME-N)
-    max_duration_s: float | None = None  # the manifest's max_duration, when it set one
-    eta_bound: bool = False  # True: `eta` is an upper bound (from max_duration), not a learned estimate
+    learners: int
+    priority: str
+    params: dict[str, Any]
+    results_bucket: str | None
+    depends_on: list[str]  # runs that must complete before this one
+    node: str | None
+    updated_at: datetime | None
+    manifest_name: str | None  # the manifest's own name (a sweep's trials are named NAME-N)
+    max_duration_s: float | None  # the manifest's max_duration, when it set one
+    eta_bound: bool  # True: `eta` is an upper bound (from max_duration), not a learned estimate
+    _fields = (
+        "id", "name", "state", "submitted_at", "experiment", "queue_position", "queue_position_approximate",
+        "eta", "gpus", "gpu_type", "assigned", "admitted_at", "started_at", "finished_at", "cost_micro_usd",
+        "error_code", "message", "metrics", "primary_metric", "metric_goal", "learners", "priority", "params",
+        "results_bucket", "depends_on", "node", "updated_at", "manifest_name", "max_duration_s", "eta_bound",
+    )
+
+    def __init__(
+        self,
+        id: str,
+        name: str,
+        state: RunState,
+        submitted_at: datetime,
+        experiment: str | None = None,
+        queue_position: int | None = None,
+        queue_position_approximate: bool = False,
+        eta: datetime | None = None,
+        gpus: int = 0,
+        gpu_type: str | None = None,
+        assigned: list[str] | None = None,
+        admitted_at: datetime | None = None,
+        started_at: datetime | None = None,
+        finished_at: datetime | None = None,
+        cost_micro_usd: int | None = 0,
+        error_code: str | None = None,
+        message: str = "",
+        metrics: dict[str, float] | None = None,
+        primary_metric: str | None = None,
+        metric_goal: str = "minimize",
+        learners: int = 1,
+        priority: str = "normal",
+        params: dict[str, Any] | None = None,
+        results_bucket: str | None = None,
+        depends_on: list[str] | None = None,
+        node: str | None = None,
+        updated_at: datetime | None = None,
+        manifest_name: str | None = None,
+        max_duration_s: float | None = None,
+        eta_bound: bool = False,
+    ) -> None:
+        self.id = id
+        self.name = name
+        self.state = state
+        self.submitted_at = submitted_at
+        self.experiment = experiment
+        self.queue_position = queue_position
+        self.queue_position_approximate = queue_position_approximate
+        self.eta = eta
+        self.gpus = gpus
+        self.gpu_type = gpu_type
+        self.assigned = [] if assigned is None else assigned
+        self.admitted_at = admitted_at
+        self.started_at = started_at
+        self.finished_at = finished_at
+        self.cost_micro_usd = cost_micro_usd
+        self.error_code = error_code
+        self.message = message
+        self.metrics = {} if metrics is None else metrics
+        self.primary_metric = primary_metric
+        self.metric_goal = metric_goal
+        self.learners = learners
+        self.priority = priority
+        self.params = {} if params is None else params
+        self.results_bucket = results_bucket
+        self.depends_on = [] if depends_on is None else depends_on
+        self.node = node
+        self.updated_at = updated_at
+        self.manifest_name = manifest_name
+        self.max_duration_s = max_duration_s
+        self.eta_bound = eta_bound
 
     @property
     def cost_usd(self) -> float | None:
@@ -303,69 +381,49 @@ class Run:
         }
 
 
-@dataclass(frozen=True)
-class Device:
-    """One schedulable device: a GPU (or MIG slice) from NVML, or a `cpu:N` stand-in slot."""
-
-    index: int
-    uuid: str
-    name: str
-    gpu_type: str | None  # canonical type (H100, A100, ...), "cpu" for a stand-in slot
-    memory_total: int | None = None  # bytes; None = not supported
-    memory_used: int | None = None
-    utilization: int | None = None  # percent; None = not supported
-    temperature: int | None = None
-    power_watts: float | None = None
-    processes: tuple[int, ...] = ()  # pids using the device
-    held_by: str | None = None  # run id of the run holding it
-    busy_foreign: bool = False  # used by a process this agent did not start
-    is_mig: bool = False
-    parent_uuid: str | None = None
-
-    @property
-    def is_cpu_slot(self) -> bool:
-        return self.gpu_type == "cpu"
-
-    @property
-    def label(self) -> str:
-        return self.uuid if self.is_cpu_slot else f"{self.uuid} {self.name}"
-
-
-@dataclass(frozen=True)
-class Inventory:
-    devices: tuple[Device, ...]
-    nvml_available: bool
-    message: str = ""  # said plainly in the TUI and JSON when NVML is absent or found no GPU
-    node: str | None = None
-    tier_gpus: int = 0  # what the profile's tier allows at once; 0 = everything
-
-    @property
-    def gpu_count(self) -> int:
-        return len(self.devices)
-
-    @property
-    def in_use(self) -> int:
-        return sum(1 for d in self.devices if d.held_by)
-
-
-@dataclass(frozen=True)
-class ChangeSet:
+class ChangeSet(FrozenRecord):
     """What changed since a cursor: how the UI refreshes 10,000 runs without re-reading them all."""
 
     runs: list[Run]
     deleted: list[str]
     cursor: int
-    full: bool = False  # True when the cursor was too old: `runs` is everything
+    full: bool  # True when the cursor was too old: `runs` is everything
+    _fields = ("runs", "deleted", "cursor", "full")
+
+    def __init__(self, runs: list[Run], deleted: list[str], cursor: int, full: bool = False) -> None:
+        self._set(runs=runs, deleted=deleted, cursor=cursor, full=full)
+
+    __hash__ = None  # type: ignore[assignment]  (it holds lists, as the dataclass did)
 
 
-@dataclass
-class SubmitRequest:
+class SubmitRequest(Record):
     manifests: Sequence[Path]
-    model: Path | None = None  # a folder or a zip; default: the manifest's `model/` or its folder
-    name: str | None = None
-    experiment: str | None = None
-    dry_run: bool = False
-    after: Sequence[str] = ()  # run ids (or "@", the last submission) that must complete first
-    hold: bool = False  # queued but not started until released
-    begin_at: float | None = None  # epoch seconds: not started before
+    model: Path | None  # a folder or a zip; default: the manifest's `model/` or its folder
+    name: str | None
+    experiment: str | None
+    dry_run: bool
+    after: Sequence[str]  # run ids (or "@", the last submission) that must complete first
+    hold: bool  # queued but not started until released
+    begin_at: float | None  # epoch seconds: not started before
+    _fields = ("manifests", "model", "name", "experiment", "dry_run", "after", "hold", "begin_at")
 
+    def __init__(self, manifests: Sequence[Path], model: Path | None = None, name: str | None = None,
+                 experiment: str | None = None, dry_run: bool = False, after: Sequence[str] = (),
+                 hold: bool = False, begin_at: float | None = None) -> None:
+        self.manifests = manifests
+        self.model = model
+        self.name = name
+        self.experiment = experiment
+        self.dry_run = dry_run
+        self.after = after
+        self.hold = hold
+        self.begin_at = begin_at
+
+
+def __getattr__(name: str) -> Any:
+    """Device and Inventory live in backend/devices.py (still dataclasses): loaded when first asked for."""
+    if name in ("Device", "Inventory"):
+        from . import devices
+
+        return getattr(devices, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,18 +4,22 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from backend.facade import Backend
 
 
-@dataclass
 class Context:
-    profile: str | None = None
-    read_only: bool = False
-    _backend: Any = field(default=None, repr=False)
+    """The global options and the backend they open (a plain class: `runs` loads no dataclasses)."""
+
+    def __init__(self, profile: str | None = None, read_only: bool = False, _backend: Any = None) -> None:
+        self.profile = profile
+        self.read_only = read_only
+        self._backend = _backend
+
+    def __repr__(self) -> str:
+        return f"Context(profile={self.profile!r}, read_only={self.read_only!r})"
 
     @property
     def backend(self) -> Backend:

@@ -202,3 +202,43 @@ def test_submit_through_a_running_agent_loads_neither_pydantic_nor_yaml_nor_sqli
         while time.monotonic() < deadline and "the agent stopped, exiting" not in log.read_text():
             time.sleep(0.05)
     assert "the agent stopped, exiting" in log.read_text()  # its submission worker went with it
+
+
+def test_runs_lists_finished_and_queued_runs_without_the_planner_costs_devices_or_dataclasses(tmp_path):
+    """The bench's listing (finished and queued runs, nothing billed): the queue's positions and ETAs
+    need neither admission's planner, the sweep policies, the price rules, the devices' records, the
+    object store nor a socket; and no module on the way builds a dataclass (25 ms at import)."""
+    (tmp_path / "config.toml").write_text("[profiles.local]\ncpu_slots = 2\n")
+    os.chmod(tmp_path / "config.toml", 0o600)
+    from backend.ledger import db
+
+    conn = db.connect(tmp_path / "state" / "state.db")
+    now = clock.time()
+    with db.write(conn):
+        seq = db.next_seq(conn)
+        for i in range(6):
+            db.insert_run(conn, {
+                "id": f"training-lean100{i}", "name": f"lean-{i}", "profile": "local",
+                "state": "COMPLETED" if i % 3 == 0 else "QUEUED", "priority": "normal", "prio": 0,
+                "submitted_at": now - 100 + i, "gpus": 64, "learners": 1, "cost_micro": 800,
+                "spec": {"command": "true", "max_duration_s": 600}, "results_bucket": "b"}, seq)
+    conn.close()
+    code = (
+        "import sys\nimport backend.agent.control as control\n"
+        "control.ensure_agent = lambda *a, **k: 0\n"
+        "from dlaas_tui.cli import main\n"
+        "rc = main(['runs'])\n"
+        "sys.stdout.flush()\n"
+        "print('\\nLOADED', ' '.join(sorted(sys.modules)), rc)\n"
+    )
+    env = {**os.environ, "DLAAS_HOME": str(tmp_path)}
+    env.pop("DLAAS_FAKE_NVML", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    listing, _, line = out.stdout.rpartition("LOADED ")
+    assert line.split()[-1] == "0" and "behind 1 run" in listing, out.stdout + out.stderr
+    loaded = set(line.split()[:-1])
+    unwanted = {"dataclasses", "inspect", "socket", "backend.devices", "backend.cost", "backend.store.base",
+                "backend.engines.local.scheduler", "backend.engines.local.sweeps", "backend.config_schema"}
+    if any(map(os.path.exists, NVIDIA_DEVICE_NODES)):  # a GPU box: NVML's devices are read for the ETAs
+        unwanted -= {"dataclasses", "inspect", "backend.devices", "backend.cost"}
+    assert not loaded & unwanted, loaded & unwanted

@@ -10,7 +10,6 @@ Cost comes from backend.cost over the ledger's events.
 """
 from __future__ import annotations
 
-import dataclasses
 import threading
 from typing import Any, Protocol, runtime_checkable
 
@@ -148,7 +147,7 @@ class MemoryLedger:
 
 
 def _copy(run: Run) -> Run:
-    return dataclasses.replace(run, assigned=list(run.assigned), metrics=dict(run.metrics), params=dict(run.params))
+    return run.replace(assigned=list(run.assigned), metrics=dict(run.metrics), params=dict(run.params))
 
 
 def last_state(events: list[RunEvent]) -> RunState | None:

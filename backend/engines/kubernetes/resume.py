@@ -99,6 +99,4 @@ def _create_again(engine: KubernetesEngine, manifest: Manifest, run: Run, text: 
 def _queued(run: Run, message: str) -> Run:
     fields: dict[str, Any] = {"state": RunState.QUEUED, "message": message, "error_code": None,
                               "finished_at": None, "queue_position": None, "assigned": []}
-    import dataclasses
-
-    return dataclasses.replace(run, **fields)
+    return run.replace(**fields)

@@ -43,7 +43,7 @@ _TIMES = ("submitted_at", "eta", "admitted_at", "started_at", "finished_at", "up
 
 
 def run_to_doc(run: Run) -> dict[str, Any]:
-    doc = {name: getattr(run, name) for name in Run.__dataclass_fields__}
+    doc = {name: getattr(run, name) for name in Run._fields}
     doc["state"] = run.state.value
     for name in _TIMES:
         doc[name] = _ts(doc[name])
@@ -51,7 +51,7 @@ def run_to_doc(run: Run) -> dict[str, Any]:
 
 
 def run_from_doc(doc: dict[str, Any]) -> Run:
-    fields = {k: v for k, v in doc.items() if k in Run.__dataclass_fields__}
+    fields = {k: v for k, v in doc.items() if k in Run._fields}
     fields["state"] = RunState(fields["state"])
     for name in _TIMES:
         if name in fields:

@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backend import clock
 from ...errors import BadInput, NotFound
@@ -19,7 +19,6 @@ from ...runs import (
     BILLED_SQL,
     RESUMABLE_STATES,
     ChangeSet,
-    Inventory,
     MetricPoint,
     Run,
     RunEvent,
@@ -40,6 +39,9 @@ from .rows import (
     utc_from_epoch,
 )
 from ...waits import HELD
+
+if TYPE_CHECKING:
+    from ...devices import Inventory
 
 
 class LocalEngine:

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ...runs import Device, Inventory
+if TYPE_CHECKING:  # imported where they are built: `runs` counts devices (device_count) without them
+    from ...devices import Device, Inventory
 
 
 
@@ -92,6 +93,8 @@ def _device(
     parent_uuid: str | None = None,
     parent_name: str | None = None,
 ) -> Device:
+    from ...devices import Device
+
     uuid = _decode(read("nvmlDeviceGetUUID", handle) or f"GPU-unknown-{index}")
     name = _decode(read("nvmlDeviceGetName", handle) or parent_name or "NVIDIA GPU")
     memory = read("nvmlDeviceGetMemoryInfo", handle)
@@ -132,6 +135,8 @@ def _mig_slices(read: Callable[..., Any], nvml: Any, handle: Any) -> list[Any] |
 
 
 def cpu_slot_devices(cpu_slots: int, holders: Mapping[str, str] | None = None) -> tuple[Device, ...]:
+    from ...devices import Device
+
     holders = holders or {}
     return tuple(
         Device(i, f"cpu:{i}", f"cpu slot {i}", "cpu", held_by=holders.get(f"cpu:{i}"))
@@ -183,6 +188,8 @@ def read_inventory(
             pass
     if not devices:
         return _cpu_inventory(cpu_slots, holders, "NVML found no GPU", node, tier_gpus)
+    from ...devices import Inventory
+
     return Inventory(tuple(devices), True, "", node, tier_gpus)
 
 
@@ -246,5 +253,7 @@ def process_memory(nvml: Any = None) -> dict[str, dict[int, int]]:
 def _cpu_inventory(
     cpu_slots: int, holders: Mapping[str, str], why: str, node: str | None, tier_gpus: int
 ) -> Inventory:
+    from ...devices import Inventory
+
     message = f"{why}: {cpu_slots} cpu slot(s) stand in for GPUs, runs execute on the CPU"
     return Inventory(cpu_slot_devices(cpu_slots, holders), False, message, node, tier_gpus)

@@ -89,7 +89,7 @@ def _waiting(state: str, position: int | None) -> str:
 # A finished run never changes, so its JSON is written once when it ends and `runs --json` copies
 # it out instead of rebuilding 10,000 Run objects. The shape (Run's fields) guards against a cached
 # document from an older program version.
-JSON_SHAPE = ",".join(Run.__dataclass_fields__)
+JSON_SHAPE = ",".join(Run._fields)
 
 
 def seal_run(conn, run_id: str) -> None:
