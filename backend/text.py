@@ -43,25 +43,38 @@ def _table(pictures: bool) -> dict[int, str]:
 
 
 _TABLES = {True: _table(True), False: _table(False)}
-# Most lines hold none of these: a C-speed search first keeps 10 MB lines cheap.
-_NEEDS = {flag: re.compile("[" + "".join(re.escape(chr(c)) for c in table if chr(c) != table[c]) + "]")
-          for flag, table in _TABLES.items()}
+# Most lines hold none of these: a C-speed search first keeps 10 MB lines cheap. Compiled on first
+# use: `dlaas-tui runs` escapes only when a cell is not printable, which is seldom.
+_NEEDS: dict[bool, re.Pattern[str]] = {}
+_ANY: list[re.Pattern[str]] = []
 
 
-# Matches any character `visible()` (the TUI rendering) changes: a quick "anything to do?" check.
-NEEDS_VISIBLE = _NEEDS[True]
+def _needs(pictures: bool) -> re.Pattern[str]:
+    pattern = _NEEDS.get(pictures)
+    if pattern is None:
+        table = _TABLES[pictures]
+        pattern = _NEEDS[pictures] = re.compile(
+            "[" + "".join(re.escape(chr(c)) for c in table if chr(c) != table[c]) + "]")
+    return pattern
 
 
-_ANY_ESCAPED = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(ESCAPED)) + "]")
+def __getattr__(name: str) -> re.Pattern[str]:
+    # NEEDS_VISIBLE: matches any character `visible()` (the TUI rendering) changes, a quick
+    # "anything to do?" check.
+    if name == "NEEDS_VISIBLE":
+        return _needs(True)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def controls_to_spaces(text: str) -> str:
     """`text` with every character in ESCAPED (the tab too) replaced by a space."""
-    return _ANY_ESCAPED.sub(" ", text)
+    if not _ANY:
+        _ANY.append(re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(ESCAPED)) + "]"))
+    return _ANY[0].sub(" ", text)
 
 
 def visible(text: str, *, pictures: bool = True) -> str:
     """`text` with every character in ESCAPED replaced by a visible stand-in (see the module doc)."""
-    if _NEEDS[pictures].search(text) is None:
+    if _needs(pictures).search(text) is None:
         return text
     return text.translate(_TABLES[pictures])

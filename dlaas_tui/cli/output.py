@@ -52,11 +52,11 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: i
     `width=None` cuts nothing (piped output: `runs | head` must show ids whole); the columns in
     `keep` (e.g. an ID another command needs) are never cut.
     """
-    cells = [[safe_text("" if c is None else str(c)) for c in row] for row in rows]
-    widths = [len(h) for h in headers]
-    for row in cells:
-        for i, c in enumerate(row):
-            widths[i] = max(widths[i], len(c))
+    n = len(headers)
+    cells = [_row_text(row) for row in rows]
+    cells = [row if len(row) == n else row + [""] * (n - len(row)) for row in cells]  # short rows: blanks
+    widths = [max(len(h), *map(len, column)) for h, column in zip(headers, zip(*cells))] if cells else \
+        [len(h) for h in headers]
     gap = 2
     cuttable = [i for i in range(len(widths)) if i not in keep]
     while width is not None and cuttable and sum(widths) + gap * (len(widths) - 1) > width:
@@ -68,10 +68,24 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: i
     def fit(text: str, w: int) -> str:
         return text if len(text) <= w else text[: max(0, w - 1)] + "…"
 
-    lines = ["  ".join(fit(h, w).ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    # One format for every row (600 rows x 9 cells: a third of `runs` was padding cell by cell);
+    # only a column cut narrower than its widest cell has its cells fitted first.
+    line = "  ".join(f"{{:<{w}}}" for w in widths).format
+    cut = [i for i, w in enumerate(widths) if any(len(row[i]) > w for row in cells)]
+    lines = [line(*(fit(h, w) for h, w in zip(headers, widths))).rstrip()]
     for row in cells:
-        lines.append("  ".join(fit(c, w).ljust(w) for c, w in zip(row, widths)).rstrip())
+        if cut:
+            row = list(row)
+            for i in cut:
+                row[i] = fit(row[i], widths[i])
+        lines.append(line(*row).rstrip())
     return "\n".join(lines)
+
+
+def _row_text(row: Sequence[Any]) -> list[str]:
+    """A row's cells as text, control characters made visible (one check for the whole row)."""
+    cells = ["" if c is None else str(c) for c in row]
+    return cells if "".join(cells).isprintable() else [safe_text(c) for c in cells]
 
 
 def table_width() -> int | None:

@@ -84,3 +84,44 @@ def test_runs_table_time_says_queued_for_or_ran_for(capsys, monkeypatch):
     admitted = engine.get_run(running.id).admitted_at
     ran = int((fake.now() - admitted).total_seconds())
     assert f"ran {ran // 60}m{ran % 60:02d}s" in row[running.id]
+
+
+def _cell_by_cell(headers, rows, width=80, keep=()):
+    """The table as it was formatted before (cell by cell), to hold the faster one to it."""
+    from dlaas_tui.cli.output import safe_text
+
+    cells = [[safe_text("" if c is None else str(c)) for c in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, c in enumerate(row):
+            widths[i] = max(widths[i], len(c))
+    cuttable = [i for i in range(len(widths)) if i not in keep]
+    while width is not None and cuttable and sum(widths) + 2 * (len(widths) - 1) > width:
+        i = max(cuttable, key=lambda j: widths[j])
+        if widths[i] <= max(4, len(headers[i])):
+            break
+        widths[i] -= 1
+
+    def fit(text, w):
+        return text if len(text) <= w else text[: max(0, w - 1)] + "…"
+
+    lines = ["  ".join(fit(h, w).ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    for row in cells:
+        lines.append("  ".join(fit(c, w).ljust(w) for c, w in zip(row, widths)).rstrip())
+    return "\n".join(lines)
+
+
+def test_tables_read_as_they_did_cell_by_cell_whatever_the_cells_and_width():
+    import random
+
+    rng = random.Random(7)
+    words = ["", "a", "run", "training-umatp8zz", LONG_NAME, "é日本", "tab\there", "esc\x1b[31m", "\u202eevil",
+             None, 0, 12.5, "$0.0008", "behind 3 runs"]
+    for trial in range(300):
+        ncols = rng.randint(1, 7)
+        headers = [rng.choice(["ID", "NAME", "STATE", "Q", "A-LONG-HEADER", "X"]) for _ in range(ncols)]
+        rows = [[rng.choice(words) for _ in range(rng.randint(0, ncols) if trial % 5 == 0 else ncols)]
+                for _ in range(rng.randint(0, 6))]
+        width = rng.choice([None, 20, 40, 60, 80, 200])
+        keep = rng.choice([(), (0,), (0, 1)])
+        assert format_table(headers, rows, width, keep) == _cell_by_cell(headers, rows, width, keep), (headers, rows)
