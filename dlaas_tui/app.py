@@ -199,9 +199,9 @@ class DlaasApp(App[None]):
     def _open_in_background(self) -> None:
         self._open()
         if self._backend is not None:  # the runs screen's first screenful, read in this same thread
-            from .screens.runs import read_first_page
+            from .screens.runs import read_first_page, screen_rows
 
-            self.first_page = read_first_page(self._backend)
+            self.first_page = read_first_page(self._backend, rows=screen_rows(self))
         try:
             self.call_from_thread(self._backend_opened)
         except RuntimeError:

@@ -23,7 +23,6 @@ from backend.facade import (
     RESUMABLE_STATES,
     TERMINAL_STATES,
     ChangeSet,
-    Inventory,
     QueueHead,
     Run,
     RunState,
@@ -43,38 +42,44 @@ from . import run_actions
 from .confirm import RESUME_DETAILS, ConfirmScreen
 
 if TYPE_CHECKING:
-    from backend.facade import Backend
+    from backend.facade import Backend, Inventory
 
     from ..screen_host import ScreenHost
 
 
 # Engines whose listing is a cheap local read: the first screenful is read and shown before all runs.
 FIRST_PAGE_ENGINES = frozenset({"local", "fake"})
-FIRST_PAGE = 120
+FIRST_PAGE = 120  # rows of each kind (queued, finished) when the screen's height is not known
 
 
-def first_page(engine) -> list[Run]:
+def first_page(engine, rows: int = FIRST_PAGE) -> list[Run]:
     """The top of the table's default order without reading every run: what is running, the head
-    of the queue, and the newest finished runs."""
+    of the queue, and the newest finished runs (`rows` of each: a screen shows no more)."""
     live = [s for s in ACTIVE_STATES if s is not RunState.QUEUED]
     runs = engine.list_runs(states=live)
-    runs += engine.queue_head(FIRST_PAGE) if isinstance(engine, QueueHead) else engine.list_runs(
+    runs += engine.queue_head(rows) if isinstance(engine, QueueHead) else engine.list_runs(
         states=[RunState.QUEUED])
-    runs += engine.list_runs(states=sorted(TERMINAL_STATES), limit=FIRST_PAGE)
+    runs += engine.list_runs(states=sorted(TERMINAL_STATES), limit=rows)
     return runs
 
 
-def read_first_page(backend, sort_key: str | None = None) -> tuple[list[Run], Prepared] | None:
+def read_first_page(backend, sort_key: str | None = None, rows: int = FIRST_PAGE) -> tuple[list[Run], Prepared] | None:
     """The first screenful and its prepared rows, for engines whose listing is a cheap local read;
     None otherwise or on any error (the feed's full read then says what is wrong)."""
     try:
         engine = backend.engine
         if getattr(engine, "name", "") not in FIRST_PAGE_ENGINES:
             return None
-        page = first_page(engine)
+        page = first_page(engine, rows)
         return page, prepare(page, sort_key or DEFAULT_SORT[0])
     except Exception:
         return None
+
+
+def screen_rows(app) -> int:
+    """Rows of each kind a first screenful needs: the terminal's height (not yet known: FIRST_PAGE)."""
+    height = app.size.height
+    return min(FIRST_PAGE, max(24, height)) if height > 0 else FIRST_PAGE
 
 
 def halt_then_delete(engine, run_id: str, wait_s: float = 15.0) -> None:
@@ -157,7 +162,7 @@ class RunsScreen(Screen):
         last_error = ""
         table = self._table
         if first:  # 10,000 runs take a while to read and build: the first screenful is shown first
-            page = read_first_page(backend, table.sort_key)
+            page = read_first_page(backend, table.sort_key, screen_rows(self.app))
             if page is not None and not worker.is_cancelled:
                 self.app.call_from_thread(self._apply_page, *page)
         while not worker.is_cancelled:
