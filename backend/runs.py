@@ -12,7 +12,6 @@ A preempted run goes back to QUEUED and a new billed interval starts when it is 
 from __future__ import annotations
 
 import enum
-import string
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 from .records import FrozenRecord, Record
 
-RUN_ID_ALPHABET = string.ascii_lowercase + string.digits  # ids are DNS labels: Job names on Kubernetes
+RUN_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"  # ids are DNS labels: Job names on Kubernetes
 
 
 def new_run_id(randbelow=None) -> str:

@@ -35,28 +35,40 @@ def utc_from_epoch(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, _UTC)
 
 
+def _js(v, empty):
+    if isinstance(v, str):
+        return json.loads(v) if len(v) > 2 else empty
+    return v if v is not None else empty
+
+
+_STATES = {s.value: s for s in RunState}
+
+
 def row_to_run(row, *, cost: int | None = 0, position: int | None = None,
                approximate: bool = False) -> Run:
-    def js(key: str, empty):
-        v = row[key]
-        if isinstance(v, str):
-            return json.loads(v) if len(v) > 2 else empty
-        return v if v is not None else empty
-
-    keys = row.keys()  # once: a sqlite3.Row builds the list on every call
+    try:  # a listing's row (LIST_COLUMNS): 10,000 of them at a time, so no row.keys() per row
+        goal, raw, manifest_name, max_duration_s = (
+            row["metric_goal"], row["depends_on"], row["manifest_name"], row["max_duration_s"])
+    except (IndexError, KeyError):  # another shape: a full row, decoded or not
+        keys = row.keys()
+        goal = row["metric_goal"] if "metric_goal" in keys else "minimize"
+        depends_on = _depends_on(row, keys)
+        spec = _spec_fields(row, keys)
+        manifest_name, max_duration_s = spec.get("manifest_name"), spec.get("max_duration_s")
+    else:
+        depends_on = json.loads(raw) if isinstance(raw, str) and raw else list(raw or [])
+    state = row["state"]
     return Run(
-        id=row["id"], name=row["name"], state=RunState(row["state"]),
-        submitted_at=utc_from_epoch(row["submitted_at"]), experiment=row["experiment"],
-        queue_position=position, queue_position_approximate=approximate and position is not None,
-        gpus=row["gpus"] * row["learners"], gpu_type=row["gpu_type"], assigned=js("labels", []),
+        row["id"], row["name"], _STATES.get(state) or RunState(state), utc_from_epoch(row["submitted_at"]),
+        experiment=row["experiment"], queue_position=position,
+        queue_position_approximate=approximate and position is not None,
+        gpus=row["gpus"] * row["learners"], gpu_type=row["gpu_type"], assigned=_js(row["labels"], []),
         admitted_at=utc_from_epoch(row["admitted_at"]), started_at=utc_from_epoch(row["started_at"]),
         finished_at=utc_from_epoch(row["finished_at"]), cost_micro_usd=cost, error_code=row["error_code"],
-        message=row["message"] or _waiting(row["state"], position), metrics=js("metrics", {}), primary_metric=row["primary_metric"],
-        learners=row["learners"], priority=row["priority"], params=js("params", {}),
-        results_bucket=row["results_bucket"],
-        metric_goal=row["metric_goal"] if "metric_goal" in keys else "minimize",
-        depends_on=_depends_on(row, keys),
-        **_spec_fields(row, keys),
+        message=row["message"] or _waiting(state, position), metrics=_js(row["metrics"], {}),
+        primary_metric=row["primary_metric"], learners=row["learners"], priority=row["priority"],
+        params=_js(row["params"], {}), results_bucket=row["results_bucket"], metric_goal=goal,
+        depends_on=depends_on, manifest_name=manifest_name, max_duration_s=max_duration_s,
     )
 
 
