@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from .. import __version__
@@ -48,12 +49,40 @@ exit codes: 0 ok, 1 failure, 2 bad input
 """
 
 
+def _terminal_columns() -> int:
+    """`shutil.get_terminal_size().columns` (COLUMNS, else the terminal, else 80), without importing
+    shutil (with bz2, lzma and zlib: ~5 ms) into every command, as argparse's formatter does."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class _Help(argparse.HelpFormatter):
+    """argparse's help, as wide as shutil would make it (every `add_argument` builds a formatter)."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         _terminal_columns() - 2 if width is None else width)
+
+
+class _RawDescriptionHelp(argparse.RawDescriptionHelpFormatter, _Help):
+    pass
+
+
 def _global_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dlaas-tui",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_RawDescriptionHelp,
     )
     parser.add_argument("--version", action="version", version=f"dlaas-tui {__version__}")
     parser.add_argument("--profile", "-p", metavar="P", help="profile from the config (default: local)")
@@ -68,7 +97,7 @@ def build_parser(modules: tuple[str, ...] = COMMAND_MODULES, only: str | None = 
     module's other commands are registered into nothing)."""
     parser = _global_parser()
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    target = sub if only is None else _OneCommand(sub, only)
+    target = _Commands(sub) if only is None else _OneCommand(sub, only)
     for name in modules:
         module = importlib.import_module(f"{__name__}.{name}")
         module.register(target)
@@ -82,14 +111,25 @@ class _Unused:
         return lambda *args, **kwargs: self
 
 
-class _OneCommand:
-    """The subparsers action as `register` sees it, where only `name` gets a real parser."""
+class _Commands:
+    """The subparsers action as `register` sees it: each command's parser formats help with `_Help`."""
 
-    def __init__(self, sub: argparse._SubParsersAction, name: str) -> None:
-        self._sub, self._name = sub, name
+    def __init__(self, sub: argparse._SubParsersAction) -> None:
+        self._sub = sub
 
     def add_parser(self, name: str, **kwargs):
-        return self._sub.add_parser(name, **kwargs) if name == self._name else _Unused()
+        return self._sub.add_parser(name, **{"formatter_class": _Help, **kwargs})
+
+
+class _OneCommand(_Commands):
+    """... where only `name` gets a real parser."""
+
+    def __init__(self, sub: argparse._SubParsersAction, name: str) -> None:
+        super().__init__(sub)
+        self._name = name
+
+    def add_parser(self, name: str, **kwargs):
+        return super().add_parser(name, **kwargs) if name == self._name else _Unused()
 
 
 def _command(argv: list[str]) -> str | None:

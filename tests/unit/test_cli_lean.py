@@ -237,8 +237,19 @@ def test_runs_lists_finished_and_queued_runs_without_the_planner_costs_devices_o
     listing, _, line = out.stdout.rpartition("LOADED ")
     assert line.split()[-1] == "0" and "behind 1 run" in listing, out.stdout + out.stderr
     loaded = set(line.split()[:-1])
-    unwanted = {"dataclasses", "inspect", "socket", "backend.devices", "backend.cost", "backend.store.base",
+    unwanted = {"dataclasses", "inspect", "socket", "shutil", "backend.devices", "backend.cost", "backend.store.base",
                 "backend.engines.local.scheduler", "backend.engines.local.sweeps", "backend.config_schema"}
     if any(map(os.path.exists, NVIDIA_DEVICE_NODES)):  # a GPU box: NVML's devices are read for the ETAs
         unwanted -= {"dataclasses", "inspect", "backend.devices", "backend.cost"}
     assert not loaded & unwanted, loaded & unwanted
+
+
+@pytest.mark.parametrize("columns", [None, "50", "200", "0", "x"])
+def test_help_is_as_wide_as_shutil_would_make_it(monkeypatch, columns):
+    import shutil
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert cli._terminal_columns() == shutil.get_terminal_size().columns
