@@ -58,6 +58,7 @@ class RunState(enum.StrEnum):
         return self in BILLED_STATES
 
 
+STATES: dict[str, RunState] = {s.value: s for s in RunState}  # by value, without Enum's call (per listed row)
 TERMINAL_STATES = frozenset({RunState.COMPLETED, RunState.FAILED, RunState.HALTED})
 BILLED_STATES = frozenset(
     {RunState.PENDING, RunState.DOWNLOADING, RunState.PROCESSING, RunState.STORING}

@@ -17,6 +17,7 @@ from backend import clock
 from ...errors import BadInput, NotFound
 from ...runs import (
     BILLED_SQL,
+    BILLED_STATES,
     RESUMABLE_STATES,
     ChangeSet,
     MetricPoint,
@@ -39,6 +40,8 @@ from .rows import (
     utc_from_epoch,
 )
 from ...waits import HELD
+
+BILLED_VALUES = frozenset(s.value for s in BILLED_STATES)
 
 if TYPE_CHECKING:
     from ...devices import Inventory
@@ -122,7 +125,7 @@ class LocalEngine:
     def _costs(self, rows) -> dict[str, int | None]:
         """Live cost of billed runs (from the ledger); finished runs carry their final cost."""
         # A QUEUED run that was admitted before (requeued, or resumed) has paid for earlier attempts.
-        live = [r for r in rows if RunState(r["state"]).billed
+        live = [r for r in rows if r["state"] in BILLED_VALUES
                 or (r["state"] == "QUEUED" and r["admitted_at"] is not None)]
         out: dict[str, int | None] = {}
         if not live:

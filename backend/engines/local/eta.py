@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from backend import clock
 from ...eta import DurationModel, Eta, queue_etas
-from ...runs import BILLED_SQL, RunState
+from ...runs import BILLED_SQL, STATES, RunState
 from .rows import QUEUE_SQL
 
 
@@ -50,7 +50,7 @@ class QueueRow:
     def __init__(self, row) -> None:
         (self.id, state, self.gpus, self.experiment, admitted, submitted, self.name, self.manifest_name,
          self.max_duration_s) = row
-        self.state = RunState(state)
+        self.state = STATES.get(state) or RunState(state)
         self.admitted_at = None if admitted is None else datetime.fromtimestamp(admitted, timezone.utc)
         self.submitted_at = datetime.fromtimestamp(submitted, timezone.utc)
         self.queue_position = None

@@ -9,7 +9,7 @@ from typing import Any
 
 from backend import clock
 from ...ledger import db
-from ...runs import Run, RunState
+from ...runs import STATES, Run, RunState
 from ...waits import behind
 
 LIST_COLUMNS = (
@@ -41,9 +41,6 @@ def _js(v, empty):
     return v if v is not None else empty
 
 
-_STATES = {s.value: s for s in RunState}
-
-
 def row_to_run(row, *, cost: int | None = 0, position: int | None = None,
                approximate: bool = False) -> Run:
     try:  # a listing's row (LIST_COLUMNS): 10,000 of them at a time, so no row.keys() per row
@@ -59,7 +56,7 @@ def row_to_run(row, *, cost: int | None = 0, position: int | None = None,
         depends_on = json.loads(raw) if isinstance(raw, str) and raw else list(raw or [])
     state = row["state"]
     return Run(
-        row["id"], row["name"], _STATES.get(state) or RunState(state), utc_from_epoch(row["submitted_at"]),
+        row["id"], row["name"], STATES.get(state) or RunState(state), utc_from_epoch(row["submitted_at"]),
         experiment=row["experiment"], queue_position=position,
         queue_position_approximate=approximate and position is not None,
         gpus=row["gpus"] * row["learners"], gpu_type=row["gpu_type"], assigned=_js(row["labels"], []),
