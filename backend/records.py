@@ -1,8 +1,8 @@
 """Plain records: what `@dataclass` gives (keyword `__init__`, `__repr__`, `__eq__`, frozen), without it.
 
 `dataclasses` generates and compiles each class's methods when its module is imported (with
-`inspect`, `ast` and `dis` loaded for it): some 25 ms of every `dlaas-tui runs`, whose whole budget is
-80 ms. The records every command and the TUI's first frame load (Run, RunEvent, Paths, Backend, the
+`inspect`, `ast` and `dis` loaded for it): about 20 ms of every `dlaas-tui runs` on the bench machine
+(13 ms to import it, ~1 ms per class), against a budget of 80 ms for the whole listing. The records every command and the TUI's first frame load (Run, RunEvent, Paths, Backend, the
 queue ETAs) are written out instead: `__init__` by hand, the rest from `_fields` here. Add a field to
 `_fields` and `__init__` together (tests/unit/test_records.py holds each record to that).
 """
