@@ -29,8 +29,6 @@ from .keymap import apply_keymap, refusal
 from .theme_cache import cached_themes
 from .themes import DEFAULT_THEME
 from .ui_state import UiState
-from .screens.command import CommandScreen
-from .widgets.command_bar import CommandSuggester
 from .widgets.safe_text import visible
 
 if TYPE_CHECKING:
@@ -358,6 +356,9 @@ class DlaasApp(App[None]):
         return []
 
     def action_command(self) -> None:
+        from .screens.command import CommandScreen  # here: not needed for the first frame
+        from .widgets.command_bar import CommandSuggester
+
         suggester = CommandSuggester(self.command_names, self.command_arguments)
         self.push_screen(CommandScreen(suggester, self.ui_state.history, hint=COMMAND_HINT),
                          callback=self._command_entered)
