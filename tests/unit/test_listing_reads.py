@@ -111,3 +111,17 @@ def test_no_sweep_policy_and_no_experiments_table_mean_no_caps(tmp_path):
     conn.execute("INSERT INTO experiments VALUES ('f', 0, '{\"parallel\": 3, \"max_failed\": 2}')")
     assert eta.parallel_caps(conn) == {"f": 3}
     conn.close()
+
+
+def test_caps_read_in_sql_are_those_the_sweep_policies_give(tmp_path):
+    from backend.engines.local import sweeps
+
+    conn = db.connect(tmp_path / "state.db")
+    sweeps.ensure_schema(conn)
+    for exp, policy in {"a": '{"parallel": 2, "metric": "loss"}', "b": '{"parallel": null, "max_failed": 3}',
+                        "c": '{"parallel": 0}', "d": '{}', "e": '{"metric": "acc", "goal": "maximize"}',
+                        "f": '{"parallel": 1, "early_stop_min_runs": 4}'}.items():
+        conn.execute("INSERT INTO experiments VALUES (?, 0, ?)", (exp, policy))
+    expected = {e: p.parallel for e, p in sweeps.read_policies(conn).items() if p.parallel}
+    assert eta.parallel_caps(conn) == expected == {"a": 2, "f": 1}
+    conn.close()

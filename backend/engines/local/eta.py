@@ -26,18 +26,15 @@ def learned(conn) -> DurationModel:
 
 
 def parallel_caps(conn) -> dict[str, int]:
-    """`parallel` per experiment. A ledger whose experiments record no policy (most of them) is
-    answered from one query, without loading sweeps.py (admission's module) into every listing."""
+    """`parallel` per experiment that sets one, read in SQL from the policies sweeps.py records (as
+    its SweepPolicy would read them): a listing does not load admission's modules for it."""
     try:
-        if conn.execute("SELECT 1 FROM experiments WHERE policy NOT IN ('', '{}') LIMIT 1").fetchone() is None:
-            return {}
+        rows = conn.execute("SELECT id, json_extract(policy, '$.parallel') FROM experiments").fetchall()
     except Exception as exc:  # no sweep submitted yet: no table, no caps; any other error is raised
         if str(exc).startswith("no such table"):
             return {}
         raise
-    from .sweeps import read_policies
-
-    return {e: p.parallel for e, p in read_policies(conn).items() if p.parallel}
+    return {exp: parallel for exp, parallel in rows if parallel}
 
 
 class QueueRow:
