@@ -207,7 +207,7 @@ def test_submit_through_a_running_agent_loads_neither_pydantic_nor_yaml_nor_sqli
 def test_runs_lists_finished_and_queued_runs_without_the_planner_costs_devices_or_dataclasses(tmp_path):
     """The bench's listing (finished and queued runs, nothing billed): the queue's positions and ETAs
     need neither admission's planner, the sweep policies, the price rules, the devices' records, the
-    object store nor a socket; and no module on the way builds a dataclass (25 ms at import)."""
+    object store nor a socket; and no module on the way builds a dataclass (~20 ms at import)."""
     (tmp_path / "config.toml").write_text("[profiles.local]\ncpu_slots = 2\n")
     os.chmod(tmp_path / "config.toml", 0o600)
     from backend.ledger import db
