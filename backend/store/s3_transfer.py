@@ -165,9 +165,14 @@ def _get_small(
                       or _slow_get(client, where.bucket, job, meta))
             crc = 0
             want_crc = None if digest is not None else s3_checksum.parse(meta.get(s3_checksum.META_KEY))
-            with open(tmp, "wb") as out:
+            # os.open/os.write: Python's buffered open() adds an fstat, an ioctl and an lseek per
+            # file (~10-30 us measured here, per 16 KiB file of a folder).
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+            try:
                 for chunk in chunks:
-                    out.write(chunk)
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(out, view):]
                     got += len(chunk)
                     if digest is not None:
                         digest.update(chunk)
@@ -175,6 +180,8 @@ def _get_small(
                         crc = zlib.crc32(chunk, crc)
                     if transfer is not None:
                         transfer.advance(len(chunk))
+            finally:
+                os.close(out)
             if job.size is not None and got != job.size:
                 raise BrokenBody(f"got {got} of {job.size} bytes")
             if digest is not None and digest.hexdigest() != md5_etag:
