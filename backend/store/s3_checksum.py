@@ -79,17 +79,25 @@ def combine_all(pieces: Sequence[tuple[int, int]]) -> int:
     return crc
 
 
-def _piece_crc(fd: int, offset: int, length: int, halted: Callable[[], bool]) -> int:
+def _piece_crc(path: os.PathLike | str, offset: int, length: int, halted: Callable[[], bool]) -> int:
+    """One piece's CRC32; each piece opens the file itself, so a folder of many large files
+    does not hold a descriptor per file while its sums wait in the queue."""
+    if halted():
+        raise concurrent.futures.CancelledError()
     crc = 0
     done = 0
-    while done < length:
-        if halted():
-            raise concurrent.futures.CancelledError()
-        block = os.pread(fd, min(BLOCK, length - done), offset + done)
-        if not block:
-            raise OSError(f"the file shrank while it was read (at byte {offset + done})")
-        crc = zlib.crc32(block, crc)
-        done += len(block)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        while done < length:
+            if halted():
+                raise concurrent.futures.CancelledError()
+            block = os.pread(fd, min(BLOCK, length - done), offset + done)
+            if not block:
+                raise OSError(f"{os.fspath(path)}: the file shrank while it was read (at byte {offset + done})")
+            crc = zlib.crc32(block, crc)
+            done += len(block)
+    finally:
+        os.close(fd)
     return crc
 
 
@@ -97,13 +105,8 @@ def file_crc32(path: os.PathLike | str, size: int, pool: concurrent.futures.Exec
                halted: Callable[[], bool] = lambda: False) -> concurrent.futures.Future:
     """A future of `path`'s CRC32 over its first `size` bytes, summed in pieces on `pool`."""
     result: concurrent.futures.Future = concurrent.futures.Future()
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        result.set_exception(exc)
-        return result
     spans = [(off, min(PIECE, size - off)) for off in range(0, size, PIECE)] or [(0, 0)]
-    futures = [pool.submit(_piece_crc, fd, off, length, halted) for off, length in spans]
+    futures = [pool.submit(_piece_crc, path, off, length, halted) for off, length in spans]
     left = [len(futures)]
     lock = threading.Lock()
 
@@ -112,7 +115,6 @@ def file_crc32(path: os.PathLike | str, size: int, pool: concurrent.futures.Exec
             left[0] -= 1
             if left[0]:
                 return
-        os.close(fd)
         try:
             result.set_result(combine_all([(f.result(), n) for f, (_, n) in zip(futures, spans, strict=True)]))
         except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the result

@@ -28,6 +28,8 @@ def test_a_file_is_summed_in_pieces_on_a_pool(tmp_path, monkeypatch):
         assert s3_checksum.file_crc32(tmp_path / "empty", 0, pool).result() == 0
         with pytest.raises(OSError, match="shrank"):
             s3_checksum.file_crc32(tmp_path / "f", len(data) + 5, pool).result()
+        with pytest.raises(FileNotFoundError):
+            s3_checksum.file_crc32(tmp_path / "gone", 10, pool).result()
         with pytest.raises(concurrent.futures.CancelledError):
             s3_checksum.file_crc32(tmp_path / "f", len(data), pool, lambda: True).result()
 

@@ -12,7 +12,7 @@ import pytest
 
 from backend.errors import NotFound, StoreError
 from backend.store import s3_checksum, s3_ranged, s3_retry
-from backend.store.base import Transfer
+from backend.store.base import Transfer, TransferCancelled
 from tests.fixtures.s3faults import FaultProxy
 from tests.fixtures.s3server import make_store
 
@@ -222,3 +222,22 @@ def test_objects_without_our_crc32_still_download(store, proxy, tmp_path):
     c.complete_multipart_upload(Bucket=store.bucket, Key="other/x.bin", UploadId=up["UploadId"], MultipartUpload={
         "Parts": [{"PartNumber": n, "ETag": e} for n, e in zip((1, 2), etags, strict=True)]})
     assert store.get_file(store.bucket, "other/x.bin", tmp_path / "x.bin").read_bytes() == part * 2
+
+
+def test_a_put_cancelled_while_its_crc32_is_summed_sends_no_byte(store, proxy, tmp_path, monkeypatch):
+    src = tmp_path / "model.bin"
+    src.write_bytes(os.urandom(11 * MiB))
+    tr = Transfer()
+    real = s3_checksum._piece_crc
+
+    def cancel_then_sum(*args):
+        tr.cancel()
+        return real(*args)
+
+    monkeypatch.setattr(s3_checksum, "_piece_crc", cancel_then_sum)
+    with pytest.raises(TransferCancelled):
+        store.put_file(src, store.bucket, "cx/model.bin", transfer=tr)
+    assert not [t for m, t, _ in proxy.seen if m in ("PUT", "POST") and "/cx/model.bin" in t]
+    with pytest.raises(NotFound):
+        store.plain.stat(store.bucket, "cx/model.bin")
+    assert tr.done == 0 and _uploads_left(store) == []
