@@ -111,12 +111,13 @@ class FastGetter:
 
     def get(
         self, bucket: str, key: str, etag: str | None, span: tuple[int, int] | None = None,
-        into: bytearray | None = None,
+        into: bytearray | None = None, meta: dict[str, str] | None = None,
     ) -> Iterator[Any] | None:
         """The body as blocks, or None: the caller then takes the botocore path.
 
         `span` (offset, length) asks for a range (a 206 answer); with `into`, blocks are views of
-        that buffer, each valid until the next one is asked for (no copy per block).
+        that buffer, each valid until the next one is asked for (no copy per block). `meta`
+        receives the answer's user metadata (`x-amz-meta-NAME` as NAME), as botocore gives it.
         """
         if self.broken:
             return None
@@ -137,6 +138,10 @@ class FastGetter:
         if resp.status != (200 if span is None else 206):
             self._drop(parts.scheme, parts.netloc)  # its body is not worth reading
             return None
+        if meta is not None:
+            for name, value in resp.getheaders():
+                if name.lower().startswith("x-amz-meta-"):
+                    meta[name[11:].lower()] = value
         return self._body(resp, parts.scheme, parts.netloc, into)
 
     def put(self, bucket: str, key: str, path: Any, size: int) -> bool:

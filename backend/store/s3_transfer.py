@@ -20,12 +20,14 @@ import re
 import queue
 import secrets
 import threading
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput, StoreError
+from . import s3_checksum
 from .base import ObjectInfo, Transfer, TransferCancelled, validate_key
 from .s3_errors import Where, clean, translate
 from .s3_fastget import FastGetter
@@ -92,8 +94,9 @@ def run_uploads(
     client: Any, config: Any, bucket: str, jobs: Sequence[UploadJob], transfer: Transfer | None,
     endpoint: str, *, verify_tls: bool = True,
 ) -> None:
-    def submit(manager: Any, job: UploadJob, sub: Any) -> None:
-        manager.upload(str(job.src), bucket, job.key, subscribers=[sub])
+    def submit(manager: Any, job: UploadJob, sub: Any, crc: str | None = None) -> None:
+        extra = {"Metadata": {s3_checksum.META_KEY: crc}} if crc is not None else None
+        manager.upload(str(job.src), bucket, job.key, extra_args=extra, subscribers=[sub])
 
     fast = FastGetter.for_client(client, verify_tls=verify_tls)
 
@@ -149,27 +152,42 @@ def _get_small(
 ) -> None:
     """One GET into a temp file beside the target, then rename; a broken body is read again."""
     tmp = job.dest.with_name(f".{job.dest.name}.{secrets.token_hex(4)}.part")
-    # A single-part object's ETag is the MD5 of its bytes (a multipart one has a `-N` suffix).
+    # A single-part object's ETag is the MD5 of its bytes (a multipart one has a `-N` suffix, and
+    # our own carry a whole-object CRC32 in their metadata instead: s3_checksum).
     md5_etag = job.etag.lower() if job.etag and _MD5_ETAG.fullmatch(job.etag) else None
 
     def attempt(n: int) -> None:
         got = 0
         digest = hashlib.md5(usedforsecurity=False) if md5_etag else None
+        meta: dict[str, str] = {}
         try:
-            chunks = ((fast.get(where.bucket, job.key, job.etag) if fast is not None and n == 0 else None)
-                      or _slow_get(client, where.bucket, job))
-            with open(tmp, "wb") as out:
+            chunks = ((fast.get(where.bucket, job.key, job.etag, meta=meta) if fast is not None and n == 0 else None)
+                      or _slow_get(client, where.bucket, job, meta))
+            crc = 0
+            want_crc = None if digest is not None else s3_checksum.parse(meta.get(s3_checksum.META_KEY))
+            # os.open/os.write: Python's buffered open() adds an fstat, an ioctl and an lseek per
+            # file (~10-30 us measured here, per 16 KiB file of a folder).
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+            try:
                 for chunk in chunks:
-                    out.write(chunk)
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(out, view):]
                     got += len(chunk)
                     if digest is not None:
                         digest.update(chunk)
+                    elif want_crc is not None:
+                        crc = zlib.crc32(chunk, crc)
                     if transfer is not None:
                         transfer.advance(len(chunk))
+            finally:
+                os.close(out)
             if job.size is not None and got != job.size:
                 raise BrokenBody(f"got {got} of {job.size} bytes")
             if digest is not None and digest.hexdigest() != md5_etag:
                 raise BrokenBody(f"the bytes do not match the object's MD5 (ETag {md5_etag})")
+            if want_crc is not None and crc != want_crc:
+                raise BrokenBody(f"the bytes do not match the object's CRC32 ({s3_checksum.HEADER})")
         except BaseException:
             if transfer is not None:  # the bar counts each byte once, whatever is read again
                 transfer.advance(-got)
@@ -184,17 +202,22 @@ def _get_small(
         raise
 
 
-def _slow_get(client: Any, bucket: str, job: DownloadJob) -> Iterator[bytes]:
+def _slow_get(client: Any, bucket: str, job: DownloadJob, meta: dict[str, str]) -> Iterator[bytes]:
     kwargs: dict[str, Any] = {"Bucket": bucket, "Key": job.key}
     if job.etag:
         kwargs["IfMatch"] = f'"{job.etag}"'
-    body = client.get_object(**kwargs)["Body"]
+    resp = client.get_object(**kwargs)
+    meta.update({k.lower(): v for k, v in (resp.get("Metadata") or {}).items()})
+    return _chunks(resp["Body"])
+
+
+def _chunks(body: Any) -> Iterator[bytes]:
     with body:
         yield from body.iter_chunks(256 * 1024)
 
 
 def _run(
-    client: Any, config: Any, jobs: Sequence[Any], submit_large: Callable[[Any, Any, Any], None],
+    client: Any, config: Any, jobs: Sequence[Any], submit_large: Callable[..., None],
     do_small: Callable[[Any, threading.Event], None], transfer: Transfer | None, where: Where,
     ranged: Callable[[Any, Any, threading.Event, Callable[[str, Any], None]], None] | None = None,
 ) -> None:
@@ -219,19 +242,33 @@ def _run(
         do_small(job, stop)
 
     pool = concurrent.futures.ThreadPoolExecutor(config.max_request_concurrency, thread_name_prefix="s3-small")
+    # Uploads: each multipart file's whole CRC32 (s3_checksum), summed in order, one thread per
+    # core, so the first file's upload starts while the others' are still being summed.
+    summer = (concurrent.futures.ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="s3-crc")
+              if ranged is None and large else None)
     try:
         parts = copy.copy(config)
         parts.max_request_concurrency = min(config.max_request_concurrency, PART_CONCURRENCY)
+        sums: dict[int, concurrent.futures.Future] = {}
+        if summer is not None:
+            def halted() -> bool:
+                return stop.is_set() or (transfer is not None and transfer.cancelled)
+
+            sums = {i: s3_checksum.file_crc32(job.src, job.size, summer, halted) for i, job in enumerate(large)}
         with TransferManager(client, parts) as manager:
             count = 0
-            for job in large:
+            for i, job in enumerate(large):
                 if transfer is not None and transfer.cancelled:
                     break
                 if ranged is not None and job.size is not None:
                     ranged(job, pool, stop, lambda key, fut: done.put((key, fut)))
                     count += 1
                     continue
-                submit_large(manager, job, _subscriber(transfer, job.size, getattr(job, "etag", None), done, job.key))
+                sub = _subscriber(transfer, job.size, getattr(job, "etag", None), done, job.key)
+                if i in sums:
+                    submit_large(manager, job, sub, _crc_of(sums[i], transfer, where, job.key))
+                else:
+                    submit_large(manager, job, sub)
                 count += 1
             if ranged is None and count and small:
                 # Uploads: the multipart parts first, then the small files, each phase with the whole
@@ -253,6 +290,23 @@ def _run(
     finally:
         stop.set()  # on success every job is done already; otherwise queued ones must not start
         pool.shutdown(wait=True, cancel_futures=True)
+        if summer is not None:
+            summer.shutdown(wait=True, cancel_futures=True)
+
+
+def _crc_of(fut: concurrent.futures.Future, transfer: Transfer | None, where: Where, key: str) -> str:
+    """The file's CRC32 for its metadata, once summed; a cancel or a read error stops the put."""
+    while True:
+        if transfer is not None and transfer.cancelled:
+            raise TransferCancelled(f"{where.op} s3://{where.bucket}: transfer cancelled")
+        try:
+            return s3_checksum.encode(fut.result(timeout=_POLL_S))
+        except concurrent.futures.TimeoutError:
+            continue
+        except BaseException as exc:  # noqa: BLE001 - translated with the key
+            if transfer is not None and transfer.cancelled:
+                raise TransferCancelled(f"{where.op} s3://{where.bucket}: transfer cancelled") from None
+            raise translate(exc, Where(where.endpoint, where.op, where.bucket, key)) from None
 
 
 def _wait(

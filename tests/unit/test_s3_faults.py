@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import uuid
+import zlib
 from pathlib import Path
 
 import pytest
 
 from backend.errors import NotFound, StoreError
-from backend.store import s3_ranged, s3_retry
-from backend.store.base import Transfer
+from backend.store import s3_checksum, s3_ranged, s3_retry
+from backend.store.base import Transfer, TransferCancelled
 from tests.fixtures.s3faults import FaultProxy
 from tests.fixtures.s3server import make_store
 
@@ -149,3 +150,94 @@ def test_a_small_download_corrupted_in_transit_is_read_again(store, proxy, tmp_p
     assert store.get_file(store.bucket, "g/a.bin", tmp_path / "a.bin", transfer=tr).read_bytes() == body
     assert proxy.faults[0].fired == 1
     assert (tr.done, tr.total, tr.peak) == (len(body), len(body), len(body))
+
+
+def test_a_multipart_object_carries_its_crc32_and_a_byte_flipped_on_the_way_down_is_read_again(
+        store, proxy, tmp_path):
+    body = os.urandom(12 * MiB + 5)  # three 5 MiB parts up, three ranges down
+    (tmp_path / "model.bin").write_bytes(body)
+    store.put_file(tmp_path / "model.bin", store.bucket, "mp/model.bin")
+    head = store.plain.client.head_object(Bucket=store.bucket, Key="mp/model.bin")
+    assert head["ETag"].strip('"').endswith("-3")  # multipart: the ETag is no MD5 of the bytes
+    assert head["Metadata"][s3_checksum.META_KEY] == s3_checksum.encode(zlib.crc32(body))
+    proxy.clear()
+    proxy.add("GET", "/mp/model.bin", "flip-reply")  # one range: its length is right, a byte is not
+    tr = Recorder()
+    got = store.get_file(store.bucket, "mp/model.bin", tmp_path / "out.bin", transfer=tr)
+    assert got.read_bytes() == body
+    assert proxy.faults[0].fired == 1
+    gets = [t for m, t, _ in proxy.seen if m == "GET" and "/mp/model.bin" in t]
+    assert len(gets) == 6  # three ranges, then all three again
+    assert (tr.done, tr.total, tr.files_done) == (len(body), len(body), 1)
+    assert tr.peak <= len(body)
+
+
+@pytest.mark.parametrize("way", ["get_file", "get_prefix"])
+def test_a_multipart_object_that_keeps_arriving_corrupted_is_reported_and_leaves_no_file(
+        store, proxy, tmp_path, way):
+    (tmp_path / "model.bin").write_bytes(os.urandom(11 * MiB))
+    store.put_file(tmp_path / "model.bin", store.bucket, "bad/model.bin")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "model.bin").write_bytes(b"the old file stays as it was")
+    proxy.add("GET", "/bad/model.bin", "flip-reply", times=None)
+    tr = Transfer()
+    with pytest.raises(StoreError) as err:
+        if way == "get_file":
+            store.get_file(store.bucket, "bad/model.bin", tmp_path / "out" / "model.bin", transfer=tr)
+        else:
+            store.get_prefix(store.bucket, "bad/", tmp_path / "out", transfer=tr)
+    msg = str(err.value)
+    assert f"s3://{store.bucket}/bad/model.bin" in msg and f"after {s3_retry.ATTEMPTS} attempts" in msg
+    assert "CRC32" in msg
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["model.bin"]  # no temp file left
+    assert (tmp_path / "out" / "model.bin").read_bytes() == b"the old file stays as it was"
+    assert tr.files_done == 0 and tr.done <= tr.total
+
+
+def test_a_small_copy_of_a_multipart_object_is_checked_against_its_crc32(store, proxy, tmp_path, s3_server):
+    """An object of ours that is multipart but under another profile's threshold goes as one GET:
+    that GET is checked against the CRC32 too."""
+    body = os.urandom(11 * MiB)
+    (tmp_path / "model.bin").write_bytes(body)
+    store.put_file(tmp_path / "model.bin", store.bucket, "sm/model.bin")
+    other = make_store(s3_server, endpoint_url=proxy.endpoint, multipart_threshold_mb=64)  # one GET
+    proxy.clear()
+    proxy.add("GET", "/sm/model.bin", "flip-reply")
+    tr = Recorder()
+    try:
+        assert other.get_file(store.bucket, "sm/model.bin", tmp_path / "o.bin", transfer=tr).read_bytes() == body
+    finally:
+        other.close()
+    assert proxy.faults[0].fired == 1 and len([1 for m, t, _ in proxy.seen if m == "GET"]) == 2
+    assert (tr.done, tr.peak) == (len(body), len(body))
+
+
+def test_objects_without_our_crc32_still_download(store, proxy, tmp_path):
+    """A multipart object another tool uploaded (no dlaas-crc32) is checked for length only."""
+    c = store.plain.client
+    part = os.urandom(5 * MiB)
+    up = c.create_multipart_upload(Bucket=store.bucket, Key="other/x.bin")
+    etags = [c.upload_part(Bucket=store.bucket, Key="other/x.bin", UploadId=up["UploadId"], PartNumber=n,
+                           Body=part)["ETag"] for n in (1, 2)]
+    c.complete_multipart_upload(Bucket=store.bucket, Key="other/x.bin", UploadId=up["UploadId"], MultipartUpload={
+        "Parts": [{"PartNumber": n, "ETag": e} for n, e in zip((1, 2), etags, strict=True)]})
+    assert store.get_file(store.bucket, "other/x.bin", tmp_path / "x.bin").read_bytes() == part * 2
+
+
+def test_a_put_cancelled_while_its_crc32_is_summed_sends_no_byte(store, proxy, tmp_path, monkeypatch):
+    src = tmp_path / "model.bin"
+    src.write_bytes(os.urandom(11 * MiB))
+    tr = Transfer()
+    real = s3_checksum._piece_crc
+
+    def cancel_then_sum(*args):
+        tr.cancel()
+        return real(*args)
+
+    monkeypatch.setattr(s3_checksum, "_piece_crc", cancel_then_sum)
+    with pytest.raises(TransferCancelled):
+        store.put_file(src, store.bucket, "cx/model.bin", transfer=tr)
+    assert not [t for m, t, _ in proxy.seen if m in ("PUT", "POST") and "/cx/model.bin" in t]
+    with pytest.raises(NotFound):
+        store.plain.stat(store.bucket, "cx/model.bin")
+    assert tr.done == 0 and _uploads_left(store) == []
