@@ -31,6 +31,18 @@ BLOCK = 256 * 1024
 PUT_MAX = 1024 * 1024  # larger files stream through put_object rather than sit in memory
 
 
+# Set in `meta` (a name no header can have) when the answer says its ETag is not the MD5 of its
+# bytes: AWS encrypts with KMS keys (SSE-KMS, DSSE-KMS) or a customer's key (SSE-C) that way.
+ETAG_NOT_MD5 = "@etag-not-md5"
+
+
+def etag_not_md5(header: str, value: str) -> bool:
+    """Whether a GET answer's header (lower-cased name) says the object's ETag is no MD5."""
+    if header == "x-amz-server-side-encryption":
+        return value.strip().lower().startswith("aws:kms")
+    return header == "x-amz-server-side-encryption-customer-algorithm"
+
+
 class FastGetter:
     def __init__(self, client: Any, verify: Any, timeout: float) -> None:
         self._client = client
@@ -140,8 +152,11 @@ class FastGetter:
             return None
         if meta is not None:
             for name, value in resp.getheaders():
-                if name.lower().startswith("x-amz-meta-"):
-                    meta[name[11:].lower()] = value
+                low = name.lower()
+                if low.startswith("x-amz-meta-"):
+                    meta[low[11:]] = value
+                elif etag_not_md5(low, value):
+                    meta[ETAG_NOT_MD5] = value
         return self._body(resp, parts.scheme, parts.netloc, into)
 
     def put(self, bucket: str, key: str, path: Any, size: int) -> bool:

@@ -30,7 +30,7 @@ from ..errors import BadInput, StoreError
 from . import s3_checksum
 from .base import ObjectInfo, Transfer, TransferCancelled, validate_key
 from .s3_errors import Where, clean, translate
-from .s3_fastget import FastGetter
+from .s3_fastget import ETAG_NOT_MD5, FastGetter, etag_not_md5
 from .s3_ranged import RangedDownload
 from .s3_retry import BrokenBody, retry
 
@@ -184,7 +184,7 @@ def _get_small(
                 os.close(out)
             if job.size is not None and got != job.size:
                 raise BrokenBody(f"got {got} of {job.size} bytes")
-            if digest is not None and digest.hexdigest() != md5_etag:
+            if digest is not None and digest.hexdigest() != md5_etag and ETAG_NOT_MD5 not in meta:
                 raise BrokenBody(f"the bytes do not match the object's MD5 (ETag {md5_etag})")
             if want_crc is not None and crc != want_crc:
                 raise BrokenBody(f"the bytes do not match the object's CRC32 ({s3_checksum.HEADER})")
@@ -208,6 +208,9 @@ def _slow_get(client: Any, bucket: str, job: DownloadJob, meta: dict[str, str]) 
         kwargs["IfMatch"] = f'"{job.etag}"'
     resp = client.get_object(**kwargs)
     meta.update({k.lower(): v for k, v in (resp.get("Metadata") or {}).items()})
+    if etag_not_md5("x-amz-server-side-encryption", resp.get("ServerSideEncryption") or "") \
+            or resp.get("SSECustomerAlgorithm"):
+        meta[ETAG_NOT_MD5] = resp.get("ServerSideEncryption") or resp.get("SSECustomerAlgorithm")
     return _chunks(resp["Body"])
 
 

@@ -111,3 +111,61 @@ def test_one_retry_policy_for_broken_bodies(monkeypatch):
     assert [s3_retry.pause_s(n) for n in range(3)] == [0.0, 0.0, 0.0]
     monkeypatch.setattr(s3_retry, "PAUSE_S", 0.2)
     assert [s3_retry.pause_s(n) for n in range(5)] == [0.0, 0.2, 0.4, 0.8, 1.6]
+
+
+class _Body:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def iter_chunks(self, size: int):
+        yield self.data
+
+
+class _Client:
+    """get_object as botocore answers it for an object AWS encrypted (or not) with `sse`."""
+
+    def __init__(self, data: bytes, sse: dict) -> None:
+        self.data, self.sse = data, sse
+
+    def get_object(self, **kwargs):
+        return {"Body": _Body(self.data), "Metadata": {}, **self.sse}
+
+
+@pytest.mark.parametrize("sse, checked", [
+    ({}, True),
+    ({"ServerSideEncryption": "AES256"}, True),  # SSE-S3: the ETag is still the MD5 of the bytes
+    ({"ServerSideEncryption": "aws:kms"}, False),
+    ({"ServerSideEncryption": "aws:kms:dsse"}, False),
+    ({"SSECustomerAlgorithm": "AES256"}, False),
+])
+def test_the_md5_etag_check_is_skipped_only_where_aws_says_the_etag_is_no_md5(tmp_path, monkeypatch, sse, checked):
+    import hashlib
+    import threading
+
+    from backend.store import s3_retry, s3_transfer
+    from backend.store.s3_fastget import ETAG_NOT_MD5, etag_not_md5
+
+    monkeypatch.setattr(s3_retry, "PAUSE_S", 0.0)
+    data = b"the bytes as stored"
+    other_md5 = hashlib.md5(b"not these bytes").hexdigest()  # an ETag that is no MD5 of `data`
+    job = s3_transfer.DownloadJob("k.bin", tmp_path / "k.bin", size=len(data), etag=other_md5)
+    where = Where("http://127.0.0.1:9", "download", "b")
+    get = lambda: s3_transfer._get_small(_Client(data, sse), where, job, None, threading.Event())  # noqa: E731
+    if checked:
+        with pytest.raises(StoreError, match="the bytes do not match the object's MD5"):
+            get()
+        assert not (tmp_path / "k.bin").exists() and list(tmp_path.iterdir()) == []
+    else:
+        get()
+        assert (tmp_path / "k.bin").read_bytes() == data
+    # the fast path reads the same headers
+    assert etag_not_md5("x-amz-server-side-encryption", sse.get("ServerSideEncryption", "AES256")) == (
+        not checked and "ServerSideEncryption" in sse)
+    assert etag_not_md5("x-amz-server-side-encryption-customer-algorithm", "AES256")
+    assert ETAG_NOT_MD5.startswith("@")  # no header name (so no user metadata name) can be it
