@@ -118,7 +118,7 @@ class Worker:
             if not data:
                 raise Abandoned
 
-        runs = backend.engine.submit(request, before_record=still_wanted)
+        runs = backend.engine.submit_checked(request, before_record=still_wanted)
         return [r.to_json() for r in runs]
 
     def serve(self, conn: socket.socket) -> None:

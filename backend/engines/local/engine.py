@@ -100,9 +100,12 @@ class LocalEngine:
 
         check_fits(self, manifest)
 
-    def submit(self, request: SubmitRequest, *, before_record=None) -> list[Run]:
-        """`before_record()`, when given, is called just before the runs are written (the agent's
-        submission worker checks there that its CLI still waits; it raises to record nothing)."""
+    def submit(self, request: SubmitRequest) -> list[Run]:
+        return self.submit_checked(request)
+
+    def submit_checked(self, request: SubmitRequest, before_record=None) -> list[Run]:
+        """`submit`, calling `before_record()`, when given, just before the runs are written (the
+        agent's submission worker checks there that its CLI still waits; it raises to record nothing)."""
         from .submit import prepare_and_record
 
         runs = prepare_and_record(self, request, before_record=before_record)
