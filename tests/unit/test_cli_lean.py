@@ -12,6 +12,7 @@ import importlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -119,15 +120,21 @@ def test_one_command_parses_as_the_whole_parser_does():
         assert whole == one
 
 
-def test_submit_loads_neither_the_tui_nor_cloud_clients_nor_the_configs_pydantic_models(tmp_path):
-    (tmp_path / "config.toml").write_text("[profiles.local]\ncpu_slots = 2\n")
-    os.chmod(tmp_path / "config.toml", 0o600)
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "train.py").write_text("print('hi')\n")
-    manifest = tmp_path / "m.yaml"
+def _submittable(home: Path) -> Path:
+    """A home with two cpu slots, a model folder `home/model` and a manifest to submit with it."""
+    (home / "config.toml").write_text("[profiles.local]\ncpu_slots = 2\n")
+    os.chmod(home / "config.toml", 0o600)
+    (home / "model").mkdir()
+    (home / "model" / "train.py").write_text("print('hi')\n")
+    manifest = home / "m.yaml"
     manifest.write_text("name: lean\ngpus: 0\ndata_stores:\n  - id: d\n    type: local\n"
                         "    training_data: {container: lean-data}\n    training_results: {container: lean-results}\n"
                         "framework:\n  name: python\n  command: 'true'\n")
+    return manifest
+
+
+def test_submit_loads_neither_the_tui_nor_cloud_clients_nor_the_configs_pydantic_models(tmp_path):
+    manifest = _submittable(tmp_path)
     code = (
         "import sys\nimport backend.agent.control as control\n"
         "control.ensure_agent = lambda *a, **k: 0\n"
@@ -168,14 +175,7 @@ def test_submit_through_a_running_agent_loads_neither_pydantic_nor_yaml_nor_sqli
     import signal
     import time
 
-    (tmp_path / "config.toml").write_text("[profiles.local]\ncpu_slots = 2\n")
-    os.chmod(tmp_path / "config.toml", 0o600)
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "train.py").write_text("print('hi')\n")
-    manifest = tmp_path / "m.yaml"
-    manifest.write_text("name: lean\ngpus: 0\ndata_stores:\n  - id: d\n    type: local\n"
-                        "    training_data: {container: lean-data}\n    training_results: {container: lean-results}\n"
-                        "framework:\n  name: python\n  command: 'true'\n")
+    manifest = _submittable(tmp_path)
     env = {**os.environ, "DLAAS_HOME": str(tmp_path)}
     started = subprocess.run([sys.executable, "-m", "dlaas_tui", "agent", "start"], capture_output=True,
                              text=True, env=env, timeout=300)
