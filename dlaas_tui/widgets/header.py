@@ -79,8 +79,10 @@ class StatusHeader(Widget):
 
     def render(self) -> Text:
         room = self.size.width - 2
-        for sep in (" │ ", "  ", " "):  # whole labels, closer together, before short ones
-            text = self._build(compact=False, sep=sep)
+        # Whole labels: first a tier that limits nothing goes, then the separators draw closer,
+        # before the labels get short.
+        for sep, free_tier in ((" │ ", True), (" │ ", False), ("  ", False), (" ", False)):
+            text = self._build(compact=False, sep=sep, free_tier=free_tier)
             if text.cell_len <= room:
                 return text
         text = self._build(compact=True)  # 80 columns: short labels, same facts
@@ -90,7 +92,8 @@ class StatusHeader(Widget):
         # so is cut at the end (RO, first, never is).
         return self._build(compact=True, labels=TIGHT, tight=True)
 
-    def _build(self, compact: bool, sep: str = " │ ", labels: dict[str, str] = SHORT, tight: bool = False) -> Text:
+    def _build(self, compact: bool, sep: str = " │ ", labels: dict[str, str] = SHORT, tight: bool = False,
+               free_tier: bool = False) -> Text:
         s = self.stats
         theme = self.app.current_theme
         sep = (" " if compact else sep, "dim")
@@ -115,7 +118,8 @@ class StatusHeader(Widget):
             # At 80 columns the engine gives way to the figures after it (`committed` was cut).
             engine = f" ({visible(s.engine)})" if s.engine and s.engine != s.profile and not compact else ""
             field("profile", f"{visible(s.profile)}{engine}")
-        if s.tier and not (compact and s.tier_gpus == 0):  # at 80 columns, only a tier that limits
+        # a tier that limits nothing (`unlimited`) is said only where there is room for it
+        if s.tier and (free_tier or s.tier_gpus != 0):
             field("tier", visible(s.tier))
         if s.gpus_total is not None:
             field(s.devices_label, f"{s.gpus_in_use or 0}/{s.gpus_total}")
