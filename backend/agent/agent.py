@@ -203,8 +203,11 @@ class Agent:
         return devs
 
     def _holders(self, devices: list) -> tuple[dict[str, str], dict[str, SharedGpu]]:
-        """(device -> a run holding it, the GPUs only sharing runs hold with the room left on each:
-        their memory less the runs' gpu_memory caps)."""
+        """(device -> a run holding it, the GPUs a new sharing run may join with the room left on each:
+        their memory less the caps of the sharing runs on them). Only GPUs whose lock this agent
+        holds for sharing runs can be joined: one whose lock only older runs' processes hold (they
+        inherited it before an agent restart) is not offered, since a run placed there would hold
+        nothing once those processes end."""
         held: dict[str, str] = {}
         caps: dict[str, int] = {}
         exclusive: set[str] = set()
@@ -218,20 +221,15 @@ class Agent:
                     caps[uuid] = caps.get(uuid, 0) + int(cap)
                 else:
                     exclusive.add(uuid)
+        with self._lock:
+            joinable = {lk.uuid for lks in self.locks.values() for lk in lks if lk.fd is not None and lk.shared}
         shared = {}
         for d in devices:
-            if d.uuid in caps and d.uuid not in exclusive and not d.busy_foreign:
+            if d.uuid in caps and d.uuid in joinable and d.uuid not in exclusive and not d.busy_foreign:
                 total = d.memory_total
                 shared[d.uuid] = SharedGpu(d.uuid, d.gpu_type, None if total is None else total - caps[d.uuid],
                                            total)
         return held, shared
-
-    def _joinable(self) -> set[str]:
-        """The devices whose lock this agent holds for sharing runs: a new sharing run joins it there.
-        A GPU whose lock only older runs' processes hold (they inherited it before an agent restart)
-        is not joinable: a run placed there would hold nothing once those processes end."""
-        with self._lock:
-            return {lk.uuid for lks in self.locks.values() for lk in lks if lk.fd is not None and lk.shared}
 
     def _lock_for(self, uuid: str, rid: str, sharing: bool) -> tuple[bool, Any]:
         """(got it, the lock to hold or None). A sharing run joins the lock another sharing run here
@@ -426,8 +424,6 @@ class Agent:
             box = self._box()
             why = {}
             held, shared = self._holders(devices)
-            joinable = self._joinable()
-            shared = {uuid: gpu for uuid, gpu in shared.items() if uuid in joinable}
             cur = self.sweeps.queue(best_effort=best_effort, free=len(free) + len(shared))  # parallel caps
             todo = plan(cur, free, room, best_effort=best_effort, match_type=nvml_gpus,
                         cpu_slots=bool(devices) and not nvml_gpus, slot_count=len(devices), box=box, why=why,
