@@ -15,8 +15,8 @@ backend/config_schema.py, so errors and coercions are pydantic's own, word for w
 from __future__ import annotations
 
 import json
+import marshal
 import os
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -462,11 +462,9 @@ class Config(_Lean):
         return tiers[profile.tier]
 
 
-def parse_config(text: str, source: str = "config.toml") -> Config:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+def parse_config(text: str, source: str = "config.toml", *, cache: Path | None = None) -> Config:
+    """The config `text` holds; `cache`, where given, keeps the last TOML reading (see `_read_toml`)."""
+    data = _read_toml(text, source, cache)
     try:
         values = Config._fast(data)
     except _Declined:
@@ -482,6 +480,34 @@ def parse_config(text: str, source: str = "config.toml") -> Config:
     return Config._build(values)
 
 
+def _read_toml(text: str, source: str, cache: Path | None) -> dict[str, Any]:
+    """tomllib's reading of `text`. Every command reads the config, and tomllib costs ~7 ms to
+    import and parse, so the last reading is kept in `cache` (marshal, beside the very text it was
+    read from: any change to the file, whatever its size or time stamp, reads it afresh). A cache
+    that cannot be read or written is passed over; a file marshal cannot hold (TOML dates) is not
+    kept."""
+    if cache is not None:
+        try:
+            with open(cache, "rb") as fh:
+                seen, data = marshal.load(fh)
+            if seen == text and isinstance(data, dict):
+                return data
+        except (OSError, ValueError, EOFError, TypeError):
+            pass
+    import tomllib
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    if cache is not None:
+        try:
+            write_private(cache, marshal.dumps((text, data)))
+        except (OSError, ValueError):
+            pass
+    return data
+
+
 def load_config(paths: Paths | None = None) -> Config:
     """Read the config file; no file means every default."""
     paths = paths or get_paths()
@@ -492,7 +518,7 @@ def load_config(paths: Paths | None = None) -> Config:
         return Config(source=str(path))
     except OSError as exc:  # a folder where the file belongs, DLAAS_HOME under a file, no permission
         raise ConfigError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
-    return parse_config(text, str(path))
+    return parse_config(text, str(path), cache=paths.cache_dir / "config.read")
 
 
 def save_config_text(text: str, paths: Paths | None = None) -> Path:

@@ -162,3 +162,68 @@ def test_a_valid_config_is_read_without_pydantic(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "DLAAS_HOME": str(tmp_path)})
     assert out.stdout.strip() == "[]"
+
+
+# -- the kept TOML reading (config.read in the cache folder) ------------------------------------
+READ_TWICE = (
+    "import sys\nfrom backend.config import load_config\n"
+    "cfg = load_config()\n"
+    "print(cfg.profile('lab').cpu_slots, 'tomllib' in sys.modules)\n"
+)
+
+
+def _load_in_child(home) -> tuple[str, bool]:
+    out = subprocess.run([sys.executable, "-c", READ_TWICE], capture_output=True, text=True, check=True,
+                         env={**os.environ, "DLAAS_HOME": str(home)}).stdout.split()
+    return out[0], out[1] == "True"
+
+
+@pytest.mark.slow  # a child Python each
+def test_an_unchanged_config_is_read_again_without_tomllib(tmp_path):
+    (tmp_path / "config.toml").write_text('[profiles.lab]\ncpu_slots = 4\n')
+    assert _load_in_child(tmp_path) == ("4", True)  # the first reading parses, and keeps it
+    kept = tmp_path / "cache" / "config.read"
+    assert kept.stat().st_mode & 0o777 == 0o600
+    assert _load_in_child(tmp_path) == ("4", False)
+
+
+@pytest.mark.slow  # a child Python each
+def test_any_change_to_the_file_is_read_afresh_even_with_the_same_size_and_time(tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[profiles.lab]\ncpu_slots = 4\n')
+    assert _load_in_child(tmp_path) == ("4", True)
+    st = cfg.stat()
+    cfg.write_text('[profiles.lab]\ncpu_slots = 7\n')  # same length
+    os.utime(cfg, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the same time stamp
+    assert _load_in_child(tmp_path) == ("7", True)
+    assert _load_in_child(tmp_path) == ("7", False)
+
+
+@pytest.mark.slow  # a child Python each
+@pytest.mark.parametrize("junk", [b"", b"not marshal", b"\xe9\x02\x00\x00\x00", None])
+def test_a_broken_or_missing_kept_reading_is_passed_over(tmp_path, junk):
+    (tmp_path / "config.toml").write_text('[profiles.lab]\ncpu_slots = 3\n')
+    kept = tmp_path / "cache" / "config.read"
+    if junk is None:  # a folder where the file belongs: it can be neither read nor written
+        kept.mkdir(parents=True)
+    else:
+        kept.parent.mkdir(parents=True)
+        kept.write_bytes(junk)
+    assert _load_in_child(tmp_path) == ("3", True)
+    if junk is not None:  # rewritten, and used from then on
+        assert _load_in_child(tmp_path) == ("3", False)
+
+
+def test_a_reading_marshal_cannot_hold_is_not_kept_and_errors_are_not_kept_either(tmp_path, monkeypatch):
+    from backend.paths import get_paths
+
+    monkeypatch.setenv("DLAAS_HOME", str(tmp_path))
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('when = 2026-01-02T03:04:05Z\n[profiles.lab]\ncpu_slots = 2\n')
+    with pytest.raises(ConfigError, match="when"):  # an unknown key: the reader's error, as before
+        config.load_config(get_paths())
+    assert not (tmp_path / "cache" / "config.read").exists()
+    cfg.write_text('[profiles.lab\n')
+    with pytest.raises(ConfigError, match="config.toml"):
+        config.load_config(get_paths())
+    assert not (tmp_path / "cache" / "config.read").exists()
