@@ -45,6 +45,14 @@ def test_wheel_ships_samples_and_themes(wheel: Path) -> None:
     assert not [n for n in names if n.startswith("tests/") or "__pycache__" in n]
 
 
+def test_wheel_states_its_license_as_an_spdx_expression(wheel: Path) -> None:
+    # The table form (`license = {text = ...}`) is deprecated by setuptools and stops building in 2027.
+    with zipfile.ZipFile(wheel) as zf:
+        (meta,) = [n for n in zf.namelist() if n.endswith(".dist-info/METADATA")]
+        text = zf.read(meta).decode()
+    assert "License-Expression: Apache-2.0" in text.splitlines()
+
+
 def test_installed_wheel_runs_help_and_validates_its_bundled_sample(wheel: Path, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     proc = run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
