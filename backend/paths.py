@@ -7,6 +7,7 @@ created 0700, files 0600.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from .records import FrozenRecord
@@ -53,14 +54,27 @@ def get_paths() -> Paths:
             except OSError:  # not ours to make here: the first write under it says why
                 pass
         return Paths(root, root / "state", root / "store", root / "cache")
+    config, data, cache = _user_dirs()
+    return Paths(config, data, data / "store", cache)
+
+
+def _user_dirs() -> tuple[Path, Path, Path]:
+    """The user's config, data and cache folders for the app. On Linux with an absolute HOME these
+    are the XDG base directories, read here as platformdirs reads them (an XDG variable counts when
+    it holds an absolute path): every command finds its config this way, and importing platformdirs
+    costs ~10 ms. Anything else is platformdirs' to answer."""
+    home = os.environ.get("HOME", "")
+    if sys.platform.startswith("linux") and os.path.isabs(home):
+        def xdg(variable: str, default: str) -> Path:
+            value = os.environ.get(variable, "")
+            return Path(value if os.path.isabs(value) else os.path.expanduser(default), APP_NAME)
+
+        return xdg("XDG_CONFIG_HOME", "~/.config"), xdg("XDG_DATA_HOME", "~/.local/share"), \
+            xdg("XDG_CACHE_HOME", "~/.cache")
     import platformdirs
 
-    return Paths(
-        Path(platformdirs.user_config_dir(APP_NAME)),
-        Path(platformdirs.user_data_dir(APP_NAME)),
-        Path(platformdirs.user_data_dir(APP_NAME)) / "store",
-        Path(platformdirs.user_cache_dir(APP_NAME)),
-    )
+    return (Path(platformdirs.user_config_dir(APP_NAME)), Path(platformdirs.user_data_dir(APP_NAME)),
+            Path(platformdirs.user_cache_dir(APP_NAME)))
 
 
 def private_dir(path: Path) -> Path:

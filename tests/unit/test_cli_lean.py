@@ -253,3 +253,32 @@ def test_help_is_as_wide_as_shutil_would_make_it(monkeypatch, columns):
     else:
         monkeypatch.setenv("COLUMNS", columns)
     assert cli._terminal_columns() == shutil.get_terminal_size().columns
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the XDG folders are read by hand on Linux only")
+def test_runs_in_the_users_own_folders_loads_neither_platformdirs_nor_tomllib_the_second_time(tmp_path):
+    """No DLAAS_HOME: the folders come from HOME and the XDG rules (backend/paths.py), and an
+    unchanged config is read from its kept reading."""
+    config = tmp_path / ".config" / "dlaas-tui" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text("[profiles.local]\ncpu_slots = 2\n")
+    code = (
+        "import sys\nimport backend.agent.control as control\n"
+        "control.ensure_agent = lambda *a, **k: 0\n"
+        "from dlaas_tui.cli import main\n"
+        "rc = main(['runs'])\n"
+        "sys.stdout.flush()\n"
+        "print('\\nLOADED', ' '.join(sorted({m.split('.')[0] for m in sys.modules})), rc)\n"
+    )
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DLAAS_HOME", "DLAAS_FAKE_NVML", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME")}
+    env["HOME"] = str(tmp_path)
+    for first in (True, False):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+        _, _, line = out.stdout.rpartition("LOADED ")
+        assert line.split()[-1] == "0", out.stdout + out.stderr
+        loaded = set(line.split()[:-1])
+        assert "platformdirs" not in loaded
+        assert ("tomllib" in loaded) is first, loaded
+    assert (tmp_path / ".local" / "share" / "dlaas-tui" / "state.db").is_file()
+    assert (tmp_path / ".cache" / "dlaas-tui" / "config.read").is_file()
