@@ -2,7 +2,8 @@
 
 Same machine, same moment, medians of a few repetitions; each dlaas-tui figure is printed next to
 its target and gflow's figure:
-  submit one job, wall clock         target <= 0.15 s   (`dlaas-tui submit` vs `gbatch`); the agent's
+  submit one job, wall clock         target <= 0.15 s   (`dlaas-tui submit` vs `gbatch`, each into an idle
+                                     scheduler: see `settle`); the agent's
                                      submission worker submits it (backend/agent/handoff.py): the first
                                      submit, which starts that worker, is printed on its own line
   submit -> the command starts       no worse than before (the command stamps the time it began)
@@ -17,6 +18,7 @@ Everything started is stopped by pid. Skipped (exit 0, said so) when runqd or tm
 from __future__ import annotations
 
 import os
+import re
 import resource
 import shutil
 import signal
@@ -35,6 +37,7 @@ from bench._common import (  # noqa: E402  (the checkout is on sys.path from her
     REPO, fill_ledger, home_env, local_home, local_manifest, model_dir, seal_finished, stop_agent)
 BIN = Path(sys.executable).parent
 REPS = 5
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def line(label: str, ours: float, unit: str, target: str, gflow: float | None) -> None:
@@ -85,6 +88,20 @@ def wait_stamp(stamp: Path, timeout: float = 60) -> float:
             return float(text)
         time.sleep(0.002)
     raise SystemExit(f"{stamp}: the command did not start within {timeout} s")
+
+
+def settle(gf: "Gflow", env: dict) -> None:
+    """Both schedulers idle before a timed submit: every job and run ended, then a second's rest.
+    gflowd answers a `gbatch` late (0.4-1 s, against ~0.03 s idle) for about a second and a half
+    after it starts a job, so submits in quick succession would time that, not the submit."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        states = [ln.split()[2] for ln in ANSI.sub("", gf.run("gqueue", "-a").stdout).splitlines()[1:]
+                  if len(ln.split()) > 2]
+        if all(st in ("CD", "F", "CA", "TO") for st in states) and "PROCESSING" not in cli(env, "runs").stdout:
+            break
+        time.sleep(0.05)
+    time.sleep(1.0)
 
 
 class Gflow:
@@ -191,6 +208,7 @@ def main() -> int:
             first_start = wait_stamp(stamp) - t0
             for _ in range(REPS):
                 for who in ("gflow", "dlaas"):
+                    settle(gf, env)
                     stamp.unlink(missing_ok=True)
                     t0 = time.time()
                     c = child_cpu()
