@@ -310,7 +310,7 @@ def cmd_show(args, ctx) -> int:
     print("events:")
     for e in events:
         state = e.state.value if e.state else "-"
-        print(f"  {e.to_json()['at'][:22]}  {state:11} {safe_text(e.message)[:40]}")
+        print(f"  {e.to_json()['at'][:22]}  {state:11} {safe_text(e.message)}".rstrip())  # whole: a script reads it
     return 0
 
 

@@ -125,3 +125,28 @@ def test_tables_read_as_they_did_cell_by_cell_whatever_the_cells_and_width():
         width = rng.choice([None, 20, 40, 60, 80, 200])
         keep = rng.choice([(), (0,), (0, 1)])
         assert format_table(headers, rows, width, keep) == _cell_by_cell(headers, rows, width, keep), (headers, rows)
+
+
+def test_show_prints_each_event_message_whole(capsys):
+    """`dlaas-tui show RUN`: an event's message is never cut (a script, or a person, needs all of it)."""
+    import argparse
+    from types import SimpleNamespace
+
+    from backend.engines.fake import FakeClock, FakeEngine
+    from backend.facade import RunEvent
+    from dlaas_tui.cli.runs_cmd import cmd_show
+
+    manifest = {"name": "digits", "gpus": 1, "framework": {"name": "pytorch", "command": "python train.py"},
+                "data_stores": [{"id": "s", "type": "local", "training_data": {"container": "d"},
+                                 "training_results": {"container": "r"}}]}
+    fake = FakeClock()
+    engine = FakeEngine(fake, devices=1, gpu_type="H100")
+    run = engine.submit_manifest(manifest, name="first", duration=3600)
+    long = "training data dlaas-samples/pytorch-digits/ is mounted read-only at DATA_DIR \x1b[31m"
+    seen = SimpleNamespace(get_run=engine.get_run,
+                           events=lambda rid: [*engine.events(rid), RunEvent(rid, fake.now(), None, long)])
+    args = argparse.Namespace(run=run.id, json=False)
+    assert cmd_show(args, SimpleNamespace(backend=SimpleNamespace(engine=seen))) == 0
+    out = capsys.readouterr().out
+    assert "training data dlaas-samples/pytorch-digits/ is mounted read-only at DATA_DIR" in out
+    assert "\x1b" not in out  # still made safe
