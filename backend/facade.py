@@ -454,21 +454,21 @@ def submit_through_agent(backend: Backend, *, manifests: Sequence[Any], model: A
 # -- the agent (one per DLAAS_HOME; imported lazily so `--help` stays light) ----------------------
 def agent_start(paths: Paths | None = None) -> int:
     """Start the agent unless one runs; returns its pid."""
-    from .agent.control import ensure_agent
+    from .agentlink.control import ensure_agent
 
     return ensure_agent(paths or get_paths())
 
 
 def agent_stop(paths: Paths | None = None) -> int | None:
     """Stop the agent (its runs go on and are adopted by the next one); returns the pid stopped."""
-    from .agent.control import stop_agent
+    from .agentlink.control import stop_agent
 
     return stop_agent(paths or get_paths())
 
 
 def agent_status(paths: Paths | None = None) -> int | None:
     """The running agent's pid, or None."""
-    from .agent.control import agent_pid
+    from .agentlink.control import agent_pid
 
     pid = agent_pid((paths or get_paths()).state_dir)
     return pid if pid and pid > 0 else None

@@ -67,7 +67,7 @@ def model_dir(path: Path) -> Path:
 
 def stop_agent(home: Path) -> None:
     """Stop the agent of `home` by its pid (SIGTERM), if one runs."""
-    from backend.agent.control import agent_pid
+    from backend.agentlink.control import agent_pid
 
     pid = agent_pid(home / "state")
     if pid and pid > 0:

@@ -100,7 +100,7 @@ def bench_admission(tmp: Path) -> None:
 
 
 def bench_submit_latency(tmp: Path, env: dict) -> None:
-    from backend.agent.control import ensure_agent
+    from backend.agentlink.control import ensure_agent
     from backend.paths import get_paths
 
     local_home(Path(env["DLAAS_HOME"]))

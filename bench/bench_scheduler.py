@@ -195,7 +195,7 @@ def main() -> int:
             cli(env, "agent", "start")
             cli(env, "submit", str(manifest), "--model", str(model), "--dry-run")  # untimed: writes bytecode
             cli(env, "runs")
-            from backend.agent.control import agent_pid
+            from backend.agentlink.control import agent_pid
 
             figures: dict[str, tuple[list[float], list[float]]] = {"submit": ([], []), "start": ([], []),
                                                                    "submit_cpu": ([], [])}

@@ -209,7 +209,7 @@ def start_ledger_home(ledger_runs: int) -> tuple[Path, dict[str, str], int | Non
     if started.returncode != 0:
         raise SystemExit(f"agent start failed: {started.stderr[-400:]}")
     sys.path.insert(0, str(REPO))
-    from backend.agent.control import agent_pid
+    from backend.agentlink.control import agent_pid
 
     return home, env, agent_pid(home / "state")
 

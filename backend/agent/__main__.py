@@ -1,4 +1,5 @@
-"""The agent's entry point, `python -m backend.agent` (control.py launches it; `--detach` double-forks).
+"""The agent's entry point, `python -m backend.agent` (backend/agentlink/control.py launches it;
+`--detach` double-forks).
 
 A program of its own, like the CLI: it opens the home's backend through backend.facade and hands the
 opener to the Agent (agent.py), which runs both engines' background work.
@@ -17,7 +18,7 @@ from pathlib import Path
 from ..ledger import db
 from ..runs import iso, utcnow
 from .agent import Agent, log
-from .control import lock_path, pid_path, release_start_lock, sock_path, submit_sock_path
+from ..agentlink.control import lock_path, pid_path, release_start_lock, sock_path, submit_sock_path
 
 
 def _detach(log_file: Path, pid_file: Path) -> None:

@@ -1,7 +1,7 @@
 """The agent: one detached process per DLAAS_HOME that admits QUEUED runs and runs them.
 
-Started on demand (`ensure_agent`, control.py) by any command or the TUI as `python -m backend.agent`
-(__main__.py): it double-forks into its own session
+Started on demand (`ensure_agent`, backend/agentlink/control.py) by any command or the TUI as
+`python -m backend.agent` (__main__.py): it double-forks into its own session
 with no controlling terminal, so it outlives the TUI and a dropped SSH connection; its output goes to
 `agent.log` in the state dir. An exclusive flock on `agent.lock` makes a second agent exit at once.
 It wakes on a datagram to `agent.sock` (sent after a submit or a halt) and otherwise checks every
@@ -33,7 +33,7 @@ from ..engines.local.scheduler import Box, FreeDevice, SharedGpu, plan
 from ..engines.local.stores import run_store
 from ..ledger import db
 from ..store.base import LeftoverReclaim
-from .control import wake
+from ..agentlink.control import wake
 
 log = logging.getLogger("dlaas.agent")
 TICK = 0.5

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DlaasError, EngineError
-from .control import submit_sock_path
+from ..agentlink.control import submit_sock_path
 
 VERSION = 1
 IDLE_S = 60.0  # a worker with no request for this long exits (it starts again on the next submit)

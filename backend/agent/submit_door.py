@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from .control import submit_sock_path
+from ..agentlink.control import submit_sock_path
 from .handoff import COOL_S, LIFELINE_FD_ENV, LISTEN_FD_ENV
 
 log = logging.getLogger("dlaas.agent")

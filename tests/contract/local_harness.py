@@ -82,7 +82,7 @@ class LocalHarness(EngineHarness):
         os.environ[key] = value
 
     def close(self) -> None:
-        from backend.agent.control import agent_pid, settled_pid
+        from backend.agentlink.control import agent_pid, settled_pid
 
         self.engine.close()
         state = self.home / "state"

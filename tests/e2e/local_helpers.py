@@ -47,7 +47,7 @@ def manifest(tmp: Path, name: str = "tiny", *, command: str | None = None, env: 
 
 
 def agent_pid(home: Path) -> int | None:
-    from backend.agent.control import agent_pid as pid_of
+    from backend.agentlink.control import agent_pid as pid_of
 
     pid = pid_of(home / "state")
     return pid if pid and pid > 0 else None
@@ -84,7 +84,7 @@ def run_pids(home: Path) -> list[int]:
 def stop_everything(home: Path) -> None:
     """Kill the home's agent and every run process group it started (by pid, never by name).
     A start still under way (a command launched it without waiting) is waited out first."""
-    from backend.agent.control import settled_pid
+    from backend.agentlink.control import settled_pid
 
     settled_pid(home / "state", timeout=WAIT_S)
     pid = agent_pid(home)

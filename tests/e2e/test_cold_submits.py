@@ -92,7 +92,7 @@ def test_cold_concurrent_submits_all_succeed_while_the_cpus_are_saturated(home, 
 def test_starting_the_agent_is_single_flight_and_never_waits_on_another_start(home, tmp_path, cli):
     import fcntl
 
-    from backend.agent import control
+    from backend.agentlink import control
     from backend.facade import get_paths
 
     paths = get_paths()

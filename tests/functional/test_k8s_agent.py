@@ -222,7 +222,7 @@ def _wait(predicate, what, timeout=30.0):
 
 @pytest.mark.slow
 def test_agent_watches_and_catches_up_after_a_restart(sim, dlaas_home, tmp_path, monkeypatch):
-    from backend.agent.control import agent_pid, ensure_agent, stop_agent
+    from backend.agentlink.control import agent_pid, ensure_agent, stop_agent
     from backend.facade import open_backend
 
     fx.write_sim_profile(sim.url, NS, dlaas_home, tmp_path)

@@ -51,7 +51,7 @@ def test_the_command_is_found_past_plain_global_options(argv, command):
 def _loaded(args: list[str], home) -> set[str]:
     """Top-level packages loaded by `dlaas-tui ARGS` (run in-process in a child, then listed)."""
     code = (  # no agent is started for this listing (the engine would start one): nothing to stop after
-        "import sys\nimport backend.agent.control as control\n"
+        "import sys\nimport backend.agentlink.control as control\n"
         "control.ensure_agent = lambda *a, **k: 0\n"
         "from dlaas_tui.cli import main\n"
         f"rc = main({args!r})\n"
@@ -136,7 +136,7 @@ def _submittable(home: Path) -> Path:
 def test_submit_loads_neither_the_tui_nor_cloud_clients_nor_the_configs_pydantic_models(tmp_path):
     manifest = _submittable(tmp_path)
     code = (
-        "import sys\nimport backend.agent.control as control\n"
+        "import sys\nimport backend.agentlink.control as control\n"
         "control.ensure_agent = lambda *a, **k: 0\n"
         "from dlaas_tui.cli import main\n"
         f"rc = main(['submit', {str(manifest)!r}, '--model', {str(tmp_path / 'model')!r}])\n"
@@ -224,7 +224,7 @@ def test_runs_lists_finished_and_queued_runs_without_the_planner_costs_devices_o
                 "spec": {"command": "true", "max_duration_s": 600}, "results_bucket": "b"}, seq)
     conn.close()
     code = (
-        "import sys\nimport backend.agent.control as control\n"
+        "import sys\nimport backend.agentlink.control as control\n"
         "control.ensure_agent = lambda *a, **k: 0\n"
         "from dlaas_tui.cli import main\n"
         "rc = main(['runs'])\n"
@@ -263,7 +263,7 @@ def test_runs_in_the_users_own_folders_loads_neither_platformdirs_nor_tomllib_th
     config.parent.mkdir(parents=True)
     config.write_text("[profiles.local]\ncpu_slots = 2\n")
     code = (
-        "import sys\nimport backend.agent.control as control\n"
+        "import sys\nimport backend.agentlink.control as control\n"
         "control.ensure_agent = lambda *a, **k: 0\n"
         "from dlaas_tui.cli import main\n"
         "rc = main(['runs'])\n"

@@ -6,8 +6,8 @@ too, since a type is a dependency as well), so that a layering fix stays fixed:
 - the backend never imports the UI;
 - no module below the facade imports it (an engine that needs a backend takes one as an argument, or
   an opener: the agent's entry point, a program of its own like the UI, passes the facade's in);
-- no engine imports another: what both stand on (the agent's control socket, the SQLite ledger) is
-  in backend/agent/ and backend/ledger/, and only the agent (above both) imports both engines;
+- no engine imports another: what both stand on (how to start and wake the agent, the SQLite ledger)
+  is in backend/agentlink/ and backend/ledger/, and only the agent (above both) imports both engines;
 - no backend module imports one above its layer (BACKEND_LAYERS, the order docs/architecture.md draws);
 - no new import circle: KNOWN_CIRCLES lists the ones still to be taken apart, and must only shrink.
 """
@@ -33,10 +33,10 @@ ENGINES = "backend.engines"
 BACKEND_LAYERS = (
     ("backend.agent.__main__", "backend.agent.submit_worker"),
     ("backend.facade",),
-    ("backend.agent.agent",),
+    ("backend.agent",),
     ("backend.engines",),
     ("backend.notify",),
-    ("backend.agent", "backend.agent.control"),
+    ("backend.agentlink",),
     ("backend.ledger",),
     ("backend.budget", "backend.experiments", "backend.eta", "backend.cost", "backend.metrics",
      "backend.packaging", "backend.preflight", "backend.datacache", "backend.samples_seed", "backend.store",
@@ -229,17 +229,16 @@ def test_the_cross_engine_check_sees_one_engine_importing_another():
 
 
 def test_the_platform_sits_between_the_engines_and_the_agent():
-    """backend/ledger and backend/agent/control.py are below the engines (they import neither engine
-    nor the agent); engines reach the agent only through control.py (start, wake)."""
+    """backend/ledger and backend/agentlink are below the engines (they import neither engine nor the
+    agent); engines reach the agent only through backend/agentlink (start, wake), never backend/agent."""
     graph = _graph()
     offenders = []
     for module, targets in graph.items():
-        below = module.startswith("backend.ledger") or module == "backend.agent.control"
+        below = module.startswith(("backend.ledger", "backend.agentlink"))
         for t in targets:
-            if below and t.startswith((ENGINES, "backend.agent", "backend.facade")) and t != module:
+            if below and (t == "backend.agent" or t.startswith((ENGINES, "backend.agent.", "backend.facade"))):
                 offenders.append(f"{_rel(module)} -> {t}")
-            if _engine_of(module) and t.startswith("backend.agent") and t not in {"backend.agent",
-                                                                                   "backend.agent.control"}:
+            if _engine_of(module) and (t == "backend.agent" or t.startswith("backend.agent.")):
                 offenders.append(f"{_rel(module)} -> {t}")
     assert offenders == []
 
@@ -275,8 +274,8 @@ def test_no_backend_module_imports_one_above_its_layer():
 
 def test_the_layer_check_sees_an_upward_import():
     graph = {"backend.ledger.db": {"backend.runs", "backend.engines.local.rows"},
-             "backend.agent.control": {"backend.paths"},
-             "backend.engines.local.engine": {"backend.agent.control", "backend.ledger.db"},
+             "backend.agentlink.control": {"backend.paths"},
+             "backend.engines.local.engine": {"backend.agentlink.control", "backend.ledger.db"},
              "backend.engines.kubernetes.keeper": {"backend.agent.agent"}}
     assert _upward_imports(graph) == ["backend.engines.kubernetes.keeper -> backend.agent.agent",
                                       "backend.ledger.db -> backend.engines.local.rows"]

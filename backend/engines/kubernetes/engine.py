@@ -109,7 +109,7 @@ class KubernetesEngine(Submitting):
         return engine
 
     def _agent_running(self) -> bool:
-        from backend.agent.control import agent_pid
+        from backend.agentlink.control import agent_pid
 
         paths = self._paths
         return bool(paths is not None and (agent_pid(paths.state_dir) or 0) > 0)
@@ -119,7 +119,7 @@ class KubernetesEngine(Submitting):
         False when no agent serves this home, so the caller does the agent's part itself."""
         import os
 
-        from backend.agent.control import ensure_agent, wake
+        from backend.agentlink.control import ensure_agent, wake
 
         paths = self._paths
         if paths is None:

@@ -27,7 +27,7 @@ from ...runs import (
     SubmitRequest,
     resolve_priority,
 )
-from ...agent.control import ensure_agent, wake
+from ...agentlink.control import ensure_agent, wake
 from ...ledger import db
 from .rows import (
     JSON_SHAPE,
