@@ -418,7 +418,7 @@ def submit_through_agent(backend: Backend, *, manifests: Sequence[Any], model: A
                          experiment: str | None = None, after: Sequence[str] = (), hold: bool = False,
                          begin_at: float | None = None, read_only: bool = False) -> list[dict] | None:
     """Submit (not a dry run: that is the engine's) through the agent's submission worker
-    (backend/agent/handoff.py), with SubmitRequest's fields: the runs' JSON documents, or the error
+    (backend/agentlink/handoff.py), with SubmitRequest's fields: the runs' JSON documents, or the error
     the worker met, raised as the CLI would print it. None when it was not handed over (not a local
     profile, no agent or worker to take it, a test's own clock): then submit with
     `backend.engine.submit(SubmitRequest(...))`, which nothing else has done.
@@ -440,7 +440,7 @@ def submit_through_agent(backend: Backend, *, manifests: Sequence[Any], model: A
         return None
     umask = os.umask(0o077)  # read it (there is no other way), and put it back at once
     os.umask(umask)
-    from .agent.handoff import hand_off
+    from .agentlink.handoff import hand_off
 
     return hand_off(backend.paths.state_dir, {
         "home": str(backend.paths.state_dir), "code": str(Path(__file__).resolve().parent),

@@ -4,7 +4,7 @@ Same machine, same moment, medians of a few repetitions; each dlaas-tui figure i
 its target and gflow's figure:
   submit one job, wall clock         target <= 0.15 s   (`dlaas-tui submit` vs `gbatch`, each into an idle
                                      scheduler: see `settle`); the agent's
-                                     submission worker submits it (backend/agent/handoff.py): the first
+                                     submission worker submits it (backend/agentlink/handoff.py): the first
                                      submit, which starts that worker, is printed on its own line
   submit -> the command starts       no worse than before (the command stamps the time it began)
   listing 200 jobs                   (`dlaas-tui runs` vs `gqueue -a`)
@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backend.agent.handoff import IDLE_S  # noqa: E402
+from backend.agentlink.handoff import IDLE_S  # noqa: E402
 from bench._common import (  # noqa: E402  (the checkout is on sys.path from here)
     REPO, fill_ledger, home_env, local_home, local_manifest, model_dir, seal_finished, stop_agent)
 BIN = Path(sys.executable).parent

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         sock = None
     from .submit_door import SubmitDoor, listen
 
-    door_sock = listen(paths.state_dir)  # `submit` hands its request over here (handoff.py)
+    door_sock = listen(paths.state_dir)  # `submit` hands its request over here (agentlink/handoff.py)
     if args.detach:
         _detach(paths.state_dir / "agent.log", pid_path(paths.state_dir))
     else:

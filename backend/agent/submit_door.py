@@ -1,5 +1,5 @@
-"""In the agent: `submit.sock` and the thread that starts the submission worker (handoff.py has the
-protocol and the CLI's side; submit_worker.py is the worker)."""
+"""In the agent: `submit.sock` and the thread that starts the submission worker
+(backend/agentlink/handoff.py has the protocol and the CLI's side; submit_worker.py is the worker)."""
 from __future__ import annotations
 
 import logging
@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from ..agentlink.control import submit_sock_path
-from .handoff import COOL_S, LIFELINE_FD_ENV, LISTEN_FD_ENV
+from ..agentlink.handoff import COOL_S, LIFELINE_FD_ENV, LISTEN_FD_ENV
 
 log = logging.getLogger("dlaas.agent")
 

@@ -1,4 +1,5 @@
-"""The submission worker, `python -m backend.agent.submit_worker`: a program the agent starts (handoff.py).
+"""The submission worker, `python -m backend.agent.submit_worker`: a program the agent starts
+(backend/agentlink/handoff.py).
 
 It imports what a submit needs (pydantic, the manifest models, YAML, SQLite) once, then accepts
 connections on the agent's `submit.sock` and runs each request through the engine's own submit, as
@@ -22,7 +23,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .handoff import LIFELINE_FD_ENV, LISTEN_FD_ENV, MAX_REQUEST, idle_seconds
+from ..agentlink.handoff import LIFELINE_FD_ENV, LISTEN_FD_ENV, MAX_REQUEST, idle_seconds
 
 log = logging.getLogger("dlaas.submit")
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,2 +1,3 @@
 """How any process reaches the per-home agent (backend/agent/): finds, starts, wakes and stops it
-(control.py). Below the engines, which wake it; the agent package imports it, never the reverse."""
+(control.py), and hands it a `submit` (handoff.py: the protocol and the CLI's side). Below the
+engines, which start and wake it; the agent package imports it, never the reverse."""

@@ -1,4 +1,4 @@
-"""`submit` through the agent's submission worker (backend/agent/handoff.py, submit_worker.py).
+"""`submit` through the agent's submission worker (backend/agentlink/handoff.py, backend/agent/submit_worker.py).
 
 With the agent up, `dlaas-tui submit` hands its request to a worker the agent starts; the worker
 records exactly what an in-process submit records, words its errors the same, serves only its own
@@ -135,7 +135,7 @@ def test_the_worker_takes_the_clis_profile_and_clock(home, tmp_path, cli):
 
 
 def test_a_request_of_another_home_is_never_served(home, tmp_path, cli):
-    from backend.agent.handoff import hand_off
+    from backend.agentlink.handoff import hand_off
 
     _start_agent(cli)
     other = tmp_path / "other-home"

@@ -170,7 +170,7 @@ def test_the_agents_modules_and_its_backend_load_nothing_heavy(tmp_path):
 
 @pytest.mark.slow  # it starts the agent (and the agent its submission worker)
 def test_submit_through_a_running_agent_loads_neither_pydantic_nor_yaml_nor_sqlite(tmp_path):
-    """With the agent up, `submit` hands the request to its submission worker (backend/agent/handoff.py):
+    """With the agent up, `submit` hands the request to its submission worker (backend/agentlink/handoff.py):
     the CLI process itself reads no manifest and opens no database."""
     import signal
     import time

@@ -4,7 +4,7 @@ Validating a manifest takes pydantic and the manifest models (~0.2-0.3 s to impo
 imported them in every CLI process could not finish in 0.15 s, and the agent cannot import them
 itself without growing ~17 MB for good. So the agent listens on `submit.sock` (a stream socket next
 to its wake-up socket) and, when a connection waits and no worker is alive, starts a **submission
-worker** (submit_worker.py): a child that imports those modules once, accepts the connections
+worker** (backend/agent/submit_worker.py): a child that imports those modules once, accepts the connections
 itself, runs the engine's own submit for each (same validation, errors, rows and events as in the
 CLI) and exits after `IDLE_S` seconds without a request, or when the agent stops.
 
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DlaasError, EngineError
-from ..agentlink.control import submit_sock_path
+from .control import submit_sock_path
 
 VERSION = 1
 IDLE_S = 60.0  # a worker with no request for this long exits (it starts again on the next submit)
