@@ -30,12 +30,17 @@ from ...runs import (
 from ...agentlink.control import ensure_agent, wake
 from ...ledger import db
 from .rows import (
+    I_ADMITTED,
+    I_COST,
+    I_ID,
+    I_PRICED,
+    I_STATE,
     JSON_SHAPE,
     LIST_COLUMNS,
     QUEUE_SQL,
+    listing_row_to_run,
     queued_end_cost,
     row_cost,
-    row_to_run,
     seal_run,
     utc_from_epoch,
 )
@@ -128,8 +133,8 @@ class LocalEngine:
     def _costs(self, rows) -> dict[str, int | None]:
         """Live cost of billed runs (from the ledger); finished runs carry their final cost."""
         # A QUEUED run that was admitted before (requeued, or resumed) has paid for earlier attempts.
-        live = [r for r in rows if r["state"] in BILLED_VALUES
-                or (r["state"] == "QUEUED" and r["admitted_at"] is not None)]
+        live = [r for r in rows if r[I_STATE] in BILLED_VALUES
+                or (r[I_STATE] == "QUEUED" and r[I_ADMITTED] is not None)]
         out: dict[str, int | None] = {}
         if not live:
             return out
@@ -138,29 +143,31 @@ class LocalEngine:
         meter = Meter.from_config(self.backend.config)
         now = clock.time()
         for r in live:
-            evs = [(e["at"], e["state"]) for e in db.events(self.conn, r["id"])]
-            out[r["id"]] = row_cost(self.backend.config, r, evs, now, meter)
+            evs = [(e["at"], e["state"]) for e in db.events(self.conn, r[I_ID])]
+            out[r[I_ID]] = row_cost(self.backend.config, r, evs, now, meter)
         return out
 
     def runs_from_rows(self, rows) -> list[Run]:
-        """Runs from rows of the listing's columns, with queue positions, live costs and ETAs."""
+        """Runs from rows of the listing's columns (LIST_COLUMNS), with queue positions, live costs
+        and ETAs."""
         best_effort = self.backend.profile.queue_policy == "best-effort"
-        positions = self._positions() if any(r["state"] == "QUEUED" for r in rows) else {}
+        positions = self._positions() if any(r[I_STATE] == "QUEUED" for r in rows) else {}
         costs = self._costs(rows)
         out = []
         for r in rows:
-            if r["id"] in costs:
-                cost = costs[r["id"]]
-            elif r["state"] == "QUEUED":
+            rid, state = r[I_ID], r[I_STATE]
+            if rid in costs:
+                cost = costs[rid]
+            elif state == "QUEUED":
                 cost = 0  # never admitted: nothing billed yet
             else:
-                cost = r["cost_micro"] if r["priced"] else None
-            out.append(row_to_run(r, cost=cost, position=positions.get(r["id"]), approximate=best_effort))
+                cost = r[I_COST] if r[I_PRICED] else None
+            out.append(listing_row_to_run(r, cost, positions.get(rid), best_effort))
         if positions:
             from .eta import engine_etas
 
             # The queue as read for the positions, up to the last queued run among these rows.
-            last = max(positions.get(r["id"], 0) for r in rows)
+            last = max(positions.get(r[I_ID], 0) for r in rows)
             etas = engine_etas(self, order=list(positions)[:last])
             for run in out:
                 got = etas.get(run.id) if run.state == RunState.QUEUED else None
