@@ -18,16 +18,19 @@ import time as _time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Protocol
 
 SHIFT_ENV = "DLAAS_CLOCK_SHIFT"
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
-class Clock(Protocol):
-    def time(self) -> float:
-        """Seconds since the epoch."""
-        ...
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2.5 ms) on the CLI's path
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class Clock(Protocol):
+        def time(self) -> float:
+            """Seconds since the epoch."""
+            ...
 
 
 def parse_shift(text: str | None) -> float:

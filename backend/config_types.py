@@ -2,7 +2,10 @@
 `Secret` string, the "did you mean" hint and what a profile's tables imply. Standard library only."""
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2.5 ms) on the CLI's path
+if TYPE_CHECKING:
+    from typing import Any
+
 
 MASK = "****"
 

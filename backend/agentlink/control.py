@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -206,6 +205,8 @@ def stop_agent(paths, timeout: float = 10.0) -> int | None:
     pid = settled_pid(paths.state_dir, timeout=max(timeout, 60.0))
     if not pid or pid < 0:
         return None
+    import signal  # here: `runs` and every command find the agent without it
+
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:

@@ -17,12 +17,15 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from backend import clock
 from ..errors import BadInput, EngineError, NotFound
 from ..paths import private_dir
 from ..runs import ALLOWED_TRANSITIONS, RESUMABLE_STATES, RESUME_NOTE, RETRY_NOTE, RunState, resume_message
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2.5 ms) on the CLI's path
+if TYPE_CHECKING:
+    from typing import Any
 
 SCHEMA_VERSION = 1
 

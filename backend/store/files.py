@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
 
 from ..errors import BadInput
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2.5 ms) on the CLI's path
 if TYPE_CHECKING:  # the agent's pid check imports this module: not the store's types with it
+    from typing import BinaryIO
     from .base import Transfer
 
 CHUNK = 1 << 20

@@ -237,7 +237,7 @@ def _print_tree(runs) -> None:
 
 
 def cmd_runs(args, ctx) -> int:
-    from backend.facade import BadInput, EncodedListing, RunState
+    from backend.facade import BadInput, RunState
 
     from .output import print_json, print_json_encoded, print_table
 
@@ -250,9 +250,12 @@ def cmd_runs(args, ctx) -> int:
         except ValueError:
             raise BadInput(f"--state must be one of {', '.join(s.value for s in RunState)}") from None
     engine = ctx.backend.engine
-    if args.json and not args.tree and isinstance(engine, EncodedListing):  # 10,000 runs: finished ones pre-encoded
-        print_json_encoded(engine.list_runs_json(states=states, limit=args.limit))
-        return 0
+    if args.json and not args.tree:
+        from backend.facade import EncodedListing
+
+        if isinstance(engine, EncodedListing):  # 10,000 runs: finished ones pre-encoded
+            print_json_encoded(engine.list_runs_json(states=states, limit=args.limit))
+            return 0
     runs = engine.list_runs(states=states, limit=args.limit)
     if args.tree:
         _print_tree(runs)

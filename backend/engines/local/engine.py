@@ -11,7 +11,6 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from backend import clock
 from ...errors import BadInput, NotFound
@@ -48,7 +47,9 @@ from ...waits import HELD
 
 BILLED_VALUES = frozenset(s.value for s in BILLED_STATES)
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2.5 ms) on the CLI's path
 if TYPE_CHECKING:
+    from typing import Any
     from ...devices import Inventory
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any
 
 from backend import clock
 from ...ledger import db
 from ...runs import STATES, Run, RunState
 from ...waits import behind
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2.5 ms) on the CLI's path
+if TYPE_CHECKING:
+    from typing import Any
 
 LIST_COLUMNS = (
     "id, name, experiment, profile, state, priority, submitted_at, admitted_at, started_at, "
