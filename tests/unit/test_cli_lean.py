@@ -48,16 +48,24 @@ def test_the_command_is_found_past_plain_global_options(argv, command):
     assert cli._command(argv) == command
 
 
-def _loaded(args: list[str], home) -> set[str]:
-    """Top-level packages loaded by `dlaas-tui ARGS` (run in-process in a child, then listed)."""
-    code = (  # no agent is started for this listing (the engine would start one): nothing to stop after
+def _child_code(args: list[str], *, whole_names: bool = False) -> str:
+    """A child program running `dlaas-tui ARGS` in-process, then printing `LOADED` with the modules
+    it loaded (top-level packages, or `whole_names`) and the exit code. No agent is started (the
+    engine would start one for a listing): nothing to stop after."""
+    names = "sys.modules" if whole_names else "{m.split('.')[0] for m in sys.modules}"
+    return (
         "import sys\nimport backend.agentlink.control as control\n"
         "control.ensure_agent = lambda *a, **k: 0\n"
         "from dlaas_tui.cli import main\n"
         f"rc = main({args!r})\n"
         "sys.stdout.flush()\n"
-        "print('\\nLOADED', ' '.join(sorted({m.split('.')[0] for m in sys.modules})), rc)\n"
+        f"print('\\nLOADED', ' '.join(sorted({names})), rc)\n"
     )
+
+
+def _loaded(args: list[str], home) -> set[str]:
+    """Top-level packages loaded by `dlaas-tui ARGS` (run in-process in a child, then listed)."""
+    code = _child_code(args)
     env = {**os.environ, "DLAAS_HOME": str(home)}
     env.pop("DLAAS_FAKE_NVML", None)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
@@ -225,14 +233,7 @@ def test_runs_lists_finished_and_queued_runs_without_the_planner_costs_devices_o
                 "submitted_at": now - 100 + i, "gpus": 64, "learners": 1, "cost_micro": 800,
                 "spec": {"command": "true", "max_duration_s": 600}, "results_bucket": "b"}, seq)
     conn.close()
-    code = (
-        "import sys\nimport backend.agentlink.control as control\n"
-        "control.ensure_agent = lambda *a, **k: 0\n"
-        "from dlaas_tui.cli import main\n"
-        "rc = main(['runs'])\n"
-        "sys.stdout.flush()\n"
-        "print('\\nLOADED', ' '.join(sorted(sys.modules)), rc)\n"
-    )
+    code = _child_code(["runs"], whole_names=True)
     env = {**os.environ, "DLAAS_HOME": str(tmp_path)}
     env.pop("DLAAS_FAKE_NVML", None)
     for _ in range(2):  # the second time as every time after: the config's reading kept
@@ -266,14 +267,7 @@ def test_runs_in_the_users_own_folders_loads_neither_platformdirs_nor_tomllib_th
     config = tmp_path / ".config" / "dlaas-tui" / "config.toml"
     config.parent.mkdir(parents=True)
     config.write_text("[profiles.local]\ncpu_slots = 2\n")
-    code = (
-        "import sys\nimport backend.agentlink.control as control\n"
-        "control.ensure_agent = lambda *a, **k: 0\n"
-        "from dlaas_tui.cli import main\n"
-        "rc = main(['runs'])\n"
-        "sys.stdout.flush()\n"
-        "print('\\nLOADED', ' '.join(sorted({m.split('.')[0] for m in sys.modules})), rc)\n"
-    )
+    code = _child_code(["runs"])
     env = {k: v for k, v in os.environ.items()
            if k not in ("DLAAS_HOME", "DLAAS_FAKE_NVML", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME")}
     env["HOME"] = str(tmp_path)

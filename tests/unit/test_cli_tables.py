@@ -14,6 +14,9 @@ LONG_ID = "training-umatp8zz"
 LONG_NAME = "digits-long-run-with-a-very-long-name-that-goes-on-3"
 ROW = [LONG_ID, LONG_NAME, "COMPLETED", "", 1, "$0.0008", "0.1234 loss"]
 HEADERS = ["ID", "NAME", "STATE", "Q", "GPUS", "COST", "METRIC"]
+MANIFEST = {"name": "digits", "gpus": 1, "framework": {"name": "pytorch", "command": "python train.py"},
+            "data_stores": [{"id": "s", "type": "local", "training_data": {"container": "d"},
+                             "training_results": {"container": "r"}}]}
 
 
 def test_piped_output_is_never_cut(capsys, monkeypatch):
@@ -63,14 +66,11 @@ def test_runs_table_time_says_queued_for_or_ran_for(capsys, monkeypatch):
     from backend.engines.fake import FakeClock, FakeEngine
     from dlaas_tui.cli.runs_cmd import cmd_runs
 
-    manifest = {"name": "digits", "gpus": 1, "framework": {"name": "pytorch", "command": "python train.py"},
-                "data_stores": [{"id": "s", "type": "local", "training_data": {"container": "d"},
-                                 "training_results": {"container": "r"}}]}
     fake = FakeClock()
     engine = FakeEngine(fake, devices=1, gpu_type="H100")
-    running = engine.submit_manifest(manifest, name="first", duration=3600)
+    running = engine.submit_manifest(MANIFEST, name="first", duration=3600)
     fake.advance(5)
-    waiting = engine.submit_manifest(manifest, name="second", duration=3600)
+    waiting = engine.submit_manifest(MANIFEST, name="second", duration=3600)
     fake.advance(125)
     monkeypatch.setenv("COLUMNS", "200")
     with clock.use(clock.FrozenClock(fake.now())):
@@ -136,12 +136,9 @@ def test_show_prints_each_event_message_whole(capsys):
     from backend.facade import RunEvent
     from dlaas_tui.cli.runs_cmd import cmd_show
 
-    manifest = {"name": "digits", "gpus": 1, "framework": {"name": "pytorch", "command": "python train.py"},
-                "data_stores": [{"id": "s", "type": "local", "training_data": {"container": "d"},
-                                 "training_results": {"container": "r"}}]}
     fake = FakeClock()
     engine = FakeEngine(fake, devices=1, gpu_type="H100")
-    run = engine.submit_manifest(manifest, name="first", duration=3600)
+    run = engine.submit_manifest(MANIFEST, name="first", duration=3600)
     long = "training data dlaas-samples/pytorch-digits/ is mounted read-only at DATA_DIR \x1b[31m"
     seen = SimpleNamespace(get_run=engine.get_run,
                            events=lambda rid: [*engine.events(rid), RunEvent(rid, fake.now(), None, long)])
