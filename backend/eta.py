@@ -11,6 +11,11 @@ A run with none of these has no expected end: the ETAs of every run waiting behi
 rather than invented. The queue is simulated in admission order (the engine's queue positions),
 honouring the capacity (tier, else the devices) and sweeps' `parallel` caps. A running run past its
 expected end is taken to end now.
+
+GPU sharing (local engine: `share: true` with a `gpu_memory:` cap) is simulated GPU by GPU when the
+caller gives the GPUs and their memory (`devices`): a sharing run goes where `sharing_candidates`
+says, the one rule the scheduler (backend/engines/local/scheduler.py) places by, so runs whose
+caps fit one GPU together start together, and an exclusive run waits for a GPU nobody holds.
 """
 from __future__ import annotations
 
@@ -83,6 +88,76 @@ class DurationModel:
         return None
 
 
+def sharing_candidates(cap: int, shared: Iterable, free: Iterable, want: str | None = None) -> list:
+    """The GPUs a sharing run with a per-GPU memory cap `cap` (bytes) may go on, in the order it takes
+    them: GPUs sharing runs hold whose room (memory less their caps; None: unknown, nothing joins)
+    fits the cap, fullest first; then free GPUs whose memory fits it (unknown memory: any). A run
+    needing N GPUs starts when N are here. `shared` items have uuid, gpu_type and room; `free` items
+    uuid, gpu_type and memory_total; `want`: the GPU type the run asks for (None: any)."""
+    joined = sorted((g for g in shared if g.room is not None and g.room >= cap and (not want or g.gpu_type == want)),
+                    key=lambda g: (g.room, g.uuid))
+    fresh = [d for d in free if (not want or d.gpu_type == want) and (d.memory_total is None or d.memory_total >= cap)]
+    return joined + fresh
+
+
+def share_cap(run) -> int:
+    """The per-GPU memory cap a sharing run is placed by (0: the run does not share a GPU)."""
+    cap = getattr(run, "gpu_memory", None)
+    return int(cap) if cap and getattr(run, "share", False) and run.gpus > 0 else 0
+
+
+class _Gpu:
+    """One GPU of the simulation: who holds it, and for sharing runs the memory left under their caps."""
+
+    __slots__ = ("uuid", "gpu_type", "memory_total", "room", "holders", "shared")
+
+    def __init__(self, uuid: str, memory_total: int | None) -> None:
+        self.uuid, self.gpu_type, self.memory_total = uuid, None, memory_total
+        self.room: int | None = memory_total
+        self.holders = 0
+        self.shared = False
+
+    def take(self, cap: int) -> None:
+        if cap:
+            if not self.holders:
+                self.shared, self.room = True, self.memory_total
+            self.room = None if self.room is None else self.room - cap
+        self.holders += 1
+
+    def leave(self, cap: int) -> None:
+        self.holders -= 1
+        if self.holders <= 0:
+            self.holders, self.shared, self.room = 0, False, self.memory_total
+        elif cap and self.room is not None:
+            self.room += cap
+
+
+class _Gpus:
+    """The GPUs the simulation places runs on, one by one (`devices` given), by the scheduler's rules:
+    an exclusive run takes free GPUs only, a sharing run `sharing_candidates`."""
+
+    def __init__(self, devices: Mapping[str, int | None]) -> None:
+        self.by_uuid = {uuid: _Gpu(uuid, memory) for uuid, memory in devices.items()}
+
+    def free(self) -> list[_Gpu]:
+        return [g for g in self.by_uuid.values() if not g.holders]
+
+    def pick(self, need: int, cap: int) -> list[_Gpu] | None:
+        """The GPUs a run would take now (None: fewer than it needs are there)."""
+        if cap:
+            pool = sharing_candidates(cap, [g for g in self.by_uuid.values() if g.shared and g.holders], self.free())
+        else:
+            pool = self.free()
+        return pool[:need] if len(pool) >= need else None
+
+    def holding(self, uuids: Iterable[str], cap: int) -> list[_Gpu]:
+        """A running run's GPUs (those of `uuids` this simulation knows), taken."""
+        held = [self.by_uuid[u] for u in uuids if u in self.by_uuid]
+        for g in held:
+            g.take(cap)
+        return held
+
+
 class Eta(FrozenRecord):
     at: datetime
     bound: bool  # an upper bound (some run it waits on is only known by its max_duration)
@@ -100,16 +175,23 @@ def queue_etas(
     caps: Mapping[str, int] | None = None,
     order: Sequence[str] | None = None,
     model: DurationModel | None = None,
+    devices: Mapping[str, int | None] | None = None,
 ) -> dict[str, Eta]:
     """Estimated start of each QUEUED run among `runs` (which hold the billed runs too).
 
     capacity: devices the queue may hold at once (0: no limit). caps: `parallel` per experiment.
     order: QUEUED run ids in admission order (default: queue_position, then submit time).
     model: the durations learned (default: from the COMPLETED runs among `runs`).
+    devices: the GPUs (uuid -> memory in bytes, None: unknown) where runs may share a GPU: runs are
+    then placed on them one by one (a running run on those of its `assigned`), sharing runs by
+    `sharing_candidates`; `capacity` is then only the tier's limit on the GPUs runs ask for (as the
+    scheduler counts it: a sharing run's GPUs too). None: runs are counted against `capacity` alone,
+    and a sharing run is counted as holding its GPUs whole.
     """
     model = model or DurationModel.learn(runs)
     caps = caps or {}
-    ends: list[tuple[datetime, int, int, str | None, bool]] = []
+    gpus = _Gpus(devices) if devices else None
+    ends: list[tuple[datetime, int, int, str | None, bool, tuple[_Gpu, ...], int]] = []
     active: dict[str, int] = {}
     for i, r in enumerate(runs):
         if not r.state.billed:
@@ -117,7 +199,9 @@ def queue_etas(
         exp = model.expected(r)
         start = r.admitted_at or now
         end = now + _FAR if exp is None else max(now, start + timedelta(seconds=exp.seconds))
-        ends.append((end, i, r.gpus, r.experiment, bool(exp and exp.bound)))
+        cap = share_cap(r) if gpus else 0
+        held = tuple(gpus.holding(getattr(r, "assigned", None) or (), cap)) if gpus else ()
+        ends.append((end, i, r.gpus, r.experiment, bool(exp and exp.bound), held, cap))
         if r.experiment:
             active[r.experiment] = active.get(r.experiment, 0) + 1
     heapq.heapify(ends)
@@ -133,24 +217,37 @@ def queue_etas(
         if r is None:
             continue
         need = min(r.gpus, capacity) if capacity else r.gpus
-        cap = caps.get(r.experiment) if r.experiment else None
-        while (free < need or (cap and active.get(r.experiment, 0) >= cap)) and ends:
-            t, _i, n, e, b = heapq.heappop(ends)
+        cap = share_cap(r) if gpus else 0
+        if gpus:
+            need = min(need, len(gpus.by_uuid))
+        limit = caps.get(r.experiment) if r.experiment else None
+
+        while True:
+            taken = None  # the GPUs it would take now; None while it cannot start
+            if free >= need and not (limit and active.get(r.experiment, 0) >= limit):
+                taken = gpus.pick(need, cap) if gpus else []
+            if taken is not None or not ends:
+                break
+            t, _i, n, e, b, held, held_cap = heapq.heappop(ends)
             at = max(at, t)
             bound = bound or b
             free += n
+            for g in held:
+                g.leave(held_cap)
             if e:
                 active[e] -= 1
-        if at - now >= _FAR / 2:
-            break  # everything from here waits on a run with no expected end
+        if taken is None or at - now >= _FAR / 2:
+            break  # everything from here waits on a run with no expected end (or one that never fits)
         out[rid] = Eta(at, bound)
         free -= need
+        for g in taken:
+            g.take(cap)
         if r.experiment:
             active[r.experiment] = active.get(r.experiment, 0) + 1
         exp = model.expected(r)
         seq += 1
         end = at + (_FAR if exp is None else timedelta(seconds=exp.seconds))
-        heapq.heappush(ends, (end, seq, need, r.experiment, bool(exp and exp.bound)))
+        heapq.heappush(ends, (end, seq, need, r.experiment, bool(exp and exp.bound), tuple(taken), cap))
     return out
 
 
@@ -181,4 +278,5 @@ def format_eta(eta: datetime | None, now: datetime | None = None, *, bound: bool
     return f"{mark}{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
-__all__ = ["DurationModel", "Eta", "Expected", "apply_etas", "format_eta", "manifest_key", "queue_etas"]
+__all__ = ["DurationModel", "Eta", "Expected", "apply_etas", "format_eta", "manifest_key", "queue_etas",
+           "share_cap", "sharing_candidates"]

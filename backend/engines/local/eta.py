@@ -3,10 +3,14 @@
 This module only reads: the durations of COMPLETED runs (by experiment and manifest name), the
 QUEUED and billed runs, the admission order (QUEUE_SQL: priority, submit time, id) and sweeps'
 `parallel` caps. The rules (learned median, then max_duration as a bound) are backend/eta.py's.
+Where a run in the queue or on the GPUs shares a GPU (`share` + `gpu_memory`), the simulation places
+runs GPU by GPU with the GPUs' memory, as the scheduler does.
 """
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Mapping
 from datetime import datetime, timezone
 
 from backend import clock
@@ -42,25 +46,32 @@ class QueueRow:
     read from a narrow query, so estimating 10,000 queued runs builds no Run objects."""
 
     __slots__ = ("id", "state", "gpus", "experiment", "admitted_at", "submitted_at", "name", "manifest_name",
-                 "max_duration_s", "queue_position")
+                 "max_duration_s", "queue_position", "share", "gpu_memory", "_assigned")
 
     def __init__(self, row) -> None:
         (self.id, state, self.gpus, self.experiment, admitted, submitted, self.name, self.manifest_name,
-         self.max_duration_s) = row
+         self.max_duration_s, self.share, self.gpu_memory, self._assigned) = row
         self.state = STATES.get(state) or RunState(state)
         self.admitted_at = None if admitted is None else datetime.fromtimestamp(admitted, timezone.utc)
         self.submitted_at = datetime.fromtimestamp(submitted, timezone.utc)
         self.queue_position = None
 
+    @property
+    def assigned(self) -> list[str]:
+        """The devices a billed run holds (read only where the simulation places runs GPU by GPU)."""
+        return json.loads(self._assigned) if self._assigned else []
+
 
 QUEUE_ROW_COLUMNS = (
     "id, state, gpus * learners, experiment, admitted_at, submitted_at, name, "
-    "json_extract(spec, '$.manifest_name'), json_extract(spec, '$.max_duration_s')"
+    "json_extract(spec, '$.manifest_name'), json_extract(spec, '$.max_duration_s'), "
+    "COALESCE(json_extract(spec, '$.share'), 0), json_extract(spec, '$.gpu_memory'), assigned"
 )
 
 
 def local_etas(conn, capacity: int, now: float | None = None,
-               caps: dict[str, int] | None = None, *, order: list[str] | None = None) -> dict[str, Eta]:
+               caps: dict[str, int] | None = None, *, order: list[str] | None = None,
+               devices: Mapping[str, int | None] | None = None, tier: int = 0) -> dict[str, Eta]:
     """Estimated start of each QUEUED run; runs whose start cannot be estimated are left out.
 
     capacity: devices this profile may hold at once (tier, else the machine's devices).
@@ -68,6 +79,9 @@ def local_etas(conn, capacity: int, now: float | None = None,
     order: the QUEUED ids in admission order, when the caller has read them already (QUEUE_SQL); or
     only the head of that order, when only the head's ETAs are wanted (a first screenful): a run's
     estimate depends on the runs ahead of it, never on those behind.
+    devices: the machine's GPUs (uuid -> memory bytes) and tier: the profile's GPU limit (0: none).
+    Where a run among those read shares a GPU, runs are placed on these GPUs one by one (as the
+    scheduler places them) and only the tier limits how many GPUs runs ask for in all.
     """
     now = clock.time() if now is None else now
     if caps is None:
@@ -79,11 +93,13 @@ def local_etas(conn, capacity: int, now: float | None = None,
     else:
         wanted = set(order)
         runs = [QueueRow(r) for r in rows if r[1] != "QUEUED" or r[0] in wanted]
-    return queue_etas(runs, capacity=capacity, now=datetime.fromtimestamp(now, timezone.utc), caps=caps,
-                      order=order, model=learned(conn))
+    sharing = bool(devices) and any(r.share and r.gpu_memory and r.gpus for r in runs)
+    return queue_etas(runs, capacity=tier if sharing else capacity,
+                      now=datetime.fromtimestamp(now, timezone.utc), caps=caps, order=order,
+                      model=learned(conn), devices=devices if sharing else None)
 
 
-_capacity: dict[tuple[int, int], tuple[float, int]] = {}
+_capacity: dict[tuple[int, int], tuple[float, int, dict[str, int | None]]] = {}
 
 
 def engine_etas(engine, *, order: list[str] | None = None) -> dict[str, Eta]:
@@ -91,15 +107,15 @@ def engine_etas(engine, *, order: list[str] | None = None) -> dict[str, Eta]:
     backend = engine.backend
     tier = backend.config.tier_gpus(backend.profile)
     key = (backend.profile.cpu_slots, id(engine))
-    at, devices = _capacity.get(key, (0.0, 0))
+    at, devices, gpus = _capacity.get(key, (0.0, 0, {}))
     if time.monotonic() - at > 5.0:  # NVML is not free: count the devices every few seconds
-        from .nvml import device_count
+        from .nvml import estimate_devices
 
-        devices = device_count(backend.profile.cpu_slots)
-        _capacity[key] = (time.monotonic(), devices)
+        devices, gpus = estimate_devices(backend.profile.cpu_slots)
+        _capacity[key] = (time.monotonic(), devices, gpus)
     capacity = min(tier, devices) if tier and devices else (tier or devices)
     try:
-        return local_etas(engine.conn, capacity, order=order)
+        return local_etas(engine.conn, capacity, order=order, devices=gpus, tier=tier)
     except Exception as exc:  # an estimate must not break the listing; say why there is none
         import logging  # here, not at import: `runs` lists without logging
 

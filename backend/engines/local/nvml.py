@@ -202,9 +202,16 @@ def device_count(cpu_slots: int) -> int:
     """How many devices runs may use here (GPUs, else the cpu slots), for queue estimates. On a box
     with no NVIDIA device node (and no fake NVML) that is the cpu slots, known without loading
     pynvml (~20-30 ms of every `runs`)."""
+    return estimate_devices(cpu_slots)[0]
+
+
+def estimate_devices(cpu_slots: int) -> tuple[int, dict[str, int | None]]:
+    """(how many devices runs may use here, as `device_count`; the GPUs among them -> their memory in
+    bytes, None: unknown), for queue estimates that place sharing runs. No GPU: (cpu slots, {})."""
     if not os.environ.get("DLAAS_FAKE_NVML") and not any(map(os.path.exists, NVIDIA_DEVICE_NODES)):
-        return cpu_slots
-    return len(read_inventory(cpu_slots=cpu_slots).devices)
+        return cpu_slots, {}
+    devices = read_inventory(cpu_slots=cpu_slots).devices
+    return len(devices), {d.uuid: d.memory_total for d in devices if not d.is_cpu_slot}
 
 
 def process_memory(nvml: Any = None) -> dict[str, dict[int, int]]:

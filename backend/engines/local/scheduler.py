@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ... import waits
+from ...eta import sharing_candidates
 # The queue's order lives with the listing's queries: a listing reads queue positions without the planner.
 from .rows import QUEUE_SQL  # noqa: F401
 
@@ -130,8 +131,9 @@ def plan(
     busy_note: who holds the busy GPUs, added to a "GPUs busy" reason.
     shared: the GPUs that sharing runs hold (uuid -> SharedGpu), updated as runs are placed. A run
     with `share` and a `gpu_memory` cap (queue items' 8th and 9th fields) goes on GPUs whose room
-    fits its cap, fullest first, then on free GPUs; an exclusive run only ever takes a free GPU,
-    and a GPU a sharing run took is not free to anyone else.
+    fits its cap, fullest first, then on free GPUs (backend/eta.py's `sharing_candidates`, which
+    the queue's ETAs simulate too); an exclusive run only ever takes a free GPU, and a GPU a
+    sharing run took is not free to anyone else.
     """
     free = list(free)
     shared = shared if shared is not None else {}
@@ -182,18 +184,13 @@ def plan(
                 break
             continue
         if sharing:
-            joined = sorted((g for g in shared.values()
-                             if g.room is not None and g.room >= cap and (not want or g.gpu_type == want)),
-                            key=lambda g: (g.room, g.uuid))
-            fresh = [d for d in free if (not want or d.gpu_type == want)
-                     and (d.memory_total is None or d.memory_total >= cap)]
-            if need <= len(joined) + len(fresh) and (limit is None or need <= limit):
-                chosen_ids = [g.uuid for g in joined[:need]]
-                for d in fresh[: need - len(chosen_ids)]:
-                    chosen_ids.append(d.uuid)
-                    shared[d.uuid] = SharedGpu(d.uuid, d.gpu_type, None if d.memory_total is None
-                                               else d.memory_total, d.memory_total)
-                    free = [f for f in free if f.uuid != d.uuid]
+            pool = sharing_candidates(cap, shared.values(), free, want)  # the rule the queue's ETAs simulate
+            if need <= len(pool) and (limit is None or need <= limit):
+                chosen_ids = [d.uuid for d in pool[:need]]
+                for d in pool[:need]:
+                    if d.uuid not in shared:  # a free GPU: sharing runs hold it from now on
+                        shared[d.uuid] = SharedGpu(d.uuid, d.gpu_type, d.memory_total, d.memory_total)
+                        free = [f for f in free if f.uuid != d.uuid]
                 for uuid in chosen_ids:
                     g = shared[uuid]
                     g.room = None if g.room is None else g.room - cap
@@ -207,7 +204,7 @@ def plan(
             else:
                 kind = f"{want} GPUs" if want else "GPUs"
                 wait(run_id, f"{kind} busy: needs {need} with {fmt_bytes(cap)} of GPU memory free, "
-                             f"{len(joined) + len(fresh)} fit" + (f" ({busy_note})" if busy_note else ""))
+                             f"{len(pool)} fit" + (f" ({busy_note})" if busy_note else ""))
             if not best_effort:
                 break
             continue
