@@ -3,6 +3,7 @@ by the scheduler's own rule (backend/eta.py's `sharing_candidates`, which `plan`
 the local engine's ledger as a listing reads it."""
 from __future__ import annotations
 
+import os
 import random
 
 import pytest
@@ -144,3 +145,17 @@ def test_the_runs_estimated_to_start_now_are_those_the_scheduler_admits(tmp_path
     now_etas = {rid for rid, s in starts(conn, devices).items() if s == 0}
     conn.close()
     assert now_etas == admitted, (devices, queue)
+
+
+def test_the_gpus_and_their_memory_come_from_nvml_and_a_box_without_gpus_has_none(tmp_path, monkeypatch):
+    from backend.engines.local import nvml
+
+    fake = tmp_path / "nvml.json"
+    fake.write_text('{"gpus": [{"name": "NVIDIA A100-SXM4-40GB", "uuid": "GPU-a", "memory_total": %d, '
+                    '"memory_used": 0, "processes": []}]}' % (40 * GiB))
+    monkeypatch.setenv("DLAAS_FAKE_NVML", str(fake))
+    assert nvml.estimate_devices(2) == (1, {"GPU-a": 40 * GiB})
+    assert nvml.device_count(2) == 1
+    monkeypatch.delenv("DLAAS_FAKE_NVML")
+    if not any(map(os.path.exists, nvml.NVIDIA_DEVICE_NODES)):
+        assert nvml.estimate_devices(2) == (2, {})  # cpu slots: nothing to share, pynvml not loaded
