@@ -159,3 +159,21 @@ def test_the_gpus_and_their_memory_come_from_nvml_and_a_box_without_gpus_has_non
     monkeypatch.delenv("DLAAS_FAKE_NVML")
     if not any(map(os.path.exists, nvml.NVIDIA_DEVICE_NODES)):
         assert nvml.estimate_devices(2) == (2, {})  # cpu slots: nothing to share, pynvml not loaded
+
+
+def test_the_engines_estimate_places_sharing_runs_on_the_gpus_nvml_reports(conn, tmp_path, monkeypatch):
+    """engine_etas, as `runs` and the TUI call it: the GPUs and their memory from (fake) NVML."""
+    from types import SimpleNamespace
+
+    fake = tmp_path / "nvml.json"
+    fake.write_text('{"gpus": [{"name": "NVIDIA A100-SXM4-40GB", "uuid": "GPU-e", "memory_total": %d, '
+                    '"memory_used": 0, "processes": []}]}' % (40 * GiB))
+    monkeypatch.setenv("DLAAS_FAKE_NVML", str(fake))
+    monkeypatch.setattr(eta.clock, "time", lambda: NOW)
+    add(conn, "a", cap_gib=16, share=True, max_s=300, running_on=["GPU-e"], started=100)
+    add(conn, "b", cap_gib=16, share=True, at=1, max_s=300)  # 16 + 16 GiB fit 40: joins a at once
+    add(conn, "c", cap_gib=16, share=True, at=2, max_s=300)  # 8 GiB left: when a leaves (+200)
+    engine = SimpleNamespace(conn=conn, backend=SimpleNamespace(
+        config=SimpleNamespace(tier_gpus=lambda profile: 0), profile=SimpleNamespace(cpu_slots=777)))
+    got = {rid: e.at.timestamp() - NOW for rid, e in eta.engine_etas(engine).items()}
+    assert got == {"b": 0, "c": 200}
