@@ -60,6 +60,7 @@ class S3Store:
         self.profile_name = profile_name
         self.endpoint = public_endpoint(settings.endpoint_url, settings.region)
         self._client: Any = None
+        self._wire: Any = None  # s3_client.Wire, built with the client
         self._client_lock = threading.Lock()
         check_credentials(settings, profile_name)
         self._uploads = UploadJournal(self.endpoint)
@@ -74,8 +75,9 @@ class S3Store:
         if self._client is None:
             with self._client_lock:
                 if self._client is None:
-                    client = make_client(self.settings, self.endpoint)
+                    client, wire = make_client(self.settings, self.endpoint)
                     self._uploads.attach(client)
+                    self._wire = wire
                     self._client = client
         return self._client
 
@@ -273,7 +275,7 @@ class S3Store:
             self._uploads.active += 1
         try:
             run_uploads(self.client, self._tconfig(), bucket, jobs, transfer, self.endpoint,
-                        verify_tls=self.settings.verify_tls)
+                        wire=self._wire)
         finally:
             with self._client_lock:
                 self._uploads.active -= 1
@@ -322,7 +324,7 @@ class S3Store:
         try:
             run_downloads(
                 self.client, self._tconfig(), bucket, [DownloadJob(key, dest, info.size, info.etag)],
-                transfer, self.endpoint, verify_tls=self.settings.verify_tls,
+                transfer, self.endpoint, wire=self._wire,
             )
         except TransferCancelled:
             if not existed:  # finished just as the cancel came: a cancelled get leaves no file
@@ -338,7 +340,7 @@ class S3Store:
         """
         jobs = [DownloadJob(o.key, Path(p), o.size, o.etag) for o, p in items]
         run_downloads(self.client, self._tconfig(), bucket, jobs, transfer, self.endpoint,
-                      verify_tls=self.settings.verify_tls)
+                      wire=self._wire)
         return len(jobs)
 
     # -- folders --------------------------------------------------------------------------------

@@ -2,12 +2,16 @@
 
 Credentials: the profile's own keys (revealed here and nowhere else), else a named AWS profile,
 else the standard AWS chain. SigV4; botocore's standard retries with bounded attempts; connect and
-read timeouts; a connection pool sized for the transfer workers.
+read timeouts; a connection pool sized for the transfer workers. Beside the client, `Wire` carries
+what the small-object fast path (s3_fastget) must share with it: the very credentials object the
+client signs with, and the TLS verify value the client was built with.
 """
 from __future__ import annotations
 
 import base64
 import hashlib
+import os
+from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -53,7 +57,27 @@ def check_credentials(s: S3Settings, profile_name: str) -> None:
         raise ConfigError(f"{where}: set either aws_profile or access_key_id/secret_access_key, not both")
 
 
-def make_client(s: S3Settings, endpoint: str) -> Any:
+@dataclass(frozen=True)
+class Wire:
+    """What the fast path shares with the client: botocore's credentials object (None where there
+    are none; refreshable ones refresh on use) and the verify value the client was built with."""
+
+    credentials: Any
+    verify: bool | str
+
+
+def resolve_verify(verify_tls: bool, core: Any) -> bool | str:
+    """What botocore would verify https against: nothing where the profile says verify_tls = false,
+    else the AWS config's `ca_bundle` (AWS_CA_BUNDLE or the profile's `ca_bundle` in ~/.aws/config),
+    else REQUESTS_CA_BUNDLE, else True (certifi's bundle). The client is built with this value
+    explicitly, so it and the fast path verify against the same bundle."""
+    if not verify_tls:
+        return False
+    bundle = core.get_config_variable("ca_bundle")
+    return bundle if bundle is not None else os.environ.get("REQUESTS_CA_BUNDLE", True)
+
+
+def make_client(s: S3Settings, endpoint: str) -> tuple[Any, Wire]:
     import boto3
     from botocore.config import Config as BotoConfig
 
@@ -79,6 +103,8 @@ def make_client(s: S3Settings, endpoint: str) -> Any:
     )
     kwargs: dict[str, Any] = {}
     if s.access_key_id and s.secret_access_key:
+        # Given to the session, not the client: the client then signs with the session's one
+        # credentials object, which the fast path reads too (core.get_credentials()).
         kwargs["aws_access_key_id"] = s.access_key_id.reveal()
         kwargs["aws_secret_access_key"] = s.secret_access_key.reveal()
     with s3_errors(endpoint, "connect to"):
@@ -88,13 +114,13 @@ def make_client(s: S3Settings, endpoint: str) -> Any:
         # more than the request itself. This session's parser uses the C ISO-8601 parser.
         core = botocore.session.get_session()
         core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
-        session = boto3.session.Session(botocore_session=core, profile_name=s.aws_profile or None)
-        client = session.client(
-            "s3", endpoint_url=s.endpoint_url, verify=s.verify_tls, config=config, **kwargs
-        )
+        session = boto3.session.Session(botocore_session=core, profile_name=s.aws_profile or None, **kwargs)
+        verify = resolve_verify(s.verify_tls, core)
+        client = session.client("s3", endpoint_url=s.endpoint_url, verify=verify, config=config)
+        credentials = core.get_credentials()
     for op in ("PutObject", "UploadPart"):
         client.meta.events.register(f"before-call.s3.{op}", add_content_md5)
-    return client
+    return client, Wire(credentials, verify)
 
 
 def add_content_md5(params: dict[str, Any], **_: Any) -> None:

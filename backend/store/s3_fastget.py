@@ -5,9 +5,13 @@ cores it decides how a folder of small files compares with rclone. Measured per 
 machine: botocore's get_object ~1 ms of CPU, its HTTP session (urllib3) ~0.45 ms, a presigned URL
 sent on a kept-alive http.client connection ~0.3 ms (signing 0.15 ms included).
 
-Signing stays botocore's (a presigned URL: the same SigV4, credentials chain, addressing style and
-endpoint rules as every other call); only the sending is ours. Anything this path cannot honour
-the way botocore would (a proxy, a client certificate) switches it off, and any surprise on a
+Each request is a presigned URL (SigV4 in the query), signed by s3_sign: botocore's endpoint rules,
+addressing style, credentials and clock, proved byte-identical to botocore's own presign per bucket
+(else botocore presigns); only the signing arithmetic and the sending are ours. TLS verification
+uses the value the botocore client was built with (the profile's verify_tls, else AWS's
+ca_bundle / AWS_CA_BUNDLE / REQUESTS_CA_BUNDLE, else certifi's bundle: s3_client.resolve_verify).
+Anything this path cannot honour the way botocore would (a proxy, a client certificate) switches it
+off, and any surprise on a
 request (an error status, a connection that cannot send) hands that request to botocore, whose
 retries and error mapping apply as usual; a body that breaks mid-way raises BrokenBody, which the
 caller's retry (s3_retry, the one policy) reads again.
@@ -17,7 +21,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
-import os
 import ssl
 import threading
 import urllib.request
@@ -26,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .s3_retry import BrokenBody
+from .s3_sign import Presigner, Signed
 
 BLOCK = 256 * 1024
 PUT_MAX = 1024 * 1024  # larger files stream through put_object rather than sit in memory
@@ -44,10 +48,11 @@ def etag_not_md5(header: str, value: str) -> bool:
 
 
 class FastGetter:
-    def __init__(self, client: Any, verify: Any, timeout: float) -> None:
+    def __init__(self, client: Any, verify: bool | str, timeout: float, credentials: Any = None) -> None:
         self._client = client
         self._verify = verify
         self._timeout = timeout
+        self._signer = Presigner(client, credentials)
         self._ssl: ssl.SSLContext | None = None
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -55,19 +60,25 @@ class FastGetter:
         self.broken = False  # after a connection-level failure, stop trying: each one costs
 
     @classmethod
-    def for_client(cls, client: Any, *, verify_tls: bool = True) -> FastGetter | None:
+    def for_client(cls, client: Any, *, verify: bool | str = True, credentials: Any = None) -> FastGetter | None:
         """A getter beside this client, or None where its plain connections would not match what
-        botocore does: a proxy (config or environment), a client certificate, or (for https) a CA
-        bundle from the environment. Reads only the client's public `meta`."""
+        botocore does: a proxy (config or environment), a client certificate, or a CA bundle that
+        cannot be loaded. `verify` is the value the client was built with (False, True or a CA
+        bundle's path); `credentials` the botocore credentials object it signs with (None: every
+        URL is presigned by botocore). Reads only the client's public `meta`."""
         cfg = client.meta.config
         url = client.meta.endpoint_url or ""
         scheme = urlsplit(url).scheme
         if cfg.proxies or cfg.client_cert or (scheme and urllib.request.getproxies().get(scheme)):
             return None
-        if scheme == "https" and verify_tls and os.environ.get("AWS_CA_BUNDLE"):
-            return None  # botocore would verify against that bundle (plain http has nothing to verify)
         timeout = max(cfg.read_timeout or 60, cfg.connect_timeout or 60)
-        return cls(client, verify_tls, timeout)
+        fast = cls(client, verify, timeout, credentials)
+        if scheme == "https":
+            try:
+                fast._context()
+            except (OSError, ssl.SSLError, ValueError):  # botocore will say what is wrong with the bundle
+                return None
+        return fast
 
     def _context(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -75,10 +86,10 @@ class FastGetter:
                 ctx = ssl.create_default_context()
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
-            else:  # the CA bundle botocore uses by default
-                import certifi
+            else:  # the CA bundle botocore verifies against (certifi's where verify is True)
+                from botocore.httpsession import get_cert_path
 
-                ctx = ssl.create_default_context(cafile=certifi.where())
+                ctx = ssl.create_default_context(cafile=get_cert_path(self._verify))
             self._ssl = ctx
         return self._ssl
 
@@ -110,16 +121,9 @@ class FastGetter:
         if conn is not None:
             conn.close()
 
-    def _presign(self, operation: str, bucket: str, key: str) -> tuple[Any, str] | None:
-        """The presigned URL's parts and request target, or None (the botocore path then takes over)."""
-        try:
-            url = self._client.generate_presigned_url(
-                operation, Params={"Bucket": bucket, "Key": key}, ExpiresIn=900
-            )
-        except Exception:  # noqa: BLE001 - the botocore path reports the real error
-            return None
-        parts = urlsplit(url)
-        return parts, parts.path + ("?" + parts.query if parts.query else "")
+    def _presign(self, method: str, bucket: str, key: str) -> Signed | None:
+        """The presigned request, or None (the botocore path then takes over)."""
+        return self._signer.url(method, bucket, key)
 
     def get(
         self, bucket: str, key: str, etag: str | None, span: tuple[int, int] | None = None,
@@ -133,22 +137,23 @@ class FastGetter:
         """
         if self.broken:
             return None
-        presigned = self._presign("get_object", bucket, key)
-        if presigned is None:
+        signed = self._presign("GET", bucket, key)
+        if signed is None:
             return None
-        parts, target = presigned
-        headers = {"If-Match": f'"{etag}"'} if etag else {}
+        headers = {"Host": signed.host}
+        if etag:
+            headers["If-Match"] = f'"{etag}"'
         if span is not None:
             headers["Range"] = f"bytes={span[0]}-{span[0] + span[1] - 1}"
-        conn, fresh = self._conn(parts.scheme, parts.netloc)
+        conn, fresh = self._conn(signed.scheme, signed.netloc)
         try:
-            conn.request("GET", target, headers=headers)
+            conn.request("GET", signed.target, headers=headers)
             resp = conn.getresponse()
         except (ConnectionError, http.client.HTTPException, TimeoutError, OSError):
-            self._failed(parts.scheme, parts.netloc, fresh)
+            self._failed(signed.scheme, signed.netloc, fresh)
             return None
         if resp.status != (200 if span is None else 206):
-            self._drop(parts.scheme, parts.netloc)  # its body is not worth reading
+            self._drop(signed.scheme, signed.netloc)  # its body is not worth reading
             return None
         if meta is not None:
             for name, value in resp.getheaders():
@@ -157,7 +162,7 @@ class FastGetter:
                     meta[low[11:]] = value
                 elif etag_not_md5(low, value):
                     meta[ETAG_NOT_MD5] = value
-        return self._body(resp, parts.scheme, parts.netloc, into)
+        return self._body(resp, signed.scheme, signed.netloc, into)
 
     def put(self, bucket: str, key: str, path: Any, size: int) -> bool:
         """PUT a small file; False when the caller must use put_object (it maps the errors)."""
@@ -167,23 +172,22 @@ class FastGetter:
             data = f.read(size + 1)
         if len(data) != size:  # the file changed since it was listed: botocore sends what is there
             return False
-        presigned = self._presign("put_object", bucket, key)
-        if presigned is None:
+        signed = self._presign("PUT", bucket, key)
+        if signed is None:
             return False
-        parts, target = presigned
         # A presigned URL does not sign the payload, as put_object does on plain http: the
         # server checks this digest instead.
-        headers = {"Content-MD5": base64.b64encode(hashlib.md5(data).digest()).decode()}
-        conn, fresh = self._conn(parts.scheme, parts.netloc)
+        headers = {"Host": signed.host, "Content-MD5": base64.b64encode(hashlib.md5(data).digest()).decode()}
+        conn, fresh = self._conn(signed.scheme, signed.netloc)
         try:
-            conn.request("PUT", target, body=data, headers=headers)
+            conn.request("PUT", signed.target, body=data, headers=headers)
             resp = conn.getresponse()
             resp.read()
         except (ConnectionError, http.client.HTTPException, TimeoutError, OSError):
-            self._failed(parts.scheme, parts.netloc, fresh)
+            self._failed(signed.scheme, signed.netloc, fresh)
             return False
         if resp.status != 200:
-            self._drop(parts.scheme, parts.netloc)
+            self._drop(signed.scheme, signed.netloc)
             return False
         return True
 

@@ -92,13 +92,13 @@ def transfer_config(settings: Any, *, concurrency: int | None = None) -> Any:
 
 def run_uploads(
     client: Any, config: Any, bucket: str, jobs: Sequence[UploadJob], transfer: Transfer | None,
-    endpoint: str, *, verify_tls: bool = True,
+    endpoint: str, *, wire: Any = None,
 ) -> None:
     def submit(manager: Any, job: UploadJob, sub: Any, crc: str | None = None) -> None:
         extra = {"Metadata": {s3_checksum.META_KEY: crc}} if crc is not None else None
         manager.upload(str(job.src), bucket, job.key, extra_args=extra, subscribers=[sub])
 
-    fast = FastGetter.for_client(client, verify_tls=verify_tls)
+    fast = _fast(client, wire)
 
     def small(job: UploadJob, stop: threading.Event) -> None:
         if stop.is_set():
@@ -118,7 +118,7 @@ def run_uploads(
 
 def run_downloads(
     client: Any, config: Any, bucket: str, jobs: Sequence[DownloadJob], transfer: Transfer | None,
-    endpoint: str, *, verify_tls: bool = True,
+    endpoint: str, *, wire: Any = None,
 ) -> None:
     made: set[Path] = set()
     for job in jobs:  # one mkdir per folder, not per file: it is slow on busy overlay disks
@@ -129,7 +129,7 @@ def run_downloads(
     def submit(manager: Any, job: DownloadJob, sub: Any) -> None:
         manager.download(bucket, job.key, str(job.dest), subscribers=[sub])
 
-    fast = FastGetter.for_client(client, verify_tls=verify_tls)
+    fast = _fast(client, wire)
     where = Where(endpoint, "download", bucket)
 
     def small(job: DownloadJob, stop: threading.Event) -> None:
@@ -144,6 +144,13 @@ def run_downloads(
     finally:
         if fast is not None:
             fast.close()
+
+
+def _fast(client: Any, wire: Any) -> FastGetter | None:
+    """The fast path beside this client; `wire` (s3_client.Wire) gives its credentials and verify."""
+    if wire is None:
+        return FastGetter.for_client(client)
+    return FastGetter.for_client(client, verify=wire.verify, credentials=wire.credentials)
 
 
 def _get_small(

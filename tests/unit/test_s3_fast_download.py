@@ -120,16 +120,16 @@ def test_small_uploads_and_downloads_with_a_wrong_secret_say_so(s3_server, store
 
 
 def test_the_fast_path_steps_aside_where_botocore_would_connect_differently(s3_server, monkeypatch):
-    """A proxy (config or environment), a client certificate or (for https) a CA bundle from the
-    environment keep every request on botocore; otherwise the fast getter follows the profile's verify_tls."""
+    """A proxy (config or environment), a client certificate or a CA bundle that cannot be loaded
+    keep every request on botocore; otherwise the fast getter verifies as the client was built to."""
     from botocore.config import Config
 
     from backend.store.s3_fastget import FastGetter
 
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "AWS_CA_BUNDLE"):
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
         monkeypatch.delenv(var, raising=False)
     plain = make_store(s3_server).client
-    fast = FastGetter.for_client(plain, verify_tls=False)
+    fast = FastGetter.for_client(plain, verify=False)
     assert fast is not None and fast._verify is False
     proxied = plain.meta.config.merge(Config(proxies={"http": "http://127.0.0.1:9"}))
     import boto3
@@ -140,12 +140,12 @@ def test_the_fast_path_steps_aside_where_botocore_would_connect_differently(s3_s
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
     assert FastGetter.for_client(plain) is None
     monkeypatch.delenv("http_proxy")
-    monkeypatch.setenv("AWS_CA_BUNDLE", "/nonexistent/ca.pem")
-    assert FastGetter.for_client(plain) is not None  # plain http: no certificate to verify
+    assert FastGetter.for_client(plain, verify="/nonexistent/ca.pem") is not None  # plain http: nothing to verify
     tls = boto3.client("s3", endpoint_url="https://127.0.0.1:9", region_name=s3_server.region,
                        aws_access_key_id="a", aws_secret_access_key="b")
-    assert FastGetter.for_client(tls) is None  # botocore would verify against that bundle
-    assert FastGetter.for_client(tls, verify_tls=False) is not None  # nothing to verify against
+    assert FastGetter.for_client(tls, verify="/nonexistent/ca.pem") is None  # botocore reports the bundle
+    assert FastGetter.for_client(tls, verify=False) is not None  # nothing to verify against
+    assert FastGetter.for_client(tls) is not None  # certifi's bundle, as botocore
 
 
 def test_bytes_that_do_not_match_the_md5_are_fetched_again_then_reported_with_the_key(store, tmp_path, monkeypatch):
@@ -171,3 +171,44 @@ def test_bytes_that_do_not_match_the_md5_are_fetched_again_then_reported_with_th
 
     monkeypatch.undo()
     assert store.get_file(bucket, "data/x.bin", dest) == dest and dest.read_bytes() == b"A" * 4096
+
+
+@pytest.mark.parametrize("source", ["AWS_CA_BUNDLE", "ca_bundle in ~/.aws/config"])
+def test_https_verifies_against_the_aws_ca_bundle_on_both_paths(s3_server, store, tmp_path, monkeypatch, source):
+    """The CA bundle from AWS_CA_BUNDLE or the AWS config's ca_bundle is what botocore and the fast
+    path both verify https against: with it, the listing (botocore) and the small GETs (fast path,
+    presigned in the query) go through a TLS proxy with a self-signed certificate; without it, the
+    certificate is refused with a clear message."""
+    from tests.fixtures.s3faults import FaultProxy, self_signed
+
+    tls = self_signed(tmp_path)
+    if tls is None:
+        pytest.skip("needs the openssl command")
+    for var in ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    config = tmp_path / "aws-config"
+    config.write_text("[default]\nregion = us-east-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    bucket = _bucket(store)
+    files = {f"d/f{i}.bin": os.urandom(1000 + i) for i in range(3)}
+    for key, body in files.items():
+        store.put_bytes(bucket, key, body)
+    proxy = FaultProxy(s3_server.endpoint, tls=tls).start()
+    try:
+        untrusting = make_store(s3_server, endpoint_url=proxy.endpoint)
+        with pytest.raises(StoreError, match="TLS error talking to"):
+            untrusting.get_prefix(bucket, "d/", tmp_path / "no")
+        untrusting.close()
+        if source == "AWS_CA_BUNDLE":
+            monkeypatch.setenv("AWS_CA_BUNDLE", tls[0])
+        else:
+            config.write_text(f"[default]\nregion = us-east-1\nca_bundle = {tls[0]}\n")
+        trusting = make_store(s3_server, endpoint_url=proxy.endpoint)
+        assert trusting.get_prefix(bucket, "d/", tmp_path / "out") == 3
+        trusting.close()
+    finally:
+        proxy.stop()
+    assert {p.relative_to(tmp_path / "out").as_posix(): p.read_bytes()
+            for p in (tmp_path / "out").rglob("*") if p.is_file()} == {k[2:]: v for k, v in files.items()}
+    fast_gets = [t for m, t, _ in proxy.seen if m == "GET" and "X-Amz-Signature=" in t]
+    assert len(fast_gets) == 3  # each object came through the fast path, over verified TLS
