@@ -47,6 +47,94 @@ def etag_not_md5(header: str, value: str) -> bool:
     return header == "x-amz-server-side-encryption-customer-algorithm"
 
 
+class _Headers:
+    """The few reads http.client and this module make of an answer's headers (get, get_all, items),
+    without the email parser http.client builds for every answer (~60 us of CPU per answer here,
+    a tenth of a small file's cost)."""
+
+    __slots__ = ("_items", "_first")
+
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        self._items = items
+        self._first: dict[str, str] = {}
+        for name, value in items:
+            self._first.setdefault(name.lower(), value)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._first.get(name.lower(), default)
+
+    def get_all(self, name: str, default: Any = None) -> Any:
+        low = name.lower()
+        found = [v for n, v in self._items if n.lower() == low]
+        return found or default
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._items)
+
+
+class _Response(http.client.HTTPResponse):
+    """http.client's answer with its status line and framing rules as they are, and a plain header
+    reader in place of the email parser (`begin` is http.client's, apart from that)."""
+
+    def begin(self) -> None:
+        if self.headers is not None:
+            return
+        while True:
+            version, status, reason = self._read_status()  # type: ignore[attr-defined]
+            if status != http.client.CONTINUE:
+                break
+            self._header_lines()  # the 100 answer's headers
+        self.code = self.status = status
+        self.reason = reason.strip()
+        if version in ("HTTP/1.0", "HTTP/0.9"):
+            self.version = 10
+        elif version.startswith("HTTP/1."):
+            self.version = 11
+        else:
+            raise http.client.UnknownProtocol(version)
+        items = []
+        for line in self._header_lines():
+            name, sep, value = line.decode("iso-8859-1").partition(":")
+            if not sep:
+                raise http.client.HTTPException(f"malformed header line {line[:40]!r}")
+            items.append((name.strip(), value.strip()))
+        self.headers = self.msg = _Headers(items)  # type: ignore[assignment]
+        enc = self.headers.get("transfer-encoding")
+        self.chunked = bool(enc and enc.lower() == "chunked")
+        self.chunk_left = None
+        self.will_close = self._check_close()  # type: ignore[attr-defined]
+        self.length = None
+        length = self.headers.get("content-length")
+        if length and not self.chunked:
+            try:
+                self.length = int(length)
+            except ValueError:
+                self.length = None
+            else:
+                if self.length < 0:
+                    self.length = None
+        if status in (http.client.NO_CONTENT, http.client.NOT_MODIFIED) or 100 <= status < 200 \
+                or self._method == "HEAD":  # type: ignore[attr-defined]
+            self.length = 0
+        if not self.will_close and not self.chunked and self.length is None:
+            self.will_close = True
+
+    def _header_lines(self) -> list[bytes]:
+        lines: list[bytes] = []
+        while True:
+            line = self.fp.readline(65537)
+            if len(line) > 65536:
+                raise http.client.LineTooLong("header line")
+            if line in (b"\r\n", b"\n", b""):
+                return lines
+            if line[:1] in (b" ", b"\t") and lines:  # an obsolete folded line continues the last
+                lines[-1] = lines[-1].rstrip(b"\r\n") + b" " + line.strip()
+                continue
+            lines.append(line)
+            if len(lines) > 100:
+                raise http.client.HTTPException("got more than 100 headers")
+
+
 class FastGetter:
     def __init__(self, client: Any, verify: bool | str, timeout: float, credentials: Any = None) -> None:
         self._client = client
@@ -103,6 +191,7 @@ class FastGetter:
                 conn = http.client.HTTPSConnection(netloc, timeout=self._timeout, context=self._context())
             else:
                 conn = http.client.HTTPConnection(netloc, timeout=self._timeout)
+            conn.response_class = _Response
             conns[(scheme, netloc)] = conn
             with self._lock:
                 self._conns.append(conn)

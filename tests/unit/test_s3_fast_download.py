@@ -212,3 +212,35 @@ def test_https_verifies_against_the_aws_ca_bundle_on_both_paths(s3_server, store
             for p in (tmp_path / "out").rglob("*") if p.is_file()} == {k[2:]: v for k, v in files.items()}
     fast_gets = [t for m, t, _ in proxy.seen if m == "GET" and "X-Amz-Signature=" in t]
     assert len(fast_gets) == 3  # each object came through the fast path, over verified TLS
+
+
+@pytest.mark.parametrize("raw", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: \"abc\"\r\nx-amz-meta-dlaas-crc32: 0a0b0c0d\r\n\r\nhello",
+    b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-2/9\r\nContent-Length: 3\r\n\r\nabc",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3\r\n!!!\r\n0\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\nX-Skip: 1\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nConnection: close\r\nX-Folded: a\r\n b\r\n\r\nuntil the end",
+    b"HTTP/1.0 200 OK\r\nContent-Length: 4\r\n\r\nbody",
+    b"HTTP/1.1 204 No Content\r\nX-Amz-Id: 1\r\n\r\n",
+    b"HTTP/1.1 403 Forbidden\r\nContent-Length: 6\r\nContent-Type: application/xml\r\n\r\n<E/>\r\n",
+])
+def test_the_answer_reader_agrees_with_http_client(raw):
+    """The fast path's answer (its own header reader instead of http.client's email parser) gives
+    the status, headers, framing and body that http.client's own answer gives."""
+    import http.client
+    import io
+
+    from backend.store.s3_fastget import _Response
+
+    class Sock:
+        def makefile(self, mode):
+            return io.BytesIO(raw)
+
+    seen = []
+    for cls in (http.client.HTTPResponse, _Response):
+        r = cls(Sock(), method="GET")
+        r.begin()
+        headers = [(k, " ".join(v.split())) for k, v in r.getheaders()]
+        seen.append((r.status, r.reason, r.version, r.will_close, r.chunked, headers,
+                     r.getheader("content-length"), r.getheader("X-AMZ-META-DLAAS-CRC32"), r.read()))
+    assert seen[1] == seen[0]
