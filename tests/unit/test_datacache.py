@@ -18,21 +18,50 @@ pytestmark = pytest.mark.s3
 KiB = 1024
 
 
+_COUNTERS: list[GetCounter] = []
+
+
 class GetCounter:
-    """Counts the GetObject calls a store really sends (botocore's before-call event)."""
+    """Counts the GETs a store really sends: through botocore (its before-parameter-build event,
+    presigning aside) and on the fast path (a FastGetter.get that was answered)."""
 
     def __init__(self, store) -> None:
         self.keys: list[str] = []
+        self.client = store.client
         self._lock = threading.Lock()
         store.client.meta.events.register("before-parameter-build.s3.GetObject", self._seen)
+        _COUNTERS.append(self)
 
-    def _seen(self, params, **kwargs) -> None:
+    def _seen(self, params, context=None, **kwargs) -> None:
+        if not (context or {}).get("is_presign_request"):
+            self.add(params["Key"])
+
+    def add(self, key: str) -> None:
         with self._lock:
-            self.keys.append(params["Key"])
+            self.keys.append(key)
 
     @property
     def count(self) -> int:
         return len(self.keys)
+
+
+@pytest.fixture(autouse=True)
+def _count_fast_gets(monkeypatch):
+    from backend.store.s3_fastget import FastGetter
+
+    real = FastGetter.get
+
+    def get(self, bucket, key, *args, **kwargs):
+        body = real(self, bucket, key, *args, **kwargs)
+        if body is not None:
+            for counter in _COUNTERS:
+                if counter.client is self._client:
+                    counter.add(key)
+        return body
+
+    monkeypatch.setattr(FastGetter, "get", get)
+    yield
+    _COUNTERS.clear()
 
 
 @pytest.fixture
