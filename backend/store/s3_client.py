@@ -117,6 +117,8 @@ def make_client(s: S3Settings, endpoint: str) -> tuple[Any, Wire]:
         session = boto3.session.Session(botocore_session=core, profile_name=s.aws_profile or None, **kwargs)
         verify = resolve_verify(s.verify_tls, core)
         client = session.client("s3", endpoint_url=s.endpoint_url, verify=verify, config=config)
+        # The object the client signs with (the session caches it); with no credentials at all the
+        # chain is asked once more here, and every request then fails with the usual message.
         credentials = core.get_credentials()
     for op in ("PutObject", "UploadPart"):
         client.meta.events.register(f"before-call.s3.{op}", add_content_md5)
