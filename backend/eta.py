@@ -16,6 +16,10 @@ GPU sharing (local engine: `share: true` with a `gpu_memory:` cap) is simulated 
 caller gives the GPUs and their memory (`devices`): a sharing run goes where `sharing_candidates`
 says, the one rule the scheduler (backend/engines/local/scheduler.py) places by, so runs whose
 caps fit one GPU together start together, and an exclusive run waits for a GPU nobody holds.
+
+Cpu slots and the box (local engine): where a box's devices are cpu slots, a run that asks for no GPU
+still holds slots (`slots_held`, one per learner), so it waits for running cpu runs to end; and every
+run holds its cores and memory (`box_short`). Both are the rules `plan` admits by.
 """
 from __future__ import annotations
 
@@ -100,6 +104,28 @@ def sharing_candidates(cap: int, shared: Iterable, free: Iterable, want: str | N
     return joined + fresh
 
 
+def slots_held(need: int, learners: int, slot_count: int | None = None) -> int:
+    """The cpu slots a run holds where a box's devices are cpu slots (no GPU): a run that asks for GPUs
+    holds one slot per GPU (`need`: GPUs x learners); one that asks for none, one per learner (what it
+    is billed for), at most the box's `slot_count` (its learners beyond that share the slots it holds:
+    it must never wait for a slot that does not exist; None: not capped)."""
+    if need > 0:
+        return need
+    slots = max(1, learners or 1)
+    return min(slots, slot_count) if slot_count else slots
+
+
+def box_short(cpus: int, memory: int, free_cpus: int | None, free_memory: int | None) -> str | None:
+    """What of the box's cores and memory a run lacks to start ("cpus" or "memory"), None when both fit.
+    `cpus`/`memory`: what the run holds (cores, bytes); free_*: what running runs leave (None: not
+    counted). Every run waits on it, whatever its GPUs."""
+    if free_cpus is not None and cpus > free_cpus:
+        return "cpus"
+    if free_memory is not None and memory > free_memory:
+        return "memory"
+    return None
+
+
 def share_cap(run) -> int:
     """The per-GPU memory cap a sharing run is placed by (0: the run does not share a GPU)."""
     cap = getattr(run, "gpu_memory", None)
@@ -176,6 +202,8 @@ def queue_etas(
     order: Sequence[str] | None = None,
     model: DurationModel | None = None,
     devices: Mapping[str, int | None] | None = None,
+    cpu_slots: int = 0,
+    box: tuple[int | None, int | None] | None = None,
 ) -> dict[str, Eta]:
     """Estimated start of each QUEUED run among `runs` (which hold the billed runs too).
 
@@ -187,11 +215,25 @@ def queue_etas(
     `sharing_candidates`; `capacity` is then only the tier's limit on the GPUs runs ask for (as the
     scheduler counts it: a sharing run's GPUs too). None: runs are counted against `capacity` alone,
     and a sharing run is counted as holding its GPUs whole.
+    cpu_slots: the box's devices are this many cpu slots (a local box without GPUs; not with
+    `devices`): every run holds the slots the scheduler hands it (`slots_held`: one per GPU it asks
+    for, else one per learner), a GPU-less run too; `capacity` is then only the tier's limit on the
+    GPUs runs ask for (tiers count GPUs, not slots).
+    box: the cores and memory (bytes) runs may hold together (None in it: not counted): each run
+    holds its `cpus_total` cores and `memory_total` bytes from admission to its end, and starts only
+    once they fit (`box_short`, the scheduler's rule), whatever its GPUs.
     """
     model = model or DurationModel.learn(runs)
     caps = caps or {}
     gpus = _Gpus(devices) if devices else None
-    ends: list[tuple[datetime, int, int, str | None, bool, tuple[_Gpu, ...], int]] = []
+    slot_count = 0 if gpus else cpu_slots
+    box_cpus, box_memory = box if box else (None, None)
+    def holds(r, need: int) -> tuple[int, int, int, int]:
+        """What a run holds while it runs: (GPUs counted against capacity, cpu slots, cores, memory bytes)."""
+        slots = min(slots_held(r.gpus, getattr(r, "learners", 1), slot_count), slot_count) if slot_count else 0
+        return (need, slots, int(getattr(r, "cpus_total", 0) or 0), int(getattr(r, "memory_total", 0) or 0))
+
+    ends: list[tuple[datetime, int, tuple[int, int, int, int], str | None, bool, tuple[_Gpu, ...], int]] = []
     active: dict[str, int] = {}
     for i, r in enumerate(runs):
         if not r.state.billed:
@@ -201,11 +243,14 @@ def queue_etas(
         end = now + _FAR if exp is None else max(now, start + timedelta(seconds=exp.seconds))
         cap = share_cap(r) if gpus else 0
         held = tuple(gpus.holding(getattr(r, "assigned", None) or (), cap)) if gpus else ()
-        ends.append((end, i, r.gpus, r.experiment, bool(exp and exp.bound), held, cap))
+        ends.append((end, i, holds(r, r.gpus), r.experiment, bool(exp and exp.bound), held, cap))
         if r.experiment:
             active[r.experiment] = active.get(r.experiment, 0) + 1
     heapq.heapify(ends)
-    free = capacity - sum(e[2] for e in ends) if capacity else 1 << 30
+    free = capacity - sum(e[2][0] for e in ends) if capacity else 1 << 30
+    free_slots = slot_count - sum(e[2][1] for e in ends) if slot_count else 1 << 30
+    free_cpus = None if box_cpus is None else box_cpus - sum(e[2][2] for e in ends)
+    free_memory = None if box_memory is None else box_memory - sum(e[2][3] for e in ends)
     queued = {r.id: r for r in runs if r.state == RunState.QUEUED}
     if order is None:
         order = [r.id for r in sorted(queued.values(), key=lambda r: (
@@ -220,18 +265,24 @@ def queue_etas(
         cap = share_cap(r) if gpus else 0
         if gpus:
             need = min(need, len(gpus.by_uuid))
+        hold = holds(r, need)
         limit = caps.get(r.experiment) if r.experiment else None
 
         while True:
             taken = None  # the GPUs it would take now; None while it cannot start
-            if free >= need and not (limit and active.get(r.experiment, 0) >= limit):
+            if ((not need or free >= need) and free_slots >= hold[1]  # a GPU-less run: no tier (plan's rule)
+                    and box_short(hold[2], hold[3], free_cpus, free_memory) is None
+                    and not (limit and active.get(r.experiment, 0) >= limit)):
                 taken = gpus.pick(need, cap) if gpus else []
             if taken is not None or not ends:
                 break
-            t, _i, n, e, b, held, held_cap = heapq.heappop(ends)
+            t, _i, back, e, b, held, held_cap = heapq.heappop(ends)
             at = max(at, t)
             bound = bound or b
-            free += n
+            free += back[0]
+            free_slots += back[1]
+            free_cpus = None if free_cpus is None else free_cpus + back[2]
+            free_memory = None if free_memory is None else free_memory + back[3]
             for g in held:
                 g.leave(held_cap)
             if e:
@@ -240,6 +291,9 @@ def queue_etas(
             break  # everything from here waits on a run with no expected end (or one that never fits)
         out[rid] = Eta(at, bound)
         free -= need
+        free_slots -= hold[1]
+        free_cpus = None if free_cpus is None else free_cpus - hold[2]
+        free_memory = None if free_memory is None else free_memory - hold[3]
         for g in taken:
             g.take(cap)
         if r.experiment:
@@ -247,7 +301,7 @@ def queue_etas(
         exp = model.expected(r)
         seq += 1
         end = at + (_FAR if exp is None else timedelta(seconds=exp.seconds))
-        heapq.heappush(ends, (end, seq, need, r.experiment, bool(exp and exp.bound), tuple(taken), cap))
+        heapq.heappush(ends, (end, seq, hold, r.experiment, bool(exp and exp.bound), tuple(taken), cap))
     return out
 
 
@@ -278,5 +332,5 @@ def format_eta(eta: datetime | None, now: datetime | None = None, *, bound: bool
     return f"{mark}{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
-__all__ = ["DurationModel", "Eta", "Expected", "apply_etas", "format_eta", "manifest_key", "queue_etas",
-           "share_cap", "sharing_candidates"]
+__all__ = ["DurationModel", "Eta", "Expected", "apply_etas", "box_short", "format_eta", "manifest_key",
+           "queue_etas", "share_cap", "sharing_candidates", "slots_held"]

@@ -33,8 +33,8 @@ def test_a_cpu_run_holds_its_core_pinned_and_the_next_waits_saying_why(dlaas_hom
     seed_home(dlaas_home, '[profiles.local]\ncpu_slots = 4\ncpus = 1\n')
     go = tmp_path / "go"
     try:
-        a = submit(manifest(tmp_path, "a", command=HOLD, gpus=0, env={"GO": str(go)}))
-        b = submit(manifest(tmp_path, "b", command=HOLD, gpus=0, env={"GO": str(go)}))
+        a = submit(manifest(tmp_path, "a", command=HOLD, gpus=0, env={"GO": str(go)}, max_duration="10m"))
+        b = submit(manifest(tmp_path, "b", command=HOLD, gpus=0, env={"GO": str(go)}, max_duration="10m"))
         wait_state(a, "PROCESSING")
         wait_for(lambda: "[" in log_of(dlaas_home, a))
         import os
@@ -51,6 +51,12 @@ def test_a_cpu_run_holds_its_core_pinned_and_the_next_waits_saying_why(dlaas_hom
         assert "WAITING FOR" in table.stdout and "CPUs busy" in table.stdout  # cut to 80 columns
         listed = {r["id"]: r for r in __import__("json").loads(cli("runs", "--json").stdout)}
         assert listed[b]["message"].startswith("CPUs busy") and listed[c]["message"] == "behind 1 run"
+        # b's estimate waits for a's core: a's end at the latest (its max_duration: a bound), not "now".
+        from datetime import datetime, timedelta
+
+        assert listed[b]["eta_upper_bound"] is True
+        ends = get(a).admitted_at + timedelta(seconds=600)
+        assert abs((datetime.fromisoformat(listed[b]["eta"]) - ends).total_seconds()) <= 1.5, (listed[b], ends)
         go.write_text("")
         assert wait_state(a, "COMPLETED").state == RunState.COMPLETED
         assert wait_state(b, "COMPLETED").state == RunState.COMPLETED

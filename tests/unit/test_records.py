@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from backend.engines.local.limits import Capacity
 from backend.eta import Eta, Expected
 from backend.facade import Backend, ChangeSet, MetricPoint, Paths, Run, RunEvent, RunState, SubmitRequest
 from backend.records import FrozenRecord
 
-RECORDS = [Run, RunEvent, MetricPoint, ChangeSet, SubmitRequest, Paths, Backend, Eta, Expected]
+RECORDS = [Run, RunEvent, MetricPoint, ChangeSet, SubmitRequest, Paths, Backend, Eta, Expected, Capacity]
 T = datetime(2026, 1, 2, tzinfo=timezone.utc)
 
 

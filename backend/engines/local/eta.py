@@ -4,7 +4,9 @@ This module only reads: the durations of COMPLETED runs (by experiment and manif
 QUEUED and billed runs, the admission order (QUEUE_SQL: priority, submit time, id) and sweeps'
 `parallel` caps. The rules (learned median, then max_duration as a bound) are backend/eta.py's.
 Where a run in the queue or on the GPUs shares a GPU (`share` + `gpu_memory`), the simulation places
-runs GPU by GPU with the GPUs' memory, as the scheduler does.
+runs GPU by GPU with the GPUs' memory, as the scheduler does. On a box without GPUs the devices are
+cpu slots, which a GPU-less run holds too (one per learner); and every run holds its cores and
+memory: the simulation counts both as the scheduler admits by them.
 """
 from __future__ import annotations
 
@@ -46,12 +48,12 @@ class QueueRow:
     read from a narrow query, so estimating 10,000 queued runs builds no Run objects."""
 
     __slots__ = ("id", "state", "gpus", "experiment", "admitted_at", "submitted_at", "name", "manifest_name",
-                 "max_duration_s", "queue_position")
+                 "max_duration_s", "learners", "cpus_total", "memory_total", "queue_position")
     share, gpu_memory, assigned = 0, None, ()  # read only where runs may share a GPU (SharingQueueRow)
 
     def __init__(self, row) -> None:
         (self.id, state, self.gpus, self.experiment, admitted, submitted, self.name, self.manifest_name,
-         self.max_duration_s) = row
+         self.max_duration_s, self.learners, self.cpus_total, self.memory_total) = row
         self.state = STATES.get(state) or RunState(state)
         self.admitted_at = None if admitted is None else datetime.fromtimestamp(admitted, timezone.utc)
         self.submitted_at = datetime.fromtimestamp(submitted, timezone.utc)
@@ -65,14 +67,17 @@ class SharingQueueRow(QueueRow):
     __slots__ = ("share", "gpu_memory", "assigned")
 
     def __init__(self, row) -> None:
-        super().__init__(row[:9])
-        self.share, self.gpu_memory, assigned = row[9:]
+        super().__init__(row[:12])
+        self.share, self.gpu_memory, assigned = row[12:]
         self.assigned = json.loads(assigned) if assigned else []
 
 
 QUEUE_ROW_COLUMNS = (
     "id, state, gpus * learners, experiment, admitted_at, submitted_at, name, "
-    "json_extract(spec, '$.manifest_name'), json_extract(spec, '$.max_duration_s')"
+    "json_extract(spec, '$.manifest_name'), json_extract(spec, '$.max_duration_s'), "
+    # what the scheduler admits by besides GPUs (scheduler.ADMIT_COLS): learners (a GPU-less run's cpu
+    # slots), cores and memory (0 for runs recorded before they were)
+    "learners, COALESCE(json_extract(spec, '$.cpus_total'), 0), COALESCE(json_extract(spec, '$.memory_total'), 0)"
 )
 # Read too where the machine has GPUs (only there may runs share one): ~10 % more time to read 10,000.
 SHARE_COLUMNS = "COALESCE(json_extract(spec, '$.share'), 0), json_extract(spec, '$.gpu_memory'), assigned"
@@ -80,7 +85,8 @@ SHARE_COLUMNS = "COALESCE(json_extract(spec, '$.share'), 0), json_extract(spec, 
 
 def local_etas(conn, capacity: int, now: float | None = None,
                caps: dict[str, int] | None = None, *, order: list[str] | None = None,
-               devices: Mapping[str, int | None] | None = None, tier: int = 0) -> dict[str, Eta]:
+               devices: Mapping[str, int | None] | None = None, tier: int = 0, cpu_slots: int = 0,
+               box: tuple[int | None, int | None] | None = None) -> dict[str, Eta]:
     """Estimated start of each QUEUED run; runs whose start cannot be estimated are left out.
 
     capacity: devices this profile may hold at once (tier, else the machine's devices).
@@ -91,6 +97,10 @@ def local_etas(conn, capacity: int, now: float | None = None,
     devices: the machine's GPUs (uuid -> memory bytes) and tier: the profile's GPU limit (0: none).
     Where a run among those read shares a GPU, runs are placed on these GPUs one by one (as the
     scheduler places them) and only the tier limits how many GPUs runs ask for in all.
+    cpu_slots: the machine has no GPU and its devices are this many cpu slots: every run holds slots
+    as the scheduler hands them out (a GPU-less run one per learner), and the tier counts GPUs only.
+    box: the cores and memory (bytes; None: not counted) runs may hold together (limits.capacity):
+    each run holds its own, as the scheduler counts them.
     """
     now = clock.time() if now is None else now
     if caps is None:
@@ -105,28 +115,34 @@ def local_etas(conn, capacity: int, now: float | None = None,
         wanted = set(order)
         runs = [row_type(r) for r in rows if r[1] != "QUEUED" or r[0] in wanted]
     sharing = bool(devices) and any(r.share and r.gpu_memory and r.gpus for r in runs)
-    return queue_etas(runs, capacity=tier if sharing else capacity,
+    slots = 0 if devices else cpu_slots
+    return queue_etas(runs, capacity=tier if sharing or slots else capacity,
                       now=datetime.fromtimestamp(now, timezone.utc), caps=caps, order=order,
-                      model=learned(conn), devices=devices if sharing else None)
+                      model=learned(conn), devices=devices if sharing else None, cpu_slots=slots, box=box)
 
 
-_capacity: dict[tuple[int, int], tuple[float, int, dict[str, int | None]]] = {}
+_capacity: dict[tuple[int, int], tuple[float, int, dict[str, int | None], tuple[int | None, int | None]]] = {}
 
 
 def engine_etas(engine, *, order: list[str] | None = None) -> dict[str, Eta]:
-    """ETAs for the local engine's queue: the profile's tier, else the machine's device count."""
+    """ETAs for the local engine's queue: the profile's tier, else the machine's device count (its GPUs,
+    else its cpu slots, which GPU-less runs hold too), and the cores and memory runs may hold."""
     backend = engine.backend
     tier = backend.config.tier_gpus(backend.profile)
     key = (backend.profile.cpu_slots, id(engine))
-    at, devices, gpus = _capacity.get(key, (0.0, 0, {}))
+    at, devices, gpus, box = _capacity.get(key, (0.0, 0, {}, (None, None)))
     if time.monotonic() - at > 5.0:  # NVML is not free: count the devices every few seconds
+        from .limits import capacity as box_capacity
         from .nvml import estimate_devices
 
         devices, gpus = estimate_devices(backend.profile.cpu_slots)
-        _capacity[key] = (time.monotonic(), devices, gpus)
+        held = box_capacity(backend.profile)  # what the agent admits by (Agent.capacity)
+        box = (len(held.cores), held.memory or None)
+        _capacity[key] = (time.monotonic(), devices, gpus, box)
     capacity = min(tier, devices) if tier and devices else (tier or devices)
     try:
-        return local_etas(engine.conn, capacity, order=order, devices=gpus, tier=tier)
+        return local_etas(engine.conn, capacity, order=order, devices=gpus, tier=tier,
+                          cpu_slots=0 if gpus else devices, box=box)
     except Exception as exc:  # an estimate must not break the listing; say why there is none
         import logging  # here, not at import: `runs` lists without logging
 

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import subprocess
-from dataclasses import dataclass
 from functools import lru_cache
 
+from ...records import FrozenRecord
 
-@dataclass(frozen=True)
-class Capacity:
+
+class Capacity(FrozenRecord):
+    """A plain record, not a dataclass: a listing's queue ETAs read it (engine_etas)."""
+
     cores: tuple[int, ...]  # the core ids runs may be pinned to
     memory: int  # bytes runs may hold together
+    _fields = ("cores", "memory")
+
+    def __init__(self, cores: tuple[int, ...], memory: int) -> None:
+        self._set(cores=cores, memory=memory)
 
 
 def machine_cores() -> tuple[int, ...]:
@@ -65,6 +69,9 @@ def enforcement() -> str:
     """"cgroup" when `systemd-run --user --scope` can cap a process's memory here, else "rlimit"."""
     if os.environ.get("DLAAS_MEMORY_ENFORCEMENT") in ("cgroup", "rlimit"):
         return os.environ["DLAAS_MEMORY_ENFORCEMENT"]
+    import shutil
+    import subprocess
+
     exe = shutil.which("systemd-run")
     if exe is None or not os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
         return "rlimit"

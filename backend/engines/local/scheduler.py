@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ... import waits
-from ...eta import sharing_candidates
+from ...eta import box_short, sharing_candidates, slots_held
 # The queue's order lives with the listing's queries: a listing reads queue positions without the planner.
 from .rows import QUEUE_SQL  # noqa: F401
 
@@ -92,9 +92,10 @@ def fmt_bytes(n: int) -> str:
 def _box_reason(box: Box | None, cpus: int, memory: int) -> str | None:
     if box is None:
         return None
-    if box.cpus is not None and cpus > box.cpus:
+    short = box_short(cpus, memory, box.cpus, box.memory)  # the rule the queue's ETAs simulate
+    if short == "cpus":
         return f"CPUs busy: needs {cpus} core(s), {box.cpus} of {box.cpus_total} free"
-    if box.memory is not None and memory > box.memory:
+    if short == "memory":
         return (f"memory busy: needs {fmt_bytes(memory)}, {fmt_bytes(max(0, box.memory))} of "
                 f"{fmt_bytes(box.memory_total or 0)} free")
     return None
@@ -171,9 +172,7 @@ def plan(
                 take(cpus, memory)
                 out.append(Admission(run_id, ()))
                 continue
-            slots = max(1, item[4] if len(item) > 4 else 1)
-            if slot_count:
-                slots = min(slots, slot_count)
+            slots = slots_held(0, item[4] if len(item) > 4 else 1, slot_count)  # as the queue's ETAs count
             if slots <= len(free):
                 taken, free = free[:slots], free[slots:]
                 take(cpus, memory)
