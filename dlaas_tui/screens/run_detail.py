@@ -22,7 +22,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
-from backend.facade import RESUMABLE_STATES, LogFiles, MetricPoint, Run, RunEvent, private_dir, set_priority
+from backend.facade import RESUMABLE_STATES, LogFiles, MetricPoint, Run, RunEvent, RunState, private_dir, set_priority
 
 from ..error_text import describe_error
 from ..widgets.footer import KeysFooter
@@ -41,6 +41,17 @@ TABS = ("logs", "metrics", "manifest", "events", "cost")
 TAIL_FIRST = 5000
 REFRESH_S = 2.0
 SEARCH_HINT = "search (text or regex) · enter jumps, pausing follow · n/N next/prev"
+
+
+def empty_log_note(run: Run) -> str:
+    """What the Logs tab's status says while the run's log has no line, by the run's state."""
+    if run.state == RunState.QUEUED:
+        return "no log yet: the run has not started"
+    if run.state.terminal:
+        return "empty log" if run.admitted_at or run.started_at else "no log: the run never started"
+    if run.state in (RunState.PENDING, RunState.DOWNLOADING):
+        return "no log yet: the run is starting"
+    return "empty log so far"
 
 
 class RunDetailScreen(Screen):
@@ -174,6 +185,7 @@ class RunDetailScreen(Screen):
     def _show(self, run: Run, events: list[RunEvent], metrics: list[MetricPoint], manifest, breakdown) -> None:
         was = self.run
         self.run = run
+        self.log_view.set_empty_note(empty_log_note(run))
         if was is None or was.state != run.state:
             # `L` shows only for runs with several learners; halt, resume and priority only where they apply
             self.refresh_bindings()
@@ -281,6 +293,7 @@ class RunDetailScreen(Screen):
                 self._from_thread(stop, view.open, Path(path))
                 return
             run = engine.get_run(self.run_id)
+            self._from_thread(stop, view.set_empty_note, empty_log_note(run))
             cache = private_dir(backend.paths.cache_dir / "logs")
             target = cache / f"{self.run_id}-learner-{self.learner}.log"
             lines = engine.logs(self.run_id, learner=self.learner, tail=TAIL_FIRST, follow=not run.state.terminal)

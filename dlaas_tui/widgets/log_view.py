@@ -82,6 +82,7 @@ class LogView(LogSearch, ScrollView, can_focus=True):
         self._status = ""
         self._frame: tuple[tuple, list[Strip]] | None = None
         self._head_mode = False  # showing the file's head, numbered from its first line
+        self.empty_note = "empty log"  # the status while the file has no line (set_empty_note)
 
     # ------------------------------------------------------------ lifecycle
     def on_mount(self) -> None:
@@ -118,6 +119,14 @@ class LogView(LogSearch, ScrollView, can_focus=True):
         if self._head_mode:
             return self.log_file.head_lines
         return self.log_file.line_count
+
+    def set_empty_note(self, note: str) -> None:
+        """What the status says while the log has no line at all, e.g. why there is none yet (the
+        owner knows: a queued run has not started). Default: "empty log"."""
+        if note != self.empty_note:
+            self.empty_note = note
+            if self.is_mounted:
+                self._post_status()
 
     @property
     def at_head(self) -> bool:
@@ -192,9 +201,7 @@ class LogView(LogSearch, ScrollView, can_focus=True):
         if lf is None:
             status = "no log"
         else:
-            top = int(self.scroll_y) + 1
             known = lf.line_count + (lf.head_lines if self._head_mode else 0)  # a gap may lie between
-            total = f"{known:,}" + ("" if lf.fully_indexed else "+")
             flags = [
                 f"follow {'on' if self.follow else 'off'}",
                 f"wrap {'on' if self.wrap else 'off'}",
@@ -205,7 +212,12 @@ class LogView(LogSearch, ScrollView, can_focus=True):
                 note = f" ({self._search_note})" if self._search_note else ""
                 # Between slashes, so a trailing space shows; before the toggles, so 80 columns show it.
                 flags.insert(0, f"search /{visible(self.search_query)}/{where}{note}")
-            status = f"line {min(top, max(known, 1)):,} of {total}  ·  " + "  ·  ".join(flags)
+            if known == 0 and lf.fully_indexed:  # not "line 1 of 0": say why there is no line
+                place = self.empty_note
+            else:
+                total = f"{known:,}" + ("" if lf.fully_indexed else "+")
+                place = f"line {min(int(self.scroll_y) + 1, max(known, 1)):,} of {total}"
+            status = f"{place}  ·  " + "  ·  ".join(flags)
         if status != self._status:
             self._status = status
             self.post_message(self.StatusChanged(self, status))

@@ -248,3 +248,20 @@ def test_open_is_independent_of_file_size(tmp_path):
     assert lf.raw_line(lf.line_count - 1).startswith(b"00099999")
     lf.close()
     os.unlink(path)
+
+
+async def test_an_empty_log_says_so_rather_than_line_1_of_0(tmp_path):
+    """No line yet: the status says what its owner knows (default "empty log"), never "line 1 of 0";
+    the first line written brings the line count back."""
+    path = tmp_path / "empty.log"
+    path.write_text("")
+    app = LogApp(path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        view = app.query_one(LogView)
+        await wait_for(pilot, lambda: view._status.startswith("empty log  ·  follow on"), what="the empty status")
+        view.set_empty_note("no log yet: the run has not started")
+        assert view._status.startswith("no log yet: the run has not started  ·  follow on")
+        assert "of 0" not in view._status
+        write_lines(path, ["started"], mode="a")
+        await wait_for(pilot, lambda: view._status.startswith("line 1 of 1  ·  "), what="the line counted")
+        assert "started" in widget_text(view)

@@ -193,3 +193,49 @@ async def test_shift_l_switches_learner_on_a_multi_learner_run():
         assert screen.check_action("next_learner", ()) is False
         await pilot.press("L")
         assert screen.learner == 0
+
+
+def log_status(screen: RunDetailScreen) -> str:
+    """The Logs tab's status line as shown ("" before the view has posted one)."""
+    return static_text(screen.log_status) if screen.log_status.content else ""
+
+
+def no_log_until_it_starts(engine) -> None:
+    """As on the local engine, a run's log is empty until its command writes (the fake engine's own
+    logs start with a "[dlaas] submitted" line)."""
+    engine.logs = lambda run_id, learner=0, tail=None, follow=False: iter(())
+
+
+async def test_a_queued_run_with_no_log_says_it_has_not_started_then_that_it_runs():
+    app, clock, engine = make_app(0, devices=1)
+    engine.submit_manifest(SAMPLE_MANIFEST, duration=100)  # holds the one device
+    queued = engine.submit_manifest(SAMPLE_MANIFEST, duration=100)
+    no_log_until_it_starts(engine)
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await open_detail(pilot, queued.id, "logs")
+        await wait_for(pilot, lambda: screen.run is not None and screen.log_view.log_file is not None)
+        assert screen.run.state is RunState.QUEUED
+        await wait_for(pilot, lambda: log_status(screen).startswith(
+            "no log yet: the run has not started  ·  follow on"), what="the queued run's log status")
+        assert "of 0" not in log_status(screen)
+        clock.advance(150)  # the first run ends, this one is admitted and processing
+        await wait_for(pilot, lambda: screen.run.state is RunState.PROCESSING, timeout=60, what="a refresh")
+        await wait_for(pilot, lambda: log_status(screen).startswith("empty log so far"))
+
+
+async def test_a_finished_run_with_an_empty_log_says_empty_log_and_one_halted_in_the_queue_never_started():
+    app, clock, engine = make_app(0, devices=1)
+    done = engine.submit_manifest(SAMPLE_MANIFEST, duration=30)
+    never = engine.submit_manifest(SAMPLE_MANIFEST, duration=30)
+    engine.halt(never.id)  # halted while it waited: never admitted
+    clock.advance(400)
+    assert engine.get_run(done.id).state is RunState.COMPLETED
+    no_log_until_it_starts(engine)
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await open_detail(pilot, done.id, "logs")
+        await wait_for(pilot, lambda: log_status(screen).startswith("empty log  ·  follow on"),
+                       what="the finished run's log status")
+        await pilot.press("escape")
+        screen = await open_detail(pilot, never.id, "logs")
+        await wait_for(pilot, lambda: log_status(screen).startswith("no log: the run never started"),
+                       what="the halted run's log status")
