@@ -313,6 +313,26 @@ def test_queued_runs_have_an_eta_that_learns(clock):
     assert third.eta == second.admitted_at + timedelta(seconds=35) and not third.eta_bound
 
 
+def test_where_cpu_slots_are_the_devices_a_queued_cpu_run_is_estimated_after_the_one_holding_its_slot(clock):
+    """A run asking for no GPU holds a cpu slot (one per learner): the ETA of the one waiting for it is
+    the running run's end, not "now", as the wait reason says."""
+    engine = FakeEngine(clock, devices=1, gpu_type="cpu",
+                        durations={"PENDING": 1, "DOWNLOADING": 2, "PROCESSING": 30, "STORING": 2})
+    first, second = (engine.submit_manifest(manifest("c", gpus=0, max_duration="10m")) for _ in range(2))
+    second = engine.get_run(second.id)
+    assert engine.get_run(first.id).state == S.PENDING and second.state == S.QUEUED
+    assert second.message == "cpu slots busy: needs 1, 0 free"
+    assert (second.eta - clock.now()).total_seconds() == 600 and second.eta_bound
+    # Two slots: a 2-learner cpu run holds both, so the next waits for it; learners beyond the box's
+    # slots share them rather than wait for one that does not exist.
+    engine = FakeEngine(clock, devices=2, gpu_type="cpu")
+    wide = engine.submit_manifest(manifest("w", gpus=0, learners=3, max_duration="5m"))
+    after = engine.submit_manifest(manifest("a", gpus=0, max_duration="5m"))
+    assert engine.get_run(wide.id).state == S.PENDING and engine.get_run(wide.id).assigned == ["cpu:0", "cpu:1"]
+    after = engine.get_run(after.id)
+    assert after.state == S.QUEUED and (after.eta - clock.now()).total_seconds() == 300
+
+
 def test_seeded_running_runs_go_on_with_consistent_metrics():
     engine = FakeEngine(FakeClock(), devices=2)
     engine.seed(40, states={S.PROCESSING: 1})

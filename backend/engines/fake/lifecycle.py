@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from ... import waits
 from ...errors import EngineError
+from ...eta import slots_held
 from ...metrics import parse_metrics_line, primary_metric
 from ...runs import (
     ALLOWED_TRANSITIONS,
@@ -256,7 +257,9 @@ class Lifecycle:
         """Admit from the head of the queue while runs fit (best-effort: smaller ones may pass)."""
         why = self._open_gates(at)
         free = self._free_devices()
-        in_use = sum(1 for h in self._held if h is not None)
+        # GPUs held under the tier: what the runs holding devices asked for (a cpu slot held by a run
+        # asking for no GPU is not a GPU)
+        in_use = sum(self._runs[h].need for h in {h for h in self._held if h is not None} if h in self._runs)
         i = 0
         while i < len(self._queue):
             rec = self._runs[self._queue[i]]
@@ -264,8 +267,9 @@ class Lifecycle:
                 i += 1
                 continue
             # Where cpu slots are the devices, a run asking for no GPU holds one slot per learner
-            # (what it is billed for), as the local agent does; tiers count GPUs only.
-            slots = max(1, rec.run.learners) if rec.need == 0 and self.cpu_only else rec.need
+            # (what it is billed for), at most the box's, as the local agent does (the rule the queue's
+            # ETAs count by); tiers count GPUs only.
+            slots = slots_held(rec.need, rec.run.learners, self.device_count) if self.cpu_only else rec.need
             fits = slots <= len(free) and (not self.tier_gpus or in_use + rec.need <= self.tier_gpus)
             if fits:
                 taken, free = free[:slots], free[slots:]

@@ -37,8 +37,12 @@ class Reading:
         if self._model_cache is None or self._model_cache[0] != self._seq:
             self._model_cache = (self._seq, DurationModel.learn(runs))
         usable = self.device_count - len(self._foreign)
-        capacity = min(self.tier_gpus, usable) if self.tier_gpus else usable
-        etas = queue_etas(runs, capacity=capacity, now=now, order=list(self._queue), model=self._model_cache[1])
+        if self.cpu_only:  # cpu slots are the devices: runs hold them as admission hands them out
+            etas = queue_etas(runs, capacity=self.tier_gpus, now=now, order=list(self._queue),
+                              model=self._model_cache[1], cpu_slots=usable)
+        else:
+            capacity = min(self.tier_gpus, usable) if self.tier_gpus else usable
+            etas = queue_etas(runs, capacity=capacity, now=now, order=list(self._queue), model=self._model_cache[1])
         self._eta_cache = ((self._seq, now), etas)
         return etas
 
