@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import heapq
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from .records import FrozenRecord
@@ -204,6 +204,7 @@ def queue_etas(
     devices: Mapping[str, int | None] | None = None,
     cpu_slots: int = 0,
     box: tuple[int | None, int | None] | None = None,
+    gated: Collection[str] = (),
 ) -> dict[str, Eta]:
     """Estimated start of each QUEUED run among `runs` (which hold the billed runs too).
 
@@ -222,6 +223,8 @@ def queue_etas(
     box: the cores and memory (bytes) runs may hold together (None in it: not counted): each run
     holds its `cpus_total` cores and `memory_total` bytes from admission to its end, and starts only
     once they fit (`box_short`, the scheduler's rule), whatever its GPUs.
+    gated: QUEUED runs held back by a gate (a prerequisite not complete, a hold, a begin time): when
+    they start is not known, so they get no ETA; admission does not see them, so nothing waits on them.
     """
     model = model or DurationModel.learn(runs)
     caps = caps or {}
@@ -259,7 +262,7 @@ def queue_etas(
     out: dict[str, Eta] = {}
     for rid in order:
         r = queued.get(rid)
-        if r is None:
+        if r is None or rid in gated:
             continue
         need = min(r.gpus, capacity) if capacity else r.gpus
         cap = share_cap(r) if gpus else 0

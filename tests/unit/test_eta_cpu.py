@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from backend.engines.local import eta
-from backend.engines.local.scheduler import Box, FreeDevice, plan
+from backend.engines.local.scheduler import GATE_FILTER, Box, FreeDevice, plan
 from backend.eta import format_eta, slots_held
 from backend.ledger import db
 
@@ -30,11 +30,14 @@ def conn(tmp_path):
 
 def add(conn, rid: str, *, gpus: int = 0, learners: int = 1, at: float = 0.0, max_s: float | None = 600,
         cores: int | None = None, memory_gib: float = 0, running_on: list[str] | None = None,
-        started: float = 0.0) -> None:
+        started: float = 0.0, wait: dict | None = None) -> None:
     """A QUEUED run (or, with `running_on`, one PROCESSING on those devices since NOW - started).
-    cores/memory_gib: what it holds of the box (recorded at submit as cpus_total/memory_total)."""
+    cores/memory_gib: what it holds of the box (recorded at submit as cpus_total/memory_total);
+    wait: its gate (spec.wait: a hold, prerequisites, a begin time), which admission waits out."""
     spec = {"command": "true", "manifest_name": rid, "cpus_total": learners if cores is None else cores,
             "memory_total": int(memory_gib * GiB)}
+    if wait is not None:
+        spec["wait"] = wait
     if max_s is not None:
         spec["max_duration_s"] = max_s
     with db.write(conn):
@@ -153,11 +156,21 @@ def test_runs_queue_on_the_boxs_cores_and_memory_whatever_their_slots(conn):
     assert "huge" not in got and "after" not in got
 
 
+def test_a_run_held_back_by_a_gate_gets_no_eta_and_is_not_waited_on(conn):
+    # Admission does not see a held run, or one waiting for a prerequisite: the one behind it starts.
+    add(conn, "held", at=1, max_s=300, wait={"hold": True})
+    add(conn, "after-dep", at=2, max_s=300, wait={"after": ["held"]})
+    add(conn, "free", at=3, max_s=300)
+    add(conn, "next", at=4, max_s=100)
+    assert starts(conn, slots=1) == {"free": 0, "next": 300}
+
+
 def _admitted_by_plan(conn, *, slots, tier, box_total, gpu_box):
     """What one FIFO admission pass admits, as the agent calls `plan` (backend/agent/agent.py)."""
     rows = conn.execute(
         "SELECT id, state, gpus * learners, assigned, learners, json_extract(spec, '$.cpus_total'), "
-        "json_extract(spec, '$.memory_total') FROM runs ORDER BY prio DESC, submitted_at, id").fetchall()
+        "json_extract(spec, '$.memory_total') FROM runs "
+        f"WHERE state != 'QUEUED' OR {GATE_FILTER} ORDER BY prio DESC, submitted_at, id").fetchall()
     held, used_gpus, used_cpus, used_mem, queue = set(), 0, 0, 0, []
     for rid, state, need, assigned, learners, cpus, mem in rows:
         if state == "QUEUED":
@@ -206,7 +219,8 @@ def test_the_runs_estimated_to_start_now_are_those_the_scheduler_admits(tmp_path
         if gpus and learners > (min(tier, slots) if tier else slots):
             learners = 1
         add(conn, f"q{i}", gpus=gpus, learners=learners, at=i + 1, max_s=300,
-            cores=min(cores, rnd.randint(1, 3)), memory_gib=rnd.choice((1, 2, 6)))
+            cores=min(cores, rnd.randint(1, 3)), memory_gib=rnd.choice((1, 2, 6)),
+            wait={"hold": True} if rnd.random() < 0.2 else None)
     admitted = _admitted_by_plan(conn, slots=slots, tier=tier, box_total=(cores, memory), gpu_box=gpu_box)
     now_etas = {rid for rid, s in starts(conn, slots=0 if gpu_box else slots, tier=tier,
                                           gpus={d: 80 * GiB for d in devices} if gpu_box else None,

@@ -333,6 +333,16 @@ def test_where_cpu_slots_are_the_devices_a_queued_cpu_run_is_estimated_after_the
     assert after.state == S.QUEUED and (after.eta - clock.now()).total_seconds() == 300
 
 
+def test_a_run_waiting_for_a_prerequisite_has_no_eta_and_the_run_behind_it_is_estimated_past_it(clock):
+    engine = FakeEngine(clock, devices=1)
+    first = engine.submit_manifest(manifest("a", max_duration="10m"))
+    child = engine.submit_manifest(manifest("b", max_duration="10m"), after=[first.id])
+    other = engine.submit_manifest(manifest("c", max_duration="10m"))
+    child, other = engine.get_run(child.id), engine.get_run(other.id)
+    assert child.state == S.QUEUED and child.message.startswith("waiting for") and child.eta is None
+    assert (other.eta - clock.now()).total_seconds() == 600  # after a, not after a and b
+
+
 def test_seeded_running_runs_go_on_with_consistent_metrics():
     engine = FakeEngine(FakeClock(), devices=2)
     engine.seed(40, states={S.PROCESSING: 1})

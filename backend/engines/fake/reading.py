@@ -37,12 +37,15 @@ class Reading:
         if self._model_cache is None or self._model_cache[0] != self._seq:
             self._model_cache = (self._seq, DurationModel.learn(runs))
         usable = self.device_count - len(self._foreign)
+        # Waiting for a prerequisite: out of admission's sight, and with no estimate of its own.
+        gated = {rid for rid in self._queue if self._runs[rid].run.depends_on and any(self._gate(self._runs[rid]))}
         if self.cpu_only:  # cpu slots are the devices: runs hold them as admission hands them out
             etas = queue_etas(runs, capacity=self.tier_gpus, now=now, order=list(self._queue),
-                              model=self._model_cache[1], cpu_slots=usable)
+                              model=self._model_cache[1], cpu_slots=usable, gated=gated)
         else:
             capacity = min(self.tier_gpus, usable) if self.tier_gpus else usable
-            etas = queue_etas(runs, capacity=capacity, now=now, order=list(self._queue), model=self._model_cache[1])
+            etas = queue_etas(runs, capacity=capacity, now=now, order=list(self._queue), model=self._model_cache[1],
+                              gated=gated)
         self._eta_cache = ((self._seq, now), etas)
         return etas
 

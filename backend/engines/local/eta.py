@@ -48,12 +48,12 @@ class QueueRow:
     read from a narrow query, so estimating 10,000 queued runs builds no Run objects."""
 
     __slots__ = ("id", "state", "gpus", "experiment", "admitted_at", "submitted_at", "name", "manifest_name",
-                 "max_duration_s", "learners", "cpus_total", "memory_total", "queue_position")
+                 "max_duration_s", "learners", "cpus_total", "memory_total", "gated", "queue_position")
     share, gpu_memory, assigned = 0, None, ()  # read only where runs may share a GPU (SharingQueueRow)
 
     def __init__(self, row) -> None:
         (self.id, state, self.gpus, self.experiment, admitted, submitted, self.name, self.manifest_name,
-         self.max_duration_s, self.learners, self.cpus_total, self.memory_total) = row
+         self.max_duration_s, self.learners, self.cpus_total, self.memory_total, self.gated) = row
         self.state = STATES.get(state) or RunState(state)
         self.admitted_at = None if admitted is None else datetime.fromtimestamp(admitted, timezone.utc)
         self.submitted_at = datetime.fromtimestamp(submitted, timezone.utc)
@@ -67,8 +67,8 @@ class SharingQueueRow(QueueRow):
     __slots__ = ("share", "gpu_memory", "assigned")
 
     def __init__(self, row) -> None:
-        super().__init__(row[:12])
-        self.share, self.gpu_memory, assigned = row[12:]
+        super().__init__(row[:13])
+        self.share, self.gpu_memory, assigned = row[13:]
         self.assigned = json.loads(assigned) if assigned else []
 
 
@@ -77,7 +77,9 @@ QUEUE_ROW_COLUMNS = (
     "json_extract(spec, '$.manifest_name'), json_extract(spec, '$.max_duration_s'), "
     # what the scheduler admits by besides GPUs (scheduler.ADMIT_COLS): learners (a GPU-less run's cpu
     # slots), cores and memory (0 for runs recorded before they were)
-    "learners, COALESCE(json_extract(spec, '$.cpus_total'), 0), COALESCE(json_extract(spec, '$.memory_total'), 0)"
+    "learners, COALESCE(json_extract(spec, '$.cpus_total'), 0), COALESCE(json_extract(spec, '$.memory_total'), 0), "
+    # held back by a gate (scheduler.GATE_FILTER): admission does not see it, the estimate neither
+    "json_extract(spec, '$.wait') IS NOT NULL"
 )
 # Read too where the machine has GPUs (only there may runs share one): ~10 % more time to read 10,000.
 SHARE_COLUMNS = "COALESCE(json_extract(spec, '$.share'), 0), json_extract(spec, '$.gpu_memory'), assigned"
@@ -118,7 +120,8 @@ def local_etas(conn, capacity: int, now: float | None = None,
     slots = 0 if devices else cpu_slots
     return queue_etas(runs, capacity=tier if sharing or slots else capacity,
                       now=datetime.fromtimestamp(now, timezone.utc), caps=caps, order=order,
-                      model=learned(conn), devices=devices if sharing else None, cpu_slots=slots, box=box)
+                      model=learned(conn), devices=devices if sharing else None, cpu_slots=slots, box=box,
+                      gated={r.id for r in runs if r.gated})
 
 
 _capacity: dict[tuple[int, int], tuple[float, int, dict[str, int | None], tuple[int | None, int | None]]] = {}
