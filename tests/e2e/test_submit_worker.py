@@ -200,6 +200,18 @@ def _holds_open(pid: int, path: Path) -> bool:
     return False
 
 
+def _where(pid: int, home: Path) -> str:
+    """A worker's state, kernel wait, open files and the agent's log, for a failure message."""
+    proc = Path(f"/proc/{pid}")
+    try:
+        state = next(ln for ln in (proc / "status").read_text().splitlines() if ln.startswith("State:"))
+        wchan = (proc / "wchan").read_text()
+        files = sorted(os.readlink(fd) for fd in (proc / "fd").iterdir())
+    except (OSError, StopIteration) as exc:
+        state, wchan, files = f"gone ({exc})", "-", []
+    return f"worker {pid}: {state}, waiting in {wchan}, files {files}\nagent.log:\n{_log(home)[-4000:]}"
+
+
 def _writer(fifo: Path) -> int | None:
     try:  # succeeds once a reader (the worker, reading the manifest) has the FIFO open
         return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
@@ -249,7 +261,10 @@ def test_a_cli_gone_before_the_runs_are_recorded_records_nothing(home, tmp_path,
         os.write(fd, text.encode())
     finally:
         os.close(fd)
-    wait_for(lambda: "abandoned by its client" in _log(home))
+    try:
+        wait_for(lambda: "abandoned by its client" in _log(home))
+    except AssertionError:  # say where the worker stands: this once timed out on a loaded machine
+        raise AssertionError(_where(worker, home)) from None
     assert runs_json(cli) == []
     assert submit_worker_pids(pid)  # it goes on serving
     res = cli("submit", str(manifest(tmp_path, "next")))
