@@ -56,6 +56,8 @@ class Footer(TextualFooter):
     def _hide_cut_keys(self, tries: int = 20) -> None:
         """A key that does not fit whole is not shown at all (rather than `^k H` or a lone `^d`); which
         keys give way is `keys_to_hide`'s rule."""
+        if not self.is_attached:
+            return  # its screen closed before this call came round (after a refresh, or a timer)
         pinned = next(iter(self.query(".pinned-keys")), None)
         if any(key.display and not key.region.width for key in self.query(FooterKey)):
             # Not laid out yet (a screen under a modal one is laid out later): look again soon.
