@@ -13,6 +13,12 @@ import sys
 
 from .. import __version__
 
+# argparse words its messages through gettext, and gettext looks for a catalogue on disk at every
+# call (a search that finds none is not remembered): ~8 searches and an import of locale to build
+# the parser of one command, 2-4 ms. The app's own words are English only; so are argparse's.
+argparse._ = lambda message: message
+argparse.ngettext = lambda singular, plural, n: singular if n == 1 else plural
+
 # Order here is the order in `--help`.
 COMMAND_MODULES = (
     "runs_cmd",

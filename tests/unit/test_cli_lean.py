@@ -241,7 +241,7 @@ def test_runs_lists_finished_and_queued_runs_without_the_planner_costs_devices_o
     listing, _, line = out.stdout.rpartition("LOADED ")
     assert line.split()[-1] == "0" and "behind 1 run" in listing, out.stdout + out.stderr
     loaded = set(line.split()[:-1])
-    unwanted = {"dataclasses", "inspect", "socket", "shutil", "typing", "signal", "tomllib", "platformdirs",
+    unwanted = {"dataclasses", "inspect", "socket", "shutil", "typing", "signal", "tomllib", "platformdirs", "locale",
                 "backend.engine_protocol", "backend.devices", "backend.cost", "backend.store.base",
                 "backend.engines.local.scheduler", "backend.engines.local.sweeps", "backend.config_schema"}
     if any(map(os.path.exists, NVIDIA_DEVICE_NODES)):  # a GPU box: NVML's devices are read for the ETAs
