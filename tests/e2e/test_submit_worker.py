@@ -246,7 +246,12 @@ def test_a_cli_gone_before_the_runs_are_recorded_records_nothing(home, tmp_path,
     pid = _start_agent(cli)
     text = manifest(tmp_path, "gone").read_text()
     proc, fd, fifo = _blocked_submit(home, tmp_path, pid)
+    worker = submit_worker_pids(pid)[0]
     try:
+        # Our writer's open returns once the worker waits in its own, but the worker's end shows in its
+        # fd table only when it runs again: until then "not open" could not tell "not yet" from "done"
+        # below, and a loaded machine would feed the first read the text twice.
+        wait_for(lambda: _holds_open(worker, fifo))
         proc.kill()  # Ctrl-C, or a closed terminal: the CLI is gone while the worker reads the manifest
         proc.wait()
         os.write(fd, text.encode())
@@ -254,7 +259,6 @@ def test_a_cli_gone_before_the_runs_are_recorded_records_nothing(home, tmp_path,
         os.close(fd)
     # The manifest is read twice (to parse it, and to keep its text): once the worker has closed the
     # FIFO after the first read, the next writer feeds the second.
-    worker = submit_worker_pids(pid)[0]
     wait_for(lambda: not _holds_open(worker, fifo))
     fd = wait_for(lambda: _writer(fifo))
     try:
