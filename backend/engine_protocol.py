@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from .runs import ChangeSet, MetricPoint, Run, RunEvent, RunState, SubmitRequest
+from .runs import ChangeSet, MetricPoint, Run, RunEvent, RunLine, RunState, SubmitRequest
 
 if TYPE_CHECKING:
     from .cost import CostBreakdown
@@ -114,6 +114,20 @@ class EncodedListing(Protocol):
 
 
 @runtime_checkable
+class LineListing(Protocol):
+    """Lists runs as the runs listing shows them (RunLine, `list_runs` order and filters), without
+    building whole Runs: `dlaas-tui runs` over hundreds of runs."""
+
+    def list_lines(
+        self,
+        *,
+        states: Sequence[RunState] | None = None,
+        experiment: str | None = None,
+        limit: int | None = None,
+    ) -> list[RunLine]: ...
+
+
+@runtime_checkable
 class Reruns(Protocol):
     """Submits a run's manifest again as new runs (a sweep: every trial)."""
 
@@ -167,6 +181,6 @@ class OwnClock(Protocol):
 
 
 OPTIONAL_FEATURES: tuple[type, ...] = (
-    FitCheck, CostBreakdowns, QueueHead, EncodedListing, Reruns, ResultsDownload, LogFiles, Holds,
+    FitCheck, CostBreakdowns, QueueHead, EncodedListing, LineListing, Reruns, ResultsDownload, LogFiles, Holds,
     Priorities,
 )

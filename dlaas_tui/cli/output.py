@@ -58,6 +58,7 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: i
     cells = [row if len(row) == n else row + [""] * (n - len(row)) for row in cells]  # short rows: blanks
     widths = [max(len(h), *map(len, column)) for h, column in zip(headers, zip(*cells))] if cells else \
         [len(h) for h in headers]
+    whole = widths[:]
     gap = 2
     cuttable = [i for i in range(len(widths)) if i not in keep]
     while width is not None and cuttable and sum(widths) + gap * (len(widths) - 1) > width:
@@ -72,7 +73,7 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: i
     # One format for every row (600 rows x 9 cells: a third of `runs` was padding cell by cell);
     # only a column cut narrower than its widest cell has its cells fitted first.
     line = "  ".join(f"{{:<{w}}}" for w in widths).format
-    cut = [i for i, w in enumerate(widths) if any(len(row[i]) > w for row in cells)]
+    cut = [i for i, w in enumerate(widths) if w < whole[i]]  # a column's widest cell no longer fits
     lines = [line(*(fit(h, w) for h, w in zip(headers, widths))).rstrip()]
     for row in cells:
         if cut:

@@ -256,7 +256,9 @@ def cmd_runs(args, ctx) -> int:
         if isinstance(engine, EncodedListing):  # 10,000 runs: finished ones pre-encoded
             print_json_encoded(engine.list_runs_json(states=states, limit=args.limit))
             return 0
-    runs = engine.list_runs(states=states, limit=args.limit)
+    # The table shows a RunLine's fields (names as a Run's): an engine that lists lines builds no Runs.
+    list_lines = None if args.tree or args.json else getattr(engine, "list_lines", None)
+    runs = (list_lines or engine.list_runs)(states=states, limit=args.limit)
     if args.tree:
         _print_tree(runs)
         return 0

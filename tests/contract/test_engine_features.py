@@ -17,6 +17,7 @@ from backend.engine_protocol import (
     Engine,
     FitCheck,
     Holds,
+    LineListing,
     LogFiles,
     Priorities,
     QueueHead,
@@ -27,7 +28,7 @@ from backend.facade import ENGINES
 
 FEATURES = {
     "fake": {FitCheck, CostBreakdowns, Priorities},
-    "local": {FitCheck, QueueHead, EncodedListing, Reruns, ResultsDownload, LogFiles, Holds, Priorities},
+    "local": {FitCheck, QueueHead, EncodedListing, LineListing, Reruns, ResultsDownload, LogFiles, Holds, Priorities},
     "kubernetes": {FitCheck, Priorities},
 }
 

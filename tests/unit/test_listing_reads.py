@@ -125,3 +125,41 @@ def test_caps_read_in_sql_are_those_the_sweep_policies_give(tmp_path):
     expected = {e: p.parallel for e, p in sweeps.read_policies(conn).items() if p.parallel}
     assert eta.parallel_caps(conn) == expected == {"a": 2, "f": 1}
     conn.close()
+
+
+def test_the_listing_s_lines_are_its_runs_as_lines(engine):
+    """`list_lines` (what `dlaas-tui runs` shows, no Run built) gives each run's fields as `list_runs`
+    does: queue positions, ETAs, live and stored costs, messages, metrics, with every filter."""
+    from backend.facade import RunLine
+
+    with db.write(engine.conn):  # queued again after an admission: its first attempt is billed, live
+        engine.conn.execute("UPDATE runs SET admitted_at = ? WHERE id = 'training-l0000004'", (NOW - 900,))
+        engine.conn.execute("INSERT INTO run_events (run_id, at, state, message) VALUES "
+                            "('training-l0000004', ?, 'PENDING', ''), ('training-l0000004', ?, 'QUEUED', '')",
+                            (NOW - 900, NOW - 300))
+        engine.conn.execute("UPDATE runs SET priced = 0 WHERE id = 'training-l0000003'")  # finished, unpriced
+    for states in (None, [RunState.QUEUED], sorted(TERMINAL_STATES), [RunState.PROCESSING, RunState.PENDING]):
+        for limit in (None, 1, 7):
+            lines = engine.list_lines(states=states, limit=limit)
+            assert lines == [RunLine.of(r) for r in engine.list_runs(states=states, limit=limit)]
+    lines = {line.id: line for line in engine.list_lines()}
+    assert len(lines) == 180
+    assert lines["training-l0000004"].cost_micro_usd > 0 and lines["training-l0000004"].queue_position
+    assert any(line.eta is not None for line in lines.values()) and lines["training-l0000003"].cost_usd is None
+    assert any(line.state == RunState.PROCESSING and line.cost_micro_usd for line in lines.values())
+    assert lines["training-l0000000"].metrics == {"loss": 0.0} and lines["training-l0000000"].cost_usd == 0
+
+
+def test_runs_prints_the_same_table_from_lines_as_from_runs(engine, monkeypatch, capsys):
+    from dlaas_tui.cli import main
+
+    monkeypatch.setattr("backend.facade.open_backend", lambda *a, **k: engine.backend)
+    outs = []
+    for argv in (["runs"], ["runs", "--state", "queued", "--limit", "9"]):
+        assert main(argv) == 0
+        outs.append(capsys.readouterr().out)
+        with monkeypatch.context() as m:
+            m.delattr(type(engine), "list_lines")  # an engine that lists Runs only
+            assert main(argv) == 0
+        assert capsys.readouterr().out == outs[-1]
+    assert "behind" in outs[0] and "$" in outs[0] and "loss=" in outs[0]

@@ -22,6 +22,7 @@ from ...runs import (
     MetricPoint,
     Run,
     RunEvent,
+    RunLine,
     RunState,
     SubmitRequest,
     resolve_priority,
@@ -35,8 +36,10 @@ from .rows import (
     I_PRICED,
     I_STATE,
     JSON_SHAPE,
+    LINE_COLUMNS,
     LIST_COLUMNS,
     QUEUE_SQL,
+    line_rows_to_lines,
     listing_row_to_run,
     queued_end_cost,
     row_cost,
@@ -164,17 +167,22 @@ class LocalEngine:
             else:
                 cost = r[I_COST] if r[I_PRICED] else None
             out.append(listing_row_to_run(r, cost, positions.get(rid), best_effort))
-        if positions:
-            from .eta import engine_etas
-
-            # The queue as read for the positions, up to the last queued run among these rows.
-            last = max(positions.get(r[I_ID], 0) for r in rows)
-            etas = engine_etas(self, order=list(positions)[:last])
-            for run in out:
-                got = etas.get(run.id) if run.state == RunState.QUEUED else None
-                if got:
-                    run.eta, run.eta_bound = got.at, got.bound
+        self._set_etas(out, positions)
         return out
+
+    def _set_etas(self, runs: list, positions: dict[str, int]) -> None:
+        """Each queued run's ETA onto it (a Run or a RunLine), from the queue as read for `positions`."""
+        if not positions:
+            return
+        from .eta import engine_etas
+
+        # The queue up to the last queued run among these.
+        last = max(positions.get(run.id, 0) for run in runs)
+        etas = engine_etas(self, order=list(positions)[:last])
+        for run in runs:
+            got = etas.get(run.id) if run.state == RunState.QUEUED else None
+            if got:
+                run.eta, run.eta_bound = got.at, got.bound
 
     @staticmethod
     def _listing_query(columns: str, states: Sequence[RunState] | None, experiment: str | None,
@@ -203,6 +211,26 @@ class LocalEngine:
                   limit: int | None = None) -> list[Run]:
         sql, args = self._listing_query(LIST_COLUMNS, states, experiment, limit)
         return self.runs_from_rows(self.conn.execute(sql, args).fetchall())
+
+    def list_lines(self, *, states: Sequence[RunState] | None = None, experiment: str | None = None,
+                   limit: int | None = None) -> list[RunLine]:
+        """`list_runs` as the runs listing shows them (RunLine): the line's columns alone, read as plain
+        tuples; only the runs billed now are read whole, for their live cost."""
+        sql, args = self._listing_query(LINE_COLUMNS, states, experiment, limit)
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        rows = cursor.execute(sql, args).fetchall()
+        # As `_costs` picks them: billed now, or queued again after an admission (earlier attempts).
+        live = [r[0] for r in rows if r[2] in BILLED_VALUES or (r[2] == "QUEUED" and r[4] is not None)]
+        costs: dict[str, int | None] = {}
+        for start in range(0, len(live), 500):
+            chunk = live[start : start + 500]
+            costs.update(self._costs(self.conn.execute(
+                f"SELECT {LIST_COLUMNS} FROM runs WHERE id IN ({', '.join('?' for _ in chunk)})", chunk).fetchall()))
+        positions = self._positions() if any(r[2] == "QUEUED" for r in rows) else {}
+        lines = line_rows_to_lines(rows, costs, positions)
+        self._set_etas(lines, positions)
+        return lines
 
     def queue_head(self, limit: int) -> list[Run]:
         """The first `limit` queued runs in the order they will be admitted (a screenful for the TUI

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 from backend import clock
 from ...ledger import db
-from ...runs import STATES, Run, RunState
+from ...runs import STATES, Run, RunLine, RunState
 from ...waits import behind
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2.5 ms) on the CLI's path
@@ -104,6 +104,39 @@ def listing_row_to_run(row, cost: int | None, position: int | None, approximate:
                     else list(raw_depends_on or [])),
         manifest_name=manifest_name, max_duration_s=max_duration_s,
     )
+
+
+# What one line of the runs listing shows (RunLine; engine.list_lines), read as plain tuples: no
+# json_extract of the spec, none of the columns only a whole Run carries.
+LINE_COLUMNS = (
+    "id, name, state, submitted_at, admitted_at, started_at, finished_at, gpus * learners, "
+    "cost_micro, priced, message, metrics, primary_metric"
+)
+
+
+def line_rows_to_lines(rows, costs: dict[str, int | None], positions: dict[str, int]) -> list[RunLine]:
+    """RunLines from rows of LINE_COLUMNS: each run's cost as `runs_from_rows` gives it (live where
+    `costs` has it, nothing for a never-admitted queued run, else the stored one) and its message as
+    `listing_row_to_run` words it."""
+    out = []
+    append = out.append
+    get_state = STATES.get
+    for (rid, name, state, submitted_at, admitted_at, started_at, finished_at, gpus, cost_micro, priced, message,
+         metrics, primary_metric) in rows:
+        position = positions.get(rid)
+        if rid in costs:
+            cost = costs[rid]
+        elif state == "QUEUED":
+            cost = 0
+        else:
+            cost = cost_micro if priced else None
+        append(RunLine(
+            rid, name, get_state(state) or RunState(state), datetime.fromtimestamp(submitted_at, _UTC), position,
+            gpus, None if admitted_at is None else datetime.fromtimestamp(admitted_at, _UTC),
+            None if started_at is None else datetime.fromtimestamp(started_at, _UTC),
+            None if finished_at is None else datetime.fromtimestamp(finished_at, _UTC),
+            cost, message or _waiting(state, position), _js(metrics, {}), primary_metric))
+    return out
 
 
 def _spec_fields(row, keys) -> dict[str, Any]:
