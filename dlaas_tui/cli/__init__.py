@@ -6,18 +6,43 @@ run. Exit codes: 0 ok, 1 failure, 2 bad input (124 for `wait` timing out).
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
 
 from .. import __version__
 
-# argparse words its messages through gettext, and gettext looks for a catalogue on disk at every
-# call (a search that finds none is not remembered): ~8 searches and an import of locale to build
-# the parser of one command, 2-4 ms. The app's own words are English only; so are argparse's.
-argparse._ = lambda message: message
-argparse.ngettext = lambda singular, plural, n: singular if n == 1 else plural
+
+def _words(message: str) -> str:
+    return message
+
+
+def _plural_words(singular: str, plural: str, n: int) -> str:
+    return singular if n == 1 else plural
+
+
+def _argparse():
+    """argparse, its messages not looked up through gettext. gettext looks for a catalogue on disk
+    at every call (a search that finds none is not remembered): ~8 searches and an import of locale
+    to build the parser of one command, 2-4 ms; and importing gettext at all compiles its plural-
+    forms tokenizer (~1.5 ms). The app's own words are English only; so are argparse's. Where
+    neither module is loaded yet, argparse is imported against a stand-in that gives it the two
+    names it takes from gettext (and nothing else sees: the stand-in is gone once argparse is in)."""
+    if "argparse" not in sys.modules and "gettext" not in sys.modules:
+        words = type(sys)("gettext")
+        words.gettext, words.ngettext = _words, _plural_words
+        sys.modules["gettext"] = words
+        try:
+            import argparse
+        finally:
+            del sys.modules["gettext"]
+    import argparse
+
+    argparse._, argparse.ngettext = _words, _plural_words
+    return argparse
+
+
+argparse = _argparse()
 
 # Order here is the order in `--help`.
 COMMAND_MODULES = (

@@ -242,6 +242,7 @@ def test_runs_lists_finished_and_queued_runs_without_the_planner_costs_devices_o
     assert line.split()[-1] == "0" and "behind 1 run" in listing, out.stdout + out.stderr
     loaded = set(line.split()[:-1])
     unwanted = {"dataclasses", "inspect", "socket", "shutil", "typing", "signal", "tomllib", "platformdirs", "locale",
+                "gettext",
                 "backend.engine_protocol", "backend.devices", "backend.cost", "backend.store.base",
                 "backend.engines.local.scheduler", "backend.engines.local.sweeps", "backend.config_schema"}
     if any(map(os.path.exists, NVIDIA_DEVICE_NODES)):  # a GPU box: NVML's devices are read for the ETAs
@@ -280,3 +281,11 @@ def test_runs_in_the_users_own_folders_loads_neither_platformdirs_nor_tomllib_th
         assert ("tomllib" in loaded) is first, loaded
     assert (tmp_path / ".local" / "share" / "dlaas-tui" / "state.db").is_file()
     assert (tmp_path / ".cache" / "dlaas-tui" / "config.read").is_file()
+
+
+def test_argparse_comes_in_without_gettext_and_leaves_the_real_one_to_others():
+    code = ("import sys\nimport dlaas_tui.cli, argparse\nloaded = 'gettext' in sys.modules\n"
+            "import gettext\nprint(loaded, argparse._('x'), argparse.ngettext('a', 'b', 2), "
+            "gettext.__file__.endswith('gettext.py'), hasattr(gettext, 'translation'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["False", "x", "b", "True", "True"], out.stdout + out.stderr
