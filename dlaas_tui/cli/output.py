@@ -55,7 +55,7 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: i
     """
     n = len(headers)
     cells = [_row_text(row) for row in rows]
-    cells = [row if len(row) == n else row + [""] * (n - len(row)) for row in cells]  # short rows: blanks
+    cells = [row if len(row) == n else (row + [""] * (n - len(row)))[:n] for row in cells]  # short rows: blanks
     widths = [max(len(h), *map(len, column)) for h, column in zip(headers, zip(*cells))] if cells else \
         [len(h) for h in headers]
     whole = widths[:]
@@ -70,17 +70,17 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: i
     def fit(text: str, w: int) -> str:
         return text if len(text) <= w else text[: max(0, w - 1)] + "…"
 
-    # One format for every row (600 rows x 9 cells: a third of `runs` was padding cell by cell);
-    # only a column cut narrower than its widest cell has its cells fitted first.
-    line = "  ".join(f"{{:<{w}}}" for w in widths).format
+    # One format for every row (600 rows x 9 cells: a third of `runs` was padding cell by cell), a
+    # %-format (str.format parses its fields' specs again at every call); only a column cut
+    # narrower than its widest cell has its cells fitted first.
+    line = "  ".join(f"%-{w}s" for w in widths)
     cut = [i for i, w in enumerate(widths) if w < whole[i]]  # a column's widest cell no longer fits
-    lines = [line(*(fit(h, w) for h, w in zip(headers, widths))).rstrip()]
-    for row in cells:
-        if cut:
-            row = list(row)
+    lines = [(line % tuple(fit(h, w) for h, w in zip(headers, widths))).rstrip()]
+    if cut:
+        for row in cells:
             for i in cut:
                 row[i] = fit(row[i], widths[i])
-        lines.append(line(*row).rstrip())
+    lines += [(line % tuple(row)).rstrip() for row in cells]
     return "\n".join(lines)
 
 

@@ -270,9 +270,11 @@ def cmd_runs(args, ctx) -> int:
     from ..formatting import format_age
 
     now = utcnow()
-    rows = [(r.id, r.name, r.state.value, f"{r.queue_position} {format_eta(r.eta, bound=r.eta_bound)}".strip()
-             if r.queue_position else "", r.gpus, format_age(r, now), _money(r), _metric(r),
-             r.message if r.state == RunState.QUEUED else "") for r in runs]  # made safe by the table
+    queued = RunState.QUEUED
+    rows = [(r.id, r.name, r.state.value,
+             (f"{r.queue_position} {format_eta(r.eta, now, bound=r.eta_bound)}" if r.eta else str(r.queue_position))
+             if r.queue_position else "", r.gpus, format_age(r, now), _money(r), _metric(r) if r.primary_metric else "",
+             r.message if r.state is queued else "") for r in runs]  # made safe by the table
     print_table(["ID", "NAME", "STATE", "Q", "GPUS", "TIME", "COST", "METRIC", "WAITING FOR"], rows)
     return 0
 

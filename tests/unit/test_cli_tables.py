@@ -116,7 +116,7 @@ def test_tables_read_as_they_did_cell_by_cell_whatever_the_cells_and_width():
 
     rng = random.Random(7)
     words = ["", "a", "run", "training-umatp8zz", LONG_NAME, "é日本", "tab\there", "esc\x1b[31m", "\u202eevil",
-             None, 0, 12.5, "$0.0008", "behind 3 runs"]
+             None, 0, 12.5, "$0.0008", "behind 3 runs", "%s", "50%", "%(x)s"]
     for trial in range(300):
         ncols = rng.randint(1, 7)
         headers = [rng.choice(["ID", "NAME", "STATE", "Q", "A-LONG-HEADER", "X"]) for _ in range(ncols)]

@@ -47,17 +47,24 @@ class QueueRow:
     """What the queue simulation reads of a QUEUED or billed run (backend/eta.py asks these of a Run):
     read from a narrow query, so estimating 10,000 queued runs builds no Run objects."""
 
-    __slots__ = ("id", "state", "gpus", "experiment", "admitted_at", "submitted_at", "name", "manifest_name",
+    __slots__ = ("id", "state", "gpus", "experiment", "_admitted", "_submitted", "name", "manifest_name",
                  "max_duration_s", "learners", "cpus_total", "memory_total", "gated", "queue_position")
     share, gpu_memory, assigned = 0, None, ()  # read only where runs may share a GPU (SharingQueueRow)
 
     def __init__(self, row) -> None:
-        (self.id, state, self.gpus, self.experiment, admitted, submitted, self.name, self.manifest_name,
+        (self.id, state, self.gpus, self.experiment, self._admitted, self._submitted, self.name, self.manifest_name,
          self.max_duration_s, self.learners, self.cpus_total, self.memory_total, self.gated) = row
         self.state = STATES.get(state) or RunState(state)
-        self.admitted_at = None if admitted is None else datetime.fromtimestamp(admitted, timezone.utc)
-        self.submitted_at = datetime.fromtimestamp(submitted, timezone.utc)
         self.queue_position = None
+
+    # As datetimes when read: the simulation reads them of billed runs alone (the queue's order is given).
+    @property
+    def admitted_at(self) -> datetime | None:
+        return None if self._admitted is None else datetime.fromtimestamp(self._admitted, timezone.utc)
+
+    @property
+    def submitted_at(self) -> datetime:
+        return datetime.fromtimestamp(self._submitted, timezone.utc)
 
 
 class SharingQueueRow(QueueRow):
