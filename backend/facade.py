@@ -23,7 +23,6 @@ from .errors import (  # noqa: F401
 )
 from .paths import Paths, get_paths, private_dir, resource_dir, write_private  # noqa: F401
 from .records import Record
-from .text import controls_to_spaces, visible  # noqa: F401
 # Re-exported too, but loaded on first use: config and manifests pull in pydantic (0.1-0.25 s), which
 # the TUI's first frame and `--help` never need; the others are small, and not needed there either
 # (the run types and the engine protocols, ~12 ms, are not needed by a `submit` handed to the agent).
@@ -69,7 +68,7 @@ _LAZY = {
     ".experiments": ("Leaderboard", "experiment_summaries", "halt_candidates", "leaderboard"),
     ".budget": ("BudgetStatus", "CostEstimate", "spend"),
     ".eta": ("format_eta",),
-    ".text": ("NEEDS_VISIBLE",),
+    ".text": ("NEEDS_VISIBLE", "controls_to_spaces", "visible"),
     ".samples_seed": ("ensure_sample_data",),
     ".preflight": ("check_for_profile", "never_fits"),
     ".store.base": (
@@ -134,7 +133,7 @@ if TYPE_CHECKING:
     from .cost import CostBreakdown, PriceTable, canonical_gpu_type, format_usd  # noqa: F401
     from .devices import Device, Inventory  # noqa: F401
     from .eta import format_eta  # noqa: F401
-    from .text import NEEDS_VISIBLE  # noqa: F401
+    from .text import NEEDS_VISIBLE, controls_to_spaces, visible  # noqa: F401
     from .budget import BudgetStatus, CostEstimate, spend  # noqa: F401
     from .experiments import Leaderboard, experiment_summaries, halt_candidates, leaderboard  # noqa: F401
     from .manifest import (  # noqa: F401
