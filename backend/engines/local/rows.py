@@ -46,17 +46,13 @@ def _js(v, empty):
 
 def row_to_run(row, *, cost: int | None = 0, position: int | None = None,
                approximate: bool = False) -> Run:
-    try:  # a listing's row (LIST_COLUMNS): 10,000 of them at a time, so no row.keys() per row
-        goal, raw, manifest_name, max_duration_s = (
-            row["metric_goal"], row["depends_on"], row["manifest_name"], row["max_duration_s"])
-    except (IndexError, KeyError):  # another shape: a full row, decoded or not
-        keys = row.keys()
-        goal = row["metric_goal"] if "metric_goal" in keys else "minimize"
-        depends_on = _depends_on(row, keys)
-        spec = _spec_fields(row, keys)
-        manifest_name, max_duration_s = spec.get("manifest_name"), spec.get("max_duration_s")
-    else:
-        depends_on = json.loads(raw) if isinstance(raw, str) and raw else list(raw or [])
+    """A Run from a row of any shape, its columns read by name: a full row (decoded or not), a
+    submit's dict, a listing's row (those are read faster by `listing_row_to_run`)."""
+    keys = row.keys()
+    goal = row["metric_goal"] if "metric_goal" in keys else "minimize"
+    depends_on = _depends_on(row, keys)
+    spec = _spec_fields(row, keys)
+    manifest_name, max_duration_s = spec.get("manifest_name"), spec.get("max_duration_s")
     state = row["state"]
     return Run(
         row["id"], row["name"], STATES.get(state) or RunState(state), utc_from_epoch(row["submitted_at"]),
@@ -176,7 +172,7 @@ def seal_run(conn, run_id: str) -> None:
     row = conn.execute(f"SELECT {LIST_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
     if row is None or not RunState(row["state"]).terminal:
         return
-    run = row_to_run(row, cost=row["cost_micro"] if row["priced"] else None)
+    run = listing_row_to_run(row, row[I_COST] if row[I_PRICED] else None, None, False)
     with db.write(conn):
         conn.execute("UPDATE runs SET final_json = ?, json_shape = ? WHERE id = ?",
                      (json.dumps(run.to_json()), JSON_SHAPE, run_id))
