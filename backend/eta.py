@@ -233,7 +233,9 @@ def queue_etas(
     box_cpus, box_memory = box if box else (None, None)
     def holds(r, need: int) -> tuple[int, int, int, int]:
         """What a run holds while it runs: (GPUs counted against capacity, cpu slots, cores, memory bytes)."""
-        slots = min(slots_held(r.gpus, getattr(r, "learners", 1), slot_count), slot_count) if slot_count else 0
+        # slots_held caps a GPU-less run's slots at the box's; a run asking more GPUs than there are
+        # slots never fits (plan admits it never), nor may the estimate pretend it does.
+        slots = slots_held(r.gpus, getattr(r, "learners", 1), slot_count) if slot_count else 0
         return (need, slots, int(getattr(r, "cpus_total", 0) or 0), int(getattr(r, "memory_total", 0) or 0))
 
     ends: list[tuple[datetime, int, tuple[int, int, int, int], str | None, bool, tuple[_Gpu, ...], int]] = []
@@ -264,10 +266,10 @@ def queue_etas(
         r = queued.get(rid)
         if r is None or rid in gated:
             continue
-        need = min(r.gpus, capacity) if capacity else r.gpus
+        # What it asks for whole, as plan admits it: a run asking more than the tier allows or the box
+        # has never starts (plan waits on it: FIFO, nothing behind it either), and has no ETA.
+        need = r.gpus
         cap = share_cap(r) if gpus else 0
-        if gpus:
-            need = min(need, len(gpus.by_uuid))
         hold = holds(r, need)
         limit = caps.get(r.experiment) if r.experiment else None
 

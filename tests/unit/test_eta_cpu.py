@@ -165,6 +165,19 @@ def test_a_run_held_back_by_a_gate_gets_no_eta_and_is_not_waited_on(conn):
     assert starts(conn, slots=1) == {"free": 0, "next": 300}
 
 
+def test_a_run_asking_more_than_the_box_or_tier_gives_has_no_eta_and_fifo_waits_on_it(conn):
+    # Seen in the TUI: a 64-GPU run on a box of 2 cpu slots read "#1 ~now" beside the scheduler's
+    # "cpu slots busy: needs 64, 2 free": the estimate held it to 2 slots, admission never does.
+    add(conn, "huge", gpus=64, at=1, max_s=300)
+    add(conn, "small", at=2, max_s=100)
+    assert starts(conn, slots=2) == {}
+    assert starts(conn, gpus={"GPU-0": 80 * GiB, "GPU-1": 80 * GiB}) == {}  # 2 GPUs, not 64
+    with db.write(conn):
+        db.set_fields(conn, "huge", {"gpus": 2})
+    assert starts(conn, slots=2) == {"huge": 0, "small": 300}
+    assert starts(conn, slots=2, tier=1) == {}  # the tier allows 1 GPU at once: 2 never start
+
+
 def _admitted_by_plan(conn, *, slots, tier, box_total, gpu_box):
     """What one FIFO admission pass admits, as the agent calls `plan` (backend/agent/agent.py)."""
     rows = conn.execute(
@@ -216,8 +229,8 @@ def test_the_runs_estimated_to_start_now_are_those_the_scheduler_admits(tmp_path
     for i in range(rnd.randint(1, 6)):
         learners = rnd.choice((1, 1, 2, 3))
         gpus = rnd.choice((0, 0, 1))
-        if gpus and learners > (min(tier, slots) if tier else slots):
-            learners = 1
+        if gpus and learners > (min(tier, slots) if tier else slots) and rnd.random() < 0.7:
+            learners = 1  # else a run that never fits: admission waits on it for good, the ETA too
         add(conn, f"q{i}", gpus=gpus, learners=learners, at=i + 1, max_s=300,
             cores=min(cores, rnd.randint(1, 3)), memory_gib=rnd.choice((1, 2, 6)),
             wait={"hold": True} if rnd.random() < 0.2 else None)
