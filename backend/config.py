@@ -18,7 +18,6 @@ import json
 import marshal
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 from .config_types import MASK, Secret, did_you_mean, implied_by_tables  # noqa: F401  (MASK and Secret: re-exported)
 from .errors import ConfigError, NotFound
@@ -31,6 +30,7 @@ class _Declined(Exception):
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2.5 ms) on the CLI's path
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any, ClassVar
 
     Check = Callable[[Any], Any]
@@ -465,7 +465,7 @@ class Config(_Lean):
         return tiers[profile.tier]
 
 
-def parse_config(text: str, source: str = "config.toml", *, cache: Path | None = None) -> Config:
+def parse_config(text: str, source: str = "config.toml", *, cache: Path | str | None = None) -> Config:
     """The config `text` holds; `cache`, where given, keeps the last TOML reading (see `_read_toml`)."""
     data = _read_toml(text, source, cache)
     try:
@@ -483,7 +483,7 @@ def parse_config(text: str, source: str = "config.toml", *, cache: Path | None =
     return Config._build(values)
 
 
-def _read_toml(text: str, source: str, cache: Path | None) -> dict[str, Any]:
+def _read_toml(text: str, source: str, cache: Path | str | None) -> dict[str, Any]:
     """tomllib's reading of `text`. Every command reads the config, and tomllib costs ~7 ms to
     import and parse, so the last reading is kept in `cache` (marshal, beside the very text it was
     read from: any change to the file, whatever its size or time stamp, reads it afresh). A cache
@@ -514,14 +514,15 @@ def _read_toml(text: str, source: str, cache: Path | None) -> dict[str, Any]:
 def load_config(paths: Paths | None = None) -> Config:
     """Read the config file; no file means every default."""
     paths = paths or get_paths()
-    path = paths.config_file
+    path = paths.config_file_str  # a str: pathlib is not imported for this (see backend/paths.py)
     try:
-        text = path.read_text()
+        with open(path) as fh:
+            text = fh.read()
     except FileNotFoundError:
-        return Config(source=str(path))
+        return Config(source=path)
     except OSError as exc:  # a folder where the file belongs, DLAAS_HOME under a file, no permission
         raise ConfigError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
-    return parse_config(text, str(path), cache=paths.cache_dir / "config.read")
+    return parse_config(text, path, cache=os.path.join(paths.cache_dir_str, "config.read"))
 
 
 def save_config_text(text: str, paths: Paths | None = None) -> Path:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .runs import ChangeSet, MetricPoint, Run, RunEvent, RunLine, RunState, SubmitRequest
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .cost import CostBreakdown
     from .devices import Inventory
     from .manifest.model import Manifest

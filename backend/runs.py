@@ -14,12 +14,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from pathlib import Path
 
 from .records import FrozenRecord, Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2.5 ms) on the CLI's path
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 RUN_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"  # ids are DNS labels: Job names on Kubernetes

@@ -15,53 +15,77 @@ import fcntl
 import os
 import sys
 import time
-from pathlib import Path
+
+from ..paths import exists
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2.5 ms) on the CLI's path
+if TYPE_CHECKING:
+    from pathlib import Path
+
+# The files of the agent, in the state folder. Every command looks for the agent (`runs` too), so
+# these are found here as strs: pathlib (~4 ms with what it imports) is not loaded for that. The
+# `*_path` functions hand them out as Paths.
+LOCK = "agent.lock"
+PID = "agent.pid"
+SOCK = "agent.sock"
+SUBMIT_SOCK = "submit.sock"
+START_LOCK = "agent.start.lock"
 
 
-def lock_path(state_dir: Path) -> Path:
-    return state_dir / "agent.lock"
+def _in(state_dir: Path | str, name: str) -> str:
+    return os.path.join(state_dir, name)
 
 
-def pid_path(state_dir: Path) -> Path:
-    return state_dir / "agent.pid"
+def _path(state_dir: Path | str, name: str) -> Path:
+    from pathlib import Path
+
+    return Path(state_dir, name)
 
 
-def sock_path(state_dir: Path) -> Path:
-    return state_dir / "agent.sock"
+def lock_path(state_dir: Path | str) -> Path:
+    return _path(state_dir, LOCK)
 
 
-def submit_sock_path(state_dir: Path) -> Path:
+def pid_path(state_dir: Path | str) -> Path:
+    return _path(state_dir, PID)
+
+
+def sock_path(state_dir: Path | str) -> Path:
+    return _path(state_dir, SOCK)
+
+
+def submit_sock_path(state_dir: Path | str) -> Path:
     """The stream socket `submit` hands its request to (handoff.py): the agent's submission worker
     answers it."""
-    return state_dir / "submit.sock"
+    return _path(state_dir, SUBMIT_SOCK)
 
 
-def start_lock_path(state_dir: Path) -> Path:
-    return state_dir / "agent.start.lock"
+def start_lock_path(state_dir: Path | str) -> Path:
+    return _path(state_dir, START_LOCK)
 
 
 # The agent learns which inherited descriptor holds the start lock from this variable.
 START_FD_ENV = "DLAAS_AGENT_START_FD"
 
 
-def wake(state_dir: Path) -> None:
+def wake(state_dir: Path | str) -> None:
     """Nudge the agent to look at the queue and control requests now."""
     import socket  # here: a listing reads the state without waking anyone
 
-    path = sock_path(state_dir)
+    path = _in(state_dir, SOCK)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
             s.setblocking(False)
-            s.sendto(b"w", str(path))
+            s.sendto(b"w", path)
     except OSError:
         pass
 
 
-def agent_pid(state_dir: Path) -> int | None:
+def agent_pid(state_dir: Path | str) -> int | None:
     """The running agent's pid, or None: the lock, not the pid file, says whether one runs; -1 while
     one runs whose pid is not known yet (its pid file is not written, or still names a dead agent)."""
-    lp = lock_path(state_dir)
-    if not lp.exists():
+    lp = _in(state_dir, LOCK)
+    if not exists(lp):
         return None
     fd = os.open(lp, os.O_RDWR)
     try:
@@ -69,7 +93,8 @@ def agent_pid(state_dir: Path) -> int | None:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             try:
-                pid = int(pid_path(state_dir).read_text().split()[0])
+                with open(_in(state_dir, PID)) as fh:
+                    pid = int(fh.read().split()[0])
             except (OSError, ValueError, IndexError):
                 return -1
             from backend.store.files import process_alive
@@ -83,9 +108,9 @@ def agent_pid(state_dir: Path) -> int | None:
         os.close(fd)
 
 
-def starting(state_dir: Path) -> bool:
+def starting(state_dir: Path | str) -> bool:
     """True while some process is launching the agent (it holds the start lock)."""
-    lp = start_lock_path(state_dir)
+    lp = _in(state_dir, START_LOCK)
     try:
         fd = os.open(lp, os.O_RDONLY)
     except OSError:
@@ -109,13 +134,13 @@ def start_agent(paths) -> bool:
 
     from ..paths import private_dir
 
-    state_dir = paths.state_dir
+    state_dir = paths.state_dir_str
     pid = agent_pid(state_dir)
     if pid:  # running (or holding its lock while it writes its pid file)
         return False
     try:
         private_dir(state_dir)
-        fd = os.open(start_lock_path(state_dir), os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(_in(state_dir, START_LOCK), os.O_RDWR | os.O_CREAT, 0o600)
     except OSError:
         return False
     try:
@@ -127,13 +152,14 @@ def start_agent(paths) -> bool:
             return False
         env = dict(os.environ)
         env[START_FD_ENV] = str(fd)
-        if paths.state_dir == paths.config_dir / "state":  # a DLAAS_HOME layout: name it explicitly
-            env["DLAAS_HOME"] = str(paths.config_dir)
+        if state_dir == os.path.join(paths.config_dir_str, "state"):  # a DLAAS_HOME layout: name it explicitly
+            env["DLAAS_HOME"] = paths.config_dir_str
         try:
             launcher = subprocess.Popen(
                 [sys.executable, "-m", "backend.agent", "--detach"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                cwd=str(Path(__file__).resolve().parents[2]), pass_fds=(fd,), start_new_session=True,
+                cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))),
+                pass_fds=(fd,), start_new_session=True,
             )
         except OSError:
             return False
@@ -164,7 +190,7 @@ def ensure_agent(paths, timeout: float = 60.0, *, wait: bool = True) -> int:
     `wait=False` is the best-effort start every command makes: it never blocks and never fails.
     `wait=True` (`agent start`) waits, with a generous bound, for whichever start is under way.
     """
-    pid = agent_pid(paths.state_dir)
+    pid = agent_pid(paths.state_dir_str)
     if pid and pid > 0:
         return pid
     start_agent(paths)
@@ -172,14 +198,14 @@ def ensure_agent(paths, timeout: float = 60.0, *, wait: bool = True) -> int:
         return 0
     from ..errors import EngineError
 
-    log = paths.state_dir / "agent.log"
+    log = os.path.join(paths.state_dir_str, "agent.log")
     launches = 1
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pid = agent_pid(paths.state_dir)
+        pid = agent_pid(paths.state_dir_str)
         if pid and pid > 0:
             return pid
-        if not pid and not starting(paths.state_dir):
+        if not pid and not starting(paths.state_dir_str):
             # The start under way (ours or another's) ended with no agent: one more try, then say so.
             if launches >= 3:
                 raise EngineError(f"the agent exited while starting; see {log}")
@@ -188,7 +214,7 @@ def ensure_agent(paths, timeout: float = 60.0, *, wait: bool = True) -> int:
     raise EngineError(f"the agent did not start within {timeout:.0f} s; see {log}")
 
 
-def settled_pid(state_dir: Path, timeout: float = 60.0) -> int | None:
+def settled_pid(state_dir: Path | str, timeout: float = 60.0) -> int | None:
     """The agent's pid once no start is under way (None: none runs). A start launched a moment ago
     by another command is waited out, so whoever stops the agent does not miss one coming up."""
     deadline = time.monotonic() + timeout
@@ -202,7 +228,7 @@ def settled_pid(state_dir: Path, timeout: float = 60.0) -> int | None:
 
 
 def stop_agent(paths, timeout: float = 10.0) -> int | None:
-    pid = settled_pid(paths.state_dir, timeout=max(timeout, 60.0))
+    pid = settled_pid(paths.state_dir_str, timeout=max(timeout, 60.0))
     if not pid or pid < 0:
         return None
     import signal  # here: `runs` and every command find the agent without it
@@ -212,6 +238,6 @@ def stop_agent(paths, timeout: float = 10.0) -> int | None:
     except ProcessLookupError:
         return None
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and agent_pid(paths.state_dir):
+    while time.monotonic() < deadline and agent_pid(paths.state_dir_str):
         time.sleep(0.05)
     return pid

@@ -16,15 +16,15 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from backend import clock
 from ..errors import BadInput, EngineError, NotFound
-from ..paths import private_dir
+from ..paths import exists, parent_of, private_dir
 from ..runs import ALLOWED_TRANSITIONS, RESUMABLE_STATES, RESUME_NOTE, RETRY_NOTE, RunState, resume_message
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2.5 ms) on the CLI's path
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 SCHEMA_VERSION = 1
@@ -117,7 +117,7 @@ def damaged(exc: BaseException) -> bool:
         or str(exc) in ("file is not a database", "database disk image is malformed"))
 
 
-def damaged_error(path: Path, exc: BaseException) -> EngineError:
+def damaged_error(path: Path | str, exc: BaseException) -> EngineError:
     """What to tell a user whose state database cannot be read, and what to do about it."""
     return EngineError(
         f"{path}: the state database is damaged and cannot be read ({exc}). To start afresh: "
@@ -133,13 +133,13 @@ def busy(exc: BaseException) -> bool:
         or "database is locked" in str(exc))
 
 
-def busy_error(path: Path, exc: BaseException) -> EngineError:
+def busy_error(path: Path | str, exc: BaseException) -> EngineError:
     return EngineError(
         f"{path}: the state database stayed locked by another process for 30 s ({exc}), so this "
         f"command stopped before recording its change; run it again (`fuser {path}` shows who holds it)")
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path | str) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), WAL, waiting out writers.
 
     A file that is not a sound SQLite database is an EngineError naming it and the way out."""
@@ -153,15 +153,15 @@ def connect(path: Path) -> sqlite3.Connection:
                               "this user can write?") from None
         raise
     except OSError as exc:  # the state folder cannot be made (DLAAS_HOME under a file, no permission)
-        raise EngineError(f"{path.parent}: cannot create the state folder ({exc.strerror or exc}); "
+        raise EngineError(f"{parent_of(path)}: cannot create the state folder ({exc.strerror or exc}); "
                           "is DLAAS_HOME a folder this user can write?") from None
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    private_dir(path.parent)
-    if not path.exists():
+def _connect(path: Path | str) -> sqlite3.Connection:
+    private_dir(parent_of(path))
+    if not exists(path):
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(os.fspath(path), timeout=30, isolation_level=None, check_same_thread=False)
     try:
         return _prepare(conn, path)
     except BaseException:
@@ -169,7 +169,7 @@ def _connect(path: Path) -> sqlite3.Connection:
         raise
 
 
-def _prepare(conn: sqlite3.Connection, path: Path) -> sqlite3.Connection:
+def _prepare(conn: sqlite3.Connection, path: Path | str) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA busy_timeout = 30000")
     if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":

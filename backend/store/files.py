@@ -6,12 +6,12 @@ turns a key into a local path, and it refuses anything that would land outside t
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from ..errors import BadInput
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2.5 ms) on the CLI's path
-if TYPE_CHECKING:  # the agent's pid check imports this module: not the store's types with it
+if TYPE_CHECKING:  # the agent's pid check imports this module: not the store's types (nor pathlib) with it
+    from pathlib import Path
     from typing import BinaryIO
     from .base import Transfer
 
@@ -59,6 +59,8 @@ def safe_dest_path(dest: Path, relative_key: str) -> Path:
     target = os.path.realpath(os.path.join(base, *segments))
     if not within(target, base) or target == base:
         raise BadInput(f"object key {relative_key!r} would be written outside {dest}")
+    from pathlib import Path
+
     return Path(target)
 
 
@@ -78,6 +80,8 @@ def copy_stream(src: BinaryIO, dst: BinaryIO, transfer: Transfer | None, md5=Non
 
 def folder_files(src: Path) -> list[tuple[Path, str]]:
     """(path, relative key) of the files under `src`; symlinked folders are not followed (loops)."""
+    from pathlib import Path
+
     out = []
     for dirpath, dirnames, filenames in os.walk(src):
         dirnames.sort()

@@ -20,6 +20,8 @@ from backend import clock
 from backend.engines.local.nvml import NVIDIA_DEVICE_NODES
 from dlaas_tui import cli
 
+# pathlib imports urllib.parse (which imports ipaddress), fnmatch and ntpath: ~4 ms of every command.
+PATHLIB_AND_WHAT_IT_IMPORTS = ("pathlib", "urllib", "urllib.parse", "ipaddress", "fnmatch", "ntpath")
 HEAVY = ("pydantic", "pydantic_core", "yaml", "textual", "rich", "boto3", "botocore", "kubernetes", "pynvml")
 
 
@@ -216,8 +218,9 @@ def test_runs_lists_finished_and_queued_runs_without_the_planner_costs_devices_o
     """The bench's listing (finished and queued runs, nothing billed): the queue's positions and ETAs
     need neither admission's planner, the sweep policies, the price rules, the devices' records, the
     object store nor a socket; no module on the way builds a dataclass (~20 ms at import) or imports
-    typing (~2.5 ms; `TYPE_CHECKING = False` stands in for it); and the config, read once before,
-    comes from its kept reading, not tomllib."""
+    typing (~2.5 ms; `TYPE_CHECKING = False` stands in for it) or pathlib (~4 ms with urllib.parse,
+    ipaddress, fnmatch and ntpath: the state's files are found as strs); and the config, read once
+    before, comes from its kept reading, not tomllib. `runs --json` finds its files as `runs` does."""
     (tmp_path / "config.toml").write_text("[profiles.local]\ncpu_slots = 2\n")
     os.chmod(tmp_path / "config.toml", 0o600)
     from backend.ledger import db
@@ -244,10 +247,17 @@ def test_runs_lists_finished_and_queued_runs_without_the_planner_costs_devices_o
     unwanted = {"dataclasses", "inspect", "socket", "shutil", "typing", "signal", "tomllib", "platformdirs", "locale",
                 "gettext",
                 "backend.engine_protocol", "backend.devices", "backend.cost", "backend.store.base",
-                "backend.engines.local.scheduler", "backend.engines.local.sweeps", "backend.config_schema"}
+                "backend.engines.local.scheduler", "backend.engines.local.sweeps", "backend.config_schema",
+                *PATHLIB_AND_WHAT_IT_IMPORTS}
     if any(map(os.path.exists, NVIDIA_DEVICE_NODES)):  # a GPU box: NVML's devices are read for the ETAs
         unwanted -= {"dataclasses", "inspect", "typing", "backend.devices", "backend.cost"}
     assert not loaded & unwanted, loaded & unwanted
+    out = subprocess.run([sys.executable, "-c", _child_code(["runs", "--json"], whole_names=True)],
+                         capture_output=True, text=True, env=env, timeout=120)
+    listing, _, line = out.stdout.rpartition("LOADED ")
+    assert line.split()[-1] == "0" and '"training-lean1005"' in listing, out.stdout + out.stderr
+    loaded = set(line.split()[:-1])
+    assert not loaded & set(PATHLIB_AND_WHAT_IT_IMPORTS), loaded & set(PATHLIB_AND_WHAT_IT_IMPORTS)
 
 
 @pytest.mark.parametrize("columns", [None, "50", "200", "0", "x"])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 from backend import clock
 from ...errors import BadInput, NotFound
@@ -52,6 +51,7 @@ BILLED_VALUES = frozenset(s.value for s in BILLED_STATES)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2.5 ms) on the CLI's path
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
     from ...devices import Inventory
 
@@ -71,7 +71,7 @@ class LocalEngine:
     @property
     def conn(self):
         if self._conn is None:
-            self._conn = db.connect(self.paths.db_file)
+            self._conn = db.connect(self.paths.db_file_str)
             # Any use of the engine brings the agent back (after a reboot or a kill -9).
             ensure_agent(self.paths, wait=False)
         return self._conn
@@ -346,6 +346,8 @@ class LocalEngine:
         from .stores import run_store
 
         store = run_store(self.backend, spec.get("connection"))
+        from pathlib import Path
+
         return store.get_prefix(run.results_bucket, f"{run.id}/", Path(dest))
 
     # -- changing ---------------------------------------------------------------------------------
