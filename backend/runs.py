@@ -390,13 +390,13 @@ class RunLine(Record):
     that can list these without building whole Runs (`list_lines`) saves `runs` most of its per-run
     work; `of` makes one from a Run (what any other engine lists)."""
 
-    __slots__ = ("id", "name", "state", "submitted_at", "queue_position", "gpus", "admitted_at", "started_at",
-                 "finished_at", "cost_micro_usd", "message", "metrics", "primary_metric", "eta", "eta_bound")
+    __slots__ = ("id", "name", "state", "submitted_at", "queue_position", "gpus", "admitted_at", "finished_at",
+                 "cost_micro_usd", "message", "metrics", "primary_metric", "eta", "eta_bound")
     _fields = __slots__
 
     def __init__(self, id: str, name: str, state: RunState, submitted_at: datetime, queue_position: int | None,
-                 gpus: int, admitted_at: datetime | None, started_at: datetime | None,
-                 finished_at: datetime | None, cost_micro_usd: int | None, message: str,
+                 gpus: int, admitted_at: datetime | None, finished_at: datetime | None,
+                 cost_micro_usd: int | None, message: str,
                  metrics: dict[str, float], primary_metric: str | None, eta: datetime | None = None,
                  eta_bound: bool = False) -> None:
         self.id = id
@@ -406,7 +406,6 @@ class RunLine(Record):
         self.queue_position = queue_position
         self.gpus = gpus
         self.admitted_at = admitted_at
-        self.started_at = started_at
         self.finished_at = finished_at
         self.cost_micro_usd = cost_micro_usd
         self.message = message

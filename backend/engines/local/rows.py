@@ -105,8 +105,8 @@ def listing_row_to_run(row, cost: int | None, position: int | None, approximate:
 # What one line of the runs listing shows (RunLine; engine.list_lines), read as plain tuples: no
 # json_extract of the spec, none of the columns only a whole Run carries.
 LINE_COLUMNS = (
-    "id, name, state, submitted_at, admitted_at, started_at, finished_at, gpus * learners, "
-    "cost_micro, priced, message, metrics, primary_metric"
+    "id, name, state, submitted_at, admitted_at, finished_at, gpus * learners, "
+    "CASE WHEN priced THEN cost_micro END, message, metrics, primary_metric"
 )
 
 
@@ -117,19 +117,18 @@ def line_rows_to_lines(rows, costs: dict[str, int | None], positions: dict[str, 
     out = []
     append = out.append
     get_state = STATES.get
-    for (rid, name, state, submitted_at, admitted_at, started_at, finished_at, gpus, cost_micro, priced, message,
-         metrics, primary_metric) in rows:
+    for (rid, name, state, submitted_at, admitted_at, finished_at, gpus, priced_cost, message, metrics,
+         primary_metric) in rows:
         position = positions.get(rid)
         if rid in costs:
             cost = costs[rid]
         elif state == "QUEUED":
             cost = 0
         else:
-            cost = cost_micro if priced else None
+            cost = priced_cost  # None: unpriced
         append(RunLine(
             rid, name, get_state(state) or RunState(state), datetime.fromtimestamp(submitted_at, _UTC), position,
             gpus, None if admitted_at is None else datetime.fromtimestamp(admitted_at, _UTC),
-            None if started_at is None else datetime.fromtimestamp(started_at, _UTC),
             None if finished_at is None else datetime.fromtimestamp(finished_at, _UTC),
             cost, message or _waiting(state, position), _js(metrics, {}), primary_metric))
     return out
