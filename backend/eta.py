@@ -205,6 +205,7 @@ def queue_etas(
     cpu_slots: int = 0,
     box: tuple[int | None, int | None] | None = None,
     gated: Collection[str] = (),
+    best_effort: bool = False,
 ) -> dict[str, Eta]:
     """Estimated start of each QUEUED run among `runs` (which hold the billed runs too).
 
@@ -225,6 +226,11 @@ def queue_etas(
     once they fit (`box_short`, the scheduler's rule), whatever its GPUs.
     gated: QUEUED runs held back by a gate (a prerequisite not complete, a hold, a begin time): when
     they start is not known, so they get no ETA; admission does not see them, so nothing waits on them.
+    best_effort: the queue policy lets a run that fits pass one that does not (`plan(best_effort=True)`):
+    at each moment (now, then each time a run is expected to end) every waiting run that fits starts,
+    in queue order, and the others keep their place: a run asking more than exists gets no ETA and
+    holds back nobody. False (strict FIFO): nothing passes the first run that waits, nor one that
+    never fits.
     """
     model = model or DurationModel.learn(runs)
     caps = caps or {}
@@ -260,6 +266,10 @@ def queue_etas(
     if order is None:
         order = [r.id for r in sorted(queued.values(), key=lambda r: (
             r.queue_position if r.queue_position is not None else 1 << 30, r.submitted_at, r.id))]
+    if best_effort:
+        return _best_effort(order, queued, gated, now=now, capacity=capacity, caps=caps, model=model, gpus=gpus,
+                            holds=holds, ends=ends, active=active, free=(free, free_slots, free_cpus, free_memory),
+                            seq=len(runs))
     at, bound, seq = now, False, len(runs)
     out: dict[str, Eta] = {}
     for rid in order:
@@ -307,6 +317,91 @@ def queue_etas(
         seq += 1
         end = at + (_FAR if exp is None else timedelta(seconds=exp.seconds))
         heapq.heappush(ends, (end, seq, hold, r.experiment, bool(exp and exp.bound), tuple(taken), cap))
+    return out
+
+
+def _best_effort(order, queued, gated, *, now: datetime, capacity: int, caps: Mapping[str, int], model: DurationModel,
+                 gpus: _Gpus | None, holds, ends: list, active: dict[str, int],
+                 free: tuple[int, int, int | None, int | None], seq: int) -> dict[str, Eta]:
+    """queue_etas under the best-effort policy: at now, then at each expected end, walk the waiting runs
+    in queue order and start every one that fits then, as the scheduler's passes would.
+
+    `plan` stops a pass early where nothing is free (no free or shared GPU; no cpu slot for a GPU-less
+    run) or skips in SQL the runs asking more than is free: what it leaves then could only be a run
+    holding no device (a GPU-less run on a GPU box), which the agent's next pass, half a second on,
+    admits; so the model starts every run that fits. A run asking more than exists never starts and
+    gets no ETA, and the runs behind it are estimated past it.
+
+    Runs of one shape (what they hold, their sharing cap, their experiment where it is capped) fit or
+    not alike, and within one moment what is free only shrinks: once one does not fit, the rest of its
+    shape wait for the next end without being tried, so a sweep of 10,000 alike trials costs each end
+    one try, not 10,000.
+    """
+    free_gpus, free_slots, free_cpus, free_memory = free
+    groups: dict[tuple, list] = {}  # shape -> its waiting runs in queue order
+    for idx, rid in enumerate(order):
+        r = queued.get(rid)
+        if r is None or rid in gated:
+            continue
+        need = r.gpus
+        cap = share_cap(r) if gpus else 0
+        limit = caps.get(r.experiment) if r.experiment else None
+        key = (need, holds(r, need), cap, r.experiment if limit else None)
+        groups.setdefault(key, []).append((idx, rid, r, limit))
+    heads = dict.fromkeys(groups, 0)  # the first run of each shape still waiting
+    waiting = sum(len(g) for g in groups.values())
+    out: dict[str, Eta] = {}
+    at, bound = now, False
+
+    def walk() -> None:
+        nonlocal free_gpus, free_slots, free_cpus, free_memory, seq, waiting
+        tries = [(members[heads[key]][0], key) for key, members in groups.items() if heads[key] < len(members)]
+        heapq.heapify(tries)  # each shape's first waiting run, in queue order
+        while tries:
+            _idx, key = heapq.heappop(tries)
+            need, hold, cap, _exp = key
+            members = groups[key]
+            _, rid, r, limit = members[heads[key]]
+            taken = None
+            if ((not need or free_gpus >= need) and free_slots >= hold[1]
+                    and box_short(hold[2], hold[3], free_cpus, free_memory) is None
+                    and not (limit and active.get(r.experiment, 0) >= limit)):
+                taken = gpus.pick(need, cap) if gpus else []
+            if taken is None:
+                continue  # this shape waits for the next end; other shapes are still tried
+            out[rid] = Eta(at, bound)
+            waiting -= 1
+            free_gpus -= need
+            free_slots -= hold[1]
+            free_cpus = None if free_cpus is None else free_cpus - hold[2]
+            free_memory = None if free_memory is None else free_memory - hold[3]
+            for g in taken:
+                g.take(cap)
+            if r.experiment:
+                active[r.experiment] = active.get(r.experiment, 0) + 1
+            exp = model.expected(r)
+            seq += 1
+            end = at + (_FAR if exp is None else timedelta(seconds=exp.seconds))
+            heapq.heappush(ends, (end, seq, hold, r.experiment, bool(exp and exp.bound), tuple(taken), cap))
+            heads[key] += 1
+            if heads[key] < len(members):
+                heapq.heappush(tries, (members[heads[key]][0], key))
+
+    walk()
+    while waiting and ends and ends[0][0] - now < _FAR / 2:  # past that, what waits waits on an unknown end
+        at = max(at, ends[0][0])
+        while ends and ends[0][0] <= at:  # every run that ends at that moment
+            _t, _i, back, e, b, held, held_cap = heapq.heappop(ends)
+            bound = bound or b
+            free_gpus += back[0]
+            free_slots += back[1]
+            free_cpus = None if free_cpus is None else free_cpus + back[2]
+            free_memory = None if free_memory is None else free_memory + back[3]
+            for g in held:
+                g.leave(held_cap)
+            if e:
+                active[e] -= 1
+        walk()
     return out
 
 

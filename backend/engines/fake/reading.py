@@ -41,11 +41,12 @@ class Reading:
         gated = {rid for rid in self._queue if self._runs[rid].run.depends_on and any(self._gate(self._runs[rid]))}
         if self.cpu_only:  # cpu slots are the devices: runs hold them as admission hands them out
             etas = queue_etas(runs, capacity=self.tier_gpus, now=now, order=list(self._queue),
-                              model=self._model_cache[1], cpu_slots=usable, gated=gated)
+                              model=self._model_cache[1], cpu_slots=usable, gated=gated,
+                              best_effort=self.queue_policy == "best-effort")
         else:
             capacity = min(self.tier_gpus, usable) if self.tier_gpus else usable
             etas = queue_etas(runs, capacity=capacity, now=now, order=list(self._queue), model=self._model_cache[1],
-                              gated=gated)
+                              gated=gated, best_effort=self.queue_policy == "best-effort")
         self._eta_cache = ((self._seq, now), etas)
         return etas
 

@@ -514,7 +514,9 @@ class KubernetesEngine(Submitting):
                     capacity = 0
             self._eta_capacity = (monotonic(), capacity)
         runs = self.ledger.runs()
-        etas = queue_etas(runs, capacity=capacity, now=self.cluster_now()) if capacity else {}
+        # The ClusterQueue setup.py renders queues BestEffortFIFO: Kueue admits a workload that fits
+        # past one that does not, and the estimate simulates that rule.
+        etas = queue_etas(runs, capacity=capacity, now=self.cluster_now(), best_effort=True) if capacity else {}
         for run in runs:
             if run.state != RunState.QUEUED:
                 continue

@@ -95,7 +95,7 @@ SHARE_COLUMNS = "COALESCE(json_extract(spec, '$.share'), 0), json_extract(spec, 
 def local_etas(conn, capacity: int, now: float | None = None,
                caps: dict[str, int] | None = None, *, order: list[str] | None = None,
                devices: Mapping[str, int | None] | None = None, tier: int = 0, cpu_slots: int = 0,
-               box: tuple[int | None, int | None] | None = None) -> dict[str, Eta]:
+               box: tuple[int | None, int | None] | None = None, best_effort: bool = False) -> dict[str, Eta]:
     """Estimated start of each QUEUED run; runs whose start cannot be estimated are left out.
 
     capacity: devices this profile may hold at once (tier, else the machine's devices).
@@ -110,8 +110,13 @@ def local_etas(conn, capacity: int, now: float | None = None,
     as the scheduler hands them out (a GPU-less run one per learner), and the tier counts GPUs only.
     box: the cores and memory (bytes; None: not counted) runs may hold together (limits.capacity):
     each run holds its own, as the scheduler counts them.
+    best_effort: the profile's queue_policy is "best-effort": a run that fits passes one that does not,
+    as admission lets it. A run behind the head may then start first and hold what the head waits
+    for, so the whole queue is read and simulated, whatever `order` says.
     """
     now = clock.time() if now is None else now
+    if best_effort:
+        order = None
     if caps is None:
         caps = parallel_caps(conn)
     columns, row_type = (f"{QUEUE_ROW_COLUMNS}, {SHARE_COLUMNS}", SharingQueueRow) if devices else (
@@ -128,7 +133,7 @@ def local_etas(conn, capacity: int, now: float | None = None,
     return queue_etas(runs, capacity=tier if sharing or slots else capacity,
                       now=datetime.fromtimestamp(now, timezone.utc), caps=caps, order=order,
                       model=learned(conn), devices=devices if sharing else None, cpu_slots=slots, box=box,
-                      gated={r.id for r in runs if r.gated})
+                      gated={r.id for r in runs if r.gated}, best_effort=best_effort)
 
 
 _capacity: dict[tuple[int, int], tuple[float, int, dict[str, int | None], tuple[int | None, int | None]]] = {}
@@ -152,7 +157,8 @@ def engine_etas(engine, *, order: list[str] | None = None) -> dict[str, Eta]:
     capacity = min(tier, devices) if tier and devices else (tier or devices)
     try:
         return local_etas(engine.conn, capacity, order=order, devices=gpus, tier=tier,
-                          cpu_slots=0 if gpus else devices, box=box)
+                          cpu_slots=0 if gpus else devices, box=box,
+                          best_effort=getattr(backend.profile, "queue_policy", "fifo") == "best-effort")
     except Exception as exc:  # an estimate must not break the listing; say why there is none
         import logging  # here, not at import: `runs` lists without logging
 
