@@ -20,6 +20,12 @@ caps fit one GPU together start together, and an exclusive run waits for a GPU n
 Cpu slots and the box (local engine): where a box's devices are cpu slots, a run that asks for no GPU
 still holds slots (`slots_held`, one per learner), so it waits for running cpu runs to end; and every
 run holds its cores and memory (`box_short`). Both are the rules `plan` admits by.
+
+Under `queue_policy = "best-effort"` (local and fake engines by the profile; Kubernetes, whose
+ClusterQueue is BestEffortFIFO, always) admission lets a run that fits pass one that does not, and the
+simulation does the same: at now, then at each expected end, every waiting run that fits starts, in
+queue order; the others keep their place. A run that can never fit then gets no ETA and holds back
+nobody; under FIFO it holds back everything behind it, as admission does.
 """
 from __future__ import annotations
 
@@ -267,7 +273,7 @@ def queue_etas(
         order = [r.id for r in sorted(queued.values(), key=lambda r: (
             r.queue_position if r.queue_position is not None else 1 << 30, r.submitted_at, r.id))]
     if best_effort:
-        return _best_effort(order, queued, gated, now=now, capacity=capacity, caps=caps, model=model, gpus=gpus,
+        return _best_effort(order, queued, gated, now=now, caps=caps, model=model, gpus=gpus,
                             holds=holds, ends=ends, active=active, free=(free, free_slots, free_cpus, free_memory),
                             seq=len(runs))
     at, bound, seq = now, False, len(runs)
@@ -320,7 +326,7 @@ def queue_etas(
     return out
 
 
-def _best_effort(order, queued, gated, *, now: datetime, capacity: int, caps: Mapping[str, int], model: DurationModel,
+def _best_effort(order, queued, gated, *, now: datetime, caps: Mapping[str, int], model: DurationModel,
                  gpus: _Gpus | None, holds, ends: list, active: dict[str, int],
                  free: tuple[int, int, int | None, int | None], seq: int) -> dict[str, Eta]:
     """queue_etas under the best-effort policy: at now, then at each expected end, walk the waiting runs

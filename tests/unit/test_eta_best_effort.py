@@ -360,3 +360,33 @@ def test_fifo_is_the_default_and_best_effort_starts_at_least_what_fifo_starts_no
     assert fifo == default
     assert {r for r, e in fifo.items() if e.at == T0} <= {r for r, e in best.items() if e.at == T0}
     assert all(e.at - T0 < timedelta(days=1) for e in best.values())
+
+
+def test_the_kubernetes_engine_estimates_as_its_best_effort_cluster_queue_admits():
+    """setup.py renders the ClusterQueue with queueingStrategy BestEffortFIFO: Kueue admits a workload
+    that fits past one that does not, and `_refresh_etas` simulates that."""
+    from time import monotonic
+
+    from backend.engines.kubernetes import setup
+    from backend.engines.kubernetes.engine import KubernetesEngine
+
+    objs = setup.cluster_objects(namespace="team-a", queue="q", gpus=4, gpu_product=None, priorities={"normal": 0})
+    assert [o["spec"]["queueingStrategy"] for o in objs if o["kind"] == "ClusterQueue"] == ["BestEffortFIFO"]
+    runs = {r.id: r for r in (run("r", S.PROCESSING, name="r", admitted=-100, max_s=600, gpus=2),
+                              run("big", name="big", max_s=300, gpus=3, at=1),
+                              run("small", name="small", max_s=100, gpus=1, at=2))}
+    engine = object.__new__(KubernetesEngine)
+    engine._eta_capacity = (monotonic(), 4)  # the tier's GPUs, as read less than a minute ago
+    engine.ledger = SimpleNamespace(runs=lambda: list(runs.values()), put_run=lambda r: runs.__setitem__(r.id, r))
+    engine.cluster_now = lambda: T0
+    engine._refresh_etas()
+    assert {rid: (runs[rid].eta - T0).total_seconds() for rid in ("big", "small")} == {"small": 0, "big": 500}
+
+
+def test_runs_taken_to_end_at_one_moment_free_their_devices_together():
+    # Both running runs are past their expected end: both are taken to end now, together, so the big
+    # run first in the queue gets both GPUs, rather than the small one taking the first to come back.
+    runs = [run("r1", S.PROCESSING, name="r1", admitted=-700, max_s=600, gpus=1),
+            run("r2", S.PROCESSING, name="r2", admitted=-900, max_s=600, gpus=1),
+            run("big", name="big", max_s=300, gpus=2, at=1), run("small", name="small", max_s=100, gpus=1, at=2)]
+    assert at(queue_etas(runs, capacity=2, now=T0, best_effort=True)) == {"big": 0, "small": 300}
