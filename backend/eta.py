@@ -38,6 +38,7 @@ from .records import FrozenRecord
 from .runs import Run, RunState
 
 _FAR = timedelta(days=365 * 100)  # "no expected end known": ETAs behind it are not given
+_BEST_EFFORT_TRIES = 200_000  # a best-effort simulation's work limit (tries to start a run): ~0.2 s
 
 
 def _median(values: Sequence[float]) -> float:
@@ -341,7 +342,10 @@ def _best_effort(order, queued, gated, *, now: datetime, caps: Mapping[str, int]
     Runs of one shape (what they hold, their sharing cap, their experiment where it is capped) fit or
     not alike, and within one moment what is free only shrinks: once one does not fit, the rest of its
     shape wait for the next end without being tried, so a sweep of 10,000 alike trials costs each end
-    one try, not 10,000.
+    one try, not 10,000. A moment's walk stops where what is free is less than the least any waiting
+    shape holds (GPUs, slots, cores or memory). A queue of thousands of unlike runs that still fit
+    one dimension could cost each end a try per shape: past _BEST_EFFORT_TRIES tries the simulation
+    stops, and the runs not yet placed get no ETA rather than a slow listing.
     """
     free_gpus, free_slots, free_cpus, free_memory = free
     groups: dict[tuple, list] = {}  # shape -> its waiting runs in queue order
@@ -355,16 +359,29 @@ def _best_effort(order, queued, gated, *, now: datetime, caps: Mapping[str, int]
         key = (need, holds(r, need), cap, r.experiment if limit else None)
         groups.setdefault(key, []).append((idx, rid, r, limit))
     heads = dict.fromkeys(groups, 0)  # the first run of each shape still waiting
-    waiting = sum(len(g) for g in groups.values())
+    pending = [(members[0][0], key) for key, members in groups.items()]  # each shape's first, in queue order
+    heapq.heapify(pending)
     out: dict[str, Eta] = {}
-    at, bound = now, False
+    at, bound, tries = now, False, 0
+
+    def least() -> tuple[int, int, int, int]:
+        """The least GPUs, slots, cores and memory any waiting shape holds (fewer free: none fits)."""
+        held = [key[1] for _i, key in pending]
+        return tuple(min(h[d] for h in held) for d in range(4)) if held else (0, 0, 0, 0)  # type: ignore[return-value]
+
+    low, low_at = least(), len(pending)
 
     def walk() -> None:
-        nonlocal free_gpus, free_slots, free_cpus, free_memory, seq, waiting
-        tries = [(members[heads[key]][0], key) for key, members in groups.items() if heads[key] < len(members)]
-        heapq.heapify(tries)  # each shape's first waiting run, in queue order
-        while tries:
-            _idx, key = heapq.heappop(tries)
+        nonlocal free_gpus, free_slots, free_cpus, free_memory, seq, tries, low, low_at
+        waits = []  # shapes that do not fit now: tried again at the next end
+        while pending:
+            if ((low[0] > 0 and free_gpus < low[0]) or (low[1] > 0 and free_slots < low[1])
+                    or (low[2] > 0 and free_cpus is not None and free_cpus < low[2])
+                    or (low[3] > 0 and free_memory is not None and free_memory < low[3])):
+                break  # less is free than any waiting run holds
+            tries += 1
+            entry = heapq.heappop(pending)
+            key = entry[1]
             need, hold, cap, _exp = key
             members = groups[key]
             _, rid, r, limit = members[heads[key]]
@@ -374,9 +391,9 @@ def _best_effort(order, queued, gated, *, now: datetime, caps: Mapping[str, int]
                     and not (limit and active.get(r.experiment, 0) >= limit)):
                 taken = gpus.pick(need, cap) if gpus else []
             if taken is None:
-                continue  # this shape waits for the next end; other shapes are still tried
+                waits.append(entry)  # this shape waits for the next end; other shapes are still tried
+                continue
             out[rid] = Eta(at, bound)
-            waiting -= 1
             free_gpus -= need
             free_slots -= hold[1]
             free_cpus = None if free_cpus is None else free_cpus - hold[2]
@@ -391,10 +408,16 @@ def _best_effort(order, queued, gated, *, now: datetime, caps: Mapping[str, int]
             heapq.heappush(ends, (end, seq, hold, r.experiment, bool(exp and exp.bound), tuple(taken), cap))
             heads[key] += 1
             if heads[key] < len(members):
-                heapq.heappush(tries, (members[heads[key]][0], key))
+                heapq.heappush(pending, (members[heads[key]][0], key))
+        for entry in waits:
+            heapq.heappush(pending, entry)
+        if len(pending) * 2 < low_at:  # half the shapes are done: the least they hold may have grown
+            low, low_at = least(), len(pending)
 
     walk()
-    while waiting and ends and ends[0][0] - now < _FAR / 2:  # past that, what waits waits on an unknown end
+    while pending and ends and ends[0][0] - now < _FAR / 2:  # past that, what waits waits on an unknown end
+        if tries > _BEST_EFFORT_TRIES:
+            break
         at = max(at, ends[0][0])
         while ends and ends[0][0] <= at:  # every run that ends at that moment
             _t, _i, back, e, b, held, held_cap = heapq.heappop(ends)

@@ -390,3 +390,19 @@ def test_runs_taken_to_end_at_one_moment_free_their_devices_together():
             run("r2", S.PROCESSING, name="r2", admitted=-900, max_s=600, gpus=1),
             run("big", name="big", max_s=300, gpus=2, at=1), run("small", name="small", max_s=100, gpus=1, at=2)]
     assert at(queue_etas(runs, capacity=2, now=T0, best_effort=True)) == {"big": 0, "small": 300}
+
+
+def test_past_its_work_limit_the_simulation_gives_no_eta_rather_than_a_wrong_one(monkeypatch):
+    from backend import eta as model
+
+    rnd = random.Random(7)
+    runs = [run(f"r{i}", S.PROCESSING, name=f"r{i}", admitted=-rnd.randint(0, 300), max_s=600, gpus=1) for i in range(2)]
+    for i in range(300):  # unlike runs (their cores differ): each end tries every shape still waiting
+        q = run(f"q{i}", name=f"m{i % 5}", max_s=rnd.choice((60, 120, 300)), gpus=rnd.randint(0, 3), at=i + 1)
+        q.cpus_total = rnd.randint(1, 40)
+        runs.append(q)
+    full = queue_etas(runs, capacity=4, now=T0, box=(48, None), best_effort=True)
+    monkeypatch.setattr(model, "_BEST_EFFORT_TRIES", 500)
+    cut = queue_etas(runs, capacity=4, now=T0, box=(48, None), best_effort=True)
+    assert 0 < len(cut) < len(full) == 300
+    assert all(full[rid] == e for rid, e in cut.items())  # those it gives are those it gives unbounded
