@@ -281,7 +281,7 @@ def admitted_by_agent(conn, *, devices: dict[str, int | None], gpu_box: bool, ti
     raise AssertionError("admission did not settle")
 
 
-@pytest.mark.parametrize("seed", range(60))
+@pytest.mark.parametrize("seed", range(120))
 def test_the_runs_estimated_to_start_now_are_those_best_effort_admission_starts(tmp_path, seed):
     """Random boxes (GPUs, some shared, or cpu slots; a tier; cores and memory), running runs, and a
     queue of runs of every kind (GPU-less, multi-GPU, sharing, too big to ever fit, gated, sweep trials
@@ -322,11 +322,12 @@ def test_the_runs_estimated_to_start_now_are_those_best_effort_admission_starts(
     if parallel:
         with db.write(conn):
             sweeps.record_policies(conn, {"sw": SweepPolicy(parallel=parallel)}, now=NOW)
-    trial = {"gpus": rnd.choice((0, 1)), "cores": rnd.randint(1, 2), "memory_gib": rnd.choice((1, 2))}
+    trials = [{"gpus": rnd.choice((0, 1)), "cores": rnd.randint(1, 2), "memory_gib": rnd.choice((1, 2))}
+              for _ in range(2)]  # one experiment's trials may differ (two manifests under one cap)
     for i in range(rnd.randint(1, 8)):
         kind = rnd.random()
-        if kind < 0.25:  # a trial of the sweep: its trials are alike, as a sweep's are
-            add_run(conn, f"q{i}", at=i + 1, experiment="sw", **trial)
+        if kind < 0.25:  # a trial of the sweep
+            add_run(conn, f"q{i}", at=i + 1, experiment="sw", **rnd.choice(trials))
             continue
         gpus = rnd.choice((0, 0, 1, 1, 2, 5))  # 5: more than any box here has
         sharing = gpu_box and gpus and rnd.random() < 0.5

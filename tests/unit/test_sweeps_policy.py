@@ -51,6 +51,24 @@ def test_parallel_cap_holds_back_only_that_experiment(conn):
     assert [a.run_id for a in admitted] == ["sw-0", "solo"]  # sw-1.. wait; the run behind passes them
 
 
+def test_under_best_effort_a_trial_passed_over_leaves_its_place_to_the_next_that_fits(conn):
+    """A capped sweep's trial that the planner passes over (no GPU of its type free) does not use up the
+    sweep's room: the next trial that fits starts, and the cap still holds for the ones after it."""
+    policy(conn, "sw", parallel=1)
+    add(conn, "sw-a100", experiment="sw", at=0, gpu_type="A100")
+    add(conn, "sw-any", experiment="sw", at=1)
+    add(conn, "sw-any-2", experiment="sw", at=2)
+    gov = SweepGovernor(conn, lambda *a: None)
+    free = [FreeDevice("GPU-0", "H100"), FreeDevice("GPU-1", "H100")]
+    queue = gov.queue(best_effort=False, free=2)
+    assert plan(queue, free, {"local": None}, match_type=True) == []  # FIFO waits on its head
+    queue.close()
+    queue = gov.queue(best_effort=True, free=2)
+    admitted = plan(queue, free, {"local": None}, best_effort=True, match_type=True)
+    queue.close()
+    assert [a.run_id for a in admitted] == ["sw-any"]
+
+
 def test_an_experiment_at_its_cap_is_skipped_inside_sqlite(conn):
     policy(conn, "sw", parallel=1)
     add(conn, "sw-running", experiment="sw", state="PROCESSING")

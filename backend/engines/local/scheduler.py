@@ -118,7 +118,7 @@ def plan(
     """Admissions for one pass.
 
     queue: (run id, devices needed, profile, wanted gpu type[, learners[, cores, memory bytes]]) in
-    queue order.
+    queue order; where it has a `passed(run_id)` method, each run not admitted is told to it.
     free: devices nobody holds. room: devices each profile may still take (None = no tier limit);
     a mapping that may compute missing profiles on demand.
     match_type: only hand a run devices of its `gpu_type` (real GPUs; cpu slots stand in for any).
@@ -141,7 +141,12 @@ def plan(
     spent: dict[str, int] = {}
     out: list[Admission] = []
 
+    passed = getattr(queue, "passed", None)  # a queue that counts what it offers (sweeps.capped_queue)
+
     def wait(run_id: str, reason: str) -> None:
+        """`run_id` is passed over (once for each run not admitted)."""
+        if passed is not None:
+            passed(run_id)
         if why is not None and len(why) < WHY_LIMIT:
             why[run_id] = reason
 

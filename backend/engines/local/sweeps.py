@@ -188,15 +188,17 @@ def read_policies(conn) -> dict[str, SweepPolicy]:
 
 
 # -- admission -------------------------------------------------------------------------------------
-def capped_queue(conn, *, best_effort: bool, free: int, room: dict[str, int]) -> Iterator[tuple]:
-    """The admission queue without the runs an experiment's `parallel` cap holds back.
+def capped_queue(conn, *, best_effort: bool, free: int, room: dict[str, int]):
+    """The admission queue without the runs an experiment's `parallel` cap holds back (iterable;
+    `close()` when done).
 
     room: runs each capped experiment may still start. Experiments with no room are left out inside
-    SQLite; the others are counted down as their runs are offered to the planner.
+    SQLite; the others are counted down as their runs are offered to the planner, and counted back
+    up for a run the planner passes over (`passed`, which `plan` calls): under best-effort a trial
+    that does not fit leaves its room to the next trial that does.
     """
     if not room:
-        yield from queue_cursor(conn, best_effort=best_effort, free=free)
-        return
+        return queue_cursor(conn, best_effort=best_effort, free=free)
     full = [e for e, n in room.items() if n <= 0]
     sql = f"SELECT {ADMIT_COLS}, experiment FROM runs WHERE state = 'QUEUED' AND {GATE_FILTER}"
     args: list[Any] = []
@@ -207,17 +209,36 @@ def capped_queue(conn, *, best_effort: bool, free: int, room: dict[str, int]) ->
         sql += f" AND (experiment IS NULL OR experiment NOT IN ({', '.join('?' for _ in full)}))"
         args += full
     sql += " ORDER BY prio DESC, submitted_at, id"
-    left = dict(room)
-    cur = conn.execute(sql, args)
-    try:
-        for *row, exp in cur:
+    return _CappedQueue(conn.execute(sql, args), dict(room))
+
+
+class _CappedQueue:
+    """Rows of a capped experiment are offered while it has room left; each offered one takes a
+    place until the planner says it passed it over."""
+
+    def __init__(self, cur, left: dict[str, int]) -> None:
+        self._cur = cur
+        self._left = left
+        self._offered: dict[str, str] = {}  # run id -> its capped experiment
+
+    def __iter__(self) -> Iterator[tuple]:
+        left, offered = self._left, self._offered
+        for *row, exp in self._cur:
             if exp in left:
                 if left[exp] <= 0:
                     continue
                 left[exp] -= 1
+                offered[row[0]] = exp
             yield tuple(row)
-    finally:
-        cur.close()
+
+    def passed(self, run_id: str) -> None:
+        """The planner did not admit `run_id`: its place goes back to its experiment."""
+        exp = self._offered.pop(run_id, None)
+        if exp is not None:
+            self._left[exp] += 1
+
+    def close(self) -> None:
+        self._cur.close()
 
 
 class SweepGovernor:
