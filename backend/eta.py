@@ -243,7 +243,7 @@ def queue_etas(
     caps = caps or {}
     gpus = _Gpus(devices) if devices else None
     slot_count = 0 if gpus else cpu_slots
-    box_cpus, box_memory = box if box else (None, None)
+
     def holds(r, need: int) -> tuple[int, int, int, int]:
         """What a run holds while it runs: (GPUs counted against capacity, cpu slots, cores, memory bytes)."""
         # slots_held caps a GPU-less run's slots at the box's; a run asking more GPUs than there are
@@ -251,8 +251,7 @@ def queue_etas(
         slots = slots_held(r.gpus, getattr(r, "learners", 1), slot_count) if slot_count else 0
         return (need, slots, int(getattr(r, "cpus_total", 0) or 0), int(getattr(r, "memory_total", 0) or 0))
 
-    ends: list[tuple[datetime, int, tuple[int, int, int, int], str | None, bool, tuple[_Gpu, ...], int]] = []
-    active: dict[str, int] = {}
+    pool = _Pool(model, gpus, now, seq=len(runs))
     for i, r in enumerate(runs):
         if not r.state.billed:
             continue
@@ -261,23 +260,22 @@ def queue_etas(
         end = now + _FAR if exp is None else max(now, start + timedelta(seconds=exp.seconds))
         cap = share_cap(r) if gpus else 0
         held = tuple(gpus.holding(getattr(r, "assigned", None) or (), cap)) if gpus else ()
-        ends.append((end, i, holds(r, r.gpus), r.experiment, bool(exp and exp.bound), held, cap))
+        pool.ends.append((end, i, holds(r, r.gpus), r.experiment, bool(exp and exp.bound), held, cap))
         if r.experiment:
-            active[r.experiment] = active.get(r.experiment, 0) + 1
-    heapq.heapify(ends)
-    free = capacity - sum(e[2][0] for e in ends) if capacity else 1 << 30
-    free_slots = slot_count - sum(e[2][1] for e in ends) if slot_count else 1 << 30
-    free_cpus = None if box_cpus is None else box_cpus - sum(e[2][2] for e in ends)
-    free_memory = None if box_memory is None else box_memory - sum(e[2][3] for e in ends)
+            pool.active[r.experiment] = pool.active.get(r.experiment, 0) + 1
+    heapq.heapify(pool.ends)
+    box_cpus, box_memory = box if box else (None, None)
+    held_now = [e[2] for e in pool.ends]
+    pool.free = [capacity - sum(h[0] for h in held_now) if capacity else 1 << 30,
+                 slot_count - sum(h[1] for h in held_now) if slot_count else 1 << 30,
+                 None if box_cpus is None else box_cpus - sum(h[2] for h in held_now),
+                 None if box_memory is None else box_memory - sum(h[3] for h in held_now)]
     queued = {r.id: r for r in runs if r.state == RunState.QUEUED}
     if order is None:
         order = [r.id for r in sorted(queued.values(), key=lambda r: (
             r.queue_position if r.queue_position is not None else 1 << 30, r.submitted_at, r.id))]
     if best_effort:
-        return _best_effort(order, queued, gated, now=now, caps=caps, model=model, gpus=gpus,
-                            holds=holds, ends=ends, active=active, free=(free, free_slots, free_cpus, free_memory),
-                            seq=len(runs))
-    at, bound, seq = now, False, len(runs)
+        return _best_effort(order, queued, gated, caps=caps, holds=holds, pool=pool)
     out: dict[str, Eta] = {}
     for rid in order:
         r = queued.get(rid)
@@ -289,47 +287,74 @@ def queue_etas(
         cap = share_cap(r) if gpus else 0
         hold = holds(r, need)
         limit = caps.get(r.experiment) if r.experiment else None
-
-        while True:
-            taken = None  # the GPUs it would take now; None while it cannot start
-            if ((not need or free >= need) and free_slots >= hold[1]  # a GPU-less run: no tier (plan's rule)
-                    and box_short(hold[2], hold[3], free_cpus, free_memory) is None
-                    and not (limit and active.get(r.experiment, 0) >= limit)):
-                taken = gpus.pick(need, cap) if gpus else []
-            if taken is not None or not ends:
-                break
-            t, _i, back, e, b, held, held_cap = heapq.heappop(ends)
-            at = max(at, t)
-            bound = bound or b
-            free += back[0]
-            free_slots += back[1]
-            free_cpus = None if free_cpus is None else free_cpus + back[2]
-            free_memory = None if free_memory is None else free_memory + back[3]
-            for g in held:
-                g.leave(held_cap)
-            if e:
-                active[e] -= 1
-        if taken is None or at - now >= _FAR / 2:
+        while (taken := pool.fits(need, hold, cap, r.experiment, limit)) is None and pool.ends:
+            pool.end_next()
+        if taken is None or pool.at - now >= _FAR / 2:
             break  # everything from here waits on a run with no expected end (or one that never fits)
-        out[rid] = Eta(at, bound)
-        free -= need
-        free_slots -= hold[1]
-        free_cpus = None if free_cpus is None else free_cpus - hold[2]
-        free_memory = None if free_memory is None else free_memory - hold[3]
-        for g in taken:
-            g.take(cap)
-        if r.experiment:
-            active[r.experiment] = active.get(r.experiment, 0) + 1
-        exp = model.expected(r)
-        seq += 1
-        end = at + (_FAR if exp is None else timedelta(seconds=exp.seconds))
-        heapq.heappush(ends, (end, seq, hold, r.experiment, bool(exp and exp.bound), tuple(taken), cap))
+        out[rid] = Eta(pool.at, pool.bound)
+        pool.start(r, hold, cap, taken)
     return out
 
 
-def _best_effort(order, queued, gated, *, now: datetime, caps: Mapping[str, int], model: DurationModel,
-                 gpus: _Gpus | None, holds, ends: list, active: dict[str, int],
-                 free: tuple[int, int, int | None, int | None], seq: int) -> dict[str, Eta]:
+class _Pool:
+    """What the queue's simulation holds: what is free (GPUs against the tier or capacity, cpu slots,
+    cores, memory bytes: None where not counted), the GPUs' places, running runs per experiment, the
+    expected ends of what runs, and the moment reached (`at`, `bound`: whether any end it waited on
+    is only max_duration's bound). FIFO and best-effort start and end runs through it alike."""
+
+    def __init__(self, model: DurationModel, gpus: _Gpus | None, now: datetime, seq: int) -> None:
+        self.model, self.gpus, self.at, self.bound, self.seq = model, gpus, now, False, seq
+        self.free: list = [1 << 30, 1 << 30, None, None]
+        self.active: dict[str, int] = {}
+        self.ends: list[tuple[datetime, int, tuple[int, int, int, int], str | None, bool, tuple[_Gpu, ...], int]] = []
+
+    def fits(self, need: int, hold: tuple[int, int, int, int], cap: int, experiment: str | None,
+             limit: int | None) -> list[_Gpu] | None:
+        """The GPUs a run would take now ([] where none are placed one by one); None: it waits."""
+        gpus, slots, cpus, memory = self.free
+        if ((not need or gpus >= need) and slots >= hold[1]  # a GPU-less run: no tier (plan's rule)
+                and box_short(hold[2], hold[3], cpus, memory) is None
+                and not (limit and self.active.get(experiment, 0) >= limit)):
+            return self.gpus.pick(need, cap) if self.gpus else []
+        return None
+
+    def start(self, r, hold: tuple[int, int, int, int], cap: int, taken: list[_Gpu]) -> None:
+        """`r` starts at `at`, holding `hold` and the GPUs `taken`, until its expected end."""
+        free = self.free
+        free[0] -= hold[0]
+        free[1] -= hold[1]
+        if free[2] is not None:
+            free[2] -= hold[2]
+        if free[3] is not None:
+            free[3] -= hold[3]
+        for g in taken:
+            g.take(cap)
+        if r.experiment:
+            self.active[r.experiment] = self.active.get(r.experiment, 0) + 1
+        exp = self.model.expected(r)
+        self.seq += 1
+        end = self.at + (_FAR if exp is None else timedelta(seconds=exp.seconds))
+        heapq.heappush(self.ends, (end, self.seq, hold, r.experiment, bool(exp and exp.bound), tuple(taken), cap))
+
+    def end_next(self) -> None:
+        """The next expected end: time moves on to it, and what that run held is free again."""
+        t, _i, back, experiment, b, held, held_cap = heapq.heappop(self.ends)
+        self.at = max(self.at, t)
+        self.bound = self.bound or b
+        free = self.free
+        free[0] += back[0]
+        free[1] += back[1]
+        if free[2] is not None:
+            free[2] += back[2]
+        if free[3] is not None:
+            free[3] += back[3]
+        for g in held:
+            g.leave(held_cap)
+        if experiment:
+            self.active[experiment] -= 1
+
+
+def _best_effort(order, queued, gated, *, caps: Mapping[str, int], holds, pool: _Pool) -> dict[str, Eta]:
     """queue_etas under the best-effort policy: at now, then at each expected end, walk the waiting runs
     in queue order and start every one that fits then, as the scheduler's passes would.
 
@@ -347,14 +372,14 @@ def _best_effort(order, queued, gated, *, now: datetime, caps: Mapping[str, int]
     one dimension could cost each end a try per shape: past _BEST_EFFORT_TRIES tries the simulation
     stops, and the runs not yet placed get no ETA rather than a slow listing.
     """
-    free_gpus, free_slots, free_cpus, free_memory = free
+    now = pool.at
     groups: dict[tuple, list] = {}  # shape -> its waiting runs in queue order
     for idx, rid in enumerate(order):
         r = queued.get(rid)
         if r is None or rid in gated:
             continue
         need = r.gpus
-        cap = share_cap(r) if gpus else 0
+        cap = share_cap(r) if pool.gpus else 0
         limit = caps.get(r.experiment) if r.experiment else None
         key = (need, holds(r, need), cap, r.experiment if limit else None)
         groups.setdefault(key, []).append((idx, rid, r, limit))
@@ -362,7 +387,7 @@ def _best_effort(order, queued, gated, *, now: datetime, caps: Mapping[str, int]
     pending = [(members[0][0], key) for key, members in groups.items()]  # each shape's first, in queue order
     heapq.heapify(pending)
     out: dict[str, Eta] = {}
-    at, bound, tries = now, False, 0
+    tries = 0
 
     def least() -> tuple[int, int, int, int]:
         """The least GPUs, slots, cores and memory any waiting shape holds (fewer free: none fits)."""
@@ -372,12 +397,13 @@ def _best_effort(order, queued, gated, *, now: datetime, caps: Mapping[str, int]
     low, low_at = least(), len(pending)
 
     def walk() -> None:
-        nonlocal free_gpus, free_slots, free_cpus, free_memory, seq, tries, low, low_at
+        nonlocal tries, low, low_at
         waits = []  # shapes that do not fit now: tried again at the next end
+        free = pool.free
         while pending:
-            if ((low[0] > 0 and free_gpus < low[0]) or (low[1] > 0 and free_slots < low[1])
-                    or (low[2] > 0 and free_cpus is not None and free_cpus < low[2])
-                    or (low[3] > 0 and free_memory is not None and free_memory < low[3])):
+            if ((low[0] > 0 and free[0] < low[0]) or (low[1] > 0 and free[1] < low[1])
+                    or (low[2] > 0 and free[2] is not None and free[2] < low[2])
+                    or (low[3] > 0 and free[3] is not None and free[3] < low[3])):
                 break  # less is free than any waiting run holds
             tries += 1
             entry = heapq.heappop(pending)
@@ -385,27 +411,12 @@ def _best_effort(order, queued, gated, *, now: datetime, caps: Mapping[str, int]
             need, hold, cap, _exp = key
             members = groups[key]
             _, rid, r, limit = members[heads[key]]
-            taken = None
-            if ((not need or free_gpus >= need) and free_slots >= hold[1]
-                    and box_short(hold[2], hold[3], free_cpus, free_memory) is None
-                    and not (limit and active.get(r.experiment, 0) >= limit)):
-                taken = gpus.pick(need, cap) if gpus else []
+            taken = pool.fits(need, hold, cap, r.experiment, limit)
             if taken is None:
                 waits.append(entry)  # this shape waits for the next end; other shapes are still tried
                 continue
-            out[rid] = Eta(at, bound)
-            free_gpus -= need
-            free_slots -= hold[1]
-            free_cpus = None if free_cpus is None else free_cpus - hold[2]
-            free_memory = None if free_memory is None else free_memory - hold[3]
-            for g in taken:
-                g.take(cap)
-            if r.experiment:
-                active[r.experiment] = active.get(r.experiment, 0) + 1
-            exp = model.expected(r)
-            seq += 1
-            end = at + (_FAR if exp is None else timedelta(seconds=exp.seconds))
-            heapq.heappush(ends, (end, seq, hold, r.experiment, bool(exp and exp.bound), tuple(taken), cap))
+            out[rid] = Eta(pool.at, pool.bound)
+            pool.start(r, hold, cap, taken)
             heads[key] += 1
             if heads[key] < len(members):
                 heapq.heappush(pending, (members[heads[key]][0], key))
@@ -415,21 +426,13 @@ def _best_effort(order, queued, gated, *, now: datetime, caps: Mapping[str, int]
             low, low_at = least(), len(pending)
 
     walk()
+    ends = pool.ends
     while pending and ends and ends[0][0] - now < _FAR / 2:  # past that, what waits waits on an unknown end
         if tries > _BEST_EFFORT_TRIES:
             break
-        at = max(at, ends[0][0])
+        at = max(pool.at, ends[0][0])
         while ends and ends[0][0] <= at:  # every run that ends at that moment
-            _t, _i, back, e, b, held, held_cap = heapq.heappop(ends)
-            bound = bound or b
-            free_gpus += back[0]
-            free_slots += back[1]
-            free_cpus = None if free_cpus is None else free_cpus + back[2]
-            free_memory = None if free_memory is None else free_memory + back[3]
-            for g in held:
-                g.leave(held_cap)
-            if e:
-                active[e] -= 1
+            pool.end_next()
         walk()
     return out
 

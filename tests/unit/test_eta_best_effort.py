@@ -17,7 +17,7 @@ from backend.eta import queue_etas
 from backend.ledger import db
 from backend.runs import RunState
 from tests.unit.test_eta import T0, run
-from tests.unit.test_eta_cpu import NOW, add
+from tests.unit.test_eta_cpu import NOW, add, cpu_box_engine
 
 GiB = 2**30
 S = RunState
@@ -175,23 +175,12 @@ def test_best_effort_reads_the_whole_queue_where_a_page_asks_for_its_head(conn):
 
 def test_the_engines_estimate_follows_the_profiles_queue_policy(conn, tmp_path, monkeypatch):
     """engine_etas, as `runs` and the TUI call it: the profile's queue_policy picks the rule."""
-    from backend.engines.local import limits
-
-    fake = tmp_path / "nvml.json"
-    fake.write_text('{"gpus": []}')
-    monkeypatch.setenv("DLAAS_FAKE_NVML", str(fake))
-    monkeypatch.setattr(eta.clock, "time", lambda: NOW)
-    monkeypatch.setattr(limits, "machine_cores", lambda: tuple(range(8)))
-    monkeypatch.setattr(limits, "machine_memory", lambda: 64 * GiB)
     add(conn, "r", max_s=600, running_on=["cpu:0"], started=100)  # ends at +500
     add(conn, "ddp", learners=2, at=1, max_s=300)
     add(conn, "one", at=2, max_s=100)
 
     def got(policy: str) -> dict[str, float]:
-        engine = SimpleNamespace(conn=conn, backend=SimpleNamespace(
-            config=SimpleNamespace(tier_gpus=lambda profile: 0),
-            profile=SimpleNamespace(cpu_slots=2, cpus=None, memory=None, queue_policy=policy)))
-        eta._capacity.clear()
+        engine = cpu_box_engine(conn, tmp_path, monkeypatch, queue_policy=policy)
         return {rid: e.at.timestamp() - NOW for rid, e in eta.engine_etas(engine).items()}
 
     assert got("fifo") == {"ddp": 500, "one": 800}

@@ -242,9 +242,9 @@ def test_the_runs_estimated_to_start_now_are_those_the_scheduler_admits(tmp_path
     assert now_etas == admitted, (gpu_box, slots, tier, cores, memory)
 
 
-def test_the_engines_estimate_counts_cpu_slots_and_the_boxs_cores(conn, tmp_path, monkeypatch):
-    """engine_etas, as `runs` and the TUI call it: (fake) NVML finds no GPU, so the profile's cpu slots
-    are the devices; the cores and memory are the ones the agent admits by (limits.capacity)."""
+def cpu_box_engine(conn, tmp_path, monkeypatch, **profile):
+    """A stand-in local engine over `conn`, as engine_etas reads one, on a box where (fake) NVML finds
+    no GPU: 8 cores, 64 GiB, a profile of 2 cpu slots and no tier (`profile`: its other fields)."""
     from backend.engines.local import limits
 
     fake = tmp_path / "nvml.json"
@@ -253,13 +253,20 @@ def test_the_engines_estimate_counts_cpu_slots_and_the_boxs_cores(conn, tmp_path
     monkeypatch.setattr(eta.clock, "time", lambda: NOW)
     monkeypatch.setattr(limits, "machine_cores", lambda: tuple(range(8)))
     monkeypatch.setattr(limits, "machine_memory", lambda: 64 * GiB)
+    eta._capacity.clear()
+    return SimpleNamespace(conn=conn, backend=SimpleNamespace(
+        config=SimpleNamespace(tier_gpus=lambda profile: 0),
+        profile=SimpleNamespace(**{"cpu_slots": 2, "cpus": None, "memory": None, **profile})))
+
+
+def test_the_engines_estimate_counts_cpu_slots_and_the_boxs_cores(conn, tmp_path, monkeypatch):
+    """engine_etas, as `runs` and the TUI call it: (fake) NVML finds no GPU, so the profile's cpu slots
+    are the devices; the cores and memory are the ones the agent admits by (limits.capacity)."""
+    engine = cpu_box_engine(conn, tmp_path, monkeypatch, cpus=2)
     add(conn, "r", max_s=600, running_on=["cpu:0"], started=100)  # ends at +500
     add(conn, "a", at=1, max_s=300)  # the second slot: now
     add(conn, "b", at=2, max_s=100)  # both slots held: when a ends (+300)
     add(conn, "c", at=3, max_s=100, cores=2)  # a profile of 2 cores: r and b hold them until +500
-    engine = SimpleNamespace(conn=conn, backend=SimpleNamespace(
-        config=SimpleNamespace(tier_gpus=lambda profile: 0),
-        profile=SimpleNamespace(cpu_slots=2, cpus=2, memory=None)))
     got = {rid: e.at.timestamp() - NOW for rid, e in eta.engine_etas(engine).items()}
     assert got == {"a": 0, "b": 300, "c": 500}
-    assert os.environ["DLAAS_FAKE_NVML"] == str(fake)
+    assert os.environ["DLAAS_FAKE_NVML"] == str(tmp_path / "nvml.json")
