@@ -98,10 +98,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("gpus", "GPUS", 3),
     Column("assigned", "ASSIGNED", 10, cut_to=10),
     # `queued 3m02s` / `ran 12m04s`, or just `3m02s` where the width runs short; sorted by the seconds
-    Column("age", "TIME", 8, cut_to=AGE_WIDTH),
+    Column("age", "TIME", 7, cut_to=AGE_WIDTH),
     Column("cost", "COST", 4, align_right=True),
     Column("metric", "METRIC", 5, cut_to=12),
-    Column("params", "PARAMS", 7, cut_to=12),
+    Column("params", "PARAMS", 8, cut_to=12),
 )
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 BY_KEY = {c.key: c for c in COLUMNS}
