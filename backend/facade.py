@@ -420,12 +420,15 @@ def set_priority(backend: Backend, run_id: str, priority: str) -> Run:
 
 def submit_through_agent(backend: Backend, *, manifests: Sequence[Any], model: Any = None, name: str | None = None,
                          experiment: str | None = None, after: Sequence[str] = (), hold: bool = False,
-                         begin_at: float | None = None, read_only: bool = False) -> list[dict] | None:
+                         begin_at: float | None = None, read_only: bool = False,
+                         request_id: str | None = None) -> list[dict] | None:
     """Submit (not a dry run: that is the engine's) through the agent's submission worker
     (backend/agentlink/handoff.py), with SubmitRequest's fields: the runs' JSON documents, or the error
     the worker met, raised as the CLI would print it. None when it was not handed over (not a local
-    profile, no agent or worker to take it, a test's own clock): then submit with
-    `backend.engine.submit(SubmitRequest(...))`, which nothing else has done.
+    profile, no agent or worker to take it, a test's own clock) or the worker ended before recording
+    it: then submit with `backend.engine.submit(SubmitRequest(...))`, which nothing else has done.
+    `request_id` (random, and the same in that SubmitRequest) is how a worker that ended without an
+    answer is found to have recorded the submit or not; without one, such an end is an error.
 
     Imports neither pydantic nor YAML nor SQLite, nor the run types: that is what makes a submit on a
     running agent fast."""
@@ -451,8 +454,8 @@ def submit_through_agent(backend: Backend, *, manifests: Sequence[Any], model: A
         "python": sys.executable, "env": dict(os.environ), "cwd": cwd, "umask": umask, "clock_shift": current.shift_s,
         "profile": backend.profile.name, "read_only": read_only, "manifests": [str(p) for p in manifests],
         "model": str(model) if model is not None else None, "name": name, "experiment": experiment,
-        "after": list(after), "hold": hold, "begin_at": begin_at,
-    })
+        "after": list(after), "hold": hold, "begin_at": begin_at, "request_id": request_id,
+    }, recorded=lambda rid: [r.to_json() for r in backend.engine.recorded_submit(rid)])
 
 
 # -- the agent (one per DLAAS_HOME; imported lazily so `--help` stays light) ----------------------

@@ -445,11 +445,14 @@ class SubmitRequest(Record):
     after: Sequence[str]  # run ids (or "@", the last submission) that must complete first
     hold: bool  # queued but not started until released
     begin_at: float | None  # epoch seconds: not started before
-    _fields = ("manifests", "model", "name", "experiment", "dry_run", "after", "hold", "begin_at")
+    # The CLI's random id for this submit, recorded in each run's spec (never shown): after a lost
+    # answer from the agent's submission worker the CLI finds by it what the worker recorded.
+    request_id: str | None
+    _fields = ("manifests", "model", "name", "experiment", "dry_run", "after", "hold", "begin_at", "request_id")
 
     def __init__(self, manifests: Sequence[Path], model: Path | None = None, name: str | None = None,
                  experiment: str | None = None, dry_run: bool = False, after: Sequence[str] = (),
-                 hold: bool = False, begin_at: float | None = None) -> None:
+                 hold: bool = False, begin_at: float | None = None, request_id: str | None = None) -> None:
         self.manifests = manifests
         self.model = model
         self.name = name
@@ -458,6 +461,7 @@ class SubmitRequest(Record):
         self.after = after
         self.hold = hold
         self.begin_at = begin_at
+        self.request_id = request_id
 
 
 def __getattr__(name: str) -> Any:

@@ -103,7 +103,8 @@ class Worker:
             manifests=[Path(p) for p in req.get("manifests") or []],
             model=Path(req["model"]) if req.get("model") else None, name=req.get("name"),
             experiment=req.get("experiment"), dry_run=False, after=tuple(req.get("after") or ()),
-            hold=bool(req.get("hold")), begin_at=req.get("begin_at"))
+            hold=bool(req.get("hold")), begin_at=req.get("begin_at"),
+            request_id=str(req["request_id"]) if req.get("request_id") else None)
 
         def still_wanted() -> None:
             """Just before the runs are recorded: a CLI that went away (Ctrl-C) gets nothing recorded."""
@@ -140,7 +141,7 @@ class Worker:
                 log.info("submit not taken: %s", exc)
                 _send(conn, {"ready": False, "why": str(exc)})
                 return
-            _send(conn, {"ready": True})
+            _send(conn, {"ready": True, "pid": os.getpid()})  # the CLI waits for it to end if no answer comes
             if _readline(reader, 16) != b"go\n":
                 return  # the CLI gave up waiting and submits it itself
             try:

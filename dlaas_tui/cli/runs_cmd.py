@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -138,8 +139,11 @@ def cmd_submit(args, ctx) -> int:
         begin_at = parse_begin(args.begin)
     else:
         begin_at = None
+    # One random id for this submit, in each of its runs (whichever process records them): how a
+    # submission worker that ended without answering is found to have recorded it or not.
     fields = dict(manifests=args.manifests, model=args.model, name=args.name, experiment=args.experiment,
-                  after=tuple(args.after), hold=args.hold, begin_at=begin_at)
+                  after=tuple(args.after), hold=args.hold, begin_at=begin_at,
+                  request_id=None if args.dry_run else os.urandom(12).hex())
     if not args.dry_run:
         # On a local profile whose agent runs, its submission worker (which has the manifest models
         # loaded) submits; else, or when it does not take the request, this process does.

@@ -122,6 +122,17 @@ class LocalEngine:
             self._nudge()
         return runs
 
+    def recorded_submit(self, request_id: str) -> list[Run]:
+        """The runs recorded by the submit with this `SubmitRequest.request_id` ([] if none), as
+        `submit` returns them, the agent woken for them: what the CLI reads when the agent's
+        submission worker ended before it answered (backend/agentlink/handoff.py)."""
+        from .submit import recorded_submit
+
+        runs = recorded_submit(self, request_id)
+        if runs:
+            self._nudge()
+        return runs
+
     def rerun(self, run_id: str) -> list[Run]:
         from .submit import rerun
 

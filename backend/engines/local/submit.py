@@ -233,6 +233,8 @@ def prepare_and_record(engine, request: SubmitRequest, before_record: Callable[[
                     "gpu_memory": tm.gpu_memory_bytes, "share": bool(tm.share),
                 }
                 spec.update(_gates(after[k], request))
+                if request.request_id:  # the CLI's: what a lost answer is looked up by (recorded_submit)
+                    spec["request_id"] = request.request_id
                 name = request.name or m.name
                 if len(trials) > 1:
                     name = f"{name}-{i + 1}"
@@ -262,6 +264,21 @@ def prepare_and_record(engine, request: SubmitRequest, before_record: Callable[[
         sweeps.record_policies(conn, policies, now)
     remember_submission(engine, [r["id"] for r in rows])
     return sweeps.recorded_runs(engine, [r["id"] for r in rows])  # as recorded: QUEUED, positions
+
+
+def recorded_submit(engine, request_id: str) -> list[Run]:
+    """The runs a submit with `request_id` recorded, as `prepare_and_record` returns them; [] when it
+    recorded none. A submit's runs are inserted in one transaction: all of them or none. Found, they
+    are remembered as this home's last submission, as the submit would have done next."""
+    ids = [r[0] for r in engine.conn.execute(
+        "SELECT id FROM runs WHERE json_extract(spec, '$.request_id') = ? ORDER BY submitted_at, id",
+        (request_id,))]
+    if not ids:
+        return []
+    from . import sweeps
+
+    remember_submission(engine, ids)
+    return sweeps.recorded_runs(engine, ids)
 
 
 LAST_SUBMIT = "last-submit.json"  # the run ids of this home's last submission (`submit --after @`)
@@ -329,6 +346,7 @@ def rerun(engine, run_id: str) -> list[Run]:
     spec = dict(old["spec"], model_key=f"{rid}/_submitted_code/model.zip")
     for gate in ("wait", "depends_on"):  # its prerequisites were met for the first one
         spec.pop(gate, None)
+    spec.pop("request_id", None)  # not made by that submit
     backend = engine.backend
     if old["profile"] != backend.profile.name:
         backend = backend.__class__(config=backend.config, profile=backend.config.profile(old["profile"]),
