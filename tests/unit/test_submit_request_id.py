@@ -10,6 +10,10 @@ editor, scripts, tests) records no id at all.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +94,26 @@ def test_a_rerun_is_not_part_of_the_submit_it_copies(engine, sweep):
     again = engine.rerun(first.id)
     assert "request_id" not in db.get_row(engine.conn, again[0].id)["spec"]
     assert again[0].id not in [r.id for r in engine.recorded_submit(RID)]
+
+
+@pytest.mark.slow  # it starts a process (to watch it end)
+@pytest.mark.parametrize("with_pidfd", [True, False])
+def test_a_worker_is_seen_gone_once_it_exits_even_before_it_is_reaped(with_pidfd):
+    """What the CLI waits on after a lost answer (handoff._wait_gone): through a pidfd where there is
+    one, else by polling the pid (an exited, unreaped process counts as gone)."""
+    from backend.agentlink.handoff import _pidfd, _wait_gone
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    pidfd = _pidfd(child.pid) if with_pidfd else None
+    try:
+        assert (pidfd is not None) == with_pidfd
+        assert _wait_gone(child.pid, pidfd, 0.2) is False  # alive: the bound is what ends the wait
+        child.send_signal(signal.SIGKILL)
+        assert _wait_gone(child.pid, pidfd, 300) is True  # a zombie until child.wait() below
+        assert child.poll() == -signal.SIGKILL
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+        if child.poll() is None:
+            child.kill()
+        child.wait()
