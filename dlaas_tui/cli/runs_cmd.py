@@ -266,10 +266,10 @@ def cmd_runs(args, ctx) -> int:
             raise BadInput(f"--state must be one of {', '.join(s.value for s in RunState)}") from None
     engine = ctx.backend.engine
     if args.json and not args.tree:
-        from backend.facade import EncodedListing
-
-        if isinstance(engine, EncodedListing):  # 10,000 runs: finished ones pre-encoded
-            print_json_encoded(engine.list_runs_json(states=states, limit=args.limit))
+        # 10,000 runs: finished ones pre-encoded (EncodedListing, asked for by name as list_lines is)
+        list_json = getattr(engine, "list_runs_json", None)
+        if list_json is not None:
+            print_json_encoded(list_json(states=states, limit=args.limit))
             return 0
     # The table shows a RunLine's fields (names as a Run's): an engine that lists lines builds no Runs.
     list_lines = None if args.tree or args.json else getattr(engine, "list_lines", None)
