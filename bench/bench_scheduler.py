@@ -155,7 +155,8 @@ def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
 
 
 def fill(home: Path, n: int) -> None:
-    """n runs in the ledger, a third finished: the shape of a listing after a day's work."""
+    """n runs in the ledger, a third finished with their metrics (a loss, the primary one, and an
+    accuracy): the shape of a listing after a day's work."""
     old = os.environ.get("DLAAS_HOME")
     os.environ["DLAAS_HOME"] = str(home)
     try:
@@ -164,7 +165,7 @@ def fill(home: Path, n: int) -> None:
         conn = db.connect(home / "state" / "state.db")
         # 64 GPUs each: waiting for GPUs the box lacks, the agent stays idle
         fill_ledger(conn, [(f"training-f{n:03d}{i:04d}", "COMPLETED" if i % 3 == 0 else "QUEUED", 0, 64)
-                           for i in range(n)], t0=time.time() - n, name="fill", metrics=False)
+                           for i in range(n)], t0=time.time() - n, name="fill")
         seal_finished(conn)
         conn.close()
     finally:
