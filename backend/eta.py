@@ -55,12 +55,18 @@ class Expected(FrozenRecord):
     _fields = ("seconds", "bound")
 
     def __init__(self, seconds: float, bound: bool) -> None:
-        self._set(seconds=seconds, bound=bound)
+        _setattr(self, "seconds", seconds)  # FrozenRecord._set, unrolled
+        _setattr(self, "bound", bound)
+        _setattr(self, "delta", timedelta(seconds=seconds))  # not a field: what the simulation adds
+
+
+_setattr = object.__setattr__
+_TRIAL_SUFFIX = re.compile(r"-\d+$")
 
 
 def manifest_key(run: Run) -> str:
     """The manifest a run came from: its recorded manifest name, else its name less a trial suffix."""
-    return run.manifest_name or re.sub(r"-\d+$", "", run.name)
+    return run.manifest_name or _TRIAL_SUFFIX.sub("", run.name)
 
 
 class DurationModel:
@@ -70,10 +76,12 @@ class DurationModel:
                  by_manifest: dict[str, list[float]] | None = None) -> None:
         self.by_experiment: dict[str, list[float]] = {} if by_experiment is None else by_experiment
         self.by_manifest: dict[str, list[float]] = {} if by_manifest is None else by_manifest
+        self._known: dict[tuple[str, str], Expected] = {}  # the medians' Expected, worked out once each
 
     def add(self, experiment: str | None, manifest: str | None, seconds: float) -> None:
         if seconds < 0:
             return
+        self._known.clear()
         if experiment:
             self.by_experiment.setdefault(experiment, []).append(seconds)
         if manifest:
@@ -88,14 +96,28 @@ class DurationModel:
         return model
 
     def expected(self, run: Run) -> Expected | None:
-        same_sweep = self.by_experiment.get(run.experiment or "")
-        if same_sweep:
-            return Expected(_median(same_sweep), False)
-        same_manifest = self.by_manifest.get(manifest_key(run))
-        if same_manifest:
-            return Expected(_median(same_manifest), False)
-        if run.max_duration_s:
-            return Expected(float(run.max_duration_s), True)
+        """The median duration of its experiment's completed runs, else of its manifest's, else its
+        max_duration as a bound; None when nothing is known. (A simulation asks this of every run it
+        starts: each median is sorted out once.)"""
+        known = self._known
+        experiment = run.experiment
+        if experiment and experiment in self.by_experiment:
+            got = known.get(("e", experiment))
+            if got is None:
+                got = known[("e", experiment)] = Expected(_median(self.by_experiment[experiment]), False)
+            return got
+        key = manifest_key(run)
+        if key in self.by_manifest:
+            got = known.get(("m", key))
+            if got is None:
+                got = known[("m", key)] = Expected(_median(self.by_manifest[key]), False)
+            return got
+        limit = run.max_duration_s
+        if limit:
+            got = known.get(("d", limit))
+            if got is None:
+                got = known[("d", limit)] = Expected(float(limit), True)
+            return got
         return None
 
 
@@ -197,7 +219,8 @@ class Eta(FrozenRecord):
     _fields = ("at", "bound")
 
     def __init__(self, at: datetime, bound: bool) -> None:
-        self._set(at=at, bound=bound)
+        _setattr(self, "at", at)
+        _setattr(self, "bound", bound)
 
 
 def queue_etas(
@@ -333,7 +356,7 @@ class _Pool:
             self.active[r.experiment] = self.active.get(r.experiment, 0) + 1
         exp = self.model.expected(r)
         self.seq += 1
-        end = self.at + (_FAR if exp is None else timedelta(seconds=exp.seconds))
+        end = self.at + (_FAR if exp is None else exp.delta)
         heapq.heappush(self.ends, (end, self.seq, hold, r.experiment, bool(exp and exp.bound), tuple(taken), cap))
 
     def end_next(self) -> None:

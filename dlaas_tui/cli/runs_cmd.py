@@ -286,7 +286,7 @@ def cmd_runs(args, ctx) -> int:
 
     now = utcnow()
     queued = RunState.QUEUED
-    rows = [(r.id, r.name, r.state.value,
+    rows = [(r.id, r.name, r.state,  # a StrEnum: the table writes its value (str), without .value's property
              (f"{r.queue_position} {format_eta(r.eta, now, bound=r.eta_bound)}" if r.eta else str(r.queue_position))
              if r.queue_position else "", r.gpus, format_age(r, now), _money(r), _metric(r) if r.primary_metric else "",
              r.message if r.state is queued else "") for r in runs]  # made safe by the table

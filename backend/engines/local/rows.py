@@ -157,7 +157,10 @@ def _depends_on(row, keys) -> list[str]:
 
 def _waiting(state: str, position: int | None) -> str:
     """A queued run the agent gave no reason of its own waits for the runs ahead of it."""
-    return behind(position) if state == RunState.QUEUED.value else ""
+    return behind(position) if state == _QUEUED else ""
+
+
+_QUEUED = RunState.QUEUED.value  # an enum member's .value is a property: read once, not per row
 
 
 # A finished run never changes, so its JSON is written once when it ends and `runs --json` copies
