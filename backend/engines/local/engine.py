@@ -233,15 +233,20 @@ class LocalEngine:
         rows = cursor.execute(sql, args).fetchall()
         # As `_costs` picks them: billed now, or queued again after an admission (earlier attempts).
         live = [r[0] for r in rows if r[2] in BILLED_VALUES or (r[2] == "QUEUED" and r[4] is not None)]
-        costs: dict[str, int | None] = {}
-        for start in range(0, len(live), 500):
-            chunk = live[start : start + 500]
-            costs.update(self._costs(self.conn.execute(
-                f"SELECT {LIST_COLUMNS} FROM runs WHERE id IN ({', '.join('?' for _ in chunk)})", chunk).fetchall()))
+        costs = self._costs(self._listing_rows(live)) if live else {}
         positions = self._positions() if any(r[2] == "QUEUED" for r in rows) else {}
         lines = line_rows_to_lines(rows, costs, positions)
         self._set_etas(lines, positions)
         return lines
+
+    def _listing_rows(self, ids: list[str]) -> list:
+        """The listing's rows (LIST_COLUMNS) of the runs `ids`, read 500 at a time."""
+        got: list = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            got += self.conn.execute(
+                f"SELECT {LIST_COLUMNS} FROM runs WHERE id IN ({', '.join('?' for _ in chunk)})", chunk).fetchall()
+        return got
 
     def queue_head(self, limit: int) -> list[Run]:
         """The first `limit` queued runs in the order they will be admitted (a screenful for the TUI
@@ -257,13 +262,7 @@ class LocalEngine:
         document, the rest built live (queue positions, ticking cost)."""
         sql, args = self._listing_query("id, final_json, json_shape", states, experiment, limit)
         rows = self.conn.execute(sql, args).fetchall()
-        live_ids = [r[0] for r in rows if r[1] is None or r[2] != JSON_SHAPE]
-        got = []
-        for start in range(0, len(live_ids), 500):
-            chunk = live_ids[start : start + 500]
-            got += self.conn.execute(
-                f"SELECT {LIST_COLUMNS} FROM runs WHERE id IN ({', '.join('?' for _ in chunk)})", chunk
-            ).fetchall()
+        got = self._listing_rows([r[0] for r in rows if r[1] is None or r[2] != JSON_SHAPE])
         # One build for all of them: queue positions and ETAs are worked out once, not per chunk.
         live = {run.id: json.dumps(run.to_json()) for run in self.runs_from_rows(got)}
         return [live[r[0]] if r[0] in live else r[1] for r in rows]
