@@ -59,3 +59,11 @@ def test_by_position_and_by_name_give_the_same_run(tmp_path):
             fast = listing_row_to_run(row, 1234, position, approximate)
             slow = row_to_run(row, cost=1234, position=position, approximate=approximate)
             assert fast == slow and fast.to_json() == slow.to_json(), row["id"]
+
+
+def test_the_line_positions_read_by_name_are_the_line_columns(tmp_path):
+    from backend.engines.local.rows import L_ADMITTED, L_ID, L_STATE, LINE_COLUMNS
+
+    conn = db.connect(tmp_path / "state.db")
+    names = [d[0] for d in conn.execute(f"SELECT {LINE_COLUMNS} FROM runs").description]
+    assert (names[L_ID], names[L_STATE], names[L_ADMITTED]) == ("id", "state", "admitted_at")

@@ -35,10 +35,14 @@ from .rows import (
     I_PRICED,
     I_STATE,
     JSON_SHAPE,
+    L_ADMITTED,
+    L_ID,
+    L_STATE,
     LINE_COLUMNS,
     LIST_COLUMNS,
     QUEUE_SQL,
     line_rows_to_lines,
+    listed_cost,
     listing_row_to_run,
     queued_end_cost,
     row_cost,
@@ -170,13 +174,8 @@ class LocalEngine:
         costs = self._costs(rows)
         out = []
         for r in rows:
-            rid, state = r[I_ID], r[I_STATE]
-            if rid in costs:
-                cost = costs[rid]
-            elif state == "QUEUED":
-                cost = 0  # never admitted: nothing billed yet
-            else:
-                cost = r[I_COST] if r[I_PRICED] else None
+            rid = r[I_ID]
+            cost = listed_cost(costs, rid, r[I_STATE], r[I_COST] if r[I_PRICED] else None)
             out.append(listing_row_to_run(r, cost, positions.get(rid), best_effort))
         self._set_etas(out, positions)
         return out
@@ -232,9 +231,10 @@ class LocalEngine:
         cursor.row_factory = None
         rows = cursor.execute(sql, args).fetchall()
         # As `_costs` picks them: billed now, or queued again after an admission (earlier attempts).
-        live = [r[0] for r in rows if r[2] in BILLED_VALUES or (r[2] == "QUEUED" and r[4] is not None)]
+        live = [r[L_ID] for r in rows
+                if r[L_STATE] in BILLED_VALUES or (r[L_STATE] == "QUEUED" and r[L_ADMITTED] is not None)]
         costs = self._costs(self._listing_rows(live)) if live else {}
-        positions = self._positions() if any(r[2] == "QUEUED" for r in rows) else {}
+        positions = self._positions() if any(r[L_STATE] == "QUEUED" for r in rows) else {}
         lines = line_rows_to_lines(rows, costs, positions)
         self._set_etas(lines, positions)
         return lines

@@ -110,6 +110,9 @@ LINE_COLUMNS = (
 )
 
 
+L_ID, L_STATE, L_ADMITTED = 0, 2, 4  # LINE_COLUMNS' positions that list_lines reads before the lines are built
+
+
 def line_rows_to_lines(rows, costs: dict[str, int | None], positions: dict[str, int]) -> list[RunLine]:
     """RunLines from rows of LINE_COLUMNS: each run's cost as `runs_from_rows` gives it (live where
     `costs` has it, nothing for a never-admitted queued run, else the stored one) and its message as
@@ -120,18 +123,22 @@ def line_rows_to_lines(rows, costs: dict[str, int | None], positions: dict[str, 
     for (rid, name, state, submitted_at, admitted_at, finished_at, gpus, priced_cost, message, metrics,
          primary_metric) in rows:
         position = positions.get(rid)
-        if rid in costs:
-            cost = costs[rid]
-        elif state == "QUEUED":
-            cost = 0
-        else:
-            cost = priced_cost  # None: unpriced
         append(RunLine(
             rid, name, get_state(state) or RunState(state), datetime.fromtimestamp(submitted_at, _UTC), position,
             gpus, None if admitted_at is None else datetime.fromtimestamp(admitted_at, _UTC),
             None if finished_at is None else datetime.fromtimestamp(finished_at, _UTC),
-            cost, message or _waiting(state, position), _js(metrics, {}), primary_metric))
+            listed_cost(costs, rid, state, priced_cost), message or _waiting(state, position), _js(metrics, {}),
+            primary_metric))
     return out
+
+
+def listed_cost(costs: dict[str, int | None], run_id: str, state: str, stored: int | None) -> int | None:
+    """A listed run's cost: live where `costs` has it (billed now, or queued again after an
+    admission), nothing for a queued run never admitted, else the stored one (`stored`: None when
+    unpriced)."""
+    if run_id in costs:
+        return costs[run_id]
+    return 0 if state == _QUEUED else stored
 
 
 def _spec_fields(row, keys) -> dict[str, Any]:
